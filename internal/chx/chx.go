@@ -1,0 +1,85 @@
+// Package chx opens ClickHouse connections from config, over the native
+// protocol: clickhouse-go's HTTP transport does not work with the 18.16
+// server the tests use.
+package chx
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/consentflow/consentflow/internal/config"
+)
+
+// Config is how a service reaches ClickHouse.
+type Config struct {
+	// Addr lists native-protocol endpoints, host:port (9000, or 9440 with TLS).
+	Addr []string `mapstructure:"addr"`
+	// Username is the ClickHouse user. Empty means "default".
+	Username string `mapstructure:"username"`
+	// Password is best given by environment (SINK_CLICKHOUSE_PASSWORD) or
+	// PasswordFile.
+	Password     config.Secret `mapstructure:"password"`
+	PasswordFile string        `mapstructure:"password_file"`
+	TLS          config.TLS    `mapstructure:"tls"`
+	// DialTimeout bounds a connection attempt. Zero means 5s.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+}
+
+// Validate checks the block under prefix and resolves the password file.
+func (c *Config) Validate(prefix string) error {
+	var errs []error
+	if len(c.Addr) == 0 {
+		errs = append(errs, config.Invalid(prefix+".addr", "list at least one host:port"))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
+	}
+	errs = append(errs, c.TLS.Validate(prefix+".tls"))
+	pw, err := config.ResolveSecret(prefix+".password", c.Password, c.PasswordFile)
+	c.Password = pw
+	errs = append(errs, err)
+	return config.Join(errs...)
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidateIdentifier checks a database or table name that will be written
+// into SQL (ClickHouse cannot bind identifiers as parameters).
+func ValidateIdentifier(key, name string) error {
+	if !identifier.MatchString(name) {
+		return config.Invalid(key, "must be letters, digits and _ (not starting with a digit), got %q", name)
+	}
+	return nil
+}
+
+// Open returns a native-protocol connection pool. It does not dial until
+// first use.
+func Open(c *Config) (driver.Conn, error) {
+	tlsCfg, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse tls: %w", err)
+	}
+	dial := c.DialTimeout
+	if dial == 0 {
+		dial = 5 * time.Second
+	}
+	user := c.Username
+	if user == "" {
+		user = "default"
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Protocol:    clickhouse.Native,
+		Addr:        c.Addr,
+		Auth:        clickhouse.Auth{Username: user, Password: c.Password.Reveal()},
+		TLS:         tlsCfg,
+		DialTimeout: dial,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse open: %w", err)
+	}
+	return conn, nil
+}

@@ -1,0 +1,59 @@
+package config
+
+import (
+	"log/slog"
+	"net"
+	"strings"
+)
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info, warn or error. Empty means info.
+	Level string `mapstructure:"level"`
+	// Format is json or text. Empty means json.
+	Format string `mapstructure:"format"`
+}
+
+// Validate checks the level and format names.
+func (l Log) Validate(prefix string) error {
+	var errs []error
+	if _, err := l.SlogLevel(); err != nil {
+		errs = append(errs, Invalid(prefix+".level", "must be debug, info, warn or error, got %q", l.Level))
+	}
+	if f := strings.ToLower(l.Format); f != "" && f != "json" && f != "text" {
+		errs = append(errs, Invalid(prefix+".format", "must be json or text, got %q", l.Format))
+	}
+	return Join(errs...)
+}
+
+// SlogLevel parses Level.
+func (l Log) SlogLevel() (slog.Level, error) {
+	var lvl slog.Level
+	if l.Level == "" {
+		return slog.LevelInfo, nil
+	}
+	err := lvl.UnmarshalText([]byte(l.Level))
+	return lvl, err
+}
+
+// Admin configures the operational HTTP server (/metrics, /healthz, /readyz).
+type Admin struct {
+	// Listen is host:port; a bare :port listens on every interface.
+	Listen string `mapstructure:"listen"`
+}
+
+// Validate checks the listen address.
+func (a Admin) Validate(prefix string) error {
+	return ValidateListen(prefix+".listen", a.Listen)
+}
+
+// ValidateListen checks a host:port listen address.
+func ValidateListen(key, addr string) error {
+	if addr == "" {
+		return Invalid(key, "is required (host:port)")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return Invalid(key, "must be host:port: %v", err)
+	}
+	return nil
+}

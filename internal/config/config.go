@@ -1,0 +1,134 @@
+// Package config loads a service's YAML file with viper, applies environment
+// overrides, rejects unknown keys and validates the result.
+//
+// Data contract: every key of a service's config struct (its `mapstructure`
+// tags, dotted by nesting) can be overridden by the environment variable
+// PREFIX_SECTION_KEY, for example COLLECTOR_KAFKA_BROKERS=a:9092,b:9092.
+// Lists of structs (such as sources) come from the file only. Validation
+// errors name the dotted YAML key. Secrets are of type Secret, which never
+// prints its value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/spf13/viper"
+)
+
+// Validator is a config that checks itself. Validate returns every problem
+// it finds, each naming the YAML key.
+type Validator interface {
+	Validate() error
+}
+
+// Load reads the YAML file at path into out (a pointer to a struct already
+// holding the defaults), overlays environment variables named
+// envPrefix_SECTION_KEY, rejects keys the struct does not know, and validates.
+func Load(path, envPrefix string, out Validator) error {
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return fmt.Errorf("read config %s: %w", path, err)
+	}
+	v.SetEnvPrefix(envPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for _, key := range leafKeys(reflect.TypeOf(out).Elem(), "") {
+		if err := v.BindEnv(key); err != nil {
+			return fmt.Errorf("bind environment for %s: %w", key, err)
+		}
+	}
+	if err := v.UnmarshalExact(out); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := out.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// leafKeys lists the dotted keys of every field that holds a value rather
+// than a nested struct, so each can be bound to an environment variable.
+func leafKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("mapstructure")
+		if name == "" || name == "-" {
+			continue
+		}
+		key := prefix + name
+		if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
+			keys = append(keys, leafKeys(f.Type, key+".")...)
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// FieldError is a validation problem with one key.
+type FieldError struct {
+	Key string
+	Msg string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
+
+// Invalid returns a FieldError for key.
+func Invalid(key, format string, args ...any) error {
+	return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Join combines validation errors; nil when there are none.
+func Join(errs ...error) error { return errors.Join(errs...) }
+
+// Secret is a credential. It prints, logs and marshals as "[redacted]"; use
+// Reveal where the value itself is needed.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String hides the value from fmt.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString hides the value from %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue hides the value from slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText hides the value from encoders.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// ResolveSecret returns the secret given inline (value, usually from the
+// environment) or read from file; key names the inline key in errors, and the
+// file key is key+"_file". Giving both is an error, so a stale value cannot
+// silently win.
+func ResolveSecret(key string, value Secret, file string) (Secret, error) {
+	switch {
+	case value != "" && file != "":
+		return "", Invalid(key, "set either %s or %s_file, not both", key, key)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", Invalid(key+"_file", "read secret file: %v", err)
+		}
+		return Secret(strings.TrimRight(string(b), "\r\n")), nil
+	default:
+		return value, nil
+	}
+}

@@ -1,0 +1,152 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrPermanent marks input that will never decode, however often it is
+// retried: callers send it to the dead-letter topic.
+var ErrPermanent = errors.New("permanent")
+
+// FieldError names the field of an event that is wrong.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Is makes every FieldError permanent.
+func (e *FieldError) Is(target error) bool { return target == ErrPermanent }
+
+// Types are the Segment event types the pipeline accepts.
+var Types = []string{"track", "identify", "page", "screen", "group", "alias"}
+
+// DecodeEvent parses and validates one Segment event.
+func DecodeEvent(raw []byte) (Event, error) {
+	var e Event
+	if err := strictUnmarshal(raw, &e); err != nil {
+		return Event{}, err
+	}
+	return e, e.Validate()
+}
+
+// Validate checks the fields the Segment spec requires for the event's type.
+func (e *Event) Validate() error {
+	switch e.Type {
+	case "":
+		return &FieldError{"type", "is required"}
+	case "track":
+		if strings.TrimSpace(e.Event) == "" {
+			return &FieldError{"event", "is required for track"}
+		}
+	case "group":
+		if e.GroupID == "" {
+			return &FieldError{"groupId", "is required for group"}
+		}
+	case "alias":
+		if e.PreviousID == "" {
+			return &FieldError{"previousId", "is required for alias"}
+		}
+		if e.UserID == "" {
+			return &FieldError{"userId", "is required for alias"}
+		}
+	case "identify", "page", "screen":
+	default:
+		return &FieldError{"type", fmt.Sprintf("unknown type %q (want one of %s)", e.Type, strings.Join(Types, ", "))}
+	}
+	for field, ts := range map[string]string{"timestamp": e.Timestamp, "sentAt": e.SentAt} {
+		if _, err := ParseTime(ts); err != nil {
+			return &FieldError{field, err.Error()}
+		}
+	}
+	if e.UserID == "" && e.AnonymousID == "" {
+		return &FieldError{"userId", "userId or anonymousId is required"}
+	}
+	for field, raw := range map[string]json.RawMessage{"context": e.Context, "properties": e.Properties, "traits": e.Traits, "integrations": e.Integrations} {
+		if len(raw) > 0 && !isObjectOrNull(raw) {
+			return &FieldError{field, "must be an object"}
+		}
+	}
+	return nil
+}
+
+// DecodeEnvelope parses a raw-topic record value.
+func DecodeEnvelope(raw []byte) (Envelope, error) {
+	var env Envelope
+	if err := strictUnmarshal(raw, &env); err != nil {
+		return Envelope{}, err
+	}
+	if env.SchemaVersion != SchemaVersion {
+		return Envelope{}, &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", env.SchemaVersion, SchemaVersion)}
+	}
+	if env.MessageID == "" {
+		return Envelope{}, &FieldError{"messageId", "is required"}
+	}
+	if err := env.Event.Validate(); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			fe.Field = "event." + fe.Field
+		}
+		return Envelope{}, err
+	}
+	return env, nil
+}
+
+// DecodeClean parses a clean-topic record value.
+func DecodeClean(raw []byte) (Clean, error) {
+	var c Clean
+	if err := strictUnmarshal(raw, &c); err != nil {
+		return Clean{}, err
+	}
+	if c.SchemaVersion != SchemaVersion {
+		return Clean{}, &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", c.SchemaVersion, SchemaVersion)}
+	}
+	if c.MessageID == "" {
+		return Clean{}, &FieldError{"messageId", "is required"}
+	}
+	if c.Subject == "" {
+		return Clean{}, &FieldError{"subject", "is required"}
+	}
+	return c, nil
+}
+
+// strictUnmarshal decodes one JSON value and turns type mismatches into
+// FieldErrors that name the field.
+func strictUnmarshal(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return &FieldError{typeErr.Field, fmt.Sprintf("must be a %s, got %s", typeErr.Type, typeErr.Value)}
+		}
+		return &FieldError{"(body)", fmt.Sprintf("invalid JSON: %v", err)}
+	}
+	if dec.More() {
+		return &FieldError{"(body)", "invalid JSON: more than one value"}
+	}
+	return nil
+}
+
+// ParseTime parses a Segment timestamp (ISO 8601 / RFC 3339, with or without
+// fractional seconds). The empty string is the zero time.
+func ParseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+	}
+	return t, nil
+}
+
+func isObjectOrNull(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && (t[0] == '{' || bytes.Equal(t, []byte("null")))
+}

@@ -1,0 +1,108 @@
+// Package kafkax builds franz-go clients from config (brokers, TLS, SASL,
+// kprom metrics) and creates or checks the topics a service uses.
+//
+// Metrics: every client registers franz-go's kprom metrics under the
+// service's namespace (collector_, enricher_, sink_) in the service's own
+// registry.
+package kafkax
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/consentflow/consentflow/internal/config"
+)
+
+// Config is how a service reaches Kafka.
+type Config struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `mapstructure:"brokers"`
+	// ClientID names this client in broker logs and quotas.
+	ClientID string `mapstructure:"client_id"`
+	// DialTimeout bounds a connection attempt. Zero means 10s.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	TLS         config.TLS    `mapstructure:"tls"`
+	SASL        SASL          `mapstructure:"sasl"`
+}
+
+// SASL authenticates the client. An empty mechanism means none.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string `mapstructure:"mechanism"`
+	Username  string `mapstructure:"username"`
+	// Password is best given by environment (e.g. COLLECTOR_KAFKA_SASL_PASSWORD)
+	// or by PasswordFile.
+	Password     config.Secret `mapstructure:"password"`
+	PasswordFile string        `mapstructure:"password_file"`
+}
+
+var mechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+
+// Validate checks the block under prefix (usually "kafka") and resolves the
+// SASL password file.
+func (c *Config) Validate(prefix string) error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, config.Invalid(prefix+".brokers", "list at least one broker (host:port)"))
+	}
+	for i, b := range c.Brokers {
+		if !strings.Contains(b, ":") {
+			errs = append(errs, config.Invalid(fmt.Sprintf("%s.brokers[%d]", prefix, i), "must be host:port, got %q", b))
+		}
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
+	}
+	errs = append(errs, c.TLS.Validate(prefix+".tls"))
+	s := &c.SASL
+	if s.Mechanism != "" {
+		s.Mechanism = strings.ToUpper(s.Mechanism)
+		if !slices.Contains(mechanisms, s.Mechanism) {
+			errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), s.Mechanism))
+		}
+		if s.Username == "" {
+			errs = append(errs, config.Invalid(prefix+".sasl.username", "is required with a SASL mechanism"))
+		}
+		pw, err := config.ResolveSecret(prefix+".sasl.password", s.Password, s.PasswordFile)
+		s.Password = pw
+		if err == nil && pw == "" {
+			err = config.Invalid(prefix+".sasl.password", "is required with a SASL mechanism (set it by environment or password_file)")
+		}
+		errs = append(errs, err)
+	}
+	return config.Join(errs...)
+}
+
+// Opts returns the franz-go options for brokers, TLS and SASL.
+func (c *Config) Opts() ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.ClientID != "" {
+		opts = append(opts, kgo.ClientID(c.ClientID))
+	}
+	if c.DialTimeout > 0 {
+		opts = append(opts, kgo.DialTimeout(c.DialTimeout))
+	}
+	tlsCfg, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("kafka tls: %w", err)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	s := c.SASL
+	switch s.Mechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password.Reveal()}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password.Reveal()}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password.Reveal()}.AsSha512Mechanism()))
+	}
+	return opts, nil
+}

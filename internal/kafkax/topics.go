@@ -1,0 +1,173 @@
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/consentflow/consentflow/internal/config"
+)
+
+// TopicSpec is a topic a service reads or writes, as config declares it.
+type TopicSpec struct {
+	Name string `mapstructure:"name"`
+	// Partitions is the partition count. Zero means 3.
+	Partitions int32 `mapstructure:"partitions"`
+	// ReplicationFactor is the replica count. Zero means 1 (one local node);
+	// production clusters set 3.
+	ReplicationFactor int16 `mapstructure:"replication_factor"`
+	// CleanupPolicy is delete or compact. Empty means delete.
+	CleanupPolicy string `mapstructure:"cleanup_policy"`
+	// Retention is how long a delete topic keeps records. Zero means the
+	// broker's default.
+	Retention time.Duration `mapstructure:"retention"`
+}
+
+// Validate checks the spec under prefix (for example topics.raw).
+func (t TopicSpec) Validate(prefix string) error {
+	var errs []error
+	if t.Name == "" {
+		errs = append(errs, config.Invalid(prefix+".name", "is required"))
+	}
+	if t.Partitions < 0 {
+		errs = append(errs, config.Invalid(prefix+".partitions", "must not be negative"))
+	}
+	if t.ReplicationFactor < 0 {
+		errs = append(errs, config.Invalid(prefix+".replication_factor", "must not be negative"))
+	}
+	if p := t.CleanupPolicy; p != "" && p != "delete" && p != "compact" {
+		errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be delete or compact, got %q", p))
+	}
+	if t.Retention < 0 {
+		errs = append(errs, config.Invalid(prefix+".retention", "must not be negative"))
+	}
+	return config.Join(errs...)
+}
+
+func (t TopicSpec) partitions() int32 {
+	if t.Partitions == 0 {
+		return 3
+	}
+	return t.Partitions
+}
+
+func (t TopicSpec) replicationFactor() int16 {
+	if t.ReplicationFactor == 0 {
+		return 1
+	}
+	return t.ReplicationFactor
+}
+
+// wantConfigs are the topic configs this spec pins.
+func (t TopicSpec) wantConfigs() map[string]string {
+	policy := t.CleanupPolicy
+	if policy == "" {
+		policy = "delete"
+	}
+	want := map[string]string{"cleanup.policy": policy}
+	if t.Retention > 0 {
+		want["retention.ms"] = strconv.FormatInt(t.Retention.Milliseconds(), 10)
+	}
+	return want
+}
+
+// EnsureTopics creates the topics that are missing and checks the others.
+// Config drift it can fix (cleanup policy, retention) is altered in place and
+// logged; a partition count or replication factor that differs from the spec
+// is an error, because changing either would remap keys or needs a
+// reassignment an operator must plan.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, log *slog.Logger) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	var errs []error
+	for _, spec := range specs {
+		d, ok := details[spec.Name]
+		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			errs = append(errs, createTopic(ctx, adm, spec, log))
+			continue
+		}
+		if d.Err != nil {
+			errs = append(errs, fmt.Errorf("topic %s: %w", spec.Name, d.Err))
+			continue
+		}
+		errs = append(errs, checkTopic(ctx, adm, spec, d, log))
+	}
+	return errors.Join(errs...)
+}
+
+func createTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, log *slog.Logger) error {
+	configs := map[string]*string{}
+	for k, v := range spec.wantConfigs() {
+		configs[k] = &v
+	}
+	resp, err := adm.CreateTopic(ctx, spec.partitions(), spec.replicationFactor(), configs, spec.Name)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil // another instance won the race
+	}
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", spec.Name, err)
+	}
+	log.Info("created topic", "topic", spec.Name, "partitions", spec.partitions(), "replication_factor", spec.replicationFactor())
+	return nil
+}
+
+func checkTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, d kadm.TopicDetail, log *slog.Logger) error {
+	if got := int32(len(d.Partitions)); got != spec.partitions() {
+		return fmt.Errorf("topic %s has %d partitions, config wants %d: change the config or repartition the topic by hand", spec.Name, got, spec.partitions())
+	}
+	if got := int16(d.Partitions.NumReplicas()); got != spec.replicationFactor() {
+		return fmt.Errorf("topic %s has replication factor %d, config wants %d: reassign replicas by hand or change the config", spec.Name, got, spec.replicationFactor())
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, spec.Name)
+	if err != nil {
+		return fmt.Errorf("describe topic %s: %w", spec.Name, err)
+	}
+	rc, err := rcs.On(spec.Name, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return fmt.Errorf("describe topic %s: %w", spec.Name, err)
+	}
+	have := map[string]string{}
+	for _, c := range rc.Configs {
+		have[c.Key] = c.MaybeValue()
+	}
+	var alters []kadm.AlterConfig
+	for k, v := range spec.wantConfigs() {
+		if have[k] != v {
+			alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v})
+			log.Warn("topic config differs from spec; altering", "topic", spec.Name, "key", k, "have", have[k], "want", v)
+		}
+	}
+	if len(alters) == 0 {
+		return nil
+	}
+	resps, err := adm.AlterTopicConfigs(ctx, alters, spec.Name)
+	if err == nil {
+		var r kadm.AlterConfigsResponse
+		r, err = resps.On(spec.Name, nil)
+		if err == nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("alter topic %s config: %w", spec.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+// Package obs holds what every service shares for operations: the metrics
+// registry, the structured logger, and the admin HTTP server with /metrics,
+// /healthz and /readyz.
+//
+// Metrics: NewRegistry registers the Go and process collectors; components
+// add their own through the registry they are given.
+package obs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/consentflow/consentflow/internal/config"
+)
+
+// NewRegistry returns a fresh registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// NewLogger returns a slog logger writing to w as cfg says, tagged with the
+// service name.
+func NewLogger(cfg config.Log, service string, w io.Writer) *slog.Logger {
+	level, _ := cfg.SlogLevel() // validated with the config
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if strings.EqualFold(cfg.Format, "text") {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h).With("service", service)
+}
+
+// Check reports whether one dependency is usable; nil means yes.
+type Check func(ctx context.Context) error
+
+// Admin is the operational HTTP server. /healthz answers 200 while the
+// process serves; /readyz answers 200 only while every readiness check passes
+// and shutdown has not begun.
+type Admin struct {
+	log      *slog.Logger
+	srv      *http.Server
+	ln       net.Listener
+	checks   map[string]Check
+	draining atomic.Bool
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// checkTimeout bounds one /readyz probe so a hung dependency reads as not ready.
+const checkTimeout = 2 * time.Second
+
+// NewAdmin builds the admin server; checks are run on every /readyz request.
+func NewAdmin(cfg config.Admin, gatherer prometheus.Gatherer, log *slog.Logger, checks map[string]Check) *Admin {
+	a := &Admin{log: log, checks: checks}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	a.srv = &http.Server{
+		Addr:              cfg.Listen,
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      30 * time.Second,
+	}
+	return a
+}
+
+func (a *Admin) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
+	defer cancel()
+	var failed []string
+	for name, check := range a.checks {
+		if err := check(ctx); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+		}
+	}
+	if len(failed) > 0 {
+		http.Error(w, "not ready: "+strings.Join(failed, "; "), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// Start listens and serves in the background.
+func (a *Admin) Start(context.Context) error {
+	ln, err := net.Listen("tcp", a.srv.Addr)
+	if err != nil {
+		return fmt.Errorf("admin listen %s: %w", a.srv.Addr, err)
+	}
+	a.ln = ln
+	go func() {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	a.log.Info("admin server listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (a *Admin) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Drain makes /readyz fail so load balancers stop sending work, before the
+// rest of the service shuts down.
+func (a *Admin) Drain() { a.draining.Store(true) }
+
+// Shutdown stops the server. It is idempotent and safe without Start.
+func (a *Admin) Shutdown(ctx context.Context) error {
+	a.Drain()
+	a.stopOnce.Do(func() {
+		if a.ln != nil {
+			a.stopErr = a.srv.Shutdown(ctx)
+		}
+	})
+	return a.stopErr
+}

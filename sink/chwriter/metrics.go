@@ -1,0 +1,47 @@
+package chwriter
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	rowsInserted   prometheus.Counter
+	batchRows      prometheus.Histogram
+	insertDuration prometheus.Histogram
+	insertErrors   prometheus.Counter
+	flushes        *prometheus.CounterVec
+	deadLettered   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rowsInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sink_rows_inserted_total",
+			Help: "Rows inserted into ClickHouse.",
+		}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sink_batch_rows",
+			Help:    "Rows per insert.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
+		insertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sink_insert_duration_seconds",
+			Help:    "Time of one successful batch insert.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sink_insert_errors_total",
+			Help: "Failed insert attempts (each is retried).",
+		}),
+		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sink_flushes_total",
+			Help: "Batches flushed, by reason: rows (batch.max_rows reached) or time (batch.max_wait passed).",
+		}, []string{"reason"}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sink_dead_lettered_total",
+			Help: "Clean records that could not be decoded and went to the DLQ.",
+		}),
+	}
+	reg.MustRegister(m.rowsInserted, m.batchRows, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered)
+	m.flushes.WithLabelValues("rows")
+	m.flushes.WithLabelValues("time")
+	return m
+}

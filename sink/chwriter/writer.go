@@ -1,0 +1,306 @@
+// Package chwriter is the sink: it consumes events.clean.<region> and loads
+// the events into the ClickHouse database of that region, creating the
+// schema at start-up.
+//
+// Delivery: at least once. Offsets are committed only after the batch's
+// insert succeeded; a crash between the two replays the batch. Each row
+// carries its Kafka partition and offset, which a later version uses to
+// resume from what ClickHouse holds (exactly once). While ClickHouse fails,
+// the insert is retried with backoff and nothing more is fetched. A record
+// that does not decode goes to the dead-letter topic with the reason.
+//
+// Metrics: sink_rows_inserted_total, sink_batch_rows,
+// sink_insert_duration_seconds, sink_insert_errors_total,
+// sink_flushes_total{reason}, sink_dead_lettered_total, and franz-go's client
+// metrics under sink_.
+package chwriter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/chx"
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/retry"
+)
+
+const stage = "sink"
+
+// Writer is the sink component.
+type Writer struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	client  *kgo.Client
+	conn    driver.Conn
+
+	cancel       context.CancelFunc
+	done         chan error
+	shutdownOnce sync.Once
+}
+
+// New builds the sink from a validated config. It does not dial until Start.
+func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, error) {
+	conn, err := chx.Open(&cfg.ClickHouse)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kafkax.NewClient(&cfg.Kafka, reg, "sink", log,
+		kgo.ConsumerGroup(cfg.GroupID),
+		kgo.ConsumeTopics(cfg.Topics.Clean.Name),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, conn: conn, done: make(chan error, 1)}, nil
+}
+
+// Start creates or checks topics and schema, then consumes in the background.
+func (w *Writer) Start(ctx context.Context) error {
+	t := w.cfg.Topics
+	if err := kafkax.EnsureTopics(ctx, kadm.NewClient(w.client), []kafkax.TopicSpec{t.Clean, t.DLQ}, w.log); err != nil {
+		return fmt.Errorf("sink topics: %w", err)
+	}
+	version, err := w.conn.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("clickhouse %v: %w", w.cfg.ClickHouse.Addr, err)
+	}
+	for _, stmt := range schemaStatements(w.cfg.Database) {
+		if err := w.conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("clickhouse schema: %w", err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() { w.done <- w.run(runCtx) }()
+	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "clickhouse", version.String())
+	return nil
+}
+
+// Done yields the loop's error if it stops on its own.
+func (w *Writer) Done() <-chan error { return w.done }
+
+// Ready reports whether both Kafka and ClickHouse answer.
+func (w *Writer) Ready(ctx context.Context) error {
+	if err := w.client.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	if err := w.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the loop (an uninserted batch is not committed and will be
+// replayed), leaves the group, closes Kafka and ClickHouse. Idempotent and
+// safe without Start.
+func (w *Writer) Shutdown(ctx context.Context) error {
+	var errs []error
+	w.shutdownOnce.Do(func() {
+		if w.cancel != nil {
+			w.cancel()
+			select {
+			case <-w.done:
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("sink loop did not stop: %w", ctx.Err()))
+			}
+		}
+		w.client.AllowRebalance()
+		w.client.Close()
+		errs = append(errs, w.conn.Close())
+	})
+	return errors.Join(errs...)
+}
+
+func (w *Writer) run(ctx context.Context) error {
+	for {
+		records, reason := w.collect(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if len(records) > 0 {
+			if err := w.flush(ctx, records, reason); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		w.client.AllowRebalance()
+	}
+}
+
+// collect polls until batch.max_rows records are in hand or batch.max_wait
+// has passed since the first one arrived.
+func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
+	var records []*kgo.Record
+	var deadline time.Time
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if len(records) > 0 {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := w.client.PollRecords(pollCtx, w.cfg.Batch.MaxRows-len(records))
+		cancel()
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil, ""
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				w.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		got := fetches.Records()
+		if len(records) == 0 && len(got) > 0 {
+			deadline = time.Now().Add(w.cfg.Batch.MaxWait)
+		}
+		records = append(records, got...)
+		switch {
+		case len(records) >= w.cfg.Batch.MaxRows:
+			return records, "rows"
+		case len(records) > 0 && !time.Now().Before(deadline):
+			return records, "time"
+		}
+	}
+}
+
+// flush dead-letters what does not decode, inserts the rest, then commits.
+func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string) error {
+	rows := make([]row, 0, len(records))
+	var dead []*kgo.Record
+	for _, rec := range records {
+		r, err := decodeRow(rec)
+		if err != nil {
+			dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, "invalid_clean_event", err))
+			continue
+		}
+		rows = append(rows, r)
+	}
+	if len(dead) > 0 {
+		err := retry.Default.Do(ctx, func(ctx context.Context) error {
+			return w.client.ProduceSync(ctx, dead...).FirstErr()
+		}, func(err error, wait time.Duration) {
+			w.log.Warn("dead-letter produce failed; retrying", "records", len(dead), "wait", wait, "err", err)
+		})
+		if err != nil {
+			return err
+		}
+		w.metrics.deadLettered.Add(float64(len(dead)))
+	}
+	if len(rows) > 0 {
+		err := retry.Default.Do(ctx, func(ctx context.Context) error {
+			return w.insert(ctx, rows)
+		}, func(err error, wait time.Duration) {
+			w.metrics.insertErrors.Inc()
+			w.log.Warn("insert failed; retrying", "rows", len(rows), "wait", wait, "err", err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	w.metrics.flushes.WithLabelValues(reason).Inc()
+	if err := w.client.CommitRecords(ctx, records...); err != nil {
+		w.log.Warn("commit failed; batch will be replayed", "err", err)
+	}
+	return nil
+}
+
+func (w *Writer) insert(ctx context.Context, rows []row) error {
+	start := time.Now()
+	batch, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.cfg.Database+".events ("+eventColumns+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	for _, r := range rows {
+		c := r.clean
+		err := batch.Append(c.MessageID, c.Type, c.Event, c.Timestamp, c.ReceivedAt, c.SourceID, c.Region,
+			c.Subject, c.UserID, c.AnonymousID, c.DeviceID, c.AdvertisingID,
+			c.IP, boolByte(c.DNT), boolByte(c.GPC), string(c.Context), string(c.Properties), r.propKeys, r.propValues,
+			r.partition, r.offset)
+		if err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("append row %s: %w", c.MessageID, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send insert: %w", err)
+	}
+	w.metrics.insertDuration.Observe(time.Since(start).Seconds())
+	w.metrics.batchRows.Observe(float64(len(rows)))
+	w.metrics.rowsInserted.Add(float64(len(rows)))
+	return nil
+}
+
+// row is one clean event with what the table adds to it.
+type row struct {
+	clean                event.Clean
+	propKeys, propValues []string
+	partition            int32
+	offset               int64
+}
+
+func decodeRow(rec *kgo.Record) (row, error) {
+	c, err := event.DecodeClean(rec.Value)
+	if err != nil {
+		return row{}, fmt.Errorf("decode clean event: %w", err)
+	}
+	keys, values, err := flattenProperties(c.Properties)
+	if err != nil {
+		return row{}, err
+	}
+	return row{clean: c, propKeys: keys, propValues: values, partition: rec.Partition, offset: rec.Offset}, nil
+}
+
+// flattenProperties lists the top-level properties as parallel key and value
+// arrays, sorted by key, so analysts can filter without parsing JSON. String
+// values are kept as they are; others as their JSON text.
+func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return []string{}, []string{}, nil
+	}
+	var props map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &props); err != nil {
+		return nil, nil, &event.FieldError{Field: "properties", Msg: "must be an object: " + err.Error()}
+	}
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	values := make([]string, len(keys))
+	for i, k := range keys {
+		v := props[k]
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			values[i] = s
+		} else {
+			values[i] = string(v)
+		}
+	}
+	return keys, values, nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
