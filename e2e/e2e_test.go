@@ -18,8 +18,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/enricher/pipeline"
@@ -260,43 +258,18 @@ func post(t *testing.T, url string, body any) batchResponse {
 	return out
 }
 
-// recordsText reads a topic from the start to its current end and returns
-// every key, value and header as one string.
+// recordsText returns every key, value and header of a topic as one string.
 func recordsText(t *testing.T, ctx context.Context, brokers []string, topic string) string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	remaining := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-		}
-	})
 	var sb strings.Builder
-	for len(remaining) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading %s: %v (partitions left %v)", topic, err, remaining)
+	for _, r := range testenv.ReadAll(t, ctx, brokers, topic) {
+		sb.Write(r.Key)
+		sb.WriteByte('\n')
+		sb.Write(r.Value)
+		sb.WriteByte('\n')
+		for _, h := range r.Headers {
+			sb.WriteString(h.Key + "=" + string(h.Value) + "\n")
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			sb.Write(r.Key)
-			sb.WriteByte('\n')
-			sb.Write(r.Value)
-			sb.WriteByte('\n')
-			for _, h := range r.Headers {
-				sb.WriteString(h.Key + "=" + string(h.Value) + "\n")
-			}
-			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-		})
 	}
 	return sb.String()
 }

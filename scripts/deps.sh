@@ -101,12 +101,12 @@ kafka_fetch() {
   cp "$ROOT/scripts/kafka/pom.xml" "$KAFKA_DIR/libs/.complete"
 }
 
-kafka_java() {
-  java "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC \
-    "-Dkafka.logs.dir=$KAFKA_DIR/logs" \
-    "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.properties" \
-    -cp "$KAFKA_DIR/libs/*" "$@"
-}
+# The JVM command line for Kafka's main classes; an array, not a function,
+# so that `&` leaves $! pointing at java itself.
+KAFKA_JAVA=(java "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC
+  "-Dkafka.logs.dir=$KAFKA_DIR/logs"
+  "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.properties"
+  -cp "$KAFKA_DIR/libs/*")
 
 kafka_answers() {
   port_open 9092 || return 1
@@ -126,12 +126,12 @@ kafka_up() {
   sed "s#@DATA_DIR@#$KAFKA_DIR/data#" "$ROOT/scripts/kafka/server.properties.in" >"$KAFKA_DIR/server.properties"
   if [[ ! -f $KAFKA_DIR/data/meta.properties ]]; then
     log "formatting kafka storage (cluster id $KAFKA_CLUSTER_ID)"
-    kafka_java kafka.tools.StorageTool format --standalone -t "$KAFKA_CLUSTER_ID" \
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$KAFKA_CLUSTER_ID" \
       -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/format.log" 2>&1 ||
       { cat "$KAFKA_DIR/logs/format.log" >&2; die "kafka storage format failed; see $KAFKA_DIR/logs/format.log"; }
   fi
   log "starting kafka (log: $KAFKA_DIR/logs/server.log)"
-  kafka_java kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
+  "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
   echo $! >"$KAFKA_DIR/kafka.pid"
   local waited=0
   until kafka_answers; do

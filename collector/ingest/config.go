@@ -38,7 +38,7 @@ type HTTP struct {
 	// MaxEventBytes bounds one event of a batch.
 	MaxEventBytes int `mapstructure:"max_event_bytes"`
 	// ProduceTimeout is how long a request waits for Kafka to acknowledge
-	// its events before answering 503.
+	// its events before answering 503. At least 1s.
 	ProduceTimeout time.Duration `mapstructure:"produce_timeout"`
 }
 
@@ -101,6 +101,10 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, config.Invalid(key, "must be a positive duration such as 5s, got %v", d))
 		}
+	}
+	if c.HTTP.ProduceTimeout > 0 && c.HTTP.ProduceTimeout < time.Second {
+		// franz-go's record delivery timeout, which this also sets, has a 1s floor.
+		errs = append(errs, config.Invalid("http.produce_timeout", "must be at least 1s, got %v", c.HTTP.ProduceTimeout))
 	}
 	if c.HTTP.ProduceTimeout >= c.HTTP.WriteTimeout {
 		errs = append(errs, config.Invalid("http.produce_timeout", "must be shorter than http.write_timeout (%v), or the 503 could not be written", c.HTTP.WriteTimeout))

@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -88,7 +87,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 
 // Start creates or checks the raw topic, then serves HTTP in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := kafkax.EnsureTopics(ctx, kadm.NewClient(s.client), []kafkax.TopicSpec{s.cfg.Topics.Raw}, s.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw}, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)
 	}
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)

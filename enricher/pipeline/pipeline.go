@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -73,7 +72,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 // Start creates or checks the topics and starts consuming in the background.
 func (p *Pipeline) Start(ctx context.Context) error {
 	t := p.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, kadm.NewClient(p.client), []kafkax.TopicSpec{t.Raw, t.Clean, t.DLQ}, p.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, p.client, []kafkax.TopicSpec{t.Raw, t.Clean, t.DLQ}, p.log); err != nil {
 		return fmt.Errorf("enricher topics: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())

@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/consentflow/consentflow/internal/config"
 )
@@ -81,33 +83,101 @@ func (t TopicSpec) wantConfigs() map[string]string {
 // Config drift it can fix (cleanup policy, retention) is altered in place and
 // logged; a partition count or replication factor that differs from the spec
 // is an error, because changing either would remap keys or needs a
-// reassignment an operator must plan.
-func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, log *slog.Logger) error {
+// reassignment an operator must plan. It returns once every topic is visible
+// in metadata, so clients can use them at once.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec, log *slog.Logger) error {
+	adm := kadm.NewClient(cl)
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name
 	}
-	details, err := adm.ListTopics(ctx, names...)
+	metas, err := describeTopics(ctx, cl, names)
 	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
+		return err
+	}
+	created := map[string]bool{}
+	for _, spec := range specs {
+		if metas[spec.Name].exists {
+			continue
+		}
+		ok, err := createTopic(ctx, adm, spec, log)
+		if err != nil {
+			return err
+		}
+		created[spec.Name] = ok
+	}
+	// Creation returns before every broker knows the topic.
+	for len(created) > 0 && !allExist(metas, names) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for topics %v in metadata: %w", names, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if metas, err = describeTopics(ctx, cl, names); err != nil {
+			return err
+		}
 	}
 	var errs []error
 	for _, spec := range specs {
-		d, ok := details[spec.Name]
-		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			errs = append(errs, createTopic(ctx, adm, spec, log))
-			continue
+		if !created[spec.Name] {
+			errs = append(errs, checkTopic(ctx, adm, spec, metas[spec.Name], log))
 		}
-		if d.Err != nil {
-			errs = append(errs, fmt.Errorf("topic %s: %w", spec.Name, d.Err))
-			continue
-		}
-		errs = append(errs, checkTopic(ctx, adm, spec, d, log))
 	}
 	return errors.Join(errs...)
 }
 
-func createTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, log *slog.Logger) error {
+type topicMeta struct {
+	exists     bool
+	partitions int
+	replicas   int
+}
+
+// describeTopics asks a broker directly rather than through kadm, whose
+// metadata cache can say for seconds that a just-created topic is missing.
+func describeTopics(ctx context.Context, cl *kgo.Client, names []string) (map[string]topicMeta, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	for _, n := range names {
+		t := kmsg.NewMetadataRequestTopic()
+		t.Topic = kmsg.StringPtr(n)
+		req.Topics = append(req.Topics, t)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, fmt.Errorf("topic metadata: %w", err)
+	}
+	metas := make(map[string]topicMeta, len(names))
+	for _, t := range resp.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		err := kerr.ErrorForCode(t.ErrorCode)
+		switch {
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("topic %s metadata: %w", *t.Topic, err)
+		}
+		m := topicMeta{exists: len(t.Partitions) > 0, partitions: len(t.Partitions)}
+		if len(t.Partitions) > 0 {
+			m.replicas = len(t.Partitions[0].Replicas)
+		}
+		metas[*t.Topic] = m
+	}
+	return metas, nil
+}
+
+func allExist(metas map[string]topicMeta, names []string) bool {
+	for _, n := range names {
+		if !metas[n].exists {
+			return false
+		}
+	}
+	return true
+}
+
+// createTopic reports whether it created the topic; false with no error means
+// another instance created it first, so the caller checks it like any other.
+func createTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, log *slog.Logger) (bool, error) {
 	configs := map[string]*string{}
 	for k, v := range spec.wantConfigs() {
 		configs[k] = &v
@@ -117,20 +187,20 @@ func createTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, log *slo
 		err = resp.Err
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
-		return nil // another instance won the race
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("create topic %s: %w", spec.Name, err)
+		return false, fmt.Errorf("create topic %s: %w", spec.Name, err)
 	}
 	log.Info("created topic", "topic", spec.Name, "partitions", spec.partitions(), "replication_factor", spec.replicationFactor())
-	return nil
+	return true, nil
 }
 
-func checkTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, d kadm.TopicDetail, log *slog.Logger) error {
-	if got := int32(len(d.Partitions)); got != spec.partitions() {
+func checkTopic(ctx context.Context, adm *kadm.Client, spec TopicSpec, m topicMeta, log *slog.Logger) error {
+	if got := int32(m.partitions); got != spec.partitions() {
 		return fmt.Errorf("topic %s has %d partitions, config wants %d: change the config or repartition the topic by hand", spec.Name, got, spec.partitions())
 	}
-	if got := int16(d.Partitions.NumReplicas()); got != spec.replicationFactor() {
+	if got := int16(m.replicas); got != spec.replicationFactor() {
 		return fmt.Errorf("topic %s has replication factor %d, config wants %d: reassign replicas by hand or change the config", spec.Name, got, spec.replicationFactor())
 	}
 	rcs, err := adm.DescribeTopicConfigs(ctx, spec.Name)

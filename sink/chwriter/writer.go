@@ -28,7 +28,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/chx"
@@ -76,7 +75,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 // Start creates or checks topics and schema, then consumes in the background.
 func (w *Writer) Start(ctx context.Context) error {
 	t := w.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, kadm.NewClient(w.client), []kafkax.TopicSpec{t.Clean, t.DLQ}, w.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, w.client, []kafkax.TopicSpec{t.Clean, t.DLQ}, w.log); err != nil {
 		return fmt.Errorf("sink topics: %w", err)
 	}
 	version, err := w.conn.ServerVersion()
@@ -287,12 +286,10 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 	slices.Sort(keys)
 	values := make([]string, len(keys))
 	for i, k := range keys {
-		v := props[k]
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			values[i] = s
-		} else {
-			values[i] = string(v)
+		v := bytes.TrimSpace(props[k])
+		values[i] = string(v)
+		if len(v) > 0 && v[0] == '"' {
+			_ = json.Unmarshal(v, &values[i]) // a valid JSON string: already decoded once
 		}
 	}
 	return keys, values, nil

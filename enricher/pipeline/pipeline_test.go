@@ -1,0 +1,111 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testConfig(brokers []string) Config {
+	cfg := Default()
+	cfg.Kafka.Brokers = brokers
+	cfg.Pseudonym = Pseudonym{KeyID: "t1", Key: "test-key-0123456789-0123456789-0123456789"}
+	return cfg
+}
+
+func TestMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, err := New(testConfig([]string{"127.0.0.1:1"}), reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	testenv.LintMetrics(t, reg)
+}
+
+// TestCleanAndDeadLetter runs the enricher on a raw topic holding one good
+// envelope and two poison records.
+func TestCleanAndDeadLetter(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg := testConfig(brokers)
+	cfg.GroupID = testenv.Name(t, "enricher")
+	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
+	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
+	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
+	reg := prometheus.NewRegistry()
+	p, err := New(cfg, reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	good, _ := json.Marshal(event.Envelope{
+		SchemaVersion: event.SchemaVersion, MessageID: "m-good", ReceivedAt: time.Now(), SourceID: "web", Region: "cn",
+		Signals: event.Signals{IP: "198.51.100.77", UserAgent: "ua"},
+		Event:   event.Event{Type: "track", Event: "Viewed", UserID: "user-raw-1", AnonymousID: "anon-raw-1"},
+	})
+	raw := cfg.Topics.Raw.Name
+	testenv.Produce(t, ctx, brokers,
+		&kgo.Record{Topic: raw, Partition: 0, Key: []byte("anon-raw-1"), Value: good},
+		&kgo.Record{Topic: raw, Key: []byte("k2"), Value: []byte("{not json")},
+		&kgo.Record{Topic: raw, Key: []byte("k3"), Value: []byte(`{"schemaVersion":99,"messageId":"m3"}`)},
+	)
+
+	clean := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 1)
+	c, err := event.DecodeClean(clean[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MessageID != "m-good" || string(clean[0].Key) != c.Subject || !strings.HasPrefix(c.Subject, "t1.") || c.IP != "198.51.100.0" {
+		t.Errorf("clean record key %q value %+v", clean[0].Key, c)
+	}
+	if strings.Contains(string(clean[0].Value), "raw-1") || strings.Contains(string(clean[0].Value), "198.51.100.77") {
+		t.Errorf("clean record leaks a raw identifier: %s", clean[0].Value)
+	}
+
+	dead := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.DLQ.Name, 2)
+	reasons := map[string]string{}
+	for _, r := range dead {
+		if kafkax.Header(r, kafkax.HeaderStage) != "enricher" || kafkax.Header(r, kafkax.HeaderReason) != "invalid_envelope" ||
+			kafkax.Header(r, kafkax.HeaderTopic) != raw {
+			t.Errorf("dead letter headers %+v", r.Headers)
+		}
+		reasons[string(r.Value)] = kafkax.Header(r, kafkax.HeaderError)
+	}
+	if e := reasons["{not json"]; !strings.Contains(e, "invalid JSON") {
+		t.Errorf("garbage record's reason = %q", e)
+	}
+	if e := reasons[`{"schemaVersion":99,"messageId":"m3"}`]; !strings.Contains(e, "schemaVersion: unsupported version 99") {
+		t.Errorf("future-version record's reason = %q", e)
+	}
+
+	// Offsets are committed after the outputs landed.
+	deadline := time.Now().Add(10 * time.Second)
+	for testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, raw) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("enricher did not commit the three processed offsets")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(p.metrics.records.WithLabelValues("dead_lettered")); got != 2 {
+		t.Errorf("dead_lettered metric = %v, want 2", got)
+	}
+}

@@ -1,0 +1,81 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ReadTopic returns every record of topic from the start until at least n
+// have arrived, failing the test if ctx ends first.
+func ReadTopic(t testing.TB, ctx context.Context, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for len(out) < n {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %d of %d records before %v", topic, len(out), n, ctx.Err())
+		}
+		out = append(out, fetches.Records()...)
+	}
+	return out
+}
+
+// ReadAll returns every record of topic from the start to its end offsets
+// at the time of the call.
+func ReadAll(t testing.TB, ctx context.Context, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	ends.Each(func(o kadm.ListedOffset) { total += int(o.Offset) })
+	return ReadTopic(t, ctx, brokers, topic, total)
+}
+
+// Produce writes records synchronously, failing the test on error.
+func Produce(t testing.TB, ctx context.Context, brokers []string, records ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CommittedTotal sums the offsets group has committed on topic.
+func CommittedTotal(t testing.TB, ctx context.Context, brokers []string, group, topic string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	offsets.Each(func(o kadm.OffsetResponse) {
+		if o.At > 0 {
+			total += o.At
+		}
+	})
+	return total
+}

@@ -1,0 +1,229 @@
+package chwriter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/chx"
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestFlattenProperties(t *testing.T) {
+	cases := []struct {
+		in           string
+		keys, values []string
+		err          bool
+	}{
+		{``, []string{}, []string{}, false},
+		{`null`, []string{}, []string{}, false},
+		{`{}`, []string{}, []string{}, false},
+		{`{"b":"two","a":1.50,"c":true,"d":null,"e":{"x":[1,2]}}`,
+			[]string{"a", "b", "c", "d", "e"}, []string{"1.50", "two", "true", "null", `{"x":[1,2]}`}, false},
+		{`[1,2]`, nil, nil, true},
+	}
+	for _, tc := range cases {
+		keys, values, err := flattenProperties(json.RawMessage(tc.in))
+		if (err != nil) != tc.err {
+			t.Errorf("%s: err = %v", tc.in, err)
+			continue
+		}
+		if !slices.Equal(keys, tc.keys) || !slices.Equal(values, tc.values) {
+			t.Errorf("%s: got %q %q, want %q %q", tc.in, keys, values, tc.keys, tc.values)
+		}
+	}
+}
+
+func TestMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	w, err := New(Default(), reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(context.Background())
+	testenv.LintMetrics(t, reg)
+}
+
+// fixture is a sink on its own topics and database.
+type fixture struct {
+	cfg     Config
+	brokers []string
+	conn    driver.Conn
+	w       *Writer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	chAddr := testenv.ClickHouseAddr(t)
+	cfg := Default()
+	cfg.Kafka.Brokers = brokers
+	cfg.ClickHouse.Addr = []string{chAddr}
+	cfg.GroupID = testenv.Name(t, "sink")
+	cfg.Database = testenv.Name(t, "analytics")
+	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
+	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
+	cfg.Batch.MaxWait = 100 * time.Millisecond
+	conn, err := chx.Open(&cfg.ClickHouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(cfg, prometheus.NewRegistry(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = w.Shutdown(context.Background())
+		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.Database)
+		_ = conn.Close()
+	})
+	return &fixture{cfg: cfg, brokers: brokers, conn: conn, w: w}
+}
+
+func (f *fixture) clean(id string) *kgo.Record {
+	v, _ := json.Marshal(event.Clean{
+		SchemaVersion: event.SchemaVersion, MessageID: id, Type: "track", Event: "Viewed",
+		Timestamp: time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC), ReceivedAt: time.Now().UTC(),
+		SourceID: "web", Region: "cn", Subject: "k1.subject", IP: "198.51.100.0",
+		Properties: json.RawMessage(`{"sku":"s-1","price":9.5}`),
+	})
+	return &kgo.Record{Topic: f.cfg.Topics.Clean.Name, Key: []byte("k1.subject"), Value: v}
+}
+
+func (f *fixture) rows(t *testing.T, ctx context.Context) map[string]uint64 {
+	t.Helper()
+	rows, err := f.conn.Query(ctx, "SELECT message_id, count() FROM "+f.cfg.Database+".events GROUP BY message_id")
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	got := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = n
+	}
+	return got
+}
+
+func (f *fixture) waitRows(t *testing.T, ctx context.Context, n int) map[string]uint64 {
+	t.Helper()
+	for {
+		got := f.rows(t, ctx)
+		if len(got) >= n {
+			return got
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d rows in ClickHouse", len(got), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func waitCommitted(t *testing.T, ctx context.Context, f *fixture, want int64) {
+	t.Helper()
+	for testenv.CommittedTotal(t, ctx, f.brokers, f.cfg.GroupID, f.cfg.Topics.Clean.Name) < want {
+		if ctx.Err() != nil {
+			t.Fatalf("sink did not commit %d offsets", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestLoadAndDeadLetter(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Start is idempotent on the schema: a second sink on the same database starts too.
+	for _, stmt := range schemaStatements(f.cfg.Database) {
+		if err := f.conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("schema statement is not idempotent: %v", err)
+		}
+	}
+	poison := &kgo.Record{Topic: f.cfg.Topics.Clean.Name, Key: []byte("k"), Value: []byte(`{"schemaVersion":1,"messageId":"m-x"}`)}
+	testenv.Produce(t, ctx, f.brokers, f.clean("m-1"), poison, f.clean("m-2"), f.clean("m-3"))
+
+	got := f.waitRows(t, ctx, 3)
+	for _, id := range []string{"m-1", "m-2", "m-3"} {
+		if got[id] != 1 {
+			t.Errorf("%s stored %d times", id, got[id])
+		}
+	}
+	var keys, values []string
+	var when time.Time
+	if err := f.conn.QueryRow(ctx, "SELECT prop_keys, prop_values, event_time FROM "+f.cfg.Database+".events WHERE message_id = 'm-1'").Scan(&keys, &values, &when); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, []string{"price", "sku"}) || !slices.Equal(values, []string{"9.5", "s-1"}) || !when.Equal(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)) {
+		t.Errorf("row m-1: keys %q values %q time %v", keys, values, when)
+	}
+
+	dead := testenv.ReadTopic(t, ctx, f.brokers, f.cfg.Topics.DLQ.Name, 1)
+	if string(dead[0].Value) != string(poison.Value) || kafkax.Header(dead[0], kafkax.HeaderStage) != "sink" ||
+		!strings.Contains(kafkax.Header(dead[0], kafkax.HeaderError), "subject: is required") {
+		t.Errorf("dead letter %s headers %+v", dead[0].Value, dead[0].Headers)
+	}
+	waitCommitted(t, ctx, f, 4)
+}
+
+// TestInsertFailureHoldsCommit makes ClickHouse refuse inserts (the table is
+// gone) and checks that the sink retries without committing, then loads
+// everything once ClickHouse accepts again.
+func TestInsertFailureHoldsCommit(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.conn.Exec(ctx, "DROP TABLE "+f.cfg.Database+".events"); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range 20 {
+		recs = append(recs, f.clean(fmt.Sprintf("m-%d", i)))
+	}
+	testenv.Produce(t, ctx, f.brokers, recs...)
+
+	for testutil.ToFloat64(f.w.metrics.insertErrors) < 2 {
+		if ctx.Err() != nil {
+			t.Fatal("sink never tried to insert")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := testenv.CommittedTotal(t, ctx, f.brokers, f.cfg.GroupID, f.cfg.Topics.Clean.Name); n != 0 {
+		t.Fatalf("sink committed %d offsets while every insert failed", n)
+	}
+
+	for _, stmt := range schemaStatements(f.cfg.Database) {
+		if err := f.conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := f.waitRows(t, ctx, 20)
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+	}
+	waitCommitted(t, ctx, f, 20)
+}
