@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+
+.PHONY: run test test-short deps-up deps-down deps-status build bench fuzz lint clean
+
+run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
+	scripts/run.sh
+
+test: deps-up ## unit, integration and end-to-end tests against real Kafka and ClickHouse
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-short: ## unit tests only; needs no service
+	$(GO) test -short ./...
+
+build: ## build the services into bin/
+	$(GO) build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
+
+deps-up: ## install (if missing) and start Kafka and ClickHouse
+	scripts/deps.sh up
+
+deps-down: ## stop what deps-up started
+	scripts/deps.sh down
+
+deps-status:
+	scripts/deps.sh status
+
+bench: deps-up ## benchmarks against the real services
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$${FUZZTIME:-30s} $$pkg || exit 1; \
+	  done; \
+	done
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
