@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -30,7 +31,7 @@ var Types = []string{"track", "identify", "page", "screen", "group", "alias"}
 // DecodeEvent parses and validates one Segment event.
 func DecodeEvent(raw []byte) (Event, error) {
 	var e Event
-	if err := strictUnmarshal(raw, &e); err != nil {
+	if err := strictUnmarshal(raw, &e, ""); err != nil {
 		return Event{}, err
 	}
 	return e, e.Validate()
@@ -60,17 +61,20 @@ func (e *Event) Validate() error {
 	default:
 		return &FieldError{"type", fmt.Sprintf("unknown type %q (want one of %s)", e.Type, strings.Join(Types, ", "))}
 	}
-	for field, ts := range map[string]string{"timestamp": e.Timestamp, "sentAt": e.SentAt} {
-		if _, err := ParseTime(ts); err != nil {
-			return &FieldError{field, err.Error()}
+	for _, f := range []struct{ name, value string }{{"timestamp", e.Timestamp}, {"sentAt", e.SentAt}} {
+		if _, err := ParseTime(f.value); err != nil {
+			return &FieldError{f.name, err.Error()}
 		}
 	}
 	if e.UserID == "" && e.AnonymousID == "" {
 		return &FieldError{"userId", "userId or anonymousId is required"}
 	}
-	for field, raw := range map[string]json.RawMessage{"context": e.Context, "properties": e.Properties, "traits": e.Traits, "integrations": e.Integrations} {
-		if len(raw) > 0 && !isObjectOrNull(raw) {
-			return &FieldError{field, "must be an object"}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"context", e.Context}, {"properties", e.Properties}, {"traits", e.Traits}, {"integrations", e.Integrations}} {
+		if len(f.raw) > 0 && !isObjectOrNull(f.raw) {
+			return &FieldError{f.name, "must be an object"}
 		}
 	}
 	return nil
@@ -79,7 +83,7 @@ func (e *Event) Validate() error {
 // DecodeEnvelope parses a raw-topic record value.
 func DecodeEnvelope(raw []byte) (Envelope, error) {
 	var env Envelope
-	if err := strictUnmarshal(raw, &env); err != nil {
+	if err := strictUnmarshal(raw, &env, "receivedAt"); err != nil {
 		return Envelope{}, err
 	}
 	if env.SchemaVersion != SchemaVersion {
@@ -101,7 +105,7 @@ func DecodeEnvelope(raw []byte) (Envelope, error) {
 // DecodeClean parses a clean-topic record value.
 func DecodeClean(raw []byte) (Clean, error) {
 	var c Clean
-	if err := strictUnmarshal(raw, &c); err != nil {
+	if err := strictUnmarshal(raw, &c, "timestamp or receivedAt"); err != nil {
 		return Clean{}, err
 	}
 	if c.SchemaVersion != SchemaVersion {
@@ -117,21 +121,36 @@ func DecodeClean(raw []byte) (Clean, error) {
 }
 
 // strictUnmarshal decodes one JSON value and turns type mismatches into
-// FieldErrors that name the field.
-func strictUnmarshal(raw []byte, v any) error {
+// FieldErrors that name the field. timeFields names v's time.Time fields:
+// their parse errors come from time.Time's own decoder, which does not say
+// which field failed.
+func strictUnmarshal(raw []byte, v any, timeFields string) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr) && typeErr.Field != "":
 			return &FieldError{typeErr.Field, fmt.Sprintf("must be a %s, got %s", typeErr.Type, typeErr.Value)}
+		case errors.As(err, &syntaxErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || timeFields == "":
+			return &FieldError{"(body)", fmt.Sprintf("invalid JSON: %v", err)}
+		default:
+			return &FieldError{timeFields, fmt.Sprintf("must be an RFC 3339 time: %v", err)}
 		}
-		return &FieldError{"(body)", fmt.Sprintf("invalid JSON: %v", err)}
 	}
-	if dec.More() {
-		return &FieldError{"(body)", "invalid JSON: more than one value"}
+	// Only whitespace may follow; dec.More alone misses a stray ] or }.
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
+		return &FieldError{"(body)", "invalid JSON: data after the value"}
 	}
 	return nil
 }
+
+// MinTime and MaxTime bound the event times the pipeline accepts: ClickHouse's
+// DateTime holds 1970 to 2105, and nothing later than 2099 is a real clock.
+var (
+	MinTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // ParseTime parses a Segment timestamp (ISO 8601 / RFC 3339, with or without
 // fractional seconds). The empty string is the zero time.
@@ -142,6 +161,9 @@ func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+	}
+	if t.Before(MinTime) || !t.Before(MaxTime) {
+		return time.Time{}, fmt.Errorf("must be between %d and %d, got %q", MinTime.Year(), MaxTime.Year()-1, s)
 	}
 	return t, nil
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 
 	"github.com/consentflow/consentflow/internal/event"
 )
@@ -113,9 +114,7 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 		// it wins over the address of the server that posted the event.
 		ip = ctxIP
 	}
-	for _, k := range contextIdentifiers {
-		delete(ctx, k)
-	}
+	deleteFold(ctx, contextIdentifiers)
 	cleanCtx, err := marshalObject(ctx)
 	if err != nil {
 		return event.Clean{}, err
@@ -161,15 +160,37 @@ func splitContext(raw json.RawMessage) (map[string]any, map[string]string, error
 		}
 	}
 	ids := map[string]string{}
-	if dev, ok := ctx["device"].(map[string]any); ok {
-		for _, k := range deviceIdentifiers {
-			if s, ok := dev[k].(string); ok {
-				ids[k] = s
-			}
-			delete(dev, k)
+	for k, v := range ctx {
+		if !strings.EqualFold(k, "device") {
+			continue
 		}
+		dev, ok := v.(map[string]any)
+		if !ok {
+			// A device that is not an object cannot be split into known
+			// fields, so none of it is kept.
+			delete(ctx, k)
+			continue
+		}
+		for _, id := range deviceIdentifiers {
+			if s, ok := dev[id].(string); ok {
+				ids[id] = s
+			}
+		}
+		deleteFold(dev, deviceIdentifiers)
 	}
 	return ctx, ids, nil
+}
+
+// deleteFold removes keys from m ignoring case: encoding/json matches field
+// names that way, so an SDK's "IP" would otherwise slip past a delete of "ip".
+func deleteFold(m map[string]any, keys []string) {
+	for k := range m {
+		for _, drop := range keys {
+			if strings.EqualFold(k, drop) {
+				delete(m, k)
+			}
+		}
+	}
 }
 
 func marshalObject(m map[string]any) (json.RawMessage, error) {
