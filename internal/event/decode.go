@@ -117,6 +117,14 @@ func DecodeClean(raw []byte) (Clean, error) {
 	if c.Subject == "" {
 		return Clean{}, &FieldError{"subject", "is required"}
 	}
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"timestamp", c.Timestamp}, {"receivedAt", c.ReceivedAt}} {
+		if f.t.Before(MinTime) || !f.t.Before(MaxTime) {
+			return Clean{}, &FieldError{f.name, fmt.Sprintf("must be between %d and %d, got %s", MinTime.Year(), MaxTime.Year()-1, f.t.Format(time.RFC3339))}
+		}
+	}
 	return c, nil
 }
 

@@ -315,6 +315,9 @@ func TestDecodeClean(t *testing.T) {
 		{"invalid JSON", `{"schemaVersion":1,`, "(body)"},
 		{"empty", ``, "(body)"},
 		{"trailing value", encode(func(*event.Clean) {}) + ` 1`, "(body)"},
+		{"timestamp past ClickHouse DateTime", encode(func(c *event.Clean) { c.Timestamp = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) }), "timestamp"},
+		{"receivedAt before 1970", encode(func(c *event.Clean) { c.ReceivedAt = time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC) }), "receivedAt"},
+		{"receivedAt not a time", strings.Replace(encode(func(*event.Clean) {}), `"receivedAt":"2026-01-02T15:04:06Z"`, `"receivedAt":"soon"`, 1), "timestamp or receivedAt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := event.DecodeClean([]byte(tc.raw))
