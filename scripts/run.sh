@@ -29,6 +29,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
+# A development key; production sets ENRICHER_PSEUDONYM_KEY(_FILE) from a secret store.
+export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
 for svc in sink enricher collector; do
   bin/$svc --config "configs/$svc.yaml" >"$LOG_DIR/$svc.log" 2>&1 &
   pids+=($!)

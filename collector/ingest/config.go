@@ -119,6 +119,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Invalid("sources", "list at least one source with a write key"))
 	}
 	names := map[string]bool{}
+	keys := map[config.Secret]string{} // write key -> source name
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		key := fmt.Sprintf("sources[%d]", i)
@@ -130,9 +131,15 @@ func (c *Config) Validate() error {
 		names[s.Name] = true
 		wk, err := config.ResolveSecret(key+".write_key", s.WriteKey, s.WriteKeyFile)
 		s.WriteKey = wk
-		if err == nil && len(wk) < 8 {
+		switch {
+		case err != nil:
+		case len(wk) < 8:
 			err = config.Invalid(key+".write_key", "must be at least 8 characters (set write_key or write_key_file)")
+		case keys[wk] != "":
+			// One key, two sources: events would be credited to either.
+			err = config.Invalid(key+".write_key", "is the same as the write key of source %q", keys[wk])
 		}
+		keys[wk] = s.Name
 		errs = append(errs, err)
 	}
 	for i, cidr := range c.TrustedProxies {

@@ -35,6 +35,9 @@ func (c *Config) Validate(prefix string) error {
 	if len(c.Addr) == 0 {
 		errs = append(errs, config.Invalid(prefix+".addr", "list at least one host:port"))
 	}
+	for i, a := range c.Addr {
+		errs = append(errs, config.ValidateHostPort(fmt.Sprintf("%s.addr[%d]", prefix, i), a))
+	}
 	if c.DialTimeout < 0 {
 		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
 	}

@@ -57,3 +57,12 @@ func ValidateListen(key, addr string) error {
 	}
 	return nil
 }
+
+// ValidateHostPort checks an address to dial: host:port, both present.
+func ValidateHostPort(key, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return Invalid(key, "must be host:port, got %q", addr)
+	}
+	return nil
+}

@@ -12,11 +12,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 )
 
@@ -38,18 +41,43 @@ func Load(path, envPrefix string, out Validator) error {
 	}
 	v.SetEnvPrefix(envPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	// An empty variable clears a file value (COLLECTOR_KAFKA_SASL_MECHANISM=).
+	v.AllowEmptyEnv(true)
 	for _, key := range leafKeys(reflect.TypeOf(out).Elem(), "") {
 		if err := v.BindEnv(key); err != nil {
 			return fmt.Errorf("bind environment for %s: %w", key, err)
 		}
 	}
-	if err := v.UnmarshalExact(out); err != nil {
+	hooks := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		rejectBareDurations,
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	))
+	if err := v.UnmarshalExact(out, hooks); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := out.Validate(); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// rejectBareDurations refuses a number where a duration belongs: YAML
+// "retention: 6" would otherwise mean 6ns, and a topic pinned to
+// retention.ms=0 loses its data.
+func rejectBareDurations(from, to reflect.Type, data any) (any, error) {
+	if to != durationType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return nil, fmt.Errorf("%v has no unit: write a duration such as 6h, 30s or 500ms", data)
+	}
+	return data, nil
 }
 
 // leafKeys lists the dotted keys of every field that holds a value rather
@@ -104,6 +132,9 @@ func (s Secret) String() string {
 
 // GoString hides the value from %#v.
 func (s Secret) GoString() string { return s.String() }
+
+// Format hides the value from every fmt verb, %d and %x included.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
 // LogValue hides the value from slog.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }

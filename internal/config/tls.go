@@ -35,12 +35,17 @@ func (t TLS) Validate(prefix string) error {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		errs = append(errs, Invalid(prefix+".cert_file", "cert_file and key_file go together"))
 	}
-	for key, path := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile} {
-		if path == "" {
+	for _, f := range []struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(path); err != nil {
-			errs = append(errs, Invalid(prefix+"."+key, "%v", err))
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, Invalid(prefix+"."+f.key, "%v", err))
+		}
+	}
+	if len(errs) == 0 {
+		if _, err := t.Build(); err != nil {
+			errs = append(errs, Invalid(prefix, "%v", err))
 		}
 	}
 	return Join(errs...)

@@ -52,9 +52,7 @@ func (c *Config) Validate(prefix string) error {
 		errs = append(errs, config.Invalid(prefix+".brokers", "list at least one broker (host:port)"))
 	}
 	for i, b := range c.Brokers {
-		if !strings.Contains(b, ":") {
-			errs = append(errs, config.Invalid(fmt.Sprintf("%s.brokers[%d]", prefix, i), "must be host:port, got %q", b))
-		}
+		errs = append(errs, config.ValidateHostPort(fmt.Sprintf("%s.brokers[%d]", prefix, i), b))
 	}
 	if c.DialTimeout < 0 {
 		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
@@ -75,6 +73,8 @@ func (c *Config) Validate(prefix string) error {
 			err = config.Invalid(prefix+".sasl.password", "is required with a SASL mechanism (set it by environment or password_file)")
 		}
 		errs = append(errs, err)
+	} else if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
+		errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is empty, so the SASL username and password set would be ignored: name a mechanism or remove them"))
 	}
 	return config.Join(errs...)
 }
@@ -103,6 +103,10 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password.Reveal()}.AsSha256Mechanism()))
 	case "SCRAM-SHA-512":
 		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password.Reveal()}.AsSha512Mechanism()))
+	case "":
+	default:
+		// Never fall back to an unauthenticated connection.
+		return nil, fmt.Errorf("kafka sasl: unknown mechanism %q (validate the config first)", s.Mechanism)
 	}
 	return opts, nil
 }

@@ -46,8 +46,8 @@ func (t TopicSpec) Validate(prefix string) error {
 	if p := t.CleanupPolicy; p != "" && p != "delete" && p != "compact" {
 		errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be delete or compact, got %q", p))
 	}
-	if t.Retention < 0 {
-		errs = append(errs, config.Invalid(prefix+".retention", "must not be negative"))
+	if t.Retention < 0 || (t.Retention > 0 && t.Retention < time.Millisecond) {
+		errs = append(errs, config.Invalid(prefix+".retention", "must be zero (broker default) or at least 1ms, got %v", t.Retention))
 	}
 	return config.Join(errs...)
 }

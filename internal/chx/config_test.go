@@ -1,0 +1,98 @@
+package chx_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/consentflow/consentflow/internal/chx"
+	"github.com/consentflow/consentflow/internal/config"
+)
+
+// fieldKeys lists the keys of every config.FieldError in err's tree.
+func fieldKeys(err error) []string {
+	var keys []string
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if fe, ok := e.(*config.FieldError); ok {
+			keys = append(keys, fe.Key)
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, c := range u.Unwrap() {
+				walk(c)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	slices.Sort(keys)
+	return keys
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "password")
+	if err := os.WriteFile(pwFile, []byte("ch-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	addr := []string{"127.0.0.1:9000"}
+	for _, tc := range []struct {
+		name string
+		cfg  chx.Config
+		keys []string
+	}{
+		{"minimal", chx.Config{Addr: addr}, nil},
+		{"password", chx.Config{Addr: addr, Username: "u", Password: "p", DialTimeout: time.Second}, nil},
+		{"password file", chx.Config{Addr: addr, PasswordFile: pwFile}, nil},
+		{"no addr", chx.Config{}, []string{"clickhouse.addr"}},
+		{"negative dial timeout", chx.Config{Addr: addr, DialTimeout: -time.Second}, []string{"clickhouse.dial_timeout"}},
+		{"password and file", chx.Config{Addr: addr, Password: "p", PasswordFile: pwFile}, []string{"clickhouse.password"}},
+		{"missing password file", chx.Config{Addr: addr, PasswordFile: missing}, []string{"clickhouse.password_file"}},
+		{"tls missing ca", chx.Config{Addr: addr, TLS: config.TLS{Enabled: true, CAFile: missing}}, []string{"clickhouse.tls.ca_file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate("clickhouse")
+			if got := fieldKeys(err); !slices.Equal(got, tc.keys) {
+				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
+			}
+		})
+	}
+
+	c := chx.Config{Addr: addr, PasswordFile: pwFile}
+	if err := c.Validate("clickhouse"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Password.Reveal() != "ch-secret" {
+		t.Errorf("password = %q, want ch-secret from the file", c.Password.Reveal())
+	}
+}
+
+func TestValidateIdentifier(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"analytics_cn": true,
+		"_x":           true,
+		"A1":           true,
+		"":             false,
+		"1abc":         false,
+		"analytics-cn": false,
+		"a.b":          false,
+		"a; DROP":      false,
+		"`a`":          false,
+	} {
+		err := chx.ValidateIdentifier("database", name)
+		if (err == nil) != ok {
+			t.Errorf("ValidateIdentifier(%q) = %v, want ok=%v", name, err, ok)
+		}
+		if err != nil && !slices.Equal(fieldKeys(err), []string{"database"}) {
+			t.Errorf("ValidateIdentifier(%q) = %v, want a FieldError for database", name, err)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package config_test
+
+import (
+	"crypto/tls"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/consentflow/consentflow/internal/config"
+)
+
+// Test-only PEM files: a self-signed CA and a client certificate it signed.
+const (
+	testCA         = "testdata/tls/ca.pem"
+	testClientCert = "testdata/tls/client.pem"
+	testClientKey  = "testdata/tls/client-key.pem"
+)
+
+func TestTLSValidate(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, tc := range []struct {
+		name string
+		tls  config.TLS
+		keys []string
+	}{
+		{"off", config.TLS{}, nil},
+		{"off ignores files", config.TLS{CAFile: missing, CertFile: missing}, nil},
+		{"on, system pool", config.TLS{Enabled: true}, nil},
+		{"on, every file", config.TLS{Enabled: true, CAFile: testCA, CertFile: testClientCert, KeyFile: testClientKey, ServerName: "kafka", InsecureSkipVerify: true}, nil},
+		{"missing CA", config.TLS{Enabled: true, CAFile: missing}, []string{"kafka.tls.ca_file"}},
+		{"cert without key", config.TLS{Enabled: true, CertFile: testClientCert}, []string{"kafka.tls.cert_file"}},
+		{"key without cert", config.TLS{Enabled: true, KeyFile: testClientKey}, []string{"kafka.tls.cert_file"}},
+		{"missing key file", config.TLS{Enabled: true, CertFile: testClientCert, KeyFile: missing}, []string{"kafka.tls.key_file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.tls.Validate("kafka.tls")
+			if got := fieldKeys(err); !slices.Equal(got, tc.keys) {
+				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
+			}
+		})
+	}
+}
+
+func TestTLSBuild(t *testing.T) {
+	if cfg, err := (config.TLS{CAFile: "ignored"}).Build(); cfg != nil || err != nil {
+		t.Errorf("Build with TLS off = %v, %v; want nil, nil", cfg, err)
+	}
+	cfg, err := config.TLS{Enabled: true, CAFile: testCA, CertFile: testClientCert, KeyFile: testClientKey, ServerName: "broker.test"}.Build()
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	if cfg.RootCAs == nil {
+		t.Error("RootCAs not set from ca_file")
+	}
+	if len(cfg.Certificates) != 1 {
+		t.Errorf("%d client certificates, want 1", len(cfg.Certificates))
+	}
+	if cfg.ServerName != "broker.test" || cfg.MinVersion != tls.VersionTLS12 || cfg.InsecureSkipVerify {
+		t.Errorf("Build = ServerName %q MinVersion %x Insecure %v", cfg.ServerName, cfg.MinVersion, cfg.InsecureSkipVerify)
+	}
+
+	notPEM := writeFile(t, t.TempDir(), "not.pem", "not a certificate\n")
+	if _, err := (config.TLS{Enabled: true, CAFile: notPEM}).Build(); err == nil || !strings.Contains(err.Error(), notPEM) {
+		t.Errorf("Build with a non-PEM CA = %v, want an error naming the file", err)
+	}
+	if _, err := (config.TLS{Enabled: true, CertFile: testCA, KeyFile: testClientKey}).Build(); err == nil {
+		t.Error("Build with a mismatched certificate and key succeeded")
+	}
+}
