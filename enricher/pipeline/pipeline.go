@@ -15,7 +15,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -175,7 +174,7 @@ func (p *Pipeline) transform(rec *kgo.Record) (*kgo.Record, error) {
 	}
 	value, err := json.Marshal(clean)
 	if err != nil {
-		return nil, errors.Join(event.ErrPermanent, fmt.Errorf("encode clean event: %w", err))
+		return nil, fmt.Errorf("encode clean event: %w", err)
 	}
 	return &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: value}, nil
 }

@@ -52,13 +52,14 @@ func NewLogger(cfg config.Log, service string, w io.Writer) *slog.Logger {
 type Check func(ctx context.Context) error
 
 // Admin is the operational HTTP server. /healthz answers 200 while the
-// process serves; /readyz answers 200 only while every readiness check passes
-// and shutdown has not begun.
+// process serves; /readyz answers 200 only after MarkStarted, while every
+// readiness check passes, and until shutdown begins.
 type Admin struct {
 	log      *slog.Logger
 	srv      *http.Server
 	ln       net.Listener
 	checks   map[string]Check
+	started  atomic.Bool
 	draining atomic.Bool
 	stopOnce sync.Once
 	stopErr  error
@@ -86,8 +87,12 @@ func NewAdmin(cfg config.Admin, gatherer prometheus.Gatherer, log *slog.Logger, 
 }
 
 func (a *Admin) readyz(w http.ResponseWriter, r *http.Request) {
-	if a.draining.Load() {
+	switch {
+	case a.draining.Load():
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	case !a.started.Load():
+		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
@@ -128,6 +133,10 @@ func (a *Admin) Addr() string {
 	}
 	return a.ln.Addr().String()
 }
+
+// MarkStarted lets /readyz pass once the service's component has started:
+// the admin server comes up first so /metrics and /healthz cover start-up.
+func (a *Admin) MarkStarted() { a.started.Store(true) }
 
 // Drain makes /readyz fail so load balancers stop sending work, before the
 // rest of the service shuts down.

@@ -44,6 +44,10 @@ func TestAdminEndpoints(t *testing.T) {
 	if code, body := get(t, base+"/healthz"); code != 200 {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "starting") {
+		t.Errorf("/readyz before MarkStarted = %d %q, want 503 starting", code, body)
+	}
+	admin.MarkStarted()
 	if code, body := get(t, base+"/readyz"); code != 200 {
 		t.Errorf("/readyz with every check passing = %d %q", code, body)
 	}

@@ -36,6 +36,7 @@ func Run(log *slog.Logger, admin *Admin, comp Component, startTimeout, stopTimeo
 		shutdown(log, admin, comp, stopTimeout)
 		return fmt.Errorf("start: %w", err)
 	}
+	admin.MarkStarted()
 	log.Info("started")
 
 	var runErr error

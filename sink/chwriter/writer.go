@@ -153,12 +153,7 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 	var records []*kgo.Record
 	var deadline time.Time
 	for {
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if len(records) > 0 {
-			pollCtx, cancel = context.WithDeadline(ctx, deadline)
-		}
-		fetches := w.client.PollRecords(pollCtx, w.cfg.Batch.MaxRows-len(records))
-		cancel()
+		fetches := w.poll(ctx, deadline, w.cfg.Batch.MaxRows-len(records))
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil, ""
 		}
@@ -179,6 +174,17 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 			return records, "time"
 		}
 	}
+}
+
+// poll waits for up to max records, until deadline if one is set (a batch
+// is open) or else for as long as it takes.
+func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetches {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return w.client.PollRecords(ctx, max)
 }
 
 // flush dead-letters what does not decode, inserts the rest, then commits.
