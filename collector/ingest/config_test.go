@@ -1,7 +1,6 @@
 package ingest_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,21 +12,11 @@ import (
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/config/configtest"
 	"github.com/consentflow/consentflow/internal/kafkax"
 )
 
 const envPrefix = "COLLECTOR"
-
-// clearEnv hides any COLLECTOR_* variable of the developer's shell from the
-// test (viper treats an empty variable as unset).
-func clearEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
-			t.Setenv(k, "")
-		}
-	}
-}
 
 func load(t *testing.T, path string) (ingest.Config, error) {
 	t.Helper()
@@ -46,79 +35,18 @@ func loadYAML(t *testing.T, yaml string) (ingest.Config, error) {
 	return load(t, path)
 }
 
-// fieldKeys lists the keys of every config.FieldError in err's tree.
-func fieldKeys(err error) []string {
-	var keys []string
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*config.FieldError); ok {
-			keys = append(keys, fe.Key)
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, c := range u.Unwrap() {
-				walk(c)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	slices.Sort(keys)
-	return keys
-}
-
-// zeroLeaves lists the dotted mapstructure keys of zero-valued leaves in v,
-// not descending into slices.
-func zeroLeaves(v reflect.Value, prefix string) []string {
-	var zero []string
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		name := f.Tag.Get("mapstructure")
-		if name == "" || name == "-" {
-			continue
-		}
-		fv := v.Field(i)
-		if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
-			zero = append(zero, zeroLeaves(fv, prefix+name+".")...)
-			continue
-		}
-		if fv.IsZero() || (fv.Kind() == reflect.Slice && fv.Len() == 0) {
-			zero = append(zero, prefix+name)
-		}
-	}
-	return zero
-}
-
 func TestGoodConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/good/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no good configs: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			clearEnv(t)
-			cfg, err := load(t, path)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			// The TLS files and SASL settings must also build a client.
-			if _, err := cfg.Kafka.Opts(); err != nil {
-				t.Errorf("Kafka.Opts: %v", err)
-			}
-		})
-	}
+	configtest.RunGoodConfigs(t, "testdata/good", envPrefix, load, func(t *testing.T, cfg ingest.Config) {
+		// The TLS files and SASL settings must also build a client.
+		if _, err := cfg.Kafka.Opts(); err != nil {
+			t.Errorf("Kafka.Opts: %v", err)
+		}
+	})
 }
 
 func TestAllKeys(t *testing.T) {
-	clearEnv(t)
-	cfg, err := load(t, "testdata/good/all-keys.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	configtest.ClearEnv(t, envPrefix)
+	cfg := configtest.MustLoad(t, load, "testdata/good/all-keys.yaml")
 	want := ingest.Config{
 		Region: "eu",
 		Log:    config.Log{Level: "debug", Format: "text"},
@@ -170,112 +98,65 @@ func TestAllKeys(t *testing.T) {
 		}
 	}
 	// all-keys.yaml must keep setting every key as keys are added.
-	if zero := zeroLeaves(reflect.ValueOf(cfg), ""); len(zero) > 0 {
+	if zero := configtest.ZeroLeaves(cfg); len(zero) > 0 {
 		t.Errorf("all-keys.yaml leaves these keys unset: %q", zero)
 	}
 }
 
 // badConfigs maps each file in testdata/bad to the error it must produce:
-// keys are the exact FieldError keys (validation), msg a substring of the
+// Keys are the exact FieldError keys (validation), Msg a substring of the
 // error (decoding), so every bad file proves the error names the key.
-var badConfigs = map[string]struct {
-	keys []string
-	msg  string
-}{
-	"http-produce-timeout-not-shorter.yaml":  {keys: []string{"http.produce_timeout"}},
-	"http-produce-timeout-not-duration.yaml": {msg: "'http.produce_timeout' time: invalid duration"},
-	"http-produce-timeout-under-1s.yaml":     {keys: []string{"http.produce_timeout"}, msg: "at least 1s"},
-	"http-produce-timeout-bare-int.yaml":     {msg: "'http.produce_timeout' 5 has no unit"},
-	"http-read-timeout-zero.yaml":            {keys: []string{"http.read_timeout"}},
-	"http-idle-timeout-negative.yaml":        {keys: []string{"http.idle_timeout"}},
-	"http-listen-no-port.yaml":               {keys: []string{"http.listen"}},
-	"http-max-event-over-request.yaml":       {keys: []string{"http.max_event_bytes"}},
-	"http-max-request-bytes-negative.yaml":   {keys: []string{"http.max_event_bytes", "http.max_request_bytes"}},
-	"http-max-request-bytes-not-int.yaml":    {msg: "'http.max_request_bytes' cannot parse"},
-	"sources-empty.yaml":                     {keys: []string{"sources"}},
-	"sources-missing.yaml":                   {keys: []string{"sources"}},
-	"source-write-key-short.yaml":            {keys: []string{"sources[0].write_key"}},
-	"source-write-key-missing.yaml":          {keys: []string{"sources[0].write_key"}},
-	"source-name-missing.yaml":               {keys: []string{"sources[0].name"}},
-	"source-name-duplicate.yaml":             {keys: []string{"sources[1].name"}},
-	"source-write-key-and-file.yaml":         {keys: []string{"sources[0].write_key"}},
-	"source-write-key-file-missing.yaml":     {keys: []string{"sources[0].write_key_file"}},
-	"source-unknown-key.yaml":                {msg: "'sources[0]' has invalid keys: writekey"},
-	"kafka-brokers-empty.yaml":               {keys: []string{"kafka.brokers"}},
-	"kafka-broker-no-port.yaml":              {keys: []string{"kafka.brokers[0]"}},
-	"kafka-dial-timeout-negative.yaml":       {keys: []string{"kafka.dial_timeout"}},
-	"kafka-sasl-mechanism.yaml":              {keys: []string{"kafka.sasl.mechanism"}},
-	"kafka-sasl-username-missing.yaml":       {keys: []string{"kafka.sasl.username"}},
-	"kafka-sasl-password-missing.yaml":       {keys: []string{"kafka.sasl.password"}},
-	"kafka-sasl-password-and-file.yaml":      {keys: []string{"kafka.sasl.password"}},
-	"kafka-sasl-password-file-missing.yaml":  {keys: []string{"kafka.sasl.password_file"}},
-	"kafka-sasl-unknown-key.yaml":            {msg: "'kafka.sasl' has invalid keys: passwd"},
-	"kafka-tls-ca-missing.yaml":              {keys: []string{"kafka.tls.ca_file"}},
-	"kafka-tls-cert-without-key.yaml":        {keys: []string{"kafka.tls.cert_file"}},
-	"topics-raw-cleanup-policy.yaml":         {keys: []string{"topics.raw.cleanup_policy"}},
-	"topics-raw-name-empty.yaml":             {keys: []string{"topics.raw.name"}},
-	"topics-raw-partitions-negative.yaml":    {keys: []string{"topics.raw.partitions"}},
-	"topics-raw-retention-not-duration.yaml": {msg: "'topics.raw.retention' time: invalid duration"},
-	"region-empty.yaml":                      {keys: []string{"region"}},
-	"log-level.yaml":                         {keys: []string{"log.level"}},
-	"log-format.yaml":                        {keys: []string{"log.format"}},
-	"admin-listen.yaml":                      {keys: []string{"admin.listen"}},
-	"trusted-proxy-not-cidr.yaml":            {keys: []string{"trusted_proxies[1]"}},
-	"unknown-key.yaml":                       {msg: "has invalid keys: regoin"},
-	"unknown-nested-key.yaml":                {msg: "'http' has invalid keys: listen_addr"},
+var badConfigs = map[string]configtest.Bad{
+	"http-produce-timeout-not-shorter.yaml":  {Keys: []string{"http.produce_timeout"}},
+	"http-produce-timeout-not-duration.yaml": {Msg: "'http.produce_timeout' time: invalid duration"},
+	"http-produce-timeout-under-1s.yaml":     {Keys: []string{"http.produce_timeout"}, Msg: "at least 1s"},
+	"http-produce-timeout-bare-int.yaml":     {Msg: "'http.produce_timeout' 5 has no unit"},
+	"http-read-timeout-zero.yaml":            {Keys: []string{"http.read_timeout"}},
+	"http-idle-timeout-negative.yaml":        {Keys: []string{"http.idle_timeout"}},
+	"http-listen-no-port.yaml":               {Keys: []string{"http.listen"}},
+	"http-max-event-over-request.yaml":       {Keys: []string{"http.max_event_bytes"}},
+	"http-max-request-bytes-negative.yaml":   {Keys: []string{"http.max_event_bytes", "http.max_request_bytes"}},
+	"http-max-request-bytes-not-int.yaml":    {Msg: "'http.max_request_bytes' cannot parse"},
+	"sources-empty.yaml":                     {Keys: []string{"sources"}},
+	"sources-missing.yaml":                   {Keys: []string{"sources"}},
+	"source-write-key-short.yaml":            {Keys: []string{"sources[0].write_key"}},
+	"source-write-key-missing.yaml":          {Keys: []string{"sources[0].write_key"}},
+	"source-name-missing.yaml":               {Keys: []string{"sources[0].name"}},
+	"source-name-duplicate.yaml":             {Keys: []string{"sources[1].name"}},
+	"source-write-key-and-file.yaml":         {Keys: []string{"sources[0].write_key"}},
+	"source-write-key-file-missing.yaml":     {Keys: []string{"sources[0].write_key_file"}},
+	"source-unknown-key.yaml":                {Msg: "'sources[0]' has invalid keys: writekey"},
+	"kafka-brokers-empty.yaml":               {Keys: []string{"kafka.brokers"}},
+	"kafka-broker-no-port.yaml":              {Keys: []string{"kafka.brokers[0]"}},
+	"kafka-dial-timeout-negative.yaml":       {Keys: []string{"kafka.dial_timeout"}},
+	"kafka-sasl-mechanism.yaml":              {Keys: []string{"kafka.sasl.mechanism"}},
+	"kafka-sasl-username-missing.yaml":       {Keys: []string{"kafka.sasl.username"}},
+	"kafka-sasl-password-missing.yaml":       {Keys: []string{"kafka.sasl.password"}},
+	"kafka-sasl-password-and-file.yaml":      {Keys: []string{"kafka.sasl.password"}},
+	"kafka-sasl-password-file-missing.yaml":  {Keys: []string{"kafka.sasl.password_file"}},
+	"kafka-sasl-unknown-key.yaml":            {Msg: "'kafka.sasl' has invalid keys: passwd"},
+	"kafka-tls-ca-missing.yaml":              {Keys: []string{"kafka.tls.ca_file"}},
+	"kafka-tls-cert-without-key.yaml":        {Keys: []string{"kafka.tls.cert_file"}},
+	"topics-raw-cleanup-policy.yaml":         {Keys: []string{"topics.raw.cleanup_policy"}},
+	"topics-raw-name-empty.yaml":             {Keys: []string{"topics.raw.name"}},
+	"topics-raw-partitions-negative.yaml":    {Keys: []string{"topics.raw.partitions"}},
+	"topics-raw-retention-not-duration.yaml": {Msg: "'topics.raw.retention' time: invalid duration"},
+	"region-empty.yaml":                      {Keys: []string{"region"}},
+	"log-level.yaml":                         {Keys: []string{"log.level"}},
+	"log-format.yaml":                        {Keys: []string{"log.format"}},
+	"admin-listen.yaml":                      {Keys: []string{"admin.listen"}},
+	"trusted-proxy-not-cidr.yaml":            {Keys: []string{"trusted_proxies[1]"}},
+	"unknown-key.yaml":                       {Msg: "has invalid keys: regoin"},
+	"unknown-nested-key.yaml":                {Msg: "'http' has invalid keys: listen_addr"},
 }
 
 func TestBadConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/bad/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, path := range files {
-		name := filepath.Base(path)
-		seen[name] = true
-		t.Run(name, func(t *testing.T) {
-			want, ok := badConfigs[name]
-			if !ok {
-				t.Fatalf("%s has no entry in badConfigs", name)
-			}
-			clearEnv(t)
-			_, err := load(t, path)
-			if err == nil {
-				t.Fatal("Load succeeded, want an error")
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, path) {
-				t.Errorf("error %q does not name the file", msg)
-			}
-			if want.keys != nil {
-				if got := fieldKeys(err); !slices.Equal(got, want.keys) {
-					t.Errorf("error names keys %q, want exactly %q; error: %v", got, want.keys, err)
-				}
-				for _, k := range want.keys {
-					if !strings.Contains(msg, k+": ") {
-						t.Errorf("error %q does not name %s", msg, k)
-					}
-				}
-			}
-			if want.msg != "" && !strings.Contains(msg, want.msg) {
-				t.Errorf("error %q does not contain %q", msg, want.msg)
-			}
-		})
-	}
-	for name := range badConfigs {
-		if !seen[name] {
-			t.Errorf("badConfigs lists %s, which is not in testdata/bad", name)
-		}
-	}
+	configtest.RunBadConfigs(t, "testdata/bad", envPrefix, badConfigs, load)
 }
 
 func TestShippedConfig(t *testing.T) {
-	clearEnv(t)
-	cfg, err := load(t, "../../configs/collector.yaml")
-	if err != nil {
-		t.Fatalf("Load(configs/collector.yaml): %v", err)
-	}
+	configtest.ClearEnv(t, envPrefix)
+	cfg := configtest.MustLoad(t, load, "../../configs/collector.yaml")
 	def := ingest.Default()
 	if cfg.Region != "cn" || cfg.Admin != def.Admin || cfg.HTTP != def.HTTP {
 		t.Errorf("shipped region/admin/http = %q %+v %+v, want the defaults %+v %+v", cfg.Region, cfg.Admin, cfg.HTTP, def.Admin, def.HTTP)
@@ -296,7 +177,7 @@ func TestShippedConfig(t *testing.T) {
 
 func TestDefaultNeedsOnlySources(t *testing.T) {
 	cfg := ingest.Default()
-	if err := cfg.Validate(); !slices.Equal(fieldKeys(err), []string{"sources"}) {
+	if err := cfg.Validate(); !slices.Equal(configtest.FieldKeys(err), []string{"sources"}) {
 		t.Errorf("Default().Validate() = %v, want only sources missing", err)
 	}
 	cfg.Sources = []ingest.Source{{Name: "s", WriteKey: "12345678"}}
@@ -306,7 +187,7 @@ func TestDefaultNeedsOnlySources(t *testing.T) {
 }
 
 func TestEnvOverrides(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("COLLECTOR_KAFKA_BROKERS", "k1:9092,k2:9092")
 	t.Setenv("COLLECTOR_HTTP_LISTEN", "127.0.0.1:18080")
 	t.Setenv("COLLECTOR_HTTP_PRODUCE_TIMEOUT", "2s")
@@ -318,10 +199,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("COLLECTOR_TOPICS_RAW_NAME", "events.raw.eu")
 	t.Setenv("COLLECTOR_TRUSTED_PROXIES", "10.0.0.0/8,192.168.0.0/16")
 	t.Setenv("COLLECTOR_REGION", "eu")
-	cfg, err := load(t, "../../configs/collector.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	cfg := configtest.MustLoad(t, load, "../../configs/collector.yaml")
 	for _, c := range []struct {
 		key       string
 		got, want any
@@ -351,16 +229,16 @@ func TestEnvOverrides(t *testing.T) {
 }
 
 func TestEnvOverrideInvalid(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("COLLECTOR_HTTP_PRODUCE_TIMEOUT", "60s")
 	_, err := load(t, "../../configs/collector.yaml")
-	if got := fieldKeys(err); !slices.Equal(got, []string{"http.produce_timeout"}) {
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"http.produce_timeout"}) {
 		t.Errorf("Load with COLLECTOR_HTTP_PRODUCE_TIMEOUT=60s = %v, want http.produce_timeout named", err)
 	}
 }
 
 func TestWriteKeyFile(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte("write-key-from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -379,13 +257,13 @@ func TestWriteKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = loadYAML(t, fmt.Sprintf("sources:\n  - name: app\n    write_key_file: %s\n", short))
-	if got := fieldKeys(err); !slices.Equal(got, []string{"sources[0].write_key"}) {
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"sources[0].write_key"}) {
 		t.Errorf("short key file: %v, want sources[0].write_key named", err)
 	}
 }
 
 func TestDuplicateSourceName(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	_, err := loadYAML(t, `
 sources:
   - name: web
@@ -395,7 +273,7 @@ sources:
   - name: web
     write_key: web-write-key-2
 `)
-	if got := fieldKeys(err); !slices.Equal(got, []string{"sources[2].name"}) {
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"sources[2].name"}) {
 		t.Fatalf("Load = %v, want sources[2].name named", err)
 	}
 	if !strings.Contains(err.Error(), `duplicate source name "web"`) {
@@ -405,32 +283,16 @@ sources:
 
 // TestSecretsNotPrinted checks that a loaded config can be logged whole.
 func TestSecretsNotPrinted(t *testing.T) {
-	clearEnv(t)
-	cfg, err := load(t, "testdata/good/all-keys.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outputs := []string{
-		fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprint(&cfg), string(b),
-	}
-	for _, out := range outputs {
-		for _, secret := range []string{"kafka-test-password", "web-write-key-0001", "file-write-key-0123456789", "legacy-write-key-01"} {
-			if strings.Contains(out, secret) {
-				t.Errorf("output reveals %q: %s", secret, out)
-			}
-		}
-	}
+	configtest.ClearEnv(t, envPrefix)
+	cfg := configtest.MustLoad(t, load, "testdata/good/all-keys.yaml")
+	configtest.CheckSecretsHidden(t, cfg, "kafka-test-password", "web-write-key-0001", "file-write-key-0123456789", "legacy-write-key-01")
 }
 
 // TestDuplicateWriteKey documents a gap: two sources may share a write key.
 // authenticate then attributes every request to the last of them (and a
 // disabled source can shadow an enabled one), so validation should refuse it.
 func TestDuplicateWriteKey(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	_, err := loadYAML(t, `
 sources:
   - name: web

@@ -1,10 +1,6 @@
 package pipeline_test
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -13,6 +9,7 @@ import (
 
 	"github.com/consentflow/consentflow/enricher/pipeline"
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/config/configtest"
 	"github.com/consentflow/consentflow/internal/kafkax"
 )
 
@@ -25,17 +22,6 @@ const shippedKeyFile = "../../configs/dev-pseudonym.key"
 // testKey is the content of testdata/secrets/pseudonym.key.
 const testKey = "test-only-pseudonym-key-0123456789abcdef"
 
-// clearEnv hides any ENRICHER_* variable of the developer's shell from the
-// test (viper treats an empty variable as unset).
-func clearEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
-			t.Setenv(k, "")
-		}
-	}
-}
-
 func load(t *testing.T, path string) (pipeline.Config, error) {
 	t.Helper()
 	cfg := pipeline.Default()
@@ -43,81 +29,20 @@ func load(t *testing.T, path string) (pipeline.Config, error) {
 	return cfg, err
 }
 
-// fieldKeys lists the keys of every config.FieldError in err's tree.
-func fieldKeys(err error) []string {
-	var keys []string
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*config.FieldError); ok {
-			keys = append(keys, fe.Key)
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, c := range u.Unwrap() {
-				walk(c)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	slices.Sort(keys)
-	return keys
-}
-
-// zeroLeaves lists the dotted mapstructure keys of zero-valued leaves in v,
-// not descending into slices.
-func zeroLeaves(v reflect.Value, prefix string) []string {
-	var zero []string
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		name := f.Tag.Get("mapstructure")
-		if name == "" || name == "-" {
-			continue
-		}
-		fv := v.Field(i)
-		if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
-			zero = append(zero, zeroLeaves(fv, prefix+name+".")...)
-			continue
-		}
-		if fv.IsZero() || (fv.Kind() == reflect.Slice && fv.Len() == 0) {
-			zero = append(zero, prefix+name)
-		}
-	}
-	return zero
-}
-
 func TestGoodConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/good/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no good configs: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			clearEnv(t)
-			cfg, err := load(t, path)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			if len(cfg.Pseudonym.Key) < 32 {
-				t.Errorf("pseudonym key is %d bytes after Load", len(cfg.Pseudonym.Key))
-			}
-			if _, err := cfg.Kafka.Opts(); err != nil {
-				t.Errorf("Kafka.Opts: %v", err)
-			}
-		})
-	}
+	configtest.RunGoodConfigs(t, "testdata/good", envPrefix, load, func(t *testing.T, cfg pipeline.Config) {
+		if len(cfg.Pseudonym.Key) < 32 {
+			t.Errorf("pseudonym key is %d bytes after Load", len(cfg.Pseudonym.Key))
+		}
+		if _, err := cfg.Kafka.Opts(); err != nil {
+			t.Errorf("Kafka.Opts: %v", err)
+		}
+	})
 }
 
 func TestAllKeys(t *testing.T) {
-	clearEnv(t)
-	cfg, err := load(t, "testdata/good/all-keys.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	configtest.ClearEnv(t, envPrefix)
+	cfg := configtest.MustLoad(t, load, "testdata/good/all-keys.yaml")
 	want := pipeline.Config{
 		Region: "eu",
 		Log:    config.Log{Level: "warn", Format: "text"},
@@ -156,95 +81,48 @@ func TestAllKeys(t *testing.T) {
 			t.Errorf("secrets differ: pseudonym.key %q, kafka.sasl.password %q", cfg.Pseudonym.Key.Reveal(), cfg.Kafka.SASL.Password.Reveal())
 		}
 	}
-	if zero := zeroLeaves(reflect.ValueOf(cfg), ""); len(zero) > 0 {
+	if zero := configtest.ZeroLeaves(cfg); len(zero) > 0 {
 		t.Errorf("all-keys.yaml leaves these keys unset: %q", zero)
 	}
 }
 
 // badConfigs maps each file in testdata/bad to the error it must produce:
-// keys are the exact FieldError keys (validation), msg a substring of the
+// Keys are the exact FieldError keys (validation), Msg a substring of the
 // error (decoding), so every bad file proves the error names the key.
-var badConfigs = map[string]struct {
-	keys []string
-	msg  string
-}{
-	"pseudonym-key-too-short.yaml":           {keys: []string{"pseudonym"}, msg: "at least 32"},
-	"pseudonym-key-missing.yaml":             {keys: []string{"pseudonym"}},
-	"pseudonym-key-id-invalid.yaml":          {keys: []string{"pseudonym"}, msg: "key id"},
-	"pseudonym-key-id-missing.yaml":          {keys: []string{"pseudonym"}, msg: "key id"},
-	"pseudonym-key-and-file.yaml":            {keys: []string{"pseudonym.key"}, msg: "pseudonym.key_file"},
-	"pseudonym-key-file-missing.yaml":        {keys: []string{"pseudonym.key_file"}},
-	"pseudonym-unknown-key.yaml":             {msg: "'pseudonym' has invalid keys: key_path"},
-	"group-id-empty.yaml":                    {keys: []string{"group_id"}},
-	"max-poll-records-negative.yaml":         {keys: []string{"max_poll_records"}},
-	"max-poll-records-not-int.yaml":          {msg: "'max_poll_records' cannot parse"},
-	"topics-raw-replication-negative.yaml":   {keys: []string{"topics.raw.replication_factor"}},
-	"topics-clean-cleanup-policy.yaml":       {keys: []string{"topics.clean.cleanup_policy"}},
-	"topics-dlq-retention-negative.yaml":     {keys: []string{"topics.dlq.retention"}},
-	"topics-raw-retention-not-duration.yaml": {msg: "'topics.raw.retention' time: invalid duration"},
-	"topics-unknown-topic.yaml":              {msg: "'topics' has invalid keys: export"},
-	"kafka-brokers-empty.yaml":               {keys: []string{"kafka.brokers"}},
-	"kafka-sasl-mechanism.yaml":              {keys: []string{"kafka.sasl.mechanism"}},
-	"kafka-sasl-password-missing.yaml":       {keys: []string{"kafka.sasl.password"}},
-	"kafka-tls-key-missing.yaml":             {keys: []string{"kafka.tls.key_file"}},
-	"region-empty.yaml":                      {keys: []string{"region"}},
-	"log-level.yaml":                         {keys: []string{"log.level"}},
-	"admin-listen.yaml":                      {keys: []string{"admin.listen"}},
-	"unknown-key.yaml":                       {msg: "has invalid keys: http"},
+var badConfigs = map[string]configtest.Bad{
+	"pseudonym-key-too-short.yaml":           {Keys: []string{"pseudonym"}, Msg: "at least 32"},
+	"pseudonym-key-missing.yaml":             {Keys: []string{"pseudonym"}},
+	"pseudonym-key-id-invalid.yaml":          {Keys: []string{"pseudonym"}, Msg: "key id"},
+	"pseudonym-key-id-missing.yaml":          {Keys: []string{"pseudonym"}, Msg: "key id"},
+	"pseudonym-key-and-file.yaml":            {Keys: []string{"pseudonym.key"}, Msg: "pseudonym.key_file"},
+	"pseudonym-key-file-missing.yaml":        {Keys: []string{"pseudonym.key_file"}},
+	"pseudonym-unknown-key.yaml":             {Msg: "'pseudonym' has invalid keys: key_path"},
+	"group-id-empty.yaml":                    {Keys: []string{"group_id"}},
+	"max-poll-records-negative.yaml":         {Keys: []string{"max_poll_records"}},
+	"max-poll-records-not-int.yaml":          {Msg: "'max_poll_records' cannot parse"},
+	"topics-raw-replication-negative.yaml":   {Keys: []string{"topics.raw.replication_factor"}},
+	"topics-clean-cleanup-policy.yaml":       {Keys: []string{"topics.clean.cleanup_policy"}},
+	"topics-dlq-retention-negative.yaml":     {Keys: []string{"topics.dlq.retention"}},
+	"topics-raw-retention-not-duration.yaml": {Msg: "'topics.raw.retention' time: invalid duration"},
+	"topics-unknown-topic.yaml":              {Msg: "'topics' has invalid keys: export"},
+	"kafka-brokers-empty.yaml":               {Keys: []string{"kafka.brokers"}},
+	"kafka-sasl-mechanism.yaml":              {Keys: []string{"kafka.sasl.mechanism"}},
+	"kafka-sasl-password-missing.yaml":       {Keys: []string{"kafka.sasl.password"}},
+	"kafka-tls-key-missing.yaml":             {Keys: []string{"kafka.tls.key_file"}},
+	"region-empty.yaml":                      {Keys: []string{"region"}},
+	"log-level.yaml":                         {Keys: []string{"log.level"}},
+	"admin-listen.yaml":                      {Keys: []string{"admin.listen"}},
+	"unknown-key.yaml":                       {Msg: "has invalid keys: http"},
 }
 
 func TestBadConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/bad/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, path := range files {
-		name := filepath.Base(path)
-		seen[name] = true
-		t.Run(name, func(t *testing.T) {
-			want, ok := badConfigs[name]
-			if !ok {
-				t.Fatalf("%s has no entry in badConfigs", name)
-			}
-			clearEnv(t)
-			_, err := load(t, path)
-			if err == nil {
-				t.Fatal("Load succeeded, want an error")
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, path) {
-				t.Errorf("error %q does not name the file", msg)
-			}
-			if want.keys != nil {
-				if got := fieldKeys(err); !slices.Equal(got, want.keys) {
-					t.Errorf("error names keys %q, want exactly %q; error: %v", got, want.keys, err)
-				}
-				for _, k := range want.keys {
-					if !strings.Contains(msg, k+": ") {
-						t.Errorf("error %q does not name %s", msg, k)
-					}
-				}
-			}
-			if want.msg != "" && !strings.Contains(msg, want.msg) {
-				t.Errorf("error %q does not contain %q", msg, want.msg)
-			}
-		})
-	}
-	for name := range badConfigs {
-		if !seen[name] {
-			t.Errorf("badConfigs lists %s, which is not in testdata/bad", name)
-		}
-	}
+	configtest.RunBadConfigs(t, "testdata/bad", envPrefix, badConfigs, load)
 }
 
 func TestShippedConfig(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", shippedKeyFile)
-	cfg, err := load(t, "../../configs/enricher.yaml")
-	if err != nil {
-		t.Fatalf("Load(configs/enricher.yaml): %v", err)
-	}
+	cfg := configtest.MustLoad(t, load, "../../configs/enricher.yaml")
 	def := pipeline.Default()
 	if cfg.Region != def.Region || cfg.GroupID != def.GroupID || cfg.Admin != def.Admin || cfg.MaxPollRecords != def.MaxPollRecords {
 		t.Errorf("shipped region/group_id/admin/max_poll_records = %q %q %+v %d, want the defaults", cfg.Region, cfg.GroupID, cfg.Admin, cfg.MaxPollRecords)
@@ -270,16 +148,16 @@ func TestShippedConfig(t *testing.T) {
 // ENRICHER_PSEUDONYM_KEY or ENRICHER_PSEUDONYM_KEY_FILE start-up fails,
 // naming pseudonym.
 func TestShippedConfigNeedsKey(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	_, err := load(t, "../../configs/enricher.yaml")
-	if got := fieldKeys(err); !slices.Equal(got, []string{"pseudonym"}) {
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"pseudonym"}) {
 		t.Errorf("Load without a key = %v, want pseudonym named", err)
 	}
 }
 
 func TestDefaultNeedsOnlyPseudonym(t *testing.T) {
 	cfg := pipeline.Default()
-	if err := cfg.Validate(); !slices.Equal(fieldKeys(err), []string{"pseudonym"}) {
+	if err := cfg.Validate(); !slices.Equal(configtest.FieldKeys(err), []string{"pseudonym"}) {
 		t.Errorf("Default().Validate() = %v, want only pseudonym missing", err)
 	}
 	cfg.Pseudonym = pipeline.Pseudonym{KeyID: "k1", Key: testKey}
@@ -289,7 +167,7 @@ func TestDefaultNeedsOnlyPseudonym(t *testing.T) {
 }
 
 func TestEnvOverrides(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "testdata/secrets/pseudonym.key")
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_ID", "k9")
 	t.Setenv("ENRICHER_KAFKA_BROKERS", "k1:9092,k2:9092")
@@ -300,10 +178,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("ENRICHER_KAFKA_SASL_MECHANISM", "PLAIN")
 	t.Setenv("ENRICHER_KAFKA_SASL_USERNAME", "enricher")
 	t.Setenv("ENRICHER_KAFKA_SASL_PASSWORD_FILE", "testdata/secrets/kafka-password")
-	cfg, err := load(t, "../../configs/enricher.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	cfg := configtest.MustLoad(t, load, "../../configs/enricher.yaml")
 	for _, c := range []struct {
 		key       string
 		got, want any
@@ -325,12 +200,12 @@ func TestEnvOverrides(t *testing.T) {
 }
 
 func TestEnvKeyWithKeyFileInFile(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	// A key by environment beside a key_file in the file is refused, so a
 	// stale value cannot silently win; the error must not show the key.
 	t.Setenv("ENRICHER_PSEUDONYM_KEY", "env-pseudonym-key-0123456789abcdef0123")
 	_, err := load(t, "testdata/good/minimal.yaml")
-	if got := fieldKeys(err); !slices.Equal(got, []string{"pseudonym.key"}) {
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"pseudonym.key"}) {
 		t.Fatalf("Load = %v, want pseudonym.key named", err)
 	}
 	if strings.Contains(err.Error(), "env-pseudonym-key") || strings.Contains(err.Error(), testKey) {
@@ -343,7 +218,7 @@ func TestEnvKeyWithKeyFileInFile(t *testing.T) {
 // clear it (viper treats empty variables as unset), so the documented
 // ENRICHER_PSEUDONYM_KEY cannot be used with the shipped file.
 func TestShippedConfigKeyFromEnv(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY", "env-pseudonym-key-0123456789abcdef0123")
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "")
 	cfg, err := load(t, "../../configs/enricher.yaml")
@@ -357,20 +232,7 @@ func TestShippedConfigKeyFromEnv(t *testing.T) {
 
 // TestSecretsNotPrinted checks that a loaded config can be logged whole.
 func TestSecretsNotPrinted(t *testing.T) {
-	clearEnv(t)
-	cfg, err := load(t, "testdata/good/all-keys.yaml")
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, out := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprint(&cfg), string(b)} {
-		for _, secret := range []string{testKey, "kafka-test-password"} {
-			if strings.Contains(out, secret) {
-				t.Errorf("output reveals %q: %s", secret, out)
-			}
-		}
-	}
+	configtest.ClearEnv(t, envPrefix)
+	cfg := configtest.MustLoad(t, load, "testdata/good/all-keys.yaml")
+	configtest.CheckSecretsHidden(t, cfg, testKey, "kafka-test-password")
 }

@@ -9,32 +9,8 @@ import (
 
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/config/configtest"
 )
-
-// fieldKeys lists the keys of every config.FieldError in err's tree.
-func fieldKeys(err error) []string {
-	var keys []string
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*config.FieldError); ok {
-			keys = append(keys, fe.Key)
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, c := range u.Unwrap() {
-				walk(c)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	slices.Sort(keys)
-	return keys
-}
 
 func TestConfigValidate(t *testing.T) {
 	dir := t.TempDir()
@@ -60,7 +36,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate("clickhouse")
-			if got := fieldKeys(err); !slices.Equal(got, tc.keys) {
+			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}
 		})
@@ -91,7 +67,7 @@ func TestValidateIdentifier(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("ValidateIdentifier(%q) = %v, want ok=%v", name, err, ok)
 		}
-		if err != nil && !slices.Equal(fieldKeys(err), []string{"database"}) {
+		if err != nil && !slices.Equal(configtest.FieldKeys(err), []string{"database"}) {
 			t.Errorf("ValidateIdentifier(%q) = %v, want a FieldError for database", name, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/config/configtest"
 )
 
 // envPrefix is the prefix of the test config's environment overrides.
@@ -60,17 +61,6 @@ func (c *testConfig) Validate() error {
 
 var _ config.Validator = (*testConfig)(nil)
 
-// clearEnv hides any CFGTEST_* variable of the developer's shell from the
-// test (viper treats an empty variable as unset).
-func clearEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
-			t.Setenv(k, "")
-		}
-	}
-}
-
 // writeFile writes content into dir/name and returns the path.
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
@@ -82,7 +72,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 // load writes yaml to a temporary file and loads it over the defaults.
-// Tests call clearEnv before setting their own variables.
+// Tests call configtest.ClearEnv before setting their own variables.
 func load(t *testing.T, yaml string) (testConfig, error) {
 	t.Helper()
 	cfg := defaultTestConfig()
@@ -90,33 +80,8 @@ func load(t *testing.T, yaml string) (testConfig, error) {
 	return cfg, err
 }
 
-// fieldKeys lists the keys of every FieldError in err's tree.
-func fieldKeys(err error) []string {
-	var keys []string
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*config.FieldError); ok {
-			keys = append(keys, fe.Key)
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, c := range u.Unwrap() {
-				walk(c)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	slices.Sort(keys)
-	return keys
-}
-
 func TestLoadFileValues(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	dir := t.TempDir()
 	tokenFile := writeFile(t, dir, "token", "file-token-value\n")
 	cfg, err := load(t, `
@@ -147,7 +112,7 @@ token_file: `+tokenFile+`
 }
 
 func TestLoadKeepsDefaultsForAbsentKeys(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	cfg, err := load(t, "name: only-name\n")
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -160,7 +125,7 @@ func TestLoadKeepsDefaultsForAbsentKeys(t *testing.T) {
 }
 
 func TestLoadEnvOverridesNestedKey(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("CFGTEST_SERVER_LISTEN", "10.0.0.1:3000")
 	t.Setenv("CFGTEST_SERVER_TIMEOUT", "45s")
 	t.Setenv("CFGTEST_SERVER_RETRIES", "9")
@@ -190,7 +155,7 @@ server:
 }
 
 func TestLoadEnvList(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("CFGTEST_PEERS", "a:1,b:2")
 	cfg, err := load(t, `peers: ["x:9"]`+"\n")
 	if err != nil {
@@ -202,7 +167,7 @@ func TestLoadEnvList(t *testing.T) {
 }
 
 func TestLoadEnvKeyAbsentFromFile(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("CFGTEST_SERVER_TIMEOUT", "42s")
 	t.Setenv("CFGTEST_PEERS", "only:1")
 	t.Setenv("CFGTEST_TOKEN", "env-token")
@@ -231,7 +196,7 @@ func TestLoadEnvKeyAbsentFromFile(t *testing.T) {
 // ENRICHER_PSEUDONYM_KEY_FILE= cannot drop the shipped key_file to make room
 // for ENRICHER_PSEUDONYM_KEY.
 func TestLoadEmptyEnvOverridesFile(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("CFGTEST_NAME", "")
 	cfg, err := load(t, "name: from-file\n")
 	if err != nil {
@@ -243,14 +208,14 @@ func TestLoadEmptyEnvOverridesFile(t *testing.T) {
 }
 
 func TestLoadEnvSecretAndFileConflict(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	tokenFile := writeFile(t, t.TempDir(), "token", "file-token")
 	t.Setenv("CFGTEST_TOKEN", "env-token")
 	_, err := load(t, "token_file: "+tokenFile+"\n")
 	if err == nil {
 		t.Fatal("Load accepted both token (env) and token_file")
 	}
-	if got := fieldKeys(err); !slices.Equal(got, []string{"token"}) {
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"token"}) {
 		t.Errorf("field keys = %q, want [token]; err = %v", got, err)
 	}
 	for _, leak := range []string{"env-token", "file-token"} {
@@ -261,7 +226,7 @@ func TestLoadEnvSecretAndFileConflict(t *testing.T) {
 }
 
 func TestLoadRejectsUnknownKeys(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	for _, tc := range []struct {
 		name, yaml string
 		want       []string // substrings of the error
@@ -286,7 +251,7 @@ func TestLoadRejectsUnknownKeys(t *testing.T) {
 }
 
 func TestLoadBadValueNamesKey(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	for _, tc := range []struct {
 		name, yaml, want string
 	}{
@@ -308,7 +273,7 @@ func TestLoadBadValueNamesKey(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	path := filepath.Join(t.TempDir(), "does-not-exist.yaml")
 	cfg := defaultTestConfig()
 	err := config.Load(path, envPrefix, &cfg)
@@ -321,7 +286,7 @@ func TestLoadMissingFile(t *testing.T) {
 }
 
 func TestLoadValidateErrorNamesKey(t *testing.T) {
-	clearEnv(t)
+	configtest.ClearEnv(t, envPrefix)
 	_, err := load(t, "server:\n  listen: ':1'\n  timeout: -1s\n  retries: -2\n")
 	if err == nil {
 		t.Fatal("Load accepted an invalid config")
@@ -330,7 +295,7 @@ func TestLoadValidateErrorNamesKey(t *testing.T) {
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %v holds no *config.FieldError", err)
 	}
-	if got, want := fieldKeys(err), []string{"server.retries", "server.timeout"}; !slices.Equal(got, want) {
+	if got, want := configtest.FieldKeys(err), []string{"server.retries", "server.timeout"}; !slices.Equal(got, want) {
 		t.Errorf("field keys = %q, want %q (every problem, each naming its key)", got, want)
 	}
 	for _, w := range []string{"server.timeout: must be positive", "server.retries: must not be negative", "test.yaml"} {
@@ -582,7 +547,7 @@ func TestLogValidate(t *testing.T) {
 		{config.Log{Format: "xml"}, []string{"log.format"}},
 		{config.Log{Level: "loud", Format: "xml"}, []string{"log.format", "log.level"}},
 	} {
-		if got := fieldKeys(tc.log.Validate("log")); !slices.Equal(got, tc.keys) {
+		if got := configtest.FieldKeys(tc.log.Validate("log")); !slices.Equal(got, tc.keys) {
 			t.Errorf("%+v.Validate = %q, want %q", tc.log, got, tc.keys)
 		}
 	}
@@ -607,11 +572,11 @@ func TestValidateListen(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("ValidateListen(%q) = %v, want ok=%v", addr, err, ok)
 		}
-		if err != nil && !slices.Equal(fieldKeys(err), []string{"admin.listen"}) {
+		if err != nil && !slices.Equal(configtest.FieldKeys(err), []string{"admin.listen"}) {
 			t.Errorf("ValidateListen(%q) = %v, want a FieldError for admin.listen", addr, err)
 		}
 	}
-	if err := (config.Admin{Listen: "nope"}).Validate("admin"); !slices.Equal(fieldKeys(err), []string{"admin.listen"}) {
+	if err := (config.Admin{Listen: "nope"}).Validate("admin"); !slices.Equal(configtest.FieldKeys(err), []string{"admin.listen"}) {
 		t.Errorf("Admin.Validate = %v, want admin.listen", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/config/configtest"
 )
 
 // Test-only PEM files: a self-signed CA and a client certificate it signed.
@@ -35,7 +36,7 @@ func TestTLSValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.tls.Validate("kafka.tls")
-			if got := fieldKeys(err); !slices.Equal(got, tc.keys) {
+			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/config/configtest"
 	"github.com/consentflow/consentflow/internal/kafkax"
 )
 
@@ -22,31 +23,6 @@ const (
 	testClientCert = "../../internal/config/testdata/tls/client.pem"
 	testClientKey  = "../../internal/config/testdata/tls/client-key.pem"
 )
-
-// fieldKeys lists the keys of every config.FieldError in err's tree.
-func fieldKeys(err error) []string {
-	var keys []string
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*config.FieldError); ok {
-			keys = append(keys, fe.Key)
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, c := range u.Unwrap() {
-				walk(c)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	slices.Sort(keys)
-	return keys
-}
 
 func writePassword(t *testing.T, content string) string {
 	t.Helper()
@@ -83,7 +59,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate("kafka")
-			if got := fieldKeys(err); !slices.Equal(got, tc.keys) {
+			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}
 		})
@@ -209,7 +185,7 @@ func TestTopicSpecValidate(t *testing.T) {
 		{kafkax.TopicSpec{Name: "t", CleanupPolicy: "forever"}, []string{"topics.raw.cleanup_policy"}},
 		{kafkax.TopicSpec{Name: "t", Retention: -time.Second}, []string{"topics.raw.retention"}},
 	} {
-		if got := fieldKeys(tc.spec.Validate("topics.raw")); !slices.Equal(got, tc.keys) {
+		if got := configtest.FieldKeys(tc.spec.Validate("topics.raw")); !slices.Equal(got, tc.keys) {
 			t.Errorf("%+v.Validate keys = %q, want %q", tc.spec, got, tc.keys)
 		}
 	}
@@ -242,7 +218,7 @@ func TestOptsUnvalidatedMechanism(t *testing.T) {
 // EnsureTopics would then pin retention.ms=0 on the topic.
 func TestTopicSpecSubMillisecondRetention(t *testing.T) {
 	spec := kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Nanosecond}
-	if got := fieldKeys(spec.Validate("topics.raw")); !slices.Equal(got, []string{"topics.raw.retention"}) {
+	if got := configtest.FieldKeys(spec.Validate("topics.raw")); !slices.Equal(got, []string{"topics.raw.retention"}) {
 		t.Errorf("Validate(retention 6ns) keys = %q, want topics.raw.retention", got)
 	}
 }
