@@ -87,7 +87,7 @@ func TestBinaries(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	metrics := httpGet(t, "http://"+ports[2]+"/metrics")
-	if !strings.Contains(metrics, `collector_events_total{outcome="accepted"} 2`) || !strings.Contains(metrics, "collector_connects_total") {
+	if !strings.Contains(metrics, `collector_events_accepted_total 2`) || !strings.Contains(metrics, "collector_connects_total") {
 		t.Errorf("collector metrics lack accepted events or kprom client metrics")
 	}
 	if !strings.Contains(httpGet(t, "http://"+ports[0]+"/metrics"), "sink_rows_inserted_total 2") {

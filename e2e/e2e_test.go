@@ -31,11 +31,13 @@ import (
 // subject is one person in the test, with every raw identifier the pipeline
 // must never let reach the clean topic or ClickHouse.
 type subject struct {
-	userID, anonymousID, deviceID, advertisingID, ip string
+	userID, anonymousID, deviceID, advertisingID, ip             string
+	imei, androidID, mac, pushToken, deviceName, email, latitude string
 }
 
 func (s subject) identifiers() []string {
-	return []string{s.userID, s.anonymousID, s.deviceID, s.advertisingID, s.ip}
+	return []string{s.userID, s.anonymousID, s.deviceID, s.advertisingID, s.ip,
+		s.imei, s.androidID, s.mac, s.pushToken, s.deviceName, s.email, s.latitude}
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -51,6 +53,10 @@ func TestEndToEnd(t *testing.T) {
 	ccfg := ingest.Default()
 	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
 	ccfg.Kafka.Brokers, ccfg.HTTP.Listen, ccfg.Topics.Raw.Name = brokers, "127.0.0.1:0", raw
+	ccfg.Topics.Consent.Name = "privacy.consent." + run
+	// The test posts as a server-side source would, with each end user's
+	// address in context.ip.
+	ccfg.Sources[0].TrustContextIP = true
 
 	ecfg := pipeline.Default()
 	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
@@ -80,6 +86,13 @@ func TestEndToEnd(t *testing.T) {
 			deviceID:      fmt.Sprintf("device-%d-%s", i, run),
 			advertisingID: fmt.Sprintf("idfa-%d-%s", i, run),
 			ip:            fmt.Sprintf("203.0.113.%d", 150+i),
+			imei:          fmt.Sprintf("35693803564%04d", i),
+			androidID:     fmt.Sprintf("android-%d-%s", i, run),
+			mac:           fmt.Sprintf("02:00:5e:10:00:%02x", i),
+			pushToken:     fmt.Sprintf("apns-token-%d-%s", i, run),
+			deviceName:    fmt.Sprintf("Subject %d's phone %s", i, run),
+			email:         fmt.Sprintf("mail-%d-%s@example.com", i, run),
+			latitude:      fmt.Sprintf("31.23%06d", 100+i),
 		}
 	}
 	subjects[4].ip = "2001:db8:1234:5678::abcd" // one IPv6 client
@@ -100,9 +113,15 @@ func TestEndToEnd(t *testing.T) {
 					"anonymousId": s.anonymousID,
 					"timestamp":   time.Now().UTC().Format(time.RFC3339Nano),
 					"context": map[string]any{
-						"ip":     s.ip,
-						"device": map[string]any{"id": s.deviceID, "advertisingId": s.advertisingID, "model": "Pixel 9"},
-						"locale": "zh-CN",
+						"ip": s.ip,
+						"device": map[string]any{"id": s.deviceID, "advertisingId": s.advertisingID, "model": "Pixel 9",
+							"imei": s.imei, "androidId": s.androidID, "mac": s.mac, "token": s.pushToken, "name": s.deviceName},
+						"externalIds": []map[string]any{{"id": s.email, "type": "email"}},
+						"location":    map[string]any{"latitude": json.Number(s.latitude), "longitude": 121.47},
+						"page":        map[string]any{"url": "https://shop.example/p?email=" + s.email},
+						"traits":      map[string]any{"email": s.email},
+						"userAgent":   "Agent " + s.deviceName,
+						"locale":      "zh-CN",
 					},
 					"properties": map[string]any{"sku": fmt.Sprintf("sku-%d", j), "price": 9.5, "run": run},
 				}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/config"
@@ -23,6 +24,25 @@ type Config struct {
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed. Empty
 	// means none: the client IP is the TCP peer.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	CORS           CORS     `mapstructure:"cors"`
+	Redirect       Redirect `mapstructure:"redirect"`
+}
+
+// CORS lets browser SDKs on other origins post events.
+type CORS struct {
+	// AllowedOrigins are origins such as https://shop.example, or "*" for
+	// any. Empty means any. Credentials are never allowed: SDKs send the
+	// write key explicitly, not as a cookie.
+	AllowedOrigins []string `mapstructure:"allowed_origins"`
+}
+
+// Redirect configures click tracking (GET /v1/redirect).
+type Redirect struct {
+	// AllowedHosts are the hosts a click may be sent on to: "shop.example"
+	// matches that host only, "*.shop.example" its subdomains. Empty means
+	// /v1/redirect refuses every target, so the collector is never an open
+	// redirect.
+	AllowedHosts []string `mapstructure:"allowed_hosts"`
 }
 
 // HTTP configures the public ingest server.
@@ -40,11 +60,21 @@ type HTTP struct {
 	// ProduceTimeout is how long a request waits for Kafka to acknowledge
 	// its events before answering 503. At least 1s.
 	ProduceTimeout time.Duration `mapstructure:"produce_timeout"`
+	// MaxJSONDepth bounds the nesting of objects and arrays in one event.
+	MaxJSONDepth int `mapstructure:"max_json_depth"`
+	// MaxJSONKeys bounds the object keys in one event, all levels together.
+	MaxJSONKeys int `mapstructure:"max_json_keys"`
+	// MaxBufferedRecords bounds the events waiting in the producer for
+	// Kafka; a request that would exceed it is answered 503 at once
+	// instead of queueing.
+	MaxBufferedRecords int `mapstructure:"max_buffered_records"`
 }
 
 // Topics the collector writes.
 type Topics struct {
 	Raw kafkax.TopicSpec `mapstructure:"raw"`
+	// Consent is the compacted topic of consent states, keyed by subject.
+	Consent kafkax.TopicSpec `mapstructure:"consent"`
 }
 
 // Source is one sending application and its write key.
@@ -55,8 +85,30 @@ type Source struct {
 	// WriteKeyFile outside development.
 	WriteKey     config.Secret `mapstructure:"write_key"`
 	WriteKeyFile string        `mapstructure:"write_key_file"`
-	// Disabled sources are refused with 403 while their key stays known.
-	Disabled bool `mapstructure:"disabled"`
+	// Enabled false refuses the source with 403 while its key stays known.
+	// Unset means true.
+	Enabled *bool `mapstructure:"enabled"`
+	// Region is the source's home region. Empty means the collector's; a
+	// collector serves one region, so any other value is an error.
+	Region string `mapstructure:"region"`
+	// RateLimit bounds the source's events per second.
+	RateLimit RateLimit `mapstructure:"rate_limit"`
+	// TrustContextIP lets the source's context.ip (the end user's address
+	// as a server-side SDK reports it) stand for the client IP. Off, the IP
+	// is the request's own, and context.ip is ignored: a browser could
+	// otherwise pick the address, and country, it is recorded under.
+	TrustContextIP bool `mapstructure:"trust_context_ip"`
+}
+
+// IsEnabled reports whether the source may send.
+func (s Source) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
+
+// RateLimit is a token bucket of events. Zero EventsPerSecond means no limit.
+type RateLimit struct {
+	EventsPerSecond float64 `mapstructure:"events_per_second"`
+	// Burst is the most events accepted at once; a request with more valid
+	// events than Burst is refused with 429. Zero means one second's worth.
+	Burst int `mapstructure:"burst"`
 }
 
 // Default returns the config with every default filled in.
@@ -65,17 +117,23 @@ func Default() Config {
 		Region: "cn",
 		Admin:  config.Admin{Listen: ":9101"},
 		HTTP: HTTP{
-			Listen:            ":8080",
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			MaxRequestBytes:   500 << 10,
-			MaxEventBytes:     32 << 10,
-			ProduceTimeout:    5 * time.Second,
+			Listen:             ":8080",
+			ReadHeaderTimeout:  5 * time.Second,
+			ReadTimeout:        30 * time.Second,
+			WriteTimeout:       30 * time.Second,
+			IdleTimeout:        120 * time.Second,
+			MaxRequestBytes:    500 << 10,
+			MaxEventBytes:      32 << 10,
+			ProduceTimeout:     5 * time.Second,
+			MaxJSONDepth:       32,
+			MaxJSONKeys:        1000,
+			MaxBufferedRecords: 100000,
 		},
-		Kafka:  kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
-		Topics: Topics{Raw: kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour}},
+		Kafka: kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
+		Topics: Topics{
+			Raw:     kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
+			Consent: kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+		},
 	}
 }
 
@@ -87,19 +145,44 @@ func (c *Config) Validate() error {
 		config.ValidateListen("http.listen", c.HTTP.Listen),
 		c.Kafka.Validate("kafka"),
 		c.Topics.Raw.Validate("topics.raw"),
+		c.Topics.Consent.Validate("topics.consent"),
+	}
+	if c.Topics.Consent.CleanupPolicy != "compact" {
+		errs = append(errs, config.Invalid("topics.consent.cleanup_policy", "must be compact: the topic holds the latest consent per subject"))
+	}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"http.max_json_depth", c.HTTP.MaxJSONDepth}, {"http.max_json_keys", c.HTTP.MaxJSONKeys}, {"http.max_buffered_records", c.HTTP.MaxBufferedRecords}} {
+		if f.n <= 0 {
+			errs = append(errs, config.Invalid(f.key, "must be positive, got %d", f.n))
+		}
+	}
+	for i, o := range c.CORS.AllowedOrigins {
+		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.HasSuffix(o, "/")) {
+			errs = append(errs, config.Invalid(fmt.Sprintf("cors.allowed_origins[%d]", i), "must be \"*\" or scheme://host[:port] with no path, got %q", o))
+		}
+	}
+	for i, h := range c.Redirect.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/:@ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") {
+			errs = append(errs, config.Invalid(fmt.Sprintf("redirect.allowed_hosts[%d]", i), "must be a host name such as shop.example or *.shop.example, got %q", h))
+		}
 	}
 	if c.Region == "" {
 		errs = append(errs, config.Invalid("region", "is required"))
 	}
-	for key, d := range map[string]time.Duration{
-		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
-		"http.read_timeout":        c.HTTP.ReadTimeout,
-		"http.write_timeout":       c.HTTP.WriteTimeout,
-		"http.idle_timeout":        c.HTTP.IdleTimeout,
-		"http.produce_timeout":     c.HTTP.ProduceTimeout,
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout},
+		{"http.read_timeout", c.HTTP.ReadTimeout},
+		{"http.write_timeout", c.HTTP.WriteTimeout},
+		{"http.idle_timeout", c.HTTP.IdleTimeout},
+		{"http.produce_timeout", c.HTTP.ProduceTimeout},
 	} {
-		if d <= 0 {
-			errs = append(errs, config.Invalid(key, "must be a positive duration such as 5s, got %v", d))
+		if f.d <= 0 {
+			errs = append(errs, config.Invalid(f.key, "must be a positive duration such as 5s, got %v", f.d))
 		}
 	}
 	if c.HTTP.ProduceTimeout > 0 && c.HTTP.ProduceTimeout < time.Second {
@@ -141,6 +224,12 @@ func (c *Config) Validate() error {
 		}
 		keys[wk] = s.Name
 		errs = append(errs, err)
+		if s.Region != "" && s.Region != c.Region {
+			errs = append(errs, config.Invalid(key+".region", "is %q but this collector serves region %q: run a collector per region", s.Region, c.Region))
+		}
+		if s.RateLimit.EventsPerSecond < 0 || s.RateLimit.Burst < 0 {
+			errs = append(errs, config.Invalid(key+".rate_limit", "must not be negative"))
+		}
 	}
 	for i, cidr := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(cidr); err != nil {

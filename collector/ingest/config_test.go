@@ -52,14 +52,17 @@ func TestAllKeys(t *testing.T) {
 		Log:    config.Log{Level: "debug", Format: "text"},
 		Admin:  config.Admin{Listen: "127.0.0.1:9201"},
 		HTTP: ingest.HTTP{
-			Listen:            "127.0.0.1:8181",
-			ReadHeaderTimeout: 2 * time.Second,
-			ReadTimeout:       20 * time.Second,
-			WriteTimeout:      25 * time.Second,
-			IdleTimeout:       90 * time.Second,
-			MaxRequestBytes:   1 << 20,
-			MaxEventBytes:     64 << 10,
-			ProduceTimeout:    4 * time.Second,
+			Listen:             "127.0.0.1:8181",
+			ReadHeaderTimeout:  2 * time.Second,
+			ReadTimeout:        20 * time.Second,
+			WriteTimeout:       25 * time.Second,
+			IdleTimeout:        90 * time.Second,
+			MaxRequestBytes:    1 << 20,
+			MaxEventBytes:      64 << 10,
+			ProduceTimeout:     4 * time.Second,
+			MaxJSONDepth:       16,
+			MaxJSONKeys:        500,
+			MaxBufferedRecords: 5000,
 		},
 		Kafka: kafkax.Config{
 			Brokers:     []string{"k1.test:9093", "k2.test:9093"},
@@ -80,15 +83,21 @@ func TestAllKeys(t *testing.T) {
 				PasswordFile: "testdata/secrets/kafka-password",
 			},
 		},
-		Topics: ingest.Topics{Raw: kafkax.TopicSpec{
-			Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 12 * time.Hour,
-		}},
+		Topics: ingest.Topics{
+			Raw: kafkax.TopicSpec{
+				Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 12 * time.Hour,
+			},
+			Consent: kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "compact", Retention: 720 * time.Hour},
+		},
 		Sources: []ingest.Source{
-			{Name: "web", WriteKey: "web-write-key-0001"},
+			{Name: "web", WriteKey: "web-write-key-0001", Region: "eu", RateLimit: ingest.RateLimit{EventsPerSecond: 500, Burst: 1000}},
+			{Name: "server", WriteKey: "server-write-key-01", TrustContextIP: true},
 			{Name: "ios", WriteKey: "file-write-key-0123456789", WriteKeyFile: "testdata/secrets/write-key"},
-			{Name: "legacy", WriteKey: "legacy-write-key-01", Disabled: true},
+			{Name: "legacy", WriteKey: "legacy-write-key-01", Enabled: new(false)},
 		},
 		TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"},
+		CORS:           ingest.CORS{AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}},
+		Redirect:       ingest.Redirect{AllowedHosts: []string{"shop.example", "*.shop.example"}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
@@ -299,7 +308,7 @@ sources:
     write_key: shared-write-key
   - name: app
     write_key: shared-write-key
-    disabled: true
+    enabled: false
 `)
 	if err == nil || !strings.Contains(err.Error(), "sources[1].write_key") {
 		t.Errorf("Load = %v, want sources[1].write_key named as a duplicate", err)

@@ -1,16 +1,26 @@
-// Package ingest is the collector's public HTTP API: it authenticates
-// Segment-compatible requests by write key, validates each event, wraps it in
-// an event.Envelope and produces it to events.raw.<region>.
+// Package ingest is the collector's public HTTP API, compatible with the
+// Segment Tracking API: it authenticates requests by write key, validates
+// each event, wraps it in an event.Envelope and produces it to
+// events.raw.<region>; consent updates go to the compacted privacy.consent
+// topic.
+//
+// Routes: POST /v1/batch, /v1/track, /v1/identify, /v1/page, /v1/screen,
+// /v1/group, /v1/alias, /v1/consent; GET /v1/pixel and /v1/redirect; CORS
+// preflight on all of them.
 //
 // Delivery: a request is answered 200 only after Kafka acknowledged every
-// accepted event of it (acks=all, idempotent producer). On a produce error or
-// timeout the answer is 503 with Retry-After; a client retry may then
-// duplicate events that did land, which messageId de-duplication downstream
-// absorbs. Invalid events are listed in the response and never produced.
+// accepted event of it (acks=all, idempotent producer). On a produce error
+// or timeout the answer is 503 with Retry-After; when the producer's buffer
+// is full the answer is 503 at once. A client retry may then duplicate
+// events that did land, which messageId de-duplication downstream absorbs.
+// Invalid events are listed in the response and never produced.
 //
 // Metrics: collector_http_requests_total{route,code},
-// collector_events_total{outcome}, collector_produce_duration_seconds, and
-// franz-go's client metrics under collector_.
+// collector_http_request_duration_seconds{route},
+// collector_http_requests_in_flight, collector_http_request_body_bytes{route},
+// collector_events_accepted_total, collector_events_rejected_total{reason},
+// collector_produce_duration_seconds, and franz-go's client metrics under
+// collector_.
 package ingest
 
 import (
@@ -23,9 +33,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +46,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
@@ -44,13 +58,21 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	client  *kgo.Client
+	sources []*source
 	proxies []netip.Prefix
+	shape   event.Shape
 	http    *http.Server
 	ln      net.Listener
 	now     func() time.Time
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+}
+
+// source is a configured source with its rate limiter (nil: unlimited).
+type source struct {
+	Source
+	limiter *rate.Limiter
 }
 
 // New builds the collector from a validated config. It does not touch the
@@ -62,19 +84,41 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.RecordDeliveryTimeout(cfg.HTTP.ProduceTimeout),
+		kgo.MaxBufferedRecords(cfg.HTTP.MaxBufferedRecords),
 	)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, now: time.Now}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		metrics: newMetrics(reg),
+		client:  client,
+		shape:   event.Shape{MaxDepth: cfg.HTTP.MaxJSONDepth, MaxKeys: cfg.HTTP.MaxJSONKeys},
+		now:     time.Now,
+	}
+	for _, src := range cfg.Sources {
+		s.sources = append(s.sources, &source{Source: src, limiter: newLimiter(src.RateLimit)})
+	}
 	for _, cidr := range cfg.TrustedProxies {
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/batch", s.handleBatch)
+	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", decodeBatch)))
+	for _, typ := range event.Types {
+		mux.Handle("POST /v1/"+typ, s.route(typ, s.handleEvents(typ, func(body []byte) (payload, error) {
+			return decodeSingle(body, typ)
+		})))
+	}
+	mux.Handle("POST /v1/consent", s.route("consent", s.handleConsent))
+	mux.Handle("GET /v1/pixel", s.route("pixel", s.handlePixel))
+	mux.Handle("GET /v1/redirect", s.route("redirect", s.handleRedirect))
+	mux.Handle("/", s.route("other", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, response{Error: fmt.Sprintf("no route %s %s (see the API reference in README.md)", r.Method, r.URL.Path)})
+	}))
 	s.http = &http.Server{
 		Addr:              cfg.HTTP.Listen,
-		Handler:           mux,
+		Handler:           s.cors(mux),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		WriteTimeout:      cfg.HTTP.WriteTimeout,
@@ -85,9 +129,20 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 	return s, nil
 }
 
-// Start creates or checks the raw topic, then serves HTTP in the background.
+func newLimiter(rl RateLimit) *rate.Limiter {
+	if rl.EventsPerSecond == 0 {
+		return nil
+	}
+	burst := rl.Burst
+	if burst == 0 {
+		burst = int(math.Ceil(rl.EventsPerSecond))
+	}
+	return rate.NewLimiter(rate.Limit(rl.EventsPerSecond), burst)
+}
+
+// Start creates or checks the topics, then serves HTTP in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw}, s.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent}, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)
 	}
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
@@ -137,87 +192,249 @@ type Rejection struct {
 	Error string `json:"error"`
 }
 
+// response is every JSON answer: Segment's {"success": true}, with the
+// events that were refused, or an error.
 type response struct {
 	Success  bool        `json:"success"`
 	Error    string      `json:"error,omitempty"`
 	Rejected []Rejection `json:"rejected,omitempty"`
 }
 
-// batchBody is Segment's /v1/batch request body.
-type batchBody struct {
-	Batch []json.RawMessage `json:"batch"`
+// result is the outcome of a request before it is written.
+type result struct {
+	code       int
+	resp       response
+	retryAfter time.Duration // for 429 and 503
 }
 
-func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
-	code, resp := s.batch(r)
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeJSON(w, code, resp)
-	s.metrics.requests.WithLabelValues("batch", strconv.Itoa(code)).Inc()
+func fail(code int, format string, args ...any) result {
+	return result{code: code, resp: response{Error: fmt.Sprintf(format, args...)}}
 }
 
-func (s *Server) batch(r *http.Request) (int, response) {
-	src, code, msg := s.authenticate(r)
-	if code != http.StatusOK {
-		return code, response{Error: msg}
+func (res result) write(w http.ResponseWriter) {
+	if res.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(res.retryAfter.Seconds()))))
 	}
-	body, err := readBody(r, s.cfg.HTTP.MaxRequestBytes)
+	writeJSON(w, res.code, res.resp)
+}
+
+// route counts and times every request of one route.
+func (s *Server) route(name string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h(sw, r)
+		s.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		s.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// handleEvents serves /v1/batch and the single-event routes.
+func (s *Server) handleEvents(route string, decode func([]byte) (payload, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, res, ok := s.readBody(r, route)
+		if !ok {
+			res.write(w)
+			return
+		}
+		p, err := decode(body)
+		if err != nil {
+			fail(http.StatusBadRequest, "%v", err).write(w)
+			return
+		}
+		s.store(r, p).write(w)
+	}
+}
+
+// gif is a 1x1 transparent GIF.
+var gif = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+// handlePixel records the event in the data parameter and answers a 1x1
+// GIF that no cache may keep, so every view reaches the collector.
+func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
+	p, err := decodeQueryEvent(r.URL.Query().Get("data"))
+	if err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	if res := s.store(r, p); res.code != http.StatusOK {
+		res.write(w)
+		return
+	}
+	noStore(w)
+	w.Header().Set("Content-Type", "image/gif")
+	w.Header().Set("Content-Length", strconv.Itoa(len(gif)))
+	_, _ = w.Write(gif)
+}
+
+// handleRedirect records a click (the event in data) and sends the browser
+// on to url, but only to an allowed host: anything else would make the
+// collector an open redirect for phishing links.
+func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	target, err := s.redirectTarget(q.Get("url"))
+	if err != nil {
+		fail(http.StatusBadRequest, "url: %v", err).write(w)
+		return
+	}
+	p, err := decodeQueryEvent(q.Get("data"))
+	if err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	if res := s.store(r, p); res.code != http.StatusOK {
+		res.write(w)
+		return
+	}
+	noStore(w)
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+func (s *Server) redirectTarget(raw string) (string, error) {
+	if raw == "" {
+		return "", errors.New("is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("must be an absolute http or https URL, got %q", raw)
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, allowed := range s.cfg.Redirect.AllowedHosts {
+		allowed = strings.ToLower(allowed)
+		if host == allowed || (strings.HasPrefix(allowed, "*.") && strings.HasSuffix(host, allowed[1:])) {
+			return u.String(), nil
+		}
+	}
+	return "", fmt.Errorf("host %q is not in redirect.allowed_hosts", host)
+}
+
+// handleConsent produces a subject's new consent state to privacy.consent.
+func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
+	body, res, ok := s.readBody(r, "consent")
+	if !ok {
+		res.write(w)
+		return
+	}
+	if err := s.shape.Check(body); err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	u, err := event.DecodeConsentUpdate(body)
+	if err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	src, res, ok := s.authenticate(r, u.WriteKey)
+	if !ok {
+		res.write(w)
+		return
+	}
+	state := u.State(s.now(), src.Name, s.cfg.Region)
+	value, err := json.Marshal(state)
+	if err != nil {
+		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
+		return
+	}
+	rec := &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(state.Subject), Value: value}
+	s.admitAndProduce(src, []*kgo.Record{rec}, nil).write(w)
+}
+
+// readBody reads at most http.max_request_bytes of the body, after gzip
+// decoding when the request says so, so a small compressed bomb cannot
+// expand past the limit.
+func (s *Server) readBody(r *http.Request, route string) ([]byte, result, bool) {
+	limit := s.cfg.HTTP.MaxRequestBytes
+	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit)
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fail(http.StatusBadRequest, "gzip body: %v", err), false
+		}
+		defer zr.Close()
+		body = http.MaxBytesReader(nil, zr, limit)
+	}
+	b, err := io.ReadAll(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return http.StatusRequestEntityTooLarge, response{Error: fmt.Sprintf("request body exceeds %d bytes", s.cfg.HTTP.MaxRequestBytes)}
+			return nil, fail(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", limit), false
 		}
-		return http.StatusBadRequest, response{Error: "read body: " + err.Error()}
+		return nil, fail(http.StatusBadRequest, "read body: %v", err), false
 	}
-	var b batchBody
-	if err := json.Unmarshal(body, &b); err != nil {
-		return http.StatusBadRequest, response{Error: "invalid JSON: " + err.Error()}
-	}
-	if b.Batch == nil {
-		return http.StatusBadRequest, response{Error: "batch: is required and must be an array of events"}
-	}
+	s.metrics.bodyBytes.WithLabelValues(route).Observe(float64(len(b)))
+	return b, result{}, true
+}
 
+// store validates the request's events and produces the valid ones.
+func (s *Server) store(r *http.Request, p payload) result {
+	src, res, ok := s.authenticate(r, p.WriteKey)
+	if !ok {
+		return res
+	}
 	receivedAt := s.now().UTC()
 	signals := s.signals(r)
+	signals.TrustContextIP = src.TrustContextIP
 	var rejected []Rejection
-	records := make([]*kgo.Record, 0, len(b.Batch))
-	for i, raw := range b.Batch {
-		rec, err := s.record(raw, src, receivedAt, signals)
+	records := make([]*kgo.Record, 0, len(p.Events))
+	for i, raw := range p.Events {
+		rec, reason, err := s.record(raw, p, src, receivedAt, signals)
 		if err != nil {
 			rejected = append(rejected, Rejection{Index: i, Error: err.Error()})
+			s.metrics.rejected.WithLabelValues(reason).Inc()
 			continue
 		}
 		records = append(records, rec)
 	}
-	s.metrics.events.WithLabelValues("rejected").Add(float64(len(rejected)))
 	if len(records) == 0 {
-		return http.StatusBadRequest, response{Error: "no valid event in batch", Rejected: rejected}
+		if len(rejected) == 0 {
+			return fail(http.StatusBadRequest, "batch: holds no event")
+		}
+		res := fail(http.StatusBadRequest, "no valid event in request")
+		res.resp.Rejected = rejected
+		return res
 	}
-
-	// Detached from the request: a client that hangs up must not cancel
-	// half a batch; the produce timeout still bounds the wait.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.HTTP.ProduceTimeout)
-	defer cancel()
-	start := time.Now()
-	if err := s.client.ProduceSync(ctx, records...).FirstErr(); err != nil {
-		s.metrics.events.WithLabelValues("failed").Add(float64(len(records)))
-		s.log.Warn("produce failed; answering 503", "source", src, "events", len(records), "err", err)
-		return http.StatusServiceUnavailable, response{Error: "events not stored, retry later: " + err.Error(), Rejected: rejected}
-	}
-	s.metrics.produceDuration.Observe(time.Since(start).Seconds())
-	s.metrics.events.WithLabelValues("accepted").Add(float64(len(records)))
-	return http.StatusOK, response{Success: true, Rejected: rejected}
+	return s.admitAndProduce(src, records, rejected)
 }
 
-// record validates one event of a batch and wraps it for the raw topic.
-func (s *Server) record(raw json.RawMessage, source string, receivedAt time.Time, signals event.Signals) (*kgo.Record, error) {
+// Reasons an event is rejected, the values of the reason label.
+const (
+	reasonTooLarge      = "too_large"
+	reasonInvalid       = "invalid"
+	reasonRateLimited   = "rate_limited"
+	reasonOverloaded    = "overloaded"
+	reasonProduceFailed = "produce_failed"
+)
+
+// record validates one event and wraps it for the raw topic; reason
+// classifies an error for the metrics.
+func (s *Server) record(raw json.RawMessage, p payload, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
 	if len(raw) > s.cfg.HTTP.MaxEventBytes {
-		return nil, fmt.Errorf("event is %d bytes, more than the limit of %d", len(raw), s.cfg.HTTP.MaxEventBytes)
+		return nil, reasonTooLarge, fmt.Errorf("event is %d bytes, more than the limit of %d", len(raw), s.cfg.HTTP.MaxEventBytes)
 	}
-	ev, err := event.DecodeEvent(raw)
+	if err := s.shape.Check(raw); err != nil {
+		return nil, reasonInvalid, err
+	}
+	ev, err := event.DecodeEventOfType(raw, p.Type)
 	if err != nil {
-		return nil, err
+		return nil, reasonInvalid, err
+	}
+	if ev.Context, err = mergeContext(p.Context, ev.Context); err != nil {
+		return nil, reasonInvalid, err
+	}
+	if err := ev.CorrectClock(p.SentAt, receivedAt); err != nil {
+		return nil, reasonInvalid, err
 	}
 	if ev.MessageID == "" {
 		ev.MessageID = newMessageID()
@@ -226,39 +443,112 @@ func (s *Server) record(raw json.RawMessage, source string, receivedAt time.Time
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     ev.MessageID,
 		ReceivedAt:    receivedAt,
-		SourceID:      source,
+		SourceID:      src.Name,
 		Region:        s.cfg.Region,
 		Signals:       signals,
 		Event:         ev,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("encode envelope: %w", err)
+		return nil, reasonInvalid, fmt.Errorf("encode envelope: %w", err)
 	}
-	return &kgo.Record{Key: []byte(ev.PartitionKey()), Value: value}, nil
+	return &kgo.Record{Key: []byte(ev.PartitionKey()), Value: value}, "", nil
 }
 
-// authenticate finds the source whose write key is the Basic username. Every
-// key is compared in constant time, and the loop never exits early, so the
-// time taken says nothing about which key nearly matched.
-func (s *Server) authenticate(r *http.Request) (source string, code int, msg string) {
+var errOverloaded = errors.New("the collector is overloaded (too many events waiting for Kafka)")
+
+// admitAndProduce applies the source's rate limit, then produces records and
+// waits for Kafka's acknowledgement of every one.
+func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []Rejection) result {
+	n := len(records)
+	refuse := func(code int, reason string, wait time.Duration, err error) result {
+		s.metrics.rejected.WithLabelValues(reason).Add(float64(n))
+		return result{code: code, retryAfter: wait, resp: response{Error: err.Error(), Rejected: rejected}}
+	}
+	if wait, err := src.admit(n, s.now()); err != nil {
+		return refuse(http.StatusTooManyRequests, reasonRateLimited, wait, err)
+	}
+	start := time.Now()
+	if err := s.produce(records); err != nil {
+		if errors.Is(err, errOverloaded) {
+			return refuse(http.StatusServiceUnavailable, reasonOverloaded, time.Second, err)
+		}
+		s.log.Warn("produce failed; answering 503", "source", src.Name, "events", n, "err", err)
+		return refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, fmt.Errorf("events not stored, retry later: %w", err))
+	}
+	s.metrics.produceDuration.Observe(time.Since(start).Seconds())
+	s.metrics.accepted.Add(float64(n))
+	return result{code: http.StatusOK, resp: response{Success: true, Rejected: rejected}}
+}
+
+// admit takes n events from the source's token bucket, or says how long to
+// wait before trying again.
+func (src *source) admit(n int, now time.Time) (time.Duration, error) {
+	if src.limiter == nil {
+		return 0, nil
+	}
+	if n > src.limiter.Burst() {
+		return time.Second, fmt.Errorf("request has %d events, more than source %q may send at once (%d): split it", n, src.Name, src.limiter.Burst())
+	}
+	rv := src.limiter.ReserveN(now, n)
+	if wait := rv.DelayFrom(now); wait > 0 {
+		rv.CancelAt(now)
+		return wait, fmt.Errorf("rate limit of source %q exceeded, retry later", src.Name)
+	}
+	return 0, nil
+}
+
+// produce hands records to the producer without blocking on a full buffer
+// (that is errOverloaded, at once) and waits, at most the produce timeout,
+// for Kafka to acknowledge all of them.
+func (s *Server) produce(records []*kgo.Record) error {
+	// Refusing the whole request up front, rather than record by record,
+	// keeps a retried request from duplicating the half that fit.
+	if s.client.BufferedProduceRecords()+int64(len(records)) > int64(s.cfg.HTTP.MaxBufferedRecords) {
+		return errOverloaded
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ProduceTimeout)
+	defer cancel()
+	errs := make([]error, len(records))
+	var wg sync.WaitGroup
+	wg.Add(len(records))
+	for i, rec := range records {
+		s.client.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
+			errs[i] = err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, kgo.ErrMaxBuffered) }) {
+		return errOverloaded
+	}
+	return errors.Join(errs...)
+}
+
+// authenticate finds the source whose write key the request carries: the
+// HTTP Basic username (Segment's server SDKs) or else writeKey in the body
+// (its browser library). Every key is compared in constant time and the
+// loop never exits early, so timing says nothing about near misses.
+func (s *Server) authenticate(r *http.Request, bodyKey string) (*source, result, bool) {
 	key, _, ok := r.BasicAuth()
 	if !ok || key == "" {
-		return "", http.StatusUnauthorized, "missing write key (send it as the HTTP Basic username)"
+		key = bodyKey
 	}
-	var match *Source
-	for i := range s.cfg.Sources {
-		src := &s.cfg.Sources[i]
+	if key == "" {
+		return nil, fail(http.StatusUnauthorized, "missing write key (send it as the HTTP Basic username or as writeKey in the body)"), false
+	}
+	var match *source
+	for _, src := range s.sources {
 		if subtle.ConstantTimeCompare([]byte(key), []byte(src.WriteKey.Reveal())) == 1 {
 			match = src
 		}
 	}
 	switch {
 	case match == nil:
-		return "", http.StatusUnauthorized, "unknown write key"
-	case match.Disabled:
-		return "", http.StatusForbidden, "source is disabled"
+		return nil, fail(http.StatusUnauthorized, "unknown write key"), false
+	case !match.IsEnabled():
+		return nil, fail(http.StatusForbidden, "source %q is disabled", match.Name), false
 	}
-	return match.Name, http.StatusOK, ""
+	return match, result{}, true
 }
 
 func (s *Server) signals(r *http.Request) event.Signals {
@@ -305,19 +595,50 @@ func (s *Server) trusted(addr netip.Addr) bool {
 	return false
 }
 
-// readBody reads at most limit bytes of the body, after gzip decoding when
-// the request says so, so a small compressed bomb cannot expand past limit.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit)
-	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+// cors answers preflight requests and marks responses readable by the
+// allowed origins. A request from an origin not allowed is refused: browsers
+// send some cross-origin POSTs without a preflight.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			allowed := s.allowedOrigin(origin)
+			if allowed == "" {
+				writeJSON(w, http.StatusForbidden, response{Error: fmt.Sprintf("origin %q is not in cors.allowed_origins", origin)})
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Origin", allowed)
+			if allowed != "*" {
+				w.Header().Add("Vary", "Origin")
+			}
 		}
-		defer zr.Close()
-		body = http.MaxBytesReader(nil, zr, limit)
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedOrigin is the Access-Control-Allow-Origin value for origin, or ""
+// when it is not allowed.
+func (s *Server) allowedOrigin(origin string) string {
+	origins := s.cfg.CORS.AllowedOrigins
+	switch {
+	case len(origins) == 0 || slices.Contains(origins, "*"):
+		return "*"
+	case slices.Contains(origins, origin):
+		return origin
 	}
-	return io.ReadAll(body)
+	return ""
+}
+
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate, max-age=0")
+	w.Header().Set("Pragma", "no-cache")
+	w.Header().Set("Expires", "0")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -32,7 +32,7 @@ func testConfig(brokers []string) Config {
 	cfg.HTTP.MaxEventBytes = 1024
 	cfg.Sources = []Source{
 		{Name: "web", WriteKey: "web-write-key"},
-		{Name: "old-app", WriteKey: "old-app-write-key", Disabled: true},
+		{Name: "old-app", WriteKey: "old-app-write-key", Enabled: new(false)},
 	}
 	cfg.TrustedProxies = []string{"10.0.0.0/8"}
 	return cfg
@@ -63,7 +63,7 @@ func request(t *testing.T, s *Server, key string, body io.Reader, header map[str
 		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
-	s.handleBatch(rec, req)
+	s.http.Handler.ServeHTTP(rec, req)
 	var resp response
 	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 		t.Fatalf("response is not JSON: %q", rec.Body.String())
@@ -106,11 +106,11 @@ func TestBatchRefusals(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(s.metrics.events.WithLabelValues("failed")); got != 1 {
-		t.Errorf("failed events metric = %v, want 1", got)
+	if got := testutil.ToFloat64(s.metrics.rejected.WithLabelValues(reasonProduceFailed)); got != 1 {
+		t.Errorf("produce_failed events metric = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(s.metrics.events.WithLabelValues("rejected")); got != 2 {
-		t.Errorf("rejected events metric = %v, want 2", got)
+	if got := testutil.ToFloat64(s.metrics.rejected.WithLabelValues(reasonInvalid)); got != 2 {
+		t.Errorf("invalid events metric = %v, want 2", got)
 	}
 	if n, err := testutil.GatherAndCount(reg, "collector_http_requests_total"); err != nil || n != 5 { // 401, 403, 400, 413, 503
 		t.Errorf("request series = %d (%v), want one per distinct code and route", n, err)

@@ -30,9 +30,23 @@ var Types = []string{"track", "identify", "page", "screen", "group", "alias"}
 
 // DecodeEvent parses and validates one Segment event.
 func DecodeEvent(raw []byte) (Event, error) {
+	return DecodeEventOfType(raw, "")
+}
+
+// DecodeEventOfType parses and validates one event posted to a route that
+// names its type (/v1/track and the like): a missing type is typ, another
+// type is an error. An empty typ accepts any type.
+func DecodeEventOfType(raw []byte, typ string) (Event, error) {
 	var e Event
 	if err := strictUnmarshal(raw, &e, ""); err != nil {
 		return Event{}, err
+	}
+	switch {
+	case typ == "":
+	case e.Type == "":
+		e.Type = typ
+	case e.Type != typ:
+		return Event{}, &FieldError{"type", fmt.Sprintf("is %q but the endpoint takes %q", e.Type, typ)}
 	}
 	return e, e.Validate()
 }
@@ -61,7 +75,7 @@ func (e *Event) Validate() error {
 	default:
 		return &FieldError{"type", fmt.Sprintf("unknown type %q (want one of %s)", e.Type, strings.Join(Types, ", "))}
 	}
-	for _, f := range []struct{ name, value string }{{"timestamp", e.Timestamp}, {"sentAt", e.SentAt}} {
+	for _, f := range []struct{ name, value string }{{"timestamp", e.Timestamp}, {"originalTimestamp", e.OriginalTimestamp}, {"sentAt", e.SentAt}} {
 		if _, err := ParseTime(f.value); err != nil {
 			return &FieldError{f.name, err.Error()}
 		}
@@ -161,7 +175,8 @@ var (
 )
 
 // ParseTime parses a Segment timestamp (ISO 8601 / RFC 3339, with or without
-// fractional seconds). The empty string is the zero time.
+// fractional seconds). The empty string, and Go's zero time that some SDKs
+// send for "unset" (0001-01-01T00:00:00Z), are the zero time.
 func ParseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -169,6 +184,9 @@ func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+	}
+	if t.IsZero() {
+		return time.Time{}, nil
 	}
 	if t.Before(MinTime) || !t.Before(MaxTime) {
 		return time.Time{}, fmt.Errorf("must be between %d and %d, got %q", MinTime.Year(), MaxTime.Year()-1, s)

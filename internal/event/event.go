@@ -5,8 +5,8 @@
 //     the Segment event as received plus what the collector knows of the
 //     request. It holds raw personal information.
 //   - Clean (JSON) is the value of every record in events.clean.<region>:
-//     pseudonyms in place of identifiers, a truncated IP, no user agent and
-//     no traits.
+//     pseudonyms in place of identifiers, a truncated IP, and a context cut
+//     down to an allow-list (internal/policy).
 //
 // SchemaVersion changes when a field changes meaning; readers refuse
 // versions they do not know rather than guess.
@@ -44,6 +44,9 @@ type Signals struct {
 	// IP is the client address, through trusted proxies only.
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"userAgent,omitempty"`
+	// TrustContextIP says the source may report the end user's address in
+	// the event's context.ip (a server-side SDK); otherwise IP stands.
+	TrustContextIP bool `json:"trustContextIp,omitempty"`
 }
 
 // Event is one event of the Segment Tracking API spec. Free-form parts stay
@@ -57,14 +60,17 @@ type Event struct {
 	Name        string `json:"name,omitempty"`
 	GroupID     string `json:"groupId,omitempty"`
 	PreviousID  string `json:"previousId,omitempty"`
-	// Timestamp and SentAt are ISO 8601 strings as the client sent them;
-	// Validate checks they parse (ParseTime).
-	Timestamp    string          `json:"timestamp,omitempty"`
-	SentAt       string          `json:"sentAt,omitempty"`
-	Context      json.RawMessage `json:"context,omitempty"`
-	Properties   json.RawMessage `json:"properties,omitempty"`
-	Traits       json.RawMessage `json:"traits,omitempty"`
-	Integrations json.RawMessage `json:"integrations,omitempty"`
+	// Timestamp, OriginalTimestamp and SentAt are ISO 8601 strings;
+	// Validate checks they parse (ParseTime). The collector rewrites
+	// Timestamp to the clock-corrected time and keeps the device's own in
+	// OriginalTimestamp (see CorrectTimestamp).
+	Timestamp         string          `json:"timestamp,omitempty"`
+	OriginalTimestamp string          `json:"originalTimestamp,omitempty"`
+	SentAt            string          `json:"sentAt,omitempty"`
+	Context           json.RawMessage `json:"context,omitempty"`
+	Properties        json.RawMessage `json:"properties,omitempty"`
+	Traits            json.RawMessage `json:"traits,omitempty"`
+	Integrations      json.RawMessage `json:"integrations,omitempty"`
 }
 
 // SubjectID is who the event is about: the userId when known, else the

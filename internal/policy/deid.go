@@ -3,7 +3,7 @@
 //
 // Data contract: Deidentify turns an event.Envelope (raw PI) into an
 // event.Clean in which every identifier is a keyed pseudonym, the IP is
-// truncated, and the user agent and traits are gone.
+// truncated, and the context keeps only what contextAllowList names.
 package policy
 
 import (
@@ -14,8 +14,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
-	"strings"
 
 	"github.com/consentflow/consentflow/internal/event"
 )
@@ -84,14 +84,31 @@ func TruncateIP(ip string) string {
 	return netip.PrefixFrom(addr, bits).Masked().Addr().String()
 }
 
-// deviceIdentifiers are the context.device keys that identify a device;
-// they are removed from the context (device id and advertising id come back
-// as pseudonyms).
-var deviceIdentifiers = []string{"id", "advertisingId", "imei", "androidId", "mac"}
+// deviceIDKeys are the context.device keys that come back as pseudonyms.
+var deviceIDKeys = []string{"id", "advertisingId"}
 
-// contextIdentifiers are context keys that identify a person or a device
-// directly and are removed.
-var contextIdentifiers = []string{"ip", "userAgent", "userAgentData", "traits"}
+// contextAllowList is every part of the Segment context that survives
+// de-identification, and for objects the keys kept inside them (scalar
+// values only). Everything else goes: ip, userAgent, traits, location,
+// externalIds, device.token, device.name, IMEI, MAC and whatever an SDK adds
+// tomorrow. An allow-list, because a block-list leaks each new field.
+// consent.categoryPreferences is kept too (consentPreferences).
+var contextAllowList = map[string][]string{
+	"app":      {"name", "version", "build", "namespace"},
+	"campaign": {"name", "source", "medium", "term", "content"},
+	"device":   {"manufacturer", "model", "type"},
+	"library":  {"name", "version"},
+	"network":  {"bluetooth", "carrier", "cellular", "wifi"},
+	"os":       {"name", "version"},
+	"page":     {"path", "title", "url", "referrer"},
+	"screen":   {"width", "height", "density"},
+	"locale":   nil,
+	"timezone": nil,
+}
+
+// urlKeys are page fields whose query string and fragment are cut: they
+// carry e-mail addresses, tokens and search terms.
+var urlKeys = map[string]bool{"url": true, "referrer": true}
 
 // Deidentify applies the in-region profile to one raw event.
 func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
@@ -109,13 +126,12 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 		name = ev.Name
 	}
 	ip := env.Signals.IP
-	if ctxIP, ok := ctx["ip"].(string); ok && ctxIP != "" {
+	if ctxIP, ok := ctx["ip"].(string); ok && ctxIP != "" && env.Signals.TrustContextIP {
 		// A server-side source reports the end user's address in context.ip;
 		// it wins over the address of the server that posted the event.
 		ip = ctxIP
 	}
-	deleteFold(ctx, contextIdentifiers)
-	cleanCtx, err := marshalObject(ctx)
+	cleanCtx, err := marshalObject(allowContext(ctx))
 	if err != nil {
 		return event.Clean{}, err
 	}
@@ -145,8 +161,8 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 	}, nil
 }
 
-// splitContext decodes the event context and removes the device
-// identifiers from it, returning them separately.
+// splitContext decodes the event context and returns, apart, the device
+// identifiers that become pseudonyms.
 func splitContext(raw json.RawMessage) (map[string]any, map[string]string, error) {
 	ctx := map[string]any{}
 	if len(raw) > 0 {
@@ -160,37 +176,89 @@ func splitContext(raw json.RawMessage) (map[string]any, map[string]string, error
 		}
 	}
 	ids := map[string]string{}
-	for k, v := range ctx {
-		if !strings.EqualFold(k, "device") {
-			continue
-		}
-		dev, ok := v.(map[string]any)
-		if !ok {
-			// A device that is not an object cannot be split into known
-			// fields, so none of it is kept.
-			delete(ctx, k)
-			continue
-		}
-		for _, id := range deviceIdentifiers {
-			if s, ok := dev[id].(string); ok {
-				ids[id] = s
+	if dev, ok := ctx["device"].(map[string]any); ok {
+		for _, k := range deviceIDKeys {
+			if s, ok := dev[k].(string); ok {
+				ids[k] = s
 			}
 		}
-		deleteFold(dev, deviceIdentifiers)
 	}
 	return ctx, ids, nil
 }
 
-// deleteFold removes keys from m ignoring case: encoding/json matches field
-// names that way, so an SDK's "IP" would otherwise slip past a delete of "ip".
-func deleteFold(m map[string]any, keys []string) {
-	for k := range m {
-		for _, drop := range keys {
-			if strings.EqualFold(k, drop) {
-				delete(m, k)
+// allowContext keeps what contextAllowList names, scalars only, and cuts
+// URLs to scheme, host and path.
+func allowContext(ctx map[string]any) map[string]any {
+	out := map[string]any{}
+	if prefs := consentPreferences(ctx); len(prefs) > 0 {
+		out["consent"] = map[string]any{"categoryPreferences": prefs}
+	}
+	for key, subKeys := range contextAllowList {
+		v, ok := ctx[key]
+		if !ok {
+			continue
+		}
+		if subKeys == nil {
+			if isScalar(v) {
+				out[key] = v
 			}
+			continue
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		kept := map[string]any{}
+		for _, k := range subKeys {
+			sv, ok := obj[k]
+			if !ok || !isScalar(sv) {
+				continue
+			}
+			if str, isStr := sv.(string); isStr && key == "page" && urlKeys[k] {
+				sv = stripURL(str)
+			}
+			kept[k] = sv
+		}
+		if len(kept) > 0 {
+			out[key] = kept
 		}
 	}
+	return out
+}
+
+// consentPreferences keeps Segment's consent categories (category name to
+// granted or not): the enricher and analysts read them, and they say
+// nothing about who the subject is.
+func consentPreferences(ctx map[string]any) map[string]any {
+	consent, _ := ctx["consent"].(map[string]any)
+	prefs, _ := consent["categoryPreferences"].(map[string]any)
+	kept := map[string]any{}
+	for k, v := range prefs {
+		if b, ok := v.(bool); ok && len(k) <= 64 {
+			kept[k] = b
+		}
+	}
+	return kept
+}
+
+func isScalar(v any) bool {
+	switch v.(type) {
+	case string, json.Number, bool:
+		return true
+	}
+	return false
+}
+
+// stripURL keeps scheme, host and path: query strings and fragments carry
+// e-mail addresses, reset tokens and search terms. What does not parse as a
+// URL is dropped whole.
+func stripURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
 }
 
 func marshalObject(m map[string]any) (json.RawMessage, error) {

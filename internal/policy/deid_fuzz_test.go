@@ -31,7 +31,8 @@ func fuzzEnvelope(ids fuzzIDs, signalIP, ctxIP string, rawCtx, props []byte, ts 
 		ReceivedAt:    time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC),
 		SourceID:      "fuzz-source",
 		Region:        "eu",
-		Signals:       event.Signals{DNT: true, IP: signalIP, UserAgent: "signals UA"},
+		// Trust in context.ip varies with the input, so both paths are fuzzed.
+		Signals: event.Signals{DNT: true, IP: signalIP, UserAgent: "signals UA", TrustContextIP: len(signalIP)%2 == 0},
 		Event: event.Event{
 			Type:        "track",
 			Event:       "Fuzz",
@@ -70,7 +71,7 @@ func fuzzEnvelope(ids fuzzIDs, signalIP, ctxIP string, rawCtx, props []byte, ts 
 	ctx["userAgent"] = "context UA " + ids.user
 	ctx["traits"] = map[string]any{"userId": ids.user, "anonymousId": ids.anon, "deviceId": ids.device}
 	effIP = signalIP
-	if s, ok := ctx["ip"].(string); ok && s != "" {
+	if s, ok := ctx["ip"].(string); ok && s != "" && env.Signals.TrustContextIP {
 		effIP = s
 	}
 	b, err := json.Marshal(ctx)

@@ -1,0 +1,124 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/consentflow/consentflow/internal/event"
+)
+
+// payload is what one ingest request carries, whatever its route: the
+// events still raw (each is validated on its own, so one bad event does not
+// sink the others) and what the envelope around them says.
+type payload struct {
+	// WriteKey from the body, for clients that cannot send Basic auth.
+	WriteKey string
+	// SentAt is the batch's upload time, for clock correction of events
+	// that carry no sentAt of their own.
+	SentAt time.Time
+	// Context is the batch's context; each event's own context wins key by
+	// key.
+	Context json.RawMessage
+	Events  []json.RawMessage
+	// Type is the event type the route implies ("" for /v1/batch).
+	Type string
+}
+
+// envelopeFields are the top-level fields of a batch body or single event
+// that the collector itself reads.
+type envelopeFields struct {
+	WriteKey string          `json:"writeKey"`
+	SentAt   string          `json:"sentAt"`
+	Context  json.RawMessage `json:"context"`
+	Batch    json.RawMessage `json:"batch"`
+}
+
+// decodeBatch parses a /v1/batch body.
+func decodeBatch(body []byte) (payload, error) {
+	var f envelopeFields
+	if err := json.Unmarshal(body, &f); err != nil {
+		return payload{}, fmt.Errorf("invalid JSON: %w", err)
+	}
+	sentAt, err := event.ParseTime(f.SentAt)
+	if err != nil {
+		return payload{}, fmt.Errorf("sentAt: %w", err)
+	}
+	if len(f.Batch) == 0 || bytes.Equal(f.Batch, []byte("null")) {
+		return payload{}, fmt.Errorf("batch: is required and must be an array of events")
+	}
+	var events []json.RawMessage
+	if err := json.Unmarshal(f.Batch, &events); err != nil {
+		return payload{}, fmt.Errorf("batch: must be an array of events")
+	}
+	if len(f.Context) > 0 && f.Context[0] != '{' && !bytes.Equal(f.Context, []byte("null")) {
+		return payload{}, fmt.Errorf("context: must be an object")
+	}
+	return payload{WriteKey: f.WriteKey, SentAt: sentAt, Context: f.Context, Events: events}, nil
+}
+
+// decodeSingle parses the body of /v1/track and its siblings: one event,
+// whose type is the route's.
+func decodeSingle(body []byte, typ string) (payload, error) {
+	var f envelopeFields
+	if err := json.Unmarshal(body, &f); err != nil {
+		return payload{}, fmt.Errorf("invalid JSON: %w", err)
+	}
+	return payload{WriteKey: f.WriteKey, Events: []json.RawMessage{body}, Type: typ}, nil
+}
+
+// decodeQueryEvent parses the data parameter of /v1/pixel and /v1/redirect:
+// one event as base64 JSON, in either base64 alphabet, padded or not, since
+// pages build these URLs by hand.
+func decodeQueryEvent(data string) (payload, error) {
+	if data == "" {
+		return payload{}, fmt.Errorf("data: is required (the event as base64 JSON)")
+	}
+	var raw []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if raw, err = enc.DecodeString(strings.TrimSpace(data)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return payload{}, fmt.Errorf("data: is not base64: %w", err)
+	}
+	req, err := decodeSingle(raw, "")
+	if err != nil {
+		return payload{}, fmt.Errorf("data: %w", err)
+	}
+	req.Type = "track" // a beacon or a click is a track event unless it says otherwise
+	var typed struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(raw, &typed) == nil && typed.Type != "" {
+		req.Type = typed.Type
+	}
+	return req, nil
+}
+
+// mergeContext returns the event's context with the batch's keys filled in
+// where the event has none.
+func mergeContext(batch, own json.RawMessage) (json.RawMessage, error) {
+	if len(batch) == 0 || bytes.Equal(batch, []byte("null")) {
+		return own, nil
+	}
+	merged := map[string]json.RawMessage{}
+	if err := json.Unmarshal(batch, &merged); err != nil {
+		return nil, fmt.Errorf("context: %w", err)
+	}
+	if len(own) > 0 && !bytes.Equal(own, []byte("null")) {
+		var mine map[string]json.RawMessage
+		if err := json.Unmarshal(own, &mine); err != nil {
+			return nil, &event.FieldError{Field: "context", Msg: "must be an object"}
+		}
+		for k, v := range mine {
+			merged[k] = v
+		}
+	}
+	return json.Marshal(merged)
+}
