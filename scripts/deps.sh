@@ -4,16 +4,22 @@
 # loopback. Idempotent: `up` installs what is missing and starts only what is
 # not already answering; `down` stops only what `up` started.
 #
-#   scripts/deps.sh up|down|status
+#   scripts/deps.sh up|status
+#   scripts/deps.sh down [kafka|clickhouse]
+#   scripts/deps.sh running kafka|clickhouse   (exit 0 if it answers)
 #
 # Everything it writes (jars, data, logs, pid files) is under $DEPS_DIR
-# (default .deps/ in the repository, ignored by git).
+# (default .deps/ in the repository, ignored by git). ClickHouse's data goes
+# to /var/lib/consentflow-deps/<hash> instead when the clickhouse user cannot
+# reach $DEPS_DIR (a checkout under /root, for example).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEPS_DIR=${DEPS_DIR:-$ROOT/.deps}
 KAFKA_DIR=$DEPS_DIR/kafka
-CH_DIR=$DEPS_DIR/clickhouse
+KAFKA_PID=$DEPS_DIR/kafka.pid
+CH_PID=$DEPS_DIR/clickhouse.pid
+CH_DIR_FILE=$DEPS_DIR/clickhouse.dir
 KAFKA_CLUSTER_ID=${KAFKA_CLUSTER_ID:-cGlwZWxpbmUtbG9jYWwtMQ}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
 KAFKA_ADDR=127.0.0.1:9092
@@ -24,7 +30,14 @@ WAIT_SECONDS=${WAIT_SECONDS:-120}
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE PATTERN: the pid in the file runs and its command line
+# holds PATTERN, so a pid reused after a reboot is not taken for ours.
+pid_alive() {
+  [[ -f $1 ]] || return 1
+  local pid
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -36,26 +49,46 @@ ch_install() {
   fi
   log "installing clickhouse-server and clickhouse-client from Debian"
   apt-get update -qq
-  # The package's init script cannot start a service in a container; we start
-  # the server ourselves below.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+  # On a host with systemd the package starts its own server on our ports,
+  # with its data in /var/lib/clickhouse; this script runs its own instead.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet clickhouse-server 2>/dev/null; then
+    log "stopping and disabling the packaged clickhouse-server service"
+    systemctl stop clickhouse-server
+    systemctl disable --quiet clickhouse-server
+  fi
+}
+
+# ch_dir prints the folder for ClickHouse's data, config and logs: under
+# DEPS_DIR when the clickhouse user can reach it, else under /var/lib.
+ch_dir() {
+  if [[ -f $CH_DIR_FILE ]]; then
+    cat "$CH_DIR_FILE"
+    return
+  fi
+  local dir=$DEPS_DIR/clickhouse
+  if ! runuser -u clickhouse -- test -x "$DEPS_DIR" 2>/dev/null; then
+    dir=/var/lib/consentflow-deps/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/clickhouse
+    log "the clickhouse user cannot reach $DEPS_DIR; its data goes to $dir"
+  fi
+  echo "$dir" >"$CH_DIR_FILE"
+  echo "$dir"
 }
 
 ch_config() {
-  mkdir -p "$CH_DIR"/{data,tmp,user_files,format_schemas,log}
-  # The stock config, with every path moved under $CH_DIR and loopback only.
-  sed -e "s#/var/lib/clickhouse/#$CH_DIR/data/#g" \
-      -e "s#$CH_DIR/data/tmp/#$CH_DIR/tmp/#g" \
-      -e "s#$CH_DIR/data/user_files/#$CH_DIR/user_files/#g" \
-      -e "s#$CH_DIR/data/format_schemas/#$CH_DIR/format_schemas/#g" \
-      -e "s#/var/log/clickhouse-server/#$CH_DIR/log/#g" \
+  local dir=$1
+  mkdir -p "$dir"/{data,tmp,user_files,format_schemas,log}
+  # The stock config, with every path moved under $dir and loopback only.
+  sed -e "s#/var/lib/clickhouse/#$dir/data/#g" \
+      -e "s#$dir/data/tmp/#$dir/tmp/#g" \
+      -e "s#$dir/data/user_files/#$dir/user_files/#g" \
+      -e "s#$dir/data/format_schemas/#$dir/format_schemas/#g" \
+      -e "s#/var/log/clickhouse-server/#$dir/log/#g" \
       -e "s#<listen_host>::1</listen_host>##" \
-      /etc/clickhouse-server/config.xml >"$CH_DIR/config.xml"
+      /etc/clickhouse-server/config.xml >"$dir/config.xml"
   sed -e 's#<ip>::/0</ip>#<ip>127.0.0.1</ip><ip>::1</ip>#' \
-      /etc/clickhouse-server/users.xml >"$CH_DIR/users.xml"
-  chown -R clickhouse:clickhouse "$CH_DIR"
-  runuser -u clickhouse -- test -w "$CH_DIR/data" ||
-    die "the clickhouse user cannot reach $CH_DIR (a parent folder is not searchable); set DEPS_DIR to a folder it can reach"
+      /etc/clickhouse-server/users.xml >"$dir/users.xml"
+  chown -R clickhouse:clickhouse "$dir"
 }
 
 ch_answers() { clickhouse-client --port "$CH_NATIVE_PORT" --query 'SELECT 1' >/dev/null 2>&1; }
@@ -66,20 +99,25 @@ ch_up() {
     log "clickhouse already answering on 127.0.0.1:$CH_NATIVE_PORT"
     return
   fi
-  ch_config
-  log "starting clickhouse (log: $CH_DIR/log/clickhouse-server.log)"
+  mkdir -p "$DEPS_DIR"
+  local dir
+  dir=$(ch_dir)
+  ch_config "$dir"
+  log "starting clickhouse (log: $dir/log/clickhouse-server.log)"
   # The server refuses data owned by another user, so it runs as the
-  # package's clickhouse user; runuser keeps it in our process group.
-  runuser -u clickhouse -- clickhouse-server --config-file="$CH_DIR/config.xml" \
-    >"$CH_DIR/log/stdout.log" 2>&1 &
-  echo $! >"$CH_DIR/clickhouse.pid"
+  # package's clickhouse user. setsid and setpriv exec, so $! is the server
+  # itself and `down` can give it time to stop cleanly; its own session keeps
+  # a Ctrl-C on the terminal that started it from stopping it.
+  setsid setpriv --reuid=clickhouse --regid=clickhouse --init-groups -- \
+    clickhouse-server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 &
+  echo $! >"$CH_PID"
   local waited=0
   until ch_answers; do
-    if ! pid_alive "$CH_DIR/clickhouse.pid"; then
-      tail -n 20 "$CH_DIR/log/clickhouse-server.err.log" "$CH_DIR/log/stdout.log" >&2 2>/dev/null || true
-      die "clickhouse exited during start-up; see $CH_DIR/log/clickhouse-server.err.log"
+    if ! pid_alive "$CH_PID" clickhouse-server; then
+      tail -n 20 "$dir/log/clickhouse-server.err.log" "$dir/log/stdout.log" >&2 2>/dev/null || true
+      die "clickhouse exited during start-up; see $dir/log/clickhouse-server.err.log"
     fi
-    ((waited++ < WAIT_SECONDS)) || die "clickhouse did not answer SELECT 1 within ${WAIT_SECONDS}s; see $CH_DIR/log/clickhouse-server.err.log"
+    ((waited++ < WAIT_SECONDS)) || die "clickhouse did not answer SELECT 1 within ${WAIT_SECONDS}s; see $dir/log/clickhouse-server.err.log"
     sleep 1
   done
   log "clickhouse $(clickhouse-client --query 'SELECT version()') up on 127.0.0.1:$CH_NATIVE_PORT (http $CH_HTTP_PORT)"
@@ -110,6 +148,7 @@ KAFKA_JAVA=(java "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC
 
 kafka_answers() {
   port_open 9092 || return 1
+  [[ -x $ROOT/bin/depcheck ]] || return 1
   "$ROOT/bin/depcheck" kafka "$KAFKA_ADDR" >/dev/null 2>&1
 }
 
@@ -131,11 +170,11 @@ kafka_up() {
       { cat "$KAFKA_DIR/logs/format.log" >&2; die "kafka storage format failed; see $KAFKA_DIR/logs/format.log"; }
   fi
   log "starting kafka (log: $KAFKA_DIR/logs/server.log)"
-  "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
-  echo $! >"$KAFKA_DIR/kafka.pid"
+  setsid "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
+  echo $! >"$KAFKA_PID"
   local waited=0
   until kafka_answers; do
-    if ! pid_alive "$KAFKA_DIR/kafka.pid"; then
+    if ! pid_alive "$KAFKA_PID" kafka.Kafka; then
       tail -n 30 "$KAFKA_DIR/logs/stdout.log" "$KAFKA_DIR/logs/server.log" >&2 2>/dev/null || true
       die "kafka exited during start-up; see $KAFKA_DIR/logs/server.log"
     fi
@@ -147,24 +186,24 @@ kafka_up() {
 
 # --- stop / status ------------------------------------------------------
 
+# stop_pid NAME PIDFILE PATTERN: SIGTERM, up to 60s for a clean stop, then
+# SIGKILL.
 stop_pid() {
-  local name=$1 pidfile=$2
-  if ! pid_alive "$pidfile"; then
+  local name=$1 pidfile=$2 pattern=$3
+  if ! pid_alive "$pidfile" "$pattern"; then
     rm -f "$pidfile"
     return
   fi
   local pid
   pid=$(cat "$pidfile")
   log "stopping $name (pid $pid)"
-  # runuser forwards the signal to the server it started.
   kill -TERM "$pid"
-  for _ in $(seq 1 30); do
+  for _ in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not stop in 30s; killing it"
-    pkill -KILL -P "$pid" 2>/dev/null || true
+    log "$name did not stop in 60s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
@@ -172,15 +211,15 @@ stop_pid() {
 
 status() {
   local rc=0
-  if pid_alive "$KAFKA_DIR/kafka.pid"; then
-    echo "kafka:      running, pid $(cat "$KAFKA_DIR/kafka.pid"), $KAFKA_ADDR, log $KAFKA_DIR/logs/server.log"
+  if pid_alive "$KAFKA_PID" kafka.Kafka; then
+    echo "kafka:      running, pid $(cat "$KAFKA_PID"), $KAFKA_ADDR, log $KAFKA_DIR/logs/server.log"
   elif port_open 9092; then
     echo "kafka:      something not started by this script listens on $KAFKA_ADDR"
   else
     echo "kafka:      stopped"; rc=1
   fi
-  if pid_alive "$CH_DIR/clickhouse.pid"; then
-    echo "clickhouse: running, pid $(cat "$CH_DIR/clickhouse.pid"), native 127.0.0.1:$CH_NATIVE_PORT, http 127.0.0.1:$CH_HTTP_PORT, log $CH_DIR/log/clickhouse-server.log"
+  if pid_alive "$CH_PID" clickhouse-server; then
+    echo "clickhouse: running, pid $(cat "$CH_PID"), native 127.0.0.1:$CH_NATIVE_PORT, http 127.0.0.1:$CH_HTTP_PORT, log $(cat "$CH_DIR_FILE")/log/clickhouse-server.log"
   elif port_open "$CH_NATIVE_PORT"; then
     echo "clickhouse: something not started by this script listens on 127.0.0.1:$CH_NATIVE_PORT"
   else
@@ -196,9 +235,23 @@ case ${1:-} in
     status
     ;;
   down)
-    stop_pid kafka "$KAFKA_DIR/kafka.pid"
-    stop_pid clickhouse "$CH_DIR/clickhouse.pid"
+    case ${2:-all} in
+      kafka) stop_pid kafka "$KAFKA_PID" kafka.Kafka ;;
+      clickhouse) stop_pid clickhouse "$CH_PID" clickhouse-server ;;
+      all)
+        stop_pid kafka "$KAFKA_PID" kafka.Kafka
+        stop_pid clickhouse "$CH_PID" clickhouse-server
+        ;;
+      *) die "down takes kafka, clickhouse or nothing (both), not '$2'" ;;
+    esac
+    ;;
+  running)
+    case ${2:-} in
+      kafka) port_open 9092 ;;
+      clickhouse) port_open "$CH_NATIVE_PORT" ;;
+      *) die "running takes kafka or clickhouse" ;;
+    esac
     ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse" >&2; exit 2 ;;
 esac

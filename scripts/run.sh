@@ -6,33 +6,40 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-LOG_DIR=$ROOT/.deps/run
+LOG_DIR=${DEPS_DIR:-$ROOT/.deps}/run
 EVENTS=${EVENTS:-300}
 mkdir -p "$LOG_DIR" bin
 
-deps_were_up=true
-scripts/deps.sh status >/dev/null 2>&1 || deps_were_up=false
+# What was running before is left running; what this script starts, it stops.
+started_deps=()
+for dep in kafka clickhouse; do
+  scripts/deps.sh running "$dep" || started_deps+=("$dep")
+done
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  if ((${#pids[@]})); then
+    echo
+    echo "stopping services"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  fi
+  for dep in "${started_deps[@]}"; do scripts/deps.sh down "$dep"; done
+}
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
+
 scripts/deps.sh up
 
 echo "building services"
 go build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
 
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  echo
-  echo "stopping services"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ $deps_were_up == false ]]; then scripts/deps.sh down; fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 0' INT TERM
-
 # A development key; production sets ENRICHER_PSEUDONYM_KEY(_FILE) from a secret store.
 export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
+# Each service in its own session: Ctrl-C reaches this script alone, which
+# then stops them in order, instead of racing them to the exit.
 for svc in sink enricher collector; do
-  bin/$svc --config "configs/$svc.yaml" >"$LOG_DIR/$svc.log" 2>&1 &
+  setsid bin/$svc --config "configs/$svc.yaml" >"$LOG_DIR/$svc.log" 2>&1 &
   pids+=($!)
   echo "started $svc (pid $!, log $LOG_DIR/$svc.log)"
 done
