@@ -33,6 +33,7 @@ func TestBinaries(t *testing.T) {
 	}
 
 	run := testenv.Name(t, "bin")
+	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run)
 	database := "analytics_" + run
 	ports := freePorts(t, 4)
 	common := []string{

@@ -46,6 +46,7 @@ func TestEndToEnd(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
 	run := testenv.Name(t, "e2e")
 	raw, clean, dlq := "events.raw."+run, "events.clean."+run, "events.dlq."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, "privacy.consent."+run)
 	database := "analytics_" + run
 
 	// The shipped configs, pointed at this run's topics and database.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ func BenchmarkIngest(b *testing.B) {
 	cfg.HTTP.MaxRequestBytes = 1 << 20
 	cfg.HTTP.ProduceTimeout = 10 * time.Second
 	cfg.Topics.Raw.Name = testenv.Name(b, "bench.raw")
+	cfg.Topics.Consent.Name = testenv.Name(b, "bench.consent")
+	testenv.DeleteTopicsAfter(b, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name)
 	s, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		b.Fatal(err)
@@ -88,6 +91,7 @@ func BenchmarkIngest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end so the connection is reused
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			b.Fatalf("status %d", resp.StatusCode)

@@ -50,7 +50,7 @@ func TestAllKeys(t *testing.T) {
 	want := ingest.Config{
 		Region: "eu",
 		Log:    config.Log{Level: "debug", Format: "text"},
-		Admin:  config.Admin{Listen: "127.0.0.1:9201"},
+		Admin:  config.Admin{Listen: "127.0.0.1:9201", DrainDelay: 5 * time.Second},
 		HTTP: ingest.HTTP{
 			Listen:             "127.0.0.1:8181",
 			ReadHeaderTimeout:  2 * time.Second,
@@ -85,9 +85,9 @@ func TestAllKeys(t *testing.T) {
 		},
 		Topics: ingest.Topics{
 			Raw: kafkax.TopicSpec{
-				Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 12 * time.Hour,
+				Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 12 * time.Hour,
 			},
-			Consent: kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "compact", Retention: 720 * time.Hour},
+			Consent: kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
 		},
 		Sources: []ingest.Source{
 			{Name: "web", WriteKey: "web-write-key-0001", Region: "eu", RateLimit: ingest.RateLimit{EventsPerSecond: 500, Burst: 1000}},

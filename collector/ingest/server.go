@@ -50,7 +50,10 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/obs"
 )
+
+var _ obs.Component = (*Server)(nil)
 
 // Server is the collector component.
 type Server struct {
@@ -142,7 +145,7 @@ func newLimiter(rl RateLimit) *rate.Limiter {
 
 // Start creates or checks the topics, then serves HTTP in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent}, s.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent}, nil, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)
 	}
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
@@ -473,7 +476,7 @@ func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []
 			return refuse(http.StatusServiceUnavailable, reasonOverloaded, time.Second, err)
 		}
 		s.log.Warn("produce failed; answering 503", "source", src.Name, "events", n, "err", err)
-		return refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, fmt.Errorf("events not stored, retry later: %w", err))
+		return refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, errors.New("events not stored: Kafka did not acknowledge them in time, retry later"))
 	}
 	s.metrics.produceDuration.Observe(time.Since(start).Seconds())
 	s.metrics.accepted.Add(float64(n))

@@ -181,6 +181,8 @@ func TestBatchLandsInKafka(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	cfg := testConfig(brokers)
 	cfg.Topics.Raw.Name = testenv.Name(t, "events.raw")
+	cfg.Topics.Consent.Name = testenv.Name(t, "privacy.consent")
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name)
 	s, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)

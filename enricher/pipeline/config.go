@@ -29,7 +29,10 @@ type Config struct {
 type Topics struct {
 	Raw   kafkax.TopicSpec `mapstructure:"raw"`
 	Clean kafkax.TopicSpec `mapstructure:"clean"`
-	DLQ   kafkax.TopicSpec `mapstructure:"dlq"`
+	// DLQ receives raw records the enricher cannot read. They hold raw PI,
+	// so the topic is per region and keeps them no longer than the raw
+	// topic does: it is not the sink's dead-letter topic.
+	DLQ kafkax.TopicSpec `mapstructure:"dlq"`
 }
 
 // Pseudonym is an HMAC key and its id. The id is written into every
@@ -52,7 +55,7 @@ func Default() Config {
 		Topics: Topics{
 			Raw:   kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
 			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
-			DLQ:   kafkax.TopicSpec{Name: "events.dlq", Partitions: 1, Retention: 14 * 24 * time.Hour},
+			DLQ:   kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
 		},
 		MaxPollRecords: 1000,
 	}

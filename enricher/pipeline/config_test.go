@@ -46,7 +46,7 @@ func TestAllKeys(t *testing.T) {
 	want := pipeline.Config{
 		Region: "eu",
 		Log:    config.Log{Level: "warn", Format: "text"},
-		Admin:  config.Admin{Listen: "127.0.0.1:9202"},
+		Admin:  config.Admin{Listen: "127.0.0.1:9202", DrainDelay: 5 * time.Second},
 		Kafka: kafkax.Config{
 			Brokers:     []string{"k1.test:9093", "k2.test:9093", "k3.test:9093"},
 			ClientID:    "enricher-eu",
@@ -68,9 +68,9 @@ func TestAllKeys(t *testing.T) {
 		},
 		GroupID: "enricher-eu",
 		Topics: pipeline.Topics{
-			Raw:   kafkax.TopicSpec{Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 6 * time.Hour},
-			Clean: kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 168 * time.Hour},
-			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, CleanupPolicy: "compact", Retention: 336 * time.Hour},
+			Raw:   kafkax.TopicSpec{Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 6 * time.Hour},
+			Clean: kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 168 * time.Hour},
+			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 336 * time.Hour},
 		},
 		Pseudonym:      pipeline.Pseudonym{KeyID: "eu-2025_01", Key: testKey, KeyFile: "testdata/secrets/pseudonym.key"},
 		MaxPollRecords: 500,

@@ -25,11 +25,14 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/retry"
 )
 
 const stage = "enricher"
+
+var _ obs.Component = (*Pipeline)(nil)
 
 // Pipeline is the enricher component.
 type Pipeline struct {
@@ -40,8 +43,10 @@ type Pipeline struct {
 	pseudo  *policy.Pseudonymizer
 
 	cancel       context.CancelFunc
-	done         chan error
+	done         chan error    // the loop's result, for Done
+	stopped      chan struct{} // closed when the loop has returned
 	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New builds the enricher from a validated config.
@@ -65,18 +70,21 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, pseudo: pseudo, done: make(chan error, 1)}, nil
+	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, pseudo: pseudo, done: make(chan error, 1), stopped: make(chan struct{})}, nil
 }
 
 // Start creates or checks the topics and starts consuming in the background.
 func (p *Pipeline) Start(ctx context.Context) error {
 	t := p.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, p.client, []kafkax.TopicSpec{t.Raw, t.Clean, t.DLQ}, p.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, p.client, []kafkax.TopicSpec{t.Clean, t.DLQ}, []kafkax.TopicSpec{t.Raw}, p.log); err != nil {
 		return fmt.Errorf("enricher topics: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
-	go func() { p.done <- p.run(runCtx) }()
+	go func() {
+		p.done <- p.run(runCtx)
+		close(p.stopped)
+	}()
 	p.log.Info("enricher consuming", "from", t.Raw.Name, "to", t.Clean.Name, "group", p.cfg.GroupID)
 	return nil
 }
@@ -91,20 +99,19 @@ func (p *Pipeline) Ready(ctx context.Context) error { return p.client.Ping(ctx) 
 // replayed), leaves the group and closes the client. Idempotent and safe
 // without Start.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
-	var err error
 	p.shutdownOnce.Do(func() {
 		if p.cancel != nil {
 			p.cancel()
 			select {
-			case <-p.done:
+			case <-p.stopped:
 			case <-ctx.Done():
-				err = fmt.Errorf("enricher loop did not stop: %w", ctx.Err())
+				p.shutdownErr = fmt.Errorf("enricher loop did not stop: %w", ctx.Err())
 			}
 		}
 		p.client.AllowRebalance()
 		p.client.Close()
 	})
-	return err
+	return p.shutdownErr
 }
 
 func (p *Pipeline) run(ctx context.Context) error {

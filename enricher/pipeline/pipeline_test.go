@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -47,6 +49,7 @@ func TestCleanAndDeadLetter(t *testing.T) {
 	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
 	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
 	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
 	reg := prometheus.NewRegistry()
 	p, err := New(cfg, reg, quiet)
 	if err != nil {
@@ -107,5 +110,73 @@ func TestCleanAndDeadLetter(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(p.metrics.records.WithLabelValues("dead_lettered")); got != 2 {
 		t.Errorf("dead_lettered metric = %v, want 2", got)
+	}
+}
+
+// TestProduceFailureHoldsCommit removes the clean topic behind the
+// enricher's back: it must retry without committing, then deliver and
+// commit once the topic is back.
+func TestProduceFailureHoldsCommit(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	cfg := testConfig(brokers)
+	cfg.GroupID = testenv.Name(t, "enricher")
+	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
+	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
+	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
+	p, err := New(cfg, prometheus.NewRegistry(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(p.client)
+	if _, err := adm.DeleteTopics(ctx, cfg.Topics.Clean.Name); err != nil {
+		t.Fatal(err)
+	}
+
+	var records []*kgo.Record
+	for i := range 5 {
+		v, _ := json.Marshal(event.Envelope{
+			SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("m-%d", i), ReceivedAt: time.Now(), SourceID: "web", Region: "cn",
+			Event: event.Event{Type: "page", AnonymousID: fmt.Sprintf("anon-%d", i)},
+		})
+		records = append(records, &kgo.Record{Topic: cfg.Topics.Raw.Name, Value: v})
+	}
+	testenv.Produce(t, ctx, brokers, records...)
+
+	for testutil.ToFloat64(p.metrics.produceRetries) < 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the enricher never retried a produce")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, cfg.Topics.Raw.Name); n != 0 {
+		t.Fatalf("enricher committed %d offsets while its produce failed", n)
+	}
+
+	if err := kafkax.EnsureTopics(ctx, p.client, []kafkax.TopicSpec{cfg.Topics.Clean}, nil, quiet); err != nil {
+		t.Fatal(err)
+	}
+	clean := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 5)
+	seen := map[string]bool{}
+	for _, r := range clean {
+		c, err := event.DecodeClean(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[c.MessageID] = true
+	}
+	if len(seen) != 5 {
+		t.Errorf("clean topic holds %d distinct events, want 5", len(seen))
+	}
+	for testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, cfg.Topics.Raw.Name) < 5 {
+		if ctx.Err() != nil {
+			t.Fatal("enricher did not commit after the topic came back")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

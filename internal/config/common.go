@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 )
 
 // Log configures structured logging.
@@ -40,10 +41,17 @@ func (l Log) SlogLevel() (slog.Level, error) {
 type Admin struct {
 	// Listen is host:port; a bare :port listens on every interface.
 	Listen string `mapstructure:"listen"`
+	// DrainDelay is how long shutdown waits after /readyz starts failing
+	// before it stops serving, so load balancers see the failure and send
+	// no new work. Zero means no wait; set it to your probe interval.
+	DrainDelay time.Duration `mapstructure:"drain_delay"`
 }
 
-// Validate checks the listen address.
+// Validate checks the listen address and delay.
 func (a Admin) Validate(prefix string) error {
+	if a.DrainDelay < 0 {
+		return Invalid(prefix+".drain_delay", "must not be negative")
+	}
 	return ValidateListen(prefix+".listen", a.Listen)
 }
 

@@ -106,6 +106,7 @@ type FieldError struct {
 	Msg string
 }
 
+// Error reads "key: message".
 func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
 
 // Invalid returns a FieldError for key.

@@ -20,6 +20,7 @@ type FieldError struct {
 	Msg   string
 }
 
+// Error reads "field: message".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // Is makes every FieldError permanent.

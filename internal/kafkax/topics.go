@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -29,6 +30,10 @@ type TopicSpec struct {
 	// Retention is how long a delete topic keeps records. Zero means the
 	// broker's default.
 	Retention time.Duration `mapstructure:"retention"`
+	// MinInsyncReplicas is how many replicas must have a record before an
+	// acks=all produce succeeds. Zero means the broker's default (often 1:
+	// set 2 with replication factor 3, or a 200 may rest on one disk).
+	MinInsyncReplicas int `mapstructure:"min_insync_replicas"`
 }
 
 // Validate checks the spec under prefix (for example topics.raw).
@@ -45,6 +50,9 @@ func (t TopicSpec) Validate(prefix string) error {
 	}
 	if p := t.CleanupPolicy; p != "" && p != "delete" && p != "compact" {
 		errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be delete or compact, got %q", p))
+	}
+	if t.MinInsyncReplicas < 0 || (t.MinInsyncReplicas > 0 && t.MinInsyncReplicas > int(t.replicationFactor())) {
+		errs = append(errs, config.Invalid(prefix+".min_insync_replicas", "must be between 0 and replication_factor (%d), got %d", t.replicationFactor(), t.MinInsyncReplicas))
 	}
 	if t.Retention < 0 || (t.Retention > 0 && t.Retention < time.Millisecond) {
 		errs = append(errs, config.Invalid(prefix+".retention", "must be zero (broker default) or at least 1ms, got %v", t.Retention))
@@ -76,17 +84,28 @@ func (t TopicSpec) wantConfigs() map[string]string {
 	if t.Retention > 0 {
 		want["retention.ms"] = strconv.FormatInt(t.Retention.Milliseconds(), 10)
 	}
+	if t.MinInsyncReplicas > 0 {
+		want["min.insync.replicas"] = strconv.Itoa(t.MinInsyncReplicas)
+	}
 	return want
 }
 
-// EnsureTopics creates the topics that are missing and checks the others.
-// Config drift it can fix (cleanup policy, retention) is altered in place and
-// logged; a partition count or replication factor that differs from the spec
-// is an error, because changing either would remap keys or needs a
-// reassignment an operator must plan. It returns once every topic is visible
-// in metadata, so clients can use them at once.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec, log *slog.Logger) error {
+// EnsureTopics creates the topics that are missing, owned (those the service
+// writes) and used (those it only reads) alike, and checks the owned ones.
+// Config drift it can fix (cleanup policy, retention, min ISR) is altered in
+// place and logged; a partition count or replication factor that differs
+// from the spec is an error, because changing either would remap keys or
+// needs a reassignment an operator must plan. A used topic is its writer's
+// to check, so two services whose specs differ do not undo each other at
+// every start. It returns once every topic is visible in metadata, so
+// clients can use them at once.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, owned, used []TopicSpec, log *slog.Logger) error {
 	adm := kadm.NewClient(cl)
+	isOwned := map[string]bool{}
+	for _, s := range owned {
+		isOwned[s.Name] = true
+	}
+	specs := append(slices.Clone(owned), used...)
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name
@@ -119,7 +138,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec, log *s
 	}
 	var errs []error
 	for _, spec := range specs {
-		if !created[spec.Name] {
+		if isOwned[spec.Name] && !created[spec.Name] {
 			errs = append(errs, checkTopic(ctx, adm, spec, metas[spec.Name], log))
 		}
 	}

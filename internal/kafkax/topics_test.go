@@ -32,7 +32,7 @@ func TestEnsureTopics(t *testing.T) {
 		{Name: del, Partitions: 2, Retention: 6 * time.Hour},
 		{Name: cmp, Partitions: 1, CleanupPolicy: "compact"},
 	}
-	if err := EnsureTopics(ctx, cl, specs, quiet); err != nil {
+	if err := EnsureTopics(ctx, cl, specs, nil, quiet); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	details, err := adm.ListTopics(ctx, del, cmp)
@@ -47,20 +47,27 @@ func TestEnsureTopics(t *testing.T) {
 	wantConfig(t, adm, cmp, "cleanup.policy", "compact")
 
 	// Second run: nothing to do.
-	if err := EnsureTopics(ctx, cl, specs, quiet); err != nil {
+	if err := EnsureTopics(ctx, cl, specs, nil, quiet); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 
 	// Drift that can be fixed is fixed.
 	specs[0].Retention = 2 * time.Hour
-	if err := EnsureTopics(ctx, cl, specs, quiet); err != nil {
+	if err := EnsureTopics(ctx, cl, specs, nil, quiet); err != nil {
 		t.Fatalf("retention drift: %v", err)
+	}
+	wantConfig(t, adm, del, "retention.ms", "7200000")
+
+	// A topic the service only reads is its writer's to check: no error,
+	// nothing altered.
+	if err := EnsureTopics(ctx, cl, nil, []TopicSpec{{Name: del, Partitions: 4, Retention: time.Hour}}, quiet); err != nil {
+		t.Fatalf("used topic with another spec: %v", err)
 	}
 	wantConfig(t, adm, del, "retention.ms", "7200000")
 
 	// A partition mismatch is refused, naming the topic and both counts.
 	specs[0].Partitions = 4
-	err = EnsureTopics(ctx, cl, specs, quiet)
+	err = EnsureTopics(ctx, cl, specs, nil, quiet)
 	if err == nil || !strings.Contains(err.Error(), del) || !strings.Contains(err.Error(), "has 2 partitions, config wants 4") {
 		t.Fatalf("partition mismatch: got %v", err)
 	}

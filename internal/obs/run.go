@@ -20,9 +20,10 @@ type Component interface {
 
 // Run starts the admin server and comp, waits for SIGINT or SIGTERM (or for
 // comp to fail through done), then shuts down in reverse order under
-// timeout: readiness fails first, then the component stops and flushes, then
-// the admin server stops. done may be nil.
-func Run(log *slog.Logger, admin *Admin, comp Component, startTimeout, stopTimeout time.Duration, done <-chan error) error {
+// stopTimeout: readiness fails first, drainDelay passes, the component stops
+// and flushes, then the admin server stops. done may be nil. A failure is
+// returned, not logged.
+func Run(log *slog.Logger, admin *Admin, comp Component, startTimeout, drainDelay, stopTimeout time.Duration, done <-chan error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -33,8 +34,7 @@ func Run(log *slog.Logger, admin *Admin, comp Component, startTimeout, stopTimeo
 	err := comp.Start(startCtx)
 	cancel()
 	if err != nil {
-		shutdown(log, admin, comp, stopTimeout)
-		return fmt.Errorf("start: %w", err)
+		return errors.Join(fmt.Errorf("start: %w", err), shutdown(log, admin, comp, 0, stopTimeout))
 	}
 	admin.MarkStarted()
 	log.Info("started")
@@ -44,15 +44,19 @@ func Run(log *slog.Logger, admin *Admin, comp Component, startTimeout, stopTimeo
 	case <-ctx.Done():
 		log.Info("signal received; shutting down")
 	case runErr = <-done:
-		log.Error("component stopped", "err", runErr)
+		runErr = fmt.Errorf("component stopped: %w", runErr)
 	}
-	return errors.Join(runErr, shutdown(log, admin, comp, stopTimeout))
+	return errors.Join(runErr, shutdown(log, admin, comp, drainDelay, stopTimeout))
 }
 
-func shutdown(log *slog.Logger, admin *Admin, comp Component, timeout time.Duration) error {
+func shutdown(log *slog.Logger, admin *Admin, comp Component, drainDelay, timeout time.Duration) error {
+	admin.Drain()
+	if drainDelay > 0 {
+		log.Info("readiness failing; draining before stop", "delay", drainDelay)
+		time.Sleep(drainDelay)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	admin.Drain()
 	err := errors.Join(comp.Shutdown(ctx), admin.Shutdown(ctx))
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

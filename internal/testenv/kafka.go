@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -78,4 +79,22 @@ func CommittedTotal(t testing.TB, ctx context.Context, brokers []string, group, 
 		}
 	})
 	return total
+}
+
+// DeleteTopicsAfter deletes topics when the test ends, so test runs do not
+// pile up topics on the shared broker.
+func DeleteTopicsAfter(t testing.TB, brokers []string, topics ...string) {
+	t.Cleanup(func() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			t.Errorf("delete test topics: %v", err)
+			return
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := kadm.NewClient(cl).DeleteTopics(ctx, topics...); err != nil {
+			t.Errorf("delete test topics %v: %v", topics, err)
+		}
+	})
 }

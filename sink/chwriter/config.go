@@ -32,11 +32,14 @@ type Topics struct {
 	DLQ   kafkax.TopicSpec `mapstructure:"dlq"`
 }
 
-// Batch says when a batch is inserted: at MaxRows rows, or MaxWait after its
-// first record, whichever comes first.
+// Batch says when a batch is inserted: at MaxRows rows, at MaxBytes of
+// record values, or MaxWait after its first record, whichever comes first.
 type Batch struct {
-	MaxRows int           `mapstructure:"max_rows"`
-	MaxWait time.Duration `mapstructure:"max_wait"`
+	MaxRows int `mapstructure:"max_rows"`
+	// MaxBytes bounds the memory a batch holds, counted as the size of its
+	// records' values.
+	MaxBytes int64         `mapstructure:"max_bytes"`
+	MaxWait  time.Duration `mapstructure:"max_wait"`
 }
 
 // Default returns the config with every default filled in.
@@ -52,7 +55,7 @@ func Default() Config {
 			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq", Partitions: 1, Retention: 14 * 24 * time.Hour},
 		},
-		Batch: Batch{MaxRows: 50000, MaxWait: time.Second},
+		Batch: Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxWait: time.Second},
 	}
 }
 
@@ -75,6 +78,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch.MaxRows <= 0 {
 		errs = append(errs, config.Invalid("batch.max_rows", "must be positive"))
+	}
+	if c.Batch.MaxBytes <= 0 {
+		errs = append(errs, config.Invalid("batch.max_bytes", "must be positive"))
 	}
 	if c.Batch.MaxWait <= 0 {
 		errs = append(errs, config.Invalid("batch.max_wait", "must be a positive duration such as 1s"))

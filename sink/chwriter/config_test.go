@@ -49,7 +49,7 @@ func TestAllKeys(t *testing.T) {
 	want := chwriter.Config{
 		Region: "eu",
 		Log:    config.Log{Level: "error", Format: "json"},
-		Admin:  config.Admin{Listen: "127.0.0.1:9203"},
+		Admin:  config.Admin{Listen: "127.0.0.1:9203", DrainDelay: 5 * time.Second},
 		Kafka: kafkax.Config{
 			Brokers:     []string{"k1.test:9093"},
 			ClientID:    "sink-eu",
@@ -64,8 +64,8 @@ func TestAllKeys(t *testing.T) {
 		},
 		GroupID: "sink-eu",
 		Topics: chwriter.Topics{
-			Clean: kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 168 * time.Hour},
-			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, CleanupPolicy: "delete", Retention: 336 * time.Hour},
+			Clean: kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 168 * time.Hour},
+			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 336 * time.Hour},
 		},
 		ClickHouse: chx.Config{
 			Addr:         []string{"ch1.test:9440", "ch2.test:9440"},
@@ -76,7 +76,7 @@ func TestAllKeys(t *testing.T) {
 			DialTimeout:  4 * time.Second,
 		},
 		Database: "analytics_eu",
-		Batch:    chwriter.Batch{MaxRows: 10000, MaxWait: 500 * time.Millisecond},
+		Batch:    chwriter.Batch{MaxRows: 10000, MaxBytes: 32 << 20, MaxWait: 500 * time.Millisecond},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
@@ -102,7 +102,7 @@ var badConfigs = map[string]configtest.Bad{
 	"batch-max-rows-not-int.yaml":           {Msg: "'batch.max_rows' cannot parse"},
 	"batch-max-wait-zero.yaml":              {Keys: []string{"batch.max_wait"}},
 	"batch-max-wait-not-duration.yaml":      {Msg: "'batch.max_wait' time: invalid duration"},
-	"batch-unknown-key.yaml":                {Msg: "'batch' has invalid keys: max_bytes"},
+	"batch-unknown-key.yaml":                {Msg: "'batch' has invalid keys: max_size"},
 	"clickhouse-addr-empty.yaml":            {Keys: []string{"clickhouse.addr"}},
 	"clickhouse-password-and-file.yaml":     {Keys: []string{"clickhouse.password"}},
 	"clickhouse-password-file-missing.yaml": {Keys: []string{"clickhouse.password_file"}},

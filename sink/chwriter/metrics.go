@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sink_flushes_total",
-			Help: "Batches flushed, by reason: rows (batch.max_rows reached) or time (batch.max_wait passed).",
+			Help: "Batches flushed, by reason: rows (batch.max_rows reached), bytes (batch.max_bytes reached) or time (batch.max_wait passed).",
 		}, []string{"reason"}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sink_dead_lettered_total",
@@ -41,7 +41,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.rowsInserted, m.batchRows, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered)
-	m.flushes.WithLabelValues("rows")
-	m.flushes.WithLabelValues("time")
+	for _, reason := range []string{"rows", "bytes", "time"} {
+		m.flushes.WithLabelValues(reason)
+	}
 	return m
 }

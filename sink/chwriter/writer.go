@@ -33,10 +33,13 @@ import (
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/retry"
 )
 
 const stage = "sink"
+
+var _ obs.Component = (*Writer)(nil)
 
 // Writer is the sink component.
 type Writer struct {
@@ -47,8 +50,10 @@ type Writer struct {
 	conn    driver.Conn
 
 	cancel       context.CancelFunc
-	done         chan error
+	done         chan error    // the loop's result, for Done
+	stopped      chan struct{} // closed when the loop has returned
 	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New builds the sink from a validated config. It does not dial until Start.
@@ -69,13 +74,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 		_ = conn.Close()
 		return nil, err
 	}
-	return &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, conn: conn, done: make(chan error, 1)}, nil
+	return &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, conn: conn, done: make(chan error, 1), stopped: make(chan struct{})}, nil
 }
 
 // Start creates or checks topics and schema, then consumes in the background.
 func (w *Writer) Start(ctx context.Context) error {
 	t := w.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, w.client, []kafkax.TopicSpec{t.Clean, t.DLQ}, w.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, w.client, []kafkax.TopicSpec{t.DLQ}, []kafkax.TopicSpec{t.Clean}, w.log); err != nil {
 		return fmt.Errorf("sink topics: %w", err)
 	}
 	version, err := w.conn.ServerVersion()
@@ -89,7 +94,10 @@ func (w *Writer) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	go func() { w.done <- w.run(runCtx) }()
+	go func() {
+		w.done <- w.run(runCtx)
+		close(w.stopped)
+	}()
 	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "clickhouse", version.String())
 	return nil
 }
@@ -112,12 +120,12 @@ func (w *Writer) Ready(ctx context.Context) error {
 // replayed), leaves the group, closes Kafka and ClickHouse. Idempotent and
 // safe without Start.
 func (w *Writer) Shutdown(ctx context.Context) error {
-	var errs []error
 	w.shutdownOnce.Do(func() {
+		var errs []error
 		if w.cancel != nil {
 			w.cancel()
 			select {
-			case <-w.done:
+			case <-w.stopped:
 			case <-ctx.Done():
 				errs = append(errs, fmt.Errorf("sink loop did not stop: %w", ctx.Err()))
 			}
@@ -125,8 +133,9 @@ func (w *Writer) Shutdown(ctx context.Context) error {
 		w.client.AllowRebalance()
 		w.client.Close()
 		errs = append(errs, w.conn.Close())
+		w.shutdownErr = errors.Join(errs...)
 	})
-	return errors.Join(errs...)
+	return w.shutdownErr
 }
 
 func (w *Writer) run(ctx context.Context) error {
@@ -147,10 +156,11 @@ func (w *Writer) run(ctx context.Context) error {
 	}
 }
 
-// collect polls until batch.max_rows records are in hand or batch.max_wait
-// has passed since the first one arrived.
+// collect polls until batch.max_rows records or batch.max_bytes of values
+// are in hand, or batch.max_wait has passed since the first one arrived.
 func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 	var records []*kgo.Record
+	var size int64
 	var deadline time.Time
 	for {
 		fetches := w.poll(ctx, deadline, w.cfg.Batch.MaxRows-len(records))
@@ -167,9 +177,14 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 			deadline = time.Now().Add(w.cfg.Batch.MaxWait)
 		}
 		records = append(records, got...)
+		for _, r := range got {
+			size += int64(len(r.Value))
+		}
 		switch {
 		case len(records) >= w.cfg.Batch.MaxRows:
 			return records, "rows"
+		case size >= w.cfg.Batch.MaxBytes:
+			return records, "bytes"
 		case len(records) > 0 && !time.Now().Before(deadline):
 			return records, "time"
 		}

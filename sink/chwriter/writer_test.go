@@ -79,6 +79,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
 	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
 	cfg.Batch.MaxWait = 100 * time.Millisecond
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
 	conn, err := chx.Open(&cfg.ClickHouse)
 	if err != nil {
 		t.Fatal(err)
