@@ -68,6 +68,10 @@ type HTTP struct {
 	// Kafka; a request that would exceed it is answered 503 at once
 	// instead of queueing.
 	MaxBufferedRecords int `mapstructure:"max_buffered_records"`
+	// MaxInFlightRequests bounds the requests being served at once, and so
+	// the request bodies held in memory (each up to max_request_bytes)
+	// while Kafka is slow; one more is answered 503 at once.
+	MaxInFlightRequests int `mapstructure:"max_in_flight_requests"`
 }
 
 // Topics the collector writes.
@@ -117,17 +121,18 @@ func Default() Config {
 		Region: "cn",
 		Admin:  config.Admin{Listen: ":9101"},
 		HTTP: HTTP{
-			Listen:             ":8080",
-			ReadHeaderTimeout:  5 * time.Second,
-			ReadTimeout:        30 * time.Second,
-			WriteTimeout:       30 * time.Second,
-			IdleTimeout:        120 * time.Second,
-			MaxRequestBytes:    500 << 10,
-			MaxEventBytes:      32 << 10,
-			ProduceTimeout:     5 * time.Second,
-			MaxJSONDepth:       32,
-			MaxJSONKeys:        1000,
-			MaxBufferedRecords: 100000,
+			Listen:              ":8080",
+			ReadHeaderTimeout:   5 * time.Second,
+			ReadTimeout:         30 * time.Second,
+			WriteTimeout:        30 * time.Second,
+			IdleTimeout:         120 * time.Second,
+			MaxRequestBytes:     500 << 10,
+			MaxEventBytes:       32 << 10,
+			ProduceTimeout:      5 * time.Second,
+			MaxJSONDepth:        32,
+			MaxJSONKeys:         1000,
+			MaxBufferedRecords:  100000,
+			MaxInFlightRequests: 256,
 		},
 		Kafka: kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
 		Topics: Topics{
@@ -153,7 +158,7 @@ func (c *Config) Validate() error {
 	for _, f := range []struct {
 		key string
 		n   int
-	}{{"http.max_json_depth", c.HTTP.MaxJSONDepth}, {"http.max_json_keys", c.HTTP.MaxJSONKeys}, {"http.max_buffered_records", c.HTTP.MaxBufferedRecords}} {
+	}{{"http.max_json_depth", c.HTTP.MaxJSONDepth}, {"http.max_json_keys", c.HTTP.MaxJSONKeys}, {"http.max_buffered_records", c.HTTP.MaxBufferedRecords}, {"http.max_in_flight_requests", c.HTTP.MaxInFlightRequests}} {
 		if f.n <= 0 {
 			errs = append(errs, config.Invalid(f.key, "must be positive, got %d", f.n))
 		}

@@ -27,6 +27,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -64,9 +65,11 @@ type Server struct {
 	sources []*source
 	proxies []netip.Prefix
 	shape   event.Shape
-	http    *http.Server
-	ln      net.Listener
-	now     func() time.Time
+	// slots holds a token per request being served (http.max_in_flight_requests).
+	slots chan struct{}
+	http  *http.Server
+	ln    net.Listener
+	now   func() time.Time
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -75,6 +78,9 @@ type Server struct {
 // source is a configured source with its rate limiter (nil: unlimited).
 type source struct {
 	Source
+	// keyHash is what requests are compared against: hashes are all the
+	// same length, so the comparison's time does not reveal the key's.
+	keyHash [sha256.Size]byte
 	limiter *rate.Limiter
 }
 
@@ -98,10 +104,11 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		metrics: newMetrics(reg),
 		client:  client,
 		shape:   event.Shape{MaxDepth: cfg.HTTP.MaxJSONDepth, MaxKeys: cfg.HTTP.MaxJSONKeys},
+		slots:   make(chan struct{}, cfg.HTTP.MaxInFlightRequests),
 		now:     time.Now,
 	}
 	for _, src := range cfg.Sources {
-		s.sources = append(s.sources, &source{Source: src, limiter: newLimiter(src.RateLimit)})
+		s.sources = append(s.sources, &source{Source: src, keyHash: sha256.Sum256([]byte(src.WriteKey.Reveal())), limiter: newLimiter(src.RateLimit)})
 	}
 	for _, cidr := range cfg.TrustedProxies {
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
@@ -221,17 +228,32 @@ func (res result) write(w http.ResponseWriter) {
 	writeJSON(w, res.code, res.resp)
 }
 
-// route counts and times every request of one route.
+// route counts and times every request of one route, and refuses at once
+// one more than http.max_in_flight_requests.
 func (s *Server) route(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.metrics.inFlight.Inc()
-		defer s.metrics.inFlight.Dec()
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		h(sw, r)
+		select {
+		case s.slots <- struct{}{}:
+			s.serve(h, sw, r)
+		default:
+			res := fail(http.StatusServiceUnavailable, "the collector is serving %d requests already, retry later", cap(s.slots))
+			res.retryAfter = time.Second
+			res.write(sw)
+		}
 		s.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		s.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
+}
+
+func (s *Server) serve(h http.HandlerFunc, w http.ResponseWriter, r *http.Request) {
+	s.metrics.inFlight.Inc()
+	defer func() {
+		s.metrics.inFlight.Dec()
+		<-s.slots
+	}()
+	h(w, r)
 }
 
 type statusWriter struct {
@@ -540,8 +562,9 @@ func (s *Server) authenticate(r *http.Request, bodyKey string) (*source, result,
 		return nil, fail(http.StatusUnauthorized, "missing write key (send it as the HTTP Basic username or as writeKey in the body)"), false
 	}
 	var match *source
+	given := sha256.Sum256([]byte(key))
 	for _, src := range s.sources {
-		if subtle.ConstantTimeCompare([]byte(key), []byte(src.WriteKey.Reveal())) == 1 {
+		if subtle.ConstantTimeCompare(given[:], src.keyHash[:]) == 1 {
 			match = src
 		}
 	}

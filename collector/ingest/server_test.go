@@ -15,9 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -175,79 +173,45 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
-// TestBatchLandsInKafka posts to a real broker and reads the raw topic back.
-func TestBatchLandsInKafka(t *testing.T) {
-	brokers := testenv.KafkaBrokers(t)
-	ctx := testenv.Context(t, time.Minute)
-	cfg := testConfig(brokers)
-	cfg.Topics.Raw.Name = testenv.Name(t, "events.raw")
-	cfg.Topics.Consent.Name = testenv.Name(t, "privacy.consent")
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name)
+func TestMetricsLint(t *testing.T) {
+	_, reg := newUnreachable(t)
+	testenv.LintMetrics(t, reg)
+}
+
+// TestBrokerDownAnswers503 checks that with Kafka unreachable the answer is
+// 503, never 200, and comes once the produce deadline has passed rather than
+// whenever the client gives up.
+func TestBrokerDownAnswers503(t *testing.T) {
+	s, _ := newUnreachable(t)
+	start := time.Now()
+	rec, resp := request(t, s, "web-write-key", strings.NewReader(`{"batch":[`+validEvent+`]}`), nil)
+	elapsed := time.Since(start)
+	if rec.Code != http.StatusServiceUnavailable || resp.Success || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("got %d %+v, want 503 with Retry-After", rec.Code, resp)
+	}
+	if limit := s.cfg.HTTP.ProduceTimeout + 5*time.Second; elapsed > limit {
+		t.Errorf("answered after %v; the produce deadline is %v", elapsed, s.cfg.HTTP.ProduceTimeout)
+	}
+}
+
+// TestFullBufferAnswers503AtOnce checks backpressure: a request that would
+// overflow the producer's buffer is refused before anything is produced.
+func TestFullBufferAnswers503AtOnce(t *testing.T) {
+	cfg := testConfig([]string{"127.0.0.1:1"})
+	cfg.HTTP.MaxBufferedRecords = 1
 	s, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
+	defer s.Shutdown(context.Background())
+	rec, resp := request(t, s, "web-write-key", strings.NewReader(`{"batch":[`+validEvent+`,`+validEvent+`]}`), nil)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(resp.Error, "overloaded") {
+		t.Fatalf("got %d %+v, want 503 overloaded", rec.Code, resp)
 	}
-
-	body := `{"batch":[
-		{"type":"track","event":"Viewed","anonymousId":"anon-1","userId":"user-1","messageId":"m-1"},
-		{"type":"track"},
-		{"type":"identify","userId":"user-2","traits":{"plan":"pro"}}]}`
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write([]byte(body))
-	_ = zw.Close()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/v1/batch", &gz)
-	req.SetBasicAuth("web-write-key", "")
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("DNT", "1")
-	req.Header.Set("User-Agent", "test-agent/1.0")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if n := s.client.BufferedProduceRecords(); n != 0 {
+		t.Errorf("%d records were buffered for a refused request", n)
 	}
-	defer resp.Body.Close()
-	var out response
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != 200 || !out.Success || len(out.Rejected) != 1 || out.Rejected[0].Index != 1 {
-		t.Fatalf("got %d %+v", resp.StatusCode, out)
+	if got := testutil.ToFloat64(s.metrics.rejected.WithLabelValues(reasonOverloaded)); got != 2 {
+		t.Errorf("overloaded events metric = %v, want 2", got)
 	}
-
-	// The 200 promised both valid events are in Kafka: read them back.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(cfg.Topics.Raw.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	got := map[string]*kgo.Record{}
-	for len(got) < 2 {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("only %d of 2 records in the raw topic", len(got))
-		}
-		fetches.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = r })
-	}
-	first, err := event.DecodeEnvelope(got["anon-1"].Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first.MessageID != "m-1" || first.SourceID != "web" || first.Region != "cn" || !first.Signals.DNT || first.Signals.GPC ||
-		first.Signals.IP != "127.0.0.1" || first.Signals.UserAgent != "test-agent/1.0" || first.ReceivedAt.IsZero() {
-		t.Errorf("envelope = %+v", first)
-	}
-	second, err := event.DecodeEnvelope(got["user-2"].Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(second.MessageID) != 36 || string(second.Event.Traits) != `{"plan":"pro"}` {
-		t.Errorf("identify envelope = %+v (want a generated UUID messageId and traits kept)", second)
-	}
-}
-
-func TestMetricsLint(t *testing.T) {
-	_, reg := newUnreachable(t)
-	testenv.LintMetrics(t, reg)
 }
