@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -57,14 +56,7 @@ func TestBinaries(t *testing.T) {
 	collector := startBinary(t, ctx, bin+"/collector", "../configs/collector.yaml", env("COLLECTOR",
 		"ADMIN_LISTEN="+ports[2], "HTTP_LISTEN="+ports[3]))
 
-	conn, err := chx.Open(&chx.Config{Addr: []string{chAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+database)
-		_ = conn.Close()
-	})
+	conn := testenv.ClickHouseDB(t, chAddr, database)
 
 	for _, admin := range ports[:3] {
 		waitReady(t, ctx, "http://"+admin+"/readyz")

@@ -21,7 +21,6 @@ import (
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/enricher/pipeline"
-	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/testenv"
@@ -139,14 +138,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	conn, err := chx.Open(&chx.Config{Addr: []string{chAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+database)
-		_ = conn.Close()
-	})
+	conn := testenv.ClickHouseDB(t, chAddr, database)
 
 	const want = 5 * 40
 	counts := map[string]uint64{}

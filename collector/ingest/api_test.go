@@ -456,3 +456,18 @@ func TestInFlightLimit(t *testing.T) {
 		t.Errorf("held request answered %d once its body arrived, want 200", code)
 	}
 }
+
+// TestHeaderLimit checks oversized headers are refused before any handler
+// runs.
+func TestHeaderLimit(t *testing.T) {
+	f := newAPIFixture(t, nil)
+	before := f.stored(t, f.s.cfg.Topics.Raw.Name)
+	r := f.do(t, call{method: "POST", path: "/v1/batch", key: "web-write-key", body: batchOf(trackEvent),
+		header: map[string]string{"X-Padding": strings.Repeat("x", 64<<10)}})
+	if r.code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", r.code)
+	}
+	if got := f.stored(t, f.s.cfg.Topics.Raw.Name) - before; got != 0 {
+		t.Errorf("%d records reached Kafka", got)
+	}
+}

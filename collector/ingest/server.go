@@ -289,13 +289,7 @@ var gif = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf
 // handlePixel records the event in the data parameter and answers a 1x1
 // GIF that no cache may keep, so every view reaches the collector.
 func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
-	p, err := decodeQueryEvent(r.URL.Query().Get("data"))
-	if err != nil {
-		fail(http.StatusBadRequest, "%v", err).write(w)
-		return
-	}
-	if res := s.store(r, p); res.code != http.StatusOK {
-		res.write(w)
+	if !s.storeQueryEvent(w, r) {
 		return
 	}
 	noStore(w)
@@ -308,23 +302,31 @@ func (s *Server) handlePixel(w http.ResponseWriter, r *http.Request) {
 // on to url, but only to an allowed host: anything else would make the
 // collector an open redirect for phishing links.
 func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	target, err := s.redirectTarget(q.Get("url"))
+	target, err := s.redirectTarget(r.URL.Query().Get("url"))
 	if err != nil {
 		fail(http.StatusBadRequest, "url: %v", err).write(w)
 		return
 	}
-	p, err := decodeQueryEvent(q.Get("data"))
-	if err != nil {
-		fail(http.StatusBadRequest, "%v", err).write(w)
-		return
-	}
-	if res := s.store(r, p); res.code != http.StatusOK {
-		res.write(w)
+	if !s.storeQueryEvent(w, r) {
 		return
 	}
 	noStore(w)
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// storeQueryEvent stores the event in the data parameter, or writes why it
+// could not and returns false.
+func (s *Server) storeQueryEvent(w http.ResponseWriter, r *http.Request) bool {
+	p, err := decodeQueryEvent(r.URL.Query().Get("data"))
+	if err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return false
+	}
+	if res := s.store(r, p); res.code != http.StatusOK {
+		res.write(w)
+		return false
+	}
+	return true
 }
 
 func (s *Server) redirectTarget(raw string) (string, error) {

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/testenv"
@@ -80,19 +79,12 @@ func newFixture(t *testing.T) *fixture {
 	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
 	cfg.Batch.MaxWait = 100 * time.Millisecond
 	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
-	conn, err := chx.Open(&cfg.ClickHouse)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.ClickHouseDB(t, chAddr, cfg.Database)
 	w, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = w.Shutdown(context.Background())
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.Database)
-		_ = conn.Close()
-	})
+	t.Cleanup(func() { _ = w.Shutdown(context.Background()) })
 	return &fixture{cfg: cfg, brokers: brokers, conn: conn, w: w}
 }
 
