@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short deps-up deps-down deps-status build bench fuzz lint clean
+.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -25,8 +25,11 @@ deps-down: ## stop what deps-up started
 deps-status:
 	scripts/deps.sh status
 
-bench: deps-up ## benchmarks against the real services
+bench: deps-up bench-ingest ## Go benchmarks against the real services, then the collector load test
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+bench-ingest: deps-up ## collector vs no-op HTTP vs raw franz-go producer (~90 s); read the ratios
+	$(GO) run ./scripts/ingestbench $(INGESTBENCH_FLAGS)
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

@@ -1,0 +1,361 @@
+// Command ingestbench measures how close the collector comes to what the
+// machine and the broker allow. In one run (about a minute and a half with
+// the defaults) it loads three targets with the same Segment track events
+// (about 780 bytes of JSON each, unique messageIds):
+//
+//   - collector: the real binary, built from ./collector and started with
+//     configs/collector.yaml, its listeners on free 127.0.0.1 ports and its
+//     topics renamed to fresh ingestbench.* ones. Its 200 means Kafka has
+//     acknowledged every event of the request.
+//   - noop: an in-process net/http server on a real 127.0.0.1 listener that
+//     reads each body and answers {"success":true}: the cost of HTTP alone.
+//   - raw: a franz-go producer with the collector's settings (acks=all,
+//     idempotent, zstd/lz4, 5 ms linger) writing each event as a record
+//     keyed by anonymousId, one ProduceSync per batch, to its own topic: the
+//     cost of Kafka alone, and the ceiling for the collector. ProduceSync
+//     ends the linger of the partitions it wrote to once its records are
+//     buffered, which the collector's Produce-and-wait does not; -raw-async
+//     makes the baseline produce the collector's way, to tell the linger
+//     apart from the collector's own work.
+//
+// For batches of 1 and 20 events it runs a closed loop (-workers clients,
+// each sending the next batch when the last is answered, for -duration) and
+// reports events/s and request latency p50/p99. Then, at batch 20, it runs
+// an open loop at half the collector's maximum events/s against the
+// collector and the no-op server, timing each request from when it was due,
+// so queueing counts. Finally it reads the collector's peak RSS (VmHWM)
+// and stops it with SIGTERM, and deletes every topic it created.
+//
+// How to read it: the machine is shared and has few cores, so the load
+// generator, the collector and Kafka compete for the same CPUs and absolute
+// figures drift from run to run. Read the ratios, which compare targets
+// measured seconds apart under the same conditions:
+//
+//   - collector/raw events/s: the share of the bare producer's throughput
+//     the collector keeps (goal at batch 20: at least 0.5).
+//   - collector p99 / noop p99 at half load: what the collector adds to tail
+//     latency when it is not saturated (goal: below 3).
+//
+// The cpu columns show where time goes: CPU time per event of this process
+// (load generator, plus the no-op server or the raw producer), of the
+// collector process, of the Kafka broker, and the rest of the machine's busy
+// time (other tenants, unattributed kernel work); busy is the whole
+// machine's utilisation, and background what other tenants used before any
+// load was applied.
+//
+// Usage, from the repository root with Kafka running (scripts/deps.sh up):
+//
+//	go run ./scripts/ingestbench [-workers 32] [-duration 10s] [-warmup 1s]
+//	go run ./scripts/ingestbench -check-topics   # lists ingestbench.* topics left behind
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command's flags.
+type options struct {
+	brokers     []string
+	root        string
+	writeKey    string
+	workers     int
+	duration    time.Duration
+	warmup      time.Duration
+	kafkaPID    int
+	rawAsync    bool
+	checkTopics bool
+}
+
+func main() {
+	o, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(2)
+	}
+	if o.checkTopics {
+		if err := checkTopics(o.brokers); err != nil {
+			fmt.Fprintln(os.Stderr, "ingestbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags() (options, error) {
+	var o options
+	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (local only: this is a bench)")
+	flag.StringVar(&o.root, "root", ".", "repository root (holds ./collector and configs/collector.yaml)")
+	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key (HTTP Basic username)")
+	flag.IntVar(&o.workers, "workers", 32, "concurrent clients per target (1-256; the collector serves 256 at once)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measurement (1s-30s)")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each closed-loop measurement (0-5s)")
+	flag.IntVar(&o.kafkaPID, "kafka-pid", 0, "broker process, to report its CPU time (0: the process listening on the first broker's port; -1: none)")
+	flag.BoolVar(&o.rawAsync, "raw-async", false, "raw baseline produces record by record and waits for the promises, as the collector does, instead of ProduceSync (which skips the linger)")
+	flag.BoolVar(&o.checkTopics, "check-topics", false, "only list bench topics left on the broker; exit 1 if any")
+	flag.Parse()
+	o.brokers = strings.Split(*brokers, ",")
+	if err := checkLoopback(o.brokers); err != nil {
+		return o, err
+	}
+	// Bounds keep one run within a few minutes on a shared machine.
+	switch {
+	case o.workers < 1 || o.workers > 256:
+		return o, fmt.Errorf("-workers %d: want 1-256", o.workers)
+	case o.duration < time.Second || o.duration > 30*time.Second:
+		return o, fmt.Errorf("-duration %v: want 1s-30s", o.duration)
+	case o.warmup < 0 || o.warmup > 5*time.Second:
+		return o, fmt.Errorf("-warmup %v: want 0-5s", o.warmup)
+	}
+	if _, err := os.Stat(filepath.Join(o.root, "configs", "collector.yaml")); err != nil {
+		return o, fmt.Errorf("-root %s is not the repository root: %w", o.root, err)
+	}
+	return o, nil
+}
+
+// checkLoopback refuses brokers off this machine: the bench floods what it
+// talks to, so it only talks to loopback.
+func checkLoopback(brokers []string) error {
+	for _, b := range brokers {
+		host, _, err := net.SplitHostPort(b)
+		if err != nil {
+			return fmt.Errorf("-brokers %q: %w", b, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("-brokers %q: only loopback brokers (127.0.0.1) are allowed", b)
+		}
+	}
+	return nil
+}
+
+// run benchmarks, then always cleans up (collector stopped, topics deleted)
+// before printing the report, so the report can say the cleanup worked.
+func run(ctx context.Context, o options) error {
+	// A hard bound on the whole run, in case a target hangs: every
+	// measurement, plus build, start-up and clean-up.
+	ctx, cancel := context.WithTimeout(ctx, 8*(o.duration+o.warmup+requestTimeout)+3*time.Minute)
+	defer cancel()
+
+	var cl cleanups
+	rep, err := benchmark(ctx, o, &cl)
+	cerr := cl.run()
+	if err != nil {
+		return errors.Join(err, cerr)
+	}
+	rep.cleanupErr = cerr
+	rep.print(os.Stdout)
+	return cerr
+}
+
+// cleanups run in reverse order of registration, like defers, but when the
+// caller chooses and with their errors collected.
+type cleanups []func() error
+
+func (c *cleanups) add(f func() error) { *c = append(*c, f) }
+
+func (c cleanups) run() error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// benchSizes are the batch sizes measured: single events (a browser SDK
+// flushing at once) and 20 (a typical SDK flush). latencyBatch is the one
+// the half-load latency comparison uses.
+var benchSizes = []int{1, 20}
+
+const latencyBatch = 20
+
+// target is one thing under load.
+type target struct {
+	name string
+	send sendFunc
+}
+
+func benchmark(ctx context.Context, o options, cl *cleanups) (*report, error) {
+	runID := fmt.Sprintf("%d-%d", time.Now().Unix(), os.Getpid())
+	gen, err := newEventGen(runID)
+	if err != nil {
+		return nil, err
+	}
+	rep := &report{opts: o, nproc: runtime.NumCPU(), eventBytes: gen.eventSize(), bodyBytes: len(gen.batchBody(latencyBatch))}
+	fmt.Fprintf(os.Stderr, "ingestbench: run %s, %d workers, %v per measurement; topics %s%s.*\n", runID, o.workers, o.duration, topicPrefix, runID)
+
+	r, err := setUp(ctx, o, runID, gen, cl)
+	if err != nil {
+		return nil, err
+	}
+	pids := watched{collector: r.proc.pid(), kafka: brokerPID(o)}
+	rep.kafkaWatched = pids.kafka > 0
+	rep.background = backgroundLoad(time.Second)
+	targets := []target{r.collector, r.raw, r.noop} // collector and raw adjacent: their ratio is the headline
+
+	for _, batch := range benchSizes {
+		for _, t := range targets {
+			progress("closed loop: %s, batch %d", t.name, batch)
+			if o.warmup > 0 {
+				closedLoop(ctx, t.send, batch, o.workers, o.warmup)
+			}
+			st := measure(pids, func() stats { return closedLoop(ctx, t.send, batch, o.workers, o.duration) })
+			progressResult(st)
+			rep.closed = append(rep.closed, result{target: t.name, batch: batch, st: st})
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+
+	peak := rep.find(rep.closed, "collector", latencyBatch).st
+	rep.halfRate = peak.eventsPerSec() / 2
+	if rep.halfRate <= 0 {
+		return nil, fmt.Errorf("the collector accepted no events at batch %d: %v", latencyBatch, peak.firstErr)
+	}
+	for _, t := range []target{r.collector, r.noop} {
+		progress("open loop at %.0f events/s: %s, batch %d", rep.halfRate, t.name, latencyBatch)
+		st := measure(pids, func() stats {
+			return openLoop(ctx, t.send, latencyBatch, o.workers, rep.halfRate, o.duration)
+		})
+		progressResult(st)
+		rep.open = append(rep.open, result{target: t.name, batch: latencyBatch, st: st})
+	}
+
+	// VmHWM is gone once the process exits, so read it before cleanup stops it.
+	if rep.peakRSSKiB, err = peakRSS(pids.collector); err != nil {
+		return nil, err
+	}
+	return rep, ctx.Err()
+}
+
+// rig is the three targets and the collector process behind one of them.
+type rig struct {
+	proc                 *collectorProc
+	collector, noop, raw target
+}
+
+// setUp builds and starts the collector, starts the no-op server and the raw
+// producer, and registers how to undo each step.
+func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *cleanups) (*rig, error) {
+	adm, err := newAdmin(o.brokers)
+	if err != nil {
+		return nil, err
+	}
+	cl.add(func() error { adm.Close(); return nil })
+	topics := newBenchTopics(runID)
+	// Registered before the collector starts so it runs after the collector
+	// has stopped writing.
+	cl.add(func() error { return deleteTopics(adm, topics.all()) })
+
+	dir, err := os.MkdirTemp("", "ingestbench-")
+	if err != nil {
+		return nil, err
+	}
+	cl.add(func() error { return os.RemoveAll(dir) })
+	progress("building ./collector")
+	bin, err := buildCollector(ctx, o.root, dir)
+	if err != nil {
+		return nil, err
+	}
+	progress("starting the collector")
+	proc, err := startCollector(ctx, bin, o.root, o.brokers, topics.raw, topics.consent)
+	if err != nil {
+		return nil, err
+	}
+	cl.add(func() error {
+		if err := proc.stop(); err != nil {
+			return fmt.Errorf("collector stop: %w; its log:\n%s", err, proc.log)
+		}
+		return nil
+	})
+	collectorSend, closeIdle := newHTTPSender(gen, "http://"+proc.httpAddr, o.writeKey, o.workers)
+	cl.add(func() error { closeIdle(); return nil })
+
+	srv, err := startNoop()
+	if err != nil {
+		return nil, err
+	}
+	cl.add(func() error { srv.close(); return nil })
+	noopSend, closeIdle := newHTTPSender(gen, "http://"+srv.addr, o.writeKey, o.workers)
+	cl.add(func() error { closeIdle(); return nil })
+
+	if err := createBaselineTopic(ctx, adm, topics.baseline); err != nil {
+		return nil, err
+	}
+	producer, err := newRawProducer(o.brokers, topics.baseline)
+	if err != nil {
+		return nil, err
+	}
+	cl.add(func() error { producer.Close(); return nil })
+
+	return &rig{
+		proc:      proc,
+		collector: target{"collector", collectorSend},
+		noop:      target{"noop", noopSend},
+		raw:       target{"raw", rawSender(producer, gen, o.rawAsync)},
+	}, nil
+}
+
+// measure runs f and attaches the CPU time spent while it ran.
+func measure(pids watched, f func() stats) stats {
+	before := readCPU(pids)
+	st := f()
+	st.cpu = readCPU(pids).since(before)
+	return st
+}
+
+// backgroundLoad is the share of the machine busy over d with no load
+// applied: other tenants. It says how far to trust absolute figures.
+func backgroundLoad(d time.Duration) float64 {
+	before, _ := machineBusy()
+	time.Sleep(d)
+	after, _ := machineBusy()
+	return (after - before).Seconds() / (d.Seconds() * float64(runtime.NumCPU()))
+}
+
+// brokerPID is the Kafka process to watch, or 0 when it cannot be found
+// (then its CPU time shows up as other).
+func brokerPID(o options) int {
+	if o.kafkaPID != 0 {
+		return max(o.kafkaPID, 0)
+	}
+	_, portStr, err := net.SplitHostPort(o.brokers[0])
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(portStr)
+	pid, err := listenerPID(port)
+	if err != nil {
+		progress("broker CPU not reported: %v", err)
+		return 0
+	}
+	return pid
+}
+
+func progressResult(st stats) {
+	progress("  %.0f events/s, p50 %s, p99 %s, %d errors", st.eventsPerSec(), ms(st.percentile(0.5)), ms(st.percentile(0.99)), st.errors)
+	if st.firstErr != nil {
+		progress("  first error: %v", st.firstErr)
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
