@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,30 +35,40 @@ type envelopeFields struct {
 	WriteKey string          `json:"writeKey"`
 	SentAt   string          `json:"sentAt"`
 	Context  json.RawMessage `json:"context"`
-	Batch    json.RawMessage `json:"batch"`
+}
+
+// batchBody is a /v1/batch body, decoded in one pass: the events stay raw
+// so each is validated, and refused, on its own.
+type batchBody struct {
+	envelopeFields
+	Batch []json.RawMessage `json:"batch"`
 }
 
 // decodeBatch parses a /v1/batch body.
 func decodeBatch(body []byte) (payload, error) {
-	var f envelopeFields
+	var f batchBody
 	if err := json.Unmarshal(body, &f); err != nil {
-		return payload{}, fmt.Errorf("invalid JSON: %w", err)
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case !errors.As(err, &typeErr) || typeErr.Field == "":
+			return payload{}, fmt.Errorf("invalid JSON: %w", err)
+		case typeErr.Field == "batch":
+			return payload{}, errors.New("batch: must be an array of events")
+		default:
+			return payload{}, fmt.Errorf("%s: must be a %s, got %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		}
 	}
 	sentAt, err := event.ParseTime(f.SentAt)
 	if err != nil {
 		return payload{}, fmt.Errorf("sentAt: %w", err)
 	}
-	if len(f.Batch) == 0 || bytes.Equal(f.Batch, []byte("null")) {
+	if f.Batch == nil {
 		return payload{}, fmt.Errorf("batch: is required and must be an array of events")
-	}
-	var events []json.RawMessage
-	if err := json.Unmarshal(f.Batch, &events); err != nil {
-		return payload{}, fmt.Errorf("batch: must be an array of events")
 	}
 	if len(f.Context) > 0 && f.Context[0] != '{' && !bytes.Equal(f.Context, []byte("null")) {
 		return payload{}, fmt.Errorf("context: must be an object")
 	}
-	return payload{WriteKey: f.WriteKey, SentAt: sentAt, Context: f.Context, Events: events}, nil
+	return payload{WriteKey: f.WriteKey, SentAt: sentAt, Context: f.Context, Events: f.Batch}, nil
 }
 
 // decodeSingle parses the body of /v1/track and its siblings: one event,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 )
@@ -148,22 +147,19 @@ func DecodeClean(raw []byte) (Clean, error) {
 // their parse errors come from time.Time's own decoder, which does not say
 // which field failed.
 func strictUnmarshal(raw []byte, v any, timeFields string) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(v); err != nil {
+	// json.Unmarshal refuses anything after the value, a stray ] or }
+	// included, as a syntax error.
+	if err := json.Unmarshal(raw, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		var syntaxErr *json.SyntaxError
 		switch {
 		case errors.As(err, &typeErr) && typeErr.Field != "":
 			return &FieldError{typeErr.Field, fmt.Sprintf("must be a %s, got %s", typeErr.Type, typeErr.Value)}
-		case errors.As(err, &syntaxErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || timeFields == "":
+		case errors.As(err, &syntaxErr) || timeFields == "":
 			return &FieldError{"(body)", fmt.Sprintf("invalid JSON: %v", err)}
 		default:
 			return &FieldError{timeFields, fmt.Sprintf("must be an RFC 3339 time: %v", err)}
 		}
-	}
-	// Only whitespace may follow; dec.More alone misses a stray ] or }.
-	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
-		return &FieldError{"(body)", "invalid JSON: data after the value"}
 	}
 	return nil
 }

@@ -1,0 +1,119 @@
+package event
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// AppendJSON appends the envelope as json.Marshal would write it, but copies
+// the event's raw parts (context, properties, traits, integrations)
+// verbatim where json.Marshal would scan and compact each again: on the
+// collector's hot path that re-scan costs as much as decoding. The raw parts
+// must be valid JSON, as they are when they came from decoding.
+func (env *Envelope) AppendJSON(b []byte) []byte {
+	b = append(b, `{"schemaVersion":`...)
+	b = strconv.AppendInt(b, int64(env.SchemaVersion), 10)
+	b = appendField(b, "messageId", env.MessageID, false)
+	b = append(b, `,"receivedAt":"`...)
+	b = env.ReceivedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = appendField(b, "sourceId", env.SourceID, false)
+	b = appendField(b, "region", env.Region, false)
+	s := env.Signals
+	b = append(b, `,"signals":{"dnt":`...)
+	b = strconv.AppendBool(b, s.DNT)
+	b = append(b, `,"gpc":`...)
+	b = strconv.AppendBool(b, s.GPC)
+	b = appendField(b, "ip", s.IP, true)
+	b = appendField(b, "userAgent", s.UserAgent, true)
+	if s.TrustContextIP {
+		b = append(b, `,"trustContextIp":true`...)
+	}
+	e := &env.Event
+	b = append(b, `},"event":{"type":`...)
+	b = appendString(b, e.Type)
+	for _, f := range []struct{ name, value string }{
+		{"messageId", e.MessageID}, {"userId", e.UserID}, {"anonymousId", e.AnonymousID}, {"event", e.Event},
+		{"name", e.Name}, {"groupId", e.GroupID}, {"previousId", e.PreviousID}, {"timestamp", e.Timestamp},
+		{"originalTimestamp", e.OriginalTimestamp}, {"sentAt", e.SentAt},
+	} {
+		b = appendField(b, f.name, f.value, true)
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"context", e.Context}, {"properties", e.Properties}, {"traits", e.Traits}, {"integrations", e.Integrations}} {
+		if len(f.raw) > 0 {
+			b = append(b, ',', '"')
+			b = append(b, f.name...)
+			b = append(b, '"', ':')
+			b = append(b, f.raw...)
+		}
+	}
+	return append(b, '}', '}')
+}
+
+func appendField(b []byte, name, value string, omitEmpty bool) []byte {
+	if omitEmpty && value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendString(b, value)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString writes s as a JSON string, escaping as encoding/json does
+// (quotes, backslashes, control characters, <, >, & and U+2028/U+2029) and
+// replacing invalid UTF-8 with U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
