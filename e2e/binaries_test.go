@@ -52,7 +52,7 @@ func TestBinaries(t *testing.T) {
 	sink := startBinary(t, ctx, bin+"/sink", "../configs/sink.yaml", env("SINK",
 		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr, "BATCH_MAX_WAIT=200ms"))
 	enricher := startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml", env("ENRICHER",
-		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key"))
+		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key"))
 	collector := startBinary(t, ctx, bin+"/collector", "../configs/collector.yaml", env("COLLECTOR",
 		"ADMIN_LISTEN="+ports[2], "HTTP_LISTEN="+ports[3]))
 
@@ -137,7 +137,7 @@ func (p *process) stop(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s exited with %v after SIGTERM\n%s", p.name, err, p.log())
 		}
-		if !strings.Contains(p.output.String(), "msg=stopped") {
+		if out := p.output.String(); !strings.Contains(out, "msg=stopped") && !strings.Contains(out, `"msg":"stopped"`) {
 			t.Errorf("%s did not log a clean stop\n%s", p.name, p.log())
 		}
 	case <-time.After(20 * time.Second):

@@ -60,7 +60,7 @@ func TestEndToEnd(t *testing.T) {
 
 	ecfg := pipeline.Default()
 	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
-	ecfg.Kafka.Brokers, ecfg.GroupID = brokers, "enricher-"+run
+	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
 	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, dlq
 
 	scfg := chwriter.Default()

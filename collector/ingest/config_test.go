@@ -66,9 +66,10 @@ func TestAllKeys(t *testing.T) {
 			MaxInFlightRequests: 64,
 		},
 		Kafka: kafkax.Config{
-			Brokers:     []string{"k1.test:9093", "k2.test:9093"},
-			ClientID:    "collector-eu",
-			DialTimeout: 7 * time.Second,
+			Brokers:        []string{"k1.test:9093", "k2.test:9093"},
+			ClientID:       "collector-eu",
+			DialTimeout:    7 * time.Second,
+			SessionTimeout: 10 * time.Second,
 			TLS: config.TLS{
 				Enabled:            true,
 				CAFile:             "../../internal/config/testdata/tls/ca.pem",

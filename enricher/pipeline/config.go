@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"os"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/config"
@@ -21,8 +22,16 @@ type Config struct {
 	Topics  Topics `mapstructure:"topics"`
 	// Pseudonym is the in-region pseudonymization key.
 	Pseudonym Pseudonym `mapstructure:"pseudonym"`
-	// MaxPollRecords bounds one processing batch. Zero means 1000.
+	// MaxPollRecords bounds one processing batch, and so one transaction.
+	// Zero means 1000.
 	MaxPollRecords int `mapstructure:"max_poll_records"`
+	// TransactionalID names this instance's transactions. It must be unique
+	// per instance and the same across its restarts, so that a restarted
+	// instance fences what its previous run left unfinished. Empty means
+	// <group_id>-<hostname>, which suits one instance per host or pod.
+	TransactionalID string `mapstructure:"transactional_id"`
+	// TransactionTimeout bounds producing and committing one batch.
+	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
 }
 
 // Topics the enricher reads and writes.
@@ -57,7 +66,8 @@ func Default() Config {
 			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
 		},
-		MaxPollRecords: 1000,
+		MaxPollRecords:     1000,
+		TransactionTimeout: 30 * time.Second,
 	}
 }
 
@@ -79,6 +89,16 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPollRecords < 0 {
 		errs = append(errs, config.Invalid("max_poll_records", "must not be negative"))
+	}
+	if c.TransactionTimeout < time.Second {
+		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 1s, got %v", c.TransactionTimeout))
+	}
+	if c.TransactionalID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			errs = append(errs, config.Invalid("transactional_id", "is empty and the hostname is unknown (%v): set it", err))
+		}
+		c.TransactionalID = c.GroupID + "-" + host
 	}
 	key, err := config.ResolveSecret("pseudonym.key", c.Pseudonym.Key, c.Pseudonym.KeyFile)
 	c.Pseudonym.Key = key

@@ -48,9 +48,10 @@ func TestAllKeys(t *testing.T) {
 		Log:    config.Log{Level: "warn", Format: "text"},
 		Admin:  config.Admin{Listen: "127.0.0.1:9202", DrainDelay: 5 * time.Second},
 		Kafka: kafkax.Config{
-			Brokers:     []string{"k1.test:9093", "k2.test:9093", "k3.test:9093"},
-			ClientID:    "enricher-eu",
-			DialTimeout: 8 * time.Second,
+			Brokers:        []string{"k1.test:9093", "k2.test:9093", "k3.test:9093"},
+			ClientID:       "enricher-eu",
+			DialTimeout:    8 * time.Second,
+			SessionTimeout: 10 * time.Second,
 			TLS: config.TLS{
 				Enabled:            true,
 				CAFile:             "../../internal/config/testdata/tls/ca.pem",
@@ -73,7 +74,7 @@ func TestAllKeys(t *testing.T) {
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 336 * time.Hour},
 		},
 		Pseudonym:      pipeline.Pseudonym{KeyID: "eu-2025_01", Key: testKey, KeyFile: "testdata/secrets/pseudonym.key"},
-		MaxPollRecords: 500,
+		MaxPollRecords: 500, TransactionalID: "enricher-eu-0", TransactionTimeout: 20 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)

@@ -3,23 +3,33 @@ package pipeline
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	records        *prometheus.CounterVec
-	produceRetries prometheus.Counter
+	records             *prometheus.CounterVec
+	transactions        *prometheus.CounterVec
+	transactionDuration prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_records_total",
-			Help: "Raw records processed, by outcome: clean (de-identified and produced) or dead_lettered (sent to the DLQ).",
+			Help: "Raw records processed in committed transactions, by outcome: clean (de-identified and produced) or dead_lettered (sent to the DLQ).",
 		}, []string{"outcome"}),
-		produceRetries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "enricher_produce_retries_total",
-			Help: "Batches whose produce failed and was retried.",
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_transactions_total",
+			Help: "Transactions by outcome: committed, aborted (the batch is consumed again) or failed (the enricher stops).",
+		}, []string{"outcome"}),
+		transactionDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "enricher_transaction_duration_seconds",
+			Help:    "Time from beginning a batch's transaction to its end, commit or abort.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.records, m.produceRetries)
-	m.records.WithLabelValues("clean")
-	m.records.WithLabelValues("dead_lettered")
+	reg.MustRegister(m.records, m.transactions, m.transactionDuration)
+	for _, o := range []string{"clean", "dead_lettered"} {
+		m.records.WithLabelValues(o)
+	}
+	for _, o := range []string{"committed", "aborted", "failed"} {
+		m.transactions.WithLabelValues(o)
+	}
 	return m
 }

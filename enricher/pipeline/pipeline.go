@@ -3,12 +3,17 @@
 // produces it to events.clean.<region>. Records it cannot decode go to the
 // dead-letter topic with the reason in headers.
 //
-// Delivery: at least once. A batch's offsets are committed only after every
-// clean and dead-letter record of it was acknowledged by Kafka; a crash
-// between the two replays the batch, so a clean record may appear twice
-// (same messageId). Kafka transactions replace this in a later version.
+// Delivery: exactly once from the raw topic to the clean and dead-letter
+// topics. Each polled batch is one Kafka transaction holding its output
+// records and its consumer offsets (franz-go's GroupTransactSession), so
+// readers with isolation read_committed see every event once: a crash or a
+// failed produce aborts the transaction and the batch is consumed again.
+// The transactional ID (transactional_id) must be unique per instance and
+// stable across its restarts, so a restarted instance fences its own
+// unfinished transaction.
 //
-// Metrics: enricher_records_total{outcome}, enricher_produce_retries_total,
+// Metrics: enricher_records_total{outcome},
+// enricher_transactions_total{outcome}, enricher_transaction_duration_seconds,
 // and franz-go's client metrics under enricher_.
 package pipeline
 
@@ -39,7 +44,7 @@ type Pipeline struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	client  *kgo.Client
+	sess    *kgo.GroupTransactSession
 	pseudo  *policy.Pseudonymizer
 
 	cancel       context.CancelFunc
@@ -58,25 +63,24 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = 1000
 	}
-	client, err := kafkax.NewClient(&cfg.Kafka, reg, "enricher", log,
+	sess, err := kafkax.NewTransactSession(&cfg.Kafka, reg, "enricher", log,
+		kgo.TransactionalID(cfg.TransactionalID),
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.ConsumeTopics(cfg.Topics.Raw.Name),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RequireStableFetchOffsets(),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.NoCompression()),
 	)
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, pseudo: pseudo, done: make(chan error, 1), stopped: make(chan struct{})}, nil
+	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), sess: sess, pseudo: pseudo, done: make(chan error, 1), stopped: make(chan struct{})}, nil
 }
 
 // Start creates or checks the topics and starts consuming in the background.
 func (p *Pipeline) Start(ctx context.Context) error {
 	t := p.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, p.client, []kafkax.TopicSpec{t.Clean, t.DLQ}, []kafkax.TopicSpec{t.Raw}, p.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, p.sess.Client(), []kafkax.TopicSpec{t.Clean, t.DLQ}, []kafkax.TopicSpec{t.Raw}, p.log); err != nil {
 		return fmt.Errorf("enricher topics: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -93,7 +97,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 func (p *Pipeline) Done() <-chan error { return p.done }
 
 // Ready reports whether Kafka answers.
-func (p *Pipeline) Ready(ctx context.Context) error { return p.client.Ping(ctx) }
+func (p *Pipeline) Ready(ctx context.Context) error { return p.sess.Client().Ping(ctx) }
 
 // Shutdown stops the loop (an unfinished batch is not committed and will be
 // replayed), leaves the group and closes the client. Idempotent and safe
@@ -108,15 +112,15 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 				p.shutdownErr = fmt.Errorf("enricher loop did not stop: %w", ctx.Err())
 			}
 		}
-		p.client.AllowRebalance()
-		p.client.Close()
+		p.sess.Close()
 	})
 	return p.shutdownErr
 }
 
 func (p *Pipeline) run(ctx context.Context) error {
+	backoff := retry.Default.Initial
 	for {
-		fetches := p.client.PollRecords(ctx, p.cfg.MaxPollRecords)
+		fetches := p.sess.PollRecords(ctx, p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
@@ -124,20 +128,40 @@ func (p *Pipeline) run(ctx context.Context) error {
 			p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
 		records := fetches.Records()
-		if len(records) > 0 {
-			if err := p.processBatch(ctx, records); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
+		if len(records) == 0 {
+			continue
 		}
-		p.client.AllowRebalance()
+		committed, err := p.transact(records)
+		if err != nil {
+			return err
+		}
+		if committed {
+			backoff = retry.Default.Initial
+			continue
+		}
+		// An aborted batch is consumed again at once; wait a little first
+		// so a broker that keeps failing is not hammered.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retry.Default.Max)
 	}
 }
 
-// processBatch de-identifies records, produces the results, then commits.
-func (p *Pipeline) processBatch(ctx context.Context, records []*kgo.Record) error {
+// transact de-identifies records and writes the results and the batch's
+// offsets in one transaction. committed false means it aborted and the
+// batch will be consumed again; an error means the session cannot go on.
+// It runs to the end even while shutting down: cancelling a transaction
+// midway would leave the client unusable.
+func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
+	defer cancel()
+	if err := p.sess.Begin(); err != nil {
+		return false, fmt.Errorf("begin transaction: %w", err)
+	}
 	out := make([]*kgo.Record, 0, len(records))
 	var clean, dead int
 	for _, rec := range records {
@@ -150,22 +174,26 @@ func (p *Pipeline) processBatch(ctx context.Context, records []*kgo.Record) erro
 		out = append(out, r)
 		clean++
 	}
-	err := retry.Default.Do(ctx, func(ctx context.Context) error {
-		return p.client.ProduceSync(ctx, out...).FirstErr()
-	}, func(err error, wait time.Duration) {
-		p.metrics.produceRetries.Inc()
-		p.log.Warn("produce failed; retrying batch", "records", len(out), "wait", wait, "err", err)
-	})
-	if err != nil {
-		return err
+	produceErr := p.sess.ProduceSync(ctx, out...).FirstErr()
+	end := kgo.TryCommit
+	if produceErr != nil {
+		p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", produceErr)
+		end = kgo.TryAbort
 	}
+	committed, err = p.sess.End(ctx, end)
+	p.metrics.transactionDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.metrics.transactions.WithLabelValues("failed").Inc()
+		return false, fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		p.metrics.transactions.WithLabelValues("aborted").Inc()
+		return false, nil
+	}
+	p.metrics.transactions.WithLabelValues("committed").Inc()
 	p.metrics.records.WithLabelValues("clean").Add(float64(clean))
 	p.metrics.records.WithLabelValues("dead_lettered").Add(float64(dead))
-	if err := p.client.CommitRecords(ctx, records...); err != nil {
-		// The batch was produced; a failed commit replays it (duplicates, not loss).
-		p.log.Warn("commit failed; batch will be replayed", "err", err)
-	}
-	return nil
+	return true, nil
 }
 
 // transform turns one raw record into its clean record; an error means the

@@ -26,6 +26,7 @@ func testConfig(brokers []string) Config {
 	cfg := Default()
 	cfg.Kafka.Brokers = brokers
 	cfg.Pseudonym = Pseudonym{KeyID: "t1", Key: "test-key-0123456789-0123456789-0123456789"}
+	cfg.TransactionalID = fmt.Sprintf("enricher-test-%d", time.Now().UnixNano())
 	return cfg
 }
 
@@ -133,7 +134,7 @@ func TestProduceFailureHoldsCommit(t *testing.T) {
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	adm := kadm.NewClient(p.client)
+	adm := kadm.NewClient(p.sess.Client())
 	if _, err := adm.DeleteTopics(ctx, cfg.Topics.Clean.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -148,9 +149,9 @@ func TestProduceFailureHoldsCommit(t *testing.T) {
 	}
 	testenv.Produce(t, ctx, brokers, records...)
 
-	for testutil.ToFloat64(p.metrics.produceRetries) < 1 {
+	for testutil.ToFloat64(p.metrics.transactions.WithLabelValues("aborted")) < 1 {
 		if ctx.Err() != nil {
-			t.Fatal("the enricher never retried a produce")
+			t.Fatal("the enricher never aborted a transaction")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -158,7 +159,7 @@ func TestProduceFailureHoldsCommit(t *testing.T) {
 		t.Fatalf("enricher committed %d offsets while its produce failed", n)
 	}
 
-	if err := kafkax.EnsureTopics(ctx, p.client, []kafkax.TopicSpec{cfg.Topics.Clean}, nil, quiet); err != nil {
+	if err := kafkax.EnsureTopics(ctx, p.sess.Client(), []kafkax.TopicSpec{cfg.Topics.Clean}, nil, quiet); err != nil {
 		t.Fatal(err)
 	}
 	clean := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 5)

@@ -15,19 +15,46 @@ import (
 // registered in reg under namespace (the service name) and franz-go's own
 // logs at warn and above routed to log.
 func NewClient(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger, extra ...kgo.Opt) (*kgo.Client, error) {
+	opts, err := clientOpts(cfg, reg, namespace, log)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kgo.NewClient(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	registerBuffered(reg, namespace, client)
+	return client, nil
+}
+
+// NewTransactSession is NewClient for a consume-transform-produce loop:
+// extra must name a consumer group and a transactional ID.
+func NewTransactSession(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger, extra ...kgo.Opt) (*kgo.GroupTransactSession, error) {
+	opts, err := clientOpts(cfg, reg, namespace, log)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := kgo.NewGroupTransactSession(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka transact session: %w", err)
+	}
+	registerBuffered(reg, namespace, sess.Client())
+	return sess, nil
+}
+
+func clientOpts(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger) ([]kgo.Opt, error) {
 	opts, err := cfg.Opts()
 	if err != nil {
 		return nil, err
 	}
 	metrics := kprom.NewMetrics(namespace, kprom.Registerer(withoutGaugesNamedTotal{reg}))
-	opts = append(opts,
+	return append(opts,
 		kgo.WithHooks(metrics),
 		kgo.WithLogger(levelFloor{kslog.New(log.With("component", "franz-go"))}),
-	)
-	client, err := kgo.NewClient(append(opts, extra...)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
+	), nil
+}
+
+func registerBuffered(reg prometheus.Registerer, namespace string, client *kgo.Client) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "buffered_produce_records",
@@ -38,7 +65,6 @@ func NewClient(cfg *Config, reg prometheus.Registerer, namespace string, log *sl
 			Help: "Records fetched and buffered in the client, waiting to be polled.",
 		}, func() float64 { return float64(client.BufferedFetchRecords()) }),
 	)
-	return client, nil
 }
 
 // withoutGaugesNamedTotal drops kprom's two gauges whose names end in _total

@@ -27,6 +27,10 @@ type Config struct {
 	ClientID string `mapstructure:"client_id"`
 	// DialTimeout bounds a connection attempt. Zero means 10s.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// SessionTimeout is how long a consumer group waits for a member that
+	// stopped heartbeating before handing its partitions to others: after
+	// a crash, its partitions stall this long. Zero means 45s.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
 	TLS         config.TLS    `mapstructure:"tls"`
 	SASL        SASL          `mapstructure:"sasl"`
 }
@@ -56,6 +60,10 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.DialTimeout < 0 {
 		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
+	}
+	if c.SessionTimeout != 0 && c.SessionTimeout < 6*time.Second {
+		// Brokers refuse sessions under group.min.session.timeout.ms (6s).
+		errs = append(errs, config.Invalid(prefix+".session_timeout", "must be zero (45s) or at least 6s, got %v", c.SessionTimeout))
 	}
 	errs = append(errs, c.TLS.Validate(prefix+".tls"))
 	s := &c.SASL
@@ -87,6 +95,9 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 	}
 	if c.DialTimeout > 0 {
 		opts = append(opts, kgo.DialTimeout(c.DialTimeout))
+	}
+	if c.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(c.SessionTimeout), kgo.RebalanceTimeout(c.SessionTimeout+5*time.Second))
 	}
 	tlsCfg, err := c.TLS.Build()
 	if err != nil {

@@ -51,10 +51,11 @@ func TestAllKeys(t *testing.T) {
 		Log:    config.Log{Level: "error", Format: "json"},
 		Admin:  config.Admin{Listen: "127.0.0.1:9203", DrainDelay: 5 * time.Second},
 		Kafka: kafkax.Config{
-			Brokers:     []string{"k1.test:9093"},
-			ClientID:    "sink-eu",
-			DialTimeout: 9 * time.Second,
-			TLS:         kafkaTLS,
+			Brokers:        []string{"k1.test:9093"},
+			ClientID:       "sink-eu",
+			DialTimeout:    9 * time.Second,
+			SessionTimeout: 10 * time.Second,
+			TLS:            kafkaTLS,
 			SASL: kafkax.SASL{
 				Mechanism:    "SCRAM-SHA-512",
 				Username:     "sink",

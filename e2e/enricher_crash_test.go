@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/testenv"
+)
+
+// TestEnricherExactlyOnceUnderKill kill -9s the enricher process several
+// times while it works through a raw topic, restarts it each time, and
+// checks with read_committed that the clean topic holds every event exactly
+// once.
+func TestEnricherExactlyOnceUnderKill(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, 4*time.Minute)
+	run := testenv.Name(t, "crash")
+	raw, clean, dlq := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, cl, []kafkax.TopicSpec{{Name: raw}, {Name: clean}, {Name: dlq, Partitions: 1}}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 20000
+	want := make([]string, n)
+	records := make([]*kgo.Record, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("%s-%05d", run, i)
+		v, _ := json.Marshal(event.Envelope{
+			SchemaVersion: event.SchemaVersion, MessageID: want[i], ReceivedAt: time.Now().UTC(), SourceID: "web", Region: "cn",
+			Signals: event.Signals{IP: "198.51.100.7"},
+			Event:   event.Event{Type: "track", Event: "Viewed", AnonymousID: fmt.Sprintf("anon-%d", i%500)},
+		})
+		records[i] = &kgo.Record{Topic: raw, Key: []byte(fmt.Sprintf("anon-%d", i%500)), Value: v}
+	}
+	if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	bin := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", bin+"/", "../enricher").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := append(os.Environ(),
+		"ENRICHER_KAFKA_BROKERS="+strings.Join(brokers, ","),
+		"ENRICHER_TOPICS_RAW_NAME="+raw, "ENRICHER_TOPICS_CLEAN_NAME="+clean, "ENRICHER_TOPICS_DLQ_NAME="+dlq,
+		"ENRICHER_GROUP_ID="+run, "ENRICHER_TRANSACTIONAL_ID="+run,
+		"ENRICHER_PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key",
+		"ENRICHER_MAX_POLL_RECORDS=200", "ENRICHER_KAFKA_SESSION_TIMEOUT=6s",
+	)
+	start := func() *process {
+		return startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml",
+			append(env, "ENRICHER_ADMIN_LISTEN="+freePorts(t, 1)[0]))
+	}
+	const kills = 3
+	for kill := range kills {
+		p := start()
+		// Kill while it works: once the clean topic grows, at a random moment.
+		before := countRecords(t, ctx, brokers, clean)
+		for countRecords(t, ctx, brokers, clean) == before {
+			if ctx.Err() != nil {
+				t.Fatalf("the enricher made no progress after restart %d\n%s", kill, p.log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown, no flush, no commit
+			t.Fatal(err)
+		}
+		<-p.done
+		t.Logf("kill %d: %d records in the clean topic so far, committed or not", kill+1, countRecords(t, ctx, brokers, clean))
+	}
+	last := start()
+
+	seen := map[string]int{}
+	for deadline := time.Now().Add(2 * time.Minute); len(seen) < n; {
+		seen = messageIDs(t, ctx, brokers, clean)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events in the clean topic after the last restart\n%s", len(seen), n, last.log())
+		}
+		time.Sleep(time.Second)
+	}
+	last.stop(t)
+	if err := exactlyOnce(seen, want); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events exactly once after %d kills; the topic holds %d records and markers, aborted ones included", n, kills, countRecords(t, ctx, brokers, clean))
+
+	// Negative control: the check does catch a duplicate and a loss.
+	seen[want[0]]++
+	delete(seen, want[1])
+	if err := exactlyOnce(seen, want); err == nil || !strings.Contains(err.Error(), "1 duplicated") || !strings.Contains(err.Error(), "1 missing") {
+		t.Fatalf("the check missed a planted duplicate and loss: %v", err)
+	}
+}
+
+// exactlyOnce reports messageIds of want missing from seen or seen more
+// than once, and ids seen that were never sent.
+func exactlyOnce(seen map[string]int, want []string) error {
+	var missing, duplicated int
+	for _, id := range want {
+		switch seen[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			duplicated++
+		}
+	}
+	if extra := len(seen) - (len(want) - missing); missing > 0 || duplicated > 0 || extra > 0 {
+		return fmt.Errorf("%d missing, %d duplicated, %d unexpected of %d", missing, duplicated, extra, len(want))
+	}
+	return nil
+}
+
+// messageIDs counts the committed clean records by messageId.
+func messageIDs(t *testing.T, ctx context.Context, brokers []string, topic string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range testenv.ReadAll(t, ctx, brokers, topic) {
+		c, err := event.DecodeClean(r.Value)
+		if err != nil {
+			t.Fatalf("clean topic holds an invalid record: %v", err)
+		}
+		seen[c.MessageID]++
+	}
+	return seen
+}
+
+// countRecords is the topic's end offset total: records of committed and
+// aborted transactions and the transaction markers.
+func countRecords(t *testing.T, ctx context.Context, brokers []string, topic string) int64 {
+	t.Helper()
+	var n int64
+	for _, r := range testenv.EndOffsets(t, ctx, brokers, topic) {
+		n += r
+	}
+	return n
+}
