@@ -145,7 +145,7 @@ func (f *apiFixture) do(t *testing.T, c call) reply {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	r := reply{code: resp.StatusCode, header: resp.Header, body: body}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+	if c.method != http.MethodHead && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(body, &r.resp); err != nil {
 			t.Fatalf("JSON response does not decode: %q", body)
 		}
@@ -229,7 +229,22 @@ func TestAPI(t *testing.T) {
 					t.Error("429 without Retry-After")
 				}
 			}},
-		{name: "more events than the burst", call: call{method: "POST", path: "/v1/batch", key: "limited-write-key", body: batchOf(trackEvent, trackEvent, trackEvent, trackEvent)}, code: 429, errPart: "more than source"},
+		{name: "more events than the burst", call: call{method: "POST", path: "/v1/batch", key: "limited-write-key", body: batchOf(trackEvent, trackEvent, trackEvent, trackEvent)}, code: 413, errPart: "more than source",
+			check: func(t *testing.T, r reply) {
+				if r.header.Get("Retry-After") != "" {
+					t.Error("a request that can never pass is told to retry")
+				}
+			}},
+		{name: "batch context over the event limit", call: call{method: "POST", path: "/v1/batch", key: "web-write-key", body: []byte(`{"context":{"pad":"` + strings.Repeat("x", 9<<10) + `"},"batch":[` + trackEvent + `]}`)},
+			code: 400, errPart: "context: is"},
+		{name: "batch context too deep", call: call{method: "POST", path: "/v1/batch", key: "web-write-key", body: []byte(`{"context":` + deep + `,"batch":[` + trackEvent + `]}`)},
+			code: 400, errPart: "context: (body): nests deeper"},
+		{name: "event too large with the batch context", call: call{method: "POST", path: "/v1/batch", key: "web-write-key",
+			body: []byte(`{"context":{"pad":"` + strings.Repeat("x", 5<<10) + `"},"batch":[{"type":"page","userId":"u","name":"` + strings.Repeat("y", 5<<10) + `"}]}`)},
+			code: 400, errPart: "with the batch context"},
+		{name: "userId too long", call: call{method: "POST", path: "/v1/batch", key: "web-write-key", body: batchOf(`{"type":"page","userId":"` + strings.Repeat("u", 1100) + `"}`)},
+			code: 400, errPart: "userId: is 1100 bytes"},
+		{name: "HEAD on the pixel records nothing", call: call{method: "HEAD", path: pixel}, code: 405},
 		// single-event routes
 		{name: "track", call: call{method: "POST", path: "/v1/track", key: "web-write-key", body: []byte(`{"event":"Viewed","anonymousId":"a"}`)}, code: 200, stored: 1,
 			check: func(t *testing.T, r reply) {

@@ -110,8 +110,9 @@ func (s Source) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
 // RateLimit is a token bucket of events. Zero EventsPerSecond means no limit.
 type RateLimit struct {
 	EventsPerSecond float64 `mapstructure:"events_per_second"`
-	// Burst is the most events accepted at once; a request with more valid
-	// events than Burst is refused with 429. Zero means one second's worth.
+	// Burst is the bucket's size: the most events accepted at once. A
+	// request with more valid events than Burst can never pass and is
+	// refused with 413. Zero means one second's worth, and at least 500.
 	Burst int `mapstructure:"burst"`
 }
 
@@ -232,8 +233,8 @@ func (c *Config) Validate() error {
 		if s.Region != "" && s.Region != c.Region {
 			errs = append(errs, config.Invalid(key+".region", "is %q but this collector serves region %q: run a collector per region", s.Region, c.Region))
 		}
-		if s.RateLimit.EventsPerSecond < 0 || s.RateLimit.Burst < 0 {
-			errs = append(errs, config.Invalid(key+".rate_limit", "must not be negative"))
+		if rl := s.RateLimit; !(rl.EventsPerSecond >= 0 && rl.EventsPerSecond <= 1e7) || rl.Burst < 0 || rl.Burst > 1e7 {
+			errs = append(errs, config.Invalid(key+".rate_limit", "events_per_second and burst must be between 0 and 10,000,000"))
 		}
 	}
 	for i, cidr := range c.TrustedProxies {

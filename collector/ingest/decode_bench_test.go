@@ -36,7 +36,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, raw := range p.Events {
-			if _, _, err := s.record(raw, p, s.sources[0], now, s.signals(req)); err != nil {
+			if _, _, err := s.record(raw, p, nil, s.sources[0], now, s.signals(req)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -46,9 +46,16 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if len(p.Context) > s.cfg.HTTP.MaxEventBytes || s.shape.Check(p.Context) != nil {
+			return // refused whole by store
+		}
+		batchCtx, err := parseBatchContext(p.Context)
+		if err != nil {
+			return
+		}
 		req := httptest.NewRequest("POST", "/v1/batch", nil)
 		for i, raw := range p.Events {
-			rec, reason, err := s.record(raw, p, src, receivedAt, s.signals(req))
+			rec, reason, err := s.record(raw, p, batchCtx, src, receivedAt, s.signals(req))
 			if err != nil {
 				if reason == "" {
 					t.Fatalf("event %d rejected without a reason: %v", i, err)

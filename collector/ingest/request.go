@@ -63,10 +63,7 @@ func decodeBatch(body []byte) (payload, error) {
 		return payload{}, fmt.Errorf("sentAt: %w", err)
 	}
 	if f.Batch == nil {
-		return payload{}, fmt.Errorf("batch: is required and must be an array of events")
-	}
-	if len(f.Context) > 0 && f.Context[0] != '{' && !bytes.Equal(f.Context, []byte("null")) {
-		return payload{}, fmt.Errorf("context: must be an object")
+		return payload{}, errors.New("batch: is required and must be an array of events")
 	}
 	return payload{WriteKey: f.WriteKey, SentAt: sentAt, Context: f.Context, Events: f.Batch}, nil
 }
@@ -112,18 +109,32 @@ func decodeQueryEvent(data string) (payload, error) {
 	return req, nil
 }
 
-// mergeContext returns the event's context with the batch's keys filled in
-// where the event has none.
-func mergeContext(batch, own json.RawMessage) (json.RawMessage, error) {
-	if len(batch) == 0 || bytes.Equal(batch, []byte("null")) {
+// batchContext is a batch's context, parsed once per request.
+type batchContext map[string]json.RawMessage
+
+func parseBatchContext(raw json.RawMessage) (batchContext, error) {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	var ctx batchContext
+	if err := json.Unmarshal(raw, &ctx); err != nil {
+		return nil, &event.FieldError{Field: "context", Msg: "must be an object"}
+	}
+	return ctx, nil
+}
+
+// merge returns the event's context with the batch's keys filled in where
+// the event has none. Values are copied as they came, not re-escaped.
+func (batch batchContext) merge(own json.RawMessage) (json.RawMessage, error) {
+	if len(batch) == 0 {
 		return own, nil
 	}
-	merged := map[string]json.RawMessage{}
-	if err := json.Unmarshal(batch, &merged); err != nil {
-		return nil, fmt.Errorf("context: %w", err)
+	merged := make(batchContext, len(batch))
+	for k, v := range batch {
+		merged[k] = v
 	}
 	if len(own) > 0 && !bytes.Equal(own, []byte("null")) {
-		var mine map[string]json.RawMessage
+		var mine batchContext
 		if err := json.Unmarshal(own, &mine); err != nil {
 			return nil, &event.FieldError{Field: "context", Msg: "must be an object"}
 		}
@@ -131,5 +142,11 @@ func mergeContext(batch, own json.RawMessage) (json.RawMessage, error) {
 			merged[k] = v
 		}
 	}
-	return json.Marshal(merged)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(merged); err != nil {
+		return nil, fmt.Errorf("encode context: %w", err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }

@@ -12,8 +12,9 @@
 // accepted event of it (acks=all, idempotent producer). On a produce error
 // or timeout the answer is 503 with Retry-After; when the producer's buffer
 // is full the answer is 503 at once. A client retry may then duplicate
-// events that did land, which messageId de-duplication downstream absorbs.
-// Invalid events are listed in the response and never produced.
+// events that did land; events with their own messageId can be
+// de-duplicated by it downstream. Invalid events are listed in the response
+// and never produced.
 //
 // Metrics: collector_http_requests_total{route,code},
 // collector_http_request_duration_seconds{route},
@@ -44,9 +45,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
@@ -68,9 +71,11 @@ type Server struct {
 	shape   event.Shape
 	// slots holds a token per request being served (http.max_in_flight_requests).
 	slots chan struct{}
-	http  *http.Server
-	ln    net.Listener
-	now   func() time.Time
+	// reserved counts events handed to the producer and not yet acknowledged.
+	reserved atomic.Int64
+	http     *http.Server
+	ln       net.Listener
+	now      func() time.Time
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -98,7 +103,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		// requests in flight fill the batches anyway.
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(cfg.HTTP.ProduceTimeout),
-		kgo.MaxBufferedRecords(cfg.HTTP.MaxBufferedRecords),
+		// produce reserves room below this itself; the margin keeps the
+		// client's own limit from ever refusing a reserved record.
+		kgo.MaxBufferedRecords(2*cfg.HTTP.MaxBufferedRecords),
 	)
 	if err != nil {
 		return nil, err
@@ -150,7 +157,9 @@ func newLimiter(rl RateLimit) *rate.Limiter {
 	}
 	burst := rl.Burst
 	if burst == 0 {
-		burst = int(math.Ceil(rl.EventsPerSecond))
+		// At least a full SDK batch (analytics-go flushes 250), or a
+		// low-rate source could never send one.
+		burst = max(int(math.Ceil(rl.EventsPerSecond)), 500)
 	}
 	return rate.NewLimiter(rate.Limit(rl.EventsPerSecond), burst)
 }
@@ -322,6 +331,13 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) {
 // storeQueryEvent stores the event in the data parameter, or writes why it
 // could not and returns false.
 func (s *Server) storeQueryEvent(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		// GET routes also match HEAD, which link checkers and prefetchers
+		// send: it must not count as a view or a click.
+		w.Header().Set("Allow", http.MethodGet)
+		fail(http.StatusMethodNotAllowed, "only GET records an event").write(w)
+		return false
+	}
 	p, err := decodeQueryEvent(r.URL.Query().Get("data"))
 	if err != nil {
 		fail(http.StatusBadRequest, "%v", err).write(w)
@@ -359,6 +375,10 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		res.write(w)
 		return
 	}
+	if len(body) > s.cfg.HTTP.MaxEventBytes {
+		fail(http.StatusRequestEntityTooLarge, "consent update is %d bytes, more than the limit of %d", len(body), s.cfg.HTTP.MaxEventBytes).write(w)
+		return
+	}
 	if err := s.shape.Check(body); err != nil {
 		fail(http.StatusBadRequest, "%v", err).write(w)
 		return
@@ -374,6 +394,10 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := u.State(s.now(), src.Name, s.cfg.Region)
+	if state.UpdatedAt.Before(event.MinTime) || !state.UpdatedAt.Before(event.MaxTime) {
+		fail(http.StatusBadRequest, "timestamp: corrected for the device's clock it falls outside %d to %d", event.MinTime.Year(), event.MaxTime.Year()-1).write(w)
+		return
+	}
 	value, err := json.Marshal(state)
 	if err != nil {
 		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
@@ -418,10 +442,22 @@ func (s *Server) store(r *http.Request, p payload) result {
 	receivedAt := s.now().UTC()
 	signals := s.signals(r)
 	signals.TrustContextIP = src.TrustContextIP
+	// The batch context goes into every event: it gets the per-event limits
+	// once here, and each event's size is checked again with it merged.
+	if len(p.Context) > s.cfg.HTTP.MaxEventBytes {
+		return fail(http.StatusBadRequest, "context: is %d bytes, more than the event limit of %d", len(p.Context), s.cfg.HTTP.MaxEventBytes)
+	}
+	if err := s.shape.Check(p.Context); err != nil {
+		return fail(http.StatusBadRequest, "context: %v", err)
+	}
+	batchCtx, err := parseBatchContext(p.Context)
+	if err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
 	var rejected []Rejection
 	records := make([]*kgo.Record, 0, len(p.Events))
 	for i, raw := range p.Events {
-		rec, reason, err := s.record(raw, p, src, receivedAt, signals)
+		rec, reason, err := s.record(raw, p, batchCtx, src, receivedAt, signals)
 		if err != nil {
 			rejected = append(rejected, Rejection{Index: i, Error: err.Error()})
 			s.metrics.rejected.WithLabelValues(reason).Inc()
@@ -451,7 +487,7 @@ const (
 
 // record validates one event and wraps it for the raw topic; reason
 // classifies an error for the metrics.
-func (s *Server) record(raw json.RawMessage, p payload, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
+func (s *Server) record(raw json.RawMessage, p payload, batchCtx batchContext, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
 	if len(raw) > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event is %d bytes, more than the limit of %d", len(raw), s.cfg.HTTP.MaxEventBytes)
 	}
@@ -462,8 +498,12 @@ func (s *Server) record(raw json.RawMessage, p payload, src *source, receivedAt 
 	if err != nil {
 		return nil, reasonInvalid, err
 	}
-	if ev.Context, err = mergeContext(p.Context, ev.Context); err != nil {
+	own := len(ev.Context)
+	if ev.Context, err = batchCtx.merge(ev.Context); err != nil {
 		return nil, reasonInvalid, err
+	}
+	if size := len(raw) - own + len(ev.Context); size > s.cfg.HTTP.MaxEventBytes {
+		return nil, reasonTooLarge, fmt.Errorf("event with the batch context is %d bytes, more than the limit of %d", size, s.cfg.HTTP.MaxEventBytes)
 	}
 	if err := ev.CorrectClock(p.SentAt, receivedAt); err != nil {
 		return nil, reasonInvalid, err
@@ -484,7 +524,10 @@ func (s *Server) record(raw json.RawMessage, p payload, src *source, receivedAt 
 	return &kgo.Record{Key: []byte(ev.PartitionKey()), Value: value}, "", nil
 }
 
-var errOverloaded = errors.New("the collector is overloaded (too many events waiting for Kafka)")
+var (
+	errOverloaded     = errors.New("the collector is overloaded (too many events waiting for Kafka)")
+	errProduceTimeout = errors.New("Kafka did not acknowledge in time")
+)
 
 // admitAndProduce applies the source's rate limit, then produces records and
 // waits for Kafka's acknowledgement of every one.
@@ -494,13 +537,27 @@ func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []
 		s.metrics.rejected.WithLabelValues(reason).Add(float64(n))
 		return result{code: code, retryAfter: wait, resp: response{Error: err.Error(), Rejected: rejected}}
 	}
-	if wait, err := src.admit(n, s.now()); err != nil {
+	if n > s.cfg.HTTP.MaxBufferedRecords {
+		// No retry can succeed: say so, without Retry-After.
+		return refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, 0, fmt.Errorf("request has %d events, more than the collector buffers (%d): split it", n, s.cfg.HTTP.MaxBufferedRecords))
+	}
+	rv, wait, err := src.admit(n, s.now())
+	switch {
+	case err != nil && wait == 0:
+		return refuse(http.StatusRequestEntityTooLarge, reasonRateLimited, 0, err)
+	case err != nil:
 		return refuse(http.StatusTooManyRequests, reasonRateLimited, wait, err)
 	}
 	start := time.Now()
 	if err := s.produce(records); err != nil {
-		if errors.Is(err, errOverloaded) {
+		if rv != nil {
+			rv.Cancel() // the events were not taken: give the source its tokens back
+		}
+		switch {
+		case errors.Is(err, errOverloaded):
 			return refuse(http.StatusServiceUnavailable, reasonOverloaded, time.Second, err)
+		case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+			return refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, 0, errors.New("an event is larger than Kafka accepts"))
 		}
 		s.log.Warn("produce failed; answering 503", "source", src.Name, "events", n, "err", err)
 		return refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, errors.New("events not stored: Kafka did not acknowledge them in time, retry later"))
@@ -510,48 +567,66 @@ func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []
 	return result{code: http.StatusOK, resp: response{Success: true, Rejected: rejected}}
 }
 
-// admit takes n events from the source's token bucket, or says how long to
-// wait before trying again.
-func (src *source) admit(n int, now time.Time) (time.Duration, error) {
+// admit takes n events from the source's token bucket. A zero wait with an
+// error means the request can never pass (more events than the burst).
+func (src *source) admit(n int, now time.Time) (*rate.Reservation, time.Duration, error) {
 	if src.limiter == nil {
-		return 0, nil
+		return nil, 0, nil
 	}
 	if n > src.limiter.Burst() {
-		return time.Second, fmt.Errorf("request has %d events, more than source %q may send at once (%d): split it", n, src.Name, src.limiter.Burst())
+		return nil, 0, fmt.Errorf("request has %d events, more than source %q may send at once (%d): split it", n, src.Name, src.limiter.Burst())
 	}
 	rv := src.limiter.ReserveN(now, n)
 	if wait := rv.DelayFrom(now); wait > 0 {
 		rv.CancelAt(now)
-		return wait, fmt.Errorf("rate limit of source %q exceeded, retry later", src.Name)
+		return nil, wait, fmt.Errorf("rate limit of source %q exceeded, retry later", src.Name)
 	}
-	return 0, nil
+	return rv, 0, nil
 }
 
-// produce hands records to the producer without blocking on a full buffer
-// (that is errOverloaded, at once) and waits, at most the produce timeout,
-// for Kafka to acknowledge all of them.
+// produce hands records to the producer and waits, at most the produce
+// timeout, for Kafka to acknowledge all of them. Room in the buffer is
+// reserved for the whole request first, so a request is refused whole
+// (errOverloaded, at once) rather than half produced, which a retry would
+// duplicate.
 func (s *Server) produce(records []*kgo.Record) error {
-	// Refusing the whole request up front, rather than record by record,
-	// keeps a retried request from duplicating the half that fit.
-	if s.client.BufferedProduceRecords()+int64(len(records)) > int64(s.cfg.HTTP.MaxBufferedRecords) {
+	n := int64(len(records))
+	if s.reserved.Add(n) > int64(s.cfg.HTTP.MaxBufferedRecords) {
+		s.reserved.Add(-n)
 		return errOverloaded
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ProduceTimeout)
 	defer cancel()
-	errs := make([]error, len(records))
+	var failures atomic.Int64
+	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	wg.Add(len(records))
-	for i, rec := range records {
+	for _, rec := range records {
 		s.client.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
-			errs[i] = err
+			s.reserved.Add(-1)
+			if err != nil && failures.Add(1) == 1 {
+				firstErr.Store(err)
+			}
 			wg.Done()
 		})
 	}
-	wg.Wait()
-	if slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, kgo.ErrMaxBuffered) }) {
-		return errOverloaded
+	acked := make(chan struct{})
+	go func() { wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-ctx.Done():
+		// A batch already sent cannot be recalled (idempotent producer):
+		// answer now; the acknowledgement may still come.
+		return errProduceTimeout
 	}
-	return errors.Join(errs...)
+	if failures.Load() > 0 {
+		err := firstErr.Load().(error)
+		if errors.Is(err, kgo.ErrMaxBuffered) {
+			return errOverloaded
+		}
+		return fmt.Errorf("%d of %d events failed, first: %w", failures.Load(), len(records), err)
+	}
+	return nil
 }
 
 // authenticate finds the source whose write key the request carries: the
@@ -582,12 +657,21 @@ func (s *Server) authenticate(r *http.Request, bodyKey string) (*source, result,
 	return match, result{}, true
 }
 
+// maxUserAgent bounds the User-Agent copied into every event of a request:
+// real ones are a few hundred bytes, and a 30 KB one times a batch of small
+// events would multiply the request's size.
+const maxUserAgent = 512
+
 func (s *Server) signals(r *http.Request) event.Signals {
+	ua := r.UserAgent()
+	if len(ua) > maxUserAgent {
+		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	}
 	return event.Signals{
 		DNT:       r.Header.Get("DNT") == "1",
 		GPC:       r.Header.Get("Sec-GPC") == "1",
 		IP:        s.clientIP(r),
-		UserAgent: r.UserAgent(),
+		UserAgent: ua,
 	}
 }
 
@@ -638,6 +722,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 				return
 			}
 			w.Header().Set("Access-Control-Allow-Origin", allowed)
+			w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
 			if allowed != "*" {
 				w.Header().Add("Vary", "Origin")
 			}

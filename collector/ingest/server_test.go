@@ -198,12 +198,13 @@ func TestBrokerDownAnswers503(t *testing.T) {
 // overflow the producer's buffer is refused before anything is produced.
 func TestFullBufferAnswers503AtOnce(t *testing.T) {
 	cfg := testConfig([]string{"127.0.0.1:1"})
-	cfg.HTTP.MaxBufferedRecords = 1
+	cfg.HTTP.MaxBufferedRecords = 2
 	s, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
+	s.reserved.Store(1) // another request's event is waiting for Kafka
 	rec, resp := request(t, s, "web-write-key", strings.NewReader(`{"batch":[`+validEvent+`,`+validEvent+`]}`), nil)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(resp.Error, "overloaded") {
 		t.Fatalf("got %d %+v, want 503 overloaded", rec.Code, resp)

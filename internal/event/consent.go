@@ -60,6 +60,11 @@ func DecodeConsentUpdate(raw []byte) (ConsentUpdate, error) {
 	if u.UserID == "" && u.AnonymousID == "" {
 		return ConsentUpdate{}, &FieldError{"userId", "userId or anonymousId is required"}
 	}
+	for _, f := range []struct{ name, value string }{{"userId", u.UserID}, {"anonymousId", u.AnonymousID}} {
+		if len(f.value) > MaxIDBytes {
+			return ConsentUpdate{}, &FieldError{f.name, fmt.Sprintf("is %d bytes, more than %d", len(f.value), MaxIDBytes)}
+		}
+	}
 	if u.Purposes == nil {
 		return ConsentUpdate{}, &FieldError{"purposes", fmt.Sprintf("is required: an object of %s to true or false", strings.Join(Purposes, ", "))}
 	}

@@ -25,6 +25,10 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // Is makes every FieldError permanent.
 func (e *FieldError) Is(target error) bool { return target == ErrPermanent }
 
+// MaxIDBytes bounds identifiers: they become Kafka keys and are copied
+// into every record about the subject.
+const MaxIDBytes = 1024
+
 // Types are the Segment event types the pipeline accepts.
 var Types = []string{"track", "identify", "page", "screen", "group", "alias"}
 
@@ -82,6 +86,11 @@ func (e *Event) Validate() error {
 	}
 	if e.UserID == "" && e.AnonymousID == "" {
 		return &FieldError{"userId", "userId or anonymousId is required"}
+	}
+	for _, f := range []struct{ name, value string }{{"userId", e.UserID}, {"anonymousId", e.AnonymousID}, {"groupId", e.GroupID}, {"previousId", e.PreviousID}, {"messageId", e.MessageID}} {
+		if len(f.value) > MaxIDBytes {
+			return &FieldError{f.name, fmt.Sprintf("is %d bytes, more than %d", len(f.value), MaxIDBytes)}
+		}
 	}
 	for _, f := range []struct {
 		name string

@@ -31,8 +31,8 @@ type Config struct {
 	// stopped heartbeating before handing its partitions to others: after
 	// a crash, its partitions stall this long. Zero means 45s.
 	SessionTimeout time.Duration `mapstructure:"session_timeout"`
-	TLS         config.TLS    `mapstructure:"tls"`
-	SASL        SASL          `mapstructure:"sasl"`
+	TLS            config.TLS    `mapstructure:"tls"`
+	SASL           SASL          `mapstructure:"sasl"`
 }
 
 // SASL authenticates the client. An empty mechanism means none.

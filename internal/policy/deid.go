@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strings"
 
 	"github.com/consentflow/consentflow/internal/event"
 )
@@ -214,8 +215,16 @@ func allowContext(ctx map[string]any) map[string]any {
 			if !ok || !isScalar(sv) {
 				continue
 			}
-			if str, isStr := sv.(string); isStr && key == "page" && urlKeys[k] {
-				sv = stripURL(str)
+			if str, isStr := sv.(string); isStr && key == "page" {
+				switch {
+				case urlKeys[k]:
+					sv = stripURL(str)
+				case k == "path":
+					sv, _, _ = strings.Cut(strings.SplitN(str, "#", 2)[0], "?")
+				}
+				if sv == "" {
+					continue
+				}
 			}
 			kept[k] = sv
 		}
@@ -249,12 +258,12 @@ func isScalar(v any) bool {
 	return false
 }
 
-// stripURL keeps scheme, host and path: query strings and fragments carry
-// e-mail addresses, reset tokens and search terms. What does not parse as a
-// URL is dropped whole.
+// stripURL keeps scheme, host and path of an http or https URL: query
+// strings and fragments carry e-mail addresses, reset tokens and search
+// terms. Anything else (mailto:, tel:, what does not parse) is dropped whole.
 func stripURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" {
 		return ""
 	}
 	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
