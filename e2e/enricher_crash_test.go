@@ -26,7 +26,7 @@ import (
 // once.
 func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
-	ctx := testenv.Context(t, 4*time.Minute)
+	ctx := testenv.Context(t, 6*time.Minute)
 	run := testenv.Name(t, "crash")
 	raw, clean, dlq := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run
 	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq)
@@ -71,6 +71,7 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 			append(env, "ENRICHER_ADMIN_LISTEN="+freePorts(t, 1)[0]))
 	}
 	const kills = 3
+	began := time.Now()
 	for kill := range kills {
 		p := start()
 		// Kill while it works: once the clean topic grows, at a random moment.
@@ -86,12 +87,12 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-p.done
-		t.Logf("kill %d: %d records in the clean topic so far, committed or not", kill+1, countRecords(t, ctx, brokers, clean))
+		t.Logf("kill %d after %v: %d records in the clean topic so far, committed or not", kill+1, time.Since(began).Round(time.Second), countRecords(t, ctx, brokers, clean))
 	}
 	last := start()
 
 	seen := map[string]int{}
-	for deadline := time.Now().Add(2 * time.Minute); len(seen) < n; {
+	for deadline := time.Now().Add(3 * time.Minute); len(seen) < n; {
 		seen = messageIDs(t, ctx, brokers, clean)
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d events in the clean topic after the last restart\n%s", len(seen), n, last.log())
