@@ -1,6 +1,13 @@
 package chwriter
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
 
 // eventColumns is the insert column list: clickhouse-go needs it explicit on
 // 18.16, and naming columns keeps inserts valid when later migrations add
@@ -42,4 +49,36 @@ func schemaStatements(db string) []string {
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (subject, event_time)`, db),
 	}
+}
+
+// checkColumns refuses a table that lacks a column the sink inserts: CREATE
+// TABLE IF NOT EXISTS keeps a table another version made, and every insert
+// into it would fail, batch after batch, while the sink looked healthy.
+func checkColumns(ctx context.Context, conn driver.Conn, db string) error {
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = 'events'", db)
+	if err != nil {
+		return fmt.Errorf("read %s.events columns: %w", db, err)
+	}
+	defer rows.Close()
+	var have []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return fmt.Errorf("read %s.events columns: %w", db, err)
+		}
+		have = append(have, name)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read %s.events columns: %w", db, err)
+	}
+	var missing []string
+	for _, col := range strings.Split(eventColumns, ",") {
+		if col = strings.TrimSpace(col); !slices.Contains(have, col) {
+			missing = append(missing, col)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("table %s.events lacks columns %s: it was made by another version of the sink; migrate or rename it", db, strings.Join(missing, ", "))
+	}
+	return nil
 }

@@ -92,6 +92,9 @@ func (w *Writer) Start(ctx context.Context) error {
 			return fmt.Errorf("clickhouse schema: %w", err)
 		}
 	}
+	if err := checkColumns(ctx, w.conn, w.cfg.Database); err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go func() {

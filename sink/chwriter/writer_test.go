@@ -220,3 +220,22 @@ func TestInsertFailureHoldsCommit(t *testing.T) {
 	}
 	waitCommitted(t, ctx, f, 20)
 }
+
+// TestStartRefusesAForeignTable checks the sink will not start on an events
+// table without the columns it inserts, rather than fail every insert.
+func TestStartRefusesAForeignTable(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	for _, stmt := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + f.cfg.Database,
+		"CREATE TABLE " + f.cfg.Database + ".events (message_id String, event_time DateTime) ENGINE = MergeTree() ORDER BY event_time",
+	} {
+		if err := f.conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := f.w.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "lacks columns type, event, received_at") || !strings.Contains(err.Error(), "kafka_offset") {
+		t.Fatalf("Start on a foreign table: %v", err)
+	}
+}
