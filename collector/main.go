@@ -30,7 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": srv.Ready})
-	if err := obs.Run(log, admin, srv, 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second, nil); err != nil {
+	if err := obs.Run(log, admin, srv, 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second, srv.Done()); err != nil {
 		log.Error("collector failed", "err", err)
 		os.Exit(1)
 	}

@@ -76,6 +76,7 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 	now      func() time.Time
+	done     chan error // the HTTP server's error if it stops on its own
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -117,6 +118,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		client:  client,
 		shape:   event.Shape{MaxDepth: cfg.HTTP.MaxJSONDepth, MaxKeys: cfg.HTTP.MaxJSONKeys},
 		slots:   make(chan struct{}, cfg.HTTP.MaxInFlightRequests),
+		done:    make(chan error, 1),
 		now:     time.Now,
 	}
 	for _, src := range cfg.Sources {
@@ -176,7 +178,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ln = ln
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("ingest server stopped", "err", err)
+			s.done <- fmt.Errorf("ingest server: %w", err)
 		}
 	}()
 	s.log.Info("ingest server listening", "addr", ln.Addr().String(), "topic", s.cfg.Topics.Raw.Name)
@@ -193,6 +195,10 @@ func (s *Server) Addr() string {
 
 // Ready reports whether Kafka answers.
 func (s *Server) Ready(ctx context.Context) error { return s.client.Ping(ctx) }
+
+// Done yields the HTTP server's error if it stops on its own, so the
+// process exits rather than stay up and ready with no listener.
+func (s *Server) Done() <-chan error { return s.done }
 
 // Shutdown stops accepting requests, waits for those in flight (each bounded
 // by the produce timeout), flushes the producer and closes the client. It is

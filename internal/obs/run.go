@@ -21,8 +21,8 @@ type Component interface {
 // Run starts the admin server and comp, waits for SIGINT or SIGTERM (or for
 // comp to fail through done), then shuts down in reverse order under
 // stopTimeout: readiness fails first, drainDelay passes, the component stops
-// and flushes, then the admin server stops. done may be nil. A failure is
-// returned, not logged.
+// and flushes, then the admin server stops. A failure is returned, not
+// logged.
 func Run(log *slog.Logger, admin *Admin, comp Component, startTimeout, drainDelay, stopTimeout time.Duration, done <-chan error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
