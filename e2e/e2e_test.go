@@ -123,7 +123,7 @@ func TestEndToEnd(t *testing.T) {
 						"userAgent":   "Agent " + s.deviceName,
 						"locale":      "zh-CN",
 					},
-					"properties": map[string]any{"sku": fmt.Sprintf("sku-%d", j), "price": 9.5, "run": run},
+					"properties": map[string]any{"sku": fmt.Sprintf("sku-%d", j), "price": 9.5, "run": run, "note": "reach me at " + s.email},
 				}
 				if i < len(subjects)-1 {
 					id := fmt.Sprintf("%s-%d-%d-%d", run, i, b, j)

@@ -3,7 +3,9 @@
 //
 // Data contract: Deidentify turns an event.Envelope (raw PI) into an
 // event.Clean in which every identifier is a keyed pseudonym, the IP is
-// truncated, and the context keeps only what contextAllowList names.
+// truncated, the context keeps only what contextAllowList names, and
+// e-mail addresses, phone, IMEI and identity numbers in the properties are
+// replaced by what they were (scrubProperties).
 package policy
 
 import (
@@ -136,6 +138,10 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 	if err != nil {
 		return event.Clean{}, err
 	}
+	props, err := scrubProperties(ev.Properties)
+	if err != nil {
+		return event.Clean{}, err
+	}
 	subjectKind, subjectID := KindUser, ev.UserID
 	if subjectID == "" {
 		subjectKind, subjectID = KindAnonymous, ev.AnonymousID
@@ -158,7 +164,7 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 		DNT:           env.Signals.DNT,
 		GPC:           env.Signals.GPC,
 		Context:       cleanCtx,
-		Properties:    ev.Properties,
+		Properties:    props,
 	}, nil
 }
 
