@@ -32,14 +32,13 @@ func TestBinaries(t *testing.T) {
 	}
 
 	run := testenv.Name(t, "bin")
-	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run)
+	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run)
 	database := "analytics_" + run
 	ports := freePorts(t, 4)
 	common := []string{
 		"KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"TOPICS_RAW_NAME=events.raw." + run,
 		"TOPICS_CLEAN_NAME=events.clean." + run,
-		"TOPICS_DLQ_NAME=events.dlq." + run,
 		"LOG_FORMAT=text",
 	}
 	env := func(prefix string, extra ...string) []string {
@@ -50,9 +49,9 @@ func TestBinaries(t *testing.T) {
 		return out
 	}
 	sink := startBinary(t, ctx, bin+"/sink", "../configs/sink.yaml", env("SINK",
-		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr, "BATCH_MAX_WAIT=200ms"))
+		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run))
 	enricher := startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml", env("ENRICHER",
-		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key"))
+		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "TOPICS_DLQ_NAME=events.dlq.raw."+run, "PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key"))
 	collector := startBinary(t, ctx, bin+"/collector", "../configs/collector.yaml", env("COLLECTOR",
 		"ADMIN_LISTEN="+ports[2], "HTTP_LISTEN="+ports[3]))
 

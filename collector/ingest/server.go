@@ -12,8 +12,8 @@
 // accepted event of it (acks=all, idempotent producer). On a produce error
 // or timeout the answer is 503 with Retry-After; when the producer's buffer
 // is full the answer is 503 at once. A client retry may then duplicate
-// events that did land; events with their own messageId can be
-// de-duplicated by it downstream. Invalid events are listed in the response
+// events that did land; the enricher drops copies with the same source and
+// messageId within its de-duplication window. Invalid events are listed in the response
 // and never produced.
 //
 // Metrics: collector_http_requests_total{route,code},

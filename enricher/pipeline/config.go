@@ -32,6 +32,11 @@ type Config struct {
 	TransactionalID string `mapstructure:"transactional_id"`
 	// TransactionTimeout bounds producing and committing one batch.
 	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
+	// DedupWindow is how long an event's source and messageId are
+	// remembered to drop client retries. Zero turns de-duplication off.
+	DedupWindow time.Duration `mapstructure:"dedup_window"`
+	// DedupMaxEntries bounds the events remembered (about 100 bytes each).
+	DedupMaxEntries int `mapstructure:"dedup_max_entries"`
 }
 
 // Topics the enricher reads and writes.
@@ -68,6 +73,8 @@ func Default() Config {
 		},
 		MaxPollRecords:     1000,
 		TransactionTimeout: 30 * time.Second,
+		DedupWindow:        10 * time.Minute,
+		DedupMaxEntries:    500000,
 	}
 }
 
@@ -89,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPollRecords < 0 {
 		errs = append(errs, config.Invalid("max_poll_records", "must not be negative"))
+	}
+	if c.DedupWindow < 0 || c.DedupMaxEntries < 0 {
+		errs = append(errs, config.Invalid("dedup_window", "dedup_window and dedup_max_entries must not be negative"))
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 1s, got %v", c.TransactionTimeout))

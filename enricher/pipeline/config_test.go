@@ -74,7 +74,7 @@ func TestAllKeys(t *testing.T) {
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 336 * time.Hour},
 		},
 		Pseudonym:      pipeline.Pseudonym{KeyID: "eu-2025_01", Key: testKey, KeyFile: "testdata/secrets/pseudonym.key"},
-		MaxPollRecords: 500, TransactionalID: "enricher-eu-0", TransactionTimeout: 20 * time.Second,
+		MaxPollRecords: 500, TransactionalID: "enricher-eu-0", TransactionTimeout: 20 * time.Second, DedupWindow: 5 * time.Minute, DedupMaxEntries: 1000,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)

@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	records             *prometheus.CounterVec
+	dedupEntries        prometheus.Gauge
 	transactions        *prometheus.CounterVec
 	transactionDuration prometheus.Histogram
 }
@@ -12,8 +13,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_records_total",
-			Help: "Raw records processed in committed transactions, by outcome: clean (de-identified and produced) or dead_lettered (sent to the DLQ).",
+			Help: "Raw records processed in committed transactions, by outcome: clean (de-identified and produced), dead_lettered (sent to the DLQ) or duplicate (a retry of an event already stored, dropped).",
 		}, []string{"outcome"}),
+		dedupEntries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "enricher_dedup_entries",
+			Help: "Events remembered for de-duplication (dedup_window, dedup_max_entries).",
+		}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_transactions_total",
 			Help: "Transactions by outcome: committed, aborted (the batch is consumed again) or failed (the enricher stops).",
@@ -24,8 +29,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.records, m.transactions, m.transactionDuration)
-	for _, o := range []string{"clean", "dead_lettered"} {
+	reg.MustRegister(m.records, m.dedupEntries, m.transactions, m.transactionDuration)
+	for _, o := range []string{"clean", "dead_lettered", "duplicate"} {
 		m.records.WithLabelValues(o)
 	}
 	for _, o := range []string{"committed", "aborted", "failed"} {

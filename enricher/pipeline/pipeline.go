@@ -46,6 +46,7 @@ type Pipeline struct {
 	metrics *metrics
 	sess    *kgo.GroupTransactSession
 	pseudo  *policy.Pseudonymizer
+	dedup   *dedup // used by the run loop only
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
@@ -74,7 +75,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), sess: sess, pseudo: pseudo, done: make(chan error, 1), stopped: make(chan struct{})}, nil
+	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), sess: sess, pseudo: pseudo,
+		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 1), stopped: make(chan struct{})}, nil
 }
 
 // Start creates or checks the topics and starts consuming in the background.
@@ -163,16 +165,23 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
 	out := make([]*kgo.Record, 0, len(records))
-	var clean, dead int
+	var dead, duplicates int
+	now := time.Now()
+	keys := make([]string, 0, len(records))
+	inBatch := make(map[string]bool, len(records))
 	for _, rec := range records {
-		r, err := p.transform(rec)
-		if err != nil {
+		r, key, err := p.transform(rec)
+		switch {
+		case err != nil:
 			out = append(out, kafkax.DeadLetter(rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", err))
 			dead++
-			continue
+		case p.dedup != nil && (inBatch[key] || p.dedup.contains(key, now)):
+			duplicates++ // a client's retry of an event already stored
+		default:
+			inBatch[key] = true
+			keys = append(keys, key)
+			out = append(out, r)
 		}
-		out = append(out, r)
-		clean++
 	}
 	produceErr := p.sess.ProduceSync(ctx, out...).FirstErr()
 	end := kgo.TryCommit
@@ -190,26 +199,33 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 		p.metrics.transactions.WithLabelValues("aborted").Inc()
 		return false, nil
 	}
+	// Only now: the events of an aborted batch come again and must pass.
+	p.dedup.add(keys, now)
 	p.metrics.transactions.WithLabelValues("committed").Inc()
-	p.metrics.records.WithLabelValues("clean").Add(float64(clean))
+	p.metrics.records.WithLabelValues("clean").Add(float64(len(keys)))
 	p.metrics.records.WithLabelValues("dead_lettered").Add(float64(dead))
+	p.metrics.records.WithLabelValues("duplicate").Add(float64(duplicates))
+	p.metrics.dedupEntries.Set(float64(p.dedup.size()))
 	return true, nil
 }
 
-// transform turns one raw record into its clean record; an error means the
-// record is poison (permanent).
-func (p *Pipeline) transform(rec *kgo.Record) (*kgo.Record, error) {
+// transform turns one raw record into its clean record and the key that
+// identifies the event for de-duplication; an error means the record is
+// poison (permanent).
+func (p *Pipeline) transform(rec *kgo.Record) (*kgo.Record, string, error) {
 	env, err := event.DecodeEnvelope(rec.Value)
 	if err != nil {
-		return nil, fmt.Errorf("decode envelope: %w", err)
+		return nil, "", fmt.Errorf("decode envelope: %w", err)
 	}
 	clean, err := policy.Deidentify(env, p.pseudo)
 	if err != nil {
-		return nil, fmt.Errorf("de-identify: %w", err)
+		return nil, "", fmt.Errorf("de-identify: %w", err)
 	}
 	value, err := json.Marshal(clean)
 	if err != nil {
-		return nil, fmt.Errorf("encode clean event: %w", err)
+		return nil, "", fmt.Errorf("encode clean event: %w", err)
 	}
-	return &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: value}, nil
+	// messageIds are the client's: unique per source, not across sources.
+	key := env.SourceID + "\x00" + env.MessageID
+	return &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: value}, key, nil
 }

@@ -109,6 +109,21 @@ func TestCleanAndDeadLetter(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// A client's retry of the first event, after it was committed: same
+	// source and messageId, in a later transaction.
+	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: raw, Partition: 0, Key: []byte("anon-raw-1"), Value: good})
+	for testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, raw) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("enricher did not commit the retried event's offset")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if all := testenv.ReadAll(t, ctx, brokers, cfg.Topics.Clean.Name); len(all) != 1 {
+		t.Errorf("clean topic holds %d records, want 1: the retry must be dropped", len(all))
+	}
+	if got := testutil.ToFloat64(p.metrics.records.WithLabelValues("duplicate")); got != 1 {
+		t.Errorf("duplicate metric = %v, want 1", got)
+	}
 	if got := testutil.ToFloat64(p.metrics.records.WithLabelValues("dead_lettered")); got != 2 {
 		t.Errorf("dead_lettered metric = %v, want 2", got)
 	}
