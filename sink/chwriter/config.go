@@ -22,8 +22,9 @@ type Config struct {
 	ClickHouse chx.Config `mapstructure:"clickhouse"`
 	// Database is the destination's database (analytics_<region>); created
 	// if missing.
-	Database string `mapstructure:"database"`
-	Batch    Batch  `mapstructure:"batch"`
+	Database  string    `mapstructure:"database"`
+	Batch     Batch     `mapstructure:"batch"`
+	Retention Retention `mapstructure:"retention"`
 }
 
 // Topics the sink reads and writes.
@@ -55,7 +56,8 @@ func Default() Config {
 			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq", Partitions: 1, Retention: 14 * 24 * time.Hour},
 		},
-		Batch: Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxWait: time.Second},
+		Batch:     Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxWait: time.Second},
+		Retention: Retention{Months: 13, Interval: time.Hour},
 	}
 }
 
@@ -78,6 +80,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch.MaxRows <= 0 {
 		errs = append(errs, config.Invalid("batch.max_rows", "must be positive"))
+	}
+	if c.Retention.Months < 0 || c.Retention.Months > 1200 {
+		errs = append(errs, config.Invalid("retention.months", "must be between 0 (keep everything) and 1200, got %d", c.Retention.Months))
+	}
+	if c.Retention.Interval < 0 {
+		errs = append(errs, config.Invalid("retention.interval", "must not be negative"))
 	}
 	if c.Batch.MaxBytes <= 0 {
 		errs = append(errs, config.Invalid("batch.max_bytes", "must be positive"))

@@ -76,8 +76,9 @@ func TestAllKeys(t *testing.T) {
 			TLS:          chTLS,
 			DialTimeout:  4 * time.Second,
 		},
-		Database: "analytics_eu",
-		Batch:    chwriter.Batch{MaxRows: 10000, MaxBytes: 32 << 20, MaxWait: 500 * time.Millisecond},
+		Database:  "analytics_eu",
+		Batch:     chwriter.Batch{MaxRows: 10000, MaxBytes: 32 << 20, MaxWait: 500 * time.Millisecond},
+		Retention: chwriter.Retention{Months: 6, Interval: 10 * time.Minute},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)

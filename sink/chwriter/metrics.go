@@ -3,12 +3,13 @@ package chwriter
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	rowsInserted   prometheus.Counter
-	batchRows      prometheus.Histogram
-	insertDuration prometheus.Histogram
-	insertErrors   prometheus.Counter
-	flushes        *prometheus.CounterVec
-	deadLettered   prometheus.Counter
+	rowsInserted      prometheus.Counter
+	batchRows         prometheus.Histogram
+	insertDuration    prometheus.Histogram
+	insertErrors      prometheus.Counter
+	flushes           *prometheus.CounterVec
+	deadLettered      prometheus.Counter
+	partitionsDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,7 +41,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Clean records that could not be decoded and went to the DLQ.",
 		}),
 	}
-	reg.MustRegister(m.rowsInserted, m.batchRows, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered)
+	m.partitionsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sink_partitions_dropped_total",
+		Help: "Months of events dropped by retention (retention.months).",
+	})
+	reg.MustRegister(m.rowsInserted, m.batchRows, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered, m.partitionsDropped)
 	for _, reason := range []string{"rows", "bytes", "time"} {
 		m.flushes.WithLabelValues(reason)
 	}

@@ -51,7 +51,8 @@ type Writer struct {
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
-	stopped      chan struct{} // closed when the loop has returned
+	stopped      chan struct{} // closed when the loop and retention have returned
+	wg           sync.WaitGroup
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -97,8 +98,20 @@ func (w *Writer) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
+	w.wg.Add(1)
 	go func() {
+		defer w.wg.Done()
 		w.done <- w.run(runCtx)
+	}()
+	if w.cfg.Retention.Months > 0 {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.runRetention(runCtx)
+		}()
+	}
+	go func() {
+		w.wg.Wait()
 		close(w.stopped)
 	}()
 	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "clickhouse", version.String())

@@ -78,6 +78,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
 	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
 	cfg.Batch.MaxWait = 100 * time.Millisecond
+	cfg.Retention.Months = 0 // tests with fixed dates must not age out; TestRetention* sets it
 	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
 	conn := testenv.ClickHouseDB(t, chAddr, cfg.Database)
 	w, err := New(cfg, prometheus.NewRegistry(), quiet)
@@ -237,5 +238,64 @@ func TestStartRefusesAForeignTable(t *testing.T) {
 	err := f.w.Start(ctx)
 	if err == nil || !strings.Contains(err.Error(), "lacks columns type, event, received_at") || !strings.Contains(err.Error(), "kafka_offset") {
 		t.Fatalf("Start on a foreign table: %v", err)
+	}
+}
+
+func TestRetentionOldestKept(t *testing.T) {
+	for _, tc := range []struct {
+		months int
+		now    string
+		want   int
+	}{
+		{1, "2026-11-28T10:00:00Z", 202611},
+		{3, "2026-11-28T10:00:00Z", 202609},
+		{11, "2026-11-01T00:00:00Z", 202601},
+		{12, "2026-11-30T23:59:59Z", 202512},
+		{13, "2026-01-15T00:00:00Z", 202501},
+	} {
+		now, _ := time.Parse(time.RFC3339, tc.now)
+		if got := (Retention{Months: tc.months}).oldestKept(now); got != tc.want {
+			t.Errorf("%d months at %s: oldest kept %d, want %d", tc.months, tc.now, got, tc.want)
+		}
+	}
+}
+
+// TestRetentionDropsExpiredMonths loads events from three months and checks
+// retention drops exactly the months past it.
+func TestRetentionDropsExpiredMonths(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Set after Start, so the hourly loop (not running) cannot drop first.
+	f.w.cfg.Retention = Retention{Months: 2}
+	at := map[string]time.Time{
+		"old":     time.Date(2026, 8, 31, 23, 0, 0, 0, time.UTC),
+		"last":    time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC),
+		"current": time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC),
+	}
+	var recs []*kgo.Record
+	for id, ts := range at {
+		r := f.clean(id)
+		var c event.Clean
+		_ = json.Unmarshal(r.Value, &c)
+		c.Timestamp = ts
+		r.Value, _ = json.Marshal(c)
+		recs = append(recs, r)
+	}
+	testenv.Produce(t, ctx, f.brokers, recs...)
+	f.waitRows(t, ctx, 3)
+
+	dropped, err := f.w.dropExpired(ctx, time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	if err != nil || dropped != 1 {
+		t.Fatalf("dropped %d partitions (%v), want 1 (August)", dropped, err)
+	}
+	got := f.rows(t, ctx)
+	if got["old"] != 0 || got["last"] != 1 || got["current"] != 1 {
+		t.Errorf("rows after retention: %v, want August gone, October and November kept", got)
+	}
+	if n := testutil.ToFloat64(f.w.metrics.partitionsDropped); n != 1 {
+		t.Errorf("partitions dropped metric = %v", n)
 	}
 }
