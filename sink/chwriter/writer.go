@@ -2,10 +2,12 @@
 // the events into the ClickHouse database of that region, creating the
 // schema at start-up.
 //
-// Delivery: at least once. Offsets are committed only after the batch's
-// insert succeeded; a crash between the two replays the batch. Each row
-// carries its Kafka partition and offset, which a later version uses to
-// resume from what ClickHouse holds (exactly once). While ClickHouse fails,
+// Delivery: exactly once into ClickHouse. Each row carries its Kafka
+// partition and offset; offsets are committed after each insert, and on
+// every partition assignment the sink resumes after the highest offset
+// ClickHouse holds when that is further than the commit
+// (resumeAfterStoredRows), so a crash between insert and commit does not
+// insert the batch twice. While ClickHouse fails,
 // the insert is retried with backoff and nothing more is fetched. A record
 // that does not decode goes to the dead-letter topic with the reason.
 //
@@ -26,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -63,19 +66,72 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 	if err != nil {
 		return nil, err
 	}
-	client, err := kafkax.NewClient(&cfg.Kafka, reg, "sink", log,
+	w := &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), conn: conn, done: make(chan error, 1), stopped: make(chan struct{})}
+	w.client, err = kafkax.NewClient(&cfg.Kafka, reg, "sink", log,
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.ConsumeTopics(cfg.Topics.Clean.Name),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.AdjustFetchOffsetsFn(w.resumeAfterStoredRows),
 	)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	return &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), client: client, conn: conn, done: make(chan error, 1), stopped: make(chan struct{})}, nil
+	return w, nil
+}
+
+// resumeAfterStoredRows starts each assigned partition after the last row
+// ClickHouse holds from it, when that is further than the committed offset.
+// Offsets are committed after each insert, so a crash between the two would
+// otherwise insert the batch again: with this, every record is inserted once.
+// The committed offset still wins when it is further (rows since deleted by
+// an erasure must not come back).
+func (w *Writer) resumeAfterStoredRows(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	parts := offsets[w.cfg.Topics.Clean.Name]
+	if len(parts) == 0 {
+		return offsets, nil
+	}
+	stored, err := w.storedOffsets(ctx)
+	if err != nil {
+		return nil, err // the group rejoins and asks again
+	}
+	for p, cur := range parts {
+		last, ok := stored[p]
+		if !ok {
+			continue
+		}
+		if at := cur.EpochOffset().Offset; at < 0 || at <= last {
+			parts[p] = kgo.NewOffset().At(last + 1).WithEpoch(-1)
+			w.log.Info("resuming after the rows ClickHouse holds", "partition", p, "committed", at, "resume_at", last+1)
+		}
+	}
+	return offsets, nil
+}
+
+// storedOffsets is the highest Kafka offset stored per partition.
+func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
+	rows, err := w.conn.Query(ctx, "SELECT kafka_partition, max(kafka_offset) FROM "+w.cfg.Database+".events GROUP BY kafka_partition")
+	var ex *clickhouse.Exception
+	switch {
+	case errors.As(err, &ex) && (ex.Code == 60 || ex.Code == 81): // no table or database yet: nothing stored
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read stored offsets: %w", err)
+	}
+	defer rows.Close()
+	stored := map[int32]int64{}
+	for rows.Next() {
+		var p int32
+		var off int64
+		if err := rows.Scan(&p, &off); err != nil {
+			return nil, fmt.Errorf("read stored offsets: %w", err)
+		}
+		stored[p] = off
+	}
+	return stored, rows.Err()
 }
 
 // Start creates or checks topics and schema, then consumes in the background.
