@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -52,12 +53,15 @@ type Writer struct {
 	client  *kgo.Client
 	conn    driver.Conn
 
-	cancel       context.CancelFunc
-	done         chan error    // the loop's result, for Done
-	stopped      chan struct{} // closed when the loop and retention have returned
-	wg           sync.WaitGroup
-	shutdownOnce sync.Once
-	shutdownErr  error
+	cancel  context.CancelFunc
+	done    chan error    // the loop's result, for Done
+	stopped chan struct{} // closed when the loop and retention have returned
+	// insertFailing holds the last insert error while inserts are being
+	// retried, for Ready; nil once one succeeds.
+	insertFailing atomic.Pointer[error]
+	wg            sync.WaitGroup
+	shutdownOnce  sync.Once
+	shutdownErr   error
 }
 
 // New builds the sink from a validated config. It does not dial until Start.
@@ -185,6 +189,10 @@ func (w *Writer) Ready(ctx context.Context) error {
 	if err := w.conn.Ping(ctx); err != nil {
 		return fmt.Errorf("clickhouse: %w", err)
 	}
+	// ClickHouse may answer pings and still refuse every insert.
+	if err := w.insertFailing.Load(); err != nil {
+		return fmt.Errorf("clickhouse inserts failing, retrying: %w", *err)
+	}
 	return nil
 }
 
@@ -302,8 +310,10 @@ func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string
 			return w.insert(ctx, rows)
 		}, func(err error, wait time.Duration) {
 			w.metrics.insertErrors.Inc()
+			w.insertFailing.Store(&err)
 			w.log.Warn("insert failed; retrying", "rows", len(rows), "wait", wait, "err", err)
 		})
+		w.insertFailing.Store(nil)
 		if err != nil {
 			return err
 		}

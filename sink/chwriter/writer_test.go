@@ -207,6 +207,9 @@ func TestInsertFailureHoldsCommit(t *testing.T) {
 	if n := testenv.CommittedTotal(t, ctx, f.brokers, f.cfg.GroupID, f.cfg.Topics.Clean.Name); n != 0 {
 		t.Fatalf("sink committed %d offsets while every insert failed", n)
 	}
+	if err := f.w.Ready(ctx); err == nil || !strings.Contains(err.Error(), "inserts failing") {
+		t.Errorf("Ready while inserts fail = %v, want not ready", err)
+	}
 
 	for _, stmt := range schemaStatements(f.cfg.Database) {
 		if err := f.conn.Exec(ctx, stmt); err != nil {
@@ -220,6 +223,9 @@ func TestInsertFailureHoldsCommit(t *testing.T) {
 		}
 	}
 	waitCommitted(t, ctx, f, 20)
+	if err := f.w.Ready(ctx); err != nil {
+		t.Errorf("Ready once inserts succeed again = %v", err)
+	}
 }
 
 // TestStartRefusesAForeignTable checks the sink will not start on an events
