@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -17,13 +18,20 @@ const eventColumns = `message_id, type, event, event_time, received_at, source_i
 	ip_truncated, dnt, gpc, context, properties, prop_keys, prop_values,
 	kafka_partition, kafka_offset`
 
-// schemaStatements create the database and events table if missing. Every
-// statement runs on ClickHouse 18.16 as well as current releases (no TTL,
-// no DateTime64, no LowCardinality).
-func schemaStatements(db string) []string {
-	return []string{
-		fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db),
-		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.events (
+// migration is one step of the schema, applied once per database, in
+// version order. Its statements run on ClickHouse 18.16 as well as current
+// releases (no TTL, no DateTime64, no LowCardinality) and are idempotent,
+// so two sinks starting at once may both run them.
+type migration struct {
+	version    uint32
+	name       string
+	statements func(db string) []string
+}
+
+// migrations is the schema's history. Append; never edit a released step.
+var migrations = []migration{
+	{1, "events table", func(db string) []string {
+		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.events (
 	message_id String,
 	type String,
 	event String,
@@ -47,8 +55,55 @@ func schemaStatements(db string) []string {
 	kafka_offset Int64
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(event_time)
-ORDER BY (subject, event_time)`, db),
+ORDER BY (subject, event_time)`, db)}
+	}},
+}
+
+// migrate creates the database and its schema_migrations table if missing,
+// applies the migrations newer than the recorded version, and returns the
+// version the schema is at.
+func migrate(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
+	for _, stmt := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog",
+	} {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return 0, fmt.Errorf("schema migrations table: %w", err)
+		}
 	}
+	var current uint32
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+db+".schema_migrations").Scan(&current); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		for _, stmt := range m.statements(db) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return current, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		if err := recordMigration(ctx, conn, db, m); err != nil {
+			return current, fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+		current = m.version
+	}
+	return current, nil
+}
+
+// recordMigration inserts through a batch: an INSERT ... VALUES sent with
+// Exec waits forever for a data block on 18.16.
+func recordMigration(ctx context.Context, conn driver.Conn, db string, m migration) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".schema_migrations (version, name, applied_at)")
+	if err != nil {
+		return err
+	}
+	if err := batch.Append(m.version, m.name, time.Now().UTC()); err != nil {
+		_ = batch.Abort()
+		return err
+	}
+	return batch.Send()
 }
 
 // checkColumns refuses a table that lacks a column the sink inserts: CREATE

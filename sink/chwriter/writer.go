@@ -148,10 +148,9 @@ func (w *Writer) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("clickhouse %v: %w", w.cfg.ClickHouse.Addr, err)
 	}
-	for _, stmt := range schemaStatements(w.cfg.Database) {
-		if err := w.conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("clickhouse schema: %w", err)
-		}
+	schema, err := migrate(ctx, w.conn, w.cfg.Database)
+	if err != nil {
+		return fmt.Errorf("clickhouse schema: %w", err)
 	}
 	if err := checkColumns(ctx, w.conn, w.cfg.Database); err != nil {
 		return err
@@ -174,7 +173,7 @@ func (w *Writer) Start(ctx context.Context) error {
 		w.wg.Wait()
 		close(w.stopped)
 	}()
-	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "clickhouse", version.String())
+	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "schema_version", schema, "clickhouse", version.String())
 	return nil
 }
 
