@@ -6,7 +6,7 @@ type metrics struct {
 	rowsInserted      prometheus.Counter
 	batchRows         prometheus.Histogram
 	insertDuration    prometheus.Histogram
-	insertErrors      prometheus.Counter
+	insertErrors      *prometheus.CounterVec
 	flushes           *prometheus.CounterVec
 	deadLettered      prometheus.Counter
 	partitionsDropped prometheus.Counter
@@ -28,10 +28,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time of one successful batch insert.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
-		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		insertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sink_insert_errors_total",
-			Help: "Failed insert attempts (each is retried).",
-		}),
+			Help: "Failed insert attempts (each is retried), by kind: server (ClickHouse refused: an exception with a code) or connection (unreachable, timed out, connection lost).",
+		}, []string{"kind"}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sink_flushes_total",
 			Help: "Batches flushed, by reason: rows (batch.max_rows reached), bytes (batch.max_bytes reached) or time (batch.max_wait passed).",
@@ -46,6 +46,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Months of events dropped by retention (retention.months).",
 	})
 	reg.MustRegister(m.rowsInserted, m.batchRows, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered, m.partitionsDropped)
+	for _, kind := range []string{"server", "connection"} {
+		m.insertErrors.WithLabelValues(kind)
+	}
 	for _, reason := range []string{"rows", "bytes", "time"} {
 		m.flushes.WithLabelValues(reason)
 	}

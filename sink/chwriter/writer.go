@@ -308,7 +308,7 @@ func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string
 		err := retry.Default.Do(ctx, func(ctx context.Context) error {
 			return w.insert(ctx, rows)
 		}, func(err error, wait time.Duration) {
-			w.metrics.insertErrors.Inc()
+			w.metrics.insertErrors.WithLabelValues(errorKind(err)).Inc()
 			w.insertFailing.Store(&err)
 			w.log.Warn("insert failed; retrying", "rows", len(rows), "wait", wait, "err", err)
 		})
@@ -348,6 +348,15 @@ func (w *Writer) insert(ctx context.Context, rows []row) error {
 	w.metrics.batchRows.Observe(float64(len(rows)))
 	w.metrics.rowsInserted.Add(float64(len(rows)))
 	return nil
+}
+
+// errorKind tells a refusal by ClickHouse from a failure to reach it.
+func errorKind(err error) string {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return "server"
+	}
+	return "connection"
 }
 
 // row is one clean event with what the table adds to it.

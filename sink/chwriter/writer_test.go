@@ -208,7 +208,7 @@ func TestInsertFailureHoldsCommit(t *testing.T) {
 	}
 	testenv.Produce(t, ctx, f.brokers, recs...)
 
-	for testutil.ToFloat64(f.w.metrics.insertErrors) < 2 {
+	for testutil.ToFloat64(f.w.metrics.insertErrors.WithLabelValues("server")) < 2 {
 		if ctx.Err() != nil {
 			t.Fatal("sink never tried to insert")
 		}
