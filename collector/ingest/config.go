@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -242,5 +243,5 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Invalid(fmt.Sprintf("trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8: %v", err))
 		}
 	}
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }

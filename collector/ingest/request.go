@@ -95,18 +95,17 @@ func decodeQueryEvent(data string) (payload, error) {
 	if err != nil {
 		return payload{}, fmt.Errorf("data: is not base64: %w", err)
 	}
-	req, err := decodeSingle(raw, "")
-	if err != nil {
-		return payload{}, fmt.Errorf("data: %w", err)
-	}
-	req.Type = "track" // a beacon or a click is a track event unless it says otherwise
-	var typed struct {
+	var f struct {
+		envelopeFields
 		Type string `json:"type"`
 	}
-	if json.Unmarshal(raw, &typed) == nil && typed.Type != "" {
-		req.Type = typed.Type
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return payload{}, fmt.Errorf("data: invalid JSON: %w", err)
 	}
-	return req, nil
+	if f.Type == "" {
+		f.Type = "track" // a beacon or a click is a track event unless it says otherwise
+	}
+	return payload{WriteKey: f.WriteKey, Events: []json.RawMessage{raw}, Type: f.Type}, nil
 }
 
 // batchContext is a batch's context, parsed once per request.

@@ -400,7 +400,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := u.State(s.now(), src.Name, s.cfg.Region)
-	if state.UpdatedAt.Before(event.MinTime) || !state.UpdatedAt.Before(event.MaxTime) {
+	if !event.InRange(state.UpdatedAt) {
 		fail(http.StatusBadRequest, "timestamp: corrected for the device's clock it falls outside %d to %d", event.MinTime.Year(), event.MaxTime.Year()-1).write(w)
 		return
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"os"
 	"time"
 
@@ -118,5 +119,5 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, err)
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }

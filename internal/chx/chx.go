@@ -4,6 +4,7 @@
 package chx
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -45,7 +46,7 @@ func (c *Config) Validate(prefix string) error {
 	pw, err := config.ResolveSecret(prefix+".password", c.Password, c.PasswordFile)
 	c.Password = pw
 	errs = append(errs, err)
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

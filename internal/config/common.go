@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -24,7 +25,7 @@ func (l Log) Validate(prefix string) error {
 	if f := strings.ToLower(l.Format); f != "" && f != "json" && f != "text" {
 		errs = append(errs, Invalid(prefix+".format", "must be json or text, got %q", l.Format))
 	}
-	return Join(errs...)
+	return errors.Join(errs...)
 }
 
 // SlogLevel parses Level.

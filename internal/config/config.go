@@ -10,7 +10,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -113,9 +112,6 @@ func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
 func Invalid(key, format string, args ...any) error {
 	return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
 }
-
-// Join combines validation errors; nil when there are none.
-func Join(errs ...error) error { return errors.Join(errs...) }
 
 // Secret is a credential. It prints, logs and marshals as "[redacted]"; use
 // Reveal where the value itself is needed.

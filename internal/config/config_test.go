@@ -56,7 +56,7 @@ func (c *testConfig) Validate() error {
 	tok, err := config.ResolveSecret("token", c.Token, c.TokenFile)
 	c.Token = tok
 	errs = append(errs, err)
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }
 
 var _ config.Validator = (*testConfig)(nil)
@@ -310,10 +310,7 @@ func TestFieldError(t *testing.T) {
 	if got, want := err.Error(), "a.b[2].c: bad thing 3"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	if config.Join() != nil || config.Join(nil, nil) != nil {
-		t.Error("Join of no errors is not nil")
-	}
-	joined := config.Join(nil, err, nil)
+	joined := errors.Join(nil, err, nil)
 	var fe *config.FieldError
 	if !errors.As(joined, &fe) || fe.Key != "a.b[2].c" {
 		t.Errorf("errors.As(Join(...)) = %v, %+v", errors.As(joined, &fe), fe)

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -48,7 +49,7 @@ func (t TLS) Validate(prefix string) error {
 			errs = append(errs, Invalid(prefix, "%v", err))
 		}
 	}
-	return Join(errs...)
+	return errors.Join(errs...)
 }
 
 // Build returns the crypto/tls config, or nil when TLS is off.

@@ -38,7 +38,7 @@ func (e *Event) CorrectClock(batchSentAt, receivedAt time.Time) error {
 		sentAt = batchSentAt
 	}
 	t := CorrectTimestamp(device, sentAt, receivedAt).UTC()
-	if t.Before(MinTime) || !t.Before(MaxTime) {
+	if !InRange(t) {
 		return &FieldError{"timestamp", fmt.Sprintf("corrected for the device's clock (sentAt %s) it falls outside %d to %d", sentAt.Format(time.RFC3339), MinTime.Year(), MaxTime.Year()-1)}
 	}
 	e.Timestamp = t.Format(time.RFC3339Nano)

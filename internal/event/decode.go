@@ -144,7 +144,7 @@ func DecodeClean(raw []byte) (Clean, error) {
 		name string
 		t    time.Time
 	}{{"timestamp", c.Timestamp}, {"receivedAt", c.ReceivedAt}} {
-		if f.t.Before(MinTime) || !f.t.Before(MaxTime) {
+		if !InRange(f.t) {
 			return Clean{}, &FieldError{f.name, fmt.Sprintf("must be between %d and %d, got %s", MinTime.Year(), MaxTime.Year()-1, f.t.Format(time.RFC3339))}
 		}
 	}
@@ -180,6 +180,10 @@ var (
 	MaxTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// InRange reports whether t lies between MinTime and MaxTime, the event
+// times the pipeline stores.
+func InRange(t time.Time) bool { return !t.Before(MinTime) && t.Before(MaxTime) }
+
 // ParseTime parses a Segment timestamp (ISO 8601 / RFC 3339, with or without
 // fractional seconds). The empty string, and Go's zero time that some SDKs
 // send for "unset" (0001-01-01T00:00:00Z), are the zero time.
@@ -194,7 +198,7 @@ func ParseTime(s string) (time.Time, error) {
 	if t.IsZero() {
 		return time.Time{}, nil
 	}
-	if t.Before(MinTime) || !t.Before(MaxTime) {
+	if !InRange(t) {
 		return time.Time{}, fmt.Errorf("must be between %d and %d, got %q", MinTime.Year(), MaxTime.Year()-1, s)
 	}
 	return t, nil

@@ -7,6 +7,7 @@
 package kafkax
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -84,7 +85,7 @@ func (c *Config) Validate(prefix string) error {
 	} else if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
 		errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is empty, so the SASL username and password set would be ignored: name a mechanism or remove them"))
 	}
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // Opts returns the franz-go options for brokers, TLS and SASL.

@@ -57,7 +57,7 @@ func (t TopicSpec) Validate(prefix string) error {
 	if t.Retention < 0 || (t.Retention > 0 && t.Retention < time.Millisecond) {
 		errs = append(errs, config.Invalid(prefix+".retention", "must be zero (broker default) or at least 1ms, got %v", t.Retention))
 	}
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }
 
 func (t TopicSpec) partitions() int32 {

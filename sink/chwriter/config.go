@@ -1,6 +1,7 @@
 package chwriter
 
 import (
+	"errors"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/chx"
@@ -93,5 +94,5 @@ func (c *Config) Validate() error {
 	if c.Batch.MaxWait <= 0 {
 		errs = append(errs, config.Invalid("batch.max_wait", "must be a positive duration such as 1s"))
 	}
-	return config.Join(errs...)
+	return errors.Join(errs...)
 }
