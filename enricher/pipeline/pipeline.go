@@ -12,7 +12,10 @@
 // stable across its restarts, so a restarted instance fences its own
 // unfinished transaction.
 //
-// Metrics: enricher_records_total{outcome},
+// Client retries (same source and messageId within dedup_window) are
+// dropped; the memory of them is this instance's.
+//
+// Metrics: enricher_records_total{outcome}, enricher_dedup_entries,
 // enricher_transactions_total{outcome}, enricher_transaction_duration_seconds,
 // and franz-go's client metrics under enricher_.
 package pipeline

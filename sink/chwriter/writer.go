@@ -1,20 +1,20 @@
 // Package chwriter is the sink: it consumes events.clean.<region> and loads
-// the events into the ClickHouse database of that region, creating the
-// schema at start-up.
+// the events into the ClickHouse database of that region, creating and
+// migrating the schema at start-up and dropping months past retention.
 //
 // Delivery: exactly once into ClickHouse. Each row carries its Kafka
 // partition and offset; offsets are committed after each insert, and on
 // every partition assignment the sink resumes after the highest offset
 // ClickHouse holds when that is further than the commit
 // (resumeAfterStoredRows), so a crash between insert and commit does not
-// insert the batch twice. While ClickHouse fails,
-// the insert is retried with backoff and nothing more is fetched. A record
-// that does not decode goes to the dead-letter topic with the reason.
+// insert the batch twice. While ClickHouse fails, the insert is retried
+// with backoff, nothing more is fetched, and /readyz fails. A record that
+// does not decode goes to the dead-letter topic with the reason.
 //
 // Metrics: sink_rows_inserted_total, sink_batch_rows,
-// sink_insert_duration_seconds, sink_insert_errors_total,
-// sink_flushes_total{reason}, sink_dead_lettered_total, and franz-go's client
-// metrics under sink_.
+// sink_insert_duration_seconds, sink_insert_errors_total{kind},
+// sink_flushes_total{reason}, sink_dead_lettered_total,
+// sink_partitions_dropped_total, and franz-go's client metrics under sink_.
 package chwriter
 
 import (
