@@ -114,3 +114,21 @@ func (u ConsentUpdate) State(receivedAt time.Time, source, region string) Consen
 		Region:          region,
 	}
 }
+
+// DecodeConsentState parses a privacy.consent record value.
+func DecodeConsentState(raw []byte) (ConsentState, error) {
+	var s ConsentState
+	if err := strictUnmarshal(raw, &s, "updatedAt or receivedAt"); err != nil {
+		return ConsentState{}, err
+	}
+	if s.SchemaVersion != SchemaVersion {
+		return ConsentState{}, &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", s.SchemaVersion, SchemaVersion)}
+	}
+	if s.Subject == "" {
+		return ConsentState{}, &FieldError{"subject", "is required"}
+	}
+	if !InRange(s.UpdatedAt) {
+		return ConsentState{}, &FieldError{"updatedAt", fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
+	}
+	return s, nil
+}

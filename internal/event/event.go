@@ -102,6 +102,9 @@ type Clean struct {
 	ReceivedAt time.Time `json:"receivedAt"`
 	SourceID   string    `json:"sourceId"`
 	Region     string    `json:"region"`
+	// Purposes the subject's consent (or its source's default) allows this
+	// event to be used for; never empty.
+	Purposes []string `json:"purposes"`
 	// Subject is the pseudonym of the subject (userId, else anonymousId).
 	// Pseudonyms read "<keyId>.<hex>" so a rotated key stays identifiable.
 	Subject       string `json:"subject"`
@@ -109,10 +112,22 @@ type Clean struct {
 	AnonymousID   string `json:"anonymousId,omitempty"`
 	DeviceID      string `json:"deviceId,omitempty"`
 	AdvertisingID string `json:"advertisingId,omitempty"`
+	IMEI          string `json:"imei,omitempty"`
+	AndroidID     string `json:"androidId,omitempty"`
+	MAC           string `json:"mac,omitempty"`
+	// Country is the ISO 3166-1 alpha-2 code derived from the full IP.
+	Country string `json:"country,omitempty"`
 	// IP is the client address truncated to /24 (IPv4) or /48 (IPv6).
-	IP         string          `json:"ip,omitempty"`
-	DNT        bool            `json:"dnt"`
-	GPC        bool            `json:"gpc"`
-	Context    json.RawMessage `json:"context,omitempty"`
-	Properties json.RawMessage `json:"properties,omitempty"`
+	IP string `json:"ip,omitempty"`
+	// Browser, OS and DeviceClass (desktop, mobile, tablet, bot, other)
+	// generalize the user agent, which itself is never kept.
+	Browser        string          `json:"browser,omitempty"`
+	BrowserVersion string          `json:"browserVersion,omitempty"`
+	OS             string          `json:"os,omitempty"`
+	OSVersion      string          `json:"osVersion,omitempty"`
+	DeviceClass    string          `json:"deviceClass,omitempty"`
+	DNT            bool            `json:"dnt"`
+	GPC            bool            `json:"gpc"`
+	Context        json.RawMessage `json:"context,omitempty"`
+	Properties     json.RawMessage `json:"properties,omitempty"`
 }

@@ -3,7 +3,6 @@ package chwriter
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,16 +15,41 @@ import (
 const eventColumns = `message_id, type, event, event_time, received_at, source_id, region,
 	subject, user_pseudonym, anonymous_pseudonym, device_pseudonym, advertising_pseudonym,
 	ip_truncated, dnt, gpc, context, properties, prop_keys, prop_values,
-	kafka_partition, kafka_offset`
+	kafka_partition, kafka_offset,
+	purposes, imei_pseudonym, android_id_pseudonym, mac_pseudonym, country,
+	browser, browser_version, os, os_version, device_class`
 
 // migration is one step of the schema, applied once per database, in
-// version order. Its statements run on ClickHouse 18.16 as well as current
-// releases (no TTL, no DateTime64, no LowCardinality) and are idempotent,
-// so two sinks starting at once may both run them.
+// version order (see apply). Its statements run on ClickHouse 18.16 as well
+// as current releases (no TTL, no DateTime64, no LowCardinality, no ADD
+// COLUMN IF NOT EXISTS) and are idempotent, so two sinks starting at once
+// may both run them.
 type migration struct {
-	version    uint32
-	name       string
+	version uint32
+	name    string
+	// statements run first, each as it is.
 	statements func(db string) []string
+	// columns are then added to the events table, one ALTER each, skipping
+	// those already there: 18.16 has no ADD COLUMN IF NOT EXISTS.
+	columns []column
+}
+
+// column is one column a migration adds to the events table.
+type column struct {
+	name string
+	// typ is the type as system.columns spells it.
+	typ string
+	// def is the DEFAULT expression, or empty for the type's own default.
+	def string
+}
+
+// addStatement is the ALTER that adds c to db.events.
+func (c column) addStatement(db string) string {
+	stmt := fmt.Sprintf("ALTER TABLE %s.events ADD COLUMN %s %s", db, c.name, c.typ)
+	if c.def != "" {
+		stmt += " DEFAULT " + c.def
+	}
+	return stmt
 }
 
 // migrations is the schema's history. Append; never edit a released step.
@@ -56,6 +80,21 @@ var migrations = []migration{
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (subject, event_time)`, db)}
+	}, nil},
+	// Consent purposes, the country, the generalized user agent and the
+	// pseudonyms of the other device identifiers. Rows loaded before it
+	// read as empty: no purposes, no country.
+	{2, "events: purposes, country, user agent, more device pseudonyms", nil, []column{
+		{"purposes", "Array(String)", ""},
+		{"imei_pseudonym", "String", "''"},
+		{"android_id_pseudonym", "String", "''"},
+		{"mac_pseudonym", "String", "''"},
+		{"country", "String", "''"},
+		{"browser", "String", "''"},
+		{"browser_version", "String", "''"},
+		{"os", "String", "''"},
+		{"os_version", "String", "''"},
+		{"device_class", "String", "''"},
 	}},
 }
 
@@ -79,10 +118,8 @@ func migrate(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
 		if m.version <= current {
 			continue
 		}
-		for _, stmt := range m.statements(db) {
-			if err := conn.Exec(ctx, stmt); err != nil {
-				return current, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
-			}
+		if err := apply(ctx, conn, db, m); err != nil {
+			return current, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 		}
 		if err := recordMigration(ctx, conn, db, m); err != nil {
 			return current, fmt.Errorf("record migration %d: %w", m.version, err)
@@ -90,6 +127,64 @@ func migrate(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
 		current = m.version
 	}
 	return current, nil
+}
+
+// apply runs m's statements, then adds each of its columns the events
+// table lacks. A column that is there already with the same type counts as
+// added, including when another sink added it between the look and the
+// ALTER; one there with another type is an error.
+func apply(ctx context.Context, conn driver.Conn, db string, m migration) error {
+	if m.statements != nil {
+		for _, stmt := range m.statements(db) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+	}
+	if len(m.columns) == 0 {
+		return nil
+	}
+	have, err := eventsColumns(ctx, conn, db)
+	if err != nil {
+		return err
+	}
+	for _, c := range m.columns {
+		if typ, ok := have[c.name]; ok {
+			if typ != c.typ {
+				return fmt.Errorf("column %s.events.%s is %s, want %s", db, c.name, typ, c.typ)
+			}
+			continue
+		}
+		if err := conn.Exec(ctx, c.addStatement(db)); err != nil {
+			// Another sink may have added it since we looked.
+			if now, lerr := eventsColumns(ctx, conn, db); lerr == nil && now[c.name] == c.typ {
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// eventsColumns maps the events table's column names to their types.
+func eventsColumns(ctx context.Context, conn driver.Conn, db string) (map[string]string, error) {
+	rows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'events'", db)
+	if err != nil {
+		return nil, fmt.Errorf("read %s.events columns: %w", db, err)
+	}
+	defer rows.Close()
+	have := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, fmt.Errorf("read %s.events columns: %w", db, err)
+		}
+		have[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s.events columns: %w", db, err)
+	}
+	return have, nil
 }
 
 // recordMigration inserts through a batch: an INSERT ... VALUES sent with
@@ -110,25 +205,13 @@ func recordMigration(ctx context.Context, conn driver.Conn, db string, m migrati
 // TABLE IF NOT EXISTS keeps a table another version made, and every insert
 // into it would fail, batch after batch, while the sink looked healthy.
 func checkColumns(ctx context.Context, conn driver.Conn, db string) error {
-	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = 'events'", db)
+	have, err := eventsColumns(ctx, conn, db)
 	if err != nil {
-		return fmt.Errorf("read %s.events columns: %w", db, err)
-	}
-	defer rows.Close()
-	var have []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return fmt.Errorf("read %s.events columns: %w", db, err)
-		}
-		have = append(have, name)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read %s.events columns: %w", db, err)
+		return err
 	}
 	var missing []string
 	for _, col := range strings.Split(eventColumns, ",") {
-		if col = strings.TrimSpace(col); !slices.Contains(have, col) {
+		if col = strings.TrimSpace(col); have[col] == "" {
 			missing = append(missing, col)
 		}
 	}

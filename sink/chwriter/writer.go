@@ -335,7 +335,9 @@ func (w *Writer) insert(ctx context.Context, rows []row) error {
 		err := batch.Append(c.MessageID, c.Type, c.Event, c.Timestamp, c.ReceivedAt, c.SourceID, c.Region,
 			c.Subject, c.UserID, c.AnonymousID, c.DeviceID, c.AdvertisingID,
 			c.IP, boolByte(c.DNT), boolByte(c.GPC), string(c.Context), string(c.Properties), r.propKeys, r.propValues,
-			r.partition, r.offset)
+			r.partition, r.offset,
+			c.Purposes, c.IMEI, c.AndroidID, c.MAC, c.Country,
+			c.Browser, c.BrowserVersion, c.OS, c.OSVersion, c.DeviceClass)
 		if err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append row %s: %w", c.MessageID, err)

@@ -158,11 +158,12 @@ func TestLoadAndDeadLetter(t *testing.T) {
 		t.Errorf("schema_migrations holds %d rows (%v), want one per migration (%d)", applied, err, len(migrations))
 	}
 	for _, m := range migrations {
-		for _, stmt := range m.statements(f.cfg.Database) {
-			if err := f.conn.Exec(ctx, stmt); err != nil {
-				t.Fatalf("migration %d is not idempotent: %v", m.version, err)
-			}
+		if err := apply(ctx, f.conn, f.cfg.Database, m); err != nil {
+			t.Fatalf("migration %d is not idempotent: %v", m.version, err)
 		}
+	}
+	if err := checkColumns(ctx, f.conn, f.cfg.Database); err != nil {
+		t.Errorf("after every migration: %v", err)
 	}
 	poison := &kgo.Record{Topic: f.cfg.Topics.Clean.Name, Key: []byte("k"), Value: []byte(`{"schemaVersion":1,"messageId":"m-x"}`)}
 	testenv.Produce(t, ctx, f.brokers, f.clean("m-1"), poison, f.clean("m-2"), f.clean("m-3"))
@@ -221,8 +222,8 @@ func TestInsertFailureHoldsCommit(t *testing.T) {
 		t.Errorf("Ready while inserts fail = %v, want not ready", err)
 	}
 
-	for _, stmt := range migrations[0].statements(f.cfg.Database) { // ClickHouse is back
-		if err := f.conn.Exec(ctx, stmt); err != nil {
+	for _, m := range migrations { // ClickHouse is back
+		if err := apply(ctx, f.conn, f.cfg.Database, m); err != nil {
 			t.Fatal(err)
 		}
 	}
