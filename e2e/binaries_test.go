@@ -32,13 +32,15 @@ func TestBinaries(t *testing.T) {
 	}
 
 	run := testenv.Name(t, "bin")
-	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run)
+	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run,
+		"privacy.consent."+run, "privacy.erasures."+run, "events.export."+run)
 	database := "analytics_" + run
 	ports := freePorts(t, 4)
 	common := []string{
 		"KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"TOPICS_RAW_NAME=events.raw." + run,
 		"TOPICS_CLEAN_NAME=events.clean." + run,
+		"TOPICS_CONSENT_NAME=privacy.consent." + run,
 		"LOG_FORMAT=text",
 	}
 	env := func(prefix string, extra ...string) []string {
@@ -51,7 +53,9 @@ func TestBinaries(t *testing.T) {
 	sink := startBinary(t, ctx, bin+"/sink", "../configs/sink.yaml", env("SINK",
 		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run))
 	enricher := startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml", env("ENRICHER",
-		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "TOPICS_DLQ_NAME=events.dlq.raw."+run, "PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key"))
+		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "TOPICS_DLQ_NAME=events.dlq.raw."+run,
+		"TOPICS_ERASURES_NAME=privacy.erasures."+run, "EXPORT_TOPIC_NAME=events.export."+run,
+		"PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key", "EXPORT_PSEUDONYM_KEY_FILE=../configs/dev-export.key"))
 	collector := startBinary(t, ctx, bin+"/collector", "../configs/collector.yaml", env("COLLECTOR",
 		"ADMIN_LISTEN="+ports[2], "HTTP_LISTEN="+ports[3]))
 
@@ -59,6 +63,15 @@ func TestBinaries(t *testing.T) {
 
 	for _, admin := range ports[:3] {
 		waitReady(t, ctx, "http://"+admin+"/readyz")
+	}
+	for _, subject := range []string{"bin-user", "bin-anon"} {
+		consent := map[string]any{"userId": subject, "purposes": map[string]bool{"analytics": true}, "timestamp": "2026-01-01T00:00:00Z"}
+		if subject == "bin-anon" {
+			consent = map[string]any{"anonymousId": subject, "purposes": map[string]bool{"analytics": true}, "timestamp": "2026-01-01T00:00:00Z"}
+		}
+		if resp := post(t, "http://"+ports[3]+"/v1/consent", consent); !resp.Success {
+			t.Fatalf("consent: %+v", resp)
+		}
 	}
 	resp := post(t, "http://"+ports[3]+"/v1/batch", map[string]any{"batch": []map[string]any{
 		{"type": "track", "event": "Signed Up", "userId": "bin-user", "messageId": run + "-1"},
@@ -79,7 +92,8 @@ func TestBinaries(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	metrics := httpGet(t, "http://"+ports[2]+"/metrics")
-	if !strings.Contains(metrics, `collector_events_accepted_total 2`) || !strings.Contains(metrics, "collector_connects_total") {
+	// Two consent updates and two events.
+	if !strings.Contains(metrics, `collector_events_accepted_total 4`) || !strings.Contains(metrics, "collector_connects_total") {
 		t.Errorf("collector metrics lack accepted events or kprom client metrics")
 	}
 	if !strings.Contains(httpGet(t, "http://"+ports[0]+"/metrics"), "sink_rows_inserted_total 2") {

@@ -45,15 +45,17 @@ func TestEndToEnd(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
 	run := testenv.Name(t, "e2e")
 	raw, clean, dlq, rawDLQ := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, "privacy.consent."+run)
+	consent, erasures, export := "privacy.consent."+run, "privacy.erasures."+run, "events.export."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, consent, erasures, export)
 	database := "analytics_" + run
 
 	// The shipped configs, pointed at this run's topics and database.
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
 	ccfg := ingest.Default()
 	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
 	ccfg.Kafka.Brokers, ccfg.HTTP.Listen, ccfg.Topics.Raw.Name = brokers, "127.0.0.1:0", raw
-	ccfg.Topics.Consent.Name = "privacy.consent." + run
+	ccfg.Topics.Consent.Name = consent
 	// The test posts as a server-side source would, with each end user's
 	// address in context.ip.
 	ccfg.Sources[0].TrustContextIP = true
@@ -62,6 +64,7 @@ func TestEndToEnd(t *testing.T) {
 	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
 	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
 	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
+	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
 
 	scfg := chwriter.Default()
 	load(t, "../configs/sink.yaml", "SINK", &scfg)
@@ -96,6 +99,17 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	subjects[4].ip = "2001:db8:1234:5678::abcd" // one IPv6 client
+
+	// Every subject consents to analytics through the consent endpoint,
+	// the first two to transfer abroad as well; the enricher fails closed
+	// without it.
+	for i, s := range subjects {
+		update := map[string]any{"userId": s.userID, "purposes": map[string]bool{"analytics": true}, "crossBorder": i < 2,
+			"timestamp": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)}
+		if resp := post(t, "http://"+collector.Addr()+"/v1/consent", update); !resp.Success {
+			t.Fatalf("consent for subject %d: %+v", i, resp)
+		}
+	}
 
 	// Each subject sends 40 events in batches of 10; the last subject's
 	// events carry no messageId, so the collector must generate them.
@@ -205,9 +219,17 @@ func TestEndToEnd(t *testing.T) {
 	}
 	cleanText := recordsText(t, ctx, brokers, clean)
 	chText := tableText(t, ctx, conn, database+".events")
+	exported := testenv.ReadAll(t, ctx, brokers, export)
+	if len(exported) != 2*40 {
+		t.Errorf("export topic holds %d events, want the 80 of the two subjects with cross-border consent", len(exported))
+	}
+	exportText := recordsText(t, ctx, brokers, export)
 	for _, id := range allIDs {
 		if strings.Contains(cleanText, id) {
 			t.Errorf("raw identifier %q found in the clean topic", id)
+		}
+		if strings.Contains(exportText, id) {
+			t.Errorf("raw identifier %q found in the export topic", id)
 		}
 		if strings.Contains(chText, id) {
 			t.Errorf("raw identifier %q found in ClickHouse", id)

@@ -28,14 +28,25 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, 6*time.Minute)
 	run := testenv.Name(t, "crash")
-	raw, clean, dlq := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq)
+	raw, clean, dlq, consent, erasures := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run, "privacy.consent."+run, "privacy.erasures."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, consent, erasures)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := kafkax.EnsureTopics(ctx, cl, []kafkax.TopicSpec{{Name: raw}, {Name: clean}, {Name: dlq, Partitions: 1}}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := kafkax.EnsureTopics(ctx, cl, []kafkax.TopicSpec{{Name: raw}, {Name: clean}, {Name: dlq, Partitions: 1},
+		{Name: consent, CleanupPolicy: "compact"}}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	// Every subject consents to analytics (the enricher fails closed).
+	var grants []*kgo.Record
+	for i := range 500 {
+		u := event.ConsentUpdate{AnonymousID: fmt.Sprintf("anon-%d", i), Purposes: map[string]bool{"analytics": true}, Timestamp: "2026-01-01T00:00:00Z"}
+		v, _ := json.Marshal(u.State(time.Now(), "web", "cn"))
+		grants = append(grants, &kgo.Record{Topic: consent, Key: []byte(u.AnonymousID), Value: v})
+	}
+	if err := cl.ProduceSync(ctx, grants...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -63,7 +74,8 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 		"ENRICHER_KAFKA_BROKERS="+strings.Join(brokers, ","),
 		"ENRICHER_TOPICS_RAW_NAME="+raw, "ENRICHER_TOPICS_CLEAN_NAME="+clean, "ENRICHER_TOPICS_DLQ_NAME="+dlq,
 		"ENRICHER_GROUP_ID="+run, "ENRICHER_TRANSACTIONAL_ID="+run,
-		"ENRICHER_PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key",
+		"ENRICHER_TOPICS_CONSENT_NAME="+consent, "ENRICHER_TOPICS_ERASURES_NAME="+erasures,
+		"ENRICHER_PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key", "ENRICHER_EXPORT_NAME=",
 		"ENRICHER_MAX_POLL_RECORDS=200", "ENRICHER_KAFKA_SESSION_TIMEOUT=6s",
 	)
 	start := func() *process {

@@ -34,8 +34,10 @@ scripts/deps.sh up
 echo "building services"
 go build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
 
-# A development key; production sets ENRICHER_PSEUDONYM_KEY(_FILE) from a secret store.
+# Development keys; production sets ENRICHER_PSEUDONYM_KEY(_FILE) and
+# ENRICHER_EXPORT_PSEUDONYM_KEY(_FILE) from a secret store.
 export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
+export ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=${ENRICHER_EXPORT_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
 # Each service in its own session: Ctrl-C reaches this script alone, which
 # then stops them in order, instead of racing them to the exit.
 for svc in sink enricher collector; do

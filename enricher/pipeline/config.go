@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/config"
@@ -23,6 +24,14 @@ type Config struct {
 	Topics  Topics `mapstructure:"topics"`
 	// Pseudonym is the in-region pseudonymization key.
 	Pseudonym Pseudonym `mapstructure:"pseudonym"`
+	// Profiles are the de-identification profiles by name.
+	Profiles map[string]policy.Settings `mapstructure:"profiles"`
+	// CleanProfile names the profile of events.clean.<region>.
+	CleanProfile string `mapstructure:"clean_profile"`
+	// Export is the cross-border destination; an empty name turns it off.
+	Export Export `mapstructure:"export"`
+	// Consent is how consent is kept and judged.
+	Consent Consent `mapstructure:"consent"`
 	// MaxPollRecords bounds one processing batch, and so one transaction.
 	// Zero means 1000.
 	MaxPollRecords int `mapstructure:"max_poll_records"`
@@ -44,11 +53,52 @@ type Config struct {
 type Topics struct {
 	Raw   kafkax.TopicSpec `mapstructure:"raw"`
 	Clean kafkax.TopicSpec `mapstructure:"clean"`
-	// DLQ receives raw records the enricher cannot read. They hold raw PI,
-	// so the topic is per region and keeps them no longer than the raw
-	// topic does: it is not the sink's dead-letter topic.
+	// DLQ receives raw records the enricher cannot read or the
+	// cross-border gate refused. They hold raw PI, so the topic is per
+	// region and keeps them no longer than the raw topic does: it is not
+	// the sink's dead-letter topic.
 	DLQ kafkax.TopicSpec `mapstructure:"dlq"`
+	// Consent is the collector's compacted topic of consent states.
+	Consent kafkax.TopicSpec `mapstructure:"consent"`
+	// Erasures is the suppression list: a subject once in it is dropped.
+	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
 }
+
+// Export is the destination abroad that events with cross_border consent
+// also go to, de-identified by its own (stricter) profile under its own key.
+type Export struct {
+	// Name is the destination (intl); empty means no export.
+	Name    string           `mapstructure:"name"`
+	Profile string           `mapstructure:"profile"`
+	Topic   kafkax.TopicSpec `mapstructure:"topic"`
+	// Pseudonym must differ from the in-region key, so exported data
+	// cannot be joined with in-region data.
+	Pseudonym Pseudonym `mapstructure:"pseudonym"`
+}
+
+// Consent configures the consent store and rules.
+type Consent struct {
+	// History is how many changes of a subject's consent are remembered,
+	// to judge late events by the consent of their time. At least 1.
+	History int `mapstructure:"history"`
+	// SyncTimeout bounds the wait, before each batch, for the consent
+	// store to apply what the consent topics hold; past it the batch is
+	// retried.
+	SyncTimeout time.Duration `mapstructure:"sync_timeout"`
+	// Defaults grants purposes to a source's events when the subject's
+	// consent is unknown (a first-party server with a legal basis). Empty:
+	// fail closed for every source.
+	Defaults map[string][]string `mapstructure:"defaults"`
+	// Categories maps consent categories carried in events
+	// (context.consent.categoryPreferences; matched without case) to
+	// purposes. Categories not listed are ignored. Unset means
+	// defaultCategories; set, it replaces them whole.
+	Categories map[string][]string `mapstructure:"categories"`
+}
+
+// defaultCategories map the category names common consent managers send.
+var defaultCategories = map[string][]string{"analytics": {"analytics"}, "personalization": {"personalization"},
+	"functional": {"personalization"}, "marketing": {"marketing"}, "advertising": {"marketing"}}
 
 // Pseudonym is an HMAC key and its id. The id is written into every
 // pseudonym, so a rotated key's pseudonyms stay recognisable.
@@ -58,6 +108,19 @@ type Pseudonym struct {
 	// by environment (ENRICHER_PSEUDONYM_KEY) or KeyFile, never in the file.
 	Key     config.Secret `mapstructure:"key"`
 	KeyFile string        `mapstructure:"key_file"`
+	// Next is the key that takes over at Next.From (rotation); empty
+	// key_id means no rotation is scheduled.
+	Next NextKey `mapstructure:"next"`
+}
+
+// NextKey is a scheduled key rotation: events received from From on are
+// pseudonymized with this key. Deploy it to every instance before From.
+type NextKey struct {
+	KeyID   string        `mapstructure:"key_id"`
+	Key     config.Secret `mapstructure:"key"`
+	KeyFile string        `mapstructure:"key_file"`
+	// From is an RFC 3339 time.
+	From string `mapstructure:"from"`
 }
 
 // Default returns the config with every default filled in.
@@ -68,10 +131,20 @@ func Default() Config {
 		Kafka:   kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "enricher"},
 		GroupID: "enricher-cn",
 		Topics: Topics{
-			Raw:   kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
-			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
-			DLQ:   kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
+			Raw:      kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
+			Clean:    kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
+			DLQ:      kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
+			Consent:  kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+			Erasures: kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
 		},
+		Profiles: map[string]policy.Settings{
+			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full"},
+			"export":    {IP: "drop", DeviceIDs: false, UserAgent: "parse", Detail: "coarse"},
+		},
+		CleanProfile: "in_region",
+		Export: Export{Name: "intl", Profile: "export", Pseudonym: Pseudonym{KeyID: "x1"},
+			Topic: kafkax.TopicSpec{Name: "events.export.intl", Retention: 7 * 24 * time.Hour}},
+		Consent:            Consent{History: 16, SyncTimeout: 10 * time.Second},
 		MaxPollRecords:     1000,
 		TransactionTimeout: 30 * time.Second,
 		DedupWindow:        10 * time.Minute,
@@ -111,13 +184,133 @@ func (c *Config) Validate() error {
 		}
 		c.TransactionalID = c.GroupID + "-" + host
 	}
-	key, err := config.ResolveSecret("pseudonym.key", c.Pseudonym.Key, c.Pseudonym.KeyFile)
-	c.Pseudonym.Key = key
-	if err == nil {
-		if _, perr := policy.NewPseudonymizer(c.Pseudonym.KeyID, []byte(key.Reveal())); perr != nil {
-			err = config.Invalid("pseudonym", "%v (set pseudonym.key_id, and pseudonym.key by ENRICHER_PSEUDONYM_KEY or pseudonym.key_file)", perr)
+	errs = append(errs, c.Pseudonym.resolve("pseudonym", "ENRICHER_PSEUDONYM_KEY"), c.validateProfiles(), c.validateConsent())
+	if c.Export.Name != "" {
+		errs = append(errs, c.Export.Topic.Validate("export.topic"),
+			c.Export.Pseudonym.resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
+		if c.Export.Pseudonym.Key != "" && (c.Export.Pseudonym.Key == c.Pseudonym.Key || c.Export.Pseudonym.Key == c.Pseudonym.Next.Key) {
+			errs = append(errs, config.Invalid("export.pseudonym.key", "must differ from the in-region key, or exported data could be joined with it"))
 		}
 	}
-	errs = append(errs, err)
+	for _, t := range []struct {
+		key  string
+		spec kafkax.TopicSpec
+	}{{"topics.consent", c.Topics.Consent}, {"topics.erasures", c.Topics.Erasures}} {
+		errs = append(errs, t.spec.Validate(t.key))
+		if t.spec.CleanupPolicy != "compact" {
+			errs = append(errs, config.Invalid(t.key+".cleanup_policy", "must be compact (latest state per subject), got %q", t.spec.CleanupPolicy))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// resolve reads the key (and the next key) from inline values or files and
+// checks them; key names the section, env the variable that sets the key.
+func (p *Pseudonym) resolve(key, env string) error {
+	secret, err := config.ResolveSecret(key+".key", p.Key, p.KeyFile)
+	p.Key = secret
+	if err != nil {
+		return err
+	}
+	if _, err := policy.NewPseudonymizer(p.KeyID, []byte(secret.Reveal())); err != nil {
+		return config.Invalid(key, "%v (set %s.key_id, and %s.key by %s or %s.key_file)", err, key, key, env, key)
+	}
+	if p.Next.KeyID == "" {
+		return nil
+	}
+	next, err := config.ResolveSecret(key+".next.key", p.Next.Key, p.Next.KeyFile)
+	p.Next.Key = next
+	if err != nil {
+		return err
+	}
+	if _, err := policy.NewPseudonymizer(p.Next.KeyID, []byte(next.Reveal())); err != nil {
+		return config.Invalid(key+".next", "%v (set by %s_NEXT_KEY or %s.next.key_file)", err, env, key)
+	}
+	if p.Next.KeyID == p.KeyID {
+		return config.Invalid(key+".next.key_id", "must differ from %s.key_id %q: pseudonyms name their key", key, p.KeyID)
+	}
+	if _, err := time.Parse(time.RFC3339, p.Next.From); err != nil {
+		return config.Invalid(key+".next.from", "want an RFC 3339 time such as 2027-01-01T00:00:00Z, got %q", p.Next.From)
+	}
+	return nil
+}
+
+// Keyring is the key and, when a rotation is scheduled, the next one.
+func (p Pseudonym) Keyring() (*policy.Keyring, error) {
+	keys := []policy.Key{{ID: p.KeyID, Secret: []byte(p.Key.Reveal())}}
+	if p.Next.KeyID != "" {
+		from, _ := time.Parse(time.RFC3339, p.Next.From) // validated
+		keys = append(keys, policy.Key{ID: p.Next.KeyID, Secret: []byte(p.Next.Key.Reveal()), From: from})
+	}
+	return policy.NewKeyring(keys...)
+}
+
+func (c *Config) validateProfiles() error {
+	var errs []error
+	for name, s := range c.Profiles {
+		if err := s.Validate(); err != nil {
+			errs = append(errs, config.Invalid("profiles."+name, "%v", err))
+		}
+	}
+	clean, ok := c.Profiles[c.CleanProfile]
+	if !ok {
+		errs = append(errs, config.Invalid("clean_profile", "%q is not among profiles", c.CleanProfile))
+	}
+	if c.Export.Name == "" {
+		return errors.Join(errs...)
+	}
+	export, ok := c.Profiles[c.Export.Profile]
+	switch {
+	case !ok:
+		errs = append(errs, config.Invalid("export.profile", "%q is not among profiles", c.Export.Profile))
+	case c.Export.Profile == c.CleanProfile:
+		errs = append(errs, config.Invalid("export.profile", "must be a stricter profile than clean_profile %q", c.CleanProfile))
+	default:
+		if err := export.StricterThan(clean); err != nil {
+			errs = append(errs, config.Invalid("profiles."+c.Export.Profile, "export profile is not stricter than %q: %v", c.CleanProfile, err))
+		}
+		if export.DeviceIDs {
+			errs = append(errs, config.Invalid("profiles."+c.Export.Profile+".device_ids", "must be false: no device-level identifier leaves the region"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateConsent() error {
+	var errs []error
+	if c.Consent.History < 1 {
+		errs = append(errs, config.Invalid("consent.history", "must be at least 1, got %d", c.Consent.History))
+	}
+	if c.Consent.SyncTimeout < 100*time.Millisecond {
+		errs = append(errs, config.Invalid("consent.sync_timeout", "must be at least 100ms, got %v", c.Consent.SyncTimeout))
+	}
+	for _, m := range []struct {
+		key string
+		m   map[string][]string
+	}{{"consent.defaults", c.Consent.Defaults}, {"consent.categories", c.Consent.Categories}} {
+		for name, purposes := range m.m {
+			if _, err := policy.ParsePurposes(purposes); err != nil {
+				errs = append(errs, config.Invalid(m.key+"."+name, "%v", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rules are the consent rules the config describes.
+func (c Consent) Rules() policy.Rules {
+	r := policy.Rules{Defaults: map[string]policy.Purposes{}, Categories: policy.CategoryMap{}}
+	for source, names := range c.Defaults {
+		r.Defaults[source], _ = policy.ParsePurposes(names) // validated
+	}
+	categories := c.Categories
+	if categories == nil {
+		// Not in Default: viper would merge a file's map into the default
+		// one instead of replacing it.
+		categories = defaultCategories
+	}
+	for category, names := range categories {
+		r.Categories[strings.ToLower(category)], _ = policy.ParsePurposes(names)
+	}
+	return r
 }

@@ -11,13 +11,17 @@ import (
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/config/configtest"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/policy"
 )
 
 const envPrefix = "ENRICHER"
 
 // shippedKeyFile is configs/dev-pseudonym.key seen from this package: the
 // shipped enricher.yaml names it relative to the repository root.
-const shippedKeyFile = "../../configs/dev-pseudonym.key"
+const (
+	shippedKeyFile       = "../../configs/dev-pseudonym.key"
+	shippedExportKeyFile = "../../configs/dev-export.key"
+)
 
 // testKey is the content of testdata/secrets/pseudonym.key.
 const testKey = "test-only-pseudonym-key-0123456789abcdef"
@@ -72,8 +76,32 @@ func TestAllKeys(t *testing.T) {
 			Raw:   kafkax.TopicSpec{Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 6 * time.Hour},
 			Clean: kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 168 * time.Hour},
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 336 * time.Hour},
+			Consent: kafkax.TopicSpec{Name: "privacy.consent.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
+				CleanupPolicy: "compact", Retention: 8760 * time.Hour},
+			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.all", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
+				CleanupPolicy: "compact", Retention: 87600 * time.Hour},
 		},
-		Pseudonym:      pipeline.Pseudonym{KeyID: "eu-2025_01", Key: testKey, KeyFile: "testdata/secrets/pseudonym.key"},
+		Pseudonym: pipeline.Pseudonym{KeyID: "eu-2025_01", Key: testKey, KeyFile: "testdata/secrets/pseudonym.key",
+			Next: pipeline.NextKey{KeyID: "eu-2026_01", Key: "test-only-next-pseudonym-key-0123456789abcdef",
+				KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"}},
+		Profiles: map[string]policy.Settings{
+			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full",
+				DropFields:    []string{"properties.internal_note"},
+				ScrubPatterns: []policy.ScrubPattern{{Name: "order_ref", Pattern: `ORD-\d{6}`}}},
+			"export": {IP: "drop", UserAgent: "drop", Detail: "coarse",
+				DropFields:    []string{"properties.internal_note", "context.page"},
+				ScrubPatterns: []policy.ScrubPattern{{Name: "order_ref", Pattern: `ORD-\d{6}`}}},
+		},
+		CleanProfile: "in_region",
+		Export: pipeline.Export{Name: "intl", Profile: "export",
+			Topic: kafkax.TopicSpec{Name: "events.export.intl", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
+				CleanupPolicy: "delete", Retention: 72 * time.Hour},
+			Pseudonym: pipeline.Pseudonym{KeyID: "intl-2025_01", Key: "test-only-export-pseudonym-key-0123456789abcd",
+				KeyFile: "testdata/secrets/export.key", Next: pipeline.NextKey{KeyID: "intl-2026_01",
+					Key: "test-only-export-next-key-0123456789abcdefghi", KeyFile: "testdata/secrets/export-next.key", From: "2026-01-01T00:00:00Z"}}},
+		Consent: pipeline.Consent{History: 8, SyncTimeout: 5 * time.Second,
+			Defaults:   map[string][]string{"backend": {"analytics"}},
+			Categories: map[string][]string{"c0002": {"analytics"}, "c0004": {"marketing", "third_party_sharing"}}},
 		MaxPollRecords: 500, TransactionalID: "enricher-eu-0", TransactionTimeout: 20 * time.Second, DedupWindow: 5 * time.Minute, DedupMaxEntries: 1000,
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -114,6 +142,15 @@ var badConfigs = map[string]configtest.Bad{
 	"log-level.yaml":                         {Keys: []string{"log.level"}},
 	"admin-listen.yaml":                      {Keys: []string{"admin.listen"}},
 	"unknown-key.yaml":                       {Msg: "has invalid keys: http"},
+	"profile-ip-invalid.yaml":                {Keys: []string{"profiles.in_region"}, Msg: `ip: "keep" is not truncate or drop`},
+	"profile-scrub-pattern-empty-match.yaml": {Keys: []string{"profiles.in_region"}, Msg: "scrub_patterns[0].pattern"},
+	"export-profile-not-stricter.yaml":       {Keys: []string{"profiles.export"}, Msg: "not stricter"},
+	"export-key-same-as-in-region.yaml":      {Keys: []string{"export.pseudonym.key"}, Msg: "must differ"},
+	"export-key-missing.yaml":                {Keys: []string{"export.pseudonym"}},
+	"pseudonym-next-from-invalid.yaml":       {Keys: []string{"pseudonym.next.from"}},
+	"consent-default-unknown-purpose.yaml":   {Keys: []string{"consent.defaults.backend"}, Msg: `unknown purpose "profiling"`},
+	"consent-history-zero.yaml":              {Keys: []string{"consent.history"}},
+	"topics-consent-not-compact.yaml":        {Keys: []string{"topics.consent.cleanup_policy"}},
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -123,6 +160,7 @@ func TestBadConfigs(t *testing.T) {
 func TestShippedConfig(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", shippedKeyFile)
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", shippedExportKeyFile)
 	cfg := configtest.MustLoad(t, load, "../../configs/enricher.yaml")
 	def := pipeline.Default()
 	if cfg.Region != def.Region || cfg.GroupID != def.GroupID || cfg.Admin != def.Admin || cfg.MaxPollRecords != def.MaxPollRecords {
@@ -146,24 +184,25 @@ func TestShippedConfig(t *testing.T) {
 }
 
 // TestShippedConfigNeedsKey checks the shipped file holds no key: without
-// ENRICHER_PSEUDONYM_KEY or ENRICHER_PSEUDONYM_KEY_FILE start-up fails,
-// naming pseudonym.
+// ENRICHER_PSEUDONYM_KEY(_FILE) and ENRICHER_EXPORT_PSEUDONYM_KEY(_FILE)
+// start-up fails, naming both.
 func TestShippedConfigNeedsKey(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	_, err := load(t, "../../configs/enricher.yaml")
-	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"pseudonym"}) {
-		t.Errorf("Load without a key = %v, want pseudonym named", err)
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"export.pseudonym", "pseudonym"}) {
+		t.Errorf("Load without a key = %v, want pseudonym and export.pseudonym named", err)
 	}
 }
 
-func TestDefaultNeedsOnlyPseudonym(t *testing.T) {
+func TestDefaultNeedsOnlyKeys(t *testing.T) {
 	cfg := pipeline.Default()
-	if err := cfg.Validate(); !slices.Equal(configtest.FieldKeys(err), []string{"pseudonym"}) {
-		t.Errorf("Default().Validate() = %v, want only pseudonym missing", err)
+	if err := cfg.Validate(); !slices.Equal(configtest.FieldKeys(err), []string{"export.pseudonym", "pseudonym"}) {
+		t.Errorf("Default().Validate() = %v, want only the two keys missing", err)
 	}
 	cfg.Pseudonym = pipeline.Pseudonym{KeyID: "k1", Key: testKey}
+	cfg.Export.Pseudonym.Key = "test-only-export-key-0123456789abcdef"
 	if err := cfg.Validate(); err != nil {
-		t.Errorf("Default() with a key: %v", err)
+		t.Errorf("Default() with keys: %v", err)
 	}
 }
 
@@ -171,6 +210,7 @@ func TestEnvOverrides(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "testdata/secrets/pseudonym.key")
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_ID", "k9")
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", shippedExportKeyFile)
 	t.Setenv("ENRICHER_KAFKA_BROKERS", "k1:9092,k2:9092")
 	t.Setenv("ENRICHER_GROUP_ID", "enricher-eu")
 	t.Setenv("ENRICHER_MAX_POLL_RECORDS", "250")
@@ -222,6 +262,7 @@ func TestShippedConfigKeyFromEnv(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY", "env-pseudonym-key-0123456789abcdef0123")
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "")
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY", "env-export-key-0123456789abcdef0123456")
 	cfg, err := load(t, "../../configs/enricher.yaml")
 	if err != nil {
 		t.Fatalf("Load with ENRICHER_PSEUDONYM_KEY: %v", err)

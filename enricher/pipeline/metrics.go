@@ -1,20 +1,56 @@
 package pipeline
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
+)
+
+// Drop reasons beyond the consent rules' own (policy.DropReason).
+const (
+	dropDuplicate   = "duplicate"
+	dropPoison      = "poison"
+	dropGateRefused = "gate_refused"
+)
+
+var dropReasons = []string{string(policy.DropNoConsent), string(policy.DropDNT), string(policy.DropGPC),
+	string(policy.DropMinor), string(policy.DropSuppressed), dropDuplicate, dropPoison, dropGateRefused}
 
 type metrics struct {
-	records             *prometheus.CounterVec
+	in                  prometheus.Counter
+	out                 *prometheus.CounterVec
+	dropped             *prometheus.CounterVec
+	purposes            *prometheus.CounterVec
+	defaultGrants       *prometheus.CounterVec
 	dedupEntries        prometheus.Gauge
 	transactions        *prometheus.CounterVec
 	transactionDuration prometheus.Histogram
+	commitDuration      prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 	m := &metrics{
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enricher_records_total",
-			Help: "Raw records processed in committed transactions, by outcome: clean (de-identified and produced), dead_lettered (sent to the DLQ) or duplicate (a retry of an event already stored, dropped).",
-		}, []string{"outcome"}),
+		in: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "enricher_events_in_total",
+			Help: "Raw records consumed in committed transactions.",
+		}),
+		out: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_events_out_total",
+			Help: "Events produced in committed transactions, by route: clean (events.clean.<region>) or export (events.export.<dest>).",
+		}, []string{"route"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_events_dropped_total",
+			Help: "Events not produced to a route, by reason: no_consent, dnt, gpc, minor, suppressed, duplicate, poison (to the DLQ), gate_refused (export refused by the last check, to the DLQ).",
+		}, []string{"reason"}),
+		purposes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_events_kept_by_purpose_total",
+			Help: "Events kept, by each purpose they are kept for (an event counts once per purpose).",
+		}, []string{"purpose"}),
+		defaultGrants: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_consent_default_grants_total",
+			Help: "Events kept only because config grants their source default purposes (consent.defaults), by source.",
+		}, []string{"source"}),
 		dedupEntries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "enricher_dedup_entries",
 			Help: "Events remembered for de-duplication (dedup_window, dedup_max_entries).",
@@ -28,13 +64,54 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from beginning a batch's transaction to its end, commit or abort.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
 		}),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "enricher_commit_duration_seconds",
+			Help:    "Time to end a transaction (flush, commit offsets, commit or abort).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 	}
-	reg.MustRegister(m.records, m.dedupEntries, m.transactions, m.transactionDuration)
-	for _, o := range []string{"clean", "dead_lettered", "duplicate"} {
-		m.records.WithLabelValues(o)
+	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration)
+	for _, r := range []string{"clean", "export"} {
+		m.out.WithLabelValues(r)
+	}
+	for _, r := range dropReasons {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, p := range event.Purposes {
+		m.purposes.WithLabelValues(p)
+	}
+	for _, s := range defaultSources {
+		m.defaultGrants.WithLabelValues(s)
 	}
 	for _, o := range []string{"committed", "aborted", "failed"} {
 		m.transactions.WithLabelValues(o)
 	}
 	return m
+}
+
+// tally counts one batch; it reaches the metrics only if the batch commits.
+type tally struct {
+	in, clean, export int
+	dropped           map[string]int
+	purposes          map[string]int
+	defaultGrants     map[string]int
+}
+
+func newTally() *tally {
+	return &tally{dropped: map[string]int{}, purposes: map[string]int{}, defaultGrants: map[string]int{}}
+}
+
+func (m *metrics) add(t *tally) {
+	m.in.Add(float64(t.in))
+	m.out.WithLabelValues("clean").Add(float64(t.clean))
+	m.out.WithLabelValues("export").Add(float64(t.export))
+	for r, n := range t.dropped {
+		m.dropped.WithLabelValues(r).Add(float64(n))
+	}
+	for p, n := range t.purposes {
+		m.purposes.WithLabelValues(p).Add(float64(n))
+	}
+	for s, n := range t.defaultGrants {
+		m.defaultGrants.WithLabelValues(s).Add(float64(n))
+	}
 }

@@ -1,36 +1,51 @@
-// Package pipeline is the enricher: it consumes events.raw.<region>,
-// de-identifies each event with the in-region profile (internal/policy) and
-// produces it to events.clean.<region>. Records it cannot decode go to the
-// dead-letter topic with the reason in headers.
+// Package pipeline is the enricher: it consumes events.raw.<region>, judges
+// each event by its subject's consent at the event's time (consent store,
+// internal/policy rules), de-identifies what is kept with the in-region
+// profile into events.clean.<region> and, with cross-border consent, with
+// the export profile into events.export.<dest> through the cross-border
+// gate. Records it cannot decode, and exports the gate refuses, go to the
+// in-region dead-letter topic with the reason in headers.
 //
-// Delivery: exactly once from the raw topic to the clean and dead-letter
-// topics. Each polled batch is one Kafka transaction holding its output
-// records and its consumer offsets (franz-go's GroupTransactSession), so
-// readers with isolation read_committed see every event once: a crash or a
-// failed produce aborts the transaction and the batch is consumed again.
+// Delivery: exactly once from the raw topic to the clean, export and
+// dead-letter topics. Each polled batch is one Kafka transaction holding its
+// output records and its consumer offsets (franz-go's GroupTransactSession),
+// so readers with isolation read_committed see every event once: a crash or
+// a failed produce aborts the transaction and the batch is consumed again.
 // The transactional ID (transactional_id) must be unique per instance and
 // stable across its restarts, so a restarted instance fences its own
 // unfinished transaction.
 //
+// Consent: before judging a batch, the consent store applies everything the
+// consent and erasure topics hold (consent.sync_timeout), so consent
+// recorded before an event was sent is in force for it.
+//
 // Client retries (same source and messageId within dedup_window) are
 // dropped; the memory of them is this instance's.
 //
-// Metrics: enricher_records_total{outcome}, enricher_dedup_entries,
-// enricher_transactions_total{outcome}, enricher_transaction_duration_seconds,
-// and franz-go's client metrics under enricher_.
+// Metrics: enricher_events_in_total, enricher_events_out_total{route},
+// enricher_events_dropped_total{reason},
+// enricher_events_kept_by_purpose_total{purpose},
+// enricher_consent_default_grants_total{source}, enricher_dedup_entries,
+// enricher_transactions_total{outcome},
+// enricher_transaction_duration_seconds, enricher_commit_duration_seconds,
+// the consent store's enricher_consent_* metrics, and franz-go's client
+// metrics under enricher_ and enricher_consent_.
 package pipeline
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/enricher/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/obs"
@@ -44,12 +59,16 @@ var _ obs.Component = (*Pipeline)(nil)
 
 // Pipeline is the enricher component.
 type Pipeline struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	sess    *kgo.GroupTransactSession
-	pseudo  *policy.Pseudonymizer
-	dedup   *dedup // used by the run loop only
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	sess     *kgo.GroupTransactSession
+	store    *consentstore.Store
+	follower *consentstore.Follower
+	rules    policy.Rules
+	clean    *policy.Profile
+	export   *policy.Profile // nil: no export destination
+	dedup    *dedup          // used by the run loop only
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
@@ -60,12 +79,27 @@ type Pipeline struct {
 
 // New builds the enricher from a validated config.
 func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, error) {
-	pseudo, err := policy.NewPseudonymizer(cfg.Pseudonym.KeyID, []byte(cfg.Pseudonym.Key.Reveal()))
+	agents, err := policy.NewUserAgentParser(4096)
 	if err != nil {
-		return nil, fmt.Errorf("pseudonymizer: %w", err)
+		return nil, fmt.Errorf("user agent parser: %w", err)
+	}
+	clean, err := newProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
+	if err != nil {
+		return nil, err
+	}
+	var export *policy.Profile
+	if cfg.Export.Name != "" {
+		if export, err = newProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = 1000
+	}
+	store := consentstore.New(cfg.Consent.History)
+	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, log)
+	if err != nil {
+		return nil, err
 	}
 	sess, err := kafkax.NewTransactSession(&cfg.Kafka, reg, "enricher", log,
 		kgo.TransactionalID(cfg.TransactionalID),
@@ -76,17 +110,44 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.NoCompression()),
 	)
 	if err != nil {
+		follower.Client().Close()
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg), sess: sess, pseudo: pseudo,
+	rules := cfg.Consent.Rules()
+	sources := make([]string, 0, len(rules.Defaults))
+	for s := range rules.Defaults {
+		sources = append(sources, s)
+	}
+	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), sess: sess, store: store, follower: follower,
+		rules: rules, clean: clean, export: export,
 		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 1), stopped: make(chan struct{})}, nil
 }
 
-// Start creates or checks the topics and starts consuming in the background.
+func newProfile(name string, s policy.Settings, key Pseudonym, agents *policy.UserAgentParser) (*policy.Profile, error) {
+	ring, err := key.Keyring()
+	if err != nil {
+		return nil, fmt.Errorf("profile %s keys: %w", name, err)
+	}
+	p, err := policy.NewProfile(name, s, ring, agents)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// Start creates or checks the topics, rebuilds the consent store from its
+// topics, and starts consuming in the background.
 func (p *Pipeline) Start(ctx context.Context) error {
 	t := p.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, p.sess.Client(), []kafkax.TopicSpec{t.Clean, t.DLQ}, []kafkax.TopicSpec{t.Raw}, p.log); err != nil {
+	owned := []kafkax.TopicSpec{t.Clean, t.DLQ, t.Consent, t.Erasures}
+	if p.export != nil {
+		owned = append(owned, p.cfg.Export.Topic)
+	}
+	if err := kafkax.EnsureTopics(ctx, p.sess.Client(), owned, []kafkax.TopicSpec{t.Raw}, p.log); err != nil {
 		return fmt.Errorf("enricher topics: %w", err)
+	}
+	if err := p.follower.Start(ctx); err != nil {
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
@@ -94,7 +155,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.done <- p.run(runCtx)
 		close(p.stopped)
 	}()
-	p.log.Info("enricher consuming", "from", t.Raw.Name, "to", t.Clean.Name, "group", p.cfg.GroupID)
+	p.log.Info("enricher consuming", "from", t.Raw.Name, "to", t.Clean.Name, "export", p.cfg.Export.Topic.Name, "group", p.cfg.GroupID)
 	return nil
 }
 
@@ -105,7 +166,7 @@ func (p *Pipeline) Done() <-chan error { return p.done }
 func (p *Pipeline) Ready(ctx context.Context) error { return p.sess.Client().Ping(ctx) }
 
 // Shutdown stops the loop (an unfinished batch is not committed and will be
-// replayed), leaves the group and closes the client. Idempotent and safe
+// replayed), leaves the group and closes the clients. Idempotent and safe
 // without Start.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.shutdownOnce.Do(func() {
@@ -118,6 +179,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			}
 		}
 		p.sess.Close()
+		p.shutdownErr = errors.Join(p.shutdownErr, p.follower.Shutdown(ctx))
 	})
 	return p.shutdownErr
 }
@@ -155,11 +217,11 @@ func (p *Pipeline) run(ctx context.Context) error {
 	}
 }
 
-// transact de-identifies records and writes the results and the batch's
-// offsets in one transaction. committed false means it aborted and the
-// batch will be consumed again; an error means the session cannot go on.
-// It runs to the end even while shutting down: cancelling a transaction
-// midway would leave the client unusable.
+// transact judges and de-identifies records and writes the results and the
+// batch's offsets in one transaction. committed false means it aborted and
+// the batch will be consumed again; an error means the session cannot go
+// on. It runs to the end even while shutting down: cancelling a
+// transaction midway would leave the client unusable.
 func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
@@ -167,32 +229,24 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	if err := p.sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
-	out := make([]*kgo.Record, 0, len(records))
-	var dead, duplicates int
-	now := time.Now()
-	keys := make([]string, 0, len(records))
-	inBatch := make(map[string]bool, len(records))
-	for _, rec := range records {
-		r, key, err := p.transform(rec)
-		switch {
-		case err != nil:
-			out = append(out, kafkax.DeadLetter(rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", err))
-			dead++
-		case p.dedup != nil && (inBatch[key] || p.dedup.contains(key, now)):
-			duplicates++ // a client's retry of an event already stored
-		default:
-			inBatch[key] = true
-			keys = append(keys, key)
-			out = append(out, r)
+	end, out, keys, t := kgo.TryCommit, []*kgo.Record(nil), []string(nil), newTally()
+	syncCtx, cancelSync := context.WithTimeout(ctx, p.cfg.Consent.SyncTimeout)
+	syncErr := p.follower.WaitCaughtUp(syncCtx)
+	cancelSync()
+	if syncErr != nil {
+		// Judging by stale consent could keep what a withdrawal forbids.
+		p.log.Warn("consent store not current; aborting the transaction", "err", syncErr)
+		end = kgo.TryAbort
+	} else {
+		out, keys, t = p.process(records)
+		if err := p.sess.ProduceSync(ctx, out...).FirstErr(); err != nil {
+			p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", err)
+			end = kgo.TryAbort
 		}
 	}
-	produceErr := p.sess.ProduceSync(ctx, out...).FirstErr()
-	end := kgo.TryCommit
-	if produceErr != nil {
-		p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", produceErr)
-		end = kgo.TryAbort
-	}
+	endStart := time.Now()
 	committed, err = p.sess.End(ctx, end)
+	p.metrics.commitDuration.Observe(time.Since(endStart).Seconds())
 	p.metrics.transactionDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.metrics.transactions.WithLabelValues("failed").Inc()
@@ -203,32 +257,106 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 		return false, nil
 	}
 	// Only now: the events of an aborted batch come again and must pass.
-	p.dedup.add(keys, now)
+	p.dedup.add(keys, time.Now())
 	p.metrics.transactions.WithLabelValues("committed").Inc()
-	p.metrics.records.WithLabelValues("clean").Add(float64(len(keys)))
-	p.metrics.records.WithLabelValues("dead_lettered").Add(float64(dead))
-	p.metrics.records.WithLabelValues("duplicate").Add(float64(duplicates))
+	p.metrics.add(t)
 	p.metrics.dedupEntries.Set(float64(p.dedup.size()))
 	return true, nil
 }
 
-// transform turns one raw record into its clean record and the key that
-// identifies the event for de-duplication; an error means the record is
-// poison (permanent).
-func (p *Pipeline) transform(rec *kgo.Record) (*kgo.Record, string, error) {
-	env, err := event.DecodeEnvelope(rec.Value)
-	if err != nil {
-		return nil, "", fmt.Errorf("decode envelope: %w", err)
+// process turns a batch into its output records, the de-duplication keys of
+// the events it stores, and its counts.
+func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []string, t *tally) {
+	now := time.Now()
+	t = newTally()
+	t.in = len(records)
+	out = make([]*kgo.Record, 0, len(records))
+	inBatch := make(map[string]bool, len(records))
+	for _, rec := range records {
+		env, err := event.DecodeEnvelope(rec.Value)
+		if err != nil {
+			out = append(out, kafkax.DeadLetter(rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", fmt.Errorf("decode envelope: %w", err)))
+			t.dropped[dropPoison]++
+			continue
+		}
+		// messageIds are the client's: unique per source, not across sources.
+		key := env.SourceID + "\x00" + env.MessageID
+		if p.dedup != nil && (inBatch[key] || p.dedup.contains(key, now)) {
+			t.dropped[dropDuplicate]++ // a client's retry of an event already stored
+			continue
+		}
+		d := p.judge(env)
+		if d.Drop != "" {
+			t.dropped[string(d.Drop)]++
+			continue
+		}
+		clean, err := p.cleanRecord(env, d)
+		if err != nil {
+			out = append(out, kafkax.DeadLetter(rec, p.cfg.Topics.DLQ.Name, stage, "invalid_event", err))
+			t.dropped[dropPoison]++
+			continue
+		}
+		inBatch[key] = true
+		keys = append(keys, key)
+		out = append(out, clean)
+		t.clean++
+		for _, name := range d.Purposes.Names() {
+			t.purposes[name]++
+		}
+		if d.ByDefault {
+			t.defaultGrants[strings.ToLower(env.SourceID)]++
+		}
+		if !d.Export || p.export == nil {
+			continue
+		}
+		x, err := policy.Export(env, d, p.export)
+		if err != nil {
+			// The in-region copy stands; the export must not leave.
+			out = append(out, kafkax.DeadLetter(rec, p.cfg.Topics.DLQ.Name, stage, dropGateRefused, err))
+			t.dropped[dropGateRefused]++
+			continue
+		}
+		out = append(out, p.exportRecord(x))
+		t.export++
 	}
-	clean, err := policy.Deidentify(env, p.pseudo)
+	return out, keys, t
+}
+
+// judge applies the consent rules to one event. Consent the event carries
+// updates the store at once, so the subject's next events see it.
+func (p *Pipeline) judge(env event.Envelope) policy.Decision {
+	ev := &env.Event
+	at := policy.EventTime(env)
+	suppressed := p.store.Suppressed(ev.UserID) || p.store.Suppressed(ev.AnonymousID)
+	subject := ev.SubjectID()
+	inForce := p.store.At(subject, at)
+	if !inForce.Known && ev.UserID != "" {
+		// Consent given before sign-in was recorded under the anonymousId.
+		inForce = p.store.At(ev.AnonymousID, at)
+	}
+	d, carried := p.rules.Judge(env, inForce, suppressed)
+	if carried != nil && !suppressed {
+		p.store.Apply(subject, at, *carried)
+	}
+	return d
+}
+
+// cleanRecord de-identifies a kept event for events.clean.<region>; an
+// error means the event is poison (permanent).
+func (p *Pipeline) cleanRecord(env event.Envelope, d policy.Decision) (*kgo.Record, error) {
+	clean, err := p.clean.Deidentify(env, d)
 	if err != nil {
-		return nil, "", fmt.Errorf("de-identify: %w", err)
+		return nil, fmt.Errorf("de-identify: %w", err)
 	}
 	value, err := json.Marshal(clean)
 	if err != nil {
-		return nil, "", fmt.Errorf("encode clean event: %w", err)
+		return nil, fmt.Errorf("encode clean event: %w", err)
 	}
-	// messageIds are the client's: unique per source, not across sources.
-	key := env.SourceID + "\x00" + env.MessageID
-	return &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: value}, key, nil
+	return &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: value}, nil
+}
+
+// exportRecord is the only way onto the export topic, and it takes only
+// what the cross-border gate let through.
+func (p *Pipeline) exportRecord(x policy.Exportable) *kgo.Record {
+	return &kgo.Record{Topic: p.cfg.Export.Topic.Name, Key: x.Key(), Value: x.Value()}
 }

@@ -22,12 +22,27 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// testConfig grants the source "web" analytics by default, so tests that
+// are not about consent need none.
 func testConfig(brokers []string) Config {
 	cfg := Default()
 	cfg.Kafka.Brokers = brokers
 	cfg.Pseudonym = Pseudonym{KeyID: "t1", Key: "test-key-0123456789-0123456789-0123456789"}
+	cfg.Export.Name = "intl"
+	cfg.Export.Pseudonym = Pseudonym{KeyID: "x1", Key: "test-export-key-0123456789-0123456789-01"}
+	cfg.Consent.Defaults = map[string][]string{"web": {"analytics"}}
 	cfg.TransactionalID = fmt.Sprintf("enricher-test-%d", time.Now().UnixNano())
 	return cfg
+}
+
+// isolate gives the test its own group and topics, deleted afterwards.
+func isolate(t *testing.T, brokers []string, cfg *Config) {
+	cfg.GroupID = testenv.Name(t, "enricher")
+	for _, spec := range []*kafkax.TopicSpec{&cfg.Topics.Raw, &cfg.Topics.Clean, &cfg.Topics.DLQ,
+		&cfg.Topics.Consent, &cfg.Topics.Erasures, &cfg.Export.Topic} {
+		spec.Name = testenv.Name(t, strings.ReplaceAll(spec.Name, ".", "-"))
+		testenv.DeleteTopicsAfter(t, brokers, spec.Name)
+	}
 }
 
 func TestMetricsLint(t *testing.T) {
@@ -46,11 +61,7 @@ func TestCleanAndDeadLetter(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, time.Minute)
 	cfg := testConfig(brokers)
-	cfg.GroupID = testenv.Name(t, "enricher")
-	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
-	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
-	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
+	isolate(t, brokers, &cfg)
 	reg := prometheus.NewRegistry()
 	p, err := New(cfg, reg, quiet)
 	if err != nil {
@@ -121,11 +132,14 @@ func TestCleanAndDeadLetter(t *testing.T) {
 	if all := testenv.ReadAll(t, ctx, brokers, cfg.Topics.Clean.Name); len(all) != 1 {
 		t.Errorf("clean topic holds %d records, want 1: the retry must be dropped", len(all))
 	}
-	if got := testutil.ToFloat64(p.metrics.records.WithLabelValues("duplicate")); got != 1 {
+	if got := testutil.ToFloat64(p.metrics.dropped.WithLabelValues("duplicate")); got != 1 {
 		t.Errorf("duplicate metric = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(p.metrics.records.WithLabelValues("dead_lettered")); got != 2 {
-		t.Errorf("dead_lettered metric = %v, want 2", got)
+	if got := testutil.ToFloat64(p.metrics.dropped.WithLabelValues("poison")); got != 2 {
+		t.Errorf("poison metric = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.defaultGrants.WithLabelValues("web")); got != 1 {
+		t.Errorf("default grants for web = %v, want 1", got)
 	}
 }
 
@@ -136,11 +150,7 @@ func TestProduceFailureHoldsCommit(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	cfg := testConfig(brokers)
-	cfg.GroupID = testenv.Name(t, "enricher")
-	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
-	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
-	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
+	isolate(t, brokers, &cfg)
 	p, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)

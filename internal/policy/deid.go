@@ -1,11 +1,16 @@
 // Package policy holds the pure privacy rules of the pipeline: no I/O, no
 // clocks, no globals, so every rule is golden-tested.
 //
-// Data contract: Deidentify turns an event.Envelope (raw PI) into an
-// event.Clean in which every identifier is a keyed pseudonym, the IP is
-// truncated, the context keeps only what contextAllowList names, and
-// e-mail addresses, phone, IMEI and identity numbers in the properties are
-// replaced by what they were (scrubProperties).
+// Data contract: Decide judges an event by the consent in force at its
+// time (kept for which purposes, exported or not, or dropped and why).
+// Profile.Deidentify turns an event.Envelope (raw PI) into an event.Clean in
+// which every identifier is a keyed pseudonym under the profile's key, the
+// country is derived and the IP truncated or dropped, the user agent is
+// generalized, the context keeps only an allow-list, and e-mail addresses,
+// phone, IMEI and identity numbers in the properties are replaced by what
+// they were (scrubProperties). Export wraps an export-profile event in the
+// only type the export producer accepts, after a last check for raw
+// identifiers.
 package policy
 
 import (
@@ -19,6 +24,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/consentflow/consentflow/internal/event"
 )
@@ -55,6 +61,9 @@ const (
 	KindAnonymous   = "anonymous"
 	KindDevice      = "device"
 	KindAdvertising = "advertising"
+	KindIMEI        = "imei"
+	KindAndroidID   = "android_id"
+	KindMAC         = "mac"
 )
 
 // Pseudonym returns "<keyId>.<hex of the first 16 bytes of HMAC-SHA256>", or
@@ -88,7 +97,7 @@ func TruncateIP(ip string) string {
 }
 
 // deviceIDKeys are the context.device keys that come back as pseudonyms.
-var deviceIDKeys = []string{"id", "advertisingId"}
+var deviceIDKeys = []string{"id", "advertisingId", "imei", "androidId", "mac"}
 
 // contextAllowList is every part of the Segment context that survives
 // de-identification, and for objects the keys kept inside them (scalar
@@ -109,12 +118,21 @@ var contextAllowList = map[string][]string{
 	"timezone": nil,
 }
 
+// coarseContextAllowList is what a coarse profile keeps: what an app and
+// its platform are, nothing of the device, page, network or campaign.
+var coarseContextAllowList = map[string][]string{
+	"app":     {"name", "version"},
+	"library": {"name", "version"},
+	"os":      {"name"},
+	"locale":  nil,
+}
+
 // urlKeys are page fields whose query string and fragment are cut: they
 // carry e-mail addresses, tokens and search terms.
 var urlKeys = map[string]bool{"url": true, "referrer": true}
 
-// Deidentify applies the in-region profile to one raw event.
-func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
+// Deidentify applies the profile to one raw event kept for d.Purposes.
+func (p *Profile) Deidentify(env event.Envelope, d Decision) (event.Clean, error) {
 	ev := env.Event
 	ctx, device, err := splitContext(ev.Context)
 	if err != nil {
@@ -134,19 +152,33 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 		// it wins over the address of the server that posted the event.
 		ip = ctxIP
 	}
-	cleanCtx, err := marshalObject(allowContext(ctx))
+	ua := env.Signals.UserAgent
+	if ctxUA, ok := ctx["userAgent"].(string); ok && ctxUA != "" {
+		// Browsers' SDKs copy navigator.userAgent here, and server-side
+		// SDKs the end user's: either says more than the poster's header.
+		ua = ctxUA
+	}
+	coarse := p.settings.Detail == "coarse"
+	allowList := contextAllowList
+	if coarse {
+		allowList = coarseContextAllowList
+	}
+	kept := allowContext(ctx, allowList)
+	dropPaths(kept, p.drops, "context")
+	cleanCtx, err := marshalObject(kept)
 	if err != nil {
 		return event.Clean{}, err
 	}
-	props, err := scrubProperties(ev.Properties)
+	props, err := p.scrubProperties(ev.Properties)
 	if err != nil {
 		return event.Clean{}, err
 	}
+	key := p.keys.At(env.ReceivedAt)
 	subjectKind, subjectID := KindUser, ev.UserID
 	if subjectID == "" {
 		subjectKind, subjectID = KindAnonymous, ev.AnonymousID
 	}
-	return event.Clean{
+	c := event.Clean{
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
 		Type:          ev.Type,
@@ -155,17 +187,38 @@ func Deidentify(env event.Envelope, p *Pseudonymizer) (event.Clean, error) {
 		ReceivedAt:    env.ReceivedAt.UTC(),
 		SourceID:      env.SourceID,
 		Region:        env.Region,
-		Subject:       p.Pseudonym(subjectKind, subjectID),
-		UserID:        p.Pseudonym(KindUser, ev.UserID),
-		AnonymousID:   p.Pseudonym(KindAnonymous, ev.AnonymousID),
-		DeviceID:      p.Pseudonym(KindDevice, device["id"]),
-		AdvertisingID: p.Pseudonym(KindAdvertising, device["advertisingId"]),
-		IP:            TruncateIP(ip),
+		Purposes:      d.Purposes.Names(),
+		Subject:       key.Pseudonym(subjectKind, subjectID),
+		Country:       Country(ip),
 		DNT:           env.Signals.DNT,
 		GPC:           env.Signals.GPC,
 		Context:       cleanCtx,
 		Properties:    props,
-	}, nil
+	}
+	if !coarse {
+		c.UserID = key.Pseudonym(KindUser, ev.UserID)
+		c.AnonymousID = key.Pseudonym(KindAnonymous, ev.AnonymousID)
+	} else {
+		c.Timestamp, c.ReceivedAt = c.Timestamp.Truncate(time.Hour), c.ReceivedAt.Truncate(time.Hour)
+	}
+	if p.settings.DeviceIDs {
+		c.DeviceID = key.Pseudonym(KindDevice, device["id"])
+		c.AdvertisingID = key.Pseudonym(KindAdvertising, device["advertisingId"])
+		c.IMEI = key.Pseudonym(KindIMEI, device["imei"])
+		c.AndroidID = key.Pseudonym(KindAndroidID, device["androidId"])
+		c.MAC = key.Pseudonym(KindMAC, device["mac"])
+	}
+	if p.settings.IP == "truncate" {
+		c.IP = TruncateIP(ip)
+	}
+	if p.settings.UserAgent == "parse" && p.agents != nil {
+		a := p.agents.Parse(ua)
+		c.Browser, c.OS, c.DeviceClass = a.Browser, a.OS, a.DeviceClass
+		if !coarse {
+			c.BrowserVersion, c.OSVersion = a.BrowserVersion, a.OSVersion
+		}
+	}
+	return c, nil
 }
 
 // splitContext decodes the event context and returns, apart, the device
@@ -195,12 +248,12 @@ func splitContext(raw json.RawMessage) (map[string]any, map[string]string, error
 
 // allowContext keeps what contextAllowList names, scalars only, and cuts
 // URLs to scheme, host and path.
-func allowContext(ctx map[string]any) map[string]any {
+func allowContext(ctx map[string]any, allowList map[string][]string) map[string]any {
 	out := map[string]any{}
 	if prefs := consentPreferences(ctx); len(prefs) > 0 {
 		out["consent"] = map[string]any{"categoryPreferences": prefs}
 	}
-	for key, subKeys := range contextAllowList {
+	for key, subKeys := range allowList {
 		v, ok := ctx[key]
 		if !ok {
 			continue

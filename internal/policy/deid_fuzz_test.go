@@ -191,12 +191,11 @@ func FuzzDeidentify(f *testing.F) {
 	} {
 		f.Add(s.ids.user, s.ids.anon, s.ids.device, s.ids.ad, s.ids.hw, s.signalIP, s.ctxIP, []byte(s.rawCtx), []byte(s.props), s.timestamp)
 	}
-	p := newTestPseudonymizer(f)
 
 	f.Fuzz(func(t *testing.T, user, anon, device, ad, hw, signalIP, ctxIP string, rawCtx, props []byte, ts string) {
 		ids := fuzzIDs{user, anon, device, ad, hw}
 		env, injected, effIP := fuzzEnvelope(ids, signalIP, ctxIP, rawCtx, props, ts)
-		out, err := policy.Deidentify(env, p)
+		out, err := deidentify(t, env)
 		if err != nil {
 			var fe *event.FieldError
 			if !errors.As(err, &fe) || !errors.Is(err, event.ErrPermanent) {
@@ -269,7 +268,7 @@ func FuzzDeidentify(f *testing.F) {
 			return "~"
 		}
 		baseEnv, _, _ := fuzzEnvelope(fuzzIDs{repl(user), repl(anon), repl(device), repl(ad), repl(hw)}, signalIP, ctxIP, rawCtx, props, ts)
-		baseOut, err := policy.Deidentify(baseEnv, p)
+		baseOut, err := deidentify(t, baseEnv)
 		if err != nil {
 			t.Fatalf("Deidentify(baseline): %v", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,40 @@ func newTestPseudonymizer(t testing.TB) *policy.Pseudonymizer {
 	return p
 }
 
+// testAgents is shared: compiling ua-parser's regexes takes a while.
+var testAgents = sync.OnceValue(func() *policy.UserAgentParser {
+	u, err := policy.NewUserAgentParser(1024)
+	if err != nil {
+		panic(err)
+	}
+	return u
+})
+
+// inRegionSettings is the shipped in-region profile.
+var inRegionSettings = policy.Settings{IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full"}
+
+func newTestProfile(t testing.TB, s policy.Settings, keys ...policy.Key) *policy.Profile {
+	t.Helper()
+	if len(keys) == 0 {
+		keys = []policy.Key{{ID: testKeyID, Secret: testKey}}
+	}
+	ring, err := policy.NewKeyring(keys...)
+	if err != nil {
+		t.Fatalf("NewKeyring: %v", err)
+	}
+	p, err := policy.NewProfile("test", s, ring, testAgents())
+	if err != nil {
+		t.Fatalf("NewProfile: %v", err)
+	}
+	return p
+}
+
+// deidentify applies the in-region profile under the test key to an event
+// kept for analytics.
+func deidentify(t testing.TB, env event.Envelope) (event.Clean, error) {
+	return newTestProfile(t, inRegionSettings).Deidentify(env, policy.Decision{Purposes: policy.Analytics})
+}
+
 // TestDeidentifyGolden runs Deidentify on every testdata/<case>.json (an
 // event.Envelope) and compares the indented JSON of the event.Clean with
 // testdata/<case>.golden. Run with -update to rewrite the goldens, then
@@ -45,7 +80,6 @@ func TestDeidentifyGolden(t *testing.T) {
 	if len(inputs) == 0 {
 		t.Fatal("no testdata/*.json cases")
 	}
-	p := newTestPseudonymizer(t)
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".json")
 		t.Run(name, func(t *testing.T) {
@@ -66,7 +100,7 @@ func TestDeidentifyGolden(t *testing.T) {
 			if err := dec.Decode(&env); err != nil {
 				t.Fatalf("decode input: %v", err)
 			}
-			clean, err := policy.Deidentify(env, p)
+			clean, err := deidentify(t, env)
 			if err != nil {
 				t.Fatalf("Deidentify: %v", err)
 			}
@@ -176,7 +210,7 @@ func TestDeidentifyFields(t *testing.T) {
 	}
 
 	t.Run("subject is the userId pseudonym when known", func(t *testing.T) {
-		c, err := policy.Deidentify(base(), p)
+		c, err := deidentify(t, base())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +234,7 @@ func TestDeidentifyFields(t *testing.T) {
 	t.Run("subject is the anonymousId pseudonym otherwise", func(t *testing.T) {
 		env := base()
 		env.Event.UserID = ""
-		c, err := policy.Deidentify(env, p)
+		c, err := deidentify(t, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +249,7 @@ func TestDeidentifyFields(t *testing.T) {
 	t.Run("page name becomes the event name", func(t *testing.T) {
 		env := base()
 		env.Event.Type, env.Event.Event, env.Event.Name = "page", "", "Home"
-		c, err := policy.Deidentify(env, p)
+		c, err := deidentify(t, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +261,7 @@ func TestDeidentifyFields(t *testing.T) {
 	t.Run("context.ip that is not a string is dropped, signals IP used", func(t *testing.T) {
 		env := base()
 		env.Event.Context = json.RawMessage(`{"ip":{"v":"203.0.113.9"}}`)
-		c, err := policy.Deidentify(env, p)
+		c, err := deidentify(t, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +276,7 @@ func TestDeidentifyFields(t *testing.T) {
 	t.Run("device identifiers that are not strings are dropped", func(t *testing.T) {
 		env := base()
 		env.Event.Context = json.RawMessage(`{"device":{"id":12345678901,"advertisingId":{"x":"y"},"imei":356938035643809,"model":"m"}}`)
-		c, err := policy.Deidentify(env, p)
+		c, err := deidentify(t, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +293,7 @@ func TestDeidentifyFields(t *testing.T) {
 		ctx := `{"ip":"203.0.113.9","device":{"id":"device-cccccccc"},"traits":{"email":"a@b.c"}}`
 		env.Event.Context = json.RawMessage(ctx)
 		env.Event.Properties = json.RawMessage(`{"a":1}`)
-		if _, err := policy.Deidentify(env, p); err != nil {
+		if _, err := deidentify(t, env); err != nil {
 			t.Fatal(err)
 		}
 		if string(env.Event.Context) != ctx || string(env.Event.Properties) != `{"a":1}` {
@@ -270,13 +304,13 @@ func TestDeidentifyFields(t *testing.T) {
 	t.Run("deterministic", func(t *testing.T) {
 		env := base()
 		env.Event.Context = json.RawMessage(`{"b":1,"a":{"z":2,"y":3},"device":{"id":"device-cccccccc"}}`)
-		first, err := policy.Deidentify(env, p)
+		first, err := deidentify(t, env)
 		if err != nil {
 			t.Fatal(err)
 		}
 		a, _ := json.Marshal(first)
 		for i := 0; i < 20; i++ {
-			c, err := policy.Deidentify(env, p)
+			c, err := deidentify(t, env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +322,6 @@ func TestDeidentifyFields(t *testing.T) {
 }
 
 func TestDeidentifyBadContext(t *testing.T) {
-	p := newTestPseudonymizer(t)
 	for _, ctx := range []string{`[1,2]`, `"device"`, `42`, `true`, `{`, `{"device":`, `nul`} {
 		t.Run(ctx, func(t *testing.T) {
 			env := event.Envelope{
@@ -296,7 +329,7 @@ func TestDeidentifyBadContext(t *testing.T) {
 				MessageID:     "m",
 				Event:         event.Event{Type: "page", UserID: "u", Context: json.RawMessage(ctx)},
 			}
-			_, err := policy.Deidentify(env, p)
+			_, err := deidentify(t, env)
 			var fe *event.FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("err = %v (%T), want *event.FieldError", err, err)
@@ -314,7 +347,6 @@ func TestDeidentifyBadContext(t *testing.T) {
 // TestDeidentifyOutputEncodes checks that every envelope DecodeEnvelope
 // accepts gives a Clean that can be JSON-encoded for the clean topic.
 func TestDeidentifyOutputEncodes(t *testing.T) {
-	p := newTestPseudonymizer(t)
 	for _, tc := range []struct {
 		ts string
 	}{
@@ -333,7 +365,7 @@ func TestDeidentifyOutputEncodes(t *testing.T) {
 			if err != nil {
 				return // rejected at the door: fine
 			}
-			c, err := policy.Deidentify(env, p)
+			c, err := deidentify(t, env)
 			if err != nil {
 				t.Fatalf("Deidentify: %v", err)
 			}

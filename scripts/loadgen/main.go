@@ -24,8 +24,15 @@ func main() {
 	subjects := flag.Int("subjects", 20, "distinct subjects")
 	batchSize := flag.Int("batch", 50, "events per request")
 	runID := flag.String("run", fmt.Sprintf("run-%d", time.Now().Unix()), "run id, stored in every event's properties.run")
+	consent := flag.Bool("consent", true, "first record each subject's consent (analytics; every third subject also cross-border): the enricher drops events of subjects without consent")
 	flag.Parse()
 
+	if *consent {
+		if err := grantConsent(*url+"/v1/consent", *writeKey, *subjects); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}
 	sent, err := send(*url+"/v1/batch", *writeKey, *runID, *events, *subjects, *batchSize)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -75,8 +82,25 @@ func send(url, writeKey, runID string, total, subjects, batchSize int) (int, err
 	return sent, nil
 }
 
-func post(client *http.Client, url, writeKey string, batch []map[string]any) error {
-	body, err := json.Marshal(map[string]any{"batch": batch, "sentAt": time.Now().UTC().Format(time.RFC3339Nano)})
+// grantConsent records consent under each subject's anonymousId, which
+// also covers its events after sign-in.
+func grantConsent(url, writeKey string, subjects int) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	for s := range subjects {
+		update := map[string]any{"anonymousId": fmt.Sprintf("anon-%04d", s), "purposes": map[string]bool{"analytics": true},
+			"crossBorder": s%3 == 0, "timestamp": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)}
+		if err := post(client, url, writeKey, update); err != nil {
+			return fmt.Errorf("consent: %w", err)
+		}
+	}
+	return nil
+}
+
+func post(client *http.Client, url, writeKey string, payload any) error {
+	if batch, ok := payload.([]map[string]any); ok {
+		payload = map[string]any{"batch": batch, "sentAt": time.Now().UTC().Format(time.RFC3339Nano)}
+	}
+	body, err := json.Marshal(payload)
 	if err != nil {
 		return err
 	}
@@ -88,12 +112,12 @@ func post(client *http.Client, url, writeKey string, batch []map[string]any) err
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post batch: %w", err)
+		return fmt.Errorf("post: %w", err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("post batch: %s: %s", resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("post: %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
 }

@@ -1,0 +1,44 @@
+package consentstore
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	records    *prometheus.CounterVec
+	subjects   prometheus.Gauge
+	suppressed prometheus.Gauge
+	rebuild    prometheus.Gauge
+	store      *Store
+}
+
+func newMetrics(reg prometheus.Registerer, store *Store) *metrics {
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_consent_records_total",
+			Help: "privacy.consent and privacy.erasures records applied to the consent store, by kind: consent, tombstone, erasure, or invalid (skipped).",
+		}, []string{"kind"}),
+		subjects: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "enricher_consent_store_subjects",
+			Help: "Subjects whose consent the store holds.",
+		}),
+		suppressed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "enricher_consent_store_suppressed_subjects",
+			Help: "Erased subjects the store suppresses.",
+		}),
+		rebuild: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "enricher_consent_store_rebuild_seconds",
+			Help: "How long reading the consent and erasure topics at start-up took.",
+		}),
+		store: store,
+	}
+	reg.MustRegister(m.records, m.subjects, m.suppressed, m.rebuild)
+	for _, k := range []string{"consent", "tombstone", "erasure", "invalid"} {
+		m.records.WithLabelValues(k)
+	}
+	return m
+}
+
+func (m *metrics) observeSize() {
+	subjects, suppressed := m.store.Size()
+	m.subjects.Set(float64(subjects))
+	m.suppressed.Set(float64(suppressed))
+}

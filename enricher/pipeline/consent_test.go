@@ -1,0 +1,175 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/testenv"
+)
+
+// TestConsentDecisions runs the enricher against real consent and erasure
+// topics: every drop reason, consent ordering, a default grant, export with
+// its own key, and the gate. Consent is produced just before the events,
+// with no pause: the store must catch up before it judges them.
+func TestConsentDecisions(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	cfg := testConfig(brokers)
+	isolate(t, brokers, &cfg)
+	reg := prometheus.NewRegistry()
+	p, err := New(cfg, reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	now := time.Now().UTC()
+	consent := func(subject string, at time.Time, u event.ConsentUpdate) *kgo.Record {
+		u.UserID, u.Timestamp = subject, at.Format(time.RFC3339Nano)
+		v, _ := json.Marshal(u.State(now, "app", "cn"))
+		return &kgo.Record{Topic: cfg.Topics.Consent.Name, Key: []byte(subject), Value: v}
+	}
+	analytics := map[string]bool{"analytics": true}
+	testenv.Produce(t, ctx, brokers,
+		consent("u-granted", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics, CrossBorder: true}),
+		consent("u-dnt", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics}),
+		consent("u-minor", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics, CrossBorder: true, Minor: true}),
+		// The withdrawal is recorded before the grant that preceded it.
+		consent("u-withdraw", now.Add(-time.Minute), event.ConsentUpdate{Purposes: map[string]bool{}}),
+		consent("u-withdraw", now.Add(-2*time.Hour), event.ConsentUpdate{Purposes: analytics}),
+		consent("u-erased", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics}),
+		&kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-erased"), Value: []byte(`{"reason":"user_request"}`)},
+	)
+	ev := func(id, source, user string, at time.Time, dnt bool, props string) *kgo.Record {
+		e := event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: now, SourceID: source, Region: "cn",
+			Signals: event.Signals{DNT: dnt, IP: "1.2.4.8", UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36"},
+			Event: event.Event{Type: "track", Event: "Viewed", UserID: user, AnonymousID: "anon-" + user,
+				Timestamp: at.Format(time.RFC3339Nano), Context: json.RawMessage(`{"device":{"id":"device-` + user + `"}}`)}}
+		if props != "" {
+			e.Event.Properties = json.RawMessage(props)
+		}
+		v, _ := json.Marshal(e)
+		return &kgo.Record{Topic: cfg.Topics.Raw.Name, Key: []byte("anon-" + user), Value: v}
+	}
+	before := now.Add(-30 * time.Minute)
+	testenv.Produce(t, ctx, brokers,
+		ev("e-granted", "app", "u-granted", before, false, ""),
+		ev("e-none", "app", "u-none", before, false, ""),
+		ev("e-dnt", "app", "u-dnt", before, true, ""),
+		ev("e-minor", "app", "u-minor", before, false, ""),
+		ev("e-before-withdrawal", "app", "u-withdraw", now.Add(-90*time.Minute), false, ""),
+		ev("e-after-withdrawal", "app", "u-withdraw", now.Add(-30*time.Second), false, ""),
+		ev("e-erased", "app", "u-erased", before, false, ""),
+		ev("e-leak", "app", "u-granted", before, false, `{"note":"ticket from u-granted about anon-u-granted"}`),
+		ev("e-default", "web", "u-unknown", before, false, ""),
+	)
+
+	clean := map[string]event.Clean{}
+	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 4) {
+		c, err := event.DecodeClean(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clean[c.MessageID] = c
+	}
+	for _, id := range []string{"e-granted", "e-before-withdrawal", "e-leak", "e-default"} {
+		if c, ok := clean[id]; !ok || !slices.Equal(c.Purposes, []string{"analytics"}) {
+			t.Errorf("clean %s = %+v, want kept for [analytics]", id, c)
+		}
+	}
+	exported := testenv.ReadTopic(t, ctx, brokers, cfg.Export.Topic.Name, 1)
+	x, err := event.DecodeClean(exported[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := clean["e-granted"]
+	switch {
+	case x.MessageID != "e-granted":
+		t.Errorf("exported %q, want only e-granted", x.MessageID)
+	case !strings.HasPrefix(x.Subject, "x1.") || !strings.HasPrefix(in.Subject, "t1.") || string(exported[0].Key) != x.Subject:
+		t.Errorf("export subject %q (key %q), clean subject %q: want each under its own key", x.Subject, exported[0].Key, in.Subject)
+	case x.DeviceID != "" || in.DeviceID == "" || x.IP != "" || in.IP != "1.2.4.0" || x.Country != "CN" || in.Country != "CN":
+		t.Errorf("export %+v / clean %+v: want device id and IP only in region, country in both", x, in)
+	case x.Browser != "Chrome" || x.DeviceClass != "desktop":
+		t.Errorf("export browser %q class %q, want Chrome desktop", x.Browser, x.DeviceClass)
+	}
+	dead := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.DLQ.Name, 1)
+	if r := kafkax.Header(dead[0], kafkax.HeaderReason); r != "gate_refused" || !strings.Contains(string(dead[0].Value), "e-leak") ||
+		strings.Contains(kafkax.Header(dead[0], kafkax.HeaderError), "u-granted") {
+		t.Errorf("dead letter reason %q error %q, want gate_refused for e-leak without the raw id in the error",
+			r, kafkax.Header(dead[0], kafkax.HeaderError))
+	}
+
+	for testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, cfg.Topics.Raw.Name) < 9 {
+		if ctx.Err() != nil {
+			t.Fatal("enricher did not commit the nine events")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for reason, want := range map[string]float64{"no_consent": 2, "dnt": 1, "minor": 1, "suppressed": 1, "gate_refused": 1, "gpc": 0} {
+		if got := testutil.ToFloat64(p.metrics.dropped.WithLabelValues(reason)); got != want {
+			t.Errorf("dropped{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(p.metrics.out.WithLabelValues("export")); got != 1 {
+		t.Errorf("out{route=export} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.defaultGrants.WithLabelValues("web")); got != 1 {
+		t.Errorf("default grants for web = %v, want 1", got)
+	}
+	if all := testenv.ReadAll(t, ctx, brokers, cfg.Topics.Clean.Name); len(all) != 4 {
+		t.Errorf("clean topic holds %d events, want 4", len(all))
+	}
+}
+
+// TestConsentCarriedInEvent: an event's own consent categories count as an
+// update at its time, for it and for the subject's later events.
+func TestConsentCarriedInEvent(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg := testConfig(brokers)
+	isolate(t, brokers, &cfg)
+	p, err := New(cfg, prometheus.NewRegistry(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	ev := func(id string, at time.Time, ctxJSON string) *kgo.Record {
+		v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: now, SourceID: "app", Region: "cn",
+			Event: event.Event{Type: "page", AnonymousID: "anon-carried", Timestamp: at.Format(time.RFC3339Nano), Context: json.RawMessage(ctxJSON)}})
+		return &kgo.Record{Topic: cfg.Topics.Raw.Name, Key: []byte("anon-carried"), Value: v}
+	}
+	testenv.Produce(t, ctx, brokers,
+		ev("c-0-before", now.Add(-3*time.Minute), `{}`),
+		ev("c-1-grants", now.Add(-2*time.Minute), `{"consent":{"categoryPreferences":{"Analytics":true,"Advertising":false}}}`),
+		ev("c-2-after", now.Add(-time.Minute), `{}`),
+		ev("c-3-withdraws", now.Add(-30*time.Second), `{"consent":{"categoryPreferences":{"analytics":false}}}`),
+	)
+	clean := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 2)
+	var ids []string
+	for _, r := range clean {
+		c, _ := event.DecodeClean(r.Value)
+		ids = append(ids, c.MessageID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"c-1-grants", "c-2-after"}) {
+		t.Errorf("clean events %v, want the granting event and the one after it", ids)
+	}
+}

@@ -1,0 +1,169 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/consentflow/consentflow/internal/event"
+)
+
+// Purposes is a set of the purposes of event.Purposes, one bit each, so a
+// consent state fits in a few bytes in the enricher's store.
+type Purposes uint8
+
+// The purposes, in the order of event.Purposes.
+const (
+	Analytics Purposes = 1 << iota
+	Personalization
+	Marketing
+	ThirdPartySharing
+
+	// trackingPurposes are what DNT and Sec-GPC withdraw: the policy
+	// respects Do Not Track for everything that follows a person around.
+	trackingPurposes = Analytics | Personalization | Marketing
+)
+
+// ParsePurpose returns the purpose named as in event.Purposes.
+func ParsePurpose(name string) (Purposes, error) {
+	i := slices.Index(event.Purposes, name)
+	if i < 0 {
+		return 0, fmt.Errorf("unknown purpose %q (want %s)", name, strings.Join(event.Purposes, ", "))
+	}
+	return 1 << i, nil
+}
+
+// ParsePurposes returns the set of the named purposes.
+func ParsePurposes(names []string) (Purposes, error) {
+	var set Purposes
+	for _, n := range names {
+		p, err := ParsePurpose(n)
+		if err != nil {
+			return 0, err
+		}
+		set |= p
+	}
+	return set, nil
+}
+
+// PurposesOf returns the set of purposes granted in m (as in
+// event.ConsentState); unknown names are ignored.
+func PurposesOf(m map[string]bool) Purposes {
+	var set Purposes
+	for i, name := range event.Purposes {
+		if m[name] {
+			set |= 1 << i
+		}
+	}
+	return set
+}
+
+// Names lists the purposes of the set in the order of event.Purposes;
+// never nil, so an empty set encodes as [].
+func (p Purposes) Names() []string {
+	names := []string{}
+	for i, name := range event.Purposes {
+		if p&(1<<i) != 0 {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// Consent is a subject's consent in force at one moment.
+type Consent struct {
+	// Known is false when nothing is known of the subject at that moment:
+	// no optional purpose then (fail closed).
+	Known           bool
+	Purposes        Purposes
+	CrossBorder     bool
+	Minor           bool
+	GuardianConsent bool
+}
+
+// ConsentOf is the Consent a privacy.consent record states.
+func ConsentOf(s event.ConsentState) Consent {
+	return Consent{Known: true, Purposes: PurposesOf(s.Purposes), CrossBorder: s.CrossBorder,
+		Minor: s.Minor, GuardianConsent: s.GuardianConsent}
+}
+
+// CategoryMap maps consent categories of Segment's
+// context.consent.categoryPreferences (lower-cased) to our purposes.
+type CategoryMap map[string]Purposes
+
+// FromCategories applies consent carried in an event to the consent in
+// force at the event's time. A purpose is granted when every mapped
+// category the event names grants it, withdrawn when one refuses it, and
+// left as it was when the event names none of its categories. Categories
+// the map does not know are ignored: guessing would grant by accident.
+func (m CategoryMap) FromCategories(prior Consent, prefs map[string]bool) (Consent, bool) {
+	var named, refused Purposes
+	for category, granted := range prefs {
+		p := m[strings.ToLower(category)]
+		named |= p
+		if !granted {
+			refused |= p
+		}
+	}
+	if named == 0 {
+		return prior, false
+	}
+	next := prior
+	next.Known = true
+	next.Purposes = prior.Purposes&^named | named&^refused
+	return next, true
+}
+
+// DropReason says why an event is not kept; "" means it is kept.
+type DropReason string
+
+// The reasons an event is dropped whole, as metrics label them.
+const (
+	DropNoConsent  DropReason = "no_consent"
+	DropDNT        DropReason = "dnt"
+	DropGPC        DropReason = "gpc"
+	DropMinor      DropReason = "minor"
+	DropSuppressed DropReason = "suppressed"
+)
+
+// Decision is what the consent rules make of one event.
+type Decision struct {
+	// Drop is why the event is dropped whole, or "" when it is kept.
+	Drop DropReason
+	// Purposes the event is kept for; it travels with the event.
+	Purposes Purposes
+	// Export allows a de-identified copy to leave the home region.
+	Export bool
+	// ByDefault is true when the purposes are the source's default
+	// grant, not the subject's consent.
+	ByDefault bool
+}
+
+// Decide applies the consent rules of DESIGN.md §5 to one event: c is the
+// consent in force at the event's time, defaults what config grants the
+// event's source when no consent is known.
+func Decide(c Consent, suppressed bool, s event.Signals, defaults Purposes) Decision {
+	switch {
+	case suppressed:
+		return Decision{Drop: DropSuppressed}
+	case c.Known && c.Minor && !c.GuardianConsent:
+		return Decision{Drop: DropMinor}
+	}
+	d := Decision{Purposes: c.Purposes, Export: c.Known && c.CrossBorder}
+	if !c.Known {
+		d.Purposes, d.ByDefault = defaults, defaults != 0
+	}
+	if d.Purposes == 0 {
+		return Decision{Drop: DropNoConsent}
+	}
+	if s.DNT || s.GPC {
+		d.Purposes &^= trackingPurposes
+	}
+	if d.Purposes == 0 {
+		if s.DNT {
+			return Decision{Drop: DropDNT}
+		}
+		return Decision{Drop: DropGPC}
+	}
+	return d
+}

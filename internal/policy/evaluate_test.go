@@ -1,0 +1,100 @@
+package policy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
+)
+
+// The golden tests' deployment: an in-region profile whose key rotates from
+// k1 to k2 on 2026-06-01, and an export profile under its own key.
+var (
+	rotatedKey   = []byte("consentflow-golden-rotated-key-0123456789ab")
+	exportKey    = []byte("consentflow-golden-export-key-0123456789abc")
+	rotationTime = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+
+	goldenInRegion = policy.Settings{IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full",
+		DropFields:    []string{"properties.internal_note", "context.page.title"},
+		ScrubPatterns: []policy.ScrubPattern{{Name: "order_ref", Pattern: `ORD-\d{6}`}}}
+	goldenExport = policy.Settings{IP: "drop", UserAgent: "parse", Detail: "coarse",
+		DropFields: goldenInRegion.DropFields, ScrubPatterns: goldenInRegion.ScrubPatterns}
+	goldenRules = policy.Rules{
+		Defaults:   map[string]policy.Purposes{"backend": policy.Analytics},
+		Categories: policy.CategoryMap{"analytics": policy.Analytics, "advertising": policy.Marketing, "functional": policy.Personalization},
+	}
+)
+
+func goldenProfiles(t *testing.T) (*policy.Profile, map[string]*policy.Profile) {
+	inRegion := newTestProfile(t, goldenInRegion,
+		policy.Key{ID: testKeyID, Secret: testKey}, policy.Key{ID: "k2", Secret: rotatedKey, From: rotationTime})
+	export := newTestProfile(t, goldenExport, policy.Key{ID: "x1", Secret: exportKey})
+	return inRegion, map[string]*policy.Profile{"intl": export}
+}
+
+// TestEvaluateGolden judges every testdata/decisions/<case>.json (a
+// policy.Case: an envelope, the subject's consent records, suppression)
+// and compares the report with <case>.golden. There is one case per rule:
+// each drop reason, consent ordering, default grants, consent carried in
+// events, export, the gate, key rotation. Run with -update to rewrite.
+func TestEvaluateGolden(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("testdata", "decisions", "*.json"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no testdata/decisions/*.json cases (%v)", err)
+	}
+	inRegion, exports := goldenProfiles(t)
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".json")
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c policy.Case
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&c); err != nil {
+				t.Fatalf("decode case: %v", err)
+			}
+			envJSON, _ := json.Marshal(c.Envelope)
+			if _, err := event.DecodeEnvelope(envJSON); err != nil {
+				t.Fatalf("case envelope is not valid: %v", err)
+			}
+			rep, err := policy.Evaluate(c, goldenRules, "clean", inRegion, exports)
+			if err != nil {
+				t.Fatalf("Evaluate: %v", err)
+			}
+			got, err := json.MarshalIndent(rep, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			golden := filepath.Join("testdata", "decisions", name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("Evaluate(%s) mismatch (run with -update and review the diff)\n--- got\n%s\n--- want\n%s", in, got, want)
+			}
+			for dest, o := range rep.Destinations {
+				for _, id := range policy.RawIdentifiers(c.Envelope) {
+					if dest != "clean" && bytes.Contains(o.Event, []byte(id.Value)) {
+						t.Errorf("%s output holds raw %s", dest, id.Field)
+					}
+				}
+			}
+		})
+	}
+}

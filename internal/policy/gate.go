@@ -1,0 +1,86 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/consentflow/consentflow/internal/event"
+)
+
+// ErrGateRefused marks an event the cross-border gate would not let out.
+var ErrGateRefused = errors.New("cross-border gate refused the event")
+
+// Exportable is an event de-identified to an export profile and checked
+// for raw identifiers: the only value the export producer accepts. Its
+// fields are unexported, so nothing outside this package can make one
+// except through Export, and nothing can skip the check.
+type Exportable struct {
+	key, value []byte
+}
+
+// Key is the record key: the subject's export pseudonym.
+func (x Exportable) Key() []byte { return x.key }
+
+// Value is the export event as JSON.
+func (x Exportable) Value() []byte { return x.value }
+
+// minCheckedIDBytes keeps the last check from refusing events for short
+// identifiers ("1", "a") that occur by chance in any JSON.
+const minCheckedIDBytes = 6
+
+// Export de-identifies env to the export profile p and runs the last check:
+// the event must be allowed to leave (cross-border consent), and its JSON
+// must not hold any raw identifier of the envelope (ids, device ids,
+// addresses, user agents), however it got there. A refusal wraps
+// ErrGateRefused and says which field's value leaked, never the value.
+func Export(env event.Envelope, d Decision, p *Profile) (Exportable, error) {
+	if !d.Export || d.Drop != "" {
+		return Exportable{}, fmt.Errorf("%w: no cross-border consent", ErrGateRefused)
+	}
+	clean, err := p.Deidentify(env, d)
+	if err != nil {
+		return Exportable{}, err
+	}
+	value, err := json.Marshal(clean)
+	if err != nil {
+		return Exportable{}, fmt.Errorf("encode export event: %w", err)
+	}
+	for _, id := range RawIdentifiers(env) {
+		if len(id.Value) >= minCheckedIDBytes && bytes.Contains(value, []byte(id.Value)) {
+			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
+		}
+		if quoted, _ := json.Marshal(id.Value); len(id.Value) >= minCheckedIDBytes && bytes.Contains(value, quoted[1:len(quoted)-1]) {
+			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
+		}
+	}
+	return Exportable{key: []byte(clean.Subject), value: value}, nil
+}
+
+// Identifier is one raw identifying value of an event and where it was.
+type Identifier struct{ Field, Value string }
+
+// RawIdentifiers lists the identifying values an envelope carries.
+func RawIdentifiers(env event.Envelope) []Identifier {
+	ids := []Identifier{
+		{"userId", env.Event.UserID}, {"anonymousId", env.Event.AnonymousID},
+		{"signals.ip", env.Signals.IP}, {"signals.userAgent", env.Signals.UserAgent},
+	}
+	ctx, device, _ := splitContext(env.Event.Context)
+	for _, k := range deviceIDKeys {
+		ids = append(ids, Identifier{"context.device." + k, device[k]})
+	}
+	for _, k := range []string{"ip", "userAgent"} {
+		if s, ok := ctx[k].(string); ok {
+			ids = append(ids, Identifier{"context." + k, s})
+		}
+	}
+	out := ids[:0]
+	for _, id := range ids {
+		if id.Value != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}

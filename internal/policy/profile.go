@@ -1,0 +1,207 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/phuslu/iploc"
+)
+
+// Key is one pseudonymization key of a keyring.
+type Key struct {
+	ID     string
+	Secret []byte
+	// From is when the key takes over: events received from then on are
+	// pseudonymized with it. Zero for the first key.
+	From time.Time
+}
+
+// Keyring holds a destination's keys in rotation order. Which key applies
+// depends on the event's receivedAt, never on the clock of the moment, so
+// every instance and every replay of an event writes the same pseudonym.
+type Keyring struct {
+	keys  []*Pseudonymizer // by From, oldest first
+	froms []time.Time
+}
+
+// NewKeyring checks each key and that ids are unique.
+func NewKeyring(keys ...Key) (*Keyring, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no key")
+	}
+	sorted := slices.Clone(keys)
+	slices.SortStableFunc(sorted, func(a, b Key) int { return a.From.Compare(b.From) })
+	k := &Keyring{}
+	seen := map[string]bool{}
+	for _, key := range sorted {
+		if seen[key.ID] {
+			return nil, fmt.Errorf("key id %q used twice", key.ID)
+		}
+		seen[key.ID] = true
+		p, err := NewPseudonymizer(key.ID, key.Secret)
+		if err != nil {
+			return nil, err
+		}
+		k.keys = append(k.keys, p)
+		k.froms = append(k.froms, key.From)
+	}
+	return k, nil
+}
+
+// At returns the key in force for an event received at t: the newest one
+// whose From is not after t (the oldest when t precedes them all).
+func (k *Keyring) At(t time.Time) *Pseudonymizer {
+	i := len(k.keys) - 1
+	for i > 0 && k.froms[i].After(t) {
+		i--
+	}
+	return k.keys[i]
+}
+
+// KeyIDs lists the ids of the keyring, oldest first.
+func (k *Keyring) KeyIDs() []string {
+	ids := make([]string, len(k.keys))
+	for i, p := range k.keys {
+		ids[i] = p.keyID
+	}
+	return ids
+}
+
+// Settings are what a de-identification profile keeps and how coarsely.
+// Zero values are the strict choice where there is one.
+type Settings struct {
+	// IP is "truncate" (/24 or /48, after deriving the country) or "drop".
+	IP string `mapstructure:"ip"`
+	// DeviceIDs keeps device-level identifiers (device id, advertising id,
+	// IMEI, Android ID, MAC) as pseudonyms; false drops them.
+	DeviceIDs bool `mapstructure:"device_ids"`
+	// UserAgent is "parse" (browser, OS and device class) or "drop".
+	UserAgent string `mapstructure:"user_agent"`
+	// Detail is "full" (versions, the standard context allow-list, exact
+	// times) or "coarse" (families only, a short context, times to the
+	// hour).
+	Detail string `mapstructure:"detail"`
+	// DropFields removes these paths (properties.<key>... or
+	// context.<key>...) from the output.
+	DropFields []string `mapstructure:"drop_fields"`
+	// ScrubPatterns are more regular expressions whose matches in property
+	// values become "[<name>]", after the built-in ones.
+	ScrubPatterns []ScrubPattern `mapstructure:"scrub_patterns"`
+}
+
+// ScrubPattern is a named regular expression (RE2 syntax).
+type ScrubPattern struct {
+	Name    string `mapstructure:"name"`
+	Pattern string `mapstructure:"pattern"`
+}
+
+var scrubNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
+
+// Validate checks the settings; errors name the key under prefix.
+func (s Settings) Validate() error {
+	var errs []error
+	if s.IP != "truncate" && s.IP != "drop" {
+		errs = append(errs, fmt.Errorf("ip: %q is not truncate or drop", s.IP))
+	}
+	if s.UserAgent != "parse" && s.UserAgent != "drop" {
+		errs = append(errs, fmt.Errorf("user_agent: %q is not parse or drop", s.UserAgent))
+	}
+	if s.Detail != "full" && s.Detail != "coarse" {
+		errs = append(errs, fmt.Errorf("detail: %q is not full or coarse", s.Detail))
+	}
+	for i, f := range s.DropFields {
+		root, rest, _ := strings.Cut(f, ".")
+		if (root != "properties" && root != "context") || rest == "" || slices.Contains(strings.Split(rest, "."), "") {
+			errs = append(errs, fmt.Errorf("drop_fields[%d]: %q is not properties.<key>[.<key>...] or context.<key>[.<key>...]", i, f))
+		}
+	}
+	for i, p := range s.ScrubPatterns {
+		if !scrubNamePattern.MatchString(p.Name) {
+			errs = append(errs, fmt.Errorf("scrub_patterns[%d].name: %q must be 1-32 of a-z, 0-9 and _", i, p.Name))
+		}
+		re, err := regexp.Compile(p.Pattern)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("scrub_patterns[%d].pattern: %v", i, err))
+		case re.MatchString(""):
+			errs = append(errs, fmt.Errorf("scrub_patterns[%d].pattern: %q matches the empty string", i, p.Pattern))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StricterThan says why s keeps something that base does not, or nil: an
+// export profile must keep no more than the in-region one.
+func (s Settings) StricterThan(base Settings) error {
+	switch {
+	case s.IP == "truncate" && base.IP == "drop":
+		return errors.New("ip: keeps the truncated IP that the in-region profile drops")
+	case s.DeviceIDs && !base.DeviceIDs:
+		return errors.New("device_ids: keeps device identifiers that the in-region profile drops")
+	case s.UserAgent == "parse" && base.UserAgent == "drop":
+		return errors.New("user_agent: keeps what the in-region profile drops")
+	case s.Detail == "full" && base.Detail == "coarse":
+		return errors.New("detail: full where the in-region profile is coarse")
+	}
+	for _, f := range base.DropFields {
+		if !slices.Contains(s.DropFields, f) {
+			return fmt.Errorf("drop_fields: keeps %s that the in-region profile drops", f)
+		}
+	}
+	for _, p := range base.ScrubPatterns {
+		if !slices.Contains(s.ScrubPatterns, p) {
+			return fmt.Errorf("scrub_patterns: lacks %s that the in-region profile scrubs", p.Name)
+		}
+	}
+	return nil
+}
+
+// Profile is a named de-identification profile with its keys.
+type Profile struct {
+	Name     string
+	settings Settings
+	keys     *Keyring
+	agents   *UserAgentParser
+	scrub    []piPattern
+	drops    [][]string // DropFields split at dots
+}
+
+// NewProfile builds a profile; agents may be shared by profiles.
+func NewProfile(name string, s Settings, keys *Keyring, agents *UserAgentParser) (*Profile, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Profile{Name: name, settings: s, keys: keys, agents: agents, scrub: slices.Clone(piPatterns)}
+	for _, sp := range s.ScrubPatterns {
+		p.scrub = append(p.scrub, piPattern{regexp.MustCompile(sp.Pattern), "[" + sp.Name + "]"})
+	}
+	for _, f := range s.DropFields {
+		p.drops = append(p.drops, strings.Split(f, "."))
+	}
+	return p, nil
+}
+
+// Keys is the profile's keyring.
+func (p *Profile) Keys() *Keyring { return p.keys }
+
+// Country is the ISO 3166-1 alpha-2 code of the address's country, or ""
+// for an address that is not public or not known.
+func Country(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	addr = addr.Unmap()
+	if !addr.IsGlobalUnicast() || addr.IsPrivate() {
+		return ""
+	}
+	if c := iploc.IPCountry(addr); c != "ZZ" {
+		return c
+	}
+	return ""
+}
