@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest fuzz lint clean
+.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -30,6 +30,9 @@ bench: deps-up bench-ingest ## Go benchmarks against the real services, then the
 
 bench-ingest: deps-up ## collector vs no-op HTTP vs raw franz-go producer (~90 s); read the ratios
 	$(GO) run ./scripts/ingestbench $(INGESTBENCH_FLAGS)
+
+bench-consent: deps-up ## consent store memory per 1M subjects (10M in memory) and rebuild from Kafka (1M); CONSENTBENCH_FLAGS to change
+	$(GO) run ./scripts/consentbench $(CONSENTBENCH_FLAGS)
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

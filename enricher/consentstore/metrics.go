@@ -3,11 +3,12 @@ package consentstore
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	records    *prometheus.CounterVec
-	subjects   prometheus.Gauge
-	suppressed prometheus.Gauge
-	rebuild    prometheus.Gauge
-	store      *Store
+	records                                *prometheus.CounterVec
+	consent, tombstones, erasures, invalid prometheus.Counter
+	subjects                               prometheus.Gauge
+	suppressed                             prometheus.Gauge
+	rebuild                                prometheus.Gauge
+	store                                  *Store
 }
 
 func newMetrics(reg prometheus.Registerer, store *Store) *metrics {
@@ -31,9 +32,8 @@ func newMetrics(reg prometheus.Registerer, store *Store) *metrics {
 		store: store,
 	}
 	reg.MustRegister(m.records, m.subjects, m.suppressed, m.rebuild)
-	for _, k := range []string{"consent", "tombstone", "erasure", "invalid"} {
-		m.records.WithLabelValues(k)
-	}
+	m.consent, m.tombstones = m.records.WithLabelValues("consent"), m.records.WithLabelValues("tombstone")
+	m.erasures, m.invalid = m.records.WithLabelValues("erasure"), m.records.WithLabelValues("invalid")
 	return m
 }
 

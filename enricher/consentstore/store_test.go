@@ -1,0 +1,386 @@
+package consentstore
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/consentflow/consentflow/internal/policy"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// at is t0 plus d.
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func consent(p policy.Purposes) policy.Consent { return policy.Consent{Known: true, Purposes: p} }
+
+// history is three changes of one subject, oldest first.
+var history = []struct {
+	at time.Time
+	c  policy.Consent
+}{
+	{at(0), consent(policy.Analytics)},
+	{at(time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics | policy.Marketing, CrossBorder: true}},
+	{at(2 * time.Hour), policy.Consent{Known: true, Purposes: 0, Minor: true}},
+}
+
+// probes are query times around every change of history, with the consent
+// in force at each.
+var probes = []struct {
+	name string
+	at   time.Time
+	want policy.Consent
+}{
+	{"long before the first change", at(-24 * time.Hour), policy.Consent{}},
+	{"1ms before the first change", at(-time.Millisecond), policy.Consent{}},
+	{"1ns before the first change", at(-time.Nanosecond), policy.Consent{}},
+	{"at the first change", at(0), history[0].c},
+	{"sub-millisecond after the first", at(500 * time.Microsecond), history[0].c},
+	{"between first and second", at(30 * time.Minute), history[0].c},
+	{"1ms before the second", at(time.Hour - time.Millisecond), history[0].c},
+	{"at the second change", at(time.Hour), history[1].c},
+	{"between second and third", at(90 * time.Minute), history[1].c},
+	{"at the third change", at(2 * time.Hour), history[2].c},
+	{"long after the last change", at(24 * 365 * time.Hour), history[2].c},
+}
+
+func checkProbes(t *testing.T, s *Store, subject string) {
+	t.Helper()
+	for _, p := range probes {
+		if got := s.At(subject, p.at); got != p.want {
+			t.Errorf("At(%q, %s): got %+v, want %+v", subject, p.name, got, p.want)
+		}
+	}
+}
+
+func TestAtFollowsHistory(t *testing.T) {
+	s := New(8)
+	for _, h := range history {
+		s.Apply("alice", h.at, h.c)
+	}
+	checkProbes(t, s, "alice")
+	if got := s.At("bob", at(0)); got.Known {
+		t.Errorf("a subject never applied: got %+v, want unknown", got)
+	}
+	if got := s.At("", at(0)); got.Known {
+		t.Errorf("the empty subject: got %+v, want unknown", got)
+	}
+	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 0 {
+		t.Errorf("Size: got %d, %d, want 1, 0", subjects, suppressed)
+	}
+}
+
+// TestEventBeforeEarliestChangeIsUnknown: the store knows nothing of what a
+// subject had agreed to before its earliest change, so it fails closed.
+func TestEventBeforeEarliestChangeIsUnknown(t *testing.T) {
+	s := New(4)
+	s.Apply("alice", at(0), consent(policy.Analytics|policy.Personalization|policy.Marketing|policy.ThirdPartySharing))
+	if got := s.At("alice", at(-time.Millisecond)); got != (policy.Consent{}) {
+		t.Errorf("before the earliest change: got %+v, want the zero Consent", got)
+	}
+	if got := s.At("alice", time.Unix(0, 0)); got.Known {
+		t.Errorf("at 1970: got %+v, want unknown", got)
+	}
+	if got := s.At("alice", time.Time{}); got.Known {
+		t.Errorf("at the zero time: got %+v, want unknown", got)
+	}
+}
+
+func TestOutOfOrderApplyGivesTheSameAnswers(t *testing.T) {
+	for _, order := range permutations(len(history)) {
+		t.Run(fmt.Sprint(order), func(t *testing.T) {
+			s := New(8)
+			for _, i := range order {
+				s.Apply("alice", history[i].at, history[i].c)
+			}
+			checkProbes(t, s, "alice")
+		})
+	}
+}
+
+func TestReapplyIsIdempotent(t *testing.T) {
+	// A history bound that holds exactly the three changes: if a replay
+	// added a duplicate, the oldest change would be pushed out.
+	s := New(len(history))
+	for range 3 {
+		for _, h := range history {
+			s.Apply("alice", h.at, h.c)
+		}
+		// Replay in reverse too, as a rebuild after a reset might.
+		for i := len(history) - 1; i >= 0; i-- {
+			s.Apply("alice", history[i].at, history[i].c)
+		}
+	}
+	checkProbes(t, s, "alice")
+	if got := len(s.older[s.key("alice")]); got != len(history)-1 {
+		t.Errorf("older changes kept: got %d, want %d", got, len(history)-1)
+	}
+	if subjects, _ := s.Size(); subjects != 1 {
+		t.Errorf("Size: got %d subjects, want 1", subjects)
+	}
+}
+
+// TestSameTimeLastWriteWins: two different changes at the same millisecond
+// cannot both be in force; the one applied last (the later record of the
+// partition) replaces the other, as latest and as history alike.
+func TestSameTimeLastWriteWins(t *testing.T) {
+	s := New(4)
+	s.Apply("alice", at(0), consent(policy.Analytics))
+	s.Apply("alice", at(0), consent(policy.Marketing))
+	if got := s.At("alice", at(0)); got != consent(policy.Marketing) {
+		t.Errorf("latest replaced: got %+v", got)
+	}
+	s.Apply("alice", at(time.Hour), consent(policy.Personalization))
+	s.Apply("alice", at(0), consent(policy.ThirdPartySharing))
+	if got := s.At("alice", at(time.Minute)); got != consent(policy.ThirdPartySharing) {
+		t.Errorf("history replaced: got %+v", got)
+	}
+	if got := s.At("alice", at(time.Hour)); got != consent(policy.Personalization) {
+		t.Errorf("latest kept: got %+v", got)
+	}
+}
+
+func TestHistoryBoundKeepsTheNewest(t *testing.T) {
+	const n = 6
+	changes := make([]policy.Consent, n)
+	for i := range changes {
+		// Distinct consents: purposes 1..6.
+		changes[i] = consent(policy.Purposes(i + 1))
+	}
+	for _, tc := range []struct {
+		name  string
+		order []int
+	}{
+		{"in order", []int{0, 1, 2, 3, 4, 5}},
+		{"reversed", []int{5, 4, 3, 2, 1, 0}},
+		{"shuffled", []int{3, 0, 5, 1, 4, 2}},
+	} {
+		for _, limit := range []int{1, 2, 3, n, n + 2} {
+			t.Run(fmt.Sprintf("%s/limit %d", tc.name, limit), func(t *testing.T) {
+				s := New(limit)
+				for _, i := range tc.order {
+					s.Apply("alice", at(time.Duration(i)*time.Hour), changes[i])
+				}
+				oldestKept := max(n-limit, 0)
+				for i := range n {
+					got := s.At("alice", at(time.Duration(i)*time.Hour+time.Minute))
+					want := policy.Consent{}
+					if i >= oldestKept {
+						want = changes[i]
+					}
+					if got != want {
+						t.Errorf("during change %d: got %+v, want %+v", i, got, want)
+					}
+				}
+				if got := len(s.older[s.key("alice")]); got > max(limit-1, 0) {
+					t.Errorf("older changes kept: %d, over the bound %d", got, limit-1)
+				}
+			})
+		}
+	}
+	// A limit under 1 means 1: the latest change only.
+	s := New(0)
+	s.Apply("alice", at(0), changes[0])
+	s.Apply("alice", at(time.Hour), changes[1])
+	if got := s.At("alice", at(time.Minute)); got.Known {
+		t.Errorf("New(0), before the latest change: got %+v, want unknown", got)
+	}
+	if got := s.At("alice", at(time.Hour)); got != changes[1] {
+		t.Errorf("New(0), latest: got %+v", got)
+	}
+}
+
+func TestPackRoundTripsEveryConsent(t *testing.T) {
+	s := New(2)
+	for p := range policy.Purposes(16) {
+		for flags := range 8 {
+			c := policy.Consent{Known: true, Purposes: p,
+				CrossBorder: flags&1 != 0, Minor: flags&2 != 0, GuardianConsent: flags&4 != 0}
+			subject := fmt.Sprintf("s-%d-%d", p, flags)
+			when := time.Date(2099, 12, 31, 23, 59, 59, 999e6, time.UTC)
+			s.Apply(subject, when, c)
+			if got := s.At(subject, when); got != c {
+				t.Errorf("%s: got %+v, want %+v", subject, got, c)
+			}
+		}
+	}
+	// Known is not stored: a consent applied is known, whatever Known said.
+	s.Apply("unknown-flag", at(0), policy.Consent{Purposes: policy.Analytics})
+	if got := s.At("unknown-flag", at(0)); got != consent(policy.Analytics) {
+		t.Errorf("applied with Known false: got %+v", got)
+	}
+}
+
+func TestForget(t *testing.T) {
+	s := New(4)
+	for _, h := range history {
+		s.Apply("alice", h.at, h.c)
+	}
+	s.Apply("bob", at(0), consent(policy.Analytics))
+	s.Forget("alice")
+	for _, p := range probes {
+		if got := s.At("alice", p.at); got.Known {
+			t.Errorf("forgotten, %s: got %+v, want unknown", p.name, got)
+		}
+	}
+	if len(s.older) != 0 {
+		t.Errorf("forgotten subject's history kept: %d subjects in older", len(s.older))
+	}
+	if got := s.At("bob", at(0)); got != consent(policy.Analytics) {
+		t.Errorf("another subject: got %+v", got)
+	}
+	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 0 {
+		t.Errorf("Size: got %d, %d, want 1, 0", subjects, suppressed)
+	}
+	s.Forget("alice")  // twice
+	s.Forget("nobody") // never known
+	// A subject that consents again after a tombstone starts afresh.
+	s.Apply("alice", at(3*time.Hour), consent(policy.Marketing))
+	if got := s.At("alice", at(2*time.Hour)); got.Known {
+		t.Errorf("before the new consent: got %+v, want unknown", got)
+	}
+	if got := s.At("alice", at(3*time.Hour)); got != consent(policy.Marketing) {
+		t.Errorf("new consent: got %+v", got)
+	}
+	if subjects, _ := s.Size(); subjects != 2 {
+		t.Errorf("Size: got %d subjects, want 2", subjects)
+	}
+}
+
+func TestSuppress(t *testing.T) {
+	s := New(4)
+	for _, h := range history {
+		s.Apply("alice", h.at, h.c)
+	}
+	s.Apply("bob", at(0), consent(policy.Analytics))
+	if s.Suppressed("alice") || s.Suppressed("bob") || s.Suppressed("") {
+		t.Fatal("suppressed before any erasure")
+	}
+
+	s.Suppress("alice")
+	s.Suppress("carol") // erased without ever consenting
+	if !s.Suppressed("alice") || !s.Suppressed("carol") {
+		t.Error("erased subjects not suppressed")
+	}
+	if s.Suppressed("bob") || s.Suppressed("Alice") || s.Suppressed("") {
+		t.Error("a subject never erased is suppressed")
+	}
+	if got := s.At("alice", at(2*time.Hour)); got.Known {
+		t.Errorf("erased subject's consent kept: %+v", got)
+	}
+	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 2 {
+		t.Errorf("Size: got %d, %d, want 1, 2", subjects, suppressed)
+	}
+
+	// For good: neither a later consent record nor a tombstone undoes it,
+	// and an erasure read before the subject's consent (the topics are
+	// read independently) leaves the same state as after it.
+	s.Apply("alice", at(3*time.Hour), consent(policy.Analytics))
+	s.Apply("carol", at(0), consent(policy.Analytics))
+	s.Forget("alice")
+	s.Suppress("alice") // twice
+	if !s.Suppressed("alice") || !s.Suppressed("carol") {
+		t.Error("suppression undone")
+	}
+	for _, subject := range []string{"alice", "carol"} {
+		if got := s.At(subject, at(3*time.Hour)); got.Known {
+			t.Errorf("consent applied after erasure of %s: %+v", subject, got)
+		}
+	}
+	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 2 {
+		t.Errorf("Size: got %d, %d, want 1, 2", subjects, suppressed)
+	}
+}
+
+func TestSize(t *testing.T) {
+	s := New(3)
+	if subjects, suppressed := s.Size(); subjects != 0 || suppressed != 0 {
+		t.Fatalf("empty store: got %d, %d", subjects, suppressed)
+	}
+	for i := range 1000 {
+		subject := fmt.Sprintf("user-%04d", i)
+		s.Apply(subject, at(0), consent(policy.Analytics))
+		if i%10 == 0 { // history does not count as subjects
+			s.Apply(subject, at(time.Hour), consent(policy.Marketing))
+		}
+	}
+	for i := range 100 {
+		s.Forget(fmt.Sprintf("user-%04d", i))
+	}
+	for i := 100; i < 150; i++ {
+		s.Suppress(fmt.Sprintf("user-%04d", i))
+	}
+	s.Suppress("never-consented")
+	if subjects, suppressed := s.Size(); subjects != 850 || suppressed != 51 {
+		t.Errorf("Size: got %d, %d, want 850, 51", subjects, suppressed)
+	}
+}
+
+// TestSubjectsAreNotConfused: every subject answers with its own consent
+// (the hashed keys keep similar ids apart).
+func TestSubjectsAreNotConfused(t *testing.T) {
+	s := New(2)
+	const n = 50000
+	for i := range n {
+		s.Apply(fmt.Sprintf("anon-%08x", i), at(time.Duration(i)*time.Millisecond), consent(policy.Purposes(i%16)))
+	}
+	for i := range n {
+		subject := fmt.Sprintf("anon-%08x", i)
+		if got := s.At(subject, at(time.Duration(i)*time.Millisecond)); got != consent(policy.Purposes(i%16)) {
+			t.Fatalf("%s: got %+v", subject, got)
+		}
+		if got := s.At(subject, at(time.Duration(i-1)*time.Millisecond)); got.Known {
+			t.Fatalf("%s before its consent: got %+v", subject, got)
+		}
+	}
+	if subjects, _ := s.Size(); subjects != n {
+		t.Errorf("Size: got %d subjects, want %d", subjects, n)
+	}
+}
+
+// TestConcurrentUse is for -race: readers and writers at once.
+func TestConcurrentUse(t *testing.T) {
+	s := New(3)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				subject := fmt.Sprintf("user-%d", i%200)
+				switch {
+				case w == 0 && i%97 == 0:
+					s.Suppress(subject)
+				case w == 1 && i%89 == 0:
+					s.Forget(subject)
+				default:
+					s.Apply(subject, at(time.Duration(i)*time.Second), consent(policy.Purposes(i%16)))
+				}
+			}
+		})
+		wg.Go(func() {
+			for i := range 2000 {
+				subject := fmt.Sprintf("user-%d", i%200)
+				_ = s.At(subject, at(time.Duration(i)*time.Second))
+				_ = s.Suppressed(subject)
+				_, _ = s.Size()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// permutations returns every order of 0..n-1.
+func permutations(n int) [][]int {
+	if n == 0 {
+		return [][]int{{}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for i := 0; i <= len(p); i++ {
+			q := append(append(append([]int{}, p[:i]...), n-1), p[i:]...)
+			out = append(out, q)
+		}
+	}
+	return out
+}
