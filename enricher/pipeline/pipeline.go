@@ -28,6 +28,7 @@
 // enricher_consent_default_grants_total{source}, enricher_dedup_entries,
 // enricher_transactions_total{outcome},
 // enricher_transaction_duration_seconds, enricher_commit_duration_seconds,
+// enricher_consumer_lag_records,
 // the consent store's enricher_consent_* metrics, and franz-go's client
 // metrics under enricher_ and enricher_consent_.
 package pipeline
@@ -69,6 +70,7 @@ type Pipeline struct {
 	clean    *policy.Profile
 	export   *policy.Profile // nil: no export destination
 	dedup    *dedup          // used by the run loop only
+	lag      *kafkax.Lag
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
@@ -101,14 +103,15 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, err
 	}
-	sess, err := kafkax.NewTransactSession(&cfg.Kafka, reg, "enricher", log,
+	lag := kafkax.NewLag(reg, "enricher")
+	sess, err := kafkax.NewTransactSession(&cfg.Kafka, reg, "enricher", log, append(lag.Opts(),
 		kgo.TransactionalID(cfg.TransactionalID),
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.ConsumeTopics(cfg.Topics.Raw.Name),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.NoCompression()),
-	)
+	)...)
 	if err != nil {
 		follower.Client().Close()
 		return nil, err
@@ -119,7 +122,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 		sources = append(sources, s)
 	}
 	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), sess: sess, store: store, follower: follower,
-		rules: rules, clean: clean, export: export,
+		rules: rules, clean: clean, export: export, lag: lag,
 		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 1), stopped: make(chan struct{})}, nil
 }
 
@@ -194,6 +197,7 @@ func (p *Pipeline) run(ctx context.Context) error {
 		fetches.EachError(func(topic string, partition int32, err error) {
 			p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
+		p.lag.Observe(fetches)
 		records := fetches.Records()
 		if len(records) == 0 {
 			continue

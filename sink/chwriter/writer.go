@@ -14,7 +14,8 @@
 // Metrics: sink_rows_inserted_total, sink_batch_rows,
 // sink_insert_duration_seconds, sink_insert_errors_total{kind},
 // sink_flushes_total{reason}, sink_dead_lettered_total,
-// sink_partitions_dropped_total, and franz-go's client metrics under sink_.
+// sink_partitions_dropped_total, sink_consumer_lag_records, and franz-go's
+// client metrics under sink_.
 package chwriter
 
 import (
@@ -52,6 +53,7 @@ type Writer struct {
 	metrics *metrics
 	client  *kgo.Client
 	conn    driver.Conn
+	lag     *kafkax.Lag
 
 	cancel  context.CancelFunc
 	done    chan error    // the loop's result, for Done
@@ -70,8 +72,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), conn: conn, done: make(chan error, 1), stopped: make(chan struct{})}
-	w.client, err = kafkax.NewClient(&cfg.Kafka, reg, "sink", log,
+	w := &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), conn: conn, lag: kafkax.NewLag(reg, "sink"),
+		done: make(chan error, 1), stopped: make(chan struct{})}
+	w.client, err = kafkax.NewClient(&cfg.Kafka, reg, "sink", log, append(w.lag.Opts(),
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.ConsumeTopics(cfg.Topics.Clean.Name),
 		kgo.DisableAutoCommit(),
@@ -79,7 +82,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.AdjustFetchOffsetsFn(w.resumeAfterStoredRows),
-	)
+	)...)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -251,6 +254,7 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 				w.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
 		})
+		w.lag.Observe(fetches)
 		got := fetches.Records()
 		if len(records) == 0 && len(got) > 0 {
 			deadline = time.Now().Add(w.cfg.Batch.MaxWait)
