@@ -77,7 +77,17 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	// The export destination's sink: the shipped sink-intl.yaml, on this
+	// run's export topic and its own database.
+	xcfg := chwriter.Default()
+	load(t, "../configs/sink-intl.yaml", "SINK", &xcfg)
+	xcfg.Kafka.Brokers, xcfg.GroupID, xcfg.Database = brokers, "sink-intl-"+run, database+"_intl"
+	xcfg.ClickHouse.Addr = []string{chAddr}
+	xcfg.Topics.Clean.Name, xcfg.Topics.DLQ.Name = export, dlq
+	xcfg.Batch.MaxWait = 200 * time.Millisecond
+
 	start(t, ctx, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) })
+	start(t, ctx, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(xcfg, reg, log) })
 	start(t, ctx, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
 	collector := start(t, ctx, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) }).(*ingest.Server)
 
@@ -222,6 +232,18 @@ func TestEndToEnd(t *testing.T) {
 	exported := testenv.ReadAll(t, ctx, brokers, export)
 	if len(exported) != 2*40 {
 		t.Errorf("export topic holds %d events, want the 80 of the two subjects with cross-border consent", len(exported))
+	}
+	intl := testenv.ClickHouseDB(t, chAddr, database+"_intl")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var rows, exportKeyed uint64
+		err := intl.QueryRow(ctx, "SELECT count(), countIf(startsWith(subject, 'x1.')) FROM "+database+"_intl.events").Scan(&rows, &exportKeyed)
+		if err == nil && rows == 2*40 && exportKeyed == rows {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the export database holds %d rows (%d under the export key), want 80 (err %v)", rows, exportKeyed, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	exportText := recordsText(t, ctx, brokers, export)
 	for _, id := range allIDs {

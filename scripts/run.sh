@@ -40,10 +40,12 @@ export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-ps
 export ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=${ENRICHER_EXPORT_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
 # Each service in its own session: Ctrl-C reaches this script alone, which
 # then stops them in order, instead of racing them to the exit.
-for svc in sink enricher collector; do
-  setsid bin/$svc --config "configs/$svc.yaml" >"$LOG_DIR/$svc.log" 2>&1 &
+# The second sink loads the export destination (events.export.intl).
+for svc in sink:sink sink:sink-intl enricher:enricher collector:collector; do
+  bin=${svc%%:*} name=${svc#*:}
+  setsid bin/$bin --config "configs/$name.yaml" >"$LOG_DIR/$name.log" 2>&1 &
   pids+=($!)
-  echo "started $svc (pid $!, log $LOG_DIR/$svc.log)"
+  echo "started $name (pid $!, log $LOG_DIR/$name.log)"
 done
 
 wait_ready() {
@@ -59,6 +61,7 @@ wait_ready() {
 wait_ready collector http://127.0.0.1:9101/readyz
 wait_ready enricher http://127.0.0.1:9102/readyz
 wait_ready sink http://127.0.0.1:9103/readyz
+wait_ready sink-intl http://127.0.0.1:9104/readyz
 
 run_id="demo-$(date +%s)"
 bin/loadgen -url http://127.0.0.1:8080 -write-key demo-write-key -events "$EVENTS" -run "$run_id"
@@ -90,7 +93,9 @@ Collector API:   http://127.0.0.1:8080/v1/batch  (write key: demo-write-key)
 Metrics:         http://127.0.0.1:9101/metrics  (collector)
                  http://127.0.0.1:9102/metrics  (enricher)
                  http://127.0.0.1:9103/metrics  (sink)
+                 http://127.0.0.1:9104/metrics  (sink-intl: the export destination)
 Query:           clickhouse-client --query 'SELECT count() FROM analytics_cn.events'
+                 clickhouse-client --query 'SELECT count() FROM analytics_intl.events' (cross-border consent only)
 Logs:            $LOG_DIR/
 
 Running. Press Ctrl-C to stop.

@@ -141,6 +141,21 @@ func TestShippedConfig(t *testing.T) {
 	}
 }
 
+// TestShippedExportConfig: the export destination's sink differs from the
+// in-region one only in what it loads, where, and its admin port.
+func TestShippedExportConfig(t *testing.T) {
+	configtest.ClearEnv(t, envPrefix)
+	cfg := configtest.MustLoad(t, load, "../../configs/sink-intl.yaml")
+	inRegion := configtest.MustLoad(t, load, "../../configs/sink.yaml")
+	if cfg.Topics.Clean.Name != "events.export.intl" || cfg.Database != "analytics_intl" || cfg.GroupID != "sink-intl" || cfg.Admin.Listen != ":9104" {
+		t.Errorf("sink-intl.yaml loads %q into %q as %q on %q", cfg.Topics.Clean.Name, cfg.Database, cfg.GroupID, cfg.Admin.Listen)
+	}
+	cfg.Region, cfg.Admin, cfg.GroupID, cfg.Database, cfg.Topics.Clean.Name = inRegion.Region, inRegion.Admin, inRegion.GroupID, inRegion.Database, inRegion.Topics.Clean.Name
+	if !reflect.DeepEqual(cfg, inRegion) {
+		t.Errorf("sink-intl.yaml differs from sink.yaml beyond destination and port:\n%+v\n%+v", cfg, inRegion)
+	}
+}
+
 func TestDefaultIsValid(t *testing.T) {
 	cfg := chwriter.Default()
 	if err := cfg.Validate(); err != nil {
