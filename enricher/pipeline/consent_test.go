@@ -1,14 +1,12 @@
 package pipeline
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -25,16 +23,7 @@ func TestConsentDecisions(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	cfg := testConfig(brokers)
-	isolate(t, brokers, &cfg)
-	reg := prometheus.NewRegistry()
-	p, err := New(cfg, reg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	p := startIsolated(t, ctx, brokers, &cfg)
 
 	now := time.Now().UTC()
 	consent := func(subject string, at time.Time, u event.ConsentUpdate) *kgo.Record {
@@ -141,15 +130,7 @@ func TestConsentCarriedInEvent(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, time.Minute)
 	cfg := testConfig(brokers)
-	isolate(t, brokers, &cfg)
-	p, err := New(cfg, prometheus.NewRegistry(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	startIsolated(t, ctx, brokers, &cfg)
 	now := time.Now().UTC()
 	ev := func(id string, at time.Time, ctxJSON string) *kgo.Record {
 		v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: now, SourceID: "app", Region: "cn",

@@ -35,6 +35,22 @@ func testConfig(brokers []string) Config {
 	return cfg
 }
 
+// startIsolated starts an enricher on its own group and topics (isolate),
+// stopped when the test ends.
+func startIsolated(t *testing.T, ctx context.Context, brokers []string, cfg *Config) *Pipeline {
+	t.Helper()
+	isolate(t, brokers, cfg)
+	p, err := New(*cfg, prometheus.NewRegistry(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // isolate gives the test its own group and topics, deleted afterwards.
 func isolate(t *testing.T, brokers []string, cfg *Config) {
 	cfg.GroupID = testenv.Name(t, "enricher")
@@ -61,16 +77,7 @@ func TestCleanAndDeadLetter(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, time.Minute)
 	cfg := testConfig(brokers)
-	isolate(t, brokers, &cfg)
-	reg := prometheus.NewRegistry()
-	p, err := New(cfg, reg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	p := startIsolated(t, ctx, brokers, &cfg)
 
 	good, _ := json.Marshal(event.Envelope{
 		SchemaVersion: event.SchemaVersion, MessageID: "m-good", ReceivedAt: time.Now(), SourceID: "web", Region: "cn",
@@ -150,15 +157,7 @@ func TestProduceFailureHoldsCommit(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	cfg := testConfig(brokers)
-	isolate(t, brokers, &cfg)
-	p, err := New(cfg, prometheus.NewRegistry(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	p := startIsolated(t, ctx, brokers, &cfg)
 	adm := kadm.NewClient(p.sess.Client())
 	if _, err := adm.DeleteTopics(ctx, cfg.Topics.Clean.Name); err != nil {
 		t.Fatal(err)

@@ -110,19 +110,7 @@ func TestDeidentifyGolden(t *testing.T) {
 			}
 			got = append(got, '\n')
 
-			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Deidentify(%s) mismatch (run with -update and review the diff)\n--- got\n%s\n--- want\n%s", in, got, want)
-			}
+			compareGolden(t, filepath.Join("testdata", name+".golden"), got)
 
 			// Whatever the golden says, no raw identifier may survive.
 			for _, id := range rawIdentifiers(t, env) {
@@ -135,6 +123,24 @@ func TestDeidentifyGolden(t *testing.T) {
 				t.Errorf("DecodeClean(output): %v", err)
 			}
 		})
+	}
+}
+
+// compareGolden compares got with the golden file, after rewriting it
+// under -update.
+func compareGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s mismatch (run with -update and review the diff)\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 }
 

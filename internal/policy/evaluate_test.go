@@ -75,19 +75,7 @@ func TestEvaluateGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, '\n')
-			golden := filepath.Join("testdata", "decisions", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Evaluate(%s) mismatch (run with -update and review the diff)\n--- got\n%s\n--- want\n%s", in, got, want)
-			}
+			compareGolden(t, filepath.Join("testdata", "decisions", name+".golden"), got)
 			for dest, o := range rep.Destinations {
 				for _, id := range policy.RawIdentifiers(c.Envelope) {
 					if dest != "clean" && bytes.Contains(o.Event, []byte(id.Value)) {
