@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/par"
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
@@ -142,17 +142,7 @@ func decodeAll(records []*kgo.Record, consentTopic string) []decoded {
 			out[i] = decoded{st, err}
 		}
 	}
-	workers := runtime.GOMAXPROCS(0)
-	if len(records) < 256 || workers == 1 {
-		decodeRange(0, len(records))
-		return out
-	}
-	var wg sync.WaitGroup
-	chunk := (len(records) + workers - 1) / workers
-	for lo := 0; lo < len(records); lo += chunk {
-		wg.Go(func() { decodeRange(lo, min(lo+chunk, len(records))) })
-	}
-	wg.Wait()
+	par.Range(len(records), 256, decodeRange)
 	return out
 }
 

@@ -38,3 +38,33 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCleanAppendJSON checks Clean.AppendJSON against json.Marshal.
+func FuzzCleanAppendJSON(f *testing.F) {
+	f.Add("m-1", "k1.abc", "<b>&\"q\"\\\n\x01", "CN", `{"locale":"zh-CN"}`, true, 2)
+	f.Add("", "", "\u2028\xff", "", ``, false, 0)
+	f.Fuzz(func(t *testing.T, messageID, subject, name, country, raw string, dnt bool, purposes int) {
+		c := Clean{SchemaVersion: SchemaVersion, MessageID: messageID, Type: "track", Event: name,
+			Timestamp: time.Date(2026, 11, 28, 10, 0, 0, 123456789, time.UTC), ReceivedAt: time.Date(2026, 11, 28, 10, 0, 1, 0, time.UTC),
+			SourceID: "web", Region: "cn", Subject: subject, UserID: subject, DeviceID: name, Country: country, Browser: name, DNT: dnt, GPC: !dnt}
+		if purposes > 0 {
+			c.Purposes = Purposes[:min(purposes, len(Purposes))]
+		}
+		if json.Valid([]byte(raw)) {
+			c.Context, c.Properties = json.RawMessage(raw), json.RawMessage(raw)
+		}
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.AppendJSON(nil)
+		var a, b any
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatalf("AppendJSON wrote invalid JSON %q: %v", got, err)
+		}
+		_ = json.Unmarshal(want, &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("AppendJSON:\n%s\njson.Marshal:\n%s", got, want)
+		}
+	})
+}

@@ -20,10 +20,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -41,6 +43,9 @@ var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 type Pseudonymizer struct {
 	keyID string
 	key   []byte
+	// macs reuses keyed HMAC states: setting one up hashes the key twice,
+	// as much work as the pseudonym itself.
+	macs sync.Pool
 }
 
 // NewPseudonymizer checks the key id (letters, digits, - and _) and key length.
@@ -51,7 +56,9 @@ func NewPseudonymizer(keyID string, key []byte) (*Pseudonymizer, error) {
 	if len(key) < MinKeyBytes {
 		return nil, fmt.Errorf("key %s is %d bytes, want at least %d", keyID, len(key), MinKeyBytes)
 	}
-	return &Pseudonymizer{keyID: keyID, key: bytes.Clone(key)}, nil
+	p := &Pseudonymizer{keyID: keyID, key: bytes.Clone(key)}
+	p.macs.New = func() any { return hmac.New(sha256.New, p.key) }
+	return p, nil
 }
 
 // Identifier kinds are mixed into the HMAC so that equal strings in
@@ -73,11 +80,19 @@ func (p *Pseudonymizer) Pseudonym(kind, value string) string {
 	if value == "" {
 		return ""
 	}
-	mac := hmac.New(sha256.New, p.key)
+	mac := p.macs.Get().(hash.Hash)
+	mac.Reset()
 	mac.Write([]byte(kind))
 	mac.Write([]byte{0})
 	mac.Write([]byte(value))
-	return p.keyID + "." + hex.EncodeToString(mac.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	mac.Sum(sum[:0])
+	p.macs.Put(mac)
+	out := make([]byte, len(p.keyID)+1+32)
+	copy(out, p.keyID)
+	out[len(p.keyID)] = '.'
+	hex.Encode(out[len(p.keyID)+1:], sum[:16])
+	return string(out)
 }
 
 // TruncateIP keeps the network part of an address: /24 for IPv4 and /48 for
@@ -131,13 +146,9 @@ var coarseContextAllowList = map[string][]string{
 // carry e-mail addresses, tokens and search terms.
 var urlKeys = map[string]bool{"url": true, "referrer": true}
 
-// Deidentify applies the profile to one raw event kept for d.Purposes.
-func (p *Profile) Deidentify(env event.Envelope, d Decision) (event.Clean, error) {
-	ev := env.Event
-	ctx, device, err := splitContext(ev.Context)
-	if err != nil {
-		return event.Clean{}, err
-	}
+// Deidentify applies the profile to one parsed event kept for d.Purposes.
+func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
+	env, ev := &in.Env, &in.Env.Event
 	ts, _ := event.ParseTime(ev.Timestamp) // validated by event.DecodeEnvelope
 	if ts.IsZero() {
 		ts = env.ReceivedAt
@@ -146,18 +157,7 @@ func (p *Profile) Deidentify(env event.Envelope, d Decision) (event.Clean, error
 	if name == "" {
 		name = ev.Name
 	}
-	ip := env.Signals.IP
-	if ctxIP, ok := ctx["ip"].(string); ok && ctxIP != "" && env.Signals.TrustContextIP {
-		// A server-side source reports the end user's address in context.ip;
-		// it wins over the address of the server that posted the event.
-		ip = ctxIP
-	}
-	ua := env.Signals.UserAgent
-	if ctxUA, ok := ctx["userAgent"].(string); ok && ctxUA != "" {
-		// Browsers' SDKs copy navigator.userAgent here, and server-side
-		// SDKs the end user's: either says more than the poster's header.
-		ua = ctxUA
-	}
+	ip, ua, ctx, device := in.ip, in.ua, in.ctx, in.device
 	coarse := p.settings.Detail == "coarse"
 	allowList := contextAllowList
 	if coarse {
@@ -169,7 +169,7 @@ func (p *Profile) Deidentify(env event.Envelope, d Decision) (event.Clean, error
 	if err != nil {
 		return event.Clean{}, err
 	}
-	props, err := p.scrubProperties(ev.Properties)
+	props, err := p.scrubProperties(in)
 	if err != nil {
 		return event.Clean{}, err
 	}

@@ -65,7 +65,11 @@ func newTestProfile(t testing.TB, s policy.Settings, keys ...policy.Key) *policy
 // deidentify applies the in-region profile under the test key to an event
 // kept for analytics.
 func deidentify(t testing.TB, env event.Envelope) (event.Clean, error) {
-	return newTestProfile(t, inRegionSettings).Deidentify(env, policy.Decision{Purposes: policy.Analytics})
+	in, err := policy.Parse(env)
+	if err != nil {
+		return event.Clean{}, err
+	}
+	return newTestProfile(t, inRegionSettings).Deidentify(in, policy.Decision{Purposes: policy.Analytics})
 }
 
 // TestDeidentifyGolden runs Deidentify on every testdata/<case>.json (an

@@ -22,36 +22,15 @@ type Rules struct {
 // Judge decides one event: inForce is the subject's consent at the event's
 // time. Consent the event carries counts as an update at its time: it is
 // applied first and returned so the caller can remember it.
-func (r Rules) Judge(env event.Envelope, inForce Consent, suppressed bool) (d Decision, carried *Consent) {
-	if prefs := CarriedPreferences(env.Event.Context); len(prefs) > 0 {
+func (r Rules) Judge(in *Parsed, inForce Consent, suppressed bool) (d Decision, carried *Consent) {
+	env := &in.Env
+	if prefs := in.CarriedPreferences(); len(prefs) > 0 {
 		if c, ok := r.Categories.FromCategories(inForce, prefs); ok {
 			inForce, carried = c, &c
 		}
 	}
 	// Viper lower-cases map keys, so config names sources in lower case.
 	return Decide(inForce, suppressed, env.Signals, r.Defaults[strings.ToLower(env.SourceID)]), carried
-}
-
-// CarriedPreferences returns context.consent.categoryPreferences, or nil.
-func CarriedPreferences(rawContext json.RawMessage) map[string]bool {
-	var ctx struct {
-		Consent struct {
-			CategoryPreferences map[string]any `json:"categoryPreferences"`
-		} `json:"consent"`
-	}
-	if len(rawContext) == 0 || json.Unmarshal(rawContext, &ctx) != nil {
-		return nil
-	}
-	var prefs map[string]bool
-	for k, v := range ctx.Consent.CategoryPreferences {
-		if b, ok := v.(bool); ok {
-			if prefs == nil {
-				prefs = map[string]bool{}
-			}
-			prefs[k] = b
-		}
-	}
-	return prefs
 }
 
 // Change is a subject's consent from a moment on.
@@ -122,7 +101,11 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 	for _, s := range c.Consent {
 		h = append(h, Change{At: s.UpdatedAt, Consent: ConsentOf(s)})
 	}
-	d, carried := r.Judge(c.Envelope, h.At(EventTime(c.Envelope)), c.Suppressed)
+	in, err := Parse(c.Envelope)
+	if err != nil {
+		return Report{}, err
+	}
+	d, carried := r.Judge(in, h.At(in.At), c.Suppressed)
 	rep := Report{Kept: d.Drop == "", Dropped: string(d.Drop), ByDefault: d.ByDefault, Destinations: map[string]Outcome{}}
 	if carried != nil {
 		rep.CarriedConsent = carried.Purposes.Names()
@@ -138,7 +121,7 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 			continue
 		}
 		if name == inRegion {
-			clean, err := profile.Deidentify(c.Envelope, d)
+			clean, err := profile.Deidentify(in, d)
 			if err != nil {
 				return Report{}, err
 			}
@@ -153,7 +136,7 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 			rep.Destinations[name] = Outcome{Skipped: "no cross-border consent"}
 			continue
 		}
-		x, err := Export(c.Envelope, d, exports[name])
+		x, err := Export(in, d, exports[name])
 		switch {
 		case errors.Is(err, ErrGateRefused):
 			rep.Destinations[name] = Outcome{Skipped: err.Error()}

@@ -77,7 +77,11 @@ func TestEvaluateGolden(t *testing.T) {
 			got = append(got, '\n')
 			compareGolden(t, filepath.Join("testdata", "decisions", name+".golden"), got)
 			for dest, o := range rep.Destinations {
-				for _, id := range policy.RawIdentifiers(c.Envelope) {
+				in, err := policy.Parse(c.Envelope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range in.RawIdentifiers() {
 					if dest != "clean" && bytes.Contains(o.Event, []byte(id.Value)) {
 						t.Errorf("%s output holds raw %s", dest, id.Field)
 					}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/consentflow/consentflow/internal/event"
 )
 
 // ErrGateRefused marks an event the cross-border gate would not let out.
@@ -35,19 +33,16 @@ const minCheckedIDBytes = 6
 // must not hold any raw identifier of the envelope (ids, device ids,
 // addresses, user agents), however it got there. A refusal wraps
 // ErrGateRefused and says which field's value leaked, never the value.
-func Export(env event.Envelope, d Decision, p *Profile) (Exportable, error) {
+func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	if !d.Export || d.Drop != "" {
 		return Exportable{}, fmt.Errorf("%w: no cross-border consent", ErrGateRefused)
 	}
-	clean, err := p.Deidentify(env, d)
+	clean, err := p.Deidentify(in, d)
 	if err != nil {
 		return Exportable{}, err
 	}
-	value, err := json.Marshal(clean)
-	if err != nil {
-		return Exportable{}, fmt.Errorf("encode export event: %w", err)
-	}
-	for _, id := range RawIdentifiers(env) {
+	value := clean.AppendJSON(nil)
+	for _, id := range in.RawIdentifiers() {
 		if len(id.Value) >= minCheckedIDBytes && bytes.Contains(value, []byte(id.Value)) {
 			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
 		}
@@ -60,27 +55,3 @@ func Export(env event.Envelope, d Decision, p *Profile) (Exportable, error) {
 
 // Identifier is one raw identifying value of an event and where it was.
 type Identifier struct{ Field, Value string }
-
-// RawIdentifiers lists the identifying values an envelope carries.
-func RawIdentifiers(env event.Envelope) []Identifier {
-	ids := []Identifier{
-		{"userId", env.Event.UserID}, {"anonymousId", env.Event.AnonymousID},
-		{"signals.ip", env.Signals.IP}, {"signals.userAgent", env.Signals.UserAgent},
-	}
-	ctx, device, _ := splitContext(env.Event.Context)
-	for _, k := range deviceIDKeys {
-		ids = append(ids, Identifier{"context.device." + k, device[k]})
-	}
-	for _, k := range []string{"ip", "userAgent"} {
-		if s, ok := ctx[k].(string); ok {
-			ids = append(ids, Identifier{"context." + k, s})
-		}
-	}
-	out := ids[:0]
-	for _, id := range ids {
-		if id.Value != "" {
-			out = append(out, id)
-		}
-	}
-	return out
-}

@@ -178,7 +178,7 @@ func NewProfile(name string, s Settings, keys *Keyring, agents *UserAgentParser)
 	}
 	p := &Profile{Name: name, settings: s, keys: keys, agents: agents, scrub: slices.Clone(piPatterns)}
 	for _, sp := range s.ScrubPatterns {
-		p.scrub = append(p.scrub, piPattern{regexp.MustCompile(sp.Pattern), "[" + sp.Name + "]"})
+		p.scrub = append(p.scrub, piPattern{re: regexp.MustCompile(sp.Pattern), replacement: "[" + sp.Name + "]"})
 	}
 	for _, f := range s.DropFields {
 		p.drops = append(p.drops, strings.Split(f, "."))

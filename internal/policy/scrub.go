@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-
-	"github.com/consentflow/consentflow/internal/event"
 )
 
 // piPatterns find personal data that SDKs and developers put in free-form
@@ -15,19 +13,36 @@ import (
 type piPattern struct {
 	re          *regexp.Regexp
 	replacement string
+	// needsAt and minDigits are what any match must contain: most strings
+	// have neither, and skipping the regex for them is most of scrubbing's
+	// cost saved. Zero for configured patterns: they always run.
+	needsAt   bool
+	minDigits int
 }
 
 var piPatterns = []piPattern{
-	{regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), "[email]"},
-	{regexp.MustCompile(`\b[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]\b`), "[id_number]"},
-	{regexp.MustCompile(`\b\d{15}\b`), "[imei]"},
-	{regexp.MustCompile(`(?:\+|\b)(?:86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}\b`), "[phone]"},
-	{regexp.MustCompile(`\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b`), "[phone]"},
+	{regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), "[email]", true, 0},
+	{regexp.MustCompile(`\b[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]\b`), "[id_number]", false, 17},
+	{regexp.MustCompile(`\b\d{15}\b`), "[imei]", false, 15},
+	{regexp.MustCompile(`(?:\+|\b)(?:86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}\b`), "[phone]", false, 11},
+	{regexp.MustCompile(`\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b`), "[phone]", false, 6},
 }
 
 // scrubText replaces every personal-data match in s.
 func scrubText(s string, patterns []piPattern) string {
+	digits, at := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '@':
+			at = true
+		}
+	}
 	for _, p := range patterns {
+		if digits < p.minDigits || (p.needsAt && !at) {
+			continue
+		}
 		s = p.re.ReplaceAllString(s, p.replacement)
 	}
 	return s
@@ -35,30 +50,27 @@ func scrubText(s string, patterns []piPattern) string {
 
 // scrubProperties returns the properties with personal data in string
 // values, and numbers that are whole phone, IMEI or identity numbers,
-// replaced by what they were ("[email]", "[phone]", ...). Keys and
-// structure stay.
-func (p *Profile) scrubProperties(raw json.RawMessage) (json.RawMessage, error) {
-	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return raw, nil
+// replaced by what they were ("[email]", "[phone]", ...), and the profile's
+// drop_fields removed. Keys and structure stay.
+func (p *Profile) scrubProperties(in *Parsed) (json.RawMessage, error) {
+	if !in.hasProps {
+		return in.Env.Event.Properties, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, &event.FieldError{Field: "event.properties", Msg: err.Error()}
+	v := scrubValue(in.props, p.scrub)
+	if obj, ok := v.(map[string]any); ok {
+		dropPaths(obj, p.drops, "properties")
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if obj, ok := v.(map[string]any); ok {
-		dropPaths(obj, p.drops, "properties")
-	}
-	if err := enc.Encode(scrubValue(v, p.scrub)); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("encode properties: %w", err)
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
+// scrubValue returns v with its strings scrubbed, in new maps and slices:
+// the parsed event is shared by every profile.
 func scrubValue(v any, patterns []piPattern) any {
 	switch x := v.(type) {
 	case string:
@@ -69,15 +81,17 @@ func scrubValue(v any, patterns []piPattern) any {
 		}
 		return x
 	case map[string]any:
+		out := make(map[string]any, len(x))
 		for k, e := range x {
-			x[k] = scrubValue(e, patterns)
+			out[k] = scrubValue(e, patterns)
 		}
-		return x
+		return out
 	case []any:
+		out := make([]any, len(x))
 		for i, e := range x {
-			x[i] = scrubValue(e, patterns)
+			out[i] = scrubValue(e, patterns)
 		}
-		return x
+		return out
 	}
 	return v
 }

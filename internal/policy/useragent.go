@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/ua-parser/uap-go/uaparser"
 )
@@ -9,16 +10,25 @@ import (
 // UserAgentParser generalizes user agents with ua-parser's maintained
 // regexes. Parsing one takes tens of microseconds, so results are cached:
 // a fleet sends few distinct user agents.
-type UserAgentParser struct{ p *uaparser.Parser }
+type UserAgentParser struct {
+	p         *uaparser.Parser
+	cacheSize int
+
+	mu    sync.RWMutex
+	cache map[string]Agent
+}
 
 // NewUserAgentParser compiles the embedded regexes (a few hundred
-// milliseconds, once per process).
+// milliseconds, once per process) and remembers up to cacheSize results.
 func NewUserAgentParser(cacheSize int) (*UserAgentParser, error) {
-	p, err := uaparser.New(uaparser.WithCacheSize(cacheSize))
+	// ua-parser's own cache is per field and parses the three fields in
+	// goroutines; one cache of whole results in front of it is cheaper, and
+	// its own can stay small (it refuses zero).
+	p, err := uaparser.New(uaparser.WithCacheSize(16))
 	if err != nil {
 		return nil, err
 	}
-	return &UserAgentParser{p: p}, nil
+	return &UserAgentParser{p: p, cacheSize: cacheSize, cache: map[string]Agent{}}, nil
 }
 
 // Agent is what a user agent says once generalized.
@@ -34,6 +44,23 @@ func (u *UserAgentParser) Parse(ua string) Agent {
 	if ua == "" {
 		return Agent{}
 	}
+	u.mu.RLock()
+	a, ok := u.cache[ua]
+	u.mu.RUnlock()
+	if ok {
+		return a
+	}
+	a = u.parse(ua)
+	u.mu.Lock()
+	if len(u.cache) >= u.cacheSize {
+		clear(u.cache) // a crude bound, but user agents repeat within minutes
+	}
+	u.cache[ua] = a
+	u.mu.Unlock()
+	return a
+}
+
+func (u *UserAgentParser) parse(ua string) Agent {
 	c := u.p.Parse(ua)
 	a := Agent{Browser: known(c.UserAgent.Family), BrowserVersion: c.UserAgent.Major,
 		OS: known(c.Os.Family), OSVersion: c.Os.Major}
