@@ -21,16 +21,16 @@ const eventColumns = `message_id, type, event, event_time, received_at, source_i
 
 // migration is one step of the schema, applied once per database, in
 // version order (see apply). Its statements run on ClickHouse 18.16 as well
-// as current releases (no TTL, no DateTime64, no LowCardinality, no ADD
-// COLUMN IF NOT EXISTS) and are idempotent, so two sinks starting at once
-// may both run them.
+// as current releases (no TTL, no DateTime64, no LowCardinality; ADD COLUMN
+// IF NOT EXISTS only where features allow it) and are idempotent, so two
+// sinks starting at once may both run them.
 type migration struct {
 	version uint32
 	name    string
 	// statements run first, each as it is.
 	statements func(db string) []string
 	// columns are then added to the events table, one ALTER each, skipping
-	// those already there: 18.16 has no ADD COLUMN IF NOT EXISTS.
+	// those already there.
 	columns []column
 }
 
@@ -43,9 +43,14 @@ type column struct {
 	def string
 }
 
-// addStatement is the ALTER that adds c to db.events.
-func (c column) addStatement(db string) string {
-	stmt := fmt.Sprintf("ALTER TABLE %s.events ADD COLUMN %s %s", db, c.name, c.typ)
+// addStatement is the ALTER that adds c to db.events, with IF NOT EXISTS
+// when the server has it (18.16 rejects it as a syntax error).
+func (c column) addStatement(db string, f features) string {
+	ifNotExists := ""
+	if f.addColumnIfNotExists {
+		ifNotExists = "IF NOT EXISTS "
+	}
+	stmt := fmt.Sprintf("ALTER TABLE %s.events ADD COLUMN %s%s %s", db, ifNotExists, c.name, c.typ)
 	if c.def != "" {
 		stmt += " DEFAULT " + c.def
 	}
@@ -100,8 +105,9 @@ ORDER BY (subject, event_time)`, db)}
 
 // migrate creates the database and its schema_migrations table if missing,
 // applies the migrations newer than the recorded version, and returns the
-// version the schema is at.
-func migrate(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
+// version the schema is at. f chooses statements only, never the schema
+// itself, so the result is the same on every server version.
+func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint32, error) {
 	for _, stmt := range []string{
 		"CREATE DATABASE IF NOT EXISTS " + db,
 		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog",
@@ -118,7 +124,7 @@ func migrate(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
 		if m.version <= current {
 			continue
 		}
-		if err := apply(ctx, conn, db, m); err != nil {
+		if err := apply(ctx, conn, db, m, f); err != nil {
 			return current, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 		}
 		if err := recordMigration(ctx, conn, db, m); err != nil {
@@ -133,7 +139,7 @@ func migrate(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
 // table lacks. A column that is there already with the same type counts as
 // added, including when another sink added it between the look and the
 // ALTER; one there with another type is an error.
-func apply(ctx context.Context, conn driver.Conn, db string, m migration) error {
+func apply(ctx context.Context, conn driver.Conn, db string, m migration, f features) error {
 	if m.statements != nil {
 		for _, stmt := range m.statements(db) {
 			if err := conn.Exec(ctx, stmt); err != nil {
@@ -148,22 +154,47 @@ func apply(ctx context.Context, conn driver.Conn, db string, m migration) error 
 	if err != nil {
 		return err
 	}
+	added := false
 	for _, c := range m.columns {
 		if typ, ok := have[c.name]; ok {
 			if typ != c.typ {
-				return fmt.Errorf("column %s.events.%s is %s, want %s", db, c.name, typ, c.typ)
+				return columnTypeError(db, c, typ)
 			}
 			continue
 		}
-		if err := conn.Exec(ctx, c.addStatement(db)); err != nil {
-			// Another sink may have added it since we looked.
+		err := conn.Exec(ctx, c.addStatement(db, f))
+		switch {
+		case err == nil:
+			added = true
+		case f.addColumnIfNotExists:
+			return err
+		default:
+			// 18.16: another sink may have added it since we looked.
 			if now, lerr := eventsColumns(ctx, conn, db); lerr == nil && now[c.name] == c.typ {
 				continue
 			}
 			return err
 		}
 	}
+	if !added || !f.addColumnIfNotExists {
+		return nil
+	}
+	// IF NOT EXISTS also succeeds when another sink has just added a column
+	// of that name with another type: look at what is there now.
+	now, err := eventsColumns(ctx, conn, db)
+	if err != nil {
+		return err
+	}
+	for _, c := range m.columns {
+		if now[c.name] != c.typ {
+			return columnTypeError(db, c, now[c.name])
+		}
+	}
 	return nil
+}
+
+func columnTypeError(db string, c column, have string) error {
+	return fmt.Errorf("column %s.events.%s is %s, want %s", db, c.name, have, c.typ)
 }
 
 // eventsColumns maps the events table's column names to their types.

@@ -38,7 +38,7 @@ func TestEveryInsertedColumnIsMigrated(t *testing.T) {
 	}
 	var got []string
 	for _, c := range migrations[1].columns {
-		got = append(got, c.addStatement("db"))
+		got = append(got, c.addStatement("db", features{}))
 	}
 	for _, w := range want {
 		if !slices.Contains(got, w) {
@@ -68,7 +68,7 @@ func TestUpgradeFromVersion1(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := apply(ctx, f.conn, db, migrations[0]); err != nil {
+	if err := apply(ctx, f.conn, db, migrations[0], features{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := recordMigration(ctx, f.conn, db, migrations[0]); err != nil {
@@ -154,7 +154,7 @@ func TestColumnMigrationConcurrent(t *testing.T) {
 	if err := f.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		t.Fatal(err)
 	}
-	if err := apply(ctx, f.conn, db, migrations[0]); err != nil {
+	if err := apply(ctx, f.conn, db, migrations[0], features{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -163,7 +163,7 @@ func TestColumnMigrationConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = apply(ctx, f.conn, db, migrations[1])
+			errs[i] = apply(ctx, f.conn, db, migrations[1], features{})
 		}()
 	}
 	wg.Wait()
@@ -186,7 +186,7 @@ func TestMigrationRefusesAColumnOfAnotherType(t *testing.T) {
 	if err := f.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		t.Fatal(err)
 	}
-	if err := apply(ctx, f.conn, db, migrations[0]); err != nil {
+	if err := apply(ctx, f.conn, db, migrations[0], features{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.conn.Exec(ctx, "ALTER TABLE "+db+".events ADD COLUMN country UInt16"); err != nil {

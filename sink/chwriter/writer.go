@@ -2,18 +2,38 @@
 // the events into the ClickHouse database of that region, creating and
 // migrating the schema at start-up and dropping months past retention.
 //
-// Delivery: exactly once into ClickHouse. Each row carries its Kafka
-// partition and offset; offsets are committed after each insert, and on
-// every partition assignment the sink resumes after the highest offset
-// ClickHouse holds when that is further than the commit
-// (resumeAfterStoredRows), so a crash between insert and commit does not
-// insert the batch twice. While ClickHouse fails, the insert is retried
-// with backoff, nothing more is fetched, and /readyz fails. A record that
-// does not decode goes to the dead-letter topic with the reason.
+// Delivery: exactly once into ClickHouse, and this paragraph is where the
+// sink's delivery semantics live. Each row carries its Kafka partition and
+// offset; offsets are committed after each batch, and on every partition
+// assignment the sink resumes after the highest offset ClickHouse holds
+// when that is further than the commit (resumeAfterStoredRows), so a crash
+// between insert and commit does not insert the batch twice. A batch is
+// handled in order: records that do not decode go to the dead-letter topic
+// first; the rest are inserted, and if ClickHouse refuses rows for their
+// content the batch is split in halves until the refused rows stand alone
+// (load), each of which goes to the dead-letter topic, acknowledged, before
+// any row after it in the batch is inserted. That order keeps the resume
+// safe: a row past a dead-lettered one can be in ClickHouse only once the
+// dead letter is in Kafka, so resuming after it never skips a record that
+// is in neither place. A crash after a dead letter and before the commit
+// may send that record to the dead-letter topic again when it is read
+// again (when no later row of its partition was inserted): a duplicate
+// there is acceptable, a loss is not. While ClickHouse fails (down,
+// unreachable, a refusal not caused by the rows) the insert is retried
+// with backoff, nothing more is polled (memory holds one batch and at most
+// one fetch franz-go buffered; the backlog stays in Kafka), and /readyz
+// fails; before each retry the sink asks ClickHouse which of the
+// rows it already holds, since a failure can come after the write, and
+// sends only the others.
+//
+// Server versions: at start the sink reads SELECT version() and uses newer
+// features only on servers that have them (see features); everything it
+// sends also works on 18.16.
 //
 // Metrics: sink_rows_inserted_total, sink_batch_rows,
-// sink_insert_duration_seconds, sink_insert_errors_total{kind},
-// sink_flushes_total{reason}, sink_dead_lettered_total,
+// sink_insert_duration_seconds, sink_insert_errors_total{kind="server|connection|rejected"},
+// sink_flushes_total{reason}, sink_dead_lettered_total{reason="invalid_clean_event|rejected_by_clickhouse"},
+// sink_held_records, sink_clickhouse_server_info{version},
 // sink_partitions_dropped_total, sink_consumer_lag_records, and franz-go's
 // client metrics under sink_.
 package chwriter
@@ -39,7 +59,6 @@ import (
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/obs"
-	"github.com/consentflow/consentflow/internal/retry"
 )
 
 const stage = "sink"
@@ -54,6 +73,10 @@ type Writer struct {
 	client  *kgo.Client
 	conn    driver.Conn
 	lag     *kafkax.Lag
+	// server and features are what Start found; fixed until a restart (an
+	// older path stays valid if the server is upgraded meanwhile).
+	server   serverVersion
+	features features
 
 	cancel  context.CancelFunc
 	done    chan error    // the loop's result, for Done
@@ -147,11 +170,15 @@ func (w *Writer) Start(ctx context.Context) error {
 	if err := kafkax.EnsureTopics(ctx, w.client, []kafkax.TopicSpec{t.DLQ}, []kafkax.TopicSpec{t.Clean}, w.log); err != nil {
 		return fmt.Errorf("sink topics: %w", err)
 	}
-	version, err := w.conn.ServerVersion()
+	server, err := detectServer(ctx, w.conn)
 	if err != nil {
 		return fmt.Errorf("clickhouse %v: %w", w.cfg.ClickHouse.Addr, err)
 	}
-	schema, err := migrate(ctx, w.conn, w.cfg.Database)
+	w.server, w.features = server, featuresOf(server)
+	w.metrics.setServer(server)
+	w.log.Info("clickhouse server", "version", server.String(),
+		"add_column_if_not_exists", w.features.addColumnIfNotExists, "insert_partition_limit", w.features.insertPartitionLimit)
+	schema, err := migrate(ctx, w.conn, w.cfg.Database, w.features)
 	if err != nil {
 		return fmt.Errorf("clickhouse schema: %w", err)
 	}
@@ -176,7 +203,7 @@ func (w *Writer) Start(ctx context.Context) error {
 		w.wg.Wait()
 		close(w.stopped)
 	}()
-	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "schema_version", schema, "clickhouse", version.String())
+	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "schema_version", schema, "clickhouse", server.String())
 	return nil
 }
 
@@ -260,6 +287,7 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 			deadline = time.Now().Add(w.cfg.Batch.MaxWait)
 		}
 		records = append(records, got...)
+		w.metrics.heldRecords.Set(float64(len(records)))
 		for _, r := range got {
 			size += int64(len(r.Value))
 		}
@@ -285,39 +313,24 @@ func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetc
 	return w.client.PollRecords(ctx, max)
 }
 
-// flush dead-letters what does not decode, inserts the rest, then commits.
+// flush dead-letters what does not decode, loads the rest, then commits:
+// the order the package doc's Delivery paragraph explains.
 func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string) error {
 	rows := make([]row, 0, len(records))
 	var dead []*kgo.Record
 	for _, rec := range records {
 		r, err := decodeRow(rec)
 		if err != nil {
-			dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, "invalid_clean_event", err))
+			dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, reasonInvalid, err))
 			continue
 		}
 		rows = append(rows, r)
 	}
-	if len(dead) > 0 {
-		err := retry.Default.Do(ctx, func(ctx context.Context) error {
-			return w.client.ProduceSync(ctx, dead...).FirstErr()
-		}, func(err error, wait time.Duration) {
-			w.log.Warn("dead-letter produce failed; retrying", "records", len(dead), "wait", wait, "err", err)
-		})
-		if err != nil {
-			return err
-		}
-		w.metrics.deadLettered.Add(float64(len(dead)))
+	if err := w.deadLetter(ctx, reasonInvalid, dead...); err != nil {
+		return err
 	}
 	if len(rows) > 0 {
-		err := retry.Default.Do(ctx, func(ctx context.Context) error {
-			return w.insert(ctx, rows)
-		}, func(err error, wait time.Duration) {
-			w.metrics.insertErrors.WithLabelValues(errorKind(err)).Inc()
-			w.insertFailing.Store(&err)
-			w.log.Warn("insert failed; retrying", "rows", len(rows), "wait", wait, "err", err)
-		})
-		w.insertFailing.Store(nil)
-		if err != nil {
+		if err := w.load(ctx, rows); err != nil {
 			return err
 		}
 	}
@@ -325,6 +338,7 @@ func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string
 	if err := w.client.CommitRecords(ctx, records...); err != nil {
 		w.log.Warn("commit failed; batch will be replayed", "err", err)
 	}
+	w.metrics.heldRecords.Set(0)
 	return nil
 }
 
@@ -356,17 +370,11 @@ func (w *Writer) insert(ctx context.Context, rows []row) error {
 	return nil
 }
 
-// errorKind tells a refusal by ClickHouse from a failure to reach it.
-func errorKind(err error) string {
-	var ex *clickhouse.Exception
-	if errors.As(err, &ex) {
-		return "server"
-	}
-	return "connection"
-}
-
 // row is one clean event with what the table adds to it.
 type row struct {
+	// rec is the record the row came from, for the DLQ if ClickHouse
+	// refuses the row.
+	rec                  *kgo.Record
 	clean                event.Clean
 	propKeys, propValues []string
 	partition            int32
@@ -382,7 +390,7 @@ func decodeRow(rec *kgo.Record) (row, error) {
 	if err != nil {
 		return row{}, err
 	}
-	return row{clean: c, propKeys: keys, propValues: values, partition: rec.Partition, offset: rec.Offset}, nil
+	return row{rec: rec, clean: c, propKeys: keys, propValues: values, partition: rec.Partition, offset: rec.Offset}, nil
 }
 
 // flattenProperties lists the top-level properties as parallel key and value

@@ -150,7 +150,7 @@ func TestLoadAndDeadLetter(t *testing.T) {
 	}
 	// A second start on the same database applies nothing again, and every
 	// migration's statements are idempotent for two sinks starting at once.
-	if v, err := migrate(ctx, f.conn, f.cfg.Database); err != nil || v != migrations[len(migrations)-1].version {
+	if v, err := migrate(ctx, f.conn, f.cfg.Database, features{}); err != nil || v != migrations[len(migrations)-1].version {
 		t.Fatalf("second migrate: version %d, %v", v, err)
 	}
 	var applied uint64
@@ -158,7 +158,7 @@ func TestLoadAndDeadLetter(t *testing.T) {
 		t.Errorf("schema_migrations holds %d rows (%v), want one per migration (%d)", applied, err, len(migrations))
 	}
 	for _, m := range migrations {
-		if err := apply(ctx, f.conn, f.cfg.Database, m); err != nil {
+		if err := apply(ctx, f.conn, f.cfg.Database, m, features{}); err != nil {
 			t.Fatalf("migration %d is not idempotent: %v", m.version, err)
 		}
 	}
@@ -223,7 +223,7 @@ func TestInsertFailureHoldsCommit(t *testing.T) {
 	}
 
 	for _, m := range migrations { // ClickHouse is back
-		if err := apply(ctx, f.conn, f.cfg.Database, m); err != nil {
+		if err := apply(ctx, f.conn, f.cfg.Database, m, features{}); err != nil {
 			t.Fatal(err)
 		}
 	}
