@@ -23,13 +23,14 @@ import (
 // TestEnricherExactlyOnceUnderKill kill -9s the enricher process several
 // times while it works through a raw topic, restarts it each time, and
 // checks with read_committed that the clean topic holds every event exactly
-// once.
+// once, and the export topic every event with cross-border consent.
 func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, 6*time.Minute)
 	run := testenv.Name(t, "crash")
 	raw, clean, dlq, consent, erasures := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run, "privacy.consent."+run, "privacy.erasures."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, consent, erasures)
+	export := "events.export." + run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, consent, erasures, export)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -39,10 +40,12 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 		{Name: consent, CleanupPolicy: "compact"}}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
-	// Every subject consents to analytics (the enricher fails closed).
+	// Every subject consents to analytics (the enricher fails closed); the
+	// even ones to transfer abroad too, so the export topic is under test.
 	var grants []*kgo.Record
 	for i := range 500 {
-		u := event.ConsentUpdate{AnonymousID: fmt.Sprintf("anon-%d", i), Purposes: map[string]bool{"analytics": true}, Timestamp: "2026-01-01T00:00:00Z"}
+		u := event.ConsentUpdate{AnonymousID: fmt.Sprintf("anon-%d", i), Purposes: map[string]bool{"analytics": true},
+			CrossBorder: i%2 == 0, Timestamp: "2026-01-01T00:00:00Z"}
 		v, _ := json.Marshal(u.State(time.Now(), "web", "cn"))
 		grants = append(grants, &kgo.Record{Topic: consent, Key: []byte(u.AnonymousID), Value: v})
 	}
@@ -52,9 +55,13 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 
 	const n = 20000
 	want := make([]string, n)
+	var wantExported []string
 	records := make([]*kgo.Record, n)
 	for i := range n {
 		want[i] = fmt.Sprintf("%s-%05d", run, i)
+		if i%500%2 == 0 {
+			wantExported = append(wantExported, want[i])
+		}
 		v, _ := json.Marshal(event.Envelope{
 			SchemaVersion: event.SchemaVersion, MessageID: want[i], ReceivedAt: time.Now().UTC(), SourceID: "web", Region: "cn",
 			Signals: event.Signals{IP: "198.51.100.7"},
@@ -75,7 +82,8 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 		"ENRICHER_TOPICS_RAW_NAME="+raw, "ENRICHER_TOPICS_CLEAN_NAME="+clean, "ENRICHER_TOPICS_DLQ_NAME="+dlq,
 		"ENRICHER_GROUP_ID="+run, "ENRICHER_TRANSACTIONAL_ID="+run,
 		"ENRICHER_TOPICS_CONSENT_NAME="+consent, "ENRICHER_TOPICS_ERASURES_NAME="+erasures,
-		"ENRICHER_PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key", "ENRICHER_EXPORT_NAME=",
+		"ENRICHER_PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key",
+		"ENRICHER_EXPORT_TOPIC_NAME="+export, "ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=../configs/dev-export.key",
 		"ENRICHER_MAX_POLL_RECORDS=200", "ENRICHER_KAFKA_SESSION_TIMEOUT=6s",
 	)
 	start := func() *process {
@@ -114,6 +122,9 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 	last.stop(t)
 	if err := exactlyOnce(seen, want); err != nil {
 		t.Fatal(err)
+	}
+	if err := exactlyOnce(messageIDs(t, ctx, brokers, export), wantExported); err != nil {
+		t.Fatalf("export topic: %v", err)
 	}
 	t.Logf("%d events exactly once after %d kills; the topic holds %d records and markers, aborted ones included", n, kills, countRecords(t, ctx, brokers, clean))
 
