@@ -59,6 +59,7 @@ import (
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/obs"
+	"github.com/consentflow/consentflow/internal/par"
 )
 
 const stage = "sink"
@@ -284,7 +285,7 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 		w.lag.Observe(fetches)
 		got := fetches.Records()
 		if len(records) == 0 && len(got) > 0 {
-			deadline = time.Now().Add(w.cfg.Batch.MaxWait)
+			deadline = batchDeadline(got, w.cfg.Batch.MaxWait, time.Now())
 		}
 		records = append(records, got...)
 		w.metrics.heldRecords.Set(float64(len(records)))
@@ -302,6 +303,25 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 	}
 }
 
+// batchDeadline is when a batch opened with first must be flushed: max_wait
+// after the oldest of them was produced, so records that waited in Kafka
+// while the previous batch was inserted do not wait a whole max_wait more.
+// It is never sooner than a quarter of max_wait from now, so a backlog is
+// still loaded in large batches, and never later than max_wait from now,
+// whatever the producer's clock says.
+func batchDeadline(first []*kgo.Record, maxWait time.Duration, now time.Time) time.Time {
+	oldest := now
+	for _, r := range first {
+		if !r.Timestamp.IsZero() && r.Timestamp.Before(oldest) {
+			oldest = r.Timestamp
+		}
+	}
+	if floor := now.Add(maxWait / 4); oldest.Add(maxWait).Before(floor) {
+		return floor
+	}
+	return oldest.Add(maxWait)
+}
+
 // poll waits for up to max records, until deadline if one is set (a batch
 // is open) or else for as long as it takes.
 func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetches {
@@ -316,15 +336,22 @@ func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetc
 // flush dead-letters what does not decode, loads the rest, then commits:
 // the order the package doc's Delivery paragraph explains.
 func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string) error {
+	// Decoding is most of the sink's CPU: spread it over the cores.
+	decoded := make([]row, len(records))
+	failed := make([]error, len(records))
+	par.Range(len(records), 256, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			decoded[i], failed[i] = decodeRow(records[i])
+		}
+	})
 	rows := make([]row, 0, len(records))
 	var dead []*kgo.Record
-	for _, rec := range records {
-		r, err := decodeRow(rec)
-		if err != nil {
-			dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, reasonInvalid, err))
+	for i, rec := range records {
+		if failed[i] != nil {
+			dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, reasonInvalid, failed[i]))
 			continue
 		}
-		rows = append(rows, r)
+		rows = append(rows, decoded[i])
 	}
 	if err := w.deadLetter(ctx, reasonInvalid, dead...); err != nil {
 		return err
