@@ -50,8 +50,11 @@ func TestBinaries(t *testing.T) {
 		}
 		return out
 	}
+	// The sink logs in as a user that may use its database only.
+	chUser := testenv.ClickHouseSinkUser(t, chAddr, database)
 	sink := startBinary(t, ctx, bin+"/sink", "../configs/sink.yaml", env("SINK",
-		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run))
+		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr,
+		"CLICKHOUSE_USERNAME="+chUser.Name, "CLICKHOUSE_PASSWORD="+chUser.Password, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run))
 	enricher := startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml", env("ENRICHER",
 		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "TOPICS_DLQ_NAME=events.dlq.raw."+run,
 		"TOPICS_ERASURES_NAME=privacy.erasures."+run, "EXPORT_TOPIC_NAME=events.export."+run,

@@ -70,6 +70,9 @@ func TestEndToEnd(t *testing.T) {
 	load(t, "../configs/sink.yaml", "SINK", &scfg)
 	scfg.Kafka.Brokers, scfg.GroupID, scfg.Database = brokers, "sink-"+run, database
 	scfg.ClickHouse.Addr = []string{chAddr}
+	// Each sink logs in as a user that may use its database only
+	// (deployments/clickhouse); the test's own queries are the default user's.
+	testenv.ClickHouseSinkUser(t, chAddr, database).Apply(&scfg.ClickHouse)
 	scfg.Topics.Clean.Name, scfg.Topics.DLQ.Name = clean, dlq
 	scfg.Batch.MaxWait = 200 * time.Millisecond
 
@@ -83,6 +86,7 @@ func TestEndToEnd(t *testing.T) {
 	load(t, "../configs/sink-intl.yaml", "SINK", &xcfg)
 	xcfg.Kafka.Brokers, xcfg.GroupID, xcfg.Database = brokers, "sink-intl-"+run, database+"_intl"
 	xcfg.ClickHouse.Addr = []string{chAddr}
+	testenv.ClickHouseSinkUser(t, chAddr, database+"_intl").Apply(&xcfg.ClickHouse)
 	xcfg.Topics.Clean.Name, xcfg.Topics.DLQ.Name = export, dlq
 	xcfg.Batch.MaxWait = 200 * time.Millisecond
 

@@ -27,6 +27,9 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 	clean, dlq, database := "events.clean."+run, "events.dlq."+run, "analytics_"+run
 	testenv.DeleteTopicsAfter(t, brokers, clean, dlq)
 	conn := testenv.ClickHouseDB(t, chAddr, database)
+	// The sink logs in as a user that may use its database only; conn is
+	// the default user's.
+	chUser := testenv.ClickHouseSinkUser(t, chAddr, database)
 
 	const n = 30000
 	want := make([]string, n)
@@ -55,6 +58,7 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 		"SINK_KAFKA_BROKERS="+strings.Join(brokers, ","), "SINK_KAFKA_SESSION_TIMEOUT=6s",
 		"SINK_TOPICS_CLEAN_NAME="+clean, "SINK_TOPICS_DLQ_NAME="+dlq,
 		"SINK_GROUP_ID="+run, "SINK_DATABASE="+database, "SINK_CLICKHOUSE_ADDR="+chAddr,
+		"SINK_CLICKHOUSE_USERNAME="+chUser.Name, "SINK_CLICKHOUSE_PASSWORD="+chUser.Password,
 		"SINK_BATCH_MAX_ROWS=500", "SINK_BATCH_MAX_WAIT=100ms",
 	)
 	start := func() (*process, string) {

@@ -11,7 +11,9 @@
 # Everything it writes (jars, data, logs, pid files) is under $DEPS_DIR
 # (default .deps/ in the repository, ignored by git). ClickHouse's data goes
 # to /var/lib/consentflow-deps/<hash> instead when the clickhouse user cannot
-# reach $DEPS_DIR (a checkout under /root, for example).
+# reach $DEPS_DIR (a checkout under /root, for example). The server also
+# reads users from <that folder>/users.d/, where the tests add a user of
+# their own per database (internal/testenv) and remove it when done.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,6 +80,10 @@ ch_dir() {
 ch_config() {
   local dir=$1
   mkdir -p "$dir"/{data,tmp,user_files,format_schemas,log}
+  ch_users_dir "$dir"
+  # Users a test added for itself and did not remove (it was killed): no
+  # test can be using them, since the server is not running.
+  rm -f "$dir"/users.d/testenv_*.xml
   # The stock config, with every path moved under $dir and loopback only.
   sed -e "s#/var/lib/clickhouse/#$dir/data/#g" \
       -e "s#$dir/data/tmp/#$dir/tmp/#g" \
@@ -91,12 +97,27 @@ ch_config() {
   chown -R clickhouse:clickhouse "$dir"
 }
 
+# ch_users_dir makes $dir/users.d, which the server merges into users.xml
+# and re-reads when a file there changes (or on SYSTEM RELOAD CONFIG): the
+# tests write a user scoped to their own database there. Only root (the
+# tests) writes it; the clickhouse user reads it.
+ch_users_dir() {
+  mkdir -p "$1/users.d"
+  chown clickhouse:clickhouse "$1/users.d"
+  chmod 0750 "$1/users.d"
+}
+
 ch_answers() { clickhouse-client --port "$CH_NATIVE_PORT" --query 'SELECT 1' >/dev/null 2>&1; }
 
 ch_up() {
   ch_install
   if ch_answers; then
     log "clickhouse already answering on 127.0.0.1:$CH_NATIVE_PORT"
+    # A server started before users.d existed picks the folder up at its
+    # next reload, so `up` on it is enough.
+    if pid_alive "$CH_PID" clickhouse-server; then
+      ch_users_dir "$(ch_dir)"
+    fi
     return
   fi
   mkdir -p "$DEPS_DIR"
@@ -219,7 +240,7 @@ status() {
     echo "kafka:      stopped"; rc=1
   fi
   if pid_alive "$CH_PID" clickhouse-server; then
-    echo "clickhouse: running, pid $(cat "$CH_PID"), native 127.0.0.1:$CH_NATIVE_PORT, http 127.0.0.1:$CH_HTTP_PORT, log $(cat "$CH_DIR_FILE")/log/clickhouse-server.log"
+    echo "clickhouse: running, pid $(cat "$CH_PID"), native 127.0.0.1:$CH_NATIVE_PORT, http 127.0.0.1:$CH_HTTP_PORT, log $(cat "$CH_DIR_FILE")/log/clickhouse-server.log, users $(cat "$CH_DIR_FILE")/users.d"
   elif port_open "$CH_NATIVE_PORT"; then
     echo "clickhouse: something not started by this script listens on 127.0.0.1:$CH_NATIVE_PORT"
   else

@@ -39,6 +39,7 @@ func TestClickHouseOutage(t *testing.T) {
 	cfg.Retention.Months = 0
 	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
 	conn := testenv.ClickHouseDB(t, srv.Addr, cfg.Database)
+	srv.SinkUser(t, cfg.Database).Apply(&cfg.ClickHouse) // as in newFixture
 	w, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)

@@ -108,13 +108,11 @@ ORDER BY (subject, event_time)`, db)}
 // version the schema is at. f chooses statements only, never the schema
 // itself, so the result is the same on every server version.
 func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint32, error) {
-	for _, stmt := range []string{
-		"CREATE DATABASE IF NOT EXISTS " + db,
-		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog",
-	} {
-		if err := conn.Exec(ctx, stmt); err != nil {
-			return 0, fmt.Errorf("schema migrations table: %w", err)
-		}
+	if err := ensureDatabase(ctx, conn, db); err != nil {
+		return 0, err
+	}
+	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+db+".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"); err != nil {
+		return 0, fmt.Errorf("schema migrations table: %w", err)
 	}
 	var current uint32
 	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+db+".schema_migrations").Scan(&current); err != nil {
@@ -133,6 +131,26 @@ func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint
 		current = m.version
 	}
 	return current, nil
+}
+
+// ensureDatabase creates db only if it is missing. The sink's user need not
+// be allowed to create databases (an administrator creates them: see
+// deployments/clickhouse): current releases check the CREATE DATABASE grant
+// even for CREATE DATABASE IF NOT EXISTS on a database that exists. A user
+// sees its own databases in system.databases, on 18.16 as on current
+// releases, where every user may read that table.
+func ensureDatabase(ctx context.Context, conn driver.Conn, db string) error {
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&n); err != nil {
+		return fmt.Errorf("look for database %s: %w", db, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		return fmt.Errorf("create database %s (or have an administrator create it: deployments/clickhouse): %w", db, err)
+	}
+	return nil
 }
 
 // apply runs m's statements, then adds each of its columns the events

@@ -81,6 +81,10 @@ func newFixture(t *testing.T) *fixture {
 	cfg.Retention.Months = 0 // tests with fixed dates must not age out; TestRetention* sets it
 	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
 	conn := testenv.ClickHouseDB(t, chAddr, cfg.Database)
+	// The sink logs in as production's does (deployments/clickhouse): as a
+	// user that may use its own database only, which an administrator
+	// created. conn, the test's own, is the default user's.
+	testenv.ClickHouseSinkUser(t, chAddr, cfg.Database).Apply(&cfg.ClickHouse)
 	w, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		t.Fatal(err)
