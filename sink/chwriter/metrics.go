@@ -14,6 +14,7 @@ const (
 type metrics struct {
 	rowsInserted      prometheus.Counter
 	batchRows         prometheus.Histogram
+	batchBytes        prometheus.Histogram
 	insertDuration    prometheus.Histogram
 	insertErrors      *prometheus.CounterVec
 	flushes           *prometheus.CounterVec
@@ -33,6 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name:    "sink_batch_rows",
 			Help:    "Rows per insert.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
+		batchBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sink_batch_bytes",
+			Help:    "Bytes of record values per flushed batch (what batch.max_bytes bounds).",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 12),
 		}),
 		insertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sink_insert_duration_seconds",
@@ -64,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sink_partitions_dropped_total",
 		Help: "Months of events dropped by retention (retention.months).",
 	})
-	reg.MustRegister(m.rowsInserted, m.batchRows, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered,
+	reg.MustRegister(m.rowsInserted, m.batchRows, m.batchBytes, m.insertDuration, m.insertErrors, m.flushes, m.deadLettered,
 		m.partitionsDropped, m.heldRecords, m.serverInfo)
 	for _, kind := range []string{kindServer, kindConnection, kindRejected} {
 		m.insertErrors.WithLabelValues(kind)

@@ -30,7 +30,7 @@
 // features only on servers that have them (see features); everything it
 // sends also works on 18.16.
 //
-// Metrics: sink_rows_inserted_total, sink_batch_rows,
+// Metrics: sink_rows_inserted_total, sink_batch_rows, sink_batch_bytes,
 // sink_insert_duration_seconds, sink_insert_errors_total{kind="server|connection|rejected"},
 // sink_flushes_total{reason}, sink_dead_lettered_total{reason="invalid_clean_event|rejected_by_clickhouse"},
 // sink_held_records, sink_clickhouse_server_info{version},
@@ -362,6 +362,11 @@ func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string
 		}
 	}
 	w.metrics.flushes.WithLabelValues(reason).Inc()
+	var size int
+	for _, rec := range records {
+		size += len(rec.Value)
+	}
+	w.metrics.batchBytes.Observe(float64(size))
 	if err := w.client.CommitRecords(ctx, records...); err != nil {
 		w.log.Warn("commit failed; batch will be replayed", "err", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -170,7 +171,8 @@ func TestLoadAndDeadLetter(t *testing.T) {
 		t.Errorf("after every migration: %v", err)
 	}
 	poison := &kgo.Record{Topic: f.cfg.Topics.Clean.Name, Key: []byte("k"), Value: []byte(`{"schemaVersion":1,"messageId":"m-x"}`)}
-	testenv.Produce(t, ctx, f.brokers, f.clean("m-1"), poison, f.clean("m-2"), f.clean("m-3"))
+	produced := []*kgo.Record{f.clean("m-1"), poison, f.clean("m-2"), f.clean("m-3")}
+	testenv.Produce(t, ctx, f.brokers, produced...)
 
 	got := f.waitRows(t, ctx, 3)
 	for _, id := range []string{"m-1", "m-2", "m-3"} {
@@ -193,6 +195,15 @@ func TestLoadAndDeadLetter(t *testing.T) {
 		t.Errorf("dead letter %s headers %+v", dead[0].Value, dead[0].Headers)
 	}
 	waitCommitted(t, ctx, f, 4)
+	// The batch's bytes are every record's, the poison one's included.
+	var want int
+	for _, r := range produced {
+		want += len(r.Value)
+	}
+	var m dto.Metric
+	if err := f.w.metrics.batchBytes.Write(&m); err != nil || m.GetHistogram().GetSampleSum() != float64(want) {
+		t.Errorf("sink_batch_bytes sum = %v (err %v), want %d", m.GetHistogram().GetSampleSum(), err, want)
+	}
 }
 
 // TestInsertFailureHoldsCommit makes ClickHouse refuse inserts (the table is
