@@ -31,7 +31,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -50,18 +49,17 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/enricher/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/policy"
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 type options struct {
@@ -240,17 +238,7 @@ func rebuild(o options) (result, error) {
 		if deleted.Swap(true) {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		resps, err := adm.DeleteTopics(ctx, consent, erasures)
-		if err == nil {
-			for _, r := range resps.Sorted() {
-				if r.Err != nil && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
-					err = errors.Join(err, fmt.Errorf("%s: %w", r.Topic, r.Err))
-				}
-			}
-		}
-		if err != nil {
+		if err := benchkit.DeleteTopicsAndGroups(adm, []string{consent, erasures}, nil); err != nil {
 			fmt.Fprintf(os.Stderr, "consentbench: delete topics %s, %s: %v\n", consent, erasures, err)
 			return
 		}
@@ -277,12 +265,8 @@ func rebuild(o options) (result, error) {
 		{consent, int32(o.partitions), map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}},
 		{erasures, 1, nil},
 	} {
-		resp, err := adm.CreateTopic(ctx, t.partitions, 1, t.configs, t.name)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			return result{}, fmt.Errorf("create topic %s: %w", t.name, err)
+		if err := benchkit.CreateTopic(ctx, adm, t.name, t.partitions, t.configs); err != nil {
+			return result{}, err
 		}
 	}
 
@@ -342,7 +326,7 @@ func baseline() (heap uint64, rss int64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse, procStatus("VmRSS")
+	return ms.HeapInuse, bytesOf(benchkit.RSS(benchkit.Self))
 }
 
 // after fills r's memory figures once the store is built; store must
@@ -350,8 +334,8 @@ func baseline() (heap uint64, rss int64) {
 func after(r *result, store *consentstore.Store) {
 	r.HeapInuse, r.RSS = baseline()
 	debug.FreeOSMemory()
-	r.RSSReturned = procStatus("VmRSS")
-	r.PeakRSS = procStatus("VmHWM")
+	r.RSSReturned = bytesOf(benchkit.RSS(benchkit.Self))
+	r.PeakRSS = bytesOf(benchkit.PeakRSS(benchkit.Self))
 	r.StoreSubjects, r.Suppressed = store.Size()
 }
 
@@ -506,24 +490,13 @@ func consentState(ch change) event.ConsentState {
 
 // --- output --------------------------------------------------------------
 
-// procStatus reads a "kB" field of /proc/self/status, in bytes.
-func procStatus(field string) int64 {
-	f, err := os.Open("/proc/self/status")
+// bytesOf turns a reading of this process's memory (benchkit.RSS,
+// benchkit.PeakRSS) into bytes, -1 when it failed.
+func bytesOf(kib int64, err error) int64 {
 	if err != nil {
 		return -1
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return -1
-			}
-			return n << 10
-		}
-	}
-	return -1
+	return kib << 10
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
@@ -539,7 +512,7 @@ func printTable(results []result) {
 	if len(results) == 0 {
 		return
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := benchkit.NewTable(os.Stdout)
 	fmt.Fprintln(w, "part\tsubjects\trecords\ttook\trate\theap in use/1M\tRSS after GC/1M\tRSS returned/1M\tRSS after GC\tRSS returned\tpeak RSS\tstore subjects\tsuppressed\t")
 	for _, r := range results {
 		unit := "changes/s"

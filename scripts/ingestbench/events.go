@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 // Placeholders in a pre-rendered event, replaced per event. They are plain
@@ -63,17 +65,9 @@ type trackEvent struct {
 	Properties  map[string]any `json:"properties"`
 }
 
-var products = []struct{ name, category string }{
-	{"Trail Running Shoe", "Shoes"},
-	{"Merino Wool Hoodie", "Apparel"},
-	{"Insulated Water Bottle 750ml", "Accessories"},
-	{"Ultralight Daypack 22L", "Bags"},
-	{"Noise Cancelling Earbuds", "Electronics"},
-}
-
 func renderTemplate(subject int) (eventTemplate, error) {
 	anon := fmt.Sprintf("anon-5f2c9a1e-%08d", subject)
-	p := products[subject%len(products)]
+	p := benchkit.Products[subject%len(benchkit.Products)]
 	sku := fmt.Sprintf("sku-%05d", subject*7%10000)
 	ev := trackEvent{
 		Type:        "track",
@@ -90,10 +84,10 @@ func renderTemplate(subject int) (eventTemplate, error) {
 			"locale":    "zh-CN",
 			"timezone":  "Asia/Shanghai",
 			"userAgent": "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
-			"page":      map[string]any{"path": "/products/" + sku, "url": "https://shop.example.com/products/" + sku, "title": p.name},
+			"page":      map[string]any{"path": "/products/" + sku, "url": "https://shop.example.com/products/" + sku, "title": p.Name},
 		},
 		Properties: map[string]any{
-			"product_id": sku, "name": p.name, "category": p.category,
+			"product_id": sku, "name": p.Name, "category": p.Category,
 			"price": float64(1000+subject*37%9000) / 100, "currency": "CNY", "quantity": 1,
 		},
 	}

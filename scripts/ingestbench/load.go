@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 // sendFunc sends one batch of n events to a target and returns once the
@@ -20,8 +22,8 @@ type stats struct {
 	events, requests, errors int64
 	firstErr                 error
 	elapsed                  time.Duration
-	latencies                []time.Duration // sorted
-	cpu                      cpuUsage
+	latencies                []time.Duration   // sorted
+	cpu                      benchkit.CPUUsage // by the slots cpuSelf, cpuCollector, cpuKafka
 }
 
 func (s stats) eventsPerSec() float64 { return float64(s.events) / s.elapsed.Seconds() }

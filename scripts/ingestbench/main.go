@@ -54,15 +54,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 // options are the command's flags.
@@ -112,7 +112,8 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.checkTopics, "check-topics", false, "only list bench topics left on the broker; exit 1 if any")
 	flag.Parse()
 	o.brokers = strings.Split(*brokers, ",")
-	if err := checkLoopback(o.brokers); err != nil {
+	// The bench floods what it talks to, so it only talks to loopback.
+	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
 		return o, err
 	}
 	// Bounds keep one run within a few minutes on a shared machine.
@@ -130,21 +131,6 @@ func parseFlags() (options, error) {
 	return o, nil
 }
 
-// checkLoopback refuses brokers off this machine: the bench floods what it
-// talks to, so it only talks to loopback.
-func checkLoopback(brokers []string) error {
-	for _, b := range brokers {
-		host, _, err := net.SplitHostPort(b)
-		if err != nil {
-			return fmt.Errorf("-brokers %q: %w", b, err)
-		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("-brokers %q: only loopback brokers (127.0.0.1) are allowed", b)
-		}
-	}
-	return nil
-}
-
 // run benchmarks, then always cleans up (collector stopped, topics deleted)
 // before printing the report, so the report can say the cleanup worked.
 func run(ctx context.Context, o options) error {
@@ -153,29 +139,15 @@ func run(ctx context.Context, o options) error {
 	ctx, cancel := context.WithTimeout(ctx, 8*(o.duration+o.warmup+requestTimeout)+3*time.Minute)
 	defer cancel()
 
-	var cl cleanups
+	var cl benchkit.Cleanups
 	rep, err := benchmark(ctx, o, &cl)
-	cerr := cl.run()
+	cerr := cl.Run()
 	if err != nil {
 		return errors.Join(err, cerr)
 	}
 	rep.cleanupErr = cerr
 	rep.print(os.Stdout)
 	return cerr
-}
-
-// cleanups run in reverse order of registration, like defers, but when the
-// caller chooses and with their errors collected.
-type cleanups []func() error
-
-func (c *cleanups) add(f func() error) { *c = append(*c, f) }
-
-func (c cleanups) run() error {
-	var errs []error
-	for i := len(c) - 1; i >= 0; i-- {
-		errs = append(errs, c[i]())
-	}
-	return errors.Join(errs...)
 }
 
 // benchSizes are the batch sizes measured: single events (a browser SDK
@@ -191,7 +163,7 @@ type target struct {
 	send sendFunc
 }
 
-func benchmark(ctx context.Context, o options, cl *cleanups) (*report, error) {
+func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, error) {
 	runID := fmt.Sprintf("%d-%d", time.Now().Unix(), os.Getpid())
 	gen, err := newEventGen(runID)
 	if err != nil {
@@ -204,18 +176,18 @@ func benchmark(ctx context.Context, o options, cl *cleanups) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	pids := watched{collector: r.proc.pid(), kafka: brokerPID(o)}
-	rep.kafkaWatched = pids.kafka > 0
-	rep.background = backgroundLoad(time.Second)
+	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuCollector: r.proc.PID(), cpuKafka: brokerPID(o)}
+	rep.kafkaWatched = clock[cpuKafka] > 0
+	rep.background = benchkit.BackgroundLoad(time.Second)
 	targets := []target{r.collector, r.raw, r.noop} // collector and raw adjacent: their ratio is the headline
 
 	for _, batch := range benchSizes {
 		for _, t := range targets {
-			progress("closed loop: %s, batch %d", t.name, batch)
+			benchkit.Progress("closed loop: %s, batch %d", t.name, batch)
 			if o.warmup > 0 {
 				closedLoop(ctx, t.send, batch, o.workers, o.warmup)
 			}
-			st := measure(pids, func() stats { return closedLoop(ctx, t.send, batch, o.workers, o.duration) })
+			st := measure(clock, func() stats { return closedLoop(ctx, t.send, batch, o.workers, o.duration) })
 			progressResult(st)
 			rep.closed = append(rep.closed, result{target: t.name, batch: batch, st: st})
 		}
@@ -230,8 +202,8 @@ func benchmark(ctx context.Context, o options, cl *cleanups) (*report, error) {
 		return nil, fmt.Errorf("the collector accepted no events at batch %d: %v", latencyBatch, peak.firstErr)
 	}
 	for _, t := range []target{r.collector, r.noop} {
-		progress("open loop at %.0f events/s: %s, batch %d", rep.halfRate, t.name, latencyBatch)
-		st := measure(pids, func() stats {
+		benchkit.Progress("open loop at %.0f events/s: %s, batch %d", rep.halfRate, t.name, latencyBatch)
+		st := measure(clock, func() stats {
 			return openLoop(ctx, t.send, latencyBatch, o.workers, rep.halfRate, o.duration)
 		})
 		progressResult(st)
@@ -239,7 +211,7 @@ func benchmark(ctx context.Context, o options, cl *cleanups) (*report, error) {
 	}
 
 	// VmHWM is gone once the process exits, so read it before cleanup stops it.
-	if rep.peakRSSKiB, err = peakRSS(pids.collector); err != nil {
+	if rep.peakRSSKiB, err = benchkit.PeakRSS(r.proc.PID()); err != nil {
 		return nil, err
 	}
 	return rep, ctx.Err()
@@ -247,63 +219,71 @@ func benchmark(ctx context.Context, o options, cl *cleanups) (*report, error) {
 
 // rig is the three targets and the collector process behind one of them.
 type rig struct {
-	proc                 *collectorProc
+	proc                 *benchkit.Service
 	collector, noop, raw target
 }
 
 // setUp builds and starts the collector, starts the no-op server and the raw
 // producer, and registers how to undo each step.
-func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *cleanups) (*rig, error) {
-	adm, err := newAdmin(o.brokers)
+func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *benchkit.Cleanups) (*rig, error) {
+	adm, err := benchkit.NewAdmin(o.brokers, "ingestbench-admin")
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error { adm.Close(); return nil })
+	cl.Add(func() error { adm.Close(); return nil })
 	topics := newBenchTopics(runID)
 	// Registered before the collector starts so it runs after the collector
 	// has stopped writing.
-	cl.add(func() error { return deleteTopics(adm, topics.all()) })
+	cl.Add(func() error { return benchkit.DeleteTopicsAndGroups(adm, topics.all(), nil) })
 
 	dir, err := os.MkdirTemp("", "ingestbench-")
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error { return os.RemoveAll(dir) })
-	progress("building ./collector")
-	bin, err := buildCollector(ctx, o.root, dir)
+	cl.Add(func() error { return os.RemoveAll(dir) })
+	benchkit.Progress("building ./collector")
+	bins, err := benchkit.Build(ctx, o.root, dir, "./collector")
 	if err != nil {
 		return nil, err
 	}
-	progress("starting the collector")
-	proc, err := startCollector(ctx, bin, o.root, o.brokers, topics.raw, topics.consent)
+	benchkit.Progress("starting the collector")
+	httpAddr, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error {
-		if err := proc.stop(); err != nil {
-			return fmt.Errorf("collector stop: %w; its log:\n%s", err, proc.log)
-		}
-		return nil
-	})
-	collectorSend, closeIdle := newHTTPSender(gen, "http://"+proc.httpAddr, o.writeKey, o.workers)
-	cl.add(func() error { closeIdle(); return nil })
+	// The repository's config, with overrides for the listen address,
+	// brokers, topics and log level.
+	proc, err := benchkit.StartService(bins[0], o.root, "collector", "HTTP_LISTEN="+httpAddr,
+		"KAFKA_BROKERS="+strings.Join(o.brokers, ","), "TOPICS_RAW_NAME="+topics.raw,
+		"TOPICS_CONSENT_NAME="+topics.consent, "LOG_LEVEL=warn")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := proc.WaitReady(ctx); err != nil {
+		_ = proc.Stop()
+		return nil, err
+	}
+	cl.Add(proc.Stop)
+	collectorSend, closeIdle := newHTTPSender(gen, "http://"+httpAddr, o.writeKey, o.workers)
+	cl.Add(func() error { closeIdle(); return nil })
 
 	srv, err := startNoop()
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error { srv.close(); return nil })
+	cl.Add(func() error { srv.close(); return nil })
 	noopSend, closeIdle := newHTTPSender(gen, "http://"+srv.addr, o.writeKey, o.workers)
-	cl.add(func() error { closeIdle(); return nil })
+	cl.Add(func() error { closeIdle(); return nil })
 
-	if err := createBaselineTopic(ctx, adm, topics.baseline); err != nil {
+	// Like the collector's raw topic: 3 partitions, one replica.
+	if err := benchkit.CreateTopic(ctx, adm, topics.baseline, 3, nil); err != nil {
 		return nil, err
 	}
 	producer, err := newRawProducer(o.brokers, topics.baseline)
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error { producer.Close(); return nil })
+	cl.Add(func() error { producer.Close(); return nil })
 
 	return &rig{
 		proc:      proc,
@@ -313,49 +293,9 @@ func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *clea
 	}, nil
 }
 
-// measure runs f and attaches the CPU time spent while it ran.
-func measure(pids watched, f func() stats) stats {
-	before := readCPU(pids)
-	st := f()
-	st.cpu = readCPU(pids).since(before)
-	return st
-}
-
-// backgroundLoad is the share of the machine busy over d with no load
-// applied: other tenants. It says how far to trust absolute figures.
-func backgroundLoad(d time.Duration) float64 {
-	before, _ := machineBusy()
-	time.Sleep(d)
-	after, _ := machineBusy()
-	return (after - before).Seconds() / (d.Seconds() * float64(runtime.NumCPU()))
-}
-
-// brokerPID is the Kafka process to watch, or 0 when it cannot be found
-// (then its CPU time shows up as other).
-func brokerPID(o options) int {
-	if o.kafkaPID != 0 {
-		return max(o.kafkaPID, 0)
-	}
-	_, portStr, err := net.SplitHostPort(o.brokers[0])
-	if err != nil {
-		return 0
-	}
-	port, _ := strconv.Atoi(portStr)
-	pid, err := listenerPID(port)
-	if err != nil {
-		progress("broker CPU not reported: %v", err)
-		return 0
-	}
-	return pid
-}
-
 func progressResult(st stats) {
-	progress("  %.0f events/s, p50 %s, p99 %s, %d errors", st.eventsPerSec(), ms(st.percentile(0.5)), ms(st.percentile(0.99)), st.errors)
+	benchkit.Progress("  %.0f events/s, p50 %s, p99 %s, %d errors", st.eventsPerSec(), ms(st.percentile(0.5)), ms(st.percentile(0.99)), st.errors)
 	if st.firstErr != nil {
-		progress("  first error: %v", st.firstErr)
+		benchkit.Progress("  first error: %v", st.firstErr)
 	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }

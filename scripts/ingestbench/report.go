@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"text/tabwriter"
 	"time"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 // Goals the ratios are judged against.
@@ -55,18 +56,18 @@ func (r *report) print(out io.Writer) {
 	}
 
 	fmt.Fprintf(out, "Maximum throughput (closed loop, %d workers)\n", r.opts.workers)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := benchkit.NewTable(out)
 	fmt.Fprintln(tw, "target\tbatch\tevents/s\treq/s\tp50\tp99\terrors\t\tcpu µs/event: bench\tcollector\tkafka\tother\tbusy\t")
 	for _, x := range r.closed {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%s\t%s\t%d\t\t%s\t%s\t%s\t%s\t%s\t\n", x.target, x.batch,
 			x.st.eventsPerSec(), x.st.requestsPerSec(), ms(x.st.percentile(0.50)), ms(x.st.percentile(0.99)), x.st.errors,
-			perEvent(x.st.cpu.self, x.st.events), collectorCPU(x), r.kafkaCPU(x), perEvent(x.st.cpu.other(), x.st.events),
+			benchkit.MicrosPer(x.st.cpu.Procs[cpuSelf], x.st.events), collectorCPU(x), r.kafkaCPU(x), benchkit.MicrosPer(x.st.cpu.Other(), x.st.events),
 			r.busy(x.st))
 	}
 	tw.Flush()
 
 	fmt.Fprintf(out, "\nLatency at half the collector's maximum (open loop, batch %d, %.0f events/s, from when each request was due)\n", latencyBatch, r.halfRate)
-	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw = benchkit.NewTable(out)
 	fmt.Fprintln(tw, "target\tevents/s\tp50\tp99\tmax\terrors\tbusy\t")
 	for _, x := range r.open {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t\n", x.target, x.st.eventsPerSec(),
@@ -112,7 +113,7 @@ func (r *report) printErrors(out io.Writer) {
 
 // busy is the machine's CPU utilisation over the measurement, all cores.
 func (r *report) busy(st stats) string {
-	return fmt.Sprintf("%.0f%%", 100*st.cpu.busy.Seconds()/(st.elapsed.Seconds()*float64(r.nproc)))
+	return fmt.Sprintf("%.0f%%", 100*benchkit.MachineShare(st.cpu.Busy, st.elapsed))
 }
 
 // collectorCPU is only meaningful for the collector's rows: on the others
@@ -121,7 +122,7 @@ func collectorCPU(x result) string {
 	if x.target != "collector" {
 		return "-"
 	}
-	return perEvent(x.st.cpu.collector, x.st.events)
+	return benchkit.MicrosPer(x.st.cpu.Procs[cpuCollector], x.st.events)
 }
 
 // kafkaCPU is the broker's CPU time per event, when it was found.
@@ -129,21 +130,9 @@ func (r *report) kafkaCPU(x result) string {
 	if !r.kafkaWatched {
 		return "-"
 	}
-	return perEvent(x.st.cpu.kafka, x.st.events)
-}
-
-func perEvent(d time.Duration, events int64) string {
-	if events == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(events))
+	return benchkit.MicrosPer(x.st.cpu.Procs[cpuKafka], x.st.events)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
-func verdict(ok bool, goal string) string {
-	if ok {
-		return goal + ": met"
-	}
-	return goal + ": MISSED"
-}
+func verdict(ok bool, goal string) string { return goal + ": " + benchkit.Verdict(ok) }

@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 // topicPrefix starts every topic this tool creates, so leftovers from an
@@ -31,66 +27,6 @@ func newBenchTopics(runID string) benchTopics {
 
 func (t benchTopics) all() []string { return []string{t.raw, t.consent, t.baseline} }
 
-func newAdmin(brokers []string) (*kadm.Client, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("ingestbench-admin"))
-	if err != nil {
-		return nil, err
-	}
-	return kadm.NewClient(cl), nil
-}
-
-// createBaselineTopic creates the raw producer's topic like the collector's
-// raw topic: 3 partitions, one replica.
-func createBaselineTopic(ctx context.Context, adm *kadm.Client, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	resp, err := adm.CreateTopic(ctx, 3, 1, nil, name)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		return fmt.Errorf("create topic %s: %w", name, err)
-	}
-	return nil
-}
-
-// deleteTopics deletes names (a topic that was never created is fine) and
-// waits, for at most 10 s, until the broker no longer lists them.
-func deleteTopics(adm *kadm.Client, names []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	resps, err := adm.DeleteTopics(ctx, names...)
-	if err != nil {
-		return fmt.Errorf("delete topics: %w", err)
-	}
-	var errs []error
-	for _, r := range resps.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
-			errs = append(errs, fmt.Errorf("delete topic %s: %w", r.Topic, r.Err))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	for range 20 {
-		left, err := listBenchTopics(ctx, adm)
-		if err == nil && !slices.ContainsFunc(left, func(t string) bool { return slices.Contains(names, t) }) {
-			return nil
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	return fmt.Errorf("topics %v still listed 10 s after deletion", names)
-}
-
-// listBenchTopics lists every topic with topicPrefix, from any run.
-func listBenchTopics(ctx context.Context, adm *kadm.Client) ([]string, error) {
-	topics, err := adm.ListTopics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return benchNames(topics.Names()), nil
-}
-
 func benchNames(names []string) []string {
 	var bench []string
 	for _, name := range names {
@@ -104,7 +40,7 @@ func benchNames(names []string) []string {
 // checkTopics is -check-topics: it prints the bench topics left on the
 // broker and fails if there are any.
 func checkTopics(brokers []string) error {
-	adm, err := newAdmin(brokers)
+	adm, err := benchkit.NewAdmin(brokers, "ingestbench-admin")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,208 @@
+// Command enricherbench measures the enricher's throughput against what the
+// broker allows a consume-then-produce loop on the same machine. It is a
+// benchmark, not a test: it prints figures and judges nothing but the
+// sanity of its own run.
+//
+// One run creates fresh topics (enricherbench.<run>.*: raw, baseline,
+// clean, export and dead-letter, consent, erasures), produces -subjects
+// consent states (analytics granted; every third subject also cross-border)
+// and -events raw envelopes as the collector writes them (browser context
+// with device ids, IP and user agent, properties holding an e-mail address
+// to scrub; half the subjects signed in), then runs -rounds rounds of two
+// phases over the same raw records:
+//
+//   - baseline: a plain franz-go consumer group (new group each round)
+//     reading the raw topic from the start and producing every value
+//     unchanged to the baseline topic, asynchronously, with no transactions
+//     and no transform; timed from the first fetch that returned records to
+//     the acknowledgement of the last record.
+//   - enricher: enricher/pipeline as configured by pipeline.Default() (new
+//     group and transactional id each round) on the run's topics: consent
+//     store rebuilt from the consent topic, one transaction per batch,
+//     de-identification with the in-region profile and, with cross-border
+//     consent, the export profile behind the gate. Timed from Start
+//     returning (the rebuild is behind it) until enricher_events_in_total,
+//     which counts records of committed transactions, reaches -events.
+//
+// Baseline and enricher alternate, so drift of the shared machine shows as
+// a change between rounds rather than as a difference between the two. The
+// report gives events/s of each and their ratio (the goal: enricher at
+// least 0.5 of the baseline), the enricher from its first fetch too (the
+// baseline's own starting point), CPU per event of this process and of the
+// broker, the consent store rebuild time (enricher_consent_store_rebuild_seconds)
+// and the enricher's kept/exported/dropped counts as a check (every event
+// kept, about a third exported). Every topic and consumer group it created
+// is deleted at the end, also after an error or Ctrl-C.
+//
+// Usage, from the repository root with Kafka running (scripts/deps.sh up):
+//
+//	go run ./scripts/enricherbench [-events 200000] [-subjects 20000] [-rounds 2]
+//	go run ./scripts/enricherbench -cpuprofile /tmp/enricher.pprof   # last round's enricher phase
+//	go tool pprof -top /tmp/enricher.pprof
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
+)
+
+// options are the command's flags.
+type options struct {
+	brokers        []string
+	events         int
+	subjects       int
+	rounds         int
+	maxPollRecords int
+	phaseTimeout   time.Duration
+	cpuProfile     string
+	verbose        bool
+}
+
+func main() {
+	o, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "enricherbench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "enricherbench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags() (options, error) {
+	var o options
+	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (loopback only: this is a bench)")
+	flag.IntVar(&o.events, "events", 200000, "raw events per phase (1000-5000000)")
+	flag.IntVar(&o.subjects, "subjects", 20000, "distinct subjects, each with a consent state (1-1000000)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of baseline then enricher (1-10)")
+	flag.IntVar(&o.maxPollRecords, "max-poll-records", 0, "the enricher's max_poll_records (records per transaction); 0 keeps pipeline.Default()'s")
+	flag.DurationVar(&o.phaseTimeout, "phase-timeout", 5*time.Minute, "bound on each phase")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the last round's enricher phase (after Start) to this file")
+	flag.BoolVar(&o.verbose, "v", false, "show the enricher's info logs (warnings and errors are always shown)")
+	flag.Parse()
+	o.brokers = strings.Split(*brokers, ",")
+	// The bench floods what it talks to, so it only talks to loopback.
+	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
+		return o, err
+	}
+	switch {
+	case o.events < 1000 || o.events > 5000000:
+		return o, fmt.Errorf("-events %d: want 1000-5000000", o.events)
+	case o.subjects < 1 || o.subjects > 1000000:
+		return o, fmt.Errorf("-subjects %d: want 1-1000000", o.subjects)
+	case o.rounds < 1 || o.rounds > 10:
+		return o, fmt.Errorf("-rounds %d: want 1-10", o.rounds)
+	case o.maxPollRecords < 0:
+		return o, fmt.Errorf("-max-poll-records %d: must not be negative", o.maxPollRecords)
+	case o.phaseTimeout < 10*time.Second:
+		return o, fmt.Errorf("-phase-timeout %v: want at least 10s", o.phaseTimeout)
+	}
+	return o, nil
+}
+
+// run sets up, measures and always cleans up (topics and groups deleted),
+// then prints the report.
+func run(ctx context.Context, o options) (err error) {
+	runID := fmt.Sprintf("%d-%d", time.Now().Unix(), os.Getpid())
+	topics := newBenchTopics(runID)
+	adm, err := benchkit.NewAdmin(o.brokers, "enricherbench-admin")
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	var groups []string
+	defer func() {
+		// On a fresh context: ctx may be what ended the run.
+		err = errors.Join(err, cleanUp(adm, topics.names(), groups))
+	}()
+
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	benchkit.Progress("run %s: %d events, %d subjects, %d rounds; topics %s%s.*", runID, o.events, o.subjects, o.rounds, topicPrefix, runID)
+	if err := createTopics(ctx, o.brokers, topics, log); err != nil {
+		return err
+	}
+	setupStart := time.Now()
+	gen := newEventGen(runID, o.subjects, time.Now().UTC())
+	if err := produceConsent(ctx, o.brokers, topics.consent.Name, gen); err != nil {
+		return err
+	}
+	bytes, err := produceEvents(ctx, o.brokers, topics.raw.Name, gen, o.events)
+	if err != nil {
+		return err
+	}
+	benchkit.Progress("produced %d consent states and %d events (%.0f bytes each on average) in %v",
+		o.subjects, o.events, float64(bytes)/float64(o.events), time.Since(setupStart).Round(time.Millisecond))
+
+	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuKafka: brokerPID(o.brokers[0])}
+	rep := &report{opts: o, runID: runID, eventBytes: float64(bytes) / float64(o.events), kafkaWatched: clock[cpuKafka] > 0,
+		background: benchkit.BackgroundLoad(time.Second)}
+	for round := 1; round <= o.rounds; round++ {
+		r := roundResult{round: round}
+
+		group := fmt.Sprintf("%s%s.baseline.r%d", topicPrefix, runID, round)
+		groups = append(groups, group)
+		benchkit.Progress("round %d: baseline", round)
+		before := clock.Read()
+		if r.baseline, err = runBaseline(ctx, o, topics, group); err != nil {
+			return fmt.Errorf("round %d baseline: %w", round, err)
+		}
+		r.baselineCPU = clock.Read().Since(before)
+		benchkit.Progress("  %.0f events/s", r.baseline.eventsPerSec())
+
+		group = fmt.Sprintf("%s%s.enricher.r%d", topicPrefix, runID, round)
+		groups = append(groups, group)
+		benchkit.Progress("round %d: enricher", round)
+		var profile *os.File
+		if o.cpuProfile != "" && round == o.rounds {
+			if profile, err = os.Create(o.cpuProfile); err != nil {
+				return err
+			}
+		}
+		before = clock.Read()
+		r.enricher, err = runEnricher(ctx, o, topics, group, profile, func() { before = clock.Read() })
+		r.enricherCPU = clock.Read().Since(before)
+		if profile != nil {
+			err = errors.Join(err, profile.Close())
+		}
+		if err != nil {
+			return fmt.Errorf("round %d enricher: %w", round, err)
+		}
+		benchkit.Progress("  %.0f events/s (%.0f from the first fetch); consent store rebuilt in %v",
+			r.enricher.eventsPerSec(), r.enricher.eventsPerSecFromFetch(), r.enricher.rebuild.Round(time.Millisecond))
+		rep.rounds = append(rep.rounds, r)
+	}
+	rep.print(os.Stdout)
+	if o.cpuProfile != "" {
+		fmt.Printf("\nCPU profile of round %d's enricher phase: %s (go tool pprof -top %s)\n", o.rounds, o.cpuProfile, o.cpuProfile)
+	}
+	return rep.check()
+}
+
+// startProfile starts a CPU profile into f; nil f does nothing.
+func startProfile(f *os.File) (stop func(), err error) {
+	if f == nil {
+		return func() {}, nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return pprof.StopCPUProfile, nil
+}

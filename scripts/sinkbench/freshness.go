@@ -1,0 +1,593 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
+)
+
+// CPU slots of a freshness run's benchkit.CPUClock.
+const (
+	fSelf = iota
+	fCollector
+	fEnricher
+	fSink
+	fClickHouse
+	fKafka
+)
+
+// freshReport is what one freshness run found.
+type freshReport struct {
+	maxWait     string // as given: shipped or a duration
+	subjects    int
+	consentTime time.Duration
+
+	load   loadStats         // the measured load
+	warmup loadStats         // the unsampled load before it
+	cpu    benchkit.CPUUsage // during the measured load, by the slots fSelf ... fKafka
+	peak   map[string]int64  // peak RSS in KiB by service
+
+	samples, acked, visible, inClean int
+	// Sorted: collector 200 to queryable; the enricher's leg (200 to the
+	// clean topic, transaction committed); the sink's leg (clean topic to
+	// queryable).
+	fresh, enricherLeg, sinkLeg []time.Duration
+	drain                       time.Duration // after the load, until the last sample was queryable
+
+	polls, lookups, lateStamps               int
+	pollTime, lookupTime                     time.Duration
+	sinkFlushes                              map[string]float64
+	sinkInserts                              float64
+	sinkInsertSeconds                        float64
+	sinkRows                                 float64
+	enricherTxns                             float64
+	enricherTxnSeconds                       float64
+	enricherCommitSeconds                    float64
+	enricherIn, enricherOut, enricherDropped float64
+	stopErr                                  error
+}
+
+// sample is one followed event.
+type sample struct {
+	acked, clean, visible time.Time
+	failed                bool
+}
+
+// tracker holds the followed events; the load, the clean-topic watcher
+// and the ClickHouse poller all write to it.
+type tracker struct {
+	mu          sync.Mutex
+	samples     map[string]*sample
+	outstanding map[string]struct{} // not yet seen in ClickHouse
+}
+
+func newTracker() *tracker {
+	return &tracker{samples: map[string]*sample{}, outstanding: map[string]struct{}{}}
+}
+
+// add registers ids before their request is sent, so a watcher that sees
+// one before the 200 arrives still records it.
+func (t *tracker) add(ids []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		t.samples[id] = &sample{}
+		t.outstanding[id] = struct{}{}
+	}
+}
+
+func (t *tracker) ack(ids []string, at time.Time, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if s := t.samples[id]; s != nil {
+			if ok {
+				s.acked = at
+			} else {
+				s.failed = true
+				delete(t.outstanding, id)
+			}
+		}
+	}
+}
+
+func (t *tracker) sawClean(id string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.samples[id]; s != nil && s.clean.IsZero() {
+		s.clean = at
+	}
+}
+
+func (t *tracker) sawVisible(ids []string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if s := t.samples[id]; s != nil && s.visible.IsZero() {
+			s.visible = at
+		}
+		delete(t.outstanding, id)
+	}
+}
+
+func (t *tracker) pending() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]string, 0, len(t.outstanding))
+	for id := range t.outstanding {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// waitingAcked is how many acknowledged samples are not yet queryable.
+func (t *tracker) waitingAcked() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for id := range t.outstanding {
+		if s := t.samples[id]; s != nil && !s.acked.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
+func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *benchkit.Cleanups) (*freshReport, error) {
+	o := e.o
+	tag := fmt.Sprintf("f%d", idx+1)
+	rep := &freshReport{maxWait: maxWait, subjects: o.subjects, peak: map[string]int64{}}
+	t := struct{ raw, clean, consent, erasures, export, dlqRaw, dlq string }{
+		e.topic(tag + ".raw"), e.topic(tag + ".clean"), e.topic(tag + ".consent"), e.topic(tag + ".erasures"),
+		e.topic(tag + ".export"), e.topic(tag + ".dlqraw"), e.topic(tag + ".dlq"),
+	}
+	db := e.database(tag)
+	sinkGroup, enricherGroup := e.group(tag+"-sink"), e.group(tag+"-enricher")
+	httpAddr, err := benchkit.FreeAddr() // the collector's
+	if err != nil {
+		return nil, err
+	}
+	brokers := strings.Join(o.brokers, ",")
+	benchkit.Progress("freshness %s: sink batch.max_wait %s; starting sink, enricher, collector", tag, maxWait)
+
+	sinkEnv := []string{"KAFKA_BROKERS=" + brokers, "TOPICS_CLEAN_NAME=" + t.clean, "TOPICS_DLQ_NAME=" + t.dlq,
+		"GROUP_ID=" + sinkGroup, "DATABASE=" + db, "CLICKHOUSE_ADDR=" + o.clickhouse, "LOG_LEVEL=warn"}
+	if maxWait != "shipped" {
+		sinkEnv = append(sinkEnv, "BATCH_MAX_WAIT="+maxWait)
+	}
+	var procs []*benchkit.Service
+	stopAll := func() error {
+		var errs []error
+		for i := len(procs) - 1; i >= 0; i-- {
+			errs = append(errs, procs[i].Stop())
+		}
+		return errors.Join(errs...)
+	}
+	cl.Add(func() error { _ = stopAll(); return nil }) // after an error; the report carries a normal stop's errors
+	for _, s := range []struct {
+		bin, name string
+		env       []string
+	}{
+		{e.bins.sink, "sink", sinkEnv},
+		{e.bins.enricher, "enricher", []string{"KAFKA_BROKERS=" + brokers,
+			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CLEAN_NAME=" + t.clean, "TOPICS_DLQ_NAME=" + t.dlqRaw,
+			"TOPICS_CONSENT_NAME=" + t.consent, "TOPICS_ERASURES_NAME=" + t.erasures, "EXPORT_TOPIC_NAME=" + t.export,
+			"GROUP_ID=" + enricherGroup, "TRANSACTIONAL_ID=" + groupPrefix + e.runID + "-" + tag + "-tx",
+			"PSEUDONYM_KEY_FILE=configs/dev-pseudonym.key", "EXPORT_PSEUDONYM_KEY_FILE=configs/dev-export.key", "LOG_LEVEL=warn"}},
+		{e.bins.collector, "collector", []string{"KAFKA_BROKERS=" + brokers,
+			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CONSENT_NAME=" + t.consent, "HTTP_LISTEN=" + httpAddr, "LOG_LEVEL=warn"}},
+	} {
+		svc, err := benchkit.StartService(s.bin, o.root, s.name, s.env...)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, svc)
+		if _, err := svc.WaitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	sink, enricher, collector := procs[0], procs[1], procs[2]
+	baseURL := "http://" + httpAddr
+
+	gen, err := newSegGen(e.runID+tag, o.subjects)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxIdleConns: 128}}
+	defer client.CloseIdleConnections()
+	benchkit.Progress("  recording consent for %d subjects", o.subjects)
+	start := time.Now()
+	if err := grantConsent(ctx, client, baseURL, o.writeKey, gen, o.subjects); err != nil {
+		return rep, err
+	}
+	rep.consentTime = time.Since(start)
+
+	tr := newTracker()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var watchErr atomic.Pointer[error]
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := watchClean(watchCtx, o.brokers, t.clean, tr); err != nil && watchCtx.Err() == nil {
+			watchErr.Store(&err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := pollClickHouse(watchCtx, e, db, tr, rep); err != nil && watchCtx.Err() == nil {
+			watchErr.Store(&err)
+		}
+	}()
+	defer func() { stopWatch(); wg.Wait() }()
+
+	if o.warmup > 0 {
+		benchkit.Progress("  warm-up: %d events/s for %v", o.rate, o.warmup)
+		rep.warmup = paced(ctx, client, baseURL, o, gen, "w", o.warmup, nil)
+	}
+	benchkit.Progress("  measured: %d events/s in batches of %d for %v, following every %d. event", o.rate, o.batch, o.duration, o.sampleEvery)
+	clock := benchkit.CPUClock{fSelf: benchkit.Self, fCollector: collector.PID(), fEnricher: enricher.PID(), fSink: sink.PID(),
+		fClickHouse: e.chPID, fKafka: e.kafkaPID}
+	before := clock.Read()
+	rep.load = paced(ctx, client, baseURL, o, gen, "m", o.duration, tr)
+	rep.cpu = clock.Read().Since(before)
+	benchkit.Progress("  %.0f events/s accepted, %d failed requests; waiting for the last samples", rep.load.eventsPerSec(), rep.load.errors)
+
+	// Every acknowledged sample should arrive within a batch wait and an
+	// insert; give it far longer before calling it missing.
+	drainStart := time.Now()
+	for tr.waitingAcked() > 0 && time.Since(drainStart) < 60*time.Second && ctx.Err() == nil {
+		if p := watchErr.Load(); p != nil {
+			return rep, *p
+		}
+		for _, s := range procs {
+			if err := s.Alive(); err != nil {
+				return rep, err
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rep.drain = time.Since(drainStart)
+	stopWatch()
+	wg.Wait()
+	if p := watchErr.Load(); p != nil {
+		return rep, *p
+	}
+
+	for _, s := range procs {
+		if rep.peak[s.Name], err = benchkit.PeakRSS(s.PID()); err != nil {
+			return rep, err
+		}
+	}
+	if m, err := metrics(sink); err == nil {
+		rep.sinkFlushes = map[string]float64{}
+		for _, r := range []string{"rows", "bytes", "time"} {
+			rep.sinkFlushes[r] = m.sum("sink_flushes_total", `reason="`+r+`"`)
+		}
+		rep.sinkInserts, rep.sinkInsertSeconds = m.sum("sink_insert_duration_seconds_count"), m.sum("sink_insert_duration_seconds_sum")
+		rep.sinkRows = m.sum("sink_rows_inserted_total")
+	}
+	if m, err := metrics(enricher); err == nil {
+		rep.enricherTxns, rep.enricherTxnSeconds = m.sum("enricher_transaction_duration_seconds_count"), m.sum("enricher_transaction_duration_seconds_sum")
+		rep.enricherCommitSeconds = m.sum("enricher_commit_duration_seconds_sum")
+		rep.enricherIn, rep.enricherOut, rep.enricherDropped = m.sum("enricher_events_in_total"), m.sum("enricher_events_out_total"), m.sum("enricher_events_dropped_total")
+	}
+	rep.stopErr = stopAll()
+	rep.summarize(tr)
+	benchkit.Progress("  freshness p50 %s, p99 %s, max %s (%d of %d samples queryable)", ms(pct(rep.fresh, 0.5)), ms(pct(rep.fresh, 0.99)), ms(pct(rep.fresh, 1)), rep.visible, rep.acked)
+	return rep, ctx.Err()
+}
+
+func (r *freshReport) summarize(tr *tracker) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, s := range tr.samples {
+		r.samples++
+		if s.failed || s.acked.IsZero() {
+			continue
+		}
+		r.acked++
+		if !s.clean.IsZero() {
+			r.inClean++
+			r.enricherLeg = append(r.enricherLeg, s.clean.Sub(s.acked))
+		}
+		if s.visible.IsZero() {
+			continue
+		}
+		r.visible++
+		r.fresh = append(r.fresh, s.visible.Sub(s.acked))
+		if !s.clean.IsZero() {
+			r.sinkLeg = append(r.sinkLeg, s.visible.Sub(s.clean))
+		}
+	}
+	for _, d := range [][]time.Duration{r.fresh, r.enricherLeg, r.sinkLeg} {
+		slices.Sort(d)
+	}
+}
+
+// grantConsent posts each subject's consent update to /v1/consent, 16 at a
+// time.
+func grantConsent(ctx context.Context, client *http.Client, baseURL, writeKey string, gen *segGen, subjects int) error {
+	next := atomic.Int64{}
+	var first atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= subjects || first.Load() != nil || ctx.Err() != nil {
+					return
+				}
+				if err := post(ctx, client, baseURL+"/v1/consent", writeKey, gen.consent(i)); err != nil {
+					err = fmt.Errorf("consent: %w", err)
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := first.Load(); p != nil {
+		return *p
+	}
+	return ctx.Err()
+}
+
+// loadStats describe one paced load.
+type loadStats struct {
+	requests, errors int
+	firstErr         error
+	events           int // accepted
+	elapsed          time.Duration
+	maxLate          time.Duration // how far behind schedule a request started, at most
+	late             int           // requests started more than 100 ms behind schedule
+	latencies        []time.Duration
+}
+
+func (l loadStats) eventsPerSec() float64 {
+	if l.elapsed <= 0 {
+		return 0
+	}
+	return float64(l.events) / l.elapsed.Seconds()
+}
+
+// paced posts batches of o.batch events at o.rate events/s for d: an open
+// loop, each request due at its time whatever became of the ones before,
+// sent by up to 64 concurrent clients. With tr it follows every
+// o.sampleEvery'th event.
+func paced(ctx context.Context, client *http.Client, baseURL string, o options, gen *segGen, phase string, d time.Duration, tr *tracker) loadStats {
+	interval := time.Duration(float64(time.Second) * float64(o.batch) / float64(o.rate))
+	n := int(d / interval)
+	type job struct {
+		first int
+		due   time.Time
+	}
+	jobs := make(chan job, n)
+	var mu sync.Mutex
+	st := loadStats{latencies: make([]time.Duration, 0, n)}
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				started := time.Now()
+				var ids []string
+				if tr != nil {
+					for seq := j.first; seq < j.first+o.batch; seq++ {
+						if seq%o.sampleEvery == 0 {
+							ids = append(ids, gen.messageID(phase, seq))
+						}
+					}
+					tr.add(ids)
+				}
+				err := post(ctx, client, baseURL+"/v1/batch", o.writeKey, gen.body(phase, j.first, o.batch, started))
+				done := time.Now()
+				if tr != nil {
+					tr.ack(ids, done, err == nil)
+				}
+				mu.Lock()
+				st.requests++
+				st.latencies = append(st.latencies, done.Sub(started))
+				if late := started.Sub(j.due); late > st.maxLate {
+					st.maxLate = late
+				}
+				if started.Sub(j.due) > 100*time.Millisecond {
+					st.late++
+				}
+				if err != nil {
+					st.errors++
+					if st.firstErr == nil {
+						st.firstErr = err
+					}
+				} else {
+					st.events += o.batch
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	start := time.Now()
+	for i := range n {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- job{first: i * o.batch, due: due}
+	}
+	close(jobs)
+	wg.Wait()
+	st.elapsed = time.Since(start)
+	slices.Sort(st.latencies)
+	return st
+}
+
+func post(ctx context.Context, client *http.Client, url, writeKey string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(writeKey, "")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// watchClean reads the clean topic as the sink does (read_committed, so a
+// record shows once the enricher's transaction has committed) and stamps
+// the followed events it sees.
+func watchClean(ctx context.Context, brokers []string, topic string, tr *tracker) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("sinkbench-watch"), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	key := []byte(`"messageId":"`)
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		now := time.Now()
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.Canceled) && ferr == nil {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return fmt.Errorf("watch %s: %w", topic, ferr)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			i := bytes.Index(r.Value, key)
+			if i < 0 {
+				return
+			}
+			v := r.Value[i+len(key):]
+			if j := bytes.IndexByte(v, '"'); j > 0 {
+				tr.sawClean(string(v[:j]), now)
+			}
+		})
+	}
+}
+
+// pollClickHouse counts db.events every -poll; when the count has grown it
+// looks the outstanding samples up by message_id. The rows found were
+// queryable when the count that grew returned, unless more rows came
+// between that count and the lookup: a second count tells, and then they
+// are stamped when the lookup returned. Either way the stamp is an upper
+// bound, late by at most one poll interval and the queries' time.
+func pollClickHouse(ctx context.Context, e *infra, db string, tr *tracker, rep *freshReport) error {
+	var last uint64
+	tick := time.NewTicker(e.o.freshPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		start := time.Now()
+		n, err := countRows(ctx, e.conn, db)
+		if err != nil {
+			return fmt.Errorf("count rows: %w", err)
+		}
+		counted := time.Now()
+		rep.polls++
+		rep.pollTime += counted.Sub(start)
+		if n == last {
+			continue
+		}
+		last = n
+		var found []string
+		ids := tr.pending()
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), 2000)]
+			ids = ids[len(chunk):]
+			f, err := lookup(ctx, e, db, chunk)
+			if err != nil {
+				return err
+			}
+			found = append(found, f...)
+		}
+		looked := time.Now()
+		rep.lookups++
+		rep.lookupTime += looked.Sub(counted)
+		stamp := counted
+		if again, err := countRows(ctx, e.conn, db); err != nil || again != n {
+			stamp = looked
+			rep.lateStamps++
+		}
+		tr.sawVisible(found, stamp)
+	}
+}
+
+// lookup returns which of ids db.events holds. The ids are this tool's own
+// (letters, digits, -), so they are safe to quote into the query.
+func lookup(ctx context.Context, e *infra, db string, ids []string) ([]string, error) {
+	var q strings.Builder
+	q.WriteString("SELECT message_id FROM " + db + ".events WHERE message_id IN (")
+	for i, id := range ids {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("'" + id + "'")
+	}
+	q.WriteByte(')')
+	rows, err := e.conn.Query(ctx, q.String())
+	if err != nil {
+		return nil, fmt.Errorf("look up samples: %w", err)
+	}
+	defer rows.Close()
+	var found []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		found = append(found, id)
+	}
+	return found, rows.Err()
+}
+
+// pct is the p-quantile of sorted durations (nearest rank); 0 when empty.
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.0fms", float64(d.Microseconds())/1000)
+}

@@ -1,0 +1,295 @@
+// Command sinkbench measures the sink against what ClickHouse allows on the
+// same machine, and how fresh the data is at a steady load through the whole
+// pipeline. It is a benchmark, not a test: it prints figures and judges
+// nothing but the sanity of its own run. Two parts, each on by default:
+//
+// Throughput (-throughput). A per-run topic (sinkbench.<run>.clean, 3
+// partitions like events.clean.cn) is pre-filled with -events clean events
+// as the enricher writes them (event.Clean JSON, zstd-compressed batches,
+// keyed by subject pseudonym): page views and product events with purposes,
+// pseudonyms of the user, anonymous id, device and advertising id, country,
+// truncated IP, generalized user agent, an allow-listed context and 5-8
+// properties; about 1.3 KB each. Then -rounds rounds of two phases:
+//
+//   - sink: the real binary, built from ./sink and started with
+//     configs/sink.yaml (batch.max_rows 50000), its topic, dead-letter topic,
+//     group, database and admin port overridden by SINK_* variables. Timed
+//     from /readyz (schema created, topics checked) until
+//     count() of <database>.events reaches -events; its peak RSS (VmHWM) is
+//     read before it is stopped, and its /metrics tell how much of the time
+//     was spent inside the ClickHouse insert.
+//   - raw: clickhouse-go v2 over the native protocol with the sink's own
+//     connection settings (internal/chx), PrepareBatch/Append/Send in
+//     -insert-batch rows (50000), the same rows with the same column list
+//     and values (Kafka partition and offset included), into a fresh
+//     database whose events table is a copy of the one the sink created
+//     (CREATE TABLE ... AS). The rows are decoded before the clock starts:
+//     this is ClickHouse's ceiling, not a second sink. It counts rows every
+//     -count-poll while it inserts, as the sink phase does, so the load of
+//     those queries weighs on both.
+//
+// Rounds alternate the order (sink, raw; raw, sink; ...), so drift of the
+// shared machine cancels out of the ratios. Before each phase the bench
+// waits for ClickHouse's background merges to finish. Every phase counts
+// its rows afterwards: exactly -events, or the phase is an error. Each
+// phase reports CPU time per row of this process, the sink, ClickHouse and
+// the broker. -cpuprofile adds a last phase with the sink in this process
+// (chwriter.New, same config) under the CPU profiler, since the sink's
+// admin port has no /debug/pprof.
+//
+// Freshness (-freshness). For each -max-wait (default: the shipped 1s,
+// then 250ms through SINK_BATCH_MAX_WAIT) the collector, enricher and sink
+// binaries start with the shipped configs on per-run topics, database,
+// groups and ports. The bench records consent (analytics; every third
+// subject also cross-border) for -subjects subjects through the collector's
+// /v1/consent, since the enricher fails closed, then posts Segment batches
+// of -batch events at -rate events/s (open loop, paced; -warmup first,
+// unsampled), for -duration. For every -sample-every'th event it records
+// when the collector answered 200, when the event appeared in the clean
+// topic (a read_committed consumer: the enricher's transaction committed),
+// and when it became queryable in ClickHouse (count() polled every -poll;
+// on a change, the outstanding samples are looked up by message_id and
+// stamped with the time the count returned, or the lookup's if more rows
+// came meanwhile: an upper bound, late by at most one poll and the
+// queries). It reports p50/p90/p99/max from the 200 to queryable, the
+// enricher's and the sink's legs, the achieved rate, the sink's inserts,
+// the enricher's transactions, and the peak RSS and CPU of the three
+// processes. The enricher's transactional ids stay on the broker until it
+// expires them (transactional.id.expiration.ms).
+//
+// Everything created (topics, consumer groups, databases, processes) is
+// removed at the end, also after an error or Ctrl-C; -check lists what an
+// interrupted run left behind.
+//
+// How to read it: the machine is shared and has 2 cores that the bench,
+// the sink, ClickHouse and Kafka all compete for, so read the ratios of
+// phases measured seconds apart, not the absolute rates. Goals: sink/raw
+// rows/s at least 0.7; freshness p99 under 2 s at 5,000 events/s.
+//
+// Usage, from the repository root with Kafka and ClickHouse running
+// (scripts/deps.sh up):
+//
+//	go run ./scripts/sinkbench [-events 500000] [-rounds 2] [-duration 30s] [-rate 5000]
+//	go run ./scripts/sinkbench -freshness=false -cpuprofile /tmp/sink.pprof
+//	go run ./scripts/sinkbench -throughput=false -max-wait shipped
+//	go run ./scripts/sinkbench -check
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
+)
+
+// options are the command's flags.
+type options struct {
+	brokers    []string
+	clickhouse string
+	root       string
+	writeKey   string
+
+	throughput  bool
+	events      int
+	rounds      int
+	insertBatch int
+	countPoll   time.Duration
+	cpuProfile  string
+
+	freshness   bool
+	maxWaits    []string // "shipped" leaves batch.max_wait as configs/sink.yaml has it
+	rate        int
+	batch       int
+	duration    time.Duration
+	warmup      time.Duration
+	subjects    int
+	sampleEvery int
+	freshPoll   time.Duration
+
+	check bool
+}
+
+func main() {
+	o, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sinkbench:", err)
+		os.Exit(2)
+	}
+	if o.check {
+		if err := checkLeftovers(o); err != nil {
+			fmt.Fprintln(os.Stderr, "sinkbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "sinkbench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags() (options, error) {
+	var o options
+	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (loopback only: this is a bench)")
+	flag.StringVar(&o.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address (loopback only)")
+	flag.StringVar(&o.root, "root", ".", "repository root (holds ./sink and configs/)")
+	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key (freshness)")
+
+	flag.BoolVar(&o.throughput, "throughput", true, "run the throughput part: sink vs raw clickhouse-go insert from a pre-filled topic")
+	flag.IntVar(&o.events, "events", 500000, "clean events pre-filled and loaded per phase (10000-5000000)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of sink and raw, alternating their order (1-5)")
+	flag.IntVar(&o.insertBatch, "insert-batch", 50000, "rows per raw insert (the sink's batch.max_rows is 50000)")
+	flag.DurationVar(&o.countPoll, "count-poll", 25*time.Millisecond, "how often a throughput phase counts rows in ClickHouse (the raw phase too, so both bear the queries) (5ms-1s)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "also run the sink in this process once more and write its CPU profile here")
+
+	flag.BoolVar(&o.freshness, "freshness", true, "run the freshness part: collector 200 to queryable at a steady rate through all three stages")
+	maxWaits := flag.String("max-wait", "shipped,250ms", `sink batch.max_wait per freshness run, comma-separated; "shipped" keeps configs/sink.yaml's`)
+	flag.IntVar(&o.rate, "rate", 5000, "events/s posted to the collector (100-50000)")
+	flag.IntVar(&o.batch, "batch", 20, "events per /v1/batch request (1-100)")
+	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured load per freshness run (5s-5m)")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unsampled load before the measured load (0-30s)")
+	flag.IntVar(&o.subjects, "subjects", 2000, "subjects the events are about, each with consent recorded first (10-100000)")
+	flag.IntVar(&o.sampleEvery, "sample-every", 10, "follow every n-th event to ClickHouse (1-1000)")
+	flag.DurationVar(&o.freshPoll, "poll", 50*time.Millisecond, "how often the freshness run counts rows in ClickHouse (10ms-1s)")
+
+	flag.BoolVar(&o.check, "check", false, "only list topics, groups and databases left by earlier runs; exit 1 if any")
+	flag.Parse()
+
+	o.brokers = strings.Split(*brokers, ",")
+	// The bench floods what it talks to and drops databases it made, so it
+	// only talks to loopback.
+	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
+		return o, err
+	}
+	if err := benchkit.CheckLoopback("-clickhouse", o.clickhouse); err != nil {
+		return o, err
+	}
+	for _, w := range strings.Split(*maxWaits, ",") {
+		w = strings.TrimSpace(w)
+		if w == "" {
+			continue
+		}
+		if w != "shipped" {
+			if d, err := time.ParseDuration(w); err != nil || d <= 0 {
+				return o, fmt.Errorf("-max-wait %q: want shipped or a positive duration such as 250ms", w)
+			}
+		}
+		o.maxWaits = append(o.maxWaits, w)
+	}
+	// Bounds keep one run within minutes and inside the machine's memory.
+	switch {
+	case o.events < 10000 || o.events > 5000000:
+		return o, fmt.Errorf("-events %d: want 10000-5000000", o.events)
+	case o.rounds < 1 || o.rounds > 5:
+		return o, fmt.Errorf("-rounds %d: want 1-5", o.rounds)
+	case o.insertBatch < 1000 || o.insertBatch > 1000000:
+		return o, fmt.Errorf("-insert-batch %d: want 1000-1000000", o.insertBatch)
+	case o.countPoll < 5*time.Millisecond || o.countPoll > time.Second:
+		return o, fmt.Errorf("-count-poll %v: want 5ms-1s", o.countPoll)
+	case o.rate < 100 || o.rate > 50000:
+		return o, fmt.Errorf("-rate %d: want 100-50000", o.rate)
+	case o.batch < 1 || o.batch > 100:
+		return o, fmt.Errorf("-batch %d: want 1-100", o.batch)
+	case o.duration < 5*time.Second || o.duration > 5*time.Minute:
+		return o, fmt.Errorf("-duration %v: want 5s-5m", o.duration)
+	case o.warmup < 0 || o.warmup > 30*time.Second:
+		return o, fmt.Errorf("-warmup %v: want 0-30s", o.warmup)
+	case o.subjects < 10 || o.subjects > 100000:
+		return o, fmt.Errorf("-subjects %d: want 10-100000", o.subjects)
+	case o.sampleEvery < 1 || o.sampleEvery > 1000:
+		return o, fmt.Errorf("-sample-every %d: want 1-1000", o.sampleEvery)
+	case o.freshPoll < 10*time.Millisecond || o.freshPoll > time.Second:
+		return o, fmt.Errorf("-poll %v: want 10ms-1s", o.freshPoll)
+	case o.freshness && len(o.maxWaits) == 0:
+		return o, errors.New("-max-wait: name at least one (shipped, 250ms, ...)")
+	case !o.throughput && !o.freshness && !o.check:
+		return o, errors.New("nothing to do: -throughput and -freshness are both false")
+	}
+	if _, err := os.Stat(filepath.Join(o.root, "configs", "sink.yaml")); err != nil {
+		return o, fmt.Errorf("-root %s is not the repository root: %w", o.root, err)
+	}
+	return o, nil
+}
+
+// run benchmarks, then always cleans up (processes stopped, topics, groups
+// and databases deleted) before printing the report, so the report can say
+// the cleanup worked.
+func run(ctx context.Context, o options) error {
+	// A hard bound on the whole run, in case something hangs.
+	bound := 10 * time.Minute
+	if o.freshness {
+		bound += time.Duration(len(o.maxWaits)) * (o.duration + o.warmup + 3*time.Minute)
+	}
+	if o.throughput {
+		bound += time.Duration(o.rounds) * 4 * time.Minute * time.Duration(max(1, o.events/500000))
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+
+	var cl benchkit.Cleanups
+	rep, err := benchmark(ctx, o, &cl)
+	cerr := cl.Run()
+	if err != nil {
+		if rep != nil {
+			rep.cleanupErr = cerr
+			rep.print(os.Stdout) // what was measured before the error
+		}
+		return errors.Join(err, cerr)
+	}
+	rep.cleanupErr = cerr
+	rep.print(os.Stdout)
+	return cerr
+}
+
+func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, error) {
+	runID := fmt.Sprintf("%dp%d", time.Now().Unix(), os.Getpid())
+	rep := &report{opts: o, runID: runID, nproc: runtime.NumCPU()}
+	benchkit.Progress("run %s: topics %s%s.*, databases %s%s_*, groups %s%s-*", runID, topicPrefix, runID, dbPrefix, runID, groupPrefix, runID)
+
+	env, err := newInfra(o, runID, cl)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "sinkbench-")
+	if err != nil {
+		return nil, err
+	}
+	cl.Add(func() error { return os.RemoveAll(dir) })
+	benchkit.Progress("building ./collector ./enricher ./sink")
+	bins, err := benchkit.Build(ctx, o.root, dir, "./collector", "./enricher", "./sink")
+	if err != nil {
+		return nil, err
+	}
+	env.bins = binaries{collector: bins[0], enricher: bins[1], sink: bins[2]}
+	rep.background = benchkit.BackgroundLoad(time.Second)
+	benchkit.Progress("background: %.0f%% of the machine busy before any load", 100*rep.background)
+
+	if o.throughput {
+		if rep.tput, err = runThroughput(ctx, env, cl); err != nil {
+			return rep, fmt.Errorf("throughput: %w", err)
+		}
+	}
+	if o.freshness {
+		for i, w := range o.maxWaits {
+			fr, err := runFreshness(ctx, env, i, w, cl)
+			if fr != nil {
+				rep.fresh = append(rep.fresh, fr)
+			}
+			if err != nil {
+				return rep, fmt.Errorf("freshness (max_wait %s): %w", w, err)
+			}
+		}
+	}
+	return rep, ctx.Err()
+}
