@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -65,6 +66,29 @@ func FuzzCleanAppendJSON(f *testing.F) {
 		_ = json.Unmarshal(want, &b)
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("AppendJSON:\n%s\njson.Marshal:\n%s", got, want)
+		}
+	})
+}
+
+// FuzzAppendValue checks AppendValue against json.Marshal on whatever
+// encoding/json decodes with UseNumber: the bytes must be equal.
+func FuzzAppendValue(f *testing.F) {
+	f.Add([]byte(`{"b":[1,"x",null,true,{"z":1.50,"a":"<&>"}],"a":"\u2028\ud800"}`))
+	f.Add([]byte(`"plain"`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		dec := json.NewDecoder(bytes.NewReader(doc))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			return
+		}
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Skip()
+		}
+		got, err := AppendValue(nil, v)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("AppendValue = %s (%v)\njson.Marshal = %s", got, err, want)
 		}
 	})
 }

@@ -333,7 +333,7 @@ func marshalObject(m map[string]any) (json.RawMessage, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
-	b, err := json.Marshal(m)
+	b, err := event.AppendValue(nil, m)
 	if err != nil {
 		return nil, fmt.Errorf("encode context: %w", err)
 	}

@@ -1,10 +1,11 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
+
+	"github.com/consentflow/consentflow/internal/event"
 )
 
 // piPatterns find personal data that SDKs and developers put in free-form
@@ -60,13 +61,11 @@ func (p *Profile) scrubProperties(in *Parsed) (json.RawMessage, error) {
 	if obj, ok := v.(map[string]any); ok {
 		dropPaths(obj, p.drops, "properties")
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := event.AppendValue(nil, v)
+	if err != nil {
 		return nil, fmt.Errorf("encode properties: %w", err)
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return b, nil
 }
 
 // scrubValue returns v with its strings scrubbed, in new maps and slices:
