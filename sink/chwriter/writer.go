@@ -55,6 +55,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	// encoding/json's semantics on the v2 engine: see internal/event.
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
@@ -433,7 +436,7 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 		return []string{}, []string{}, nil
 	}
 	var props map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &props); err != nil {
+	if err := jsonv1.Unmarshal(raw, &props); err != nil {
 		return nil, nil, &event.FieldError{Field: "properties", Msg: "must be an object: " + err.Error()}
 	}
 	keys := make([]string, 0, len(props))
@@ -446,7 +449,7 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 		v := bytes.TrimSpace(props[k])
 		values[i] = string(v)
 		if len(v) > 0 && v[0] == '"' {
-			_ = json.Unmarshal(v, &values[i]) // a valid JSON string: already decoded once
+			_ = jsonv1.Unmarshal(v, &values[i]) // a valid JSON string: already decoded once
 		}
 	}
 	return keys, values, nil
