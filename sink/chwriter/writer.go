@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,8 +56,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	// encoding/json's semantics on the v2 engine: see internal/event.
-	jsonv1 "github.com/go-json-experiment/json/v1"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/event"
@@ -432,25 +432,57 @@ func decodeRow(rec *kgo.Record) (row, error) {
 // arrays, sorted by key, so analysts can filter without parsing JSON. String
 // values are kept as they are; others as their JSON text.
 func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
-	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return []string{}, []string{}, nil
 	}
-	var props map[string]json.RawMessage
-	if err := jsonv1.Unmarshal(raw, &props); err != nil {
-		return nil, nil, &event.FieldError{Field: "properties", Msg: "must be an object: " + err.Error()}
+	notObject := func(err error) error {
+		return &event.FieldError{Field: "properties", Msg: "must be an object: " + err.Error()}
 	}
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	values := make([]string, len(keys))
-	for i, k := range keys {
-		v := bytes.TrimSpace(props[k])
-		values[i] = string(v)
-		if len(v) > 0 && v[0] == '"' {
-			_ = jsonv1.Unmarshal(v, &values[i]) // a valid JSON string: already decoded once
+	// One pass over the top level with jsontext: decoding into a map
+	// scanned the properties twice and allocated every value.
+	dec := jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		if err == nil {
+			err = fmt.Errorf("got %v", tok.Kind())
 		}
+		return nil, nil, notObject(err)
+	}
+	type property struct{ key, value string }
+	var props []property
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, nil, notObject(err)
+		}
+		key := name.String() // before the next read voids the token
+		value, err := dec.ReadValue()
+		if err != nil {
+			return nil, nil, notObject(err)
+		}
+		text := string(value)
+		if value.Kind() == '"' {
+			unquoted, err := jsontext.AppendUnquote(nil, value)
+			if err != nil {
+				return nil, nil, notObject(err)
+			}
+			text = string(unquoted)
+		}
+		props = append(props, property{key, text})
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, nil, notObject(err)
+	}
+	// Sorted by key; of a repeated key the last value counts, as in a map.
+	slices.SortStableFunc(props, func(a, b property) int { return strings.Compare(a.key, b.key) })
+	keys := make([]string, 0, len(props))
+	values := make([]string, 0, len(props))
+	for i, p := range props {
+		if i+1 < len(props) && props[i+1].key == p.key {
+			continue
+		}
+		keys = append(keys, p.key)
+		values = append(values, p.value)
 	}
 	return keys, values, nil
 }

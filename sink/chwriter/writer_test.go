@@ -36,6 +36,9 @@ func TestFlattenProperties(t *testing.T) {
 		{`{"b":"two","a":1.50,"c":true,"d":null,"e":{"x":[1,2]}}`,
 			[]string{"a", "b", "c", "d", "e"}, []string{"1.50", "two", "true", "null", `{"x":[1,2]}`}, false},
 		{`[1,2]`, nil, nil, true},
+		{`{"a":1,"a":"last","b":"\u00e9\n"}`, []string{"a", "b"}, []string{"last", "é\n"}, false},
+		{` {"k" : [ 1 , 2 ] } `, []string{"k"}, []string{"[ 1 , 2 ]"}, false},
+		{`{"a":1`, nil, nil, true},
 	}
 	for _, tc := range cases {
 		keys, values, err := flattenProperties(json.RawMessage(tc.in))
