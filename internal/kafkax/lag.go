@@ -58,7 +58,8 @@ func (l *Lag) Observe(fetches kgo.Fetches) {
 	})
 }
 
-func (l *Lag) total() float64 {
+// Behind is the lag in records as of the last fetches.
+func (l *Lag) Behind() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var sum int64
@@ -67,5 +68,7 @@ func (l *Lag) total() float64 {
 			sum += n
 		}
 	}
-	return float64(sum)
+	return sum
 }
+
+func (l *Lag) total() float64 { return float64(l.Behind()) }

@@ -253,12 +253,12 @@ func (w *Writer) Shutdown(ctx context.Context) error {
 
 func (w *Writer) run(ctx context.Context) error {
 	for {
-		records, reason := w.collect(ctx)
+		batch, reason := w.collect(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if len(records) > 0 {
-			if err := w.flush(ctx, records, reason); err != nil {
+		if len(batch.records) > 0 {
+			if err := w.flush(ctx, batch, reason); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -271,14 +271,14 @@ func (w *Writer) run(ctx context.Context) error {
 
 // collect polls until batch.max_rows records or batch.max_bytes of values
 // are in hand, or batch.max_wait has passed since the first one arrived.
-func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
-	var records []*kgo.Record
+func (w *Writer) collect(ctx context.Context) (*batch, string) {
+	b := &batch{}
 	var size int64
 	var deadline time.Time
 	for {
-		fetches := w.poll(ctx, deadline, w.cfg.Batch.MaxRows-len(records))
+		fetches := w.poll(ctx, deadline, w.cfg.Batch.MaxRows-len(b.records))
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil, ""
+			return b, ""
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -287,31 +287,72 @@ func (w *Writer) collect(ctx context.Context) ([]*kgo.Record, string) {
 		})
 		w.lag.Observe(fetches)
 		got := fetches.Records()
-		if len(records) == 0 && len(got) > 0 {
-			deadline = batchDeadline(got, w.cfg.Batch.MaxWait, time.Now())
+		if len(b.records) == 0 && len(got) > 0 {
+			deadline = time.Now().Add(w.cfg.Batch.MaxWait)
+			if w.lag.Behind() < int64(w.cfg.Batch.MaxRows/10) {
+				// Not catching up on a backlog: be fresh.
+				deadline = batchDeadline(got, w.cfg.Batch.MaxWait, time.Now())
+			}
 		}
-		records = append(records, got...)
-		w.metrics.heldRecords.Set(float64(len(records)))
+		b.add(got)
+		w.metrics.heldRecords.Set(float64(len(b.records)))
 		for _, r := range got {
 			size += int64(len(r.Value))
 		}
 		switch {
-		case len(records) >= w.cfg.Batch.MaxRows:
-			return records, "rows"
+		case len(b.records) >= w.cfg.Batch.MaxRows:
+			return b, "rows"
 		case size >= w.cfg.Batch.MaxBytes:
-			return records, "bytes"
-		case len(records) > 0 && !time.Now().Before(deadline):
-			return records, "time"
+			return b, "bytes"
+		case len(b.records) > 0 && !time.Now().Before(deadline):
+			return b, "time"
 		}
 	}
 }
 
+// batch is the records collected for one insert, decoded in the background
+// as they are polled: decoding is most of the sink's CPU, and this way it
+// overlaps fetching instead of following it.
+type batch struct {
+	records []*kgo.Record
+	chunks  []*chunk // one per poll, in order
+	decoded sync.WaitGroup
+}
+
+// chunk is one poll's records and what they decode to.
+type chunk struct {
+	records []*kgo.Record
+	rows    []row
+	failed  []error
+}
+
+// add starts decoding a poll's records on every core.
+func (b *batch) add(got []*kgo.Record) {
+	if len(got) == 0 {
+		return
+	}
+	b.records = append(b.records, got...)
+	c := &chunk{records: got, rows: make([]row, len(got)), failed: make([]error, len(got))}
+	b.chunks = append(b.chunks, c)
+	b.decoded.Go(func() {
+		par.Range(len(got), 256, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				c.rows[i], c.failed[i] = decodeRow(got[i])
+			}
+		})
+	})
+}
+
+// wait returns once every chunk is decoded.
+func (b *batch) wait() { b.decoded.Wait() }
+
 // batchDeadline is when a batch opened with first must be flushed: max_wait
 // after the oldest of them was produced, so records that waited in Kafka
 // while the previous batch was inserted do not wait a whole max_wait more.
-// It is never sooner than a quarter of max_wait from now, so a backlog is
-// still loaded in large batches, and never later than max_wait from now,
-// whatever the producer's clock says.
+// It is never sooner than a quarter of max_wait from now, so a batch is
+// not a handful of rows, and never later than max_wait from now, whatever
+// the producer's clock says. Catching up on a backlog, collect waits the
+// whole max_wait instead: polls return at once, and batches fill.
 func batchDeadline(first []*kgo.Record, maxWait time.Duration, now time.Time) time.Time {
 	oldest := now
 	for _, r := range first {
@@ -338,23 +379,19 @@ func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetc
 
 // flush dead-letters what does not decode, loads the rest, then commits:
 // the order the package doc's Delivery paragraph explains.
-func (w *Writer) flush(ctx context.Context, records []*kgo.Record, reason string) error {
-	// Decoding is most of the sink's CPU: spread it over the cores.
-	decoded := make([]row, len(records))
-	failed := make([]error, len(records))
-	par.Range(len(records), 256, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			decoded[i], failed[i] = decodeRow(records[i])
-		}
-	})
+func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
+	records := b.records
 	rows := make([]row, 0, len(records))
 	var dead []*kgo.Record
-	for i, rec := range records {
-		if failed[i] != nil {
-			dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, reasonInvalid, failed[i]))
-			continue
+	b.wait()
+	for _, c := range b.chunks {
+		for i, rec := range c.records {
+			if c.failed[i] != nil {
+				dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, reasonInvalid, c.failed[i]))
+				continue
+			}
+			rows = append(rows, c.rows[i])
 		}
-		rows = append(rows, decoded[i])
 	}
 	if err := w.deadLetter(ctx, reasonInvalid, dead...); err != nil {
 		return err
