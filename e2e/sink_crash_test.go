@@ -106,22 +106,34 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 	time.Sleep(time.Second) // a duplicate insert would land now
 	p.stop(t)
 
-	seen := map[string]int{}
-	rows, err := conn.Query(ctx, "SELECT message_id, count() FROM "+database+".events GROUP BY message_id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		var c uint64
-		if err := rows.Scan(&id, &c); err != nil {
+	stored := func() map[string]int {
+		seen := map[string]int{}
+		rows, err := conn.Query(ctx, "SELECT message_id, count() FROM "+database+".events GROUP BY message_id")
+		if err != nil {
 			t.Fatal(err)
 		}
-		seen[id] = int(c)
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var c uint64
+			if err := rows.Scan(&id, &c); err != nil {
+				t.Fatal(err)
+			}
+			seen[id] = int(c)
+		}
+		return seen
 	}
-	rows.Close()
-	if err := exactlyOnce(seen, want); err != nil {
+	if err := exactlyOnce(stored(), want); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d events exactly once in ClickHouse after %d kills", n, kills)
+
+	// Negative control: one row stored twice in the table, as a sink that
+	// re-inserted after a crash would leave it, is caught.
+	if err := conn.Exec(ctx, "INSERT INTO "+database+".events SELECT * FROM "+database+".events WHERE message_id = '"+want[0]+"'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exactlyOnce(stored(), want); err == nil || !strings.Contains(err.Error(), "1 duplicated") {
+		t.Fatalf("the check missed a row stored twice: %v", err)
+	}
 }
