@@ -173,6 +173,18 @@ kafka_answers() {
   "$ROOT/bin/depcheck" kafka "$KAFKA_ADDR" >/dev/null 2>&1
 }
 
+# kafka_adopt records the pid of a broker this checkout started whose pid
+# file was lost or overwritten, so `status` and `down` know it again.
+kafka_adopt() {
+  pid_alive "$KAFKA_PID" kafka.Kafka && return
+  local pid
+  pid=$(pgrep -f "kafka.Kafka $KAFKA_DIR/server.properties" | head -n 1) || true
+  if [[ -n $pid ]]; then
+    echo "$pid" >"$KAFKA_PID"
+    log "kafka (pid $pid) is this checkout's; recorded it"
+  fi
+}
+
 kafka_up() {
   command -v java >/dev/null || die "a JDK (java 17+) is needed to run Kafka"
   kafka_fetch
@@ -180,6 +192,19 @@ kafka_up() {
   (cd "$ROOT" && go build -o bin/depcheck ./scripts/depcheck) || die "could not build scripts/depcheck"
   if kafka_answers; then
     log "kafka already answering on $KAFKA_ADDR"
+    kafka_adopt
+    return
+  fi
+  if port_open 9092; then
+    # A broker still starting, or one too busy to answer at once: starting
+    # a second one would fail to bind and leave its dead pid behind.
+    log "something listens on 9092 but does not answer yet; waiting"
+    local tries=0
+    until kafka_answers; do
+      ((tries++ < WAIT_SECONDS)) || die "port 9092 is taken by something that does not answer Kafka metadata"
+      sleep 1
+    done
+    kafka_adopt
     return
   fi
   mkdir -p "$KAFKA_DIR/logs"
