@@ -10,13 +10,11 @@
 //   - noop: an in-process net/http server on a real 127.0.0.1 listener that
 //     reads each body and answers {"success":true}: the cost of HTTP alone.
 //   - raw: a franz-go producer with the collector's settings (acks=all,
-//     idempotent, zstd/lz4, 5 ms linger) writing each event as a record
-//     keyed by anonymousId, one ProduceSync per batch, to its own topic: the
-//     cost of Kafka alone, and the ceiling for the collector. ProduceSync
-//     ends the linger of the partitions it wrote to once its records are
-//     buffered, which the collector's Produce-and-wait does not; -raw-async
-//     makes the baseline produce the collector's way, to tell the linger
-//     apart from the collector's own work.
+//     idempotent, lz4, no linger) writing each event as a record keyed by
+//     anonymousId, one ProduceSync per batch, to its own topic: the cost of
+//     Kafka alone, and the ceiling for the collector. -raw-async makes the
+//     baseline produce the collector's way instead (Produce per record,
+//     then wait for every promise).
 //
 // For batches of 1 and 20 events it runs a closed loop (-workers clients,
 // each sending the next batch when the last is answered, for -duration) and
@@ -108,7 +106,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measurement (1s-30s)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each closed-loop measurement (0-5s)")
 	flag.IntVar(&o.kafkaPID, "kafka-pid", 0, "broker process, to report its CPU time (0: the process listening on the first broker's port; -1: none)")
-	flag.BoolVar(&o.rawAsync, "raw-async", false, "raw baseline produces record by record and waits for the promises, as the collector does, instead of ProduceSync (which skips the linger)")
+	flag.BoolVar(&o.rawAsync, "raw-async", false, "raw baseline produces record by record and waits for the promises, as the collector does, instead of one ProduceSync per batch")
 	flag.BoolVar(&o.checkTopics, "check-topics", false, "only list bench topics left on the broker; exit 1 if any")
 	flag.Parse()
 	o.brokers = strings.Split(*brokers, ",")

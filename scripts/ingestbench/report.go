@@ -50,9 +50,9 @@ func (r *report) print(out io.Writer) {
 	fmt.Fprintf(out, "events: %d bytes of JSON each; a batch-%d request body is %d bytes\n", r.eventBytes, latencyBatch, r.bodyBytes)
 	fmt.Fprintf(out, "background: %.0f%% of the machine busy before any load (other tenants)\n", 100*r.background)
 	if r.opts.rawAsync {
-		fmt.Fprint(out, "raw: Produce per record, then wait for every promise (lingers like the collector)\n\n")
+		fmt.Fprint(out, "raw: Produce per record, then wait for every promise, as the collector does (lz4, no linger)\n\n")
 	} else {
-		fmt.Fprint(out, "raw: ProduceSync per batch (which skips the 5 ms linger; -raw-async lingers like the collector)\n\n")
+		fmt.Fprint(out, "raw: ProduceSync per batch, with the collector's producer settings (lz4, no linger; -raw-async produces as the collector does)\n\n")
 	}
 
 	fmt.Fprintf(out, "Maximum throughput (closed loop, %d workers)\n", r.opts.workers)

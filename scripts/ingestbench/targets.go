@@ -95,16 +95,15 @@ func newRawProducer(brokers []string, topic string) (*kgo.Client, error) {
 		kgo.ClientID("ingestbench-raw"),
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent, the default, needs acks=all
-		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.NoCompression()),
-		kgo.ProducerLinger(5*time.Millisecond),
+		// The collector's own settings (collector/ingest.New).
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.ProducerLinger(0),
 	)
 }
 
 // rawSender sends each batch with ProduceSync, or, if async, with one
 // Produce per record and a wait for all their promises, as the collector
-// does. The difference matters: ProduceSync stops the linger of the
-// partitions it wrote to as soon as its records are buffered, while
-// Produce leaves them lingering up to ProducerLinger for more records.
+// does.
 func rawSender(cl *kgo.Client, gen *eventGen, async bool) sendFunc {
 	return func(ctx context.Context, n int) error {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
