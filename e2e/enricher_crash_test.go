@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -122,6 +124,18 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 	last.stop(t)
 	if err := exactlyOnce(seen, want); err != nil {
 		t.Fatal(err)
+	}
+	// Exports carry their messageId's pseudonym under the export key.
+	exportKey, err := os.ReadFile("../configs/dev-export.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exportPseudo, err := policy.NewPseudonymizer("x1", bytes.TrimRight(exportKey, "\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range wantExported {
+		wantExported[i] = exportPseudo.Pseudonym(policy.KindMessage, id)
 	}
 	if err := exactlyOnce(messageIDs(t, ctx, brokers, export), wantExported); err != nil {
 		t.Fatalf("export topic: %v", err)

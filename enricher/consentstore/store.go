@@ -39,6 +39,9 @@ const (
 	flagGuardian
 )
 
+// maxMillis is the largest time a change holds: 56 bits of milliseconds.
+const maxMillis = 1<<56 - 1
+
 func pack(at time.Time, c policy.Consent) change {
 	v := uint64(c.Purposes) & 0x0f
 	if c.CrossBorder {
@@ -50,7 +53,10 @@ func pack(at time.Time, c policy.Consent) change {
 	if c.GuardianConsent {
 		v |= flagGuardian
 	}
-	return change(uint64(at.UnixMilli())<<8 | v)
+	// Times outside 1970..2100 are refused upstream; clamping keeps one
+	// that slipped through from wrapping into the far future.
+	ms := min(max(at.UnixMilli(), 0), maxMillis)
+	return change(uint64(ms)<<8 | v)
 }
 
 func (c change) at() int64 { return int64(c >> 8) }

@@ -188,8 +188,13 @@ func (c *Config) Validate() error {
 	if c.Export.Name != "" {
 		errs = append(errs, c.Export.Topic.Validate("export.topic"),
 			c.Export.Pseudonym.resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
-		if c.Export.Pseudonym.Key != "" && (c.Export.Pseudonym.Key == c.Pseudonym.Key || c.Export.Pseudonym.Key == c.Pseudonym.Next.Key) {
-			errs = append(errs, config.Invalid("export.pseudonym.key", "must differ from the in-region key, or exported data could be joined with it"))
+		for _, export := range []struct {
+			key    string
+			secret config.Secret
+		}{{"export.pseudonym.key", c.Export.Pseudonym.Key}, {"export.pseudonym.next.key", c.Export.Pseudonym.Next.Key}} {
+			if export.secret != "" && (export.secret == c.Pseudonym.Key || export.secret == c.Pseudonym.Next.Key) {
+				errs = append(errs, config.Invalid(export.key, "must differ from the in-region keys, or exported data could be joined with in-region data"))
+			}
 		}
 	}
 	for _, t := range []struct {
@@ -281,8 +286,10 @@ func (c *Config) validateConsent() error {
 	if c.Consent.History < 1 {
 		errs = append(errs, config.Invalid("consent.history", "must be at least 1, got %d", c.Consent.History))
 	}
-	if c.Consent.SyncTimeout < 100*time.Millisecond {
-		errs = append(errs, config.Invalid("consent.sync_timeout", "must be at least 100ms, got %v", c.Consent.SyncTimeout))
+	if c.Consent.SyncTimeout < 100*time.Millisecond || c.Consent.SyncTimeout > c.TransactionTimeout/2 {
+		// The wait comes out of the batch's transaction_timeout.
+		errs = append(errs, config.Invalid("consent.sync_timeout", "must be between 100ms and half of transaction_timeout (%v), got %v",
+			c.TransactionTimeout/2, c.Consent.SyncTimeout))
 	}
 	for _, m := range []struct {
 		key string

@@ -147,6 +147,8 @@ var badConfigs = map[string]configtest.Bad{
 	"export-profile-not-stricter.yaml":       {Keys: []string{"profiles.export"}, Msg: "not stricter"},
 	"export-key-same-as-in-region.yaml":      {Keys: []string{"export.pseudonym.key"}, Msg: "must differ"},
 	"export-key-missing.yaml":                {Keys: []string{"export.pseudonym"}},
+	"export-next-key-same-as-in-region.yaml": {Keys: []string{"export.pseudonym.next.key"}, Msg: "must differ"},
+	"consent-sync-timeout-too-long.yaml":     {Keys: []string{"consent.sync_timeout"}, Msg: "half of transaction_timeout"},
 	"pseudonym-next-from-invalid.yaml":       {Keys: []string{"pseudonym.next.from"}},
 	"consent-default-unknown-purpose.yaml":   {Keys: []string{"consent.defaults.backend"}, Msg: `unknown purpose "profiling"`},
 	"consent-history-zero.yaml":              {Keys: []string{"consent.history"}},

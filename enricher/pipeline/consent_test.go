@@ -12,6 +12,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -86,8 +87,8 @@ func TestConsentDecisions(t *testing.T) {
 	}
 	in := clean["e-granted"]
 	switch {
-	case x.MessageID != "e-granted":
-		t.Errorf("exported %q, want only e-granted", x.MessageID)
+	case x.MessageID != exportPseudonym(t, cfg, policy.KindMessage, "e-granted"):
+		t.Errorf("exported %q, want only e-granted, its messageId under the export key", x.MessageID)
 	case !strings.HasPrefix(x.Subject, "x1.") || !strings.HasPrefix(in.Subject, "t1.") || string(exported[0].Key) != x.Subject:
 		t.Errorf("export subject %q (key %q), clean subject %q: want each under its own key", x.Subject, exported[0].Key, in.Subject)
 	case x.DeviceID != "" || in.DeviceID == "" || x.IP != "" || in.IP != "1.2.4.0" || x.Country != "CN" || in.Country != "CN":
@@ -122,6 +123,16 @@ func TestConsentDecisions(t *testing.T) {
 	if all := testenv.ReadAll(t, ctx, brokers, cfg.Topics.Clean.Name); len(all) != 4 {
 		t.Errorf("clean topic holds %d events, want 4", len(all))
 	}
+}
+
+// exportPseudonym is value's pseudonym under the export key of cfg.
+func exportPseudonym(t *testing.T, cfg Config, kind, value string) string {
+	t.Helper()
+	p, err := policy.NewPseudonymizer(cfg.Export.Pseudonym.KeyID, []byte(cfg.Export.Pseudonym.Key.Reveal()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Pseudonym(kind, value)
 }
 
 // TestConsentCarriedInEvent: an event's own consent categories count as an

@@ -403,10 +403,14 @@ func (p *Pipeline) route(it *item) {
 		return
 	}
 	x, err := policy.Export(it.in, it.d, p.export)
-	if err != nil {
+	switch {
+	case errors.Is(err, policy.ErrGateRefused):
 		// The in-region copy stands; the export must not leave.
 		it.gate = err
 		it.export = kafkax.DeadLetter(it.rec, p.cfg.Topics.DLQ.Name, stage, dropGateRefused, err)
+		return
+	case err != nil:
+		it.poison = fmt.Errorf("de-identify for export: %w", err)
 		return
 	}
 	it.export = p.exportRecord(x)

@@ -119,6 +119,10 @@ func DecodeEnvelope(raw []byte) (Envelope, error) {
 	if env.MessageID == "" {
 		return Envelope{}, &FieldError{"messageId", "is required"}
 	}
+	if !InRange(env.ReceivedAt) {
+		// Events without a timestamp are judged at receivedAt.
+		return Envelope{}, &FieldError{"receivedAt", fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
+	}
 	if err := env.Event.Validate(); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {

@@ -71,6 +71,9 @@ const (
 	KindIMEI        = "imei"
 	KindAndroidID   = "android_id"
 	KindMAC         = "mac"
+	// KindMessage pseudonymizes messageIds in coarse profiles: the same
+	// messageId in and out of the region would join the two.
+	KindMessage = "message"
 )
 
 // Pseudonym returns "<keyId>.<hex of the first 16 bytes of HMAC-SHA256>", or
@@ -200,6 +203,7 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 		c.AnonymousID = key.Pseudonym(KindAnonymous, ev.AnonymousID)
 	} else {
 		c.Timestamp, c.ReceivedAt = c.Timestamp.Truncate(time.Hour), c.ReceivedAt.Truncate(time.Hour)
+		c.MessageID = key.Pseudonym(KindMessage, env.MessageID)
 	}
 	if p.settings.DeviceIDs {
 		c.DeviceID = key.Pseudonym(KindDevice, device["id"])

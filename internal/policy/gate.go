@@ -24,9 +24,13 @@ func (x Exportable) Key() []byte { return x.key }
 // Value is the export event as JSON.
 func (x Exportable) Value() []byte { return x.value }
 
-// minCheckedIDBytes keeps the last check from refusing events for short
-// identifiers ("1", "a") that occur by chance in any JSON.
-const minCheckedIDBytes = 6
+// minCheckedIDBytes is the length from which an identifier is refused
+// wherever it occurs; a shorter one ("10086") occurs by chance inside other
+// text, so it is refused only as a whole token (minTokenIDBytes and up).
+const (
+	minCheckedIDBytes = 6
+	minTokenIDBytes   = 3
+)
 
 // Export de-identifies env to the export profile p and runs the last check:
 // the event must be allowed to leave (cross-border consent), and its JSON
@@ -43,10 +47,8 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	}
 	value := clean.AppendJSON(nil)
 	for _, id := range in.RawIdentifiers() {
-		if len(id.Value) >= minCheckedIDBytes && bytes.Contains(value, []byte(id.Value)) {
-			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
-		}
-		if quoted, _ := json.Marshal(id.Value); len(id.Value) >= minCheckedIDBytes && bytes.Contains(value, quoted[1:len(quoted)-1]) {
+		quoted, _ := json.Marshal(id.Value)
+		if leaks(value, []byte(id.Value)) || leaks(value, quoted[1:len(quoted)-1]) {
 			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
 		}
 	}
@@ -55,3 +57,29 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 
 // Identifier is one raw identifying value of an event and where it was.
 type Identifier struct{ Field, Value string }
+
+// leaks reports whether out holds id: anywhere for a long id, as a whole
+// token (not inside a longer run of letters and digits) for a short one.
+func leaks(out, id []byte) bool {
+	switch {
+	case len(id) >= minCheckedIDBytes:
+		return bytes.Contains(out, id)
+	case len(id) < minTokenIDBytes:
+		return false
+	}
+	for i := 0; ; {
+		j := bytes.Index(out[i:], id)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(id)
+		if (start == 0 || !isAlnum(out[start-1])) && (end == len(out) || !isAlnum(out[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
