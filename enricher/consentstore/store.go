@@ -17,6 +17,7 @@
 package consentstore
 
 import (
+	"cmp"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -29,21 +30,34 @@ import (
 // collision (one subject judged by another's consent) out of reach.
 type key [2]uint64
 
-// change is one consent change packed into 8 bytes: the flags in the low
-// byte, the time in milliseconds since 1970 above them.
+// change is one consent change packed into 8 bytes: granted purposes in
+// bits 0-3, cross-border, minor and guardian consent in bits 4-6; bit 7
+// marks consent carried in an event, which changes only the purposes named
+// in bits 8-11; the time in milliseconds since 1970 is above.
 type change uint64
 
 const (
 	flagCrossBorder = 1 << (4 + iota)
 	flagMinor
 	flagGuardian
+	flagCarried
 )
 
-// maxMillis is the largest time a change holds: 56 bits of milliseconds.
-const maxMillis = 1<<56 - 1
+const (
+	namedShift = 8
+	timeShift  = 12
+	// maxMillis is the latest time a change holds.
+	maxMillis = 1<<(64-timeShift) - 1
+)
+
+// packTime clamps: times outside 1970..2100 are refused upstream, and one
+// that slipped through must not wrap into another time.
+func packTime(at time.Time) change {
+	return change(uint64(min(max(at.UnixMilli(), 0), maxMillis)) << timeShift)
+}
 
 func pack(at time.Time, c policy.Consent) change {
-	v := uint64(c.Purposes) & 0x0f
+	v := packTime(at) | change(c.Purposes&0x0f)
 	if c.CrossBorder {
 		v |= flagCrossBorder
 	}
@@ -53,17 +67,33 @@ func pack(at time.Time, c policy.Consent) change {
 	if c.GuardianConsent {
 		v |= flagGuardian
 	}
-	// Times outside 1970..2100 are refused upstream; clamping keeps one
-	// that slipped through from wrapping into the far future.
-	ms := min(max(at.UnixMilli(), 0), maxMillis)
-	return change(uint64(ms)<<8 | v)
+	return v
 }
 
-func (c change) at() int64 { return int64(c >> 8) }
+func packCarried(at time.Time, ch policy.Carried) change {
+	return packTime(at) | flagCarried | change(ch.Named&0x0f)<<namedShift | change(ch.Granted&ch.Named&0x0f)
+}
+
+func (c change) at() int64 { return int64(c >> timeShift) }
+
+func (c change) carried() bool { return c&flagCarried != 0 }
+
+// order sorts changes by time, a full record before consent carried at the
+// same millisecond; two changes are the same change when it is equal.
+func (c change) order() int64 {
+	if c.carried() {
+		return c.at()<<1 | 1
+	}
+	return c.at() << 1
+}
 
 func (c change) consent() policy.Consent {
 	return policy.Consent{Known: true, Purposes: policy.Purposes(c & 0x0f),
 		CrossBorder: c&flagCrossBorder != 0, Minor: c&flagMinor != 0, GuardianConsent: c&flagGuardian != 0}
+}
+
+func (c change) carriedChange() policy.Carried {
+	return policy.Carried{Named: policy.Purposes(c>>namedShift) & 0x0f, Granted: policy.Purposes(c & 0x0f)}
 }
 
 // Store holds consent and suppression by subject. Safe for concurrent use.
@@ -89,12 +119,21 @@ func (s *Store) key(subject string) key {
 	return key{maphash.String(s.seeds[0], subject), maphash.String(s.seeds[1], subject)}
 }
 
-// Apply records that the subject's consent is c from at on. Applying the
-// same change twice changes nothing, so replays are harmless. A suppressed
-// subject's consent is not kept, whichever of the two came first (the
-// follower reads the consent and erasure topics independently).
+// Apply records that the subject's consent is c from at on (a
+// privacy.consent record). Applying the same change twice changes nothing,
+// so replays are harmless.
 func (s *Store) Apply(subject string, at time.Time, c policy.Consent) {
-	k, ch := s.key(subject), pack(at, c)
+	s.insert(s.key(subject), pack(at, c))
+}
+
+// ApplyCarried records consent carried in one of the subject's events at
+// its time: it changes the purposes it names, on top of whatever full
+// record is in force then, even one recorded later.
+func (s *Store) ApplyCarried(subject string, at time.Time, ch policy.Carried) {
+	s.insert(s.key(subject), packCarried(at, ch))
+}
+
+func (s *Store) insert(k key, ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, gone := s.suppressed[k]; gone {
@@ -104,11 +143,9 @@ func (s *Store) Apply(subject string, at time.Time, c policy.Consent) {
 	switch {
 	case !ok:
 		s.latest[k] = ch
-		return
-	case cur.at() == ch.at():
+	case cur.order() == ch.order():
 		s.latest[k] = ch
-		return
-	case cur.at() < ch.at():
+	case cur.order() < ch.order():
 		s.latest[k] = ch
 		s.addOlder(k, cur)
 	default:
@@ -123,7 +160,7 @@ func (s *Store) addOlder(k key, ch change) {
 		return
 	}
 	h := s.older[k]
-	i, found := slices.BinarySearchFunc(h, ch, func(a, b change) int { return int(a.at() - b.at()) })
+	i, found := slices.BinarySearchFunc(h, ch, func(a, b change) int { return cmp.Compare(a.order(), b.order()) })
 	if found {
 		h[i] = ch
 		return
@@ -166,29 +203,75 @@ func (s *Store) Suppressed(subject string) bool {
 	return ok
 }
 
-// At returns the subject's consent in force at t; Known is false when
-// nothing is known of the subject at t.
+// At returns the subject's consent in force at t: the latest full record
+// not after t, updated by the consent carried in events between it and t.
+// Known is false when nothing is known of the subject at t.
 func (s *Store) At(subject string, t time.Time) policy.Consent {
+	c, _ := s.at(subject, t)
+	return c
+}
+
+// Newest returns the consent in force at t of whichever of the subjects
+// (a userId and its anonymousId) changed consent most recently before t:
+// consent recorded under either applies to the same person.
+func (s *Store) Newest(t time.Time, subjects ...string) policy.Consent {
+	var best policy.Consent
+	newest := int64(-1)
+	for _, subject := range subjects {
+		if c, when := s.at(subject, t); c.Known && when > newest {
+			best, newest = c, when
+		}
+	}
+	return best
+}
+
+// at is At, and the time of the newest change it took into account.
+func (s *Store) at(subject string, t time.Time) (policy.Consent, int64) {
 	if subject == "" {
-		return policy.Consent{}
+		return policy.Consent{}, -1
 	}
 	k, ms := s.key(subject), t.UnixMilli()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	cur, ok := s.latest[k]
 	if !ok {
-		return policy.Consent{}
+		return policy.Consent{}, -1
 	}
-	if cur.at() <= ms {
-		return cur.consent()
+	// Walk back from the newest change to the first full record not after
+	// t, keeping the carried changes passed on the way.
+	var carried [8]change
+	pending := carried[:0]
+	var base change
+	found := false
+	newest := int64(-1)
+	visit := func(c change) bool {
+		if c.at() > ms {
+			return true
+		}
+		newest = max(newest, c.at())
+		if c.carried() {
+			pending = append(pending, c)
+			return true
+		}
+		base, found = c, true
+		return false
 	}
-	h := s.older[k]
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].at() <= ms {
-			return h[i].consent()
+	if visit(cur) {
+		h := s.older[k]
+		for i := len(h) - 1; i >= 0; i-- {
+			if !visit(h[i]) {
+				break
+			}
 		}
 	}
-	return policy.Consent{}
+	var c policy.Consent
+	if found {
+		c = base.consent()
+	}
+	for i := len(pending) - 1; i >= 0; i-- {
+		c = c.With(pending[i].carriedChange())
+	}
+	return c, newest
 }
 
 // Size returns the subjects with consent and the suppressed subjects.

@@ -377,15 +377,12 @@ func parse(rec *kgo.Record) (*policy.Parsed, error) {
 func (p *Pipeline) judge(in *policy.Parsed) policy.Decision {
 	ev := &in.Env.Event
 	suppressed := p.store.Suppressed(ev.UserID) || p.store.Suppressed(ev.AnonymousID)
-	subject := ev.SubjectID()
-	inForce := p.store.At(subject, in.At)
-	if !inForce.Known && ev.UserID != "" {
-		// Consent given before sign-in was recorded under the anonymousId.
-		inForce = p.store.At(ev.AnonymousID, in.At)
-	}
+	// Consent given before sign-in was recorded under the anonymousId; the
+	// newest of the two governs.
+	inForce := p.store.Newest(in.At, ev.UserID, ev.AnonymousID)
 	d, carried := p.rules.Judge(in, inForce, suppressed)
 	if carried != nil && !suppressed {
-		p.store.Apply(subject, in.At, *carried)
+		p.store.ApplyCarried(ev.SubjectID(), in.At, *carried)
 	}
 	return d
 }

@@ -91,27 +91,37 @@ func ConsentOf(s event.ConsentState) Consent {
 // context.consent.categoryPreferences (lower-cased) to our purposes.
 type CategoryMap map[string]Purposes
 
-// FromCategories applies consent carried in an event to the consent in
-// force at the event's time. A purpose is granted when every mapped
-// category the event names grants it, withdrawn when one refuses it, and
-// left as it was when the event names none of its categories. Categories
-// the map does not know are ignored: guessing would grant by accident.
-func (m CategoryMap) FromCategories(prior Consent, prefs map[string]bool) (Consent, bool) {
-	var named, refused Purposes
+// Carried is consent carried in an event: the purposes its categories name,
+// and of those the ones granted. It changes only what it names, so a full
+// consent record stamped earlier but recorded later still governs the
+// rest.
+type Carried struct {
+	Named, Granted Purposes
+}
+
+// With is c updated by what an event carried.
+func (c Consent) With(ch Carried) Consent {
+	c.Known = true
+	c.Purposes = c.Purposes&^ch.Named | ch.Granted&ch.Named
+	return c
+}
+
+// FromCategories reads consent carried in an event. A purpose is granted
+// when every mapped category the event names grants it, withdrawn when one
+// refuses it, and untouched when the event names none of its categories.
+// Categories the map does not know are ignored: guessing would grant by
+// accident. ok is false when the event names no known category.
+func (m CategoryMap) FromCategories(prefs map[string]bool) (ch Carried, ok bool) {
+	var refused Purposes
 	for category, granted := range prefs {
 		p := m[strings.ToLower(category)]
-		named |= p
+		ch.Named |= p
 		if !granted {
 			refused |= p
 		}
 	}
-	if named == 0 {
-		return prior, false
-	}
-	next := prior
-	next.Known = true
-	next.Purposes = prior.Purposes&^named | named&^refused
-	return next, true
+	ch.Granted = ch.Named &^ refused
+	return ch, ch.Named != 0
 }
 
 // DropReason says why an event is not kept; "" means it is kept.

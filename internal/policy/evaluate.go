@@ -22,11 +22,11 @@ type Rules struct {
 // Judge decides one event: inForce is the subject's consent at the event's
 // time. Consent the event carries counts as an update at its time: it is
 // applied first and returned so the caller can remember it.
-func (r Rules) Judge(in *Parsed, inForce Consent, suppressed bool) (d Decision, carried *Consent) {
+func (r Rules) Judge(in *Parsed, inForce Consent, suppressed bool) (d Decision, carried *Carried) {
 	env := &in.Env
 	if prefs := in.CarriedPreferences(); len(prefs) > 0 {
-		if c, ok := r.Categories.FromCategories(inForce, prefs); ok {
-			inForce, carried = c, &c
+		if ch, ok := r.Categories.FromCategories(prefs); ok {
+			inForce, carried = inForce.With(ch), &ch
 		}
 	}
 	// Viper lower-cases map keys, so config names sources in lower case.
@@ -105,10 +105,11 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 	if err != nil {
 		return Report{}, err
 	}
-	d, carried := r.Judge(in, h.At(in.At), c.Suppressed)
+	inForce := h.At(in.At)
+	d, carried := r.Judge(in, inForce, c.Suppressed)
 	rep := Report{Kept: d.Drop == "", Dropped: string(d.Drop), ByDefault: d.ByDefault, Destinations: map[string]Outcome{}}
 	if carried != nil {
-		rep.CarriedConsent = carried.Purposes.Names()
+		rep.CarriedConsent = inForce.With(*carried).Purposes.Names()
 	}
 	names := []string{inRegion}
 	for name := range exports {
