@@ -30,6 +30,10 @@ func main() {
 		os.Exit(1)
 	}
 	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": srv.Ready})
+	// The privacy admin API listens on the admin port, never the public one.
+	for pattern, h := range srv.AdminRoutes() {
+		admin.Handle(pattern, h)
+	}
 	if err := obs.Run(log, admin, srv, 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second, srv.Done()); err != nil {
 		log.Error("collector failed", "err", err)
 		os.Exit(1)

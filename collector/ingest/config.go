@@ -27,7 +27,34 @@ type Config struct {
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 	CORS           CORS     `mapstructure:"cors"`
 	Redirect       Redirect `mapstructure:"redirect"`
+	// Privacy configures the privacy admin API on the admin port.
+	Privacy Privacy `mapstructure:"privacy"`
 }
+
+// Privacy configures the privacy admin API (POST /v1/privacy/erasures on
+// the admin listener).
+type Privacy struct {
+	// Operators may call the privacy admin API, each with a bearer token of
+	// its own. Empty means none may: every request is refused with 401.
+	Operators []Operator `mapstructure:"operators"`
+}
+
+// Operator is one holder of a privacy admin API token, named in the
+// erasure log and in the collector's logs.
+type Operator struct {
+	// Name identifies the operator in erasure records and logs.
+	Name string `mapstructure:"name"`
+	// TokenFile holds the operator's bearer token (at least 32 bytes; a
+	// trailing newline is ignored), e.g. from `openssl rand -hex 32`. A
+	// relative path is relative to the working directory. Tokens come only
+	// from files, never from the YAML itself.
+	TokenFile string `mapstructure:"token_file"`
+	// Token is read from TokenFile by Validate.
+	Token config.Secret `mapstructure:"-"`
+}
+
+// minOperatorToken is the shortest operator token accepted, in bytes.
+const minOperatorToken = 32
 
 // CORS lets browser SDKs on other origins post events.
 type CORS struct {
@@ -80,6 +107,9 @@ type Topics struct {
 	Raw kafkax.TopicSpec `mapstructure:"raw"`
 	// Consent is the compacted topic of consent states, keyed by subject.
 	Consent kafkax.TopicSpec `mapstructure:"consent"`
+	// Erasures is the erasure log, keyed by subject: the suppression list
+	// the enricher reads. Compacted and never tombstoned.
+	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
 }
 
 // Source is one sending application and its write key.
@@ -138,8 +168,9 @@ func Default() Config {
 		},
 		Kafka: kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
 		Topics: Topics{
-			Raw:     kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
-			Consent: kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+			Raw:      kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
+			Consent:  kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+			Erasures: kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
 		},
 	}
 }
@@ -153,9 +184,14 @@ func (c *Config) Validate() error {
 		c.Kafka.Validate("kafka"),
 		c.Topics.Raw.Validate("topics.raw"),
 		c.Topics.Consent.Validate("topics.consent"),
+		c.Topics.Erasures.Validate("topics.erasures"),
+		c.Privacy.validate(),
 	}
 	if c.Topics.Consent.CleanupPolicy != "compact" {
 		errs = append(errs, config.Invalid("topics.consent.cleanup_policy", "must be compact: the topic holds the latest consent per subject"))
+	}
+	if c.Topics.Erasures.CleanupPolicy != "compact" {
+		errs = append(errs, config.Invalid("topics.erasures.cleanup_policy", "must be compact: the erasure log is kept for good, the latest request per subject"))
 	}
 	for _, f := range []struct {
 		key string
@@ -244,4 +280,56 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the operators and reads their token files.
+func (p *Privacy) validate() error {
+	var errs []error
+	names := map[string]bool{}
+	tokens := map[config.Secret]string{} // token -> operator name
+	for i := range p.Operators {
+		op := &p.Operators[i]
+		key := fmt.Sprintf("privacy.operators[%d]", i)
+		if op.Name == "" {
+			errs = append(errs, config.Invalid(key+".name", "is required"))
+		} else if names[op.Name] {
+			errs = append(errs, config.Invalid(key+".name", "duplicate operator name %q", op.Name))
+		}
+		names[op.Name] = true
+		if op.TokenFile == "" {
+			errs = append(errs, config.Invalid(key+".token_file", "is required: a file holding the operator's token (tokens are never written in the YAML)"))
+			continue
+		}
+		// ResolveSecret names key+"_file" when the file cannot be read.
+		token, err := config.ResolveSecret(key+".token", "", op.TokenFile)
+		op.Token = token
+		switch {
+		case err != nil:
+		case len(token) < minOperatorToken:
+			err = config.Invalid(key+".token_file", "the token is %d bytes, want at least %d (e.g. openssl rand -hex 32)", len(token), minOperatorToken)
+		case !isBearerToken(token.Reveal()):
+			err = config.Invalid(key+".token_file", "the token may hold only A-Z a-z 0-9 - . _ ~ + / = (a bearer token)")
+		case tokens[token] != "":
+			// One token, two operators: the erasure log could not say who asked.
+			err = config.Invalid(key+".token_file", "holds the same token as operator %q", tokens[token])
+		}
+		if err == nil {
+			tokens[token] = op.Name
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// isBearerToken reports whether s is an RFC 6750 b64token, so it can be
+// sent in an Authorization header as it is.
+func isBearerToken(s string) bool {
+	for _, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("-._~+/=", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
 }

@@ -89,7 +89,8 @@ func TestAllKeys(t *testing.T) {
 			Raw: kafkax.TopicSpec{
 				Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 12 * time.Hour,
 			},
-			Consent: kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
+			Consent:  kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
+			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 8760 * time.Hour},
 		},
 		Sources: []ingest.Source{
 			{Name: "web", WriteKey: "web-write-key-0001", Region: "eu", RateLimit: ingest.RateLimit{EventsPerSecond: 500, Burst: 1000}},
@@ -100,6 +101,10 @@ func TestAllKeys(t *testing.T) {
 		TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"},
 		CORS:           ingest.CORS{AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}},
 		Redirect:       ingest.Redirect{AllowedHosts: []string{"shop.example", "*.shop.example"}},
+		Privacy: ingest.Privacy{Operators: []ingest.Operator{
+			{Name: "dpo", TokenFile: "testdata/secrets/operator-token", Token: config.Secret(strings.Repeat("a", 63) + "1")},
+			{Name: "support", TokenFile: "testdata/secrets/operator-token-2", Token: config.Secret(strings.Repeat("b", 63) + "2")},
+		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
@@ -118,47 +123,56 @@ func TestAllKeys(t *testing.T) {
 // Keys are the exact FieldError keys (validation), Msg a substring of the
 // error (decoding), so every bad file proves the error names the key.
 var badConfigs = map[string]configtest.Bad{
-	"http-produce-timeout-not-shorter.yaml":  {Keys: []string{"http.produce_timeout"}},
-	"http-produce-timeout-not-duration.yaml": {Msg: "'http.produce_timeout' time: invalid duration"},
-	"http-produce-timeout-under-1s.yaml":     {Keys: []string{"http.produce_timeout"}, Msg: "at least 1s"},
-	"http-produce-timeout-bare-int.yaml":     {Msg: "'http.produce_timeout' 5 has no unit"},
-	"http-read-timeout-zero.yaml":            {Keys: []string{"http.read_timeout"}},
-	"http-idle-timeout-negative.yaml":        {Keys: []string{"http.idle_timeout"}},
-	"http-listen-no-port.yaml":               {Keys: []string{"http.listen"}},
-	"http-max-event-over-request.yaml":       {Keys: []string{"http.max_event_bytes"}},
-	"http-max-request-bytes-negative.yaml":   {Keys: []string{"http.max_event_bytes", "http.max_request_bytes"}},
-	"http-max-request-bytes-not-int.yaml":    {Msg: "'http.max_request_bytes' cannot parse"},
-	"sources-empty.yaml":                     {Keys: []string{"sources"}},
-	"sources-missing.yaml":                   {Keys: []string{"sources"}},
-	"source-write-key-short.yaml":            {Keys: []string{"sources[0].write_key"}},
-	"source-write-key-missing.yaml":          {Keys: []string{"sources[0].write_key"}},
-	"source-name-missing.yaml":               {Keys: []string{"sources[0].name"}},
-	"source-name-duplicate.yaml":             {Keys: []string{"sources[1].name"}},
-	"source-write-key-and-file.yaml":         {Keys: []string{"sources[0].write_key"}},
-	"source-write-key-file-missing.yaml":     {Keys: []string{"sources[0].write_key_file"}},
-	"source-unknown-key.yaml":                {Msg: "'sources[0]' has invalid keys: writekey"},
-	"kafka-brokers-empty.yaml":               {Keys: []string{"kafka.brokers"}},
-	"kafka-broker-no-port.yaml":              {Keys: []string{"kafka.brokers[0]"}},
-	"kafka-dial-timeout-negative.yaml":       {Keys: []string{"kafka.dial_timeout"}},
-	"kafka-sasl-mechanism.yaml":              {Keys: []string{"kafka.sasl.mechanism"}},
-	"kafka-sasl-username-missing.yaml":       {Keys: []string{"kafka.sasl.username"}},
-	"kafka-sasl-password-missing.yaml":       {Keys: []string{"kafka.sasl.password"}},
-	"kafka-sasl-password-and-file.yaml":      {Keys: []string{"kafka.sasl.password"}},
-	"kafka-sasl-password-file-missing.yaml":  {Keys: []string{"kafka.sasl.password_file"}},
-	"kafka-sasl-unknown-key.yaml":            {Msg: "'kafka.sasl' has invalid keys: passwd"},
-	"kafka-tls-ca-missing.yaml":              {Keys: []string{"kafka.tls.ca_file"}},
-	"kafka-tls-cert-without-key.yaml":        {Keys: []string{"kafka.tls.cert_file"}},
-	"topics-raw-cleanup-policy.yaml":         {Keys: []string{"topics.raw.cleanup_policy"}},
-	"topics-raw-name-empty.yaml":             {Keys: []string{"topics.raw.name"}},
-	"topics-raw-partitions-negative.yaml":    {Keys: []string{"topics.raw.partitions"}},
-	"topics-raw-retention-not-duration.yaml": {Msg: "'topics.raw.retention' time: invalid duration"},
-	"region-empty.yaml":                      {Keys: []string{"region"}},
-	"log-level.yaml":                         {Keys: []string{"log.level"}},
-	"log-format.yaml":                        {Keys: []string{"log.format"}},
-	"admin-listen.yaml":                      {Keys: []string{"admin.listen"}},
-	"trusted-proxy-not-cidr.yaml":            {Keys: []string{"trusted_proxies[1]"}},
-	"unknown-key.yaml":                       {Msg: "has invalid keys: regoin"},
-	"unknown-nested-key.yaml":                {Msg: "'http' has invalid keys: listen_addr"},
+	"http-produce-timeout-not-shorter.yaml":    {Keys: []string{"http.produce_timeout"}},
+	"http-produce-timeout-not-duration.yaml":   {Msg: "'http.produce_timeout' time: invalid duration"},
+	"http-produce-timeout-under-1s.yaml":       {Keys: []string{"http.produce_timeout"}, Msg: "at least 1s"},
+	"http-produce-timeout-bare-int.yaml":       {Msg: "'http.produce_timeout' 5 has no unit"},
+	"http-read-timeout-zero.yaml":              {Keys: []string{"http.read_timeout"}},
+	"http-idle-timeout-negative.yaml":          {Keys: []string{"http.idle_timeout"}},
+	"http-listen-no-port.yaml":                 {Keys: []string{"http.listen"}},
+	"http-max-event-over-request.yaml":         {Keys: []string{"http.max_event_bytes"}},
+	"http-max-request-bytes-negative.yaml":     {Keys: []string{"http.max_event_bytes", "http.max_request_bytes"}},
+	"http-max-request-bytes-not-int.yaml":      {Msg: "'http.max_request_bytes' cannot parse"},
+	"sources-empty.yaml":                       {Keys: []string{"sources"}},
+	"sources-missing.yaml":                     {Keys: []string{"sources"}},
+	"source-write-key-short.yaml":              {Keys: []string{"sources[0].write_key"}},
+	"source-write-key-missing.yaml":            {Keys: []string{"sources[0].write_key"}},
+	"source-name-missing.yaml":                 {Keys: []string{"sources[0].name"}},
+	"source-name-duplicate.yaml":               {Keys: []string{"sources[1].name"}},
+	"source-write-key-and-file.yaml":           {Keys: []string{"sources[0].write_key"}},
+	"source-write-key-file-missing.yaml":       {Keys: []string{"sources[0].write_key_file"}},
+	"source-unknown-key.yaml":                  {Msg: "'sources[0]' has invalid keys: writekey"},
+	"kafka-brokers-empty.yaml":                 {Keys: []string{"kafka.brokers"}},
+	"kafka-broker-no-port.yaml":                {Keys: []string{"kafka.brokers[0]"}},
+	"kafka-dial-timeout-negative.yaml":         {Keys: []string{"kafka.dial_timeout"}},
+	"kafka-sasl-mechanism.yaml":                {Keys: []string{"kafka.sasl.mechanism"}},
+	"kafka-sasl-username-missing.yaml":         {Keys: []string{"kafka.sasl.username"}},
+	"kafka-sasl-password-missing.yaml":         {Keys: []string{"kafka.sasl.password"}},
+	"kafka-sasl-password-and-file.yaml":        {Keys: []string{"kafka.sasl.password"}},
+	"kafka-sasl-password-file-missing.yaml":    {Keys: []string{"kafka.sasl.password_file"}},
+	"kafka-sasl-unknown-key.yaml":              {Msg: "'kafka.sasl' has invalid keys: passwd"},
+	"kafka-tls-ca-missing.yaml":                {Keys: []string{"kafka.tls.ca_file"}},
+	"kafka-tls-cert-without-key.yaml":          {Keys: []string{"kafka.tls.cert_file"}},
+	"topics-raw-cleanup-policy.yaml":           {Keys: []string{"topics.raw.cleanup_policy"}},
+	"topics-raw-name-empty.yaml":               {Keys: []string{"topics.raw.name"}},
+	"topics-raw-partitions-negative.yaml":      {Keys: []string{"topics.raw.partitions"}},
+	"topics-raw-retention-not-duration.yaml":   {Msg: "'topics.raw.retention' time: invalid duration"},
+	"topics-erasures-cleanup-policy.yaml":      {Keys: []string{"topics.erasures.cleanup_policy"}},
+	"privacy-operator-name-missing.yaml":       {Keys: []string{"privacy.operators[0].name"}},
+	"privacy-operator-name-duplicate.yaml":     {Keys: []string{"privacy.operators[1].name"}, Msg: `duplicate operator name "dpo"`},
+	"privacy-operator-token-file-missing.yaml": {Keys: []string{"privacy.operators[0].token_file"}, Msg: "does-not-exist"},
+	"privacy-operator-token-file-unset.yaml":   {Keys: []string{"privacy.operators[0].token_file"}, Msg: "is required"},
+	"privacy-operator-token-short.yaml":        {Keys: []string{"privacy.operators[0].token_file"}, Msg: "at least 32"},
+	"privacy-operator-token-not-bearer.yaml":   {Keys: []string{"privacy.operators[0].token_file"}, Msg: "bearer token"},
+	"privacy-operator-token-shared.yaml":       {Keys: []string{"privacy.operators[1].token_file"}, Msg: `same token as operator "dpo"`},
+	"privacy-operator-token-inline.yaml":       {Msg: "'privacy.operators[0]' has invalid keys: token"},
+	"region-empty.yaml":                        {Keys: []string{"region"}},
+	"log-level.yaml":                           {Keys: []string{"log.level"}},
+	"log-format.yaml":                          {Keys: []string{"log.format"}},
+	"admin-listen.yaml":                        {Keys: []string{"admin.listen"}},
+	"trusted-proxy-not-cidr.yaml":              {Keys: []string{"trusted_proxies[1]"}},
+	"unknown-key.yaml":                         {Msg: "has invalid keys: regoin"},
+	"unknown-nested-key.yaml":                  {Msg: "'http' has invalid keys: listen_addr"},
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -183,6 +197,34 @@ func TestShippedConfig(t *testing.T) {
 	}
 	if len(cfg.TrustedProxies) != 0 {
 		t.Errorf("shipped trusted_proxies = %q, want none", cfg.TrustedProxies)
+	}
+	if e := cfg.Topics.Erasures; e.Name != "privacy.erasures" || e.CleanupPolicy != "compact" {
+		t.Errorf("shipped topics.erasures = %+v, want privacy.erasures, compacted", e)
+	}
+	// The dev operator is commented out: its path is relative to the
+	// repository root, and the shipped file is also loaded from elsewhere.
+	if len(cfg.Privacy.Operators) != 0 {
+		t.Errorf("shipped privacy.operators = %+v, want none", cfg.Privacy.Operators)
+	}
+}
+
+// TestDevOperatorToken checks configs/dev-operator.token, the token the
+// shipped config's commented-out dev operator and the README use, is valid.
+func TestDevOperatorToken(t *testing.T) {
+	configtest.ClearEnv(t, envPrefix)
+	b, err := os.ReadFile("../../configs/dev-operator.token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := strings.TrimRight(string(b), "\n"); len(tok) != 64 || strings.Trim(tok, "0123456789abcdef") != "" {
+		t.Errorf("dev-operator.token = %q, want 64 hex characters", tok)
+	}
+	cfg, err := loadYAML(t, "sources:\n  - name: app\n    write_key: app-write-key\nprivacy:\n  operators:\n    - name: dev\n      token_file: ../../configs/dev-operator.token\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Privacy.Operators[0].Token.Reveal(); got != strings.TrimRight(string(b), "\n") {
+		t.Errorf("token = %q, want the file's without its newline", got)
 	}
 }
 
@@ -296,7 +338,8 @@ sources:
 func TestSecretsNotPrinted(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	cfg := configtest.MustLoad(t, load, "testdata/good/all-keys.yaml")
-	configtest.CheckSecretsHidden(t, cfg, "kafka-test-password", "web-write-key-0001", "file-write-key-0123456789", "legacy-write-key-01")
+	configtest.CheckSecretsHidden(t, cfg, "kafka-test-password", "web-write-key-0001", "file-write-key-0123456789", "legacy-write-key-01",
+		strings.Repeat("a", 63)+"1", strings.Repeat("b", 63)+"2")
 }
 
 // TestDuplicateWriteKey documents a gap: two sources may share a write key.

@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	requests        *prometheus.CounterVec
@@ -10,6 +14,10 @@ type metrics struct {
 	accepted        prometheus.Counter
 	rejected        *prometheus.CounterVec
 	produceDuration prometheus.Histogram
+	// erasures counts accepted erasure requests by reason, erasureRefusals
+	// refused ones by status code (privacy.go).
+	erasures        *prometheus.CounterVec
+	erasureRefusals *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,8 +53,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from handing a request's events to the producer until Kafka acknowledged all of them.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		erasures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privacy_erasure_requests_total",
+			Help: "Erasure requests recorded in the erasure log (answered 202), by reason: account_cancelled, consent_withdrawn, user_request.",
+		}, []string{"reason"}),
+		erasureRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privacy_erasure_requests_refused_total",
+			Help: "Erasure requests not recorded, by status code: 400 (invalid), 401 (no or unknown operator token), 413 (body too large), 503 (Kafka did not acknowledge; the operator retries).",
+		}, []string{"code"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.accepted, m.rejected, m.produceDuration)
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.accepted, m.rejected, m.produceDuration, m.erasures, m.erasureRefusals)
+	for _, r := range erasureReasons {
+		m.erasures.WithLabelValues(r)
+	}
+	for _, code := range erasureRefusalCodes {
+		m.erasureRefusals.WithLabelValues(strconv.Itoa(code))
+	}
 	for _, r := range []string{reasonInvalid, reasonTooLarge, reasonRateLimited, reasonOverloaded, reasonProduceFailed} {
 		m.rejected.WithLabelValues(r)
 	}

@@ -6,7 +6,9 @@
 //
 // Routes: POST /v1/batch, /v1/track, /v1/identify, /v1/page, /v1/screen,
 // /v1/group, /v1/alias, /v1/consent; GET /v1/pixel and /v1/redirect; CORS
-// preflight on all of them.
+// preflight on all of them. On the admin listener (AdminRoutes): POST
+// /v1/privacy/erasures, which writes the erasure log privacy.erasures and
+// tombstones privacy.consent (see privacy.go).
 //
 // Delivery: a request is answered 200 only after Kafka acknowledged every
 // accepted event of it (acks=all, idempotent producer). On a produce error
@@ -20,8 +22,9 @@
 // collector_http_request_duration_seconds{route},
 // collector_http_requests_in_flight, collector_http_request_body_bytes{route},
 // collector_events_accepted_total, collector_events_rejected_total{reason},
-// collector_produce_duration_seconds, and franz-go's client metrics under
-// collector_.
+// collector_produce_duration_seconds, privacy_erasure_requests_total{reason},
+// privacy_erasure_requests_refused_total{code}, and franz-go's client
+// metrics under collector_.
 package ingest
 
 import (
@@ -67,8 +70,10 @@ type Server struct {
 	metrics *metrics
 	client  *kgo.Client
 	sources []*source
-	proxies []netip.Prefix
-	shape   event.Shape
+	// operators may call the privacy admin API (privacy.go).
+	operators []operator
+	proxies   []netip.Prefix
+	shape     event.Shape
 	// slots holds a token per request being served (http.max_in_flight_requests).
 	slots chan struct{}
 	// reserved counts events handed to the producer and not yet acknowledged.
@@ -124,6 +129,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 	for _, src := range cfg.Sources {
 		s.sources = append(s.sources, &source{Source: src, keyHash: sha256.Sum256([]byte(src.WriteKey.Reveal())), limiter: newLimiter(src.RateLimit)})
 	}
+	for _, op := range cfg.Privacy.Operators {
+		s.operators = append(s.operators, operator{name: op.Name, tokenHash: sha256.Sum256([]byte(op.Token.Reveal()))})
+	}
 	for _, cidr := range cfg.TrustedProxies {
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
@@ -168,7 +176,7 @@ func newLimiter(rl RateLimit) *rate.Limiter {
 
 // Start creates or checks the topics, then serves HTTP in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent}, nil, s.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent, s.cfg.Topics.Erasures}, nil, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)
 	}
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)

@@ -57,6 +57,7 @@ type Check func(ctx context.Context) error
 type Admin struct {
 	log      *slog.Logger
 	srv      *http.Server
+	mux      *http.ServeMux
 	ln       net.Listener
 	checks   map[string]Check
 	started  atomic.Bool
@@ -70,8 +71,8 @@ const checkTimeout = 2 * time.Second
 
 // NewAdmin builds the admin server; checks are run on every /readyz request.
 func NewAdmin(cfg config.Admin, gatherer prometheus.Gatherer, log *slog.Logger, checks map[string]Check) *Admin {
-	a := &Admin{log: log, checks: checks}
 	mux := http.NewServeMux()
+	a := &Admin{log: log, checks: checks, mux: mux}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -108,6 +109,16 @@ func (a *Admin) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
+}
+
+// Handle adds a route to the admin server, such as the collector's privacy
+// API, with a net/http ServeMux pattern ("POST /v1/privacy/erasures"). Call
+// it before Start; like ServeMux.Handle it panics on a pattern that is
+// invalid or already registered (/metrics, /healthz and /readyz are).
+// Routes added here share the admin listener and its timeouts, and are not
+// gated by /readyz.
+func (a *Admin) Handle(pattern string, h http.Handler) {
+	a.mux.Handle(pattern, h)
 }
 
 // Start listens and serves in the background.

@@ -1,0 +1,353 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/obs"
+	"github.com/consentflow/consentflow/internal/testenv"
+)
+
+var (
+	dpoToken     = strings.Repeat("d", 40) + "-dpo-token"
+	supportToken = strings.Repeat("s", 40) + "-support-token"
+)
+
+// lockedBuffer is a log sink the server's goroutines may write to while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// privacyFixture is a collector on its own topics of the real broker, with
+// its admin server carrying the privacy routes.
+type privacyFixture struct {
+	*apiFixture
+	admin string // base URL of the admin server
+	reg   *prometheus.Registry
+	logs  *lockedBuffer
+}
+
+func privacyConfig(cfg *Config) {
+	cfg.Privacy.Operators = []Operator{
+		{Name: "dpo", Token: config.Secret(dpoToken)},
+		{Name: "support", Token: config.Secret(supportToken)},
+	}
+}
+
+func newPrivacyFixture(t *testing.T) *privacyFixture {
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	cfg := testConfig(brokers)
+	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
+	cfg.Topics.Consent.Name = testenv.Name(t, "consent")
+	cfg.Topics.Erasures.Name = testenv.Name(t, "erasures")
+	privacyConfig(&cfg)
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name)
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	if err := s.Start(testenv.Context(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	admin := obs.NewAdmin(config.Admin{Listen: "127.0.0.1:0"}, reg, log, nil)
+	for pattern, h := range s.AdminRoutes() {
+		admin.Handle(pattern, h)
+	}
+	if err := admin.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &privacyFixture{
+		apiFixture: &apiFixture{s: s, base: "http://" + s.Addr(), brokers: brokers, adm: kadm.NewClient(cl)},
+		admin:      "http://" + admin.Addr(),
+		reg:        reg,
+		logs:       logs,
+	}
+}
+
+// erase posts an erasure request to the admin server.
+func (f *privacyFixture) erase(t *testing.T, method, auth string, body []byte) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.admin+"/v1/privacy/erasures", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// TestErasureAPI runs the erasure endpoint's authentication, validation
+// and limits against a real broker, and checks what reached Kafka: one
+// erasure record and one consent tombstone per identifier of an accepted
+// request, nothing for a refused one.
+func TestErasureAPI(t *testing.T) {
+	f := newPrivacyFixture(t)
+	erasures, consent := f.s.cfg.Topics.Erasures.Name, f.s.cfg.Topics.Consent.Name
+	bearer := "Bearer " + dpoToken
+	longID := strings.Repeat("x", 1025)
+	cases := []struct {
+		name, method, auth, body string
+		code                     int
+		errPart                  string
+		ids                      int // identifiers erased
+	}{
+		{"no token", "POST", "", `{"userId":"u-none","reason":"user_request"}`, 401, "operator token", 0},
+		{"unknown token", "POST", "Bearer " + strings.Repeat("z", 50), `{"userId":"u-unknown","reason":"user_request"}`, 401, "operator token", 0},
+		{"token as basic auth", "POST", "Basic " + dpoToken, `{"userId":"u-basic","reason":"user_request"}`, 401, "operator token", 0},
+		{"empty bearer", "POST", "Bearer ", `{"userId":"u-empty","reason":"user_request"}`, 401, "operator token", 0},
+		{"token prefix", "POST", "Bearer " + dpoToken[:len(dpoToken)-1], `{"userId":"u-prefix","reason":"user_request"}`, 401, "operator token", 0},
+		{"user id", "POST", bearer, `{"userId":"u-1","reason":"account_cancelled"}`, 202, "", 1},
+		{"anonymous id", "POST", bearer, `{"anonymousId":"a-1","reason":"consent_withdrawn"}`, 202, "", 1},
+		{"both ids, other operator, lower-case scheme", "POST", "bearer " + supportToken, `{"userId":"u-2","anonymousId":"a-2","reason":"user_request"}`, 202, "", 2},
+		{"unknown field", "POST", bearer, `{"userId":"u-3","email":"u3@example.com","reason":"user_request"}`, 400, "email: unknown field", 0},
+		{"unknown reason", "POST", bearer, `{"userId":"u-3","reason":"because"}`, 400, `reason: must be one of account_cancelled, consent_withdrawn, user_request, got "because"`, 0},
+		{"no reason", "POST", bearer, `{"userId":"u-3"}`, 400, "reason: is required", 0},
+		{"no id", "POST", bearer, `{"reason":"user_request"}`, 400, "userId or anonymousId is required", 0},
+		{"empty id", "POST", bearer, `{"userId":"","anonymousId":"a-3","reason":"user_request"}`, 400, "userId: must not be empty", 0},
+		{"id not a string", "POST", bearer, `{"userId":42,"reason":"user_request"}`, 400, "userId: must be a string", 0},
+		{"null id", "POST", bearer, `{"anonymousId":null,"userId":"u-3","reason":"user_request"}`, 400, "anonymousId: must be a string", 0},
+		{"id too long", "POST", bearer, `{"userId":"` + longID + `","reason":"user_request"}`, 400, "userId: is 1025 bytes", 0},
+		{"duplicate field", "POST", bearer, `{"userId":"u-3","userId":"u-4","reason":"user_request"}`, 400, "(body)", 0},
+		{"not an object", "POST", bearer, `["u-3"]`, 400, "(body): must be a JSON object", 0},
+		{"null body", "POST", bearer, `null`, 400, "(body): must be a JSON object", 0},
+		{"invalid JSON", "POST", bearer, `{"userId":`, 400, "(body)", 0},
+		{"trailing data", "POST", bearer, `{"userId":"u-3","reason":"user_request"} {}`, 400, "(body)", 0},
+		{"body too large", "POST", bearer, `{"userId":"u-3","reason":"user_request","pad":"` + strings.Repeat("p", 16<<10) + `"}`, 413, "exceeds 16384 bytes", 0},
+		{"GET", "GET", bearer, ``, 405, "", 0},
+	}
+	requestIDs := map[string]bool{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			beforeE, beforeC := f.stored(t, erasures), f.stored(t, consent)
+			code, header, body := f.erase(t, tc.method, tc.auth, []byte(tc.body))
+			if code != tc.code {
+				t.Fatalf("%d %s, want %d", code, body, tc.code)
+			}
+			switch {
+			case code == 202:
+				var ok struct {
+					RequestID string `json:"requestId"`
+				}
+				if err := json.Unmarshal(body, &ok); err != nil || len(ok.RequestID) != 36 || requestIDs[ok.RequestID] {
+					t.Errorf("body %s: want a new UUID requestId", body)
+				}
+				requestIDs[ok.RequestID] = true
+			case code == 405:
+			default:
+				var resp response
+				if err := json.Unmarshal(body, &resp); err != nil || resp.Success || !strings.Contains(resp.Error, tc.errPart) {
+					t.Errorf("body %s: want an error containing %q", body, tc.errPart)
+				}
+				if code == 401 && header.Get("WWW-Authenticate") == "" {
+					t.Error("401 without WWW-Authenticate")
+				}
+			}
+			if got := f.stored(t, erasures) - beforeE; got != int64(tc.ids) {
+				t.Errorf("%d erasure records written, want %d", got, tc.ids)
+			}
+			if got := f.stored(t, consent) - beforeC; got != int64(tc.ids) {
+				t.Errorf("%d consent tombstones written, want %d", got, tc.ids)
+			}
+		})
+	}
+
+	// The erasure log: keyed by identifier, never null, naming the request.
+	ctx := testenv.Context(t, 30*time.Second)
+	got := map[string]ErasureRecord{}
+	for _, r := range testenv.ReadAll(t, ctx, f.brokers, erasures) {
+		if r.Value == nil {
+			t.Fatalf("erasure record %q is null", r.Key)
+		}
+		var rec ErasureRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(r.Value), string(r.Key)) {
+			t.Errorf("erasure record %s repeats its key %q", r.Value, r.Key)
+		}
+		got[string(r.Key)] = rec
+	}
+	want := map[string]struct{ kind, reason, operator string }{
+		"u-1": {"userId", "account_cancelled", "dpo"},
+		"a-1": {"anonymousId", "consent_withdrawn", "dpo"},
+		"u-2": {"userId", "user_request", "support"},
+		"a-2": {"anonymousId", "user_request", "support"},
+	}
+	if len(got) != len(want) {
+		t.Errorf("erasure log holds %d subjects, want %d: %+v", len(got), len(want), got)
+	}
+	for key, w := range want {
+		rec := got[key]
+		if rec.SchemaVersion != 1 || rec.SubjectKind != w.kind || rec.Reason != w.reason || rec.Operator != w.operator ||
+			!requestIDs[rec.RequestID] || time.Since(rec.RequestedAt) > time.Minute {
+			t.Errorf("erasure record of %s = %+v, want kind %s, reason %s, operator %s, a request id answered", key, rec, w.kind, w.reason, w.operator)
+		}
+	}
+	if got["u-2"].RequestID != got["a-2"].RequestID {
+		t.Errorf("the two identifiers of one request have request ids %s and %s", got["u-2"].RequestID, got["a-2"].RequestID)
+	}
+	// The consent topic: a tombstone per identifier, nothing else.
+	tombstones := map[string]bool{}
+	for _, r := range testenv.ReadAll(t, ctx, f.brokers, consent) {
+		if r.Value != nil {
+			t.Errorf("consent record %q is not a tombstone: %s", r.Key, r.Value)
+		}
+		tombstones[string(r.Key)] = true
+	}
+	for key := range want {
+		if !tombstones[key] {
+			t.Errorf("no consent tombstone for %s", key)
+		}
+	}
+
+	// Metrics, by reason and refusal code.
+	for reason, n := range map[string]float64{"account_cancelled": 1, "consent_withdrawn": 1, "user_request": 1} {
+		if got := testutil.ToFloat64(f.s.metrics.erasures.WithLabelValues(reason)); got != n {
+			t.Errorf("privacy_erasure_requests_total{reason=%q} = %v, want %v", reason, got, n)
+		}
+	}
+	for code, n := range map[string]float64{"400": 13, "401": 5, "413": 1, "503": 0} {
+		if got := testutil.ToFloat64(f.s.metrics.erasureRefusals.WithLabelValues(code)); got != n {
+			t.Errorf("privacy_erasure_requests_refused_total{code=%q} = %v, want %v", code, got, n)
+		}
+	}
+	testenv.LintMetrics(t, f.reg)
+
+	// Logs: each accepted request by request id, operator and reason;
+	// never an identifier or a token.
+	logs := f.logs.String()
+	for id := range requestIDs {
+		if !strings.Contains(logs, id) {
+			t.Errorf("request %s not logged", id)
+		}
+	}
+	for _, secret := range []string{`"u-1"`, `"a-1"`, "u-2", "a-2", "u3@example.com", dpoToken, supportToken, dpoToken[:20]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs reveal %q:\n%s", secret, logs)
+		}
+	}
+}
+
+// TestErasureNotOnPublicPort checks the privacy API is served on the admin
+// listener only.
+func TestErasureNotOnPublicPort(t *testing.T) {
+	f := newPrivacyFixture(t)
+	before := f.stored(t, f.s.cfg.Topics.Erasures.Name)
+	r := f.do(t, call{method: "POST", path: "/v1/privacy/erasures", header: map[string]string{"Authorization": "Bearer " + dpoToken},
+		body: []byte(`{"userId":"u-public","reason":"user_request"}`)})
+	if r.code != http.StatusNotFound {
+		t.Errorf("public port answered %d %s, want 404", r.code, r.body)
+	}
+	if got := f.stored(t, f.s.cfg.Topics.Erasures.Name) - before; got != 0 {
+		t.Errorf("%d erasure records written through the public port", got)
+	}
+}
+
+// TestErasureBrokerDownAnswers503 checks that with Kafka unreachable an
+// erasure is answered 503 with Retry-After once the produce deadline has
+// passed, never 202.
+func TestErasureBrokerDownAnswers503(t *testing.T) {
+	cfg := testConfig([]string{"127.0.0.1:1"})
+	cfg.HTTP.ProduceTimeout = time.Second
+	privacyConfig(&cfg)
+	s, err := New(cfg, prometheus.NewRegistry(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	req := httptest.NewRequest(http.MethodPost, "/v1/privacy/erasures", strings.NewReader(`{"userId":"u-1","reason":"user_request"}`))
+	req.Header.Set("Authorization", "Bearer "+dpoToken)
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	s.AdminRoutes()[ErasureRoute].ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("got %d %s (Retry-After %q), want 503 with Retry-After", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	}
+	if elapsed := time.Since(start); elapsed > cfg.HTTP.ProduceTimeout+5*time.Second {
+		t.Errorf("answered after %v; the produce deadline is %v", elapsed, cfg.HTTP.ProduceTimeout)
+	}
+	if got := testutil.ToFloat64(s.metrics.erasureRefusals.WithLabelValues("503")); got != 1 {
+		t.Errorf("privacy_erasure_requests_refused_total{code=\"503\"} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(s.metrics.erasures.WithLabelValues("user_request")); got != 0 {
+		t.Errorf("privacy_erasure_requests_total = %v for a refused request", got)
+	}
+}
+
+// TestErasureNoOperators checks that with no operator configured every
+// request is refused.
+func TestErasureNoOperators(t *testing.T) {
+	s, _ := newUnreachable(t)
+	req := httptest.NewRequest(http.MethodPost, "/v1/privacy/erasures", strings.NewReader(`{"userId":"u-1","reason":"user_request"}`))
+	req.Header.Set("Authorization", "Bearer "+dpoToken)
+	rec := httptest.NewRecorder()
+	s.AdminRoutes()[ErasureRoute].ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("got %d %s, want 401", rec.Code, rec.Body)
+	}
+}
+
+// TestDecodeErasure covers the body's rules without a broker.
+func TestDecodeErasure(t *testing.T) {
+	req, err := decodeErasure([]byte(` {"reason":"user_request","anonymousId":"a-1"} `))
+	if err != nil || req != (erasureRequest{anonymousID: "a-1", reason: "user_request"}) {
+		t.Errorf("decodeErasure = %+v, %v", req, err)
+	}
+	if _, err := decodeErasure([]byte("{\"userId\":\"\xff\",\"reason\":\"user_request\"}")); err == nil {
+		t.Error("invalid UTF-8 accepted")
+	}
+	// An unknown field is reported before anything else, the same one every time.
+	for range 5 {
+		if _, err := decodeErasure([]byte(`{"zeta":1,"alpha":2,"reason":"nope"}`)); err == nil || !strings.HasPrefix(err.Error(), "alpha: unknown field") {
+			t.Fatalf("err = %v, want alpha named", err)
+		}
+	}
+}
