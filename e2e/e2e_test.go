@@ -279,21 +279,7 @@ func load(t *testing.T, path, prefix string, cfg config.Validator) {
 // down when the test ends.
 func start(t *testing.T, ctx context.Context, build func(prometheus.Registerer) (obs.Component, error)) obs.Component {
 	t.Helper()
-	c, err := build(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := c.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return c
+	return startOn(t, ctx, prometheus.NewRegistry(), build)
 }
 
 type batchResponse struct {
