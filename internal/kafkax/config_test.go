@@ -183,7 +183,8 @@ func TestTopicSpecValidate(t *testing.T) {
 		{kafkax.TopicSpec{Name: "t", Partitions: -1}, []string{"topics.raw.partitions"}},
 		{kafkax.TopicSpec{Name: "t", ReplicationFactor: -1}, []string{"topics.raw.replication_factor"}},
 		{kafkax.TopicSpec{Name: "t", CleanupPolicy: "forever"}, []string{"topics.raw.cleanup_policy"}},
-		{kafkax.TopicSpec{Name: "t", Retention: -time.Second}, []string{"topics.raw.retention"}},
+		{kafkax.TopicSpec{Name: "t", Retention: -time.Second}, nil}, // forever
+		{kafkax.TopicSpec{Name: "t", Retention: time.Microsecond}, []string{"topics.raw.retention"}},
 	} {
 		if got := configtest.FieldKeys(tc.spec.Validate("topics.raw")); !slices.Equal(got, tc.keys) {
 			t.Errorf("%+v.Validate keys = %q, want %q", tc.spec, got, tc.keys)

@@ -28,7 +28,7 @@ type TopicSpec struct {
 	// CleanupPolicy is delete or compact. Empty means delete.
 	CleanupPolicy string `mapstructure:"cleanup_policy"`
 	// Retention is how long a delete topic keeps records. Zero means the
-	// broker's default.
+	// broker's default; negative (-1s) keeps them forever.
 	Retention time.Duration `mapstructure:"retention"`
 	// MinInsyncReplicas is how many replicas must have a record before an
 	// acks=all produce succeeds. Zero means the broker's default (often 1:
@@ -54,8 +54,8 @@ func (t TopicSpec) Validate(prefix string) error {
 	if t.MinInsyncReplicas < 0 || (t.MinInsyncReplicas > 0 && t.MinInsyncReplicas > int(t.replicationFactor())) {
 		errs = append(errs, config.Invalid(prefix+".min_insync_replicas", "must be between 0 and replication_factor (%d), got %d", t.replicationFactor(), t.MinInsyncReplicas))
 	}
-	if t.Retention < 0 || (t.Retention > 0 && t.Retention < time.Millisecond) {
-		errs = append(errs, config.Invalid(prefix+".retention", "must be zero (broker default) or at least 1ms, got %v", t.Retention))
+	if t.Retention > 0 && t.Retention < time.Millisecond {
+		errs = append(errs, config.Invalid(prefix+".retention", "must be zero (broker default), negative (forever) or at least 1ms, got %v", t.Retention))
 	}
 	return errors.Join(errs...)
 }
@@ -81,8 +81,11 @@ func (t TopicSpec) wantConfigs() map[string]string {
 		policy = "delete"
 	}
 	want := map[string]string{"cleanup.policy": policy}
-	if t.Retention > 0 {
+	switch {
+	case t.Retention > 0:
 		want["retention.ms"] = strconv.FormatInt(t.Retention.Milliseconds(), 10)
+	case t.Retention < 0:
+		want["retention.ms"] = "-1"
 	}
 	if t.MinInsyncReplicas > 0 {
 		want["min.insync.replicas"] = strconv.Itoa(t.MinInsyncReplicas)

@@ -41,10 +41,7 @@ func ReadAll(t testing.TB, ctx context.Context, brokers []string, topic string) 
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ends := listEndOffsets(t, ctx, cl, topic)
 	remaining := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {
@@ -135,11 +132,27 @@ func EndOffsets(t testing.TB, ctx context.Context, brokers []string, topic strin
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ends := listEndOffsets(t, ctx, cl, topic)
 	out := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out
+}
+
+// listEndOffsets retries while a partition has no leader, as happens for a
+// moment after a topic is created on a busy broker.
+func listEndOffsets(t testing.TB, ctx context.Context, cl *kgo.Client, topic string) kadm.ListedOffsets {
+	t.Helper()
+	for {
+		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			return ends
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("list end offsets of %s: %v", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
