@@ -25,7 +25,7 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 	ctx := testenv.Context(t, 6*time.Minute)
 	run := testenv.Name(t, "sinkcrash")
 	clean, dlq, database := "events.clean."+run, "events.dlq."+run, "analytics_"+run
-	testenv.DeleteTopicsAfter(t, brokers, clean, dlq)
+	testenv.DeleteTopicsAfter(t, brokers, clean, dlq, "privacy.erasures.cn."+run, "privacy.receipts."+run)
 	conn := testenv.ClickHouseDB(t, chAddr, database)
 	// The sink logs in as a user that may use its database only; conn is
 	// the default user's.
@@ -60,6 +60,7 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 		"SINK_GROUP_ID="+run, "SINK_DATABASE="+database, "SINK_CLICKHOUSE_ADDR="+chAddr,
 		"SINK_CLICKHOUSE_USERNAME="+chUser.Name, "SINK_CLICKHOUSE_PASSWORD="+chUser.Password,
 		"SINK_BATCH_MAX_ROWS=500", "SINK_BATCH_MAX_WAIT=100ms",
+		"SINK_TOPICS_ERASURES_NAME=privacy.erasures.cn."+run, "SINK_TOPICS_RECEIPTS_NAME=privacy.receipts."+run,
 	)
 	start := func() (*process, string) {
 		admin := freePorts(t, 1)[0]

@@ -26,12 +26,47 @@ type Config struct {
 	Database  string    `mapstructure:"database"`
 	Batch     Batch     `mapstructure:"batch"`
 	Retention Retention `mapstructure:"retention"`
+	Erasure   Erasure   `mapstructure:"erasure"`
+	Audit     Audit     `mapstructure:"audit"`
+}
+
+// Erasure says how the sink carries out the erasure notices of its
+// destination: notices are gathered for Window (or until MaxSubjects
+// arrived) and deleted by one mutation, never one per subject.
+type Erasure struct {
+	// Window is how long notices gather before their mutation. Longer
+	// means fewer mutations and slower deletion.
+	Window time.Duration `mapstructure:"window"`
+	// MaxSubjects ends a window early once this many notices arrived.
+	MaxSubjects int `mapstructure:"max_subjects"`
+	// Timeout bounds the wait for one mutation to finish; past it the
+	// deletion is retried.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// GroupID is the consumer group that shares the deletion work of
+	// several sink instances. Empty means <group_id>-erasures.
+	GroupID string `mapstructure:"group_id"`
+}
+
+// Audit loads privacy.receipts into <database>.privacy_audit, the table
+// the privacy office queries. Enable it on one sink per region, the home
+// region's.
+type Audit struct {
+	Enabled bool `mapstructure:"enabled"`
+	// GroupID is the audit loader's consumer group. Empty means
+	// <group_id>-audit.
+	GroupID string `mapstructure:"group_id"`
 }
 
 // Topics the sink reads and writes.
 type Topics struct {
 	Clean kafkax.TopicSpec `mapstructure:"clean"`
 	DLQ   kafkax.TopicSpec `mapstructure:"dlq"`
+	// Erasures are the erasure notices for this destination
+	// (privacy.erasures.<region or destination>), written by the enricher.
+	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
+	// Receipts (privacy.receipts) is where the sink records each verified
+	// deletion, and what the audit loads.
+	Receipts kafkax.TopicSpec `mapstructure:"receipts"`
 }
 
 // Batch says when a batch is inserted: at MaxRows rows, at MaxBytes of
@@ -56,7 +91,12 @@ func Default() Config {
 		Topics: Topics{
 			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
 			DLQ:   kafkax.TopicSpec{Name: "events.dlq", Partitions: 1, Retention: 14 * 24 * time.Hour},
+			// Kept forever: a restored backup is cleaned by replaying it.
+			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.cn", Retention: -1},
+			Receipts: kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
 		},
+		Erasure:   Erasure{Window: 2 * time.Second, MaxSubjects: 1000, Timeout: 5 * time.Minute},
+		Audit:     Audit{Enabled: true},
 		Batch:     Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxWait: time.Second},
 		Retention: Retention{Months: 13, Interval: time.Hour},
 	}
@@ -70,6 +110,8 @@ func (c *Config) Validate() error {
 		c.Kafka.Validate("kafka"),
 		c.Topics.Clean.Validate("topics.clean"),
 		c.Topics.DLQ.Validate("topics.dlq"),
+		c.Topics.Erasures.Validate("topics.erasures"),
+		c.Topics.Receipts.Validate("topics.receipts"),
 		c.ClickHouse.Validate("clickhouse"),
 		chx.ValidateIdentifier("database", c.Database),
 	}
@@ -94,5 +136,29 @@ func (c *Config) Validate() error {
 	if c.Batch.MaxWait <= 0 {
 		errs = append(errs, config.Invalid("batch.max_wait", "must be a positive duration such as 1s"))
 	}
+	if c.Erasure.Window <= 0 {
+		errs = append(errs, config.Invalid("erasure.window", "must be a positive duration such as 2s"))
+	}
+	if c.Erasure.MaxSubjects <= 0 || c.Erasure.MaxSubjects > maxSubjectsPerMutation {
+		errs = append(errs, config.Invalid("erasure.max_subjects", "must be between 1 and %d, got %d", maxSubjectsPerMutation, c.Erasure.MaxSubjects))
+	}
+	if c.Erasure.Timeout <= 0 {
+		errs = append(errs, config.Invalid("erasure.timeout", "must be a positive duration such as 5m"))
+	}
+	if c.Topics.Receipts.CleanupPolicy != "compact" {
+		errs = append(errs, config.Invalid("topics.receipts.cleanup_policy", "must be compact: a receipt per request and stage is kept"))
+	}
 	return errors.Join(errs...)
+}
+
+// erasureGroup and auditGroup are the consumer groups of the erasure
+// worker and the audit loader.
+func (c *Config) erasureGroup() string { return or(c.Erasure.GroupID, c.GroupID+"-erasures") }
+func (c *Config) auditGroup() string   { return or(c.Audit.GroupID, c.GroupID+"-audit") }
+
+func or(s, fallback string) string {
+	if s != "" {
+		return s
+	}
+	return fallback
 }

@@ -65,8 +65,10 @@ func TestAllKeys(t *testing.T) {
 		},
 		GroupID: "sink-eu",
 		Topics: chwriter.Topics{
-			Clean: kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 168 * time.Hour},
-			DLQ:   kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 336 * time.Hour},
+			Clean:    kafkax.TopicSpec{Name: "events.clean.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 168 * time.Hour},
+			DLQ:      kafkax.TopicSpec{Name: "events.dlq.eu", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 336 * time.Hour},
+			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.eu", Partitions: 2, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: -time.Second},
+			Receipts: kafkax.TopicSpec{Name: "privacy.receipts.eu", Partitions: 2, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
 		},
 		ClickHouse: chx.Config{
 			Addr:         []string{"ch1.test:9440", "ch2.test:9440"},
@@ -79,6 +81,8 @@ func TestAllKeys(t *testing.T) {
 		Database:  "analytics_eu",
 		Batch:     chwriter.Batch{MaxRows: 10000, MaxBytes: 32 << 20, MaxWait: 500 * time.Millisecond},
 		Retention: chwriter.Retention{Months: 6, Interval: 10 * time.Minute},
+		Erasure:   chwriter.Erasure{Window: 5 * time.Second, MaxSubjects: 500, Timeout: 2 * time.Minute, GroupID: "sink-eu-erasures"},
+		Audit:     chwriter.Audit{Enabled: true, GroupID: "sink-eu-audit"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
@@ -120,6 +124,9 @@ var badConfigs = map[string]configtest.Bad{
 	"region-empty.yaml":                     {Keys: []string{"region"}},
 	"log-format.yaml":                       {Keys: []string{"log.format"}},
 	"admin-listen.yaml":                     {Keys: []string{"admin.listen"}},
+	"erasure-window-zero.yaml":              {Keys: []string{"erasure.window"}},
+	"erasure-max-subjects-too-many.yaml":    {Keys: []string{"erasure.max_subjects"}},
+	"topics-receipts-not-compact.yaml":      {Keys: []string{"topics.receipts.cleanup_policy"}},
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -142,15 +149,19 @@ func TestShippedConfig(t *testing.T) {
 }
 
 // TestShippedExportConfig: the export destination's sink differs from the
-// in-region one only in what it loads, where, and its admin port.
+// in-region one only in what it loads, where, its admin port, and that the
+// home region's sink loads the audit.
 func TestShippedExportConfig(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	cfg := configtest.MustLoad(t, load, "../../configs/sink-intl.yaml")
 	inRegion := configtest.MustLoad(t, load, "../../configs/sink.yaml")
-	if cfg.Topics.Clean.Name != "events.export.intl" || cfg.Database != "analytics_intl" || cfg.GroupID != "sink-intl" || cfg.Admin.Listen != ":9104" {
-		t.Errorf("sink-intl.yaml loads %q into %q as %q on %q", cfg.Topics.Clean.Name, cfg.Database, cfg.GroupID, cfg.Admin.Listen)
+	if cfg.Topics.Clean.Name != "events.export.intl" || cfg.Database != "analytics_intl" || cfg.GroupID != "sink-intl" || cfg.Admin.Listen != ":9104" ||
+		cfg.Topics.Erasures.Name != "privacy.erasures.intl" || cfg.Audit.Enabled || !inRegion.Audit.Enabled {
+		t.Errorf("sink-intl.yaml loads %q into %q as %q on %q, erasures from %q, audit %v (in-region %v)", cfg.Topics.Clean.Name, cfg.Database, cfg.GroupID,
+			cfg.Admin.Listen, cfg.Topics.Erasures.Name, cfg.Audit.Enabled, inRegion.Audit.Enabled)
 	}
 	cfg.Region, cfg.Admin, cfg.GroupID, cfg.Database, cfg.Topics.Clean.Name = inRegion.Region, inRegion.Admin, inRegion.GroupID, inRegion.Database, inRegion.Topics.Clean.Name
+	cfg.Topics.Erasures.Name, cfg.Audit = inRegion.Topics.Erasures.Name, inRegion.Audit
 	if !reflect.DeepEqual(cfg, inRegion) {
 		t.Errorf("sink-intl.yaml differs from sink.yaml beyond destination and port:\n%+v\n%+v", cfg, inRegion)
 	}

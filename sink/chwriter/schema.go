@@ -101,6 +101,31 @@ ORDER BY (subject, event_time)`, db)}
 		{"os_version", "String", "''"},
 		{"device_class", "String", "''"},
 	}},
+	// The privacy office's audit: every receipt of privacy.receipts (see
+	// auditor). Replacing on the whole receipt, so loading one twice after
+	// a crash leaves one row once merged (FINAL to see it so at once).
+	{3, "privacy_audit table", func(db string) []string {
+		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.privacy_audit (
+	request_id String,
+	kind String,
+	stage String,
+	destination String,
+	status String,
+	operator String,
+	reason String,
+	subject String,
+	requested_at DateTime,
+	at DateTime,
+	latency_ms Int64,
+	rows Int64,
+	mutations UInt32,
+	destinations Array(String),
+	linked_anonymous_ids UInt32,
+	error String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(at)
+ORDER BY (request_id, stage, destination, status, at)`, db)}
+	}, nil},
 }
 
 // migrate creates the database and its schema_migrations table if missing,

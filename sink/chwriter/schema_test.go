@@ -103,8 +103,8 @@ func TestUpgradeFromVersion1(t *testing.T) {
 		versions = append(versions, v)
 	}
 	rows.Close()
-	if !slices.Equal(versions, []uint32{1, 2}) {
-		t.Errorf("schema_migrations versions %v, want [1 2]", versions)
+	if !slices.Equal(versions, []uint32{1, 2, 3}) {
+		t.Errorf("schema_migrations versions %v, want [1 2 3]", versions)
 	}
 	have, err := eventsColumns(ctx, f.conn, db)
 	if err != nil {

@@ -82,6 +82,14 @@ type Writer struct {
 	server   serverVersion
 	features features
 
+	// erased is every pseudonym of the destination's erasure notices, kept
+	// by erasedTail; the loader skips their rows.
+	erased         *erasedSet
+	erasedTail     *kafkax.Tail
+	erasureMetrics *erasureMetrics
+	eraser         *eraser
+	auditor        *auditor // nil when audit.enabled is false
+
 	cancel  context.CancelFunc
 	done    chan error    // the loop's result, for Done
 	stopped chan struct{} // closed when the loop and retention have returned
@@ -100,7 +108,12 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 		return nil, err
 	}
 	w := &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), conn: conn, lag: kafkax.NewLag(reg, "sink"),
-		done: make(chan error, 1), stopped: make(chan struct{})}
+		erased: newErasedSet(), erasureMetrics: newErasureMetrics(reg, cfg.Region),
+		done: make(chan error, 3), stopped: make(chan struct{})}
+	if err := w.newPrivacyClients(reg); err != nil {
+		w.closeClients()
+		return nil, err
+	}
 	w.client, err = kafkax.NewClient(&cfg.Kafka, reg, "sink", log, append(w.lag.Opts(),
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.ConsumeTopics(cfg.Topics.Clean.Name),
@@ -111,10 +124,78 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 		kgo.AdjustFetchOffsetsFn(w.resumeAfterStoredRows),
 	)...)
 	if err != nil {
-		_ = conn.Close()
+		w.closeClients()
 		return nil, err
 	}
 	return w, nil
+}
+
+// newPrivacyClients builds the erased set's tail, the erasure worker and
+// the audit loader, each with its own client: the tail reads every
+// partition, the other two share partitions with other instances.
+func (w *Writer) newPrivacyClients(reg prometheus.Registerer) error {
+	cfg := &w.cfg
+	tail, err := kafkax.NewTail(&cfg.Kafka, reg, "sink_erasure_notices", w.log, []string{cfg.Topics.Erasures.Name}, w.applyNotices)
+	if err != nil {
+		return err
+	}
+	w.erasedTail = tail
+	workClient, err := kafkax.NewClient(&cfg.Kafka, reg, "sink_erasure_worker", w.log,
+		kgo.ConsumerGroup(cfg.erasureGroup()),
+		kgo.ConsumeTopics(cfg.Topics.Erasures.Name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	if err != nil {
+		return err
+	}
+	w.eraser = &eraser{cfg: cfg, log: w.log, metrics: w.erasureMetrics, erased: w.erased, client: workClient, now: time.Now,
+		deleter: &deleter{conn: w.conn, db: cfg.Database, timeout: cfg.Erasure.Timeout, log: w.log, mutations: w.erasureMetrics.mutations.Inc}}
+	if !cfg.Audit.Enabled {
+		return nil
+	}
+	auditClient, err := kafkax.NewClient(&cfg.Kafka, reg, "sink_audit", w.log,
+		kgo.ConsumerGroup(cfg.auditGroup()),
+		kgo.ConsumeTopics(cfg.Topics.Receipts.Name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	if err != nil {
+		return err
+	}
+	w.auditor = &auditor{cfg: cfg, conn: w.conn, client: auditClient, log: w.log, metrics: w.erasureMetrics}
+	return nil
+}
+
+// applyNotices adds the pseudonyms of notices to the erased set. A notice
+// that does not decode is the erasure worker's to dead-letter.
+func (w *Writer) applyNotices(records []*kgo.Record) {
+	for _, r := range records {
+		if n, err := event.DecodeErasureNotice(r.Value); err == nil {
+			w.erased.add(n.Pseudonyms()...)
+		}
+	}
+}
+
+// closeClients closes whatever New built.
+func (w *Writer) closeClients() {
+	if w.erasedTail != nil {
+		_ = w.erasedTail.Shutdown(context.Background())
+	}
+	if w.eraser != nil {
+		w.eraser.client.Close()
+	}
+	if w.auditor != nil {
+		w.auditor.client.Close()
+	}
+	if w.client != nil {
+		w.client.Close()
+	}
+	_ = w.conn.Close()
 }
 
 // resumeAfterStoredRows starts each assigned partition after the last row
@@ -171,7 +252,7 @@ func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
 // Start creates or checks topics and schema, then consumes in the background.
 func (w *Writer) Start(ctx context.Context) error {
 	t := w.cfg.Topics
-	if err := kafkax.EnsureTopics(ctx, w.client, []kafkax.TopicSpec{t.DLQ}, []kafkax.TopicSpec{t.Clean}, w.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, w.client, []kafkax.TopicSpec{t.DLQ}, []kafkax.TopicSpec{t.Clean, t.Erasures, t.Receipts}, w.log); err != nil {
 		return fmt.Errorf("sink topics: %w", err)
 	}
 	server, err := detectServer(ctx, w.conn)
@@ -189,13 +270,26 @@ func (w *Writer) Start(ctx context.Context) error {
 	if err := checkColumns(ctx, w.conn, w.cfg.Database); err != nil {
 		return err
 	}
+	// Every erased subject is known before the first row is loaded.
+	if err := w.erasedTail.Start(ctx); err != nil {
+		return fmt.Errorf("read erasure notices: %w", err)
+	}
+	w.log.Info("erased subjects loaded", "pseudonyms", w.erased.len())
 	runCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		w.done <- w.run(runCtx)
-	}()
+	loops := []func(context.Context) error{w.run, w.eraser.run}
+	if w.auditor != nil {
+		loops = append(loops, w.auditor.run)
+	}
+	for _, loop := range loops {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			if err := loop(runCtx); err != nil {
+				w.done <- err
+			}
+		}()
+	}
 	if w.cfg.Retention.Months > 0 {
 		w.wg.Add(1)
 		go func() {
@@ -244,6 +338,15 @@ func (w *Writer) Shutdown(ctx context.Context) error {
 			}
 		}
 		w.client.AllowRebalance()
+		w.eraser.client.AllowRebalance()
+		if w.auditor != nil {
+			w.auditor.client.AllowRebalance()
+		}
+		errs = append(errs, w.erasedTail.Shutdown(ctx))
+		w.eraser.client.Close()
+		if w.auditor != nil {
+			w.auditor.client.Close()
+		}
 		w.client.Close()
 		errs = append(errs, w.conn.Close())
 		w.shutdownErr = errors.Join(errs...)
@@ -377,12 +480,14 @@ func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetc
 	return w.client.PollRecords(ctx, max)
 }
 
-// flush dead-letters what does not decode, loads the rest, then commits:
-// the order the package doc's Delivery paragraph explains.
+// flush dead-letters what does not decode, skips the rows of erased
+// subjects, loads the rest, then commits: the order the package doc's
+// Delivery paragraph explains.
 func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 	records := b.records
 	rows := make([]row, 0, len(records))
 	var dead []*kgo.Record
+	suppressed := 0
 	b.wait()
 	for _, c := range b.chunks {
 		for i, rec := range c.records {
@@ -390,9 +495,14 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 				dead = append(dead, kafkax.DeadLetter(rec, w.cfg.Topics.DLQ.Name, stage, reasonInvalid, c.failed[i]))
 				continue
 			}
+			if w.erased.erasedRow(&c.rows[i].clean) {
+				suppressed++
+				continue
+			}
 			rows = append(rows, c.rows[i])
 		}
 	}
+	w.erasureMetrics.suppressed.Add(float64(suppressed))
 	if err := w.deadLetter(ctx, reasonInvalid, dead...); err != nil {
 		return err
 	}

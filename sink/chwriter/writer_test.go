@@ -81,9 +81,12 @@ func newFixture(t *testing.T) *fixture {
 	cfg.Database = testenv.Name(t, "analytics")
 	cfg.Topics.Clean.Name = testenv.Name(t, "clean")
 	cfg.Topics.DLQ.Name = testenv.Name(t, "dlq")
+	cfg.Topics.Erasures.Name = testenv.Name(t, "erasures")
+	cfg.Topics.Receipts.Name = testenv.Name(t, "receipts")
 	cfg.Batch.MaxWait = 100 * time.Millisecond
+	cfg.Erasure.Window = 300 * time.Millisecond
 	cfg.Retention.Months = 0 // tests with fixed dates must not age out; TestRetention* sets it
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name)
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name, cfg.Topics.Erasures.Name, cfg.Topics.Receipts.Name)
 	conn := testenv.ClickHouseDB(t, chAddr, cfg.Database)
 	// The sink logs in as production's does (deployments/clickhouse): as a
 	// user that may use its own database only, which an administrator

@@ -1,0 +1,121 @@
+package chwriter
+
+// The audit loader copies privacy.receipts into <database>.privacy_audit,
+// so the privacy office can prove with SQL what happened to each request.
+//
+// Delivery: at least once. Receipts are inserted, then their offsets are
+// committed; a crash between the two inserts them again, and the table's
+// ReplacingMergeTree folds the copies (SELECT ... FINAL).
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+)
+
+// reasonInvalidReceipt: a receipt that does not decode.
+const reasonInvalidReceipt = "invalid_receipt"
+
+type auditor struct {
+	cfg     *Config
+	conn    driver.Conn
+	client  *kgo.Client
+	log     *slog.Logger
+	metrics *erasureMetrics
+}
+
+func (a *auditor) run(ctx context.Context) error {
+	for attempt := 0; ; {
+		fetches := a.client.PollRecords(ctx, 10000)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			a.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		records := fetches.Records()
+		for len(records) > 0 {
+			err := a.load(ctx, records)
+			if err == nil {
+				attempt = 0
+				if err := a.client.CommitRecords(ctx, records...); err != nil {
+					a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			attempt++
+			backoff := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
+			a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		}
+		a.client.AllowRebalance()
+	}
+}
+
+// load inserts the receipts among records; tombstones are skipped and
+// receipts that do not decode go to the dead-letter topic.
+func (a *auditor) load(ctx context.Context, records []*kgo.Record) error {
+	batch, err := a.conn.PrepareBatch(ctx, "INSERT INTO "+a.cfg.Database+".privacy_audit (request_id, kind, stage, destination, status, operator, reason, subject, requested_at, at, latency_ms, rows, mutations, destinations, linked_anonymous_ids, error)")
+	if err != nil {
+		return fmt.Errorf("prepare audit insert: %w", err)
+	}
+	var dead []*kgo.Record
+	n := 0
+	for _, rec := range records {
+		if rec.Value == nil {
+			continue
+		}
+		r, err := event.DecodeReceipt(rec.Value)
+		if err != nil {
+			dead = append(dead, kafkax.DeadLetter(rec, a.cfg.Topics.DLQ.Name, stage, reasonInvalidReceipt, fmt.Errorf("decode receipt: %w", err)))
+			continue
+		}
+		requested := r.RequestedAt
+		if !event.InRange(requested) {
+			requested = r.At
+		}
+		if err := batch.Append(r.RequestID, r.Kind, r.Stage, r.Destination, r.Status, r.Operator, r.Reason, r.Subject,
+			requested, r.At, r.At.Sub(requested).Milliseconds(), r.Rows, uint32(r.Mutations), nonNil(r.Destinations),
+			uint32(r.LinkedAnonymousIDs), r.Error); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("append audit row: %w", err)
+		}
+		n++
+	}
+	if len(dead) > 0 {
+		if err := a.client.ProduceSync(ctx, dead...).FirstErr(); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("dead-letter receipts: %w", err)
+		}
+	}
+	if n == 0 {
+		_ = batch.Abort()
+		return nil
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert audit rows: %w", err)
+	}
+	a.metrics.auditRows.Add(float64(n))
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

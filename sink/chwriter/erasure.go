@@ -1,0 +1,387 @@
+package chwriter
+
+// The erasure worker carries out the erasure notices of the sink's
+// destination (topics.erasures, privacy.erasures.<destination>): it deletes
+// the subjects' rows, checks that none remain and writes a receipt per
+// notice to privacy.receipts.
+//
+// Delivery: at least once, and this paragraph is where the sink's erasure
+// semantics live. Notices gather for erasure.window (or until
+// erasure.max_subjects arrived); their pseudonyms join the erased set at
+// once, so the loader stops inserting those subjects' rows from the next
+// batch on. Then one ALTER TABLE ... DELETE covers the whole window; the
+// worker waits until ClickHouse has no unfinished mutation on the table
+// (system.mutations, which 18.16 has) and counts the subjects' rows again.
+// A batch that was being inserted while the mutation started can leave
+// rows behind; they are found by that count and deleted by another
+// mutation. Only when the count is zero are the receipts written and the
+// notices' offsets committed. A crash before the commit repeats the
+// deletion, which finds nothing and writes the same receipts again.
+//
+// The erased set holds every notice of the topic (kafkax.Tail reads it
+// from the beginning at start, before the loader starts), so replaying the
+// clean topic never brings an erased subject's rows back, whichever
+// instance took which partition. It keeps 8 bytes per pseudonym.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+)
+
+// maxSubjectsPerMutation bounds erasure.max_subjects: the mutation's text
+// holds every pseudonym, and ClickHouse keeps it in memory while it runs.
+const maxSubjectsPerMutation = 10000
+
+// reasonInvalidNotice: an erasure notice that does not decode.
+const reasonInvalidNotice = "invalid_erasure_notice"
+
+// erasedSet is every pseudonym of the destination's notices, as 64-bit
+// hashes: a collision would drop an innocent row with odds of about
+// n/2^64, which is nothing next to what a full string would cost in memory.
+type erasedSet struct {
+	seed maphash.Seed
+	mu   sync.RWMutex
+	m    map[uint64]struct{}
+}
+
+func newErasedSet() *erasedSet {
+	return &erasedSet{seed: maphash.MakeSeed(), m: map[uint64]struct{}{}}
+}
+
+func (s *erasedSet) add(pseudonyms ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range pseudonyms {
+		s.m[maphash.String(s.seed, p)] = struct{}{}
+	}
+}
+
+// has reports whether p was erased; never for "".
+func (s *erasedSet) has(p string) bool {
+	if p == "" {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.m[maphash.String(s.seed, p)]
+	return ok
+}
+
+func (s *erasedSet) len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}
+
+// erasedRow reports whether the row belongs to an erased subject. A coarse
+// (export) profile keeps the subject's pseudonym only.
+func (s *erasedSet) erasedRow(c *event.Clean) bool {
+	return s.has(c.Subject) || s.has(c.UserID) || s.has(c.AnonymousID)
+}
+
+// deleter deletes subjects' rows from one database's events table.
+type deleter struct {
+	conn    driver.Conn
+	db      string
+	timeout time.Duration
+	log     *slog.Logger
+	// mutations counts the ALTER TABLE ... DELETE issued.
+	mutations func()
+}
+
+// matchCount is how many rows hold one (subject, user, anonymous)
+// pseudonym triple.
+type matchCount struct {
+	subject, user, anonymous string
+	rows                     int64
+}
+
+// subjects are the pseudonyms one deletion covers, by column.
+type subjects struct {
+	users, anonymous []string
+}
+
+func (s *subjects) add(n *event.ErasureNotice) {
+	s.users = append(s.users, n.Users...)
+	s.anonymous = append(s.anonymous, n.AnonymousIDs...)
+}
+
+// where is the condition matching the subjects' rows, with its arguments.
+// Pseudonyms of each kind only ever fill their own column, and subject
+// holds one of either kind: the only one a coarse (export) profile keeps.
+func (s *subjects) where() (string, []any) {
+	if len(s.users)+len(s.anonymous) == 0 {
+		return "0", nil
+	}
+	// A GroupSet binds as ('a', 'b'); a bare slice would bind as an array.
+	set := func(values ...[]string) clickhouse.GroupSet {
+		g := clickhouse.GroupSet{}
+		for _, vs := range values {
+			for _, v := range vs {
+				g.Value = append(g.Value, v)
+			}
+		}
+		return g
+	}
+	conds, args := []string{"subject IN ?"}, []any{set(s.users, s.anonymous)}
+	if len(s.users) > 0 {
+		conds, args = append(conds, "user_pseudonym IN ?"), append(args, set(s.users))
+	}
+	if len(s.anonymous) > 0 {
+		conds, args = append(conds, "anonymous_pseudonym IN ?"), append(args, set(s.anonymous))
+	}
+	return strings.Join(conds, " OR "), args
+}
+
+// bigQuery lets a statement hold thousands of pseudonyms: the default
+// max_query_size (256 KiB) would refuse a full window.
+func bigQuery(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": 64 << 20}))
+}
+
+// erase deletes the subjects' rows until a count finds none, and returns
+// what each round found and how many mutations it took.
+func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, error) {
+	var found []matchCount
+	for mutations := 0; ; mutations++ {
+		counts, err := d.count(ctx, s)
+		if err != nil {
+			return nil, mutations, err
+		}
+		if len(counts) == 0 {
+			return found, mutations, nil
+		}
+		if mutations == 3 {
+			return nil, mutations, fmt.Errorf("%d row groups of the subjects remain after %d mutations", len(counts), mutations)
+		}
+		found = append(found, counts...)
+		where, args := s.where()
+		if err := d.conn.Exec(bigQuery(ctx), "ALTER TABLE "+d.db+".events DELETE WHERE "+where, args...); err != nil {
+			return nil, mutations, fmt.Errorf("delete rows: %w", err)
+		}
+		d.mutations()
+		if err := d.waitMutations(ctx); err != nil {
+			return nil, mutations + 1, err
+		}
+	}
+}
+
+// count lists the subjects' rows by pseudonym triple.
+func (d *deleter) count(ctx context.Context, s *subjects) ([]matchCount, error) {
+	where, args := s.where()
+	rows, err := d.conn.Query(bigQuery(ctx), "SELECT subject, user_pseudonym, anonymous_pseudonym, count() FROM "+d.db+".events WHERE "+where+
+		" GROUP BY subject, user_pseudonym, anonymous_pseudonym", args...)
+	if err != nil {
+		return nil, fmt.Errorf("count the subjects' rows: %w", err)
+	}
+	defer rows.Close()
+	var out []matchCount
+	for rows.Next() {
+		var m matchCount
+		var n uint64
+		if err := rows.Scan(&m.subject, &m.user, &m.anonymous, &n); err != nil {
+			return nil, fmt.Errorf("count the subjects' rows: %w", err)
+		}
+		m.rows = int64(n)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// waitMutations returns once no mutation of the events table is unfinished.
+// Mutations run in order, so ours is done then, whoever issued the others.
+func (d *deleter) waitMutations(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var pending uint64
+		err := d.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND table = 'events' AND is_done = 0", d.db).Scan(&pending)
+		if err != nil {
+			return fmt.Errorf("read system.mutations: %w", err)
+		}
+		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d mutations of %s.events unfinished after %v (erasure.timeout): %w", pending, d.db, d.timeout, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// rowsOf is how many of the found rows belong to notice n.
+func rowsOf(n *event.ErasureNotice, found []matchCount) int64 {
+	var total int64
+	for _, m := range found {
+		if slices.Contains(n.Users, m.user) || slices.Contains(n.AnonymousIDs, m.anonymous) ||
+			slices.Contains(n.Users, m.subject) || slices.Contains(n.AnonymousIDs, m.subject) {
+			total += m.rows
+		}
+	}
+	return total
+}
+
+// eraser is the erasure worker: a consumer group on the notices, so
+// several sink instances share the work.
+type eraser struct {
+	cfg     *Config
+	log     *slog.Logger
+	metrics *erasureMetrics
+	erased  *erasedSet
+	deleter *deleter
+	client  *kgo.Client
+	now     func() time.Time
+}
+
+// pending is one notice waiting for its window's deletion.
+type pending struct {
+	notice  event.ErasureNotice
+	subject string // the record key: the subject's pseudonym
+}
+
+func (e *eraser) run(ctx context.Context) error {
+	for {
+		notices, records, err := e.collect(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for attempt := 0; len(notices) > 0; attempt++ {
+			err := e.carryOut(ctx, notices)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			e.metrics.failures.Inc()
+			backoff := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
+			e.log.Warn("erasure not verified; retrying", "notices", len(notices), "attempt", attempt+1, "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		}
+		if len(records) > 0 {
+			if err := e.client.CommitRecords(ctx, records...); err != nil {
+				e.log.Warn("commit of erasure notices failed; they will be carried out again", "err", err)
+			}
+		}
+		e.client.AllowRebalance()
+	}
+}
+
+// collect polls the notices of one window. Notices that do not decode go
+// to the dead-letter topic at once.
+func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) {
+	var notices []pending
+	var records []*kgo.Record
+	var deadline time.Time
+	for len(notices) < e.cfg.Erasure.MaxSubjects {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := e.client.PollRecords(pollCtx, e.cfg.Erasure.MaxSubjects-len(notices))
+		cancel()
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil, nil, nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				e.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		var dead []*kgo.Record
+		for _, r := range fetches.Records() {
+			records = append(records, r)
+			n, err := event.DecodeErasureNotice(r.Value)
+			if err != nil {
+				dead = append(dead, kafkax.DeadLetter(r, e.cfg.Topics.DLQ.Name, stage, reasonInvalidNotice, fmt.Errorf("decode erasure notice: %w", err)))
+				continue
+			}
+			e.erased.add(n.Pseudonyms()...)
+			notices = append(notices, pending{notice: n, subject: string(r.Key)})
+			e.metrics.pending.Inc()
+		}
+		if len(dead) > 0 {
+			if err := e.client.ProduceSync(ctx, dead...).FirstErr(); err != nil {
+				return nil, nil, fmt.Errorf("dead-letter erasure notices: %w", err)
+			}
+			e.metrics.deadLettered.Add(float64(len(dead)))
+		}
+		if deadline.IsZero() && len(records) > 0 {
+			deadline = time.Now().Add(e.cfg.Erasure.Window)
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			break
+		}
+	}
+	return notices, records, nil
+}
+
+// carryOut deletes the window's subjects, then writes a receipt per notice.
+func (e *eraser) carryOut(ctx context.Context, notices []pending) error {
+	var all subjects
+	for i := range notices {
+		all.add(&notices[i].notice)
+	}
+	found, mutations, err := e.deleter.erase(ctx, &all)
+	if err != nil {
+		return err
+	}
+	at := e.now().UTC()
+	receipts := make([]*kgo.Record, 0, len(notices))
+	var deleted int64
+	for _, m := range found {
+		deleted += m.rows
+	}
+	for i := range notices {
+		n := &notices[i].notice
+		r := event.Receipt{SchemaVersion: event.SchemaVersion, RequestID: n.RequestID, Kind: event.ReceiptErasure,
+			Stage: event.StageSink, Destination: e.cfg.Region, Status: event.StatusDeleted, Reason: n.Reason,
+			Subject: notices[i].subject, RequestedAt: n.RequestedAt, At: at, Rows: rowsOf(n, found), Mutations: mutations}
+		rec, err := receiptRecord(e.cfg.Topics.Receipts.Name, &r)
+		if err != nil {
+			return err
+		}
+		receipts = append(receipts, rec)
+	}
+	if err := e.client.ProduceSync(ctx, receipts...).FirstErr(); err != nil {
+		return fmt.Errorf("write erasure receipts: %w", err)
+	}
+	e.metrics.rowsDeleted.Add(float64(deleted))
+	for i := range notices {
+		e.metrics.latency.Observe(at.Sub(notices[i].notice.RequestedAt).Seconds())
+	}
+	e.metrics.pending.Sub(float64(len(notices)))
+	e.log.Info("erasures carried out", "notices", len(notices), "rows_deleted", deleted, "mutations", mutations)
+	return nil
+}
+
+// receiptRecord is r as a privacy.receipts record.
+func receiptRecord(topic string, r *event.Receipt) (*kgo.Record, error) {
+	value, err := event.EncodeReceipt(r)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(r.Key()), Value: value}, nil
+}
