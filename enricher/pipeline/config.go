@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
@@ -62,6 +63,14 @@ type Topics struct {
 	Consent kafkax.TopicSpec `mapstructure:"consent"`
 	// Erasures is the suppression list: a subject once in it is dropped.
 	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
+	// Identities links anonymousIds to userIds (from identify and alias),
+	// so an erasure follows a person across devices.
+	Identities kafkax.TopicSpec `mapstructure:"identities"`
+	// ErasureNotices tells this region's sinks which pseudonyms to delete
+	// (privacy.erasures.<region>).
+	ErasureNotices kafkax.TopicSpec `mapstructure:"erasure_notices"`
+	// Receipts is where the enricher records each erasure it passed on.
+	Receipts kafkax.TopicSpec `mapstructure:"receipts"`
 }
 
 // Export is the destination abroad that events with cross_border consent
@@ -74,6 +83,9 @@ type Export struct {
 	// Pseudonym must differ from the in-region key, so exported data
 	// cannot be joined with in-region data.
 	Pseudonym Pseudonym `mapstructure:"pseudonym"`
+	// ErasureNotices tells the destination's sinks which pseudonyms (under
+	// the export key) to delete (privacy.erasures.<name>).
+	ErasureNotices kafkax.TopicSpec `mapstructure:"erasure_notices"`
 }
 
 // Consent configures the consent store and rules.
@@ -100,28 +112,11 @@ type Consent struct {
 var defaultCategories = map[string][]string{"analytics": {"analytics"}, "personalization": {"personalization"},
 	"functional": {"personalization"}, "marketing": {"marketing"}, "advertising": {"marketing"}}
 
-// Pseudonym is an HMAC key and its id. The id is written into every
-// pseudonym, so a rotated key's pseudonyms stay recognisable.
-type Pseudonym struct {
-	KeyID string `mapstructure:"key_id"`
-	// Key is at least 32 bytes (for example `openssl rand -hex 32`). Give it
-	// by environment (ENRICHER_PSEUDONYM_KEY) or KeyFile, never in the file.
-	Key     config.Secret `mapstructure:"key"`
-	KeyFile string        `mapstructure:"key_file"`
-	// Next is the key that takes over at Next.From (rotation); empty
-	// key_id means no rotation is scheduled.
-	Next NextKey `mapstructure:"next"`
-}
+// Pseudonym is a pseudonymization key and the one scheduled to replace it.
+type Pseudonym = keyring.Config
 
-// NextKey is a scheduled key rotation: events received from From on are
-// pseudonymized with this key. Deploy it to every instance before From.
-type NextKey struct {
-	KeyID   string        `mapstructure:"key_id"`
-	Key     config.Secret `mapstructure:"key"`
-	KeyFile string        `mapstructure:"key_file"`
-	// From is an RFC 3339 time.
-	From string `mapstructure:"from"`
-}
+// NextKey is a scheduled key rotation.
+type NextKey = keyring.NextKey
 
 // Default returns the config with every default filled in.
 func Default() Config {
@@ -131,11 +126,14 @@ func Default() Config {
 		Kafka:   kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "enricher"},
 		GroupID: "enricher-cn",
 		Topics: Topics{
-			Raw:      kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
-			Clean:    kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
-			DLQ:      kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
-			Consent:  kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
-			Erasures: kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
+			Raw:            kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
+			Clean:          kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
+			DLQ:            kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
+			Consent:        kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+			Erasures:       kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
+			Identities:     kafkax.TopicSpec{Name: "privacy.identities", CleanupPolicy: "compact"},
+			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.cn", Retention: -1},
+			Receipts:       kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
 		},
 		Profiles: map[string]policy.Settings{
 			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full"},
@@ -143,7 +141,8 @@ func Default() Config {
 		},
 		CleanProfile: "in_region",
 		Export: Export{Name: "intl", Profile: "export", Pseudonym: Pseudonym{KeyID: "x1"},
-			Topic: kafkax.TopicSpec{Name: "events.export.intl", Retention: 7 * 24 * time.Hour}},
+			Topic:          kafkax.TopicSpec{Name: "events.export.intl", Retention: 7 * 24 * time.Hour},
+			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.intl", Retention: -1}},
 		Consent:            Consent{History: 16, SyncTimeout: 10 * time.Second},
 		MaxPollRecords:     1000,
 		TransactionTimeout: 30 * time.Second,
@@ -184,10 +183,10 @@ func (c *Config) Validate() error {
 		}
 		c.TransactionalID = c.GroupID + "-" + host
 	}
-	errs = append(errs, c.Pseudonym.resolve("pseudonym", "ENRICHER_PSEUDONYM_KEY"), c.validateProfiles(), c.validateConsent())
+	errs = append(errs, c.Pseudonym.Resolve("pseudonym", "ENRICHER_PSEUDONYM_KEY"), c.validateProfiles(), c.validateConsent())
 	if c.Export.Name != "" {
-		errs = append(errs, c.Export.Topic.Validate("export.topic"),
-			c.Export.Pseudonym.resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
+		errs = append(errs, c.Export.Topic.Validate("export.topic"), c.Export.ErasureNotices.Validate("export.erasure_notices"),
+			c.Export.Pseudonym.Resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
 		for _, export := range []struct {
 			key    string
 			secret config.Secret
@@ -200,54 +199,14 @@ func (c *Config) Validate() error {
 	for _, t := range []struct {
 		key  string
 		spec kafkax.TopicSpec
-	}{{"topics.consent", c.Topics.Consent}, {"topics.erasures", c.Topics.Erasures}} {
+	}{{"topics.consent", c.Topics.Consent}, {"topics.erasures", c.Topics.Erasures}, {"topics.identities", c.Topics.Identities}, {"topics.receipts", c.Topics.Receipts}} {
 		errs = append(errs, t.spec.Validate(t.key))
 		if t.spec.CleanupPolicy != "compact" {
-			errs = append(errs, config.Invalid(t.key+".cleanup_policy", "must be compact (latest state per subject), got %q", t.spec.CleanupPolicy))
+			errs = append(errs, config.Invalid(t.key+".cleanup_policy", "must be compact (latest state per key), got %q", t.spec.CleanupPolicy))
 		}
 	}
+	errs = append(errs, c.Topics.ErasureNotices.Validate("topics.erasure_notices"))
 	return errors.Join(errs...)
-}
-
-// resolve reads the key (and the next key) from inline values or files and
-// checks them; key names the section, env the variable that sets the key.
-func (p *Pseudonym) resolve(key, env string) error {
-	secret, err := config.ResolveSecret(key+".key", p.Key, p.KeyFile)
-	p.Key = secret
-	if err != nil {
-		return err
-	}
-	if _, err := policy.NewPseudonymizer(p.KeyID, []byte(secret.Reveal())); err != nil {
-		return config.Invalid(key, "%v (set %s.key_id, and %s.key by %s or %s.key_file)", err, key, key, env, key)
-	}
-	if p.Next.KeyID == "" {
-		return nil
-	}
-	next, err := config.ResolveSecret(key+".next.key", p.Next.Key, p.Next.KeyFile)
-	p.Next.Key = next
-	if err != nil {
-		return err
-	}
-	if _, err := policy.NewPseudonymizer(p.Next.KeyID, []byte(next.Reveal())); err != nil {
-		return config.Invalid(key+".next", "%v (set by %s_NEXT_KEY or %s.next.key_file)", err, env, key)
-	}
-	if p.Next.KeyID == p.KeyID {
-		return config.Invalid(key+".next.key_id", "must differ from %s.key_id %q: pseudonyms name their key", key, p.KeyID)
-	}
-	if _, err := time.Parse(time.RFC3339, p.Next.From); err != nil {
-		return config.Invalid(key+".next.from", "want an RFC 3339 time such as 2027-01-01T00:00:00Z, got %q", p.Next.From)
-	}
-	return nil
-}
-
-// Keyring is the key and, when a rotation is scheduled, the next one.
-func (p Pseudonym) Keyring() (*policy.Keyring, error) {
-	keys := []policy.Key{{ID: p.KeyID, Secret: []byte(p.Key.Reveal())}}
-	if p.Next.KeyID != "" {
-		from, _ := time.Parse(time.RFC3339, p.Next.From) // validated
-		keys = append(keys, policy.Key{ID: p.Next.KeyID, Secret: []byte(p.Next.Key.Reveal()), From: from})
-	}
-	return policy.NewKeyring(keys...)
 }
 
 func (c *Config) validateProfiles() error {

@@ -41,7 +41,7 @@ func TestConsentDecisions(t *testing.T) {
 		consent("u-withdraw", now.Add(-time.Minute), event.ConsentUpdate{Purposes: map[string]bool{}}),
 		consent("u-withdraw", now.Add(-2*time.Hour), event.ConsentUpdate{Purposes: analytics}),
 		consent("u-erased", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics}),
-		&kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-erased"), Value: []byte(`{"reason":"user_request"}`)},
+		erasure(cfg, "u-erased", event.SubjectUserID),
 	)
 	ev := func(id, source, user string, at time.Time, dnt bool, props string) *kgo.Record {
 		e := event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: now, SourceID: source, Region: "cn",

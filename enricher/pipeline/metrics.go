@@ -27,6 +27,8 @@ type metrics struct {
 	transactions        *prometheus.CounterVec
 	transactionDuration prometheus.Histogram
 	commitDuration      prometheus.Histogram
+	identityLinks       prometheus.Counter
+	erasuresNotified    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
@@ -69,8 +71,17 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 			Help:    "Time to end a transaction (flush, commit offsets, commit or abort).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		identityLinks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "enricher_identity_links_total",
+			Help: "Identity links (identify, alias) written to privacy.identities in committed transactions.",
+		}),
+		erasuresNotified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privacy_erasures_notified_total",
+			Help: "Erasure requests passed on as notices to every region and export destination.",
+		}),
 	}
-	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration)
+	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration,
+		m.identityLinks, m.erasuresNotified)
 	for _, r := range []string{"clean", "export"} {
 		m.out.WithLabelValues(r)
 	}
@@ -92,6 +103,7 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 // tally counts one batch; it reaches the metrics only if the batch commits.
 type tally struct {
 	in, clean, export int
+	links             int
 	dropped           map[string]int
 	purposes          map[string]int
 	defaultGrants     map[string]int
@@ -105,6 +117,7 @@ func (m *metrics) add(t *tally) {
 	m.in.Add(float64(t.in))
 	m.out.WithLabelValues("clean").Add(float64(t.clean))
 	m.out.WithLabelValues("export").Add(float64(t.export))
+	m.identityLinks.Add(float64(t.links))
 	for r, n := range t.dropped {
 		m.dropped.WithLabelValues(r).Add(float64(n))
 	}

@@ -35,6 +35,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,7 @@ import (
 
 	"github.com/consentflow/consentflow/enricher/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/par"
@@ -71,6 +73,7 @@ type Pipeline struct {
 	export   *policy.Profile // nil: no export destination
 	dedup    *dedup          // used by the run loop only
 	lag      *kafkax.Lag
+	notifier *notifier
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
@@ -122,9 +125,45 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	for s := range rules.Defaults {
 		sources = append(sources, s)
 	}
-	return &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), sess: sess, store: store, follower: follower,
+	p := &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), sess: sess, store: store, follower: follower,
 		rules: rules, clean: clean, export: export, lag: lag,
-		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 1), stopped: make(chan struct{})}, nil
+		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 2), stopped: make(chan struct{})}
+	if p.notifier, err = p.newNotifier(reg); err != nil {
+		sess.Close()
+		follower.Client().Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// newNotifier builds the erasure notifier: a consumer group on the erasure
+// records and a tail of the identity links.
+func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
+	cfg := &p.cfg
+	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
+		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}}}
+	if p.export != nil {
+		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
+	}
+	var err error
+	n.linksTail, err = kafkax.NewTail(&cfg.Kafka, reg, "enricher_identities", p.log, []string{cfg.Topics.Identities.Name}, n.links.Apply(p.log))
+	if err != nil {
+		return nil, err
+	}
+	n.client, err = kafkax.NewClient(&cfg.Kafka, reg, "enricher_erasures", p.log,
+		kgo.ConsumerGroup(cfg.GroupID+"-erasures"),
+		kgo.ConsumeTopics(cfg.Topics.Erasures.Name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+	)
+	if err != nil {
+		_ = n.linksTail.Shutdown(context.Background())
+		return nil, err
+	}
+	return n, nil
 }
 
 func newProfile(name string, s policy.Settings, key Pseudonym, agents *policy.UserAgentParser) (*policy.Profile, error) {
@@ -143,20 +182,31 @@ func newProfile(name string, s policy.Settings, key Pseudonym, agents *policy.Us
 // topics, and starts consuming in the background.
 func (p *Pipeline) Start(ctx context.Context) error {
 	t := p.cfg.Topics
-	owned := []kafkax.TopicSpec{t.Clean, t.DLQ, t.Consent, t.Erasures}
+	owned := []kafkax.TopicSpec{t.Clean, t.DLQ, t.Consent, t.Erasures, t.Identities, t.ErasureNotices}
 	if p.export != nil {
-		owned = append(owned, p.cfg.Export.Topic)
+		owned = append(owned, p.cfg.Export.Topic, p.cfg.Export.ErasureNotices)
 	}
-	if err := kafkax.EnsureTopics(ctx, p.sess.Client(), owned, []kafkax.TopicSpec{t.Raw}, p.log); err != nil {
+	if err := kafkax.EnsureTopics(ctx, p.sess.Client(), owned, []kafkax.TopicSpec{t.Raw, t.Receipts}, p.log); err != nil {
 		return fmt.Errorf("enricher topics: %w", err)
 	}
 	if err := p.follower.Start(ctx); err != nil {
 		return err
 	}
+	if err := p.notifier.linksTail.Start(ctx); err != nil {
+		return fmt.Errorf("read identity links: %w", err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
+	var loops sync.WaitGroup
+	for _, loop := range []func(context.Context) error{p.run, p.notifier.run} {
+		loops.Go(func() {
+			if err := loop(runCtx); err != nil {
+				p.done <- err
+			}
+		})
+	}
 	go func() {
-		p.done <- p.run(runCtx)
+		loops.Wait()
 		close(p.stopped)
 	}()
 	p.log.Info("enricher consuming", "from", t.Raw.Name, "to", t.Clean.Name, "export", p.cfg.Export.Topic.Name, "group", p.cfg.GroupID)
@@ -183,7 +233,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			}
 		}
 		p.sess.Close()
-		p.shutdownErr = errors.Join(p.shutdownErr, p.follower.Shutdown(ctx))
+		p.notifier.client.AllowRebalance()
+		p.notifier.client.Close()
+		p.shutdownErr = errors.Join(p.shutdownErr, p.follower.Shutdown(ctx), p.notifier.linksTail.Shutdown(ctx))
 	})
 	return p.shutdownErr
 }
@@ -334,7 +386,12 @@ func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []str
 		case it.dup:
 			t.dropped[dropDuplicate]++
 			continue
-		case it.d.Drop != "":
+		}
+		if link := p.linkRecord(it); link != nil {
+			out = append(out, link)
+			t.links++
+		}
+		if it.d.Drop != "" {
 			t.dropped[string(it.d.Drop)]++
 			continue
 		}
@@ -357,6 +414,22 @@ func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []str
 		}
 	}
 	return out, keys, t
+}
+
+// linkRecord is the privacy.identities record of an identify or alias
+// event, or nil. Links are kept whatever the analytics consent (they serve
+// erasure and export), but never for a suppressed subject or a minor's
+// event, which the pipeline must not keep at all.
+func (p *Pipeline) linkRecord(it *item) *kgo.Record {
+	if it.d.Drop == policy.DropSuppressed || it.d.Drop == policy.DropMinor {
+		return nil
+	}
+	from, user, ok := it.in.Env.Event.Link()
+	if !ok {
+		return nil
+	}
+	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: it.in.Env.ReceivedAt})
+	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}
 }
 
 // parse decodes a raw record; an error means it is poison (permanent).

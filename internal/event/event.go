@@ -82,6 +82,20 @@ func (e *Event) SubjectID() string {
 	return e.AnonymousID
 }
 
+// Link is the identity link the event makes, if any: an identify with
+// both ids links its anonymousId to its userId, an alias its previousId.
+func (e *Event) Link() (from, userID string, ok bool) {
+	switch {
+	case e.UserID == "":
+		return "", "", false
+	case e.Type == "identify" && e.AnonymousID != "":
+		return e.AnonymousID, e.UserID, true
+	case e.Type == "alias" && e.PreviousID != "" && e.PreviousID != e.UserID:
+		return e.PreviousID, e.UserID, true
+	}
+	return "", "", false
+}
+
 // PartitionKey is the raw topic's record key: the anonymousId when present,
 // so one device's events stay in order, else the userId.
 func (e *Event) PartitionKey() string {

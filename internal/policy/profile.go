@@ -63,6 +63,17 @@ func (k *Keyring) At(t time.Time) *Pseudonymizer {
 	return k.keys[i]
 }
 
+// Pseudonyms returns value's pseudonym under every key of the keyring,
+// oldest key first: what an erasure must delete, whenever the rows were
+// written.
+func (k *Keyring) Pseudonyms(kind, value string) []string {
+	out := make([]string, len(k.keys))
+	for i, p := range k.keys {
+		out[i] = p.Pseudonym(kind, value)
+	}
+	return out
+}
+
 // KeyIDs lists the ids of the keyring, oldest first.
 func (k *Keyring) KeyIDs() []string {
 	ids := make([]string, len(k.keys))

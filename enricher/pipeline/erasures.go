@@ -1,0 +1,182 @@
+package pipeline
+
+// The erasure notifier passes each erasure request on to every region and
+// destination, as that destination's pseudonyms: no raw identifier crosses
+// a border.
+//
+// For each record of privacy.erasures (a consumer group, so instances share
+// the work) it writes, in one produce:
+//   - for an erased userId, an erasure record of each anonymousId linked to
+//     it (privacy.identities), marked linked: those devices are suppressed
+//     for good as well;
+//   - a notice to topics.erasure_notices and to export.erasure_notices,
+//     with the pseudonyms of the userId and its linked anonymousIds (or of
+//     the anonymousId) under every key of that destination's keyring;
+//   - tombstones of the subject's identity links;
+//   - a receipt (stage enricher, status notified) to privacy.receipts.
+//
+// Delivery: at least once. The offsets are committed after Kafka
+// acknowledged all of it; a crash in between sends it all again, and each
+// part is harmless twice (erasing twice leaves the subject erased).
+// Suppression itself does not wait for this: the pipeline's consent store
+// reads privacy.erasures directly.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/identity"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/policy"
+)
+
+// reasonInvalidErasure: a privacy.erasures record that does not decode.
+const reasonInvalidErasure = "invalid_erasure_record"
+
+// noticeDestination is a region or export destination erasures are sent to.
+type noticeDestination struct {
+	name, topic string
+	keys        *policy.Keyring
+}
+
+// notifier is the erasure notifier (see the top of this file).
+type notifier struct {
+	cfg          *Config
+	log          *slog.Logger
+	metrics      *metrics
+	client       *kgo.Client
+	links        *identity.Links
+	linksTail    *kafkax.Tail
+	destinations []noticeDestination
+	now          func() time.Time
+}
+
+func (n *notifier) run(ctx context.Context) error {
+	for {
+		fetches := n.client.PollRecords(ctx, 1000)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			n.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		records := fetches.Records()
+		for attempt := 0; len(records) > 0; attempt++ {
+			err := n.notify(ctx, records)
+			if err == nil {
+				if err := n.client.CommitRecords(ctx, records...); err != nil {
+					n.log.Warn("commit of erasure records failed; they will be passed on again", "err", err)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			backoff := min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 10*time.Second)
+			n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		}
+		n.client.AllowRebalance()
+	}
+}
+
+// notify passes a poll's erasure records on. Links committed before it
+// was called are known: an identify just before the erasure counts.
+func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
+	if err := n.linksTail.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	var out []*kgo.Record
+	notified := 0
+	for _, r := range records {
+		rec, err := event.DecodeErasureRecord(r.Value)
+		if err != nil {
+			out = append(out, kafkax.DeadLetter(r, n.cfg.Topics.DLQ.Name, stage, reasonInvalidErasure, fmt.Errorf("decode erasure record: %w", err)))
+			continue
+		}
+		if rec.Linked {
+			continue // its userId's notice covered it
+		}
+		recs, err := n.pass(string(r.Key), rec)
+		if err != nil {
+			return err
+		}
+		out = append(out, recs...)
+		notified++
+	}
+	if err := n.client.ProduceSync(ctx, out...).FirstErr(); err != nil {
+		return fmt.Errorf("produce erasure notices: %w", err)
+	}
+	n.metrics.erasuresNotified.Add(float64(notified))
+	return nil
+}
+
+// pass is what one erasure of id writes (see the top of this file).
+func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, error) {
+	var users, anonymous []string
+	var out []*kgo.Record
+	if rec.SubjectKind == event.SubjectUserID {
+		users = []string{id}
+		anonymous = n.links.Of(id)
+		for _, a := range anonymous {
+			linked := rec
+			linked.SubjectKind, linked.Linked = event.SubjectAnonymousID, true
+			value, err := json.Marshal(linked)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, &kgo.Record{Topic: n.cfg.Topics.Erasures.Name, Key: []byte(a), Value: value})
+		}
+	} else {
+		anonymous = []string{id}
+	}
+	now := n.now().UTC()
+	subjectKind := policy.KindAnonymous
+	if len(users) > 0 {
+		subjectKind = policy.KindUser
+	}
+	names := make([]string, 0, len(n.destinations))
+	for _, d := range n.destinations {
+		notice := event.ErasureNotice{SchemaVersion: event.SchemaVersion, RequestID: rec.RequestID, Reason: rec.Reason,
+			RequestedAt: rec.RequestedAt, Destination: d.name}
+		for _, u := range users {
+			notice.Users = append(notice.Users, d.keys.Pseudonyms(policy.KindUser, u)...)
+		}
+		for _, a := range anonymous {
+			notice.AnonymousIDs = append(notice.AnonymousIDs, d.keys.Pseudonyms(policy.KindAnonymous, a)...)
+		}
+		value, err := json.Marshal(notice)
+		if err != nil {
+			return nil, err
+		}
+		key := d.keys.At(now).Pseudonym(subjectKind, id)
+		out = append(out, &kgo.Record{Topic: d.topic, Key: []byte(key), Value: value})
+		names = append(names, d.name)
+	}
+	// Forget the links: the erasure records keep the devices suppressed.
+	for _, a := range anonymous {
+		out = append(out, &kgo.Record{Topic: n.cfg.Topics.Identities.Name, Key: []byte(a)})
+	}
+	receipt := event.Receipt{SchemaVersion: event.SchemaVersion, RequestID: rec.RequestID, Kind: event.ReceiptErasure,
+		Stage: event.StageEnricher, Status: event.StatusNotified, Operator: rec.Operator, Reason: rec.Reason,
+		Subject: n.destinations[0].keys.At(now).Pseudonym(subjectKind, id), RequestedAt: rec.RequestedAt, At: now,
+		Destinations: names}
+	if len(users) > 0 {
+		receipt.LinkedAnonymousIDs = len(anonymous)
+	}
+	value, err := event.EncodeReceipt(&receipt)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, &kgo.Record{Topic: n.cfg.Topics.Receipts.Name, Key: []byte(receipt.Key()), Value: value}), nil
+}

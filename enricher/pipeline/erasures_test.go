@@ -1,0 +1,133 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/policy"
+	"github.com/consentflow/consentflow/internal/testenv"
+)
+
+// erasure is a privacy.erasures record, as the collector writes it.
+func erasure(cfg Config, id, kind string) *kgo.Record {
+	v, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-" + id, Reason: "user_request",
+		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: kind})
+	return &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte(id), Value: v}
+}
+
+// rawEvent is an events.raw record of a Segment event.
+func rawEvent(cfg Config, e event.Event) *kgo.Record {
+	e.Timestamp = time.Now().UTC().Format(time.RFC3339Nano)
+	v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: e.MessageID, ReceivedAt: time.Now().UTC(),
+		SourceID: "web", Region: "cn", Signals: event.Signals{IP: "1.2.4.8"}, Event: e})
+	return &kgo.Record{Topic: cfg.Topics.Raw.Name, Key: []byte(e.PartitionKey()), Value: v}
+}
+
+// TestErasureFollowsLinksAndCrossesBordersAsPseudonyms: identify and alias
+// link two devices to a user; erasing the user sends each destination one
+// notice with its own pseudonyms of the user and both devices (and no raw
+// identifier), suppresses the devices for good, forgets the links and
+// writes a receipt. Another user's link is untouched; a bad erasure record
+// goes to the DLQ.
+func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	cfg := testConfig(brokers)
+	p := startIsolated(t, ctx, brokers, &cfg)
+
+	testenv.Produce(t, ctx, brokers,
+		rawEvent(cfg, event.Event{Type: "identify", MessageID: "m-1", UserID: "u-1", AnonymousID: "a-phone"}),
+		rawEvent(cfg, event.Event{Type: "alias", MessageID: "m-2", UserID: "u-1", PreviousID: "a-laptop"}),
+		rawEvent(cfg, event.Event{Type: "identify", MessageID: "m-3", UserID: "u-2", AnonymousID: "a-other"}),
+		rawEvent(cfg, event.Event{Type: "track", Event: "Viewed", MessageID: "m-4", AnonymousID: "a-nolink"}))
+	links := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Identities.Name, 3)
+	linked := map[string]string{}
+	for _, r := range links {
+		l, err := event.DecodeIdentityLink(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		linked[string(r.Key)] = l.UserID
+	}
+	if linked["a-phone"] != "u-1" || linked["a-laptop"] != "u-1" || linked["a-other"] != "u-2" || len(linked) != 3 {
+		t.Fatalf("identity links %v", linked)
+	}
+
+	bad := &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-bad"), Value: []byte(`{"schemaVersion":1}`)}
+	testenv.Produce(t, ctx, brokers, bad, erasure(cfg, "u-1", event.SubjectUserID))
+
+	for _, d := range []struct {
+		name, topic string
+		keys        *policy.Keyring
+	}{{"cn", cfg.Topics.ErasureNotices.Name, p.clean.Keys()}, {"intl", cfg.Export.ErasureNotices.Name, p.export.Keys()}} {
+		recs := testenv.ReadTopic(t, ctx, brokers, d.topic, 1)
+		n, err := event.DecodeErasureNotice(recs[0].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAnon := append(d.keys.Pseudonyms(policy.KindAnonymous, "a-laptop"), d.keys.Pseudonyms(policy.KindAnonymous, "a-phone")...)
+		if n.RequestID != "req-u-1" || n.Destination != d.name || !slices.Equal(n.Users, d.keys.Pseudonyms(policy.KindUser, "u-1")) ||
+			!slices.Equal(n.AnonymousIDs, wantAnon) || string(recs[0].Key) != n.Users[0] {
+			t.Errorf("%s notice %+v key %s", d.name, n, recs[0].Key)
+		}
+		for _, raw := range []string{"u-1", "a-phone", "a-laptop"} {
+			if strings.Contains(string(recs[0].Value)+string(recs[0].Key), `"`+raw+`"`) {
+				t.Errorf("%s notice holds the raw identifier %s: %s", d.name, raw, recs[0].Value)
+			}
+		}
+	}
+	if cn, intl := p.clean.Keys().Pseudonyms(policy.KindUser, "u-1"), p.export.Keys().Pseudonyms(policy.KindUser, "u-1"); slices.Equal(cn, intl) {
+		t.Error("the export notice uses the in-region pseudonyms")
+	}
+
+	// The linked devices joined the suppression list; the links are gone.
+	suppressed := map[string]bool{}
+	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Erasures.Name, 4) {
+		if rec, err := event.DecodeErasureRecord(r.Value); err == nil && rec.Linked && rec.RequestID == "req-u-1" {
+			suppressed[string(r.Key)] = true
+		}
+	}
+	if !suppressed["a-phone"] || !suppressed["a-laptop"] || len(suppressed) != 2 {
+		t.Errorf("linked erasure records for %v, want a-phone and a-laptop", suppressed)
+	}
+	tombstones := map[string]bool{}
+	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Identities.Name, 5) {
+		if r.Value == nil {
+			tombstones[string(r.Key)] = true
+		}
+	}
+	if !tombstones["a-phone"] || !tombstones["a-laptop"] || tombstones["a-other"] {
+		t.Errorf("identity tombstones %v, want a-phone and a-laptop only", tombstones)
+	}
+	receipt, err := event.DecodeReceipt(testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Receipts.Name, 1)[0].Value)
+	if err != nil || receipt.Stage != event.StageEnricher || receipt.Status != event.StatusNotified ||
+		!slices.Equal(receipt.Destinations, []string{"cn", "intl"}) || receipt.LinkedAnonymousIDs != 2 ||
+		receipt.Subject != p.clean.Keys().Pseudonyms(policy.KindUser, "u-1")[0] {
+		t.Errorf("receipt %+v (%v)", receipt, err)
+	}
+	dead := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.DLQ.Name, 1)
+	if kafkax.Header(dead[0], kafkax.HeaderReason) != reasonInvalidErasure || string(dead[0].Key) != "u-bad" {
+		t.Errorf("dead letter %s headers %+v", dead[0].Key, dead[0].Headers)
+	}
+
+	// A device linked to the erased user stays suppressed on its own.
+	before := testutil.ToFloat64(p.metrics.dropped.WithLabelValues(string(policy.DropSuppressed)))
+	testenv.Produce(t, ctx, brokers, rawEvent(cfg, event.Event{Type: "track", Event: "Viewed", MessageID: "m-5", AnonymousID: "a-phone"}))
+	for testutil.ToFloat64(p.metrics.dropped.WithLabelValues(string(policy.DropSuppressed))) == before {
+		if ctx.Err() != nil {
+			t.Fatal("an event of a device linked to the erased user was not suppressed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(p.metrics.erasuresNotified); n != 1 {
+		t.Errorf("privacy_erasures_notified_total = %v, want 1 (linked records need no notice of their own)", n)
+	}
+}
