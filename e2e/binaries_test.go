@@ -33,7 +33,8 @@ func TestBinaries(t *testing.T) {
 
 	run := testenv.Name(t, "bin")
 	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run,
-		"privacy.consent."+run, "privacy.erasures."+run, "events.export."+run)
+		"privacy.consent."+run, "privacy.erasures."+run, "events.export."+run,
+		"privacy.receipts."+run, "privacy.identities."+run, "privacy.erasures.cn."+run, "privacy.erasures.intl."+run)
 	database := "analytics_" + run
 	ports := freePorts(t, 4)
 	common := []string{
@@ -41,6 +42,7 @@ func TestBinaries(t *testing.T) {
 		"TOPICS_RAW_NAME=events.raw." + run,
 		"TOPICS_CLEAN_NAME=events.clean." + run,
 		"TOPICS_CONSENT_NAME=privacy.consent." + run,
+		"TOPICS_RECEIPTS_NAME=privacy.receipts." + run,
 		"LOG_FORMAT=text",
 	}
 	env := func(prefix string, extra ...string) []string {
@@ -54,10 +56,13 @@ func TestBinaries(t *testing.T) {
 	chUser := testenv.ClickHouseSinkUser(t, chAddr, database)
 	sink := startBinary(t, ctx, bin+"/sink", "../configs/sink.yaml", env("SINK",
 		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr,
-		"CLICKHOUSE_USERNAME="+chUser.Name, "CLICKHOUSE_PASSWORD="+chUser.Password, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run))
+		"CLICKHOUSE_USERNAME="+chUser.Name, "CLICKHOUSE_PASSWORD="+chUser.Password, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run,
+		"TOPICS_ERASURES_NAME=privacy.erasures.cn."+run))
 	enricher := startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml", env("ENRICHER",
 		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "TOPICS_DLQ_NAME=events.dlq.raw."+run,
 		"TOPICS_ERASURES_NAME=privacy.erasures."+run, "EXPORT_TOPIC_NAME=events.export."+run,
+		"TOPICS_IDENTITIES_NAME=privacy.identities."+run, "TOPICS_ERASURE_NOTICES_NAME=privacy.erasures.cn."+run,
+		"EXPORT_ERASURE_NOTICES_NAME=privacy.erasures.intl."+run,
 		"PSEUDONYM_KEY_FILE=../configs/dev-pseudonym.key", "EXPORT_PSEUDONYM_KEY_FILE=../configs/dev-export.key"))
 	collector := startBinary(t, ctx, bin+"/collector", "../configs/collector.yaml", env("COLLECTOR",
 		"ADMIN_LISTEN="+ports[2], "HTTP_LISTEN="+ports[3]))

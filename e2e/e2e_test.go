@@ -89,6 +89,7 @@ func TestEndToEnd(t *testing.T) {
 	testenv.ClickHouseSinkUser(t, chAddr, database+"_intl").Apply(&xcfg.ClickHouse)
 	xcfg.Topics.Clean.Name, xcfg.Topics.DLQ.Name = export, dlq
 	xcfg.Batch.MaxWait = 200 * time.Millisecond
+	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
 
 	start(t, ctx, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) })
 	start(t, ctx, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(xcfg, reg, log) })

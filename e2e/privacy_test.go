@@ -16,6 +16,7 @@ import (
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
@@ -42,6 +43,7 @@ func TestErasureSuppresses(t *testing.T) {
 	// operator of configs/collector.yaml switched on.
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
+	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
 	ccfg := ingest.Default()
 	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
 	ccfg.Kafka.Brokers, ccfg.HTTP.Listen, ccfg.Admin.Listen = brokers, "127.0.0.1:0", "127.0.0.1:0"
@@ -58,6 +60,7 @@ func TestErasureSuppresses(t *testing.T) {
 	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
 	// The enricher reads the collector's consent and erasure topics.
 	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = ccfg.Topics.Consent.Name, ccfg.Topics.Erasures.Name, export
+	isolatePrivacy(t, brokers, run, &ccfg, &ecfg)
 
 	enricherReg := prometheus.NewRegistry()
 	startOn(t, ctx, enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
@@ -185,7 +188,7 @@ func TestErasureSuppresses(t *testing.T) {
 	// privacy.erasures: one record per identifier, keyed by it, never null.
 	n := 0
 	for _, r := range testenv.ReadAll(t, ctx, brokers, erasures) {
-		var rec ingest.ErasureRecord
+		var rec event.ErasureRecord
 		if r.Value == nil || json.Unmarshal(r.Value, &rec) != nil || rec.RequestID != accepted.RequestID || rec.Operator != "dev" {
 			t.Errorf("erasure record %q = %s", r.Key, r.Value)
 		}
@@ -217,8 +220,8 @@ func startOn(t *testing.T, ctx context.Context, reg *prometheus.Registry, build 
 	return c
 }
 
-// counterValue is the value of the counter name{label=value} in g, 0 if
-// absent.
+// counterValue is the value of the counter name{label=value} in g (of the
+// counter name when label is empty), 0 if absent.
 func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
 	t.Helper()
 	families, err := g.Gather()
@@ -230,6 +233,9 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()

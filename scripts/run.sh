@@ -38,12 +38,20 @@ go build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
 # ENRICHER_EXPORT_PSEUDONYM_KEY(_FILE) from a secret store.
 export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
 export ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=${ENRICHER_EXPORT_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
+export COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE=${COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
+# The privacy admin API with the development operator (token in
+# configs/dev-operator.token): the shipped config with it switched on.
+sed 's|^  operators: \[\]$|  operators: [{name: dev, token_file: configs/dev-operator.token}]|' \
+  configs/collector.yaml >"$LOG_DIR/collector.yaml"
+grep -q 'name: dev, token_file' "$LOG_DIR/collector.yaml" || { echo "run: could not switch on the dev operator in $LOG_DIR/collector.yaml" >&2; exit 1; }
 # Each service in its own session: Ctrl-C reaches this script alone, which
 # then stops them in order, instead of racing them to the exit.
 # The second sink loads the export destination (events.export.intl).
 for svc in sink:sink sink:sink-intl enricher:enricher collector:collector; do
   bin=${svc%%:*} name=${svc#*:}
-  setsid bin/$bin --config "configs/$name.yaml" >"$LOG_DIR/$name.log" 2>&1 &
+  config=configs/$name.yaml
+  [[ $name == collector ]] && config=$LOG_DIR/collector.yaml
+  setsid bin/$bin --config "$config" >"$LOG_DIR/$name.log" 2>&1 &
   pids+=($!)
   echo "started $name (pid $!, log $LOG_DIR/$name.log)"
 done
@@ -96,6 +104,9 @@ Metrics:         http://127.0.0.1:9101/metrics  (collector)
                  http://127.0.0.1:9104/metrics  (sink-intl: the export destination)
 Query:           clickhouse-client --query 'SELECT count() FROM analytics_cn.events'
                  clickhouse-client --query 'SELECT count() FROM analytics_intl.events' (cross-border consent only)
+Privacy API:     curl -H "Authorization: Bearer \$(cat configs/dev-operator.token)" \\
+                   http://127.0.0.1:9101/v1/privacy/exports -d '{"userId":"<a userId>"}'
+                 (and /v1/privacy/erasures, /v1/privacy/erasures/<requestId>: see README)
 Logs:            $LOG_DIR/
 
 Running. Press Ctrl-C to stop.

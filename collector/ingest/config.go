@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/keyring"
 )
 
 // Config is the collector's whole configuration (configs/collector.yaml).
@@ -31,12 +33,33 @@ type Config struct {
 	Privacy Privacy `mapstructure:"privacy"`
 }
 
-// Privacy configures the privacy admin API (POST /v1/privacy/erasures on
-// the admin listener).
+// Privacy configures the privacy admin API (erasures, their status and
+// exports, on the admin listener).
 type Privacy struct {
 	// Operators may call the privacy admin API, each with a bearer token of
-	// its own. Empty means none may: every request is refused with 401.
+	// its own. Empty means none may: every request is refused with 401, and
+	// the keys below are not needed.
 	Operators []Operator `mapstructure:"operators"`
+	// Pseudonym is the in-region keyring, the enricher's `pseudonym`:
+	// receipts and the audit name subjects by pseudonym, and an export
+	// finds a subject's rows by it. The key comes by environment
+	// (COLLECTOR_PRIVACY_PSEUDONYM_KEY) or key_file.
+	Pseudonym keyring.Config `mapstructure:"pseudonym"`
+	// Export reads a subject's rows from the region's database.
+	Export PrivacyExport `mapstructure:"export"`
+}
+
+// PrivacyExport is where POST /v1/privacy/exports reads.
+type PrivacyExport struct {
+	// ClickHouse should log in as a read-only user confined to Database
+	// (deployments/clickhouse: privacy-reader).
+	ClickHouse chx.Config `mapstructure:"clickhouse"`
+	Database   string     `mapstructure:"database"`
+	// MaxRows bounds one export; a subject with more rows gets 413 and the
+	// privacy office exports from ClickHouse directly.
+	MaxRows int `mapstructure:"max_rows"`
+	// Timeout bounds the query.
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // Operator is one holder of a privacy admin API token, named in the
@@ -110,6 +133,12 @@ type Topics struct {
 	// Erasures is the erasure log, keyed by subject: the suppression list
 	// the enricher reads. Compacted and never tombstoned.
 	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
+	// Receipts is where every stage records what it did with a privacy
+	// request; the collector writes the first and reads them all for a
+	// request's status.
+	Receipts kafkax.TopicSpec `mapstructure:"receipts"`
+	// Identities are the enricher's identity links, which an export follows.
+	Identities kafkax.TopicSpec `mapstructure:"identities"`
 }
 
 // Source is one sending application and its write key.
@@ -168,9 +197,16 @@ func Default() Config {
 		},
 		Kafka: kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
 		Topics: Topics{
-			Raw:      kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
-			Consent:  kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
-			Erasures: kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
+			Raw:        kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
+			Consent:    kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+			Erasures:   kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
+			Receipts:   kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
+			Identities: kafkax.TopicSpec{Name: "privacy.identities", CleanupPolicy: "compact"},
+		},
+		Privacy: Privacy{
+			Pseudonym: keyring.Config{KeyID: "k1"},
+			Export: PrivacyExport{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Database: "analytics_cn",
+				MaxRows: 100000, Timeout: 30 * time.Second},
 		},
 	}
 }
@@ -185,10 +221,15 @@ func (c *Config) Validate() error {
 		c.Topics.Raw.Validate("topics.raw"),
 		c.Topics.Consent.Validate("topics.consent"),
 		c.Topics.Erasures.Validate("topics.erasures"),
+		c.Topics.Receipts.Validate("topics.receipts"),
+		c.Topics.Identities.Validate("topics.identities"),
 		c.Privacy.validate(),
 	}
 	if c.Topics.Consent.CleanupPolicy != "compact" {
 		errs = append(errs, config.Invalid("topics.consent.cleanup_policy", "must be compact: the topic holds the latest consent per subject"))
+	}
+	if c.Topics.Receipts.CleanupPolicy != "compact" {
+		errs = append(errs, config.Invalid("topics.receipts.cleanup_policy", "must be compact: the topic holds each stage's latest receipt per request"))
 	}
 	if c.Topics.Erasures.CleanupPolicy != "compact" {
 		errs = append(errs, config.Invalid("topics.erasures.cleanup_policy", "must be compact: the erasure log is kept for good, the latest request per subject"))
@@ -317,6 +358,17 @@ func (p *Privacy) validate() error {
 			tokens[token] = op.Name
 		}
 		errs = append(errs, err)
+	}
+	if len(p.Operators) == 0 {
+		return errors.Join(errs...)
+	}
+	errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"),
+		p.Export.ClickHouse.Validate("privacy.export.clickhouse"), chx.ValidateIdentifier("privacy.export.database", p.Export.Database))
+	if p.Export.MaxRows <= 0 {
+		errs = append(errs, config.Invalid("privacy.export.max_rows", "must be positive, got %d", p.Export.MaxRows))
+	}
+	if p.Export.Timeout <= 0 {
+		errs = append(errs, config.Invalid("privacy.export.timeout", "must be a positive duration such as 30s"))
 	}
 	return errors.Join(errs...)
 }

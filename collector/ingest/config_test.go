@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/config/configtest"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/keyring"
 )
 
 const envPrefix = "COLLECTOR"
@@ -89,8 +91,10 @@ func TestAllKeys(t *testing.T) {
 			Raw: kafkax.TopicSpec{
 				Name: "events.raw.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "delete", Retention: 12 * time.Hour,
 			},
-			Consent:  kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
-			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 8760 * time.Hour},
+			Consent:    kafkax.TopicSpec{Name: "privacy.consent", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
+			Erasures:   kafkax.TopicSpec{Name: "privacy.erasures.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 8760 * time.Hour},
+			Receipts:   kafkax.TopicSpec{Name: "privacy.receipts.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 8760 * time.Hour},
+			Identities: kafkax.TopicSpec{Name: "privacy.identities.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 8760 * time.Hour},
 		},
 		Sources: []ingest.Source{
 			{Name: "web", WriteKey: "web-write-key-0001", Region: "eu", RateLimit: ingest.RateLimit{EventsPerSecond: 500, Burst: 1000}},
@@ -104,7 +108,16 @@ func TestAllKeys(t *testing.T) {
 		Privacy: ingest.Privacy{Operators: []ingest.Operator{
 			{Name: "dpo", TokenFile: "testdata/secrets/operator-token", Token: config.Secret(strings.Repeat("a", 63) + "1")},
 			{Name: "support", TokenFile: "testdata/secrets/operator-token-2", Token: config.Secret(strings.Repeat("b", 63) + "2")},
-		}},
+		},
+			Pseudonym: keyring.Config{KeyID: "eu-2025_01", Key: "test-only-collector-pseudonym-key-0123456789", KeyFile: "testdata/secrets/pseudonym.key",
+				Next: keyring.NextKey{KeyID: "eu-2026_01", Key: "test-only-collector-next-pseudonym-key-012345", KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"}},
+			Export: ingest.PrivacyExport{
+				ClickHouse: chx.Config{Addr: []string{"ch1.test:9440"}, Username: "privacy_reader", Password: "clickhouse-test-password",
+					PasswordFile: "testdata/secrets/clickhouse-password", DialTimeout: 4 * time.Second, TLS: config.TLS{Enabled: true,
+						CAFile: "../../internal/config/testdata/tls/ca.pem", CertFile: "../../internal/config/testdata/tls/client.pem",
+						KeyFile: "../../internal/config/testdata/tls/client-key.pem", ServerName: "clickhouse.test", InsecureSkipVerify: true}},
+				Database: "analytics_eu", MaxRows: 5000, Timeout: 10 * time.Second},
+		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
@@ -219,7 +232,7 @@ func TestDevOperatorToken(t *testing.T) {
 	if tok := strings.TrimRight(string(b), "\n"); len(tok) != 64 || strings.Trim(tok, "0123456789abcdef") != "" {
 		t.Errorf("dev-operator.token = %q, want 64 hex characters", tok)
 	}
-	cfg, err := loadYAML(t, "sources:\n  - name: app\n    write_key: app-write-key\nprivacy:\n  operators:\n    - name: dev\n      token_file: ../../configs/dev-operator.token\n")
+	cfg, err := loadYAML(t, "sources:\n  - name: app\n    write_key: app-write-key\nprivacy:\n  pseudonym:\n    key_file: ../../configs/dev-pseudonym.key\n  operators:\n    - name: dev\n      token_file: ../../configs/dev-operator.token\n")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ type metrics struct {
 	// refused ones by status code (privacy.go).
 	erasures        *prometheus.CounterVec
 	erasureRefusals *prometheus.CounterVec
+	// exports counts export requests by result.
+	exports *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,8 +63,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "privacy_erasure_requests_refused_total",
 			Help: "Erasure requests not recorded, by status code: 400 (invalid), 401 (no or unknown operator token), 413 (body too large), 503 (Kafka did not acknowledge; the operator retries).",
 		}, []string{"code"}),
+		exports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privacy_exports_total",
+			Help: "Export requests (POST /v1/privacy/exports) by result: served (answered 200 and audited), refused (400, 401, 413) or failed (503: ClickHouse or Kafka did not answer).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.accepted, m.rejected, m.produceDuration, m.erasures, m.erasureRefusals)
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.accepted, m.rejected, m.produceDuration, m.erasures, m.erasureRefusals, m.exports)
+	for _, r := range []string{"served", "refused", "failed"} {
+		m.exports.WithLabelValues(r)
+	}
 	for _, r := range erasureReasons {
 		m.erasures.WithLabelValues(r)
 	}

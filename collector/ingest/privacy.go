@@ -1,25 +1,31 @@
 package ingest
 
-// The privacy admin API: erasure requests, on the admin listener only.
+// The privacy admin API, on the admin listener only, for operators with a
+// bearer token (privacy.operators):
 //
-// POST /v1/privacy/erasures, with an operator's bearer token, records an
-// erasure of the subject(s) it names. For each identifier given (userId,
-// anonymousId) it produces, in one request to the producer:
+//   - POST /v1/privacy/erasures records an erasure of the subject(s) it
+//     names. For each identifier given (userId, anonymousId) it produces a
+//     record keyed by the identifier to topics.erasures (privacy.erasures,
+//     compacted, never tombstoned: the suppression list the enricher
+//     reads) and a tombstone of the identifier to topics.consent; and one
+//     receipt (stage collector, status accepted) to topics.receipts. The
+//     enricher passes the erasure on to every region and destination, whose
+//     sinks delete the rows and write receipts of their own.
+//   - GET /v1/privacy/erasures/{id} answers a request's status from the
+//     receipts: done once every destination the enricher notified has
+//     verified the deletion of every subject of the request.
+//   - POST /v1/privacy/exports answers every row the region's database
+//     holds about a subject (its userId's, its anonymousId's, and those of
+//     the anonymousIds linked to the userId), read with a read-only user.
 //
-//   - a record keyed by the identifier to topics.erasures (privacy.erasures,
-//     compacted, never tombstoned): the suppression list the enricher reads;
-//     its value is an ErasureRecord, never null;
-//   - a tombstone keyed by the identifier to topics.consent, so the subject's
-//     consent state is forgotten.
-//
-// Delivery: the answer is 202 only after Kafka acknowledged every one of
-// those records (acks=all, idempotent producer); on a produce error or
+// Delivery: an erasure is answered 202 only after Kafka acknowledged every
+// one of its records (acks=all, idempotent producer); on a produce error or
 // timeout it is 503 with Retry-After, and some of the records may still
 // have landed. A retry is safe: erasing a subject twice leaves it erased (the
 // retry gets a new request id, and compaction keeps the latest record).
 //
-// Not built yet: deleting stored rows (notices to the sinks), request
-// status and export.
+// Raw identifiers never reach a log or a receipt: both name the subject by
+// its in-region pseudonym (privacy.pseudonym).
 
 import (
 	"crypto/sha256"
@@ -41,39 +47,23 @@ import (
 	"github.com/consentflow/consentflow/internal/event"
 )
 
-// ErasureRoute is the ServeMux pattern of the erasure endpoint.
-const ErasureRoute = "POST /v1/privacy/erasures"
+// ServeMux patterns of the privacy admin API.
+const (
+	ErasureRoute       = "POST /v1/privacy/erasures"
+	ErasureStatusRoute = "GET /v1/privacy/erasures/{id}"
+	ExportRoute        = "POST /v1/privacy/exports"
+)
 
-// maxErasureBytes bounds an erasure request's body.
+// maxErasureBytes bounds an erasure or export request's body.
 const maxErasureBytes = 16 << 10
 
 // Erasure reasons, the values of the reason field and of the reason label
 // of privacy_erasure_requests_total.
-var erasureReasons = []string{"account_cancelled", "consent_withdrawn", "user_request"}
+var erasureReasons = event.ErasureReasons
 
 // erasureRefusalCodes are the status codes an erasure request is refused
 // with, the values of the code label of privacy_erasure_requests_refused_total.
 var erasureRefusalCodes = []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable}
-
-// Subject kinds of an ErasureRecord: which identifier its key is.
-const (
-	SubjectUserID      = "userId"
-	SubjectAnonymousID = "anonymousId"
-)
-
-// ErasureRecord is the value of a privacy.erasures record. The record's key
-// is the erased identifier; the value never repeats it.
-type ErasureRecord struct {
-	SchemaVersion int    `json:"schemaVersion"`
-	RequestID     string `json:"requestId"`
-	// Reason is account_cancelled, consent_withdrawn or user_request.
-	Reason string `json:"reason"`
-	// Operator is the name (privacy.operators[].name) of who asked.
-	Operator    string    `json:"operator"`
-	RequestedAt time.Time `json:"requestedAt"`
-	// SubjectKind says which identifier the key is: userId or anonymousId.
-	SubjectKind string `json:"subjectKind"`
-}
 
 // operator is a configured operator with the hash of its token: hashes all
 // have one length, so comparing them says nothing about the token's.
@@ -86,7 +76,11 @@ type operator struct {
 // the admin server (obs.Admin.Handle). They authenticate operators
 // themselves and must never be served on the public listener.
 func (s *Server) AdminRoutes() map[string]http.Handler {
-	return map[string]http.Handler{ErasureRoute: http.HandlerFunc(s.handleErasure)}
+	return map[string]http.Handler{
+		ErasureRoute:       http.HandlerFunc(s.handleErasure),
+		ErasureStatusRoute: http.HandlerFunc(s.handleErasureStatus),
+		ExportRoute:        http.HandlerFunc(s.handleExport),
+	}
 }
 
 // erasureAccepted is the 202 answer.
@@ -100,26 +94,11 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
 		s.metrics.erasureRefusals.WithLabelValues(strconv.Itoa(res.code)).Inc()
 		res.write(w)
 	}
-	// Authenticate before reading the body: without a token, nothing more
-	// is read.
-	op, ok := s.operator(r)
+	op, body, ok := s.privacyRequest(w, r, refuse)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="consentflow privacy"`)
-		s.log.Warn("erasure request refused: no or unknown operator token", "remote", r.RemoteAddr)
-		refuse(fail(http.StatusUnauthorized, "missing or unknown operator token (send Authorization: Bearer <token>)"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxErasureBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			refuse(fail(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", maxErasureBytes))
-			return
-		}
-		refuse(fail(http.StatusBadRequest, "read body: %v", err))
-		return
-	}
-	req, err := decodeErasure(body)
+	req, err := decodeSubject(body, true)
 	if err != nil {
 		refuse(fail(http.StatusBadRequest, "%v", err))
 		return
@@ -144,16 +123,41 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, erasureAccepted{RequestID: requestID})
 }
 
+// privacyRequest authenticates an operator, then reads the body. Without a
+// token, nothing more is read.
+func (s *Server) privacyRequest(w http.ResponseWriter, r *http.Request, refuse func(result)) (operator, []byte, bool) {
+	op, ok := s.operator(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="consentflow privacy"`)
+		s.log.Warn("privacy request refused: no or unknown operator token", "path", r.URL.Path, "remote", r.RemoteAddr)
+		refuse(fail(http.StatusUnauthorized, "missing or unknown operator token (send Authorization: Bearer <token>)"))
+		return operator{}, nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxErasureBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			refuse(fail(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", maxErasureBytes))
+		} else {
+			refuse(fail(http.StatusBadRequest, "read body: %v", err))
+		}
+		return operator{}, nil, false
+	}
+	return op, body, true
+}
+
 // erasureRecords builds, for each identifier of req, its erasure record and
 // its consent tombstone.
-func (s *Server) erasureRecords(req erasureRequest, requestID, operator string) ([]*kgo.Record, error) {
+func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) ([]*kgo.Record, error) {
 	now := s.now().UTC()
 	var records []*kgo.Record
-	for _, id := range []struct{ kind, value string }{{SubjectUserID, req.userID}, {SubjectAnonymousID, req.anonymousID}} {
+	subjects := 0
+	for _, id := range []struct{ kind, value string }{{event.SubjectUserID, req.userID}, {event.SubjectAnonymousID, req.anonymousID}} {
 		if id.value == "" {
 			continue
 		}
-		value, err := json.Marshal(ErasureRecord{
+		subjects++
+		value, err := json.Marshal(event.ErasureRecord{
 			SchemaVersion: event.SchemaVersion,
 			RequestID:     requestID,
 			Reason:        req.reason,
@@ -169,7 +173,13 @@ func (s *Server) erasureRecords(req erasureRequest, requestID, operator string) 
 			// A nil Value is a tombstone: compaction removes the consent state.
 			&kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(id.value)})
 	}
-	return records, nil
+	receipt, err := s.privacy.receipt(&event.Receipt{RequestID: requestID, Kind: event.ReceiptErasure, Stage: event.StageCollector,
+		Status: event.StatusAccepted, Operator: operator, Reason: req.reason, Subject: s.privacy.subject(req),
+		RequestedAt: now, At: now, Subjects: subjects})
+	if err != nil {
+		return nil, err
+	}
+	return append(records, receipt), nil
 }
 
 // operator finds the operator whose token the request carries as
@@ -194,17 +204,19 @@ func (s *Server) operator(r *http.Request) (operator, bool) {
 	return s.operators[match], true
 }
 
-// erasureRequest is a decoded, valid erasure request body.
-type erasureRequest struct {
+// subjectRequest is a decoded, valid erasure or export request body.
+type subjectRequest struct {
 	userID, anonymousID, reason string
 }
 
-// erasureFields are the fields an erasure request may hold.
-var erasureFields = []string{"userId", "anonymousId", "reason"}
-
-// decodeErasure parses and checks an erasure request body: a JSON object of
-// userId and/or anonymousId and reason, nothing else. Errors name the field.
-func decodeErasure(body []byte) (erasureRequest, error) {
+// decodeSubject parses and checks an erasure request body (withReason: a
+// JSON object of userId and/or anonymousId and reason, nothing else) or an
+// export request body (the same without reason). Errors name the field.
+func decodeSubject(body []byte, withReason bool) (subjectRequest, error) {
+	erasureFields := []string{"userId", "anonymousId"}
+	if withReason {
+		erasureFields = append(erasureFields, "reason")
+	}
 	var fields map[string]jsontext.Value
 	// json v2's defaults refuse duplicate names and invalid UTF-8, so a
 	// body cannot name two subjects under one field.
@@ -212,28 +224,28 @@ func decodeErasure(body []byte) (erasureRequest, error) {
 		if err == nil {
 			err = errors.New("got null")
 		}
-		return erasureRequest{}, &event.FieldError{Field: "(body)", Msg: fmt.Sprintf("must be a JSON object of %s: %v", strings.Join(erasureFields, ", "), err)}
+		return subjectRequest{}, &event.FieldError{Field: "(body)", Msg: fmt.Sprintf("must be a JSON object of %s: %v", strings.Join(erasureFields, ", "), err)}
 	}
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
 	}
 	slices.Sort(names) // report the same field every time
-	var req erasureRequest
+	var req subjectRequest
 	for _, name := range names {
 		if !slices.Contains(erasureFields, name) {
-			return erasureRequest{}, &event.FieldError{Field: name, Msg: fmt.Sprintf("unknown field (want %s)", strings.Join(erasureFields, ", "))}
+			return subjectRequest{}, &event.FieldError{Field: name, Msg: fmt.Sprintf("unknown field (want %s)", strings.Join(erasureFields, ", "))}
 		}
 		v := fields[name]
 		var s string
 		if v.Kind() != '"' || jsonv2.Unmarshal(v, &s) != nil {
-			return erasureRequest{}, &event.FieldError{Field: name, Msg: "must be a string"}
+			return subjectRequest{}, &event.FieldError{Field: name, Msg: "must be a string"}
 		}
 		switch {
 		case s == "":
-			return erasureRequest{}, &event.FieldError{Field: name, Msg: "must not be empty (leave it out instead)"}
+			return subjectRequest{}, &event.FieldError{Field: name, Msg: "must not be empty (leave it out instead)"}
 		case name != "reason" && len(s) > event.MaxIDBytes:
-			return erasureRequest{}, &event.FieldError{Field: name, Msg: fmt.Sprintf("is %d bytes, more than %d", len(s), event.MaxIDBytes)}
+			return subjectRequest{}, &event.FieldError{Field: name, Msg: fmt.Sprintf("is %d bytes, more than %d", len(s), event.MaxIDBytes)}
 		}
 		switch name {
 		case "userId":
@@ -242,16 +254,16 @@ func decodeErasure(body []byte) (erasureRequest, error) {
 			req.anonymousID = s
 		case "reason":
 			if !slices.Contains(erasureReasons, s) {
-				return erasureRequest{}, &event.FieldError{Field: "reason", Msg: fmt.Sprintf("must be one of %s, got %q", strings.Join(erasureReasons, ", "), s)}
+				return subjectRequest{}, &event.FieldError{Field: "reason", Msg: fmt.Sprintf("must be one of %s, got %q", strings.Join(erasureReasons, ", "), s)}
 			}
 			req.reason = s
 		}
 	}
 	switch {
 	case req.userID == "" && req.anonymousID == "":
-		return erasureRequest{}, &event.FieldError{Field: "userId", Msg: "userId or anonymousId is required"}
-	case req.reason == "":
-		return erasureRequest{}, &event.FieldError{Field: "reason", Msg: fmt.Sprintf("is required: one of %s", strings.Join(erasureReasons, ", "))}
+		return subjectRequest{}, &event.FieldError{Field: "userId", Msg: "userId or anonymousId is required"}
+	case withReason && req.reason == "":
+		return subjectRequest{}, &event.FieldError{Field: "reason", Msg: fmt.Sprintf("is required: one of %s", strings.Join(erasureReasons, ", "))}
 	}
 	return req, nil
 }

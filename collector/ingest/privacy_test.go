@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
@@ -61,6 +63,7 @@ func privacyConfig(cfg *Config) {
 		{Name: "dpo", Token: config.Secret(dpoToken)},
 		{Name: "support", Token: config.Secret(supportToken)},
 	}
+	cfg.Privacy.Pseudonym = keyring.Config{KeyID: "t1", Key: "test-key-0123456789-0123456789-0123456789"}
 }
 
 func newPrivacyFixture(t *testing.T) *privacyFixture {
@@ -70,8 +73,10 @@ func newPrivacyFixture(t *testing.T) *privacyFixture {
 	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
 	cfg.Topics.Consent.Name = testenv.Name(t, "consent")
 	cfg.Topics.Erasures.Name = testenv.Name(t, "erasures")
+	cfg.Topics.Receipts.Name = testenv.Name(t, "receipts")
+	cfg.Topics.Identities.Name = testenv.Name(t, "identities")
 	privacyConfig(&cfg)
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name)
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, cfg.Topics.Receipts.Name, cfg.Topics.Identities.Name)
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	reg := prometheus.NewRegistry()
@@ -201,12 +206,12 @@ func TestErasureAPI(t *testing.T) {
 
 	// The erasure log: keyed by identifier, never null, naming the request.
 	ctx := testenv.Context(t, 30*time.Second)
-	got := map[string]ErasureRecord{}
+	got := map[string]event.ErasureRecord{}
 	for _, r := range testenv.ReadAll(t, ctx, f.brokers, erasures) {
 		if r.Value == nil {
 			t.Fatalf("erasure record %q is null", r.Key)
 		}
-		var rec ErasureRecord
+		var rec event.ErasureRecord
 		if err := json.Unmarshal(r.Value, &rec); err != nil {
 			t.Fatal(err)
 		}
@@ -337,16 +342,16 @@ func TestErasureNoOperators(t *testing.T) {
 
 // TestDecodeErasure covers the body's rules without a broker.
 func TestDecodeErasure(t *testing.T) {
-	req, err := decodeErasure([]byte(` {"reason":"user_request","anonymousId":"a-1"} `))
-	if err != nil || req != (erasureRequest{anonymousID: "a-1", reason: "user_request"}) {
+	req, err := decodeSubject([]byte(` {"reason":"user_request","anonymousId":"a-1"} `), true)
+	if err != nil || req != (subjectRequest{anonymousID: "a-1", reason: "user_request"}) {
 		t.Errorf("decodeErasure = %+v, %v", req, err)
 	}
-	if _, err := decodeErasure([]byte("{\"userId\":\"\xff\",\"reason\":\"user_request\"}")); err == nil {
+	if _, err := decodeSubject([]byte("{\"userId\":\"\xff\",\"reason\":\"user_request\"}"), true); err == nil {
 		t.Error("invalid UTF-8 accepted")
 	}
 	// An unknown field is reported before anything else, the same one every time.
 	for range 5 {
-		if _, err := decodeErasure([]byte(`{"zeta":1,"alpha":2,"reason":"nope"}`)); err == nil || !strings.HasPrefix(err.Error(), "alpha: unknown field") {
+		if _, err := decodeSubject([]byte(`{"zeta":1,"alpha":2,"reason":"nope"}`), true); err == nil || !strings.HasPrefix(err.Error(), "alpha: unknown field") {
 			t.Fatalf("err = %v, want alpha named", err)
 		}
 	}

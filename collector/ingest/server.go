@@ -70,8 +70,10 @@ type Server struct {
 	metrics *metrics
 	client  *kgo.Client
 	sources []*source
-	// operators may call the privacy admin API (privacy.go).
+	// operators may call the privacy admin API (privacy.go), which reads
+	// privacy (nil without operators).
 	operators []operator
+	privacy   *privacyState
 	proxies   []netip.Prefix
 	shape     event.Shape
 	// slots holds a token per request being served (http.max_in_flight_requests).
@@ -132,6 +134,10 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 	for _, op := range cfg.Privacy.Operators {
 		s.operators = append(s.operators, operator{name: op.Name, tokenHash: sha256.Sum256([]byte(op.Token.Reveal()))})
 	}
+	if s.privacy, err = newPrivacyState(&s.cfg, reg, log); err != nil {
+		client.Close()
+		return nil, err
+	}
 	for _, cidr := range cfg.TrustedProxies {
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
@@ -176,8 +182,17 @@ func newLimiter(rl RateLimit) *rate.Limiter {
 
 // Start creates or checks the topics, then serves HTTP in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := kafkax.EnsureTopics(ctx, s.client, []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent, s.cfg.Topics.Erasures}, nil, s.log); err != nil {
+	owned, used := []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent, s.cfg.Topics.Erasures}, []kafkax.TopicSpec(nil)
+	if s.privacy != nil {
+		owned, used = append(owned, s.cfg.Topics.Receipts), append(used, s.cfg.Topics.Identities)
+	}
+	if err := kafkax.EnsureTopics(ctx, s.client, owned, used, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)
+	}
+	if s.privacy != nil {
+		if err := s.privacy.start(ctx); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
 	if err != nil {
@@ -219,6 +234,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, s.client.Flush(ctx))
 		s.client.Close()
+		if s.privacy != nil {
+			errs = append(errs, s.privacy.shutdown(ctx))
+		}
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr

@@ -18,9 +18,13 @@ import (
 	"github.com/consentflow/consentflow/internal/config"
 )
 
-// SinkUsersFile is the sink's user for 18.16-style servers, as shipped; the
-// users the tests make are this file with their own names.
-const SinkUsersFile = "deployments/clickhouse/users.d/sink.xml"
+// SinkUsersFile and PrivacyReaderUsersFile are the sink's and the privacy
+// API's users for 18.16-style servers, as shipped; the users the tests make
+// are these files with their own names.
+const (
+	SinkUsersFile          = "deployments/clickhouse/users.d/sink.xml"
+	PrivacyReaderUsersFile = "deployments/clickhouse/users.d/privacy-reader.xml"
+)
 
 // ClickHouseUser is a ClickHouse user a test made for itself.
 type ClickHouseUser struct {
@@ -57,7 +61,22 @@ func ClickHouseSinkUser(t testing.TB, addr string, databases ...string) ClickHou
 		}
 		t.Skip(msg)
 	}
-	return addSinkUser(t, addr, dir, databases)
+	return addUser(t, addr, dir, SinkUsersFile, "sink", databases)
+}
+
+// ClickHousePrivacyReader is ClickHouseSinkUser for the shipped read-only
+// user of the privacy API (PrivacyReaderUsersFile).
+func ClickHousePrivacyReader(t testing.TB, addr string, databases ...string) ClickHouseUser {
+	t.Helper()
+	dir, err := sharedUsersDir()
+	if err != nil {
+		msg := "cannot add a ClickHouse user for the test (start ClickHouse with scripts/deps.sh up, as root): " + err.Error()
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return addUser(t, addr, dir, PrivacyReaderUsersFile, "privacy_reader", databases)
 }
 
 // SinkUser is ClickHouseSinkUser on this private server.
@@ -70,7 +89,7 @@ func (s *ClickHouseServer) SinkUser(t testing.TB, databases ...string) ClickHous
 	if err := os.Lchown(dir, s.uid, s.gid); err != nil {
 		t.Fatal(err)
 	}
-	return addSinkUser(t, s.Addr, dir, databases)
+	return addUser(t, s.Addr, dir, SinkUsersFile, "sink", databases)
 }
 
 // sharedUsersDir is the users.d folder of the server scripts/deps.sh runs:
@@ -116,11 +135,11 @@ func repoRoot() (string, error) {
 	}
 }
 
-// sinkUsersXML is the shipped sink.xml for user name with the password and
-// databases given: the user and its profile renamed, the hash and the
-// database list replaced, the rest (not read-only, loopback networks, the
-// default quota) as shipped.
-func sinkUsersXML(shipped, name, password string, databases []string) (string, error) {
+// usersXML is a shipped users file (file, whose user and profile are named
+// role) for user name with the password and databases given: the user and
+// its profile renamed, the hash and the database list replaced, the rest
+// (read-only or not, loopback networks, the default quota) as shipped.
+func usersXML(file, shipped, role, name, password string, databases []string) (string, error) {
 	for _, db := range append([]string{name}, databases...) {
 		if err := chx.ValidateIdentifier("name", db); err != nil {
 			return "", err
@@ -138,38 +157,38 @@ func sinkUsersXML(shipped, name, password string, databases []string) (string, e
 		n    int
 	}{
 		// The profile's name and the user's, and the user's profile.
-		{regexp.MustCompile(`<(/?)sink>`), "<${1}" + name + ">", 4},
-		{regexp.MustCompile(`<profile>sink</profile>`), "<profile>" + name + "</profile>", 1},
+		{regexp.MustCompile(`<(/?)` + role + `>`), "<${1}" + name + ">", 4},
+		{regexp.MustCompile(`<profile>` + role + `</profile>`), "<profile>" + name + "</profile>", 1},
 		{regexp.MustCompile(`<password_sha256_hex>[0-9a-fA-F]*</password_sha256_hex>`),
 			"<password_sha256_hex>" + hex.EncodeToString(sum[:]) + "</password_sha256_hex>", 1},
 		{regexp.MustCompile(`(?s)<allow_databases>.*?\n(\s*)</allow_databases>`),
 			"<allow_databases>" + list.String() + "\n${1}</allow_databases>", 1},
 	} {
 		if n := len(r.re.FindAllStringIndex(out, -1)); n != r.n {
-			return "", fmt.Errorf("%s: %d matches of %s, want %d: not the file this helper knows", SinkUsersFile, n, r.re, r.n)
+			return "", fmt.Errorf("%s: %d matches of %s, want %d: not the file this helper knows", file, n, r.re, r.n)
 		}
 		out = r.re.ReplaceAllString(out, r.with)
 	}
 	return out, nil
 }
 
-func addSinkUser(t testing.TB, addr, dir string, databases []string) ClickHouseUser {
+func addUser(t testing.TB, addr, dir, file, role string, databases []string) ClickHouseUser {
 	t.Helper()
 	if len(databases) == 0 {
-		t.Fatal("ClickHouseSinkUser: no database")
+		t.Fatal("ClickHouse user: no database")
 	}
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	shipped, err := os.ReadFile(filepath.Join(root, SinkUsersFile))
+	shipped, err := os.ReadFile(filepath.Join(root, file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pw [16]byte
 	_, _ = rand.Read(pw[:])
 	u := ClickHouseUser{Name: Name(t, "user"), Password: hex.EncodeToString(pw[:]), Databases: databases}
-	xml, err := sinkUsersXML(string(shipped), u.Name, u.Password, databases)
+	xml, err := usersXML(file, string(shipped), role, u.Name, u.Password, databases)
 	if err != nil {
 		t.Fatal(err)
 	}

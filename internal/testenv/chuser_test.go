@@ -71,14 +71,14 @@ func TestSinkUsersXML(t *testing.T) {
 	zeros := "0000000000000000000000000000000000000000000000000000000000000000"
 	check(string(shipped), "sink", []string{"analytics_cn", "analytics_intl"}, zeros)
 
-	out, err := sinkUsersXML(string(shipped), "user_x", "secret", []string{"db_a", "db_b", "db_c"})
+	out, err := usersXML(SinkUsersFile, string(shipped), "sink", "user_x", "secret", []string{"db_a", "db_b", "db_c"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte("secret"))
 	check(out, "user_x", []string{"db_a", "db_b", "db_c"}, hex.EncodeToString(sum[:]))
 
-	if _, err := sinkUsersXML(string(shipped), "user_x", "secret", []string{"db; DROP"}); err == nil {
+	if _, err := usersXML(SinkUsersFile, string(shipped), "sink", "user_x", "secret", []string{"db; DROP"}); err == nil {
 		t.Error("a database name that is not an identifier was accepted")
 	}
 }

@@ -1,0 +1,500 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/keyring"
+	"github.com/consentflow/consentflow/internal/obs"
+	"github.com/consentflow/consentflow/internal/policy"
+	"github.com/consentflow/consentflow/internal/testenv"
+	"github.com/consentflow/consentflow/sink/chwriter"
+)
+
+// isolatePrivacy points every stage's privacy topics (receipts, identity
+// links, erasure notices) at this run's own, deleted when the test ends.
+func isolatePrivacy(t *testing.T, brokers []string, run string, c *ingest.Config, e *pipeline.Config, sinks ...*chwriter.Config) {
+	receipts, identities := "privacy.receipts."+run, "privacy.identities."+run
+	notices := func(dest string) string { return "privacy.erasures." + dest + "." + run }
+	c.Topics.Receipts.Name, c.Topics.Identities.Name = receipts, identities
+	e.Topics.Receipts.Name, e.Topics.Identities.Name = receipts, identities
+	e.Topics.ErasureNotices.Name, e.Export.ErasureNotices.Name = notices(e.Region), notices(e.Export.Name)
+	for _, s := range sinks {
+		s.Topics.Receipts.Name, s.Topics.Erasures.Name = receipts, notices(s.Region)
+	}
+	testenv.DeleteTopicsAfter(t, brokers, receipts, identities, notices(e.Region), notices(e.Export.Name))
+}
+
+// devKeyring is the keyring of a shipped development key file.
+func devKeyring(t *testing.T, id, file string) *policy.Keyring {
+	t.Helper()
+	c := keyring.Config{KeyID: id, KeyFile: file}
+	if err := c.Resolve("key", "KEY"); err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// operatorClient calls the privacy admin API.
+type operatorClient struct {
+	base, token string
+}
+
+func (o operatorClient) do(t *testing.T, ctx context.Context, method, path, token string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, o.base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// erase posts an erasure and returns its request id.
+func (o operatorClient) erase(t *testing.T, ctx context.Context, body map[string]string) string {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	code, out := o.do(t, ctx, http.MethodPost, "/v1/privacy/erasures", o.token, b)
+	var accepted struct {
+		RequestID string `json:"requestId"`
+	}
+	if code != http.StatusAccepted || json.Unmarshal(out, &accepted) != nil || accepted.RequestID == "" {
+		t.Fatalf("erasure %v: %d %s, want 202 with a requestId", body, code, out)
+	}
+	return accepted.RequestID
+}
+
+// erasureStatus is what GET /v1/privacy/erasures/{id} answers.
+type erasureStatus struct {
+	Status       string `json:"status"`
+	Subjects     int    `json:"subjects"`
+	Notified     bool   `json:"notified"`
+	Destinations map[string]struct {
+		Status      string `json:"status"`
+		RowsDeleted int64  `json:"rowsDeleted"`
+	} `json:"destinations"`
+}
+
+// waitDone polls a request's status until it is done.
+func (o operatorClient) waitDone(t *testing.T, ctx context.Context, id string) (erasureStatus, time.Duration) {
+	t.Helper()
+	began := time.Now()
+	for {
+		code, out := o.do(t, ctx, http.MethodGet, "/v1/privacy/erasures/"+id, o.token, nil)
+		var st erasureStatus
+		if code == http.StatusOK && json.Unmarshal(out, &st) == nil && st.Status == "done" {
+			return st, time.Since(began)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("erasure %s not done: %d %s", id, code, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// subjectRows counts the rows of database.events under the pseudonyms.
+func subjectRows(t *testing.T, ctx context.Context, conn driver.Conn, database string, users, anonymous []string) uint64 {
+	t.Helper()
+	set := func(values []string) clickhouse.GroupSet {
+		g := clickhouse.GroupSet{}
+		for _, v := range values {
+			g.Value = append(g.Value, v)
+		}
+		return g
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+database+".events WHERE subject IN ? OR user_pseudonym IN ? OR anonymous_pseudonym IN ?",
+		set(append(slices.Clone(users), anonymous...)), set(users), set(anonymous)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestErasureEndToEnd runs the collector (with the privacy admin API), the
+// enricher and both sinks, and follows a subject with two linked devices
+// through export, erasure, a replay of the raw topic and a restored
+// backup: the export returns exactly its rows, the erasure leaves none in
+// either database and says so per destination, with the rows it deleted;
+// the replay brings nothing back; the reapply command cleans the restore.
+func TestErasureEndToEnd(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	chAddr := testenv.ClickHouseAddr(t)
+	ctx := testenv.Context(t, 4*time.Minute)
+	run := testenv.Name(t, "erasure")
+	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
+	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
+	database := "analytics_" + run
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
+	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+
+	ccfg := ingest.Default()
+	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
+	ccfg.Kafka.Brokers, ccfg.HTTP.Listen, ccfg.Admin.Listen = brokers, "127.0.0.1:0", "127.0.0.1:0"
+	ccfg.Topics.Raw.Name, ccfg.Topics.Consent.Name, ccfg.Topics.Erasures.Name = raw, consent, erasures
+	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
+
+	ecfg := pipeline.Default()
+	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
+	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
+	ecfg.Admin.Listen = "127.0.0.1:0"
+	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
+	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
+
+	sinkConfig := func(file, db, topic string) chwriter.Config {
+		c := chwriter.Default()
+		load(t, file, "SINK", &c)
+		c.Kafka.Brokers, c.GroupID, c.Database = brokers, "sink-"+db, db
+		c.ClickHouse.Addr = []string{chAddr}
+		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&c.ClickHouse)
+		c.Topics.Clean.Name, c.Topics.DLQ.Name = topic, dlq
+		c.Batch.MaxWait, c.Erasure.Window = 200*time.Millisecond, 500*time.Millisecond
+		return c
+	}
+	scfg := sinkConfig("../configs/sink.yaml", database, clean)
+	xcfg := sinkConfig("../configs/sink-intl.yaml", database+"_intl", export)
+	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
+	// Exports read as the shipped read-only user, confined to the region.
+	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, database
+	testenv.ClickHousePrivacyReader(t, chAddr, database).Apply(&ccfg.Privacy.Export.ClickHouse)
+	if err := ccfg.Validate(); err != nil { // reads the token and key files
+		t.Fatal(err)
+	}
+
+	sinkReg, intlReg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	startOn(t, ctx, sinkReg, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) })
+	startOn(t, ctx, intlReg, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(xcfg, reg, log) })
+	enricherReg := prometheus.NewRegistry()
+	enricher := startOn(t, ctx, enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
+	collectorReg := prometheus.NewRegistry()
+	collector := startOn(t, ctx, collectorReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) }).(*ingest.Server)
+	admin := obs.NewAdmin(ccfg.Admin, collectorReg, log, map[string]obs.Check{"kafka": collector.Ready})
+	for pattern, h := range collector.AdminRoutes() {
+		admin.Handle(pattern, h)
+	}
+	if err := admin.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
+	token, err := os.ReadFile("../configs/dev-operator.token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := operatorClient{base: "http://" + admin.Addr(), token: string(bytes.TrimSpace(token))}
+
+	// The erased person signs in on a phone (identify) and, later, links a
+	// laptop used before sign-in (alias). Both persons consent to analytics
+	// and transfer abroad; the laptop consented before sign-in.
+	user, phone, laptop := "erased-"+run, "phone-"+run, "laptop-"+run
+	kept, keptDevice := "kept-"+run, "kept-device-"+run
+	base := "http://" + collector.Addr()
+	for _, c := range []map[string]any{{"userId": user}, {"anonymousId": laptop}, {"userId": kept}} {
+		c["purposes"], c["crossBorder"] = map[string]bool{"analytics": true}, true
+		c["timestamp"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+		if resp := post(t, base+"/v1/consent", c); !resp.Success {
+			t.Fatalf("consent %v: %+v", c, resp)
+		}
+	}
+	var batch []map[string]any
+	ev := func(typ, id string, ids map[string]string) {
+		e := map[string]any{"type": typ, "event": "Product Viewed", "messageId": run + "-" + id, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)}
+		for k, v := range ids {
+			e[k] = v
+		}
+		batch = append(batch, e)
+	}
+	for i := range 3 {
+		ev("track", fmt.Sprintf("laptop-%d", i), map[string]string{"anonymousId": laptop})
+	}
+	ev("identify", "identify", map[string]string{"userId": user, "anonymousId": phone})
+	for i := range 4 {
+		ev("track", fmt.Sprintf("phone-%d", i), map[string]string{"userId": user, "anonymousId": phone})
+	}
+	ev("alias", "alias", map[string]string{"userId": user, "previousId": laptop})
+	for i := range 5 {
+		ev("track", fmt.Sprintf("kept-%d", i), map[string]string{"userId": kept, "anonymousId": keptDevice})
+	}
+	if resp := post(t, base+"/v1/batch", map[string]any{"batch": batch}); !resp.Success || len(resp.Rejected) != 0 {
+		t.Fatalf("batch: %+v", resp)
+	}
+	const erasedEvents, keptEvents = 9, 5
+
+	conn := testenv.ClickHouseDB(t, chAddr, database)
+	cn, intl := devKeyring(t, "k1", "../configs/dev-pseudonym.key"), devKeyring(t, "x1", "../configs/dev-export.key")
+	pseudonyms := func(k *policy.Keyring) (users, anonymous []string) {
+		return k.Pseudonyms(policy.KindUser, user), append(k.Pseudonyms(policy.KindAnonymous, phone), k.Pseudonyms(policy.KindAnonymous, laptop)...)
+	}
+	cnUsers, cnAnon := pseudonyms(cn)
+	intlUsers, intlAnon := pseudonyms(intl)
+	for {
+		total := func(db string) uint64 {
+			var n uint64
+			_ = conn.QueryRow(ctx, "SELECT count() FROM "+db+".events").Scan(&n)
+			return n
+		}
+		if total(database) == erasedEvents+keptEvents && total(database+"_intl") == erasedEvents+keptEvents {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("rows: %d in region, %d abroad, want %d each", total(database), total(database+"_intl"), erasedEvents+keptEvents)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := subjectRows(t, ctx, conn, database, cnUsers, cnAnon); n != erasedEvents {
+		t.Fatalf("%d rows of the erased person in the region, want %d", n, erasedEvents)
+	}
+	if n := subjectRows(t, ctx, conn, database+"_intl", intlUsers, intlAnon); n != erasedEvents {
+		t.Fatalf("%d rows of the erased person abroad, want %d", n, erasedEvents)
+	}
+
+	// Export: exactly the person's rows, the laptop's included, nobody else's.
+	body, _ := json.Marshal(map[string]string{"userId": user})
+	code, out := op.do(t, ctx, http.MethodPost, "/v1/privacy/exports", op.token, body)
+	var exported struct {
+		Subject            string           `json:"subject"`
+		LinkedAnonymousIDs int              `json:"linkedAnonymousIds"`
+		Rows               []map[string]any `json:"rows"`
+	}
+	if code != http.StatusOK || json.Unmarshal(out, &exported) != nil {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	var ids []string
+	for _, r := range exported.Rows {
+		ids = append(ids, strings.TrimPrefix(fmt.Sprint(r["message_id"]), run+"-"))
+	}
+	slices.Sort(ids)
+	want := []string{"alias", "identify", "laptop-0", "laptop-1", "laptop-2", "phone-0", "phone-1", "phone-2", "phone-3"}
+	if !slices.Equal(ids, want) || exported.Subject != cnUsers[0] || exported.LinkedAnonymousIDs != 2 {
+		t.Errorf("export: subject %s, %d linked, rows %q; want %s, 2, %q", exported.Subject, exported.LinkedAnonymousIDs, ids, cnUsers[0], want)
+	}
+	if strings.Contains(string(out), user) || strings.Contains(string(out), phone) {
+		t.Error("the export holds a raw identifier; the database never should")
+	}
+
+	// Bad requests change nothing.
+	erasuresBefore := len(testenv.ReadAll(t, ctx, brokers, erasures))
+	erasure, _ := json.Marshal(map[string]string{"userId": user, "reason": "account_cancelled"})
+	for _, tc := range []struct {
+		token, body string
+		code        int
+		msg         string
+	}{
+		{"", string(erasure), http.StatusUnauthorized, "operator token"},
+		{"wrong-token-0123456789-0123456789-0123456789", string(erasure), http.StatusUnauthorized, "operator token"},
+		{op.token, `{"userId":"x","reason":"bored"}`, http.StatusBadRequest, "reason: must be one of"},
+		{op.token, `{"userId":7,"reason":"user_request"}`, http.StatusBadRequest, "userId: must be a string"},
+	} {
+		code, out := op.do(t, ctx, http.MethodPost, "/v1/privacy/erasures", tc.token, []byte(tc.body))
+		if code != tc.code || !strings.Contains(string(out), tc.msg) {
+			t.Errorf("POST erasure %s with token %q: %d %s, want %d naming %q", tc.body, tc.token, code, out, tc.code, tc.msg)
+		}
+	}
+	if n := len(testenv.ReadAll(t, ctx, brokers, erasures)); n != erasuresBefore {
+		t.Errorf("refused requests wrote %d erasure records", n-erasuresBefore)
+	}
+	if code, _ := op.do(t, ctx, http.MethodGet, "/v1/privacy/erasures/no-such-request", op.token, nil); code != http.StatusNotFound {
+		t.Errorf("status of an unknown request: %d, want 404", code)
+	}
+
+	// The erasure: done in both destinations, with the rows it deleted.
+	id := op.erase(t, ctx, map[string]string{"userId": user, "reason": "account_cancelled"})
+	st, took := op.waitDone(t, ctx, id)
+	t.Logf("erasure verified in every destination %v after the 202", took.Round(10*time.Millisecond))
+	if !st.Notified || st.Subjects != 1 || len(st.Destinations) != 2 || st.Destinations["cn"].RowsDeleted != erasedEvents || st.Destinations["intl"].RowsDeleted != erasedEvents {
+		t.Errorf("status %+v, want both destinations done with %d rows deleted", st, erasedEvents)
+	}
+	for _, db := range []struct {
+		name             string
+		users, anonymous []string
+	}{{database, cnUsers, cnAnon}, {database + "_intl", intlUsers, intlAnon}} {
+		if n := subjectRows(t, ctx, conn, db.name, db.users, db.anonymous); n != 0 {
+			t.Errorf("%s holds %d rows of the erased person", db.name, n)
+		}
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db.name+".events").Scan(&n); err != nil || n != keptEvents {
+			t.Errorf("%s holds %d rows (%v), want the other person's %d", db.name, n, err, keptEvents)
+		}
+	}
+	// An unknown subject: accepted, and done at once with nothing deleted.
+	unknown := op.erase(t, ctx, map[string]string{"anonymousId": "never-seen-" + run, "reason": "user_request"})
+	if st, _ := op.waitDone(t, ctx, unknown); st.Destinations["cn"].RowsDeleted != 0 || st.Destinations["intl"].RowsDeleted != 0 {
+		t.Errorf("unknown subject: %+v, want zero rows", st)
+	}
+
+	// Replay: the enricher's group back to the start of the raw topic.
+	shutdownCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := enricher.Shutdown(shutdownCtx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).DeleteGroup(ctx, ecfg.GroupID); err != nil {
+		t.Fatalf("reset the enricher's group: %v", err)
+	}
+	replayReg := prometheus.NewRegistry()
+	startOn(t, ctx, replayReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
+	for counterValue(t, replayReg, "enricher_events_in_total", "", "") < erasedEvents+keptEvents {
+		if ctx.Err() != nil {
+			t.Fatal("the replay did not run")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := counterValue(t, replayReg, "enricher_events_dropped_total", "reason", "suppressed"); got != erasedEvents {
+		t.Errorf("the replay suppressed %v events, want the erased person's %d", got, erasedEvents)
+	}
+	// The replayed events of the other person reach ClickHouse again; by
+	// then any of the erased person's would have too.
+	for {
+		var n uint64
+		_ = conn.QueryRow(ctx, "SELECT count() FROM "+database+".events").Scan(&n)
+		if n >= 2*keptEvents {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the replay reached ClickHouse with %d rows", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := subjectRows(t, ctx, conn, database, cnUsers, cnAnon); n != 0 {
+		t.Errorf("the replay brought back %d rows of the erased person", n)
+	}
+
+	// Restore: the erased rows come back with a backup; reapplying the
+	// erasure log removes them again.
+	restore, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".events (message_id, subject, user_pseudonym, anonymous_pseudonym, event_time, received_at)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range [][2]string{{cnUsers[0], cnAnon[0]}, {cnUsers[0], ""}, {"", cnAnon[1]}} {
+		if err := restore.Append(fmt.Sprintf("restored-%d", i), p[0]+p[1], p[0], p[1], time.Now(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := restore.Send(); err != nil {
+		t.Fatal(err)
+	}
+	report, err := chwriter.Reapply(ctx, scfg, log)
+	if err != nil || report.Rows != 3 || report.Notices != 2 {
+		t.Errorf("reapply: %+v, %v; want 3 rows of 2 notices", report, err)
+	}
+	if n := subjectRows(t, ctx, conn, database, cnUsers, cnAnon); n != 0 {
+		t.Errorf("%d restored rows of the erased person remain after reapply", n)
+	}
+
+	// The audit holds every stage of the erasure and the export.
+	for auditCtx, cancel := context.WithTimeout(ctx, 30*time.Second); ; {
+		var stages []string
+		rows, err := conn.Query(auditCtx, "SELECT concat(kind, ':', stage, ':', destination, ':', status) AS s FROM "+database+
+			".privacy_audit FINAL WHERE request_id = ? OR (kind = 'export' AND operator = 'dev') ORDER BY s", id)
+		if err == nil {
+			for rows.Next() {
+				var s string
+				_ = rows.Scan(&s)
+				stages = append(stages, s)
+			}
+			rows.Close()
+		}
+		want := []string{"erasure:collector::accepted", "erasure:enricher::notified", "erasure:sink:cn:deleted", "erasure:sink:intl:deleted", "export:collector::served"}
+		if slices.Equal(stages, want) {
+			cancel()
+			break
+		}
+		if auditCtx.Err() != nil {
+			t.Fatalf("audit rows %q (%v), want %q", stages, err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The runbook's audit query answers the same.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auditQuery string
+	for _, m := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(m[1], "privacy_audit") {
+			auditQuery = regexp.MustCompile(`'[0-9a-f-]{36}'`).ReplaceAllString(strings.ReplaceAll(m[1], "analytics_cn.", database+"."), "'"+id+"'")
+		}
+	}
+	rows, err := conn.Query(ctx, auditQuery)
+	if err != nil {
+		t.Fatalf("README audit query %q: %v", auditQuery, err)
+	}
+	var audited []string
+	for rows.Next() {
+		var at time.Time
+		var kind, stage, destination, status, operator, reason, subject string
+		var n, latency int64
+		if err := rows.Scan(&at, &kind, &stage, &destination, &status, &operator, &reason, &subject, &n, &latency); err != nil {
+			t.Fatal(err)
+		}
+		audited = append(audited, fmt.Sprintf("%s:%s:%s:%s:%d", stage, destination, status, operator, n))
+		if subject == "" || strings.Contains(subject, user) {
+			t.Errorf("audit row %s names the subject %q, want its pseudonym", stage, subject)
+		}
+	}
+	rows.Close()
+	slices.Sort(audited)
+	if want := []string{"collector::accepted:dev:0", "enricher::notified:dev:0", fmt.Sprintf("sink:cn:deleted::%d", erasedEvents),
+		fmt.Sprintf("sink:intl:deleted::%d", erasedEvents)}; !slices.Equal(audited, want) {
+		t.Errorf("README audit query: %q, want %q", audited, want)
+	}
+	if n := histogramCount(t, sinkReg, "privacy_erasure_duration_seconds"); n < 2 {
+		t.Errorf("privacy_erasure_duration_seconds observed %d erasures in the region, want 2", n)
+	}
+}
+
+// histogramCount is the sample count of the histogram name in g.
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string) uint64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
