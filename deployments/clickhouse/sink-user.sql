@@ -19,11 +19,12 @@
 --                     ALTER TABLE ... DELETE (erasure); it does not allow
 --                     DROP TABLE or DROP DATABASE
 --
--- It also reads system.columns (every user may) and system.parts (to find
--- the months retention drops, hence the grant below: needed where
+-- It also reads system.columns (every user may), system.parts (to find
+-- the months retention drops) and system.mutations (to know an erasure's
+-- deletion finished), hence the grants below: needed where
 -- access_control_improvements.select_from_system_db_requires_grant is on,
 -- the default of current releases; a user sees only the parts of tables
--- it has rights on). SELECT version() needs nothing.
+-- it has rights on. SELECT version() needs nothing.
 
 CREATE DATABASE IF NOT EXISTS analytics_cn;
 CREATE DATABASE IF NOT EXISTS analytics_intl;
@@ -42,8 +43,10 @@ CREATE USER IF NOT EXISTS sink
 GRANT SELECT, INSERT, CREATE TABLE, ALTER ADD COLUMN, ALTER DELETE ON analytics_cn.* TO sink;
 GRANT SELECT, INSERT, CREATE TABLE, ALTER ADD COLUMN, ALTER DELETE ON analytics_intl.* TO sink;
 GRANT SELECT ON system.parts TO sink;
+GRANT SELECT ON system.mutations TO sink;
 
 -- Where access_control_improvements.table_engines_require_grant is on (off
 -- by default), creating a table also needs its engine:
 --   GRANT TABLE ENGINE ON MergeTree TO sink;
 --   GRANT TABLE ENGINE ON TinyLog TO sink;
+--   GRANT TABLE ENGINE ON ReplacingMergeTree TO sink;
