@@ -355,3 +355,50 @@ func tableText(t *testing.T, ctx context.Context, conn driver.Conn, table string
 	}
 	return sb.String()
 }
+
+// startOn builds a component on reg, starts it, and shuts it down when the
+// test ends.
+func startOn(t *testing.T, ctx context.Context, reg *prometheus.Registry, build func(prometheus.Registerer) (obs.Component, error)) obs.Component {
+	t.Helper()
+	c, err := build(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return c
+}
+
+// counterValue is the value of the counter name{label=value} in g (of the
+// counter name when label is empty), 0 if absent.
+func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/policy"
@@ -126,16 +127,9 @@ func (o operatorClient) waitDone(t *testing.T, ctx context.Context, id string) (
 // subjectRows counts the rows of database.events under the pseudonyms.
 func subjectRows(t *testing.T, ctx context.Context, conn driver.Conn, database string, users, anonymous []string) uint64 {
 	t.Helper()
-	set := func(values []string) clickhouse.GroupSet {
-		g := clickhouse.GroupSet{}
-		for _, v := range values {
-			g.Value = append(g.Value, v)
-		}
-		return g
-	}
 	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM "+database+".events WHERE subject IN ? OR user_pseudonym IN ? OR anonymous_pseudonym IN ?",
-		set(append(slices.Clone(users), anonymous...)), set(users), set(anonymous)).Scan(&n); err != nil {
+	where, args := chx.SubjectsWhere(users, anonymous)
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+database+".events WHERE "+where, args...).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -144,9 +138,10 @@ func subjectRows(t *testing.T, ctx context.Context, conn driver.Conn, database s
 // TestErasureEndToEnd runs the collector (with the privacy admin API), the
 // enricher and both sinks, and follows a subject with two linked devices
 // through export, erasure, a replay of the raw topic and a restored
-// backup: the export returns exactly its rows, the erasure leaves none in
-// either database and says so per destination, with the rows it deleted;
-// the replay brings nothing back; the reapply command cleans the restore.
+// backup: the export returns exactly its rows; the erasure suppresses an
+// event sent after its 202, leaves no row in either database and says so
+// per destination, with the rows it deleted; the replay brings nothing
+// back; the reapply command cleans the restore; the audit tells it all.
 func TestErasureEndToEnd(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	chAddr := testenv.ClickHouseAddr(t)
@@ -335,6 +330,13 @@ func TestErasureEndToEnd(t *testing.T) {
 
 	// The erasure: done in both destinations, with the rows it deleted.
 	id := op.erase(t, ctx, map[string]string{"userId": user, "reason": "account_cancelled"})
+	// An event sent after the 202 never gets in: the enricher reads the
+	// erasure log before it judges a batch.
+	batch = nil
+	ev("track", "late", map[string]string{"userId": user, "anonymousId": phone})
+	if resp := post(t, base+"/v1/batch", map[string]any{"batch": batch}); !resp.Success {
+		t.Fatalf("late batch: %+v", resp)
+	}
 	st, took := op.waitDone(t, ctx, id)
 	t.Logf("erasure verified in every destination %v after the 202", took.Round(10*time.Millisecond))
 	if !st.Notified || st.Subjects != 1 || len(st.Destinations) != 2 || st.Destinations["cn"].RowsDeleted != erasedEvents || st.Destinations["intl"].RowsDeleted != erasedEvents {
@@ -351,6 +353,34 @@ func TestErasureEndToEnd(t *testing.T) {
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db.name+".events").Scan(&n); err != nil || n != keptEvents {
 			t.Errorf("%s holds %d rows (%v), want the other person's %d", db.name, n, err, keptEvents)
 		}
+	}
+	for counterValue(t, enricherReg, "enricher_events_dropped_total", "reason", "suppressed") != 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the event sent after the erasure was not suppressed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The erasure log holds the user and, marked linked, both devices; the
+	// user's consent is tombstoned.
+	logged := map[string]bool{}
+	for _, r := range testenv.ReadAll(t, ctx, brokers, erasures) {
+		rec, err := event.DecodeErasureRecord(r.Value)
+		if err != nil || rec.RequestID != id || rec.Operator != "dev" {
+			t.Errorf("erasure record %s = %s (%v)", r.Key, r.Value, err)
+		}
+		logged[string(r.Key)] = rec.Linked
+	}
+	if linked, ok := logged[user]; !ok || linked || !logged[phone] || !logged[laptop] || len(logged) != 3 {
+		t.Errorf("erasure log %v, want the user, then its phone and laptop as linked", logged)
+	}
+	var latest []byte
+	for _, r := range testenv.ReadAll(t, ctx, brokers, consent) {
+		if string(r.Key) == user {
+			latest = r.Value
+		}
+	}
+	if latest != nil {
+		t.Errorf("privacy.consent's latest record for the user is %s, want a tombstone", latest)
 	}
 	// An unknown subject: accepted, and done at once with nothing deleted.
 	unknown := op.erase(t, ctx, map[string]string{"anonymousId": "never-seen-" + run, "reason": "user_request"})
@@ -374,14 +404,14 @@ func TestErasureEndToEnd(t *testing.T) {
 	}
 	replayReg := prometheus.NewRegistry()
 	startOn(t, ctx, replayReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
-	for counterValue(t, replayReg, "enricher_events_in_total", "", "") < erasedEvents+keptEvents {
+	for counterValue(t, replayReg, "enricher_events_in_total", "", "") < erasedEvents+1+keptEvents {
 		if ctx.Err() != nil {
 			t.Fatal("the replay did not run")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if got := counterValue(t, replayReg, "enricher_events_dropped_total", "reason", "suppressed"); got != erasedEvents {
-		t.Errorf("the replay suppressed %v events, want the erased person's %d", got, erasedEvents)
+	if got := counterValue(t, replayReg, "enricher_events_dropped_total", "reason", "suppressed"); got != erasedEvents+1 {
+		t.Errorf("the replay suppressed %v events, want the erased person's %d", got, erasedEvents+1)
 	}
 	// The replayed events of the other person reach ClickHouse again; by
 	// then any of the erased person's would have too.

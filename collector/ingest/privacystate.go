@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -356,26 +355,10 @@ var errTooManyRows = errors.New("too many rows")
 func (p *privacyState) exportRows(ctx context.Context, users, anonymous []string) ([]map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Privacy.Export.Timeout)
 	defer cancel()
-	set := func(values ...[]string) clickhouse.GroupSet {
-		g := clickhouse.GroupSet{}
-		for _, vs := range values {
-			for _, v := range vs {
-				g.Value = append(g.Value, v)
-			}
-		}
-		return g
-	}
-	// As the sink's erasure: subject holds either kind of pseudonym.
-	conds, args := []string{"subject IN ?"}, []any{set(users, anonymous)}
-	if len(users) > 0 {
-		conds, args = append(conds, "user_pseudonym IN ?"), append(args, set(users))
-	}
-	if len(anonymous) > 0 {
-		conds, args = append(conds, "anonymous_pseudonym IN ?"), append(args, set(anonymous))
-	}
+	where, args := chx.SubjectsWhere(users, anonymous)
 	max := p.cfg.Privacy.Export.MaxRows
-	rows, err := p.conn.Query(ctx, fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d",
-		p.cfg.Privacy.Export.Database, strings.Join(conds, " OR "), max+1), args...)
+	rows, err := p.conn.Query(chx.LargeQuery(ctx), fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d",
+		p.cfg.Privacy.Export.Database, where, max+1), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query %s.events: %w", p.cfg.Privacy.Export.Database, err)
 	}

@@ -150,15 +150,8 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.client, err = kafkax.NewClient(&cfg.Kafka, reg, "enricher_erasures", p.log,
-		kgo.ConsumerGroup(cfg.GroupID+"-erasures"),
-		kgo.ConsumeTopics(cfg.Topics.Erasures.Name),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
-	)
+	n.client, err = kafkax.NewClient(&cfg.Kafka, reg, "enricher_erasures", p.log, append(kafkax.WorkGroup(cfg.GroupID+"-erasures", cfg.Topics.Erasures.Name),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()))...)
 	if err != nil {
 		_ = n.linksTail.Shutdown(context.Background())
 		return nil, err

@@ -27,6 +27,20 @@ func NewClient(cfg *Config, reg prometheus.Registerer, namespace string, log *sl
 	return client, nil
 }
 
+// WorkGroup is the options of a consumer group that commits by hand once
+// its work is durable (at least once): committed records only, from the
+// start for a new group, and no rebalance while a poll's work is in hand.
+func WorkGroup(group string, topics ...string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	}
+}
+
 // NewTransactSession is NewClient for a consume-transform-produce loop:
 // extra must name a consumer group and a transactional ID.
 func NewTransactSession(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger, extra ...kgo.Opt) (*kgo.GroupTransactSession, error) {

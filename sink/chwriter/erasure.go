@@ -30,14 +30,13 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 )
@@ -120,38 +119,7 @@ func (s *subjects) add(n *event.ErasureNotice) {
 	s.anonymous = append(s.anonymous, n.AnonymousIDs...)
 }
 
-// where is the condition matching the subjects' rows, with its arguments.
-// Pseudonyms of each kind only ever fill their own column, and subject
-// holds one of either kind: the only one a coarse (export) profile keeps.
-func (s *subjects) where() (string, []any) {
-	if len(s.users)+len(s.anonymous) == 0 {
-		return "0", nil
-	}
-	// A GroupSet binds as ('a', 'b'); a bare slice would bind as an array.
-	set := func(values ...[]string) clickhouse.GroupSet {
-		g := clickhouse.GroupSet{}
-		for _, vs := range values {
-			for _, v := range vs {
-				g.Value = append(g.Value, v)
-			}
-		}
-		return g
-	}
-	conds, args := []string{"subject IN ?"}, []any{set(s.users, s.anonymous)}
-	if len(s.users) > 0 {
-		conds, args = append(conds, "user_pseudonym IN ?"), append(args, set(s.users))
-	}
-	if len(s.anonymous) > 0 {
-		conds, args = append(conds, "anonymous_pseudonym IN ?"), append(args, set(s.anonymous))
-	}
-	return strings.Join(conds, " OR "), args
-}
-
-// bigQuery lets a statement hold thousands of pseudonyms: the default
-// max_query_size (256 KiB) would refuse a full window.
-func bigQuery(ctx context.Context) context.Context {
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": 64 << 20}))
-}
+func (s *subjects) where() (string, []any) { return chx.SubjectsWhere(s.users, s.anonymous) }
 
 // erase deletes the subjects' rows until a count finds none, and returns
 // what each round found and how many mutations it took.
@@ -170,7 +138,7 @@ func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, er
 		}
 		found = append(found, counts...)
 		where, args := s.where()
-		if err := d.conn.Exec(bigQuery(ctx), "ALTER TABLE "+d.db+".events DELETE WHERE "+where, args...); err != nil {
+		if err := d.conn.Exec(chx.LargeQuery(ctx), "ALTER TABLE "+d.db+".events DELETE WHERE "+where, args...); err != nil {
 			return nil, mutations, fmt.Errorf("delete rows: %w", err)
 		}
 		d.mutations()
@@ -183,7 +151,7 @@ func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, er
 // count lists the subjects' rows by pseudonym triple.
 func (d *deleter) count(ctx context.Context, s *subjects) ([]matchCount, error) {
 	where, args := s.where()
-	rows, err := d.conn.Query(bigQuery(ctx), "SELECT subject, user_pseudonym, anonymous_pseudonym, count() FROM "+d.db+".events WHERE "+where+
+	rows, err := d.conn.Query(chx.LargeQuery(ctx), "SELECT subject, user_pseudonym, anonymous_pseudonym, count() FROM "+d.db+".events WHERE "+where+
 		" GROUP BY subject, user_pseudonym, anonymous_pseudonym", args...)
 	if err != nil {
 		return nil, fmt.Errorf("count the subjects' rows: %w", err)

@@ -140,14 +140,7 @@ func (w *Writer) newPrivacyClients(reg prometheus.Registerer) error {
 		return err
 	}
 	w.erasedTail = tail
-	workClient, err := kafkax.NewClient(&cfg.Kafka, reg, "sink_erasure_worker", w.log,
-		kgo.ConsumerGroup(cfg.erasureGroup()),
-		kgo.ConsumeTopics(cfg.Topics.Erasures.Name),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
+	workClient, err := kafkax.NewClient(&cfg.Kafka, reg, "sink_erasure_worker", w.log, kafkax.WorkGroup(cfg.erasureGroup(), cfg.Topics.Erasures.Name)...)
 	if err != nil {
 		return err
 	}
@@ -156,14 +149,7 @@ func (w *Writer) newPrivacyClients(reg prometheus.Registerer) error {
 	if !cfg.Audit.Enabled {
 		return nil
 	}
-	auditClient, err := kafkax.NewClient(&cfg.Kafka, reg, "sink_audit", w.log,
-		kgo.ConsumerGroup(cfg.auditGroup()),
-		kgo.ConsumeTopics(cfg.Topics.Receipts.Name),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
+	auditClient, err := kafkax.NewClient(&cfg.Kafka, reg, "sink_audit", w.log, kafkax.WorkGroup(cfg.auditGroup(), cfg.Topics.Receipts.Name)...)
 	if err != nil {
 		return err
 	}
