@@ -22,8 +22,8 @@ import (
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/enricher/pipeline"
-	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/chx"
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/policy"

@@ -185,7 +185,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Pseudonym.Resolve("pseudonym", "ENRICHER_PSEUDONYM_KEY"), c.validateProfiles(), c.validateConsent())
 	if c.Export.Name != "" {
-		errs = append(errs, c.Export.Topic.Validate("export.topic"), c.Export.ErasureNotices.Validate("export.erasure_notices"),
+		errs = append(errs, c.Export.Topic.Validate("export.topic"),
 			c.Export.Pseudonym.Resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
 		for _, export := range []struct {
 			key    string
@@ -196,16 +196,22 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, t := range []struct {
-		key  string
-		spec kafkax.TopicSpec
-	}{{"topics.consent", c.Topics.Consent}, {"topics.erasures", c.Topics.Erasures}, {"topics.identities", c.Topics.Identities}, {"topics.receipts", c.Topics.Receipts}} {
+	for _, t := range []keyedTopic{{"topics.consent", c.Topics.Consent}, {"topics.erasures", c.Topics.Erasures}, {"topics.identities", c.Topics.Identities}, {"topics.receipts", c.Topics.Receipts}} {
 		errs = append(errs, t.spec.Validate(t.key))
 		if t.spec.CleanupPolicy != "compact" {
 			errs = append(errs, config.Invalid(t.key+".cleanup_policy", "must be compact (latest state per key), got %q", t.spec.CleanupPolicy))
 		}
 	}
-	errs = append(errs, c.Topics.ErasureNotices.Validate("topics.erasure_notices"))
+	notices := []keyedTopic{{"topics.erasure_notices", c.Topics.ErasureNotices}}
+	if c.Export.Name != "" {
+		notices = append(notices, keyedTopic{"export.erasure_notices", c.Export.ErasureNotices})
+	}
+	for _, t := range notices {
+		errs = append(errs, t.spec.Validate(t.key))
+		if t.spec.Retention >= 0 {
+			errs = append(errs, config.Invalid(t.key+".retention", "must be negative (-1s: kept forever): restored backups and replays are cleaned by reading it whole, got %v", t.spec.Retention))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -279,4 +285,10 @@ func (c Consent) Rules() policy.Rules {
 		r.Categories[strings.ToLower(category)], _ = policy.ParsePurposes(names)
 	}
 	return r
+}
+
+// keyedTopic is a topic spec with its config key, for checks that name it.
+type keyedTopic struct {
+	key  string
+	spec kafkax.TopicSpec
 }

@@ -123,12 +123,13 @@ func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
 
 // pass is what one erasure of id writes (see the top of this file).
 func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, error) {
-	var users, anonymous []string
+	var users, anonymous, linked []string
 	var out []*kgo.Record
 	if rec.SubjectKind == event.SubjectUserID {
 		users = []string{id}
-		anonymous = n.links.Of(id)
-		for _, a := range anonymous {
+		linked = n.links.Of(id)
+		anonymous = linked
+		for _, a := range linked {
 			linked := rec
 			linked.SubjectKind, linked.Linked = event.SubjectAnonymousID, true
 			value, err := json.Marshal(linked)
@@ -154,6 +155,10 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		}
 		for _, a := range anonymous {
 			notice.AnonymousIDs = append(notice.AnonymousIDs, d.keys.Pseudonyms(policy.KindAnonymous, a)...)
+		}
+		// An alias's previousId may have been a userId.
+		for _, a := range linked {
+			notice.Users = append(notice.Users, d.keys.Pseudonyms(policy.KindUser, a)...)
 		}
 		value, err := json.Marshal(notice)
 		if err != nil {

@@ -74,7 +74,9 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantAnon := append(d.keys.Pseudonyms(policy.KindAnonymous, "a-laptop"), d.keys.Pseudonyms(policy.KindAnonymous, "a-phone")...)
-		if n.RequestID != "req-u-1" || n.Destination != d.name || !slices.Equal(n.Users, d.keys.Pseudonyms(policy.KindUser, "u-1")) ||
+		// An alias's previousId may have been a userId: its user pseudonyms too.
+		wantUsers := slices.Concat(d.keys.Pseudonyms(policy.KindUser, "u-1"), d.keys.Pseudonyms(policy.KindUser, "a-laptop"), d.keys.Pseudonyms(policy.KindUser, "a-phone"))
+		if n.RequestID != "req-u-1" || n.Destination != d.name || !slices.Equal(n.Users, wantUsers) ||
 			!slices.Equal(n.AnonymousIDs, wantAnon) || string(recs[0].Key) != n.Users[0] {
 			t.Errorf("%s notice %+v key %s", d.name, n, recs[0].Key)
 		}
@@ -129,5 +131,33 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(p.metrics.erasuresNotified); n != 1 {
 		t.Errorf("privacy_erasures_notified_total = %v, want 1 (linked records need no notice of their own)", n)
+	}
+
+	// A device linked to the erased user afterwards (an identify still in
+	// flight, or a new sign-in) is erased, not linked: its earlier events go.
+	testenv.Produce(t, ctx, brokers, rawEvent(cfg, event.Event{Type: "identify", MessageID: "m-6", UserID: "u-1", AnonymousID: "a-tablet"}))
+	var tablet event.ErasureRecord
+	for tablet.RequestID == "" {
+		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
+			if string(r.Key) == "a-tablet" {
+				tablet, _ = event.DecodeErasureRecord(r.Value)
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no erasure of the device linked to the erased user")
+		}
+	}
+	if tablet.Linked || tablet.Reason != event.ReasonLinkedToErased || tablet.SubjectKind != event.SubjectAnonymousID {
+		t.Errorf("erasure of the late device: %+v", tablet)
+	}
+	notices := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.ErasureNotices.Name, 2)
+	if n, err := event.DecodeErasureNotice(notices[1].Value); err != nil || n.RequestID != tablet.RequestID ||
+		!slices.Equal(n.AnonymousIDs, p.clean.Keys().Pseudonyms(policy.KindAnonymous, "a-tablet")) {
+		t.Errorf("notice of the late device: %+v (%v)", n, err)
+	}
+	for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Identities.Name) {
+		if string(r.Key) == "a-tablet" && r.Value != nil {
+			t.Errorf("the late device was linked to the erased user: %s", r.Value)
+		}
 	}
 }

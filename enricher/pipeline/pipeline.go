@@ -35,6 +35,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -411,18 +413,32 @@ func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []str
 
 // linkRecord is the privacy.identities record of an identify or alias
 // event, or nil. Links are kept whatever the analytics consent (they serve
-// erasure and export), but never for a suppressed subject or a minor's
-// event, which the pipeline must not keep at all.
+// erasure and export), but never for a minor's event, which the pipeline
+// must not keep at all, nor for a suppressed subject: a link to an erased
+// userId becomes an erasure of the device instead, so the device's
+// earlier events go too, and the link (the userId) is never written.
 func (p *Pipeline) linkRecord(it *item) *kgo.Record {
-	if it.d.Drop == policy.DropSuppressed || it.d.Drop == policy.DropMinor {
-		return nil
-	}
 	from, user, ok := it.in.Env.Event.Link()
-	if !ok {
+	switch {
+	case !ok || it.d.Drop == policy.DropMinor:
 		return nil
+	case it.d.Drop == policy.DropSuppressed:
+		if !p.store.Suppressed(user) || p.store.Suppressed(from) {
+			return nil
+		}
+		value, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
+			Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID})
+		return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
 	}
 	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: it.in.Env.ReceivedAt})
 	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}
+}
+
+// newRequestID is a random id for an erasure the enricher records itself.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // parse decodes a raw record; an error means it is poison (permanent).

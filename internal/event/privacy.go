@@ -22,6 +22,11 @@ import (
 // ErasureReasons are the reasons an erasure may be asked for.
 var ErasureReasons = []string{"account_cancelled", "consent_withdrawn", "user_request"}
 
+// ReasonLinkedToErased is the reason of the erasure the enricher records
+// itself when an identify or alias links a device to a userId already
+// erased: the device's earlier events go too.
+const ReasonLinkedToErased = "linked_to_erased_user"
+
 // Subject kinds: which identifier an erasure record's key is.
 const (
 	SubjectUserID      = "userId"
@@ -59,8 +64,8 @@ func DecodeErasureRecord(raw []byte) (ErasureRecord, error) {
 		return ErasureRecord{}, &FieldError{"requestId", "is required"}
 	case r.SubjectKind != SubjectUserID && r.SubjectKind != SubjectAnonymousID:
 		return ErasureRecord{}, &FieldError{"subjectKind", fmt.Sprintf("must be %s or %s, got %q", SubjectUserID, SubjectAnonymousID, r.SubjectKind)}
-	case !slices.Contains(ErasureReasons, r.Reason):
-		return ErasureRecord{}, &FieldError{"reason", fmt.Sprintf("must be one of %s, got %q", strings.Join(ErasureReasons, ", "), r.Reason)}
+	case !slices.Contains(ErasureReasons, r.Reason) && r.Reason != ReasonLinkedToErased:
+		return ErasureRecord{}, &FieldError{"reason", fmt.Sprintf("must be one of %s, %s, got %q", strings.Join(ErasureReasons, ", "), ReasonLinkedToErased, r.Reason)}
 	case !InRange(r.RequestedAt):
 		return ErasureRecord{}, &FieldError{"requestedAt", "is required"}
 	}

@@ -49,7 +49,8 @@ type Erasure struct {
 
 // Audit loads privacy.receipts into <database>.privacy_audit, the table
 // the privacy office queries. Enable it on one sink per region, the home
-// region's.
+// region's; never on an export destination's, which would copy in-region
+// receipts abroad. Off by default.
 type Audit struct {
 	Enabled bool `mapstructure:"enabled"`
 	// GroupID is the audit loader's consumer group. Empty means
@@ -95,8 +96,9 @@ func Default() Config {
 			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.cn", Retention: -1},
 			Receipts: kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
 		},
-		Erasure:   Erasure{Window: 2 * time.Second, MaxSubjects: 1000, Timeout: 5 * time.Minute},
-		Audit:     Audit{Enabled: true},
+		Erasure: Erasure{Window: 2 * time.Second, MaxSubjects: 1000, Timeout: 5 * time.Minute},
+		// Off unless asked (configs/sink.yaml): an export destination's
+		// sink must not copy in-region receipts abroad.
 		Batch:     Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxWait: time.Second},
 		Retention: Retention{Months: 13, Interval: time.Hour},
 	}
@@ -144,6 +146,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Erasure.Timeout <= 0 {
 		errs = append(errs, config.Invalid("erasure.timeout", "must be a positive duration such as 5m"))
+	}
+	if c.Topics.Erasures.Retention >= 0 {
+		errs = append(errs, config.Invalid("topics.erasures.retention", "must be negative (-1s: kept forever): restored backups and replays are cleaned by reading it whole, got %v", c.Topics.Erasures.Retention))
 	}
 	if c.Topics.Receipts.CleanupPolicy != "compact" {
 		errs = append(errs, config.Invalid("topics.receipts.cleanup_policy", "must be compact: a receipt per request and stage is kept"))

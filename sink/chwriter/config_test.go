@@ -127,6 +127,7 @@ var badConfigs = map[string]configtest.Bad{
 	"erasure-window-zero.yaml":              {Keys: []string{"erasure.window"}},
 	"erasure-max-subjects-too-many.yaml":    {Keys: []string{"erasure.max_subjects"}},
 	"topics-receipts-not-compact.yaml":      {Keys: []string{"topics.receipts.cleanup_policy"}},
+	"topics-erasures-retention-finite.yaml": {Keys: []string{"topics.erasures.retention"}},
 }
 
 func TestBadConfigs(t *testing.T) {

@@ -45,6 +45,12 @@ import (
 // holds every pseudonym, and ClickHouse keeps it in memory while it runs.
 const maxSubjectsPerMutation = 10000
 
+// maxPseudonymsPerStatement bounds the pseudonyms of one statement: each
+// is written twice (subject, and its own column), and 18.16 refuses an
+// expression of more than 50,000 elements (code 168). A window or a
+// notice with more is deleted in several statements.
+const maxPseudonymsPerStatement = 10000
+
 // reasonInvalidNotice: an erasure notice that does not decode.
 const reasonInvalidNotice = "invalid_erasure_notice"
 
@@ -121,31 +127,52 @@ func (s *subjects) add(n *event.ErasureNotice) {
 
 func (s *subjects) where() (string, []any) { return chx.SubjectsWhere(s.users, s.anonymous) }
 
+// chunks splits s into pieces of at most max pseudonyms.
+func (s *subjects) chunks(max int) []subjects {
+	var out []subjects
+	users, anonymous := s.users, s.anonymous
+	for len(users)+len(anonymous) > 0 {
+		var c subjects
+		n := min(len(users), max)
+		c.users, users = users[:n], users[n:]
+		n = min(len(anonymous), max-len(c.users))
+		c.anonymous, anonymous = anonymous[:n], anonymous[n:]
+		out = append(out, c)
+	}
+	return out
+}
+
 // erase deletes the subjects' rows until a count finds none, and returns
-// what each round found and how many mutations it took.
+// what each round found and how many mutations it took, also on error (so
+// a retry can add to them rather than forget them).
 func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, error) {
 	var found []matchCount
-	for mutations := 0; ; mutations++ {
-		counts, err := d.count(ctx, s)
-		if err != nil {
-			return nil, mutations, err
-		}
-		if len(counts) == 0 {
-			return found, mutations, nil
-		}
-		if mutations == 3 {
-			return nil, mutations, fmt.Errorf("%d row groups of the subjects remain after %d mutations", len(counts), mutations)
-		}
-		found = append(found, counts...)
-		where, args := s.where()
-		if err := d.conn.Exec(chx.LargeQuery(ctx), "ALTER TABLE "+d.db+".events DELETE WHERE "+where, args...); err != nil {
-			return nil, mutations, fmt.Errorf("delete rows: %w", err)
-		}
-		d.mutations()
-		if err := d.waitMutations(ctx); err != nil {
-			return nil, mutations + 1, err
+	mutations := 0
+	for _, c := range s.chunks(maxPseudonymsPerStatement) {
+		for round := 0; ; round++ {
+			counts, err := d.count(ctx, &c)
+			if err != nil {
+				return found, mutations, err
+			}
+			if len(counts) == 0 {
+				break
+			}
+			if round == 3 {
+				return found, mutations, fmt.Errorf("%d row groups of the subjects remain after %d mutations", len(counts), round)
+			}
+			found = append(found, counts...)
+			where, args := c.where()
+			if err := d.conn.Exec(chx.LargeQuery(ctx), "ALTER TABLE "+d.db+".events DELETE WHERE "+where, args...); err != nil {
+				return found, mutations, fmt.Errorf("delete rows: %w", err)
+			}
+			mutations++
+			d.mutations()
+			if err := d.waitMutations(ctx); err != nil {
+				return found, mutations, err
+			}
 		}
 	}
+	return found, mutations, nil
 }
 
 // count lists the subjects' rows by pseudonym triple.
@@ -192,16 +219,31 @@ func (d *deleter) waitMutations(ctx context.Context) error {
 	}
 }
 
-// rowsOf is how many of the found rows belong to notice n.
-func rowsOf(n *event.ErasureNotice, found []matchCount) int64 {
-	var total int64
-	for _, m := range found {
-		if slices.Contains(n.Users, m.user) || slices.Contains(n.AnonymousIDs, m.anonymous) ||
-			slices.Contains(n.Users, m.subject) || slices.Contains(n.AnonymousIDs, m.subject) {
-			total += m.rows
+// matches reports whether the row group m belongs to notice n.
+func (m *matchCount) matches(n *event.ErasureNotice) bool {
+	return slices.Contains(n.Users, m.user) || slices.Contains(n.AnonymousIDs, m.anonymous) ||
+		slices.Contains(n.Users, m.subject) || slices.Contains(n.AnonymousIDs, m.subject)
+}
+
+// rowsByNotice is how many of the found rows each notice gets. A row group
+// counts once per request: a request naming a userId and an anonymousId
+// linked to it has two notices that both match the device's rows.
+func rowsByNotice(notices []pending, found []matchCount) []int64 {
+	out := make([]int64, len(notices))
+	counted := map[string]map[int]bool{} // request id -> found index
+	for i := range notices {
+		n := &notices[i].notice
+		if counted[n.RequestID] == nil {
+			counted[n.RequestID] = map[int]bool{}
+		}
+		for j := range found {
+			if !counted[n.RequestID][j] && found[j].matches(n) {
+				counted[n.RequestID][j] = true
+				out[i] += found[j].rows
+			}
 		}
 	}
-	return total
+	return out
 }
 
 // eraser is the erasure worker: a consumer group on the notices, so
@@ -214,7 +256,24 @@ type eraser struct {
 	deleter *deleter
 	client  *kgo.Client
 	now     func() time.Time
+	// loadsDone returns once every load that began before the call has
+	// ended: a batch checked against the erased set before a notice's
+	// pseudonyms joined it must be in ClickHouse before the deletion.
+	loadsDone func()
 }
+
+// progress is what a window's deletion found and did, kept across its
+// attempts.
+type progress struct {
+	found     []matchCount
+	mutations int
+	// failedReported says the window's failed receipts were written.
+	failedReported bool
+}
+
+// failedAfter is the failed attempts of a window before its requests'
+// receipts say failed (the deletion goes on being retried).
+const failedAfter = 3
 
 // pending is one notice waiting for its window's deletion.
 type pending struct {
@@ -231,8 +290,9 @@ func (e *eraser) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var done progress
 		for attempt := 0; len(notices) > 0; attempt++ {
-			err := e.carryOut(ctx, notices)
+			err := e.carryOut(ctx, notices, &done)
 			if err == nil {
 				break
 			}
@@ -240,6 +300,9 @@ func (e *eraser) run(ctx context.Context) error {
 				return nil
 			}
 			e.metrics.failures.Inc()
+			if attempt+1 >= failedAfter && !done.failedReported {
+				done.failedReported = e.reportFailed(ctx, notices, err)
+			}
 			backoff := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
 			e.log.Warn("erasure not verified; retrying", "notices", len(notices), "attempt", attempt+1, "in", backoff, "err", err)
 			select {
@@ -263,7 +326,8 @@ func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) 
 	var notices []pending
 	var records []*kgo.Record
 	var deadline time.Time
-	for len(notices) < e.cfg.Erasure.MaxSubjects {
+	pseudonyms := 0
+	for len(notices) < e.cfg.Erasure.MaxSubjects && pseudonyms < maxPseudonymsPerStatement {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if !deadline.IsZero() {
 			pollCtx, cancel = context.WithDeadline(ctx, deadline)
@@ -287,6 +351,7 @@ func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) 
 				continue
 			}
 			e.erased.add(n.Pseudonyms()...)
+			pseudonyms += len(n.Users) + len(n.AnonymousIDs)
 			notices = append(notices, pending{notice: n, subject: string(r.Key)})
 			e.metrics.pending.Inc()
 		}
@@ -307,26 +372,30 @@ func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) 
 }
 
 // carryOut deletes the window's subjects, then writes a receipt per notice.
-func (e *eraser) carryOut(ctx context.Context, notices []pending) error {
+// p carries what earlier attempts of the window deleted.
+func (e *eraser) carryOut(ctx context.Context, notices []pending, p *progress) error {
 	var all subjects
 	for i := range notices {
 		all.add(&notices[i].notice)
 	}
+	e.loadsDone()
 	found, mutations, err := e.deleter.erase(ctx, &all)
+	p.found, p.mutations = append(p.found, found...), p.mutations+mutations
 	if err != nil {
 		return err
 	}
 	at := e.now().UTC()
 	receipts := make([]*kgo.Record, 0, len(notices))
 	var deleted int64
-	for _, m := range found {
+	for _, m := range p.found {
 		deleted += m.rows
 	}
+	rows := rowsByNotice(notices, p.found)
 	for i := range notices {
 		n := &notices[i].notice
 		r := event.Receipt{SchemaVersion: event.SchemaVersion, RequestID: n.RequestID, Kind: event.ReceiptErasure,
 			Stage: event.StageSink, Destination: e.cfg.Region, Status: event.StatusDeleted, Reason: n.Reason,
-			Subject: notices[i].subject, RequestedAt: n.RequestedAt, At: at, Rows: rowsOf(n, found), Mutations: mutations}
+			Subject: notices[i].subject, RequestedAt: n.RequestedAt, At: at, Rows: rows[i], Mutations: p.mutations}
 		rec, err := receiptRecord(e.cfg.Topics.Receipts.Name, &r)
 		if err != nil {
 			return err
@@ -341,8 +410,32 @@ func (e *eraser) carryOut(ctx context.Context, notices []pending) error {
 		e.metrics.latency.Observe(at.Sub(notices[i].notice.RequestedAt).Seconds())
 	}
 	e.metrics.pending.Sub(float64(len(notices)))
-	e.log.Info("erasures carried out", "notices", len(notices), "rows_deleted", deleted, "mutations", mutations)
+	e.log.Info("erasures carried out", "notices", len(notices), "rows_deleted", deleted, "mutations", p.mutations)
 	return nil
+}
+
+// reportFailed writes a failed receipt per notice, so the status says why
+// the deletion is late; the deletion is still retried, and its deleted
+// receipt replaces these. It reports whether they were written.
+func (e *eraser) reportFailed(ctx context.Context, notices []pending, cause error) bool {
+	at := e.now().UTC()
+	var records []*kgo.Record
+	for i := range notices {
+		n := &notices[i].notice
+		r := event.Receipt{SchemaVersion: event.SchemaVersion, RequestID: n.RequestID, Kind: event.ReceiptErasure,
+			Stage: event.StageSink, Destination: e.cfg.Region, Status: event.StatusFailed, Reason: n.Reason,
+			Subject: notices[i].subject, RequestedAt: n.RequestedAt, At: at, Error: cause.Error()}
+		rec, err := receiptRecord(e.cfg.Topics.Receipts.Name, &r)
+		if err != nil {
+			return false
+		}
+		records = append(records, rec)
+	}
+	if err := e.client.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		e.log.Warn("failed receipts not written", "err", err)
+		return false
+	}
+	return true
 }
 
 // receiptRecord is r as a privacy.receipts record.

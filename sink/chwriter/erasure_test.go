@@ -234,3 +234,64 @@ func TestErasedSet(t *testing.T) {
 		t.Error("erasedRow")
 	}
 }
+
+// TestErasureCountsEachRowOnce erases a userId and its device's
+// anonymousId in one request, whose two notices both match the device's
+// rows: the request's receipts add up to the rows there were.
+func TestErasureCountsEachRowOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Produce(t, ctx, f.brokers, f.cleanOf("b-1", "k1.user-b", "k1.anon-b"), f.cleanOf("b-2", "", "k1.anon-b"), f.cleanOf("c-1", "k1.user-c", ""))
+	f.waitRows(t, ctx, 3)
+	user := f.notice("req-b", []string{"k1.user-b"}, []string{"k1.anon-b"})
+	device := f.notice("req-b", nil, []string{"k1.anon-b"})
+	testenv.Produce(t, ctx, f.brokers, user, device)
+
+	var total int64
+	for got := 0; got < 2; {
+		got, total = 0, 0
+		for _, r := range testenv.ReadAll(t, ctx, f.brokers, f.cfg.Topics.Receipts.Name) {
+			rc, err := event.DecodeReceipt(r.Value)
+			if err != nil || rc.Status != event.StatusDeleted {
+				t.Fatalf("receipt %s (%v)", r.Value, err)
+			}
+			got++
+			total += rc.Rows
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d receipts of 2", got)
+		}
+	}
+	if total != 2 {
+		t.Errorf("the request's receipts count %d rows, want the 2 there were", total)
+	}
+}
+
+// TestErasureWaitsForLoadsInFlight: a batch checked against the erased set
+// before a notice arrived is still being inserted; the deletion waits for
+// it, or the receipt would say deleted while its rows land after.
+func TestErasureWaitsForLoadsInFlight(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.w.loading.RLock() // a load in flight
+	done := make(chan error, 1)
+	go func() {
+		n, _ := event.DecodeErasureNotice(f.notice("req-x", []string{"k1.x"}, nil).Value)
+		done <- f.w.eraser.carryOut(ctx, []pending{{notice: n, subject: "k1.x"}}, &progress{})
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the deletion ran while a load was in flight (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	f.w.loading.RUnlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -102,8 +102,9 @@ ORDER BY (subject, event_time)`, db)}
 		{"device_class", "String", "''"},
 	}},
 	// The privacy office's audit: every receipt of privacy.receipts (see
-	// auditor). Replacing on the whole receipt, so loading one twice after
-	// a crash leaves one row once merged (FINAL to see it so at once).
+	// auditor). Replacing on the receipt's key and status and time, so
+	// loading one twice after a crash leaves one row once merged (FINAL to
+	// see it so at once).
 	{3, "privacy_audit table", func(db string) []string {
 		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.privacy_audit (
 	request_id String,
@@ -124,7 +125,7 @@ ORDER BY (subject, event_time)`, db)}
 	error String
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(at)
-ORDER BY (request_id, stage, destination, status, at)`, db)}
+ORDER BY (request_id, kind, stage, destination, subject, status, at)`, db)}
 	}, nil},
 }
 

@@ -89,6 +89,9 @@ type Writer struct {
 	erasureMetrics *erasureMetrics
 	eraser         *eraser
 	auditor        *auditor // nil when audit.enabled is false
+	// loading is held (read) by a flush from its check against erased to
+	// the end of its insert; the eraser takes it (write) to wait for them.
+	loading sync.RWMutex
 
 	cancel  context.CancelFunc
 	done    chan error    // the loop's result, for Done
@@ -145,7 +148,8 @@ func (w *Writer) newPrivacyClients(reg prometheus.Registerer) error {
 		return err
 	}
 	w.eraser = &eraser{cfg: cfg, log: w.log, metrics: w.erasureMetrics, erased: w.erased, client: workClient, now: time.Now,
-		deleter: &deleter{conn: w.conn, db: cfg.Database, timeout: cfg.Erasure.Timeout, log: w.log, mutations: w.erasureMetrics.mutations.Inc}}
+		loadsDone: func() { w.loading.Lock(); w.loading.Unlock() },
+		deleter:   &deleter{conn: w.conn, db: cfg.Database, timeout: cfg.Erasure.Timeout, log: w.log, mutations: w.erasureMetrics.mutations.Inc}}
 	if !cfg.Audit.Enabled {
 		return nil
 	}
@@ -475,6 +479,8 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 	var dead []*kgo.Record
 	suppressed := 0
 	b.wait()
+	w.loading.RLock()
+	defer w.loading.RUnlock()
 	for _, c := range b.chunks {
 		for i, rec := range c.records {
 			if c.failed[i] != nil {
@@ -496,6 +502,9 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 		if err := w.load(ctx, rows); err != nil {
 			return err
 		}
+		if err := w.eraseLate(ctx, rows); err != nil {
+			return err
+		}
 	}
 	w.metrics.flushes.WithLabelValues(reason).Inc()
 	var size int
@@ -507,6 +516,39 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 		w.log.Warn("commit failed; batch will be replayed", "err", err)
 	}
 	w.metrics.heldRecords.Set(0)
+	return nil
+}
+
+// eraseLate deletes the rows just loaded whose subject was erased while
+// they were: another sink instance's eraser cannot wait for this one's
+// loads, so this instance deletes what its own erased set learned of
+// meanwhile. (Within one instance, loadsDone makes this find nothing.)
+func (w *Writer) eraseLate(ctx context.Context, rows []row) error {
+	var late subjects
+	for i := range rows {
+		c := &rows[i].clean
+		if w.erased.erasedRow(c) {
+			late.users = append(late.users, c.UserID)
+			late.anonymous = append(late.anonymous, c.Subject)
+			if c.AnonymousID != "" {
+				late.anonymous = append(late.anonymous, c.AnonymousID)
+			}
+		}
+	}
+	if len(late.users)+len(late.anonymous) == 0 {
+		return nil
+	}
+	late.users = slices.DeleteFunc(late.users, func(s string) bool { return s == "" })
+	found, _, err := w.eraser.deleter.erase(ctx, &late)
+	if err != nil {
+		return fmt.Errorf("delete rows of subjects erased during their load: %w", err)
+	}
+	var n int64
+	for _, m := range found {
+		n += m.rows
+	}
+	w.erasureMetrics.rowsDeleted.Add(float64(n))
+	w.log.Info("deleted rows of subjects erased while they loaded", "rows", n)
 	return nil
 }
 

@@ -85,6 +85,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg.Topics.Receipts.Name = testenv.Name(t, "receipts")
 	cfg.Batch.MaxWait = 100 * time.Millisecond
 	cfg.Erasure.Window = 300 * time.Millisecond
+	cfg.Audit.Enabled = true // as configs/sink.yaml
 	cfg.Retention.Months = 0 // tests with fixed dates must not age out; TestRetention* sets it
 	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name, cfg.Topics.Erasures.Name, cfg.Topics.Receipts.Name)
 	conn := testenv.ClickHouseDB(t, chAddr, cfg.Database)
