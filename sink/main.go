@@ -38,6 +38,7 @@ func main() {
 		os.Exit(1)
 	}
 	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka_and_clickhouse": w.Ready})
+	reg.MustRegister(admin.ReadinessGauge("sink"))
 	if err := obs.Run(log, admin, w, 60*time.Second, cfg.Admin.DrainDelay, 15*time.Second, w.Done()); err != nil {
 		log.Error("sink failed", "err", err)
 		os.Exit(1)

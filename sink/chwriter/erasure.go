@@ -260,11 +260,41 @@ type eraser struct {
 	// ended: a batch checked against the erased set before a notice's
 	// pseudonyms joined it must be in ClickHouse before the deletion.
 	loadsDone func()
+
+	// late are the subjects of rows a load inserted while their erasure was
+	// under way (see Writer.eraseLate): the next window deletes them too.
+	lateMu sync.Mutex
+	late   subjects
+}
+
+// addLate hands the eraser rows' subjects to delete in its next window.
+func (e *eraser) addLate(s subjects) {
+	e.lateMu.Lock()
+	defer e.lateMu.Unlock()
+	e.late.users = append(e.late.users, s.users...)
+	e.late.anonymous = append(e.late.anonymous, s.anonymous...)
+}
+
+// takeLate empties the late subjects.
+func (e *eraser) takeLate() subjects {
+	e.lateMu.Lock()
+	defer e.lateMu.Unlock()
+	s := e.late
+	e.late = subjects{}
+	return s
+}
+
+func (e *eraser) hasLate() bool {
+	e.lateMu.Lock()
+	defer e.lateMu.Unlock()
+	return len(e.late.users)+len(e.late.anonymous) > 0
 }
 
 // progress is what a window's deletion found and did, kept across its
 // attempts.
 type progress struct {
+	// late are subjects to delete with the window's, without notices.
+	late      subjects
 	found     []matchCount
 	mutations int
 	// failedReported says the window's failed receipts were written.
@@ -290,8 +320,8 @@ func (e *eraser) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var done progress
-		for attempt := 0; len(notices) > 0; attempt++ {
+		done := progress{late: e.takeLate()}
+		for attempt := 0; len(notices) > 0 || len(done.late.users)+len(done.late.anonymous) > 0; attempt++ {
 			err := e.carryOut(ctx, notices, &done)
 			if err == nil {
 				break
@@ -320,18 +350,21 @@ func (e *eraser) run(ctx context.Context) error {
 	}
 }
 
-// collect polls the notices of one window. Notices that do not decode go
-// to the dead-letter topic at once.
+// collect polls the notices of one window, which opens with the first
+// notice or late subject. Notices that do not decode go to the dead-letter
+// topic at once.
 func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) {
 	var notices []pending
 	var records []*kgo.Record
 	var deadline time.Time
 	pseudonyms := 0
 	for len(notices) < e.cfg.Erasure.MaxSubjects && pseudonyms < maxPseudonymsPerStatement {
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if !deadline.IsZero() {
-			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		// Idle, the poll still ends every window, to notice late subjects.
+		until := deadline
+		if until.IsZero() {
+			until = time.Now().Add(e.cfg.Erasure.Window)
 		}
+		pollCtx, cancel := context.WithDeadline(ctx, until)
 		fetches := e.client.PollRecords(pollCtx, e.cfg.Erasure.MaxSubjects-len(notices))
 		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -361,7 +394,7 @@ func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) 
 			}
 			e.metrics.deadLettered.Add(float64(len(dead)))
 		}
-		if deadline.IsZero() && len(records) > 0 {
+		if deadline.IsZero() && (len(records) > 0 || e.hasLate()) {
 			deadline = time.Now().Add(e.cfg.Erasure.Window)
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
@@ -374,7 +407,7 @@ func (e *eraser) collect(ctx context.Context) ([]pending, []*kgo.Record, error) 
 // carryOut deletes the window's subjects, then writes a receipt per notice.
 // p carries what earlier attempts of the window deleted.
 func (e *eraser) carryOut(ctx context.Context, notices []pending, p *progress) error {
-	var all subjects
+	all := subjects{users: slices.Clone(p.late.users), anonymous: slices.Clone(p.late.anonymous)}
 	for i := range notices {
 		all.add(&notices[i].notice)
 	}

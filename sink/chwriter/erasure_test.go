@@ -295,3 +295,27 @@ func TestErasureWaitsForLoadsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLateRowsAreDeleted: a row loaded while its subject's erasure was
+// under way (as by another sink instance, whose eraser cannot wait for
+// this load) is deleted by the next window, with no notice of its own.
+func TestLateRowsAreDeleted(t *testing.T) {
+	f := newFixture(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Produce(t, ctx, f.brokers, f.cleanOf("late-1", "k1.late", "k1.late-device"), f.cleanOf("kept-1", "k1.kept", ""))
+	f.waitRows(t, ctx, 2)
+	f.w.erased.add("k1.late") // the notice reached the set while the row loaded
+	f.w.eraseLate([]row{{clean: event.Clean{Subject: "k1.late", UserID: "k1.late", AnonymousID: "k1.late-device"}}})
+	for f.count(t, ctx, "message_id = 'late-1'") != 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the late row was never deleted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := f.count(t, ctx, "1"); n != 1 {
+		t.Errorf("%d rows left, want the kept one", n)
+	}
+}

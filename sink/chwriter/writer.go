@@ -40,6 +40,7 @@ package chwriter
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -502,9 +503,7 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 		if err := w.load(ctx, rows); err != nil {
 			return err
 		}
-		if err := w.eraseLate(ctx, rows); err != nil {
-			return err
-		}
+		w.eraseLate(rows)
 	}
 	w.metrics.flushes.WithLabelValues(reason).Inc()
 	var size int
@@ -519,37 +518,30 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 	return nil
 }
 
-// eraseLate deletes the rows just loaded whose subject was erased while
-// they were: another sink instance's eraser cannot wait for this one's
-// loads, so this instance deletes what its own erased set learned of
-// meanwhile. (Within one instance, loadsDone makes this find nothing.)
-func (w *Writer) eraseLate(ctx context.Context, rows []row) error {
+// eraseLate hands the eraser the subjects of the rows just loaded that
+// were erased while they were: another sink instance's eraser cannot wait
+// for this one's loads, so this instance's next window deletes what its
+// own erased set learned of meanwhile. (Within one instance the eraser
+// waits for the load, and the next window finds nothing: its count costs
+// a query, not a mutation.)
+func (w *Writer) eraseLate(rows []row) {
 	var late subjects
 	for i := range rows {
 		c := &rows[i].clean
-		if w.erased.erasedRow(c) {
+		if !w.erased.erasedRow(c) {
+			continue
+		}
+		// The subject is the user's pseudonym or the anonymous one.
+		if c.UserID != "" {
 			late.users = append(late.users, c.UserID)
-			late.anonymous = append(late.anonymous, c.Subject)
-			if c.AnonymousID != "" {
-				late.anonymous = append(late.anonymous, c.AnonymousID)
-			}
+		}
+		if c.AnonymousID != "" || c.UserID == "" {
+			late.anonymous = append(late.anonymous, cmp.Or(c.AnonymousID, c.Subject))
 		}
 	}
-	if len(late.users)+len(late.anonymous) == 0 {
-		return nil
+	if len(late.users)+len(late.anonymous) > 0 {
+		w.eraser.addLate(late)
 	}
-	late.users = slices.DeleteFunc(late.users, func(s string) bool { return s == "" })
-	found, _, err := w.eraser.deleter.erase(ctx, &late)
-	if err != nil {
-		return fmt.Errorf("delete rows of subjects erased during their load: %w", err)
-	}
-	var n int64
-	for _, m := range found {
-		n += m.rows
-	}
-	w.erasureMetrics.rowsDeleted.Add(float64(n))
-	w.log.Info("deleted rows of subjects erased while they loaded", "rows", n)
-	return nil
 }
 
 func (w *Writer) insert(ctx context.Context, rows []row) error {
