@@ -30,6 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": srv.Ready})
+	reg.MustRegister(admin.ReadinessGauge("collector"))
 	// The privacy admin API listens on the admin port, never the public one.
 	for pattern, h := range srv.AdminRoutes() {
 		admin.Handle(pattern, h)

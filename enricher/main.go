@@ -36,6 +36,7 @@ func main() {
 		os.Exit(1)
 	}
 	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": p.Ready})
+	reg.MustRegister(admin.ReadinessGauge("enricher"))
 	if err := obs.Run(log, admin, p, 60*time.Second, cfg.Admin.DrainDelay, 15*time.Second, p.Done()); err != nil {
 		log.Error("enricher failed", "err", err)
 		os.Exit(1)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,15 +89,22 @@ func NewAdmin(cfg config.Admin, gatherer prometheus.Gatherer, log *slog.Logger, 
 }
 
 func (a *Admin) readyz(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case a.draining.Load():
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	case !a.started.Load():
-		http.Error(w, "starting", http.StatusServiceUnavailable)
+	if err := a.ready(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// ready is /readyz's verdict: nil when ready.
+func (a *Admin) ready(ctx context.Context) error {
+	switch {
+	case a.draining.Load():
+		return errors.New("shutting down")
+	case !a.started.Load():
+		return errors.New("starting")
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	var failed []string
 	for name, check := range a.checks {
@@ -105,10 +113,25 @@ func (a *Admin) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(failed) > 0 {
-		http.Error(w, "not ready: "+strings.Join(failed, "; "), http.StatusServiceUnavailable)
-		return
+		slices.Sort(failed)
+		return errors.New("not ready: " + strings.Join(failed, "; "))
 	}
-	_, _ = io.WriteString(w, "ready\n")
+	return nil
+}
+
+// ReadinessGauge is <service>_ready: 1 when /readyz would answer 200, 0
+// otherwise, evaluated at each scrape, so alerts see what a load balancer
+// sees. Register it in the service's registry.
+func (a *Admin) ReadinessGauge(service string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: service + "_ready",
+		Help: "1 when the service is ready (/readyz answers 200: started, dependencies answering, not shutting down), else 0.",
+	}, func() float64 {
+		if a.ready(context.Background()) != nil {
+			return 0
+		}
+		return 1
+	})
 }
 
 // Handle adds a route to the admin server, such as the collector's privacy

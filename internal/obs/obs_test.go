@@ -36,10 +36,20 @@ func TestAdminEndpoints(t *testing.T) {
 			return nil
 		},
 	})
+	reg.MustRegister(admin.ReadinessGauge("test"))
 	if err := admin.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	base := "http://" + admin.Addr()
+	readyMetric := func() string {
+		_, body := get(t, base+"/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "test_ready ") {
+				return strings.TrimPrefix(line, "test_ready ")
+			}
+		}
+		return "absent"
+	}
 
 	if code, body := get(t, base+"/healthz"); code != 200 {
 		t.Errorf("/healthz = %d %q", code, body)
@@ -47,13 +57,22 @@ func TestAdminEndpoints(t *testing.T) {
 	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "starting") {
 		t.Errorf("/readyz before MarkStarted = %d %q, want 503 starting", code, body)
 	}
+	if got := readyMetric(); got != "0" {
+		t.Errorf("test_ready before MarkStarted = %s, want 0", got)
+	}
 	admin.MarkStarted()
 	if code, body := get(t, base+"/readyz"); code != 200 {
 		t.Errorf("/readyz with every check passing = %d %q", code, body)
 	}
+	if got := readyMetric(); got != "1" {
+		t.Errorf("test_ready when ready = %s, want 1", got)
+	}
 	kafkaDown.Store(true)
 	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "kafka: no broker answers") {
 		t.Errorf("/readyz with kafka down = %d %q, want 503 naming the check", code, body)
+	}
+	if got := readyMetric(); got != "0" {
+		t.Errorf("test_ready with kafka down = %s, want 0", got)
 	}
 	kafkaDown.Store(false)
 	code, body := get(t, base+"/metrics")
