@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink fuzz lint clean
+.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -25,7 +25,7 @@ deps-down: ## stop what deps-up started
 deps-status:
 	scripts/deps.sh status
 
-bench: deps-up bench-ingest bench-enricher bench-sink ## Go benchmarks against the real services, then the collector, enricher and sink load tests
+bench: deps-up bench-ingest bench-enricher bench-sink bench-erasure ## Go benchmarks against the real services, then the collector, enricher, sink and erasure load tests
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 bench-ingest: deps-up ## collector vs no-op HTTP vs raw franz-go producer (~90 s); read the ratios
@@ -36,6 +36,9 @@ bench-enricher: deps-up ## enricher (transactions, full policy) vs plain consume
 
 bench-sink: deps-up ## sink vs raw clickhouse-go insert of the same rows (alternating rounds), then freshness 200 -> queryable at 5,000 events/s (~3.5 min); SINKBENCH_FLAGS to change
 	$(GO) run ./scripts/sinkbench $(SINKBENCH_FLAGS)
+
+bench-erasure: deps-up ## erasure latency p50/p99 (request -> verified deletion in both destinations) of 1,000 erasures over a minute at 5,000 events/s, and mutations per destination (~2.5 min); ERASUREBENCH_FLAGS to change
+	$(GO) run ./scripts/erasurebench $(ERASUREBENCH_FLAGS)
 
 bench-consent: deps-up ## consent store memory per 1M subjects (10M in memory) and rebuild from Kafka (1M); CONSENTBENCH_FLAGS to change
 	$(GO) run ./scripts/consentbench $(CONSENTBENCH_FLAGS)

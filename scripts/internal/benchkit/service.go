@@ -61,13 +61,22 @@ type Service struct {
 // the prefix are dropped, so only the config file and the overrides decide
 // what runs. It does not wait for readiness: see WaitReady.
 func StartService(bin, root, name string, env ...string) (*Service, error) {
+	return StartServiceConfig(bin, root, name, filepath.Join("configs", name+".yaml"), env...)
+}
+
+// StartServiceConfig is StartService with the config file config (relative
+// to root, or absolute) instead of configs/<name>.yaml: another shipped
+// file of the same binary (configs/sink-intl.yaml), or a temporary copy
+// changing what no environment variable can set (lists such as the
+// collector's privacy.operators).
+func StartServiceConfig(bin, root, name, config string, env ...string) (*Service, error) {
 	adminAddr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	prefix := strings.ToUpper(name) + "_"
 	s := &Service{Name: name, AdminAddr: adminAddr, log: &tailBuffer{size: 16 << 10}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "--config", filepath.Join("configs", name+".yaml"))
+	s.cmd = exec.Command(bin, "--config", config)
 	s.cmd.Dir = root
 	s.cmd.Env = envWithout(prefix)
 	for _, kv := range env {
