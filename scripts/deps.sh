@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts, stops and reports the real dependencies the pipeline and its tests
 # use: one Apache Kafka node (KRaft) and one ClickHouse server, both on
-# loopback. Idempotent: `up` installs what is missing and starts only what is
+# loopback; and installs Prometheus's server and promtool, which the tests
+# run themselves. Idempotent: `up` installs what is missing and starts only what is
 # not already answering; `down` stops only what `up` started.
 #
 #   scripts/deps.sh up|status
@@ -42,6 +43,26 @@ pid_alive() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# --- Prometheus tools ----------------------------------------------------
+
+# prom_install installs Debian's prometheus package for promtool and the
+# server the tests run against the services (deployments/prometheus). The
+# tests start their own server; a packaged one started by systemd is
+# stopped, as for ClickHouse.
+prom_install() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    return
+  fi
+  log "installing prometheus (server and promtool) from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    log "stopping and disabling the packaged prometheus service"
+    systemctl stop prometheus
+    systemctl disable --quiet prometheus
+  fi
+}
 
 # --- ClickHouse ---------------------------------------------------------
 
@@ -278,6 +299,7 @@ case ${1:-} in
   up)
     ch_up
     kafka_up
+    prom_install
     status
     ;;
   down)

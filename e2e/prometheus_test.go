@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/obs"
+	"github.com/consentflow/consentflow/internal/testenv"
+	"github.com/consentflow/consentflow/sink/chwriter"
+)
+
+// needTool returns the path of a program the test runs (from Debian's
+// prometheus package, which scripts/deps.sh installs), skipping without it
+// unless CI=true.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		msg := name + " is not installed (scripts/deps.sh up installs Debian's prometheus package)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+// TestAlertRules checks the shipped Prometheus config and alert rules, and
+// runs the alerts' unit tests (deployments/prometheus/alerts_test.yml).
+func TestAlertRules(t *testing.T) {
+	promtool := needTool(t, "promtool")
+	for _, args := range [][]string{
+		{"check", "config", "../deployments/prometheus/prometheus.yml"},
+		{"check", "rules", "../deployments/prometheus/alerts.yml"},
+		{"test", "rules", "../deployments/prometheus/alerts_test.yml"},
+	} {
+		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// alertMetrics lists the metric names the shipped alert rules read.
+func alertMetrics(t *testing.T) []string {
+	t.Helper()
+	rules, err := os.ReadFile("../deployments/prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Names are written out, or listed in a __name__=~"a|b" matcher.
+	name := regexp.MustCompile(`\b(up|(collector|enricher|sink|privacy)_[a-z0-9_]+)\b`)
+	var names []string
+	for _, line := range strings.Split(string(rules), "\n") {
+		if strings.Contains(line, "runbook:") || strings.Contains(line, "description:") || strings.Contains(line, "summary:") {
+			continue
+		}
+		names = append(names, name.FindAllString(line, -1)...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// TestPrometheusScrapesTheServices runs the real Prometheus server with
+// the shipped scrape config, pointed at the services this test starts, and
+// checks through its HTTP API that every target is up and that every
+// metric the alert rules read is there.
+func TestPrometheusScrapesTheServices(t *testing.T) {
+	server := needTool(t, "prometheus")
+	brokers := testenv.KafkaBrokers(t)
+	chAddr := testenv.ClickHouseAddr(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	run := testenv.Name(t, "prom")
+	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
+	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
+	database := "analytics_" + run
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
+
+	ccfg := ingest.Default()
+	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
+	ccfg.Kafka.Brokers, ccfg.HTTP.Listen = brokers, "127.0.0.1:0"
+	ccfg.Topics.Raw.Name, ccfg.Topics.Consent.Name, ccfg.Topics.Erasures.Name = raw, consent, erasures
+	ecfg := pipeline.Default()
+	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
+	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
+	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
+	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
+	sinkConfig := func(file, db, topic string) chwriter.Config {
+		c := chwriter.Default()
+		load(t, file, "SINK", &c)
+		c.Kafka.Brokers, c.GroupID, c.Database = brokers, "sink-"+db, db
+		c.ClickHouse.Addr = []string{chAddr}
+		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&c.ClickHouse)
+		c.Topics.Clean.Name, c.Topics.DLQ.Name = topic, dlq
+		return c
+	}
+	scfg := sinkConfig("../configs/sink.yaml", database, clean)
+	xcfg := sinkConfig("../configs/sink-intl.yaml", database+"_intl", export)
+	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
+
+	// Each service with its admin server, as its main wires it.
+	targets := map[string]string{} // the shipped target -> this test's
+	serve := func(target, service string, build func(prometheus.Registerer) (obs.Component, error), check func(obs.Component) obs.Check) obs.Component {
+		reg := obs.NewRegistry()
+		c := startOn(t, ctx, reg, build)
+		admin := obs.NewAdmin(config.Admin{Listen: "127.0.0.1:0"}, reg, log, map[string]obs.Check{"deps": check(c)})
+		reg.MustRegister(admin.ReadinessGauge(service))
+		if err := admin.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		admin.MarkStarted()
+		t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
+		targets[target] = admin.Addr()
+		return c
+	}
+	serve("sink:9103", "sink", func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) },
+		func(c obs.Component) obs.Check { return c.(*chwriter.Writer).Ready })
+	serve("sink-intl:9104", "sink", func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(xcfg, reg, log) },
+		func(c obs.Component) obs.Check { return c.(*chwriter.Writer).Ready })
+	serve("enricher:9102", "enricher", func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) },
+		func(c obs.Component) obs.Check { return c.(*pipeline.Pipeline).Ready })
+	collector := serve("collector:9101", "collector", func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) },
+		func(c obs.Component) obs.Check { return c.(*ingest.Server).Ready }).(*ingest.Server)
+	// One request, so the request counters have a series.
+	if resp, err := http.Get("http://" + collector.Addr() + "/v1/nothing-here"); err == nil {
+		resp.Body.Close()
+	}
+
+	// The shipped config with this test's targets, scraping every second.
+	dir := t.TempDir()
+	shipped, err := os.ReadFile("../deployments/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(shipped), "scrape_interval: 15s", "scrape_interval: 1s")
+	for from, to := range targets {
+		if !strings.Contains(cfg, `"`+from+`"`) {
+			t.Fatalf("the shipped scrape config has no target %s", from)
+		}
+		cfg = strings.ReplaceAll(cfg, `"`+from+`"`, `"`+to+`"`)
+	}
+	rules, err := os.ReadFile("../deployments/prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"prometheus.yml": cfg, "alerts.yml": string(rules)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(server, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	var output strings.Builder
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	api := func(path string, v any) error {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+
+	// Every target up, then every metric the alerts read present.
+	var targetsAnswer struct {
+		Data struct {
+			ActiveTargets []struct {
+				ScrapeURL string `json:"scrapeUrl"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+				Labels    struct {
+					Job string `json:"job"`
+				} `json:"labels"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	for {
+		err := api("/api/v1/targets", &targetsAnswer)
+		up := 0
+		for _, tg := range targetsAnswer.Data.ActiveTargets {
+			if tg.Health == "up" {
+				up++
+			}
+		}
+		if err == nil && up == len(targets) && len(targetsAnswer.Data.ActiveTargets) == len(targets) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("targets %+v (%v)\n%s", targetsAnswer.Data.ActiveTargets, err, output.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	want := alertMetrics(t)
+	if len(want) < 10 { // the extraction itself broke
+		t.Fatalf("found only %d metric names in the alert rules: %q", len(want), want)
+	}
+	var names struct {
+		Data []string `json:"data"`
+	}
+	for {
+		err := api("/api/v1/label/__name__/values", &names)
+		var missing []string
+		for _, n := range want {
+			if !slices.Contains(names.Data, n) {
+				missing = append(missing, n)
+			}
+		}
+		if err == nil && len(missing) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the alert rules read metrics no service exports: %q (%v)", missing, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// And the rules load and evaluate.
+	var rulesAnswer struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name   string `json:"name"`
+					Health string `json:"health"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := api("/api/v1/rules", &rulesAnswer); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range rulesAnswer.Data.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Health == "err" {
+				t.Errorf("rule %s does not evaluate", r.Name)
+			}
+		}
+	}
+	if n != 11 {
+		t.Errorf("Prometheus loaded %d rules, want the 11 of alerts.yml", n)
+	}
+}
