@@ -2,6 +2,7 @@ package kafkax
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -55,6 +56,9 @@ func NewTail(cfg *Config, reg prometheus.Registerer, namespace string, log *slog
 	t.advanced = sync.NewCond(&t.mu)
 	return t, nil
 }
+
+// Client is the tail's Kafka client.
+func (t *Tail) Client() *kgo.Client { return t.cl }
 
 // Start follows in the background and returns once every record committed
 // before the call is applied, or ctx ends.
@@ -152,7 +156,12 @@ func (t *Tail) offsets(ctx context.Context) (ends, starts kadm.ListedOffsets, er
 		if err == nil {
 			return ends, starts, nil
 		}
+		if errors.Is(err, kgo.ErrClientClosed) {
+			return nil, nil, fmt.Errorf("list offsets of %v: %w", t.topics, err)
+		}
 		select {
+		case <-t.stopped:
+			return nil, nil, fmt.Errorf("reading %v: stopped", t.topics)
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("list offsets of %v: %w", t.topics, err)
 		case <-time.After(100 * time.Millisecond):
