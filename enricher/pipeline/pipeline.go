@@ -395,7 +395,7 @@ func (p *Pipeline) route(it *item) {
 		it.poison = fmt.Errorf("de-identify: %w", err)
 		return
 	}
-	it.clean = &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: clean.AppendJSON(nil)}
+	it.clean = &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: clean.AppendJSON(make([]byte, 0, clean.SizeHint()))}
 	if !it.d.Export || p.export == nil {
 		return
 	}

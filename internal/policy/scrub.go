@@ -2,8 +2,8 @@ package policy
 
 import (
 	"encoding/json"
-	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/consentflow/consentflow/internal/event"
 )
@@ -52,66 +52,69 @@ func scrubText(s string, patterns []piPattern) string {
 // scrubProperties returns the properties with personal data in string
 // values, and numbers that are whole phone, IMEI or identity numbers,
 // replaced by what they were ("[email]", "[phone]", ...), and the profile's
-// drop_fields removed. Keys and structure stay.
-func (p *Profile) scrubProperties(in *Parsed) (json.RawMessage, error) {
+// drop_fields removed, as JSON with object keys sorted. Keys and structure
+// stay.
+func (p *Profile) scrubProperties(in *Parsed) json.RawMessage {
 	if !in.hasProps {
-		return in.Env.Event.Properties, nil
+		return in.Env.Event.Properties
 	}
-	v := scrubValue(in.props, p.scrub)
-	if obj, ok := v.(map[string]any); ok {
-		dropPaths(obj, p.drops, "properties")
+	t := &in.props
+	var path []string // keys from the root, while drop_fields may apply
+	if len(p.drops) > 0 && t.nodes[0].kind == kindObject {
+		path = make([]string, 0, 8)
 	}
-	b, err := event.AppendValue(nil, v)
-	if err != nil {
-		return nil, fmt.Errorf("encode properties: %w", err)
-	}
-	return b, nil
+	return p.appendScrubbed(make([]byte, 0, 2*len(in.Env.Event.Properties)), t, 0, path, path != nil)
 }
 
-// scrubValue returns v with its strings scrubbed, in new maps and slices:
-// the parsed event is shared by every profile.
-func scrubValue(v any, patterns []piPattern) any {
-	switch x := v.(type) {
-	case string:
-		return scrubText(x, patterns)
-	case json.Number:
-		if s := scrubText(x.String(), patterns); s != x.String() {
-			return s
+// appendScrubbed appends node i scrubbed. dropping says whether i is the
+// properties object or reached from it through objects only, by path:
+// drop_fields apply to its members.
+func (p *Profile) appendScrubbed(b []byte, t *jsonTree, i int32, path []string, dropping bool) []byte {
+	n := &t.nodes[i]
+	switch n.kind {
+	case kindString:
+		return event.AppendString(b, scrubText(n.text, p.scrub))
+	case kindNumber:
+		if s := scrubText(n.text, p.scrub); s != n.text {
+			return event.AppendString(b, s)
 		}
-		return x
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = scrubValue(e, patterns)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = scrubValue(e, patterns)
-		}
-		return out
-	}
-	return v
-}
-
-// dropPaths deletes each path of drops that starts at root from obj.
-func dropPaths(obj map[string]any, drops [][]string, root string) {
-	for _, path := range drops {
-		if path[0] != root {
-			continue
-		}
-		m := obj
-		for _, k := range path[1 : len(path)-1] {
-			next, ok := m[k].(map[string]any)
-			if !ok {
-				m = nil
-				break
+		return append(b, n.text...)
+	case kindObject:
+		b = append(b, '{')
+		written := 0
+		for _, k := range t.children(i) {
+			key := t.nodes[k].key
+			sub := path
+			if dropping {
+				if p.dropsProperty(path, key) {
+					continue
+				}
+				sub = append(path, key)
 			}
-			m = next
+			b = appendKey(b, written, key)
+			written++
+			b = p.appendScrubbed(b, t, k, sub, dropping)
 		}
-		if m != nil {
-			delete(m, path[len(path)-1])
+		return append(b, '}')
+	case kindArray:
+		b = append(b, '[')
+		for j, k := range t.children(i) {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = p.appendScrubbed(b, t, k, nil, false)
+		}
+		return append(b, ']')
+	}
+	return appendScalar(b, n)
+}
+
+// dropsProperty reports whether drop_fields names properties.<path...>.<key>.
+func (p *Profile) dropsProperty(path []string, key string) bool {
+	for _, d := range p.drops {
+		if len(d) == len(path)+2 && d[0] == "properties" && d[len(d)-1] == key && slices.Equal(d[1:len(d)-1], path) {
+			return true
 		}
 	}
+	return false
 }
