@@ -196,7 +196,7 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 		Country:       Country(ip),
 		DNT:           env.Signals.DNT,
 		GPC:           env.Signals.GPC,
-		Context:       p.appendContext(nil, &in.ctx, allowList),
+		Context:       p.appendContext(nil, &in.ctx, in.ctxRoot, allowList),
 		Properties:    p.scrubProperties(in),
 	}
 	// The subject is the userId, else the anonymousId, under the same kind:
@@ -240,47 +240,47 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 // the profile's drop_fields under context, or returns b unchanged when that
 // leaves nothing. An object whose kept keys drop_fields all removes stays,
 // empty.
-func (p *Profile) appendContext(b []byte, ctx *jsonTree, allowList []allowed) []byte {
+func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed) []byte {
 	orig, written := b, 0
 	b = append(b, '{')
 	for _, a := range allowList {
 		if a.key == "consent" {
-			b, written = p.appendConsent(b, written, ctx)
+			b, written = p.appendConsent(b, written, ctx, root)
 			continue
 		}
-		v := ctx.member(0, a.key)
+		v := ctx.member(root, a.key)
 		switch {
 		case v < 0:
 			continue
 		case a.keys == nil:
-			if !ctx.nodes[v].isScalar() || p.dropsContext(a.key) {
+			if !ctx.isScalar(v) || p.dropsContext(a.key) {
 				continue
 			}
 			b = appendKey(b, written, a.key)
-			b = appendScalar(b, &ctx.nodes[v])
+			b = appendScalar(b, ctx, v)
 			written++
 			continue
-		case ctx.nodes[v].kind != kindObject:
+		case ctx.kind(v) != kindObject:
 			continue
 		}
 		var kept [maxAllowedKeys]keptScalar
 		n := 0
 		for _, k := range a.keys {
 			sv := ctx.member(v, k)
-			if sv < 0 || !ctx.nodes[sv].isScalar() {
+			if sv < 0 || !ctx.isScalar(sv) {
 				continue
 			}
-			ks := keptScalar{key: k, node: &ctx.nodes[sv]}
-			if ks.node.kind == kindString && a.key == "page" {
+			ks := keptScalar{key: k, node: sv}
+			if ctx.kind(sv) == kindString && a.key == "page" {
 				// Query strings and fragments carry e-mail addresses,
 				// tokens and search terms.
 				switch k {
 				case "url", "referrer":
-					ks.text = stripURL(ks.node.text)
+					ks.text = stripURL(ctx.val(sv))
 				case "path":
-					ks.text, _, _ = strings.Cut(strings.SplitN(ks.node.text, "#", 2)[0], "?")
+					ks.text, _, _ = strings.Cut(strings.SplitN(ctx.val(sv), "#", 2)[0], "?")
 				default:
-					ks.text = ks.node.text
+					ks.text = ctx.val(sv)
 				}
 				if ks.text == "" {
 					continue
@@ -306,7 +306,7 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, allowList []allowed) []
 			if ks.rewritten {
 				b = event.AppendString(b, ks.text)
 			} else {
-				b = appendScalar(b, ks.node)
+				b = appendScalar(b, ctx, ks.node)
 			}
 		}
 		b = append(b, '}')
@@ -320,7 +320,7 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, allowList []allowed) []
 // keptScalar is a kept value of an allow-listed context object.
 type keptScalar struct {
 	key       string
-	node      *jsonNode
+	node      int32
 	text      string // the value, if rewritten
 	rewritten bool
 }
@@ -329,13 +329,13 @@ type keptScalar struct {
 // granted or not, booleans named in 64 bytes or less) as the context's
 // consent.categoryPreferences, if there are any: the enricher and analysts
 // read them, and they say nothing about who the subject is.
-func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree) ([]byte, int) {
-	prefs := ctx.member(ctx.member(0, "consent"), "categoryPreferences")
-	if prefs < 0 || ctx.nodes[prefs].kind != kindObject {
+func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, root int32) ([]byte, int) {
+	prefs := ctx.member(ctx.member(root, "consent"), "categoryPreferences")
+	if prefs < 0 || ctx.kind(prefs) != kindObject {
 		return b, written
 	}
-	keep := func(n *jsonNode) bool { return (n.kind == kindTrue || n.kind == kindFalse) && len(n.key) <= 64 }
-	if !slices.ContainsFunc(ctx.children(prefs), func(k int32) bool { return keep(&ctx.nodes[k]) }) ||
+	keep := func(k int32) bool { return ctx.isBool(k) && ctx.nodes[k].keyLen <= 64 }
+	if !slices.ContainsFunc(ctx.children(prefs), keep) ||
 		p.dropsContext("consent") {
 		return b, written
 	}
@@ -346,13 +346,12 @@ func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree) ([]byte, i
 	b = append(b, `{"categoryPreferences":{`...)
 	inner := 0
 	for _, k := range ctx.children(prefs) {
-		n := &ctx.nodes[k]
-		if !keep(n) || p.dropsContext("consent", "categoryPreferences", n.key) {
+		if !keep(k) || p.dropsContext("consent", "categoryPreferences", ctx.key(k)) {
 			continue
 		}
-		b = appendKey(b, inner, n.key)
+		b = appendKey(b, inner, ctx.key(k))
 		inner++
-		b = appendScalar(b, n)
+		b = appendScalar(b, ctx, k)
 	}
 	return append(b, '}', '}'), written + 1
 }
@@ -367,13 +366,13 @@ func appendKey(b []byte, written int, key string) []byte {
 	return append(b, ':')
 }
 
-// appendScalar appends a string, number, boolean or null as JSON.
-func appendScalar(b []byte, n *jsonNode) []byte {
-	switch n.kind {
+// appendScalar appends node i, a string, number, boolean or null, as JSON.
+func appendScalar(b []byte, t *jsonTree, i int32) []byte {
+	switch t.kind(i) {
 	case kindString:
-		return event.AppendString(b, n.text)
+		return event.AppendString(b, t.val(i))
 	case kindNumber:
-		return append(b, n.text...)
+		return append(b, t.val(i)...)
 	case kindTrue:
 		return append(b, "true"...)
 	case kindFalse:

@@ -181,6 +181,14 @@ func FuzzDecodeTree(f *testing.F) {
 		if err != nil || !json.Valid(doc) {
 			t.Fatalf("decodeTree took %q, which encoding/json refuses: %v", doc, err)
 		}
+		if k := got.kind(0); k != kindString && got.val(0) != string(bytes.TrimSpace(doc)) {
+			t.Fatalf("decodeTree(%q): root text %q", doc, got.val(0))
+		}
+		for i := range got.nodes {
+			if k := got.kind(int32(i)); (k == kindObject || k == kindArray) && (got.val(int32(i))[0] != k || !json.Valid([]byte(got.val(int32(i))))) {
+				t.Fatalf("decodeTree(%q): node %d text %q", doc, i, got.val(int32(i)))
+			}
+		}
 		want := treeOf(v)
 		if !reflect.DeepEqual(canonical(&got, 0), canonical(&want, 0)) {
 			t.Fatalf("decodeTree(%q)\n got %v\nwant %v", doc, canonical(&got, 0), canonical(&want, 0))
@@ -191,14 +199,119 @@ func FuzzDecodeTree(f *testing.F) {
 // canonical is a tree's node i as nested values, independent of the order
 // of the node slice.
 func canonical(t *jsonTree, i int32) any {
-	n := &t.nodes[i]
-	switch n.kind {
+	switch k := t.kind(i); k {
 	case kindObject, kindArray:
 		var out []any
-		for _, k := range t.children(i) {
-			out = append(out, []any{t.nodes[k].key, canonical(t, k)})
+		for _, c := range t.children(i) {
+			out = append(out, []any{t.key(c), canonical(t, c)})
 		}
-		return []any{string(n.kind), out}
+		return []any{string(k), out}
+	case kindString, kindNumber:
+		return []any{string(k), t.val(i)}
+	default:
+		return []any{string(k)}
 	}
-	return []any{string(n.kind), n.text}
+}
+
+// checkSameParsed compares two Parsed of one envelope through everything
+// the enricher reads of them.
+func checkSameParsed(t *testing.T, profiles []*Profile, raw []byte, in, want *Parsed) {
+	t.Helper()
+	if !reflect.DeepEqual(in.Env, want.Env) || in.Env.ReceivedAt.Location() != want.Env.ReceivedAt.Location() {
+		t.Fatalf("%q: envelope\n got %#v\nwant %#v", raw, in.Env, want.Env)
+	}
+	if !in.At.Equal(want.At) || in.ip != want.ip || in.ua != want.ua || in.hasProps != want.hasProps {
+		t.Fatalf("%q: at, ip, ua, hasProps %v %q %q %v, want %v %q %q %v", raw, in.At, in.ip, in.ua, in.hasProps, want.At, want.ip, want.ua, want.hasProps)
+	}
+	if got, w := in.CarriedPreferences(), want.CarriedPreferences(); !reflect.DeepEqual(got, w) {
+		t.Fatalf("%q: CarriedPreferences = %v, want %v", raw, got, w)
+	}
+	if got, w := in.RawIdentifiers(), want.RawIdentifiers(); !reflect.DeepEqual(got, w) {
+		t.Fatalf("%q: RawIdentifiers = %v, want %v", raw, got, w)
+	}
+	d := Decision{Purposes: Analytics, Export: true}
+	for _, p := range profiles {
+		c, err := p.Deidentify(in, d)
+		wc, wantErr := p.Deidentify(want, d)
+		if err != nil || wantErr != nil {
+			t.Fatalf("%s: Deidentify error %v, want %v", p.Name, err, wantErr)
+		}
+		if got, w := c.AppendJSON(nil), wc.AppendJSON(nil); !bytes.Equal(got, w) {
+			t.Fatalf("%s: %q: Deidentify\n got %s\nwant %s", p.Name, raw, got, w)
+		}
+	}
+}
+
+// FuzzParseRaw checks the one-pass decoding of raw records against
+// event.DecodeEnvelope and Parse: what ParseRaw takes they take too, with
+// the same result.
+func FuzzParseRaw(f *testing.F) {
+	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
+	for _, path := range inputs {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+		var env event.Envelope
+		if json.Unmarshal(raw, &env) == nil {
+			f.Add(env.AppendJSON(nil))
+		}
+	}
+	f.Add([]byte(`{"schemaVersion":1,"messageId":"m","receivedAt":"2026-03-14T09:30:00.5Z","sourceId":"s","region":"cn",` +
+		`"signals":{"dnt":true,"gpc":false,"ip":"1.2.3.4","userAgent":"ua","trustContextIp":true},` +
+		`"event":{"type":"track","event":"E","userId":"u","anonymousId":"a","timestamp":"2026-03-14T09:30:00+08:00",` +
+		`"context":{"ip":"5.6.7.8","device":{"id":"d"}},"properties":{"a":[1,{"b":"x@y.cn"}]},"traits":null,"integrations":{}}}`))
+	f.Add([]byte(`{"schemaVersion":1,"messageId":"m","receivedAt":"2026-03-14T09:30:00Z","event":{"type":"page","userId":"u","context":null,"properties":null}}`))
+	f.Add([]byte(`{"schemaVersion":1,"messageId":"m","receivedAt":"2026-03-14T09:30:00Z","messageId":"n","event":{"type":"page","userId":"u"}}`))
+	f.Add([]byte(`{"schemaversion":1,"messageId":"m","receivedAt":"2026-03-14T9:30:00Z","event":{"type":"page","userId":"\u00e9"}}`))
+	profiles := parityProfiles(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		in, ok := ParseRaw(raw)
+		env, err := event.DecodeEnvelope(raw)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("ParseRaw took %q, which DecodeEnvelope refuses: %v", raw, err)
+		}
+		want, err := Parse(env)
+		if err != nil {
+			t.Fatalf("ParseRaw took %q, which Parse refuses: %v", raw, err)
+		}
+		checkSameParsed(t, profiles, raw, in, want)
+	})
+}
+
+// TestParseRawTakesCollectorOutput checks that the one-pass decoding is
+// the one taken for what the collector writes.
+func TestParseRawTakesCollectorOutput(t *testing.T) {
+	profiles := parityProfiles(t)
+	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
+	for _, path := range inputs {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env event.Envelope
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatal(err)
+		}
+		env.ReceivedAt = env.ReceivedAt.UTC()
+		rec := env.AppendJSON(nil)
+		decoded, err := event.DecodeEnvelope(rec)
+		if err != nil {
+			continue // a case of Deidentify's alone
+		}
+		in, ok := ParseRaw(rec)
+		if !ok {
+			t.Errorf("%s: ParseRaw refused %s", path, rec)
+			continue
+		}
+		want, err := Parse(decoded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSameParsed(t, profiles, rec, in, want)
+	}
 }

@@ -16,38 +16,25 @@ type Parsed struct {
 	// At is the time the event is judged at (EventTime).
 	At time.Time
 
-	ctx      jsonTree // the context, an object (empty when absent or null)
-	props    jsonTree // the properties, when hasProps
-	hasProps bool     // properties present and not null
-	// device holds context.device's identifiers, by deviceIDKeys' order
+	// ctx holds the context, an object (empty when absent or null), at
+	// node ctxRoot; props the properties at node propsRoot when hasProps.
+	// They may be one tree, the whole envelope's.
+	ctx, props           jsonTree
+	ctxRoot, propsRoot   int32
+	hasProps             bool // properties present and not null
+	ctxIP, ctxUA, ip, ua string
+	// device holds context.device's identifiers, in deviceIDKeys' order
 	// ("" where absent or not a string).
-	device       [len(deviceIDKeys)]string
-	ctxIP, ctxUA string // context.ip and context.userAgent when strings
-	ip, ua       string
+	device [len(deviceIDKeys)]string
 }
 
 // Parse decodes the context and properties of an envelope that
 // event.DecodeEnvelope accepted. An error is an *event.FieldError: the
 // event is poison.
 func Parse(env event.Envelope) (*Parsed, error) {
-	p := &Parsed{Env: env, At: EventTime(env), ip: env.Signals.IP, ua: env.Signals.UserAgent}
+	p := &Parsed{Env: env}
 	if err := p.decodeContext(env.Event.Context); err != nil {
 		return nil, err
-	}
-	p.ctxIP, p.ctxUA = p.ctx.str(p.ctx.member(0, "ip")), p.ctx.str(p.ctx.member(0, "userAgent"))
-	if p.ctxIP != "" && env.Signals.TrustContextIP {
-		// A server-side source reports the end user's address in context.ip;
-		// it wins over the address of the server that posted the event.
-		p.ip = p.ctxIP
-	}
-	if p.ctxUA != "" {
-		// Browsers' SDKs copy navigator.userAgent here, and server-side
-		// SDKs the end user's: either says more than the poster's header.
-		p.ua = p.ctxUA
-	}
-	device := p.ctx.member(0, "device")
-	for i, k := range deviceIDKeys {
-		p.device[i] = p.ctx.str(p.ctx.member(device, k))
 	}
 	raw := bytes.TrimSpace(env.Event.Properties)
 	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
@@ -62,7 +49,30 @@ func Parse(env event.Envelope) (*Parsed, error) {
 		}
 		p.props, p.hasProps = t, true
 	}
+	p.finish()
 	return p, nil
+}
+
+// finish derives what the rules and profiles read from the envelope and
+// the decoded context.
+func (p *Parsed) finish() {
+	env := &p.Env
+	p.At, p.ip, p.ua = EventTime(*env), env.Signals.IP, env.Signals.UserAgent
+	p.ctxIP, p.ctxUA = p.ctx.str(p.ctx.member(p.ctxRoot, "ip")), p.ctx.str(p.ctx.member(p.ctxRoot, "userAgent"))
+	if p.ctxIP != "" && env.Signals.TrustContextIP {
+		// A server-side source reports the end user's address in context.ip;
+		// it wins over the address of the server that posted the event.
+		p.ip = p.ctxIP
+	}
+	if p.ctxUA != "" {
+		// Browsers' SDKs copy navigator.userAgent here, and server-side
+		// SDKs the end user's: either says more than the poster's header.
+		p.ua = p.ctxUA
+	}
+	device := p.ctx.member(p.ctxRoot, "device")
+	for i, k := range deviceIDKeys {
+		p.device[i] = p.ctx.str(p.ctx.member(device, k))
+	}
 }
 
 // emptyObject is the tree of {}, shared: trees are read-only.
@@ -75,7 +85,7 @@ func (p *Parsed) decodeContext(raw []byte) error {
 		return nil
 	}
 	if t, ok := decodeTree(raw); ok {
-		switch t.nodes[0].kind {
+		switch t.kind(0) {
 		case kindObject:
 			p.ctx = t
 			return nil
@@ -99,31 +109,20 @@ func (p *Parsed) decodeContext(raw []byte) error {
 // CarriedPreferences returns the event's
 // context.consent.categoryPreferences (booleans only), or nil.
 func (p *Parsed) CarriedPreferences() map[string]bool {
-	prefs := p.categoryPreferences()
-	if prefs < 0 {
+	prefs := p.ctx.member(p.ctx.member(p.ctxRoot, "consent"), "categoryPreferences")
+	if prefs < 0 || p.ctx.kind(prefs) != kindObject {
 		return nil
 	}
 	var out map[string]bool
 	for _, k := range p.ctx.children(prefs) {
-		n := &p.ctx.nodes[k]
-		if n.kind == kindTrue || n.kind == kindFalse {
+		if p.ctx.isBool(k) {
 			if out == nil {
 				out = map[string]bool{}
 			}
-			out[n.key] = n.kind == kindTrue
+			out[p.ctx.key(k)] = p.ctx.kind(k) == kindTrue
 		}
 	}
 	return out
-}
-
-// categoryPreferences is the node of context.consent.categoryPreferences
-// when it is an object, else -1.
-func (p *Parsed) categoryPreferences() int32 {
-	prefs := p.ctx.member(p.ctx.member(0, "consent"), "categoryPreferences")
-	if prefs < 0 || p.ctx.nodes[prefs].kind != kindObject {
-		return -1
-	}
-	return prefs
 }
 
 // deviceIDFields name the identifiers of deviceIDKeys in RawIdentifiers.

@@ -60,30 +60,30 @@ func (p *Profile) scrubProperties(in *Parsed) json.RawMessage {
 	}
 	t := &in.props
 	var path []string // keys from the root, while drop_fields may apply
-	if len(p.drops) > 0 && t.nodes[0].kind == kindObject {
+	if len(p.drops) > 0 && t.kind(in.propsRoot) == kindObject {
 		path = make([]string, 0, 8)
 	}
-	return p.appendScrubbed(make([]byte, 0, 2*len(in.Env.Event.Properties)), t, 0, path, path != nil)
+	return p.appendScrubbed(make([]byte, 0, 2*len(in.Env.Event.Properties)), t, in.propsRoot, path, path != nil)
 }
 
 // appendScrubbed appends node i scrubbed. dropping says whether i is the
 // properties object or reached from it through objects only, by path:
 // drop_fields apply to its members.
 func (p *Profile) appendScrubbed(b []byte, t *jsonTree, i int32, path []string, dropping bool) []byte {
-	n := &t.nodes[i]
-	switch n.kind {
+	switch t.kind(i) {
 	case kindString:
-		return event.AppendString(b, scrubText(n.text, p.scrub))
+		return event.AppendString(b, scrubText(t.val(i), p.scrub))
 	case kindNumber:
-		if s := scrubText(n.text, p.scrub); s != n.text {
+		lit := t.val(i)
+		if s := scrubText(lit, p.scrub); s != lit {
 			return event.AppendString(b, s)
 		}
-		return append(b, n.text...)
+		return append(b, lit...)
 	case kindObject:
 		b = append(b, '{')
 		written := 0
 		for _, k := range t.children(i) {
-			key := t.nodes[k].key
+			key := t.key(k)
 			sub := path
 			if dropping {
 				if p.dropsProperty(path, key) {
@@ -106,7 +106,7 @@ func (p *Profile) appendScrubbed(b []byte, t *jsonTree, i int32, path []string, 
 		}
 		return append(b, ']')
 	}
-	return appendScalar(b, n)
+	return appendScalar(b, t, i)
 }
 
 // dropsProperty reports whether drop_fields names properties.<path...>.<key>.

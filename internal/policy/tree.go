@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -14,20 +15,28 @@ import (
 // of a repeated name kept (what decoding into a map and encoding it again
 // gives), strings unescaped, numbers as their literal. Decoding contexts
 // and properties into maps of interfaces was most of the enricher's work;
-// a tree costs a few allocations however big the value.
+// a tree costs a few allocations however big the value, none of them
+// scanned by the garbage collector.
 type jsonTree struct {
 	nodes []jsonNode // nodes[0] is the root
 	kids  []int32    // the members or elements of containers, by position
+	// text holds the names and values of nodes: the input, then the
+	// strings that had escapes, unescaped.
+	text string
+	// dupNames says an object repeated a name (and only the last counts).
+	dupNames bool
 }
 
 // jsonNode is one value of a jsonTree.
 type jsonNode struct {
-	key  string // the member name, for a member of an object
-	text string // a string's value; a number's literal
-	// kind is '{', '[', '"', '0' (a number), 't', 'f' or 'n'.
-	kind byte
+	// key is the member name of an object's member; val is a string's
+	// value, a number's literal, or, for a container decoded by
+	// decodeTree, its JSON text. Both are offsets and lengths in text.
+	keyOff, keyLen, valOff, valLen uint32
 	// first and n locate a container's members or elements in kids.
 	first, n int32
+	// kind is '{', '[', '"', '0' (a number), 't', 'f' or 'n'.
+	kind byte
 }
 
 // Node kinds.
@@ -41,13 +50,33 @@ const (
 	kindNull   = 'n'
 )
 
-// isScalar says whether a node is a string, number or boolean.
-func (n *jsonNode) isScalar() bool {
-	switch n.kind {
+func (t *jsonTree) kind(i int32) byte { return t.nodes[i].kind }
+
+// key is node i's member name.
+func (t *jsonTree) key(i int32) string {
+	n := &t.nodes[i]
+	return t.text[n.keyOff : n.keyOff+n.keyLen]
+}
+
+// val is node i's string value or number literal.
+func (t *jsonTree) val(i int32) string {
+	n := &t.nodes[i]
+	return t.text[n.valOff : n.valOff+n.valLen]
+}
+
+// isScalar says whether node i is a string, number or boolean.
+func (t *jsonTree) isScalar(i int32) bool {
+	switch t.nodes[i].kind {
 	case kindString, kindNumber, kindTrue, kindFalse:
 		return true
 	}
 	return false
+}
+
+// isBool says whether node i is true or false.
+func (t *jsonTree) isBool(i int32) bool {
+	k := t.nodes[i].kind
+	return k == kindTrue || k == kindFalse
 }
 
 // children are the members or elements of node i.
@@ -63,13 +92,19 @@ func (t *jsonTree) member(i int32, name string) int32 {
 		return -1
 	}
 	kids := t.children(i)
-	j, found := slices.BinarySearchFunc(kids, name, func(k int32, name string) int {
-		return strings.Compare(t.nodes[k].key, name)
-	})
-	if !found {
-		return -1
+	lo, hi := 0, len(kids)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if t.key(kids[m]) < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	return kids[j]
+	if lo < len(kids) && t.key(kids[lo]) == name {
+		return kids[lo]
+	}
+	return -1
 }
 
 // str returns node i's value if it is a string, else "".
@@ -77,7 +112,7 @@ func (t *jsonTree) str(i int32) string {
 	if i < 0 || t.nodes[i].kind != kindString {
 		return ""
 	}
-	return t.nodes[i].text
+	return t.val(i)
 }
 
 // maxTreeDepth bounds the nesting the fast decoder takes; deeper values
@@ -88,10 +123,10 @@ const maxTreeDepth = 256
 // space, exactly as encoding/json decodes it into an interface with
 // UseNumber. ok is false when raw is not that, or holds something the fast
 // decoder leaves to encoding/json (invalid UTF-8, escaped UTF-16
-// surrogates, deep nesting): the caller then decodes with encoding/json,
-// which gives the error or the value (treeOf).
+// surrogates, deep nesting, more than 4 GiB): the caller then decodes with
+// encoding/json, which gives the error or the value (treeOf).
 func decodeTree(raw []byte) (t jsonTree, ok bool) {
-	if !utf8.Valid(raw) {
+	if len(raw) > math.MaxUint32/2 || !utf8.Valid(raw) {
 		return jsonTree{}, false
 	}
 	// Every value but the root follows a colon, a comma or an opening
@@ -99,14 +134,20 @@ func decodeTree(raw []byte) (t jsonTree, ok bool) {
 	n := 1 + bytes.Count(raw, []byte{':'}) + bytes.Count(raw, []byte{','}) + bytes.Count(raw, []byte{'['})
 	d := decoders.Get().(*treeDecoder)
 	defer decoders.Put(d)
-	d.s, d.i = string(raw), 0
+	d.s, d.i, d.extra = string(raw), 0, d.extra[:0]
 	d.t = jsonTree{nodes: make([]jsonNode, 0, n), kids: make([]int32, 0, n)}
-	ok = d.value("", 0)
+	ok = d.value(0, 0, 0)
 	d.space()
-	t, d.t, d.s, d.stack = d.t, jsonTree{}, "", d.stack[:0]
+	t, d.t, d.stack = d.t, jsonTree{}, d.stack[:0]
 	if !ok || d.i != len(raw) {
+		d.s = ""
 		return jsonTree{}, false
 	}
+	t.text = d.s
+	if len(d.extra) > 0 {
+		t.text += string(d.extra)
+	}
+	d.s = ""
 	return t, true
 }
 
@@ -114,11 +155,11 @@ func decodeTree(raw []byte) (t jsonTree, ok bool) {
 var decoders = sync.Pool{New: func() any { return new(treeDecoder) }}
 
 type treeDecoder struct {
-	s     string // the whole input; unescaped strings are slices of it
+	s     string // the input
 	i     int
 	t     jsonTree
 	stack []int32 // the members of the containers being decoded
-	buf   []byte  // unescaping
+	extra []byte  // unescaped strings, after the input in the tree's text
 }
 
 func (d *treeDecoder) space() {
@@ -132,42 +173,54 @@ func (d *treeDecoder) space() {
 	}
 }
 
-// value decodes the value at d.i (after white space) into a new node.
-func (d *treeDecoder) value(key string, depth int) bool {
+// value decodes the value at d.i (after white space) into a new node
+// named by the text at keyOff.
+func (d *treeDecoder) value(keyOff, keyLen uint32, depth int) bool {
 	d.space()
 	if d.i >= len(d.s) {
 		return false
 	}
 	idx := int32(len(d.t.nodes))
-	d.t.nodes = append(d.t.nodes, jsonNode{key: key})
+	d.t.nodes = append(d.t.nodes, jsonNode{keyOff: keyOff, keyLen: keyLen})
+	start := d.i
+	var kind byte
 	switch c := d.s[d.i]; {
 	case c == '{':
-		return depth < maxTreeDepth && d.object(idx, depth)
+		if depth >= maxTreeDepth || !d.object(idx, depth) {
+			return false
+		}
+		kind = kindObject
 	case c == '[':
-		return depth < maxTreeDepth && d.array(idx, depth)
+		if depth >= maxTreeDepth || !d.array(idx, depth) {
+			return false
+		}
+		kind = kindArray
 	case c == '"':
-		s, ok := d.string()
-		d.t.nodes[idx].kind, d.t.nodes[idx].text = kindString, s
-		return ok
+		off, n, ok := d.string()
+		if !ok {
+			return false
+		}
+		d.t.nodes[idx].kind, d.t.nodes[idx].valOff, d.t.nodes[idx].valLen = kindString, off, n
+		return true
 	case c == '-' || c >= '0' && c <= '9':
-		start := d.i
 		if !d.number() {
 			return false
 		}
-		d.t.nodes[idx].kind, d.t.nodes[idx].text = kindNumber, d.s[start:d.i]
-		return true
+		kind = kindNumber
 	case strings.HasPrefix(d.s[d.i:], "true"):
 		d.i += 4
-		d.t.nodes[idx].kind = kindTrue
+		kind = kindTrue
 	case strings.HasPrefix(d.s[d.i:], "false"):
 		d.i += 5
-		d.t.nodes[idx].kind = kindFalse
+		kind = kindFalse
 	case strings.HasPrefix(d.s[d.i:], "null"):
 		d.i += 4
-		d.t.nodes[idx].kind = kindNull
+		kind = kindNull
 	default:
 		return false
 	}
+	n := &d.t.nodes[idx]
+	n.kind, n.valOff, n.valLen = kind, uint32(start), uint32(d.i-start)
 	return true
 }
 
@@ -183,7 +236,7 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 			if d.i >= len(d.s) || d.s[d.i] != '"' {
 				return false
 			}
-			name, ok := d.string()
+			off, n, ok := d.string()
 			if !ok {
 				return false
 			}
@@ -193,7 +246,7 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 			}
 			d.i++
 			d.stack = append(d.stack, int32(len(d.t.nodes)))
-			if !d.value(name, depth+1) {
+			if !d.value(off, n, depth+1) {
 				return false
 			}
 			d.space()
@@ -213,16 +266,28 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 	members := d.stack[mark:]
 	// Sorted by name; of a repeated name the last value counts, as when
 	// decoding into a map.
-	slices.SortStableFunc(members, func(a, b int32) int { return strings.Compare(d.t.nodes[a].key, d.t.nodes[b].key) })
+	slices.SortStableFunc(members, func(a, b int32) int { return strings.Compare(d.key(a), d.key(b)) })
 	kept := members[:0]
 	for i, m := range members {
-		if i+1 < len(members) && d.t.nodes[members[i+1]].key == d.t.nodes[m].key {
+		if i+1 < len(members) && d.key(members[i+1]) == d.key(m) {
+			d.t.dupNames = true
 			continue
 		}
 		kept = append(kept, m)
 	}
-	d.close(idx, kindObject, mark, kept)
+	d.close(idx, mark, kept)
 	return true
+}
+
+// key is node i's name while decoding, when the tree's text is not
+// complete yet.
+func (d *treeDecoder) key(i int32) string {
+	n := &d.t.nodes[i]
+	if int(n.keyOff) < len(d.s) {
+		return d.s[n.keyOff : n.keyOff+n.keyLen]
+	}
+	off := int(n.keyOff) - len(d.s)
+	return string(d.extra[off : off+int(n.keyLen)]) // rare: a name with escapes
 }
 
 func (d *treeDecoder) array(idx int32, depth int) bool {
@@ -234,7 +299,7 @@ func (d *treeDecoder) array(idx int32, depth int) bool {
 	} else {
 		for {
 			d.stack = append(d.stack, int32(len(d.t.nodes)))
-			if !d.value("", depth+1) {
+			if !d.value(0, 0, depth+1) {
 				return false
 			}
 			d.space()
@@ -251,58 +316,59 @@ func (d *treeDecoder) array(idx int32, depth int) bool {
 			}
 		}
 	}
-	d.close(idx, kindArray, mark, d.stack[mark:])
+	d.close(idx, mark, d.stack[mark:])
 	return true
 }
 
 // close records a container's members and pops them off the stack.
-func (d *treeDecoder) close(idx int32, kind byte, mark int, members []int32) {
+func (d *treeDecoder) close(idx int32, mark int, members []int32) {
 	n := &d.t.nodes[idx]
-	n.kind, n.first, n.n = kind, int32(len(d.t.kids)), int32(len(members))
+	n.first, n.n = int32(len(d.t.kids)), int32(len(members))
 	d.t.kids = append(d.t.kids, members...)
 	d.stack = d.stack[:mark]
 }
 
-// string decodes the string at d.i. Strings without escapes are slices of
-// the input.
-func (d *treeDecoder) string() (string, bool) {
+// string decodes the string at d.i and returns where its value is in the
+// tree's text: in the input when it has no escapes, else in extra.
+func (d *treeDecoder) string() (off, n uint32, ok bool) {
 	d.i++ // "
 	start := d.i
 	for d.i < len(d.s) {
 		switch c := d.s[d.i]; {
 		case c == '"':
 			d.i++
-			return d.s[start : d.i-1], true
+			return uint32(start), uint32(d.i - 1 - start), true
 		case c == '\\':
 			return d.escaped(start)
 		case c < 0x20:
-			return "", false
+			return 0, 0, false
 		default:
 			d.i++
 		}
 	}
-	return "", false
+	return 0, 0, false
 }
 
 // escaped finishes a string with escapes that starts at start.
-func (d *treeDecoder) escaped(start int) (string, bool) {
-	b := append(d.buf[:0], d.s[start:d.i]...)
+func (d *treeDecoder) escaped(start int) (off, n uint32, ok bool) {
+	from := len(d.extra)
+	b := append(d.extra, d.s[start:d.i]...)
+	defer func() { d.extra = b }()
 	for d.i < len(d.s) {
 		c := d.s[d.i]
 		switch {
 		case c == '"':
 			d.i++
-			d.buf = b
-			return string(b), true
+			return uint32(len(d.s) + from), uint32(len(b) - from), true
 		case c < 0x20:
-			return "", false
+			return 0, 0, false
 		case c != '\\':
 			b = append(b, c)
 			d.i++
 			continue
 		}
 		if d.i+1 >= len(d.s) {
-			return "", false
+			return 0, 0, false
 		}
 		d.i += 2
 		switch d.s[d.i-1] {
@@ -323,15 +389,15 @@ func (d *treeDecoder) escaped(start int) (string, bool) {
 			// Surrogates pair up, or become U+FFFD, by encoding/json's
 			// rules: left to it.
 			if !ok || r >= 0xd800 && r < 0xe000 {
-				return "", false
+				return 0, 0, false
 			}
 			d.i += 4
 			b = utf8.AppendRune(b, r)
 		default:
-			return "", false
+			return 0, 0, false
 		}
 	}
-	return "", false
+	return 0, 0, false
 }
 
 func hex4(s string) (rune, bool) {
@@ -397,16 +463,31 @@ func (d *treeDecoder) number() bool {
 }
 
 // treeOf is the tree of a value encoding/json decoded with UseNumber.
+// Its containers have no JSON text.
 func treeOf(v any) jsonTree {
-	var t jsonTree
-	t.add("", v)
-	return t
+	var b treeBuilder
+	b.add(0, 0, v)
+	b.t.text = string(b.text)
+	return b.t
 }
 
-func (t *jsonTree) add(key string, v any) int32 {
-	idx := int32(len(t.nodes))
-	t.nodes = append(t.nodes, jsonNode{key: key})
+type treeBuilder struct {
+	t    jsonTree
+	text []byte
+}
+
+// str adds s to the text and returns where it is.
+func (b *treeBuilder) str(s string) (off, n uint32) {
+	off = uint32(len(b.text))
+	b.text = append(b.text, s...)
+	return off, uint32(len(s))
+}
+
+func (b *treeBuilder) add(keyOff, keyLen uint32, v any) int32 {
+	idx := int32(len(b.t.nodes))
+	b.t.nodes = append(b.t.nodes, jsonNode{keyOff: keyOff, keyLen: keyLen})
 	var kind byte
+	var valOff, valLen uint32
 	var members []int32
 	switch x := v.(type) {
 	case nil:
@@ -417,9 +498,11 @@ func (t *jsonTree) add(key string, v any) int32 {
 			kind = kindTrue
 		}
 	case string:
-		kind, t.nodes[idx].text = kindString, x
+		kind = kindString
+		valOff, valLen = b.str(x)
 	case json.Number:
-		kind, t.nodes[idx].text = kindNumber, string(x)
+		kind = kindNumber
+		valOff, valLen = b.str(string(x))
 	case map[string]any:
 		kind = kindObject
 		names := make([]string, 0, len(x))
@@ -428,19 +511,20 @@ func (t *jsonTree) add(key string, v any) int32 {
 		}
 		slices.Sort(names)
 		for _, k := range names {
-			members = append(members, t.add(k, x[k]))
+			off, n := b.str(k)
+			members = append(members, b.add(off, n, x[k]))
 		}
 	case []any:
 		kind = kindArray
 		for _, e := range x {
-			members = append(members, t.add("", e))
+			members = append(members, b.add(0, 0, e))
 		}
 	default:
 		panic("policy: unexpected decoded JSON type") // encoding/json makes no other
 	}
-	n := &t.nodes[idx]
-	n.kind, n.first, n.n = kind, int32(len(t.kids)), int32(len(members))
-	t.kids = append(t.kids, members...)
+	n := &b.t.nodes[idx]
+	n.kind, n.valOff, n.valLen, n.first, n.n = kind, valOff, valLen, int32(len(b.t.kids)), int32(len(members))
+	b.t.kids = append(b.t.kids, members...)
 	return idx
 }
 
