@@ -68,6 +68,15 @@ func appendField(b []byte, name, value string, omitEmpty bool) []byte {
 
 const hex = "0123456789abcdef"
 
+// plain marks the bytes a JSON string holds as they are: ASCII but control
+// characters, quotes, backslashes and the HTML characters <, > and &.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string, as json.Marshal writes it.
 func AppendString(b []byte, s string) []byte { return appendString(b, s) }
 
@@ -76,8 +85,17 @@ func AppendString(b []byte, s string) []byte { return appendString(b, s) }
 // replacing invalid UTF-8 with U+FFFD.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	// Most strings need no escaping: find the first byte that may.
+	i := 0
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {

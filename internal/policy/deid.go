@@ -196,8 +196,23 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 		Country:       Country(ip),
 		DNT:           env.Signals.DNT,
 		GPC:           env.Signals.GPC,
-		Context:       p.appendContext(nil, &in.ctx, in.ctxRoot, allowList),
-		Properties:    p.scrubProperties(in),
+		Properties:    in.Env.Event.Properties,
+	}
+	// The context and properties share one buffer, of about their size (a
+	// coarse context keeps little).
+	size := len(ev.Context) + len(ev.Properties) + 32
+	if coarse {
+		size -= len(ev.Context) * 2 / 3
+	}
+	b := make([]byte, 0, size)
+	b = p.appendContext(b, &in.ctx, in.ctxRoot, allowList)
+	n := len(b)
+	if n > 0 {
+		c.Context = b[:n:n]
+	}
+	if in.hasProps {
+		b = p.appendProperties(b, in)
+		c.Properties = b[n:len(b):len(b)]
 	}
 	// The subject is the userId, else the anonymousId, under the same kind:
 	// its pseudonym is theirs.
@@ -278,7 +293,8 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 				case "url", "referrer":
 					ks.text = stripURL(ctx.val(sv))
 				case "path":
-					ks.text, _, _ = strings.Cut(strings.SplitN(ctx.val(sv), "#", 2)[0], "?")
+					ks.text, _, _ = strings.Cut(ctx.val(sv), "#")
+					ks.text, _, _ = strings.Cut(ks.text, "?")
 				default:
 					ks.text = ctx.val(sv)
 				}
@@ -395,10 +411,52 @@ func (p *Profile) dropsContext(path ...string) bool {
 // strings and fragments carry e-mail addresses, reset tokens and search
 // terms. Anything else (mailto:, tel:, what does not parse) is dropped whole.
 func stripURL(raw string) string {
+	if s, ok := stripPlainURL(raw); ok {
+		return s
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" {
 		return ""
 	}
 	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
 	return u.String()
+}
+
+// stripPlainURL is stripURL for the URLs most pages have, without parsing
+// them: http or https, a host of letters, digits, dots and dashes, a path
+// of letters, digits and /._~- (which url.URL writes as they are), no
+// control characters, no escapes in the fragment (which url.Parse would
+// check). ok is false for any other: then url.Parse decides.
+func stripPlainURL(raw string) (s string, ok bool) {
+	rest, found := strings.CutPrefix(raw, "https://")
+	if !found {
+		if rest, found = strings.CutPrefix(raw, "http://"); !found {
+			return "", false
+		}
+	}
+	i := 0
+	for i < len(rest) && (isAlnum(rest[i]) || rest[i] == '.' || rest[i] == '-') {
+		i++
+	}
+	if i == 0 {
+		return "", false
+	}
+	if i < len(rest) && rest[i] == '/' {
+		for i < len(rest) && (isAlnum(rest[i]) || strings.IndexByte("/._~-", rest[i]) >= 0) {
+			i++
+		}
+	}
+	if i < len(rest) && rest[i] != '?' && rest[i] != '#' {
+		return "", false
+	}
+	end := len(raw) - len(rest) + i
+	for j := end; j < len(raw); j++ {
+		if c := raw[j]; c < 0x20 || c == 0x7f {
+			return "", false
+		}
+	}
+	if _, frag, hasFrag := strings.Cut(raw[end:], "#"); hasFrag && strings.IndexByte(frag, '%') >= 0 {
+		return "", false
+	}
+	return raw[:end], true
 }

@@ -1,9 +1,9 @@
 package policy
 
 import (
-	"encoding/json"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/consentflow/consentflow/internal/event"
 )
@@ -14,56 +14,138 @@ import (
 type piPattern struct {
 	re          *regexp.Regexp
 	replacement string
-	// needsAt and minDigits are what any match must contain: most strings
-	// have neither, and skipping the regex for them is most of scrubbing's
-	// cost saved. Zero for configured patterns: they always run.
-	needsAt   bool
-	minDigits int
+	// needsAt, needsPlus and minDigits are what any match must contain:
+	// most strings have none, and skipping the regex for them is most of
+	// scrubbing's cost saved. Zero for configured patterns: they always run.
+	needsAt, needsPlus bool
+	minDigits          int
+	// replaceAll, when set, is re.ReplaceAllString(s, replacement) done
+	// without the regular expression engine.
+	replaceAll func(s string) string
 }
 
 var piPatterns = []piPattern{
-	{regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`), "[email]", true, 0},
-	{regexp.MustCompile(`\b[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]\b`), "[id_number]", false, 17},
-	{regexp.MustCompile(`\b\d{15}\b`), "[imei]", false, 15},
-	{regexp.MustCompile(`(?:\+|\b)(?:86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}\b`), "[phone]", false, 11},
-	{regexp.MustCompile(`\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b`), "[phone]", false, 6},
+	{re: regexp.MustCompile(emailPattern), replacement: "[email]", needsAt: true, replaceAll: scrubEmails},
+	{re: regexp.MustCompile(`\b[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]\b`), replacement: "[id_number]", minDigits: 17},
+	{re: regexp.MustCompile(`\b\d{15}\b`), replacement: "[imei]", minDigits: 15},
+	{re: regexp.MustCompile(`(?:\+|\b)(?:86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}\b`), replacement: "[phone]", minDigits: 11},
+	{re: regexp.MustCompile(`\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b`), replacement: "[phone]", needsPlus: true, minDigits: 6},
 }
 
-// scrubText replaces every personal-data match in s.
+const emailPattern = `[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`
+
+// scrubText replaces every personal-data match in s. What a string holds
+// is counted before any replacement: replacements only take away.
 func scrubText(s string, patterns []piPattern) string {
-	digits, at := 0, false
+	digits, at, plus := 0, false, false
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c >= '0' && c <= '9':
 			digits++
 		case c == '@':
 			at = true
+		case c == '+':
+			plus = true
 		}
 	}
 	for _, p := range patterns {
-		if digits < p.minDigits || (p.needsAt && !at) {
+		if digits < p.minDigits || (p.needsAt && !at) || (p.needsPlus && !plus) {
 			continue
 		}
-		s = p.re.ReplaceAllString(s, p.replacement)
+		if p.replaceAll != nil {
+			s = p.replaceAll(s)
+		} else {
+			s = p.re.ReplaceAllString(s, p.replacement)
+		}
 	}
 	return s
 }
 
-// scrubProperties returns the properties with personal data in string
-// values, and numbers that are whole phone, IMEI or identity numbers,
-// replaced by what they were ("[email]", "[phone]", ...), and the profile's
-// drop_fields removed, as JSON with object keys sorted. Keys and structure
-// stay.
-func (p *Profile) scrubProperties(in *Parsed) json.RawMessage {
-	if !in.hasProps {
-		return in.Env.Event.Properties
+// scrubEmails replaces what emailPattern matches with "[email]", as
+// regexp's ReplaceAllString does (leftmost-first matches, left to right),
+// in one pass. A match is the run of local-part characters just before an
+// @, and after it the longest domain that ends in a dot and two or more
+// letters: the greedy (?:\.label)* takes as many labels as let the final
+// \.[A-Za-z]{2,} match.
+func scrubEmails(s string) string {
+	var b []byte
+	from, copied := 0, 0
+	for {
+		i := strings.IndexByte(s[from:], '@')
+		if i < 0 {
+			break
+		}
+		at := from + i
+		start := at
+		for start > from && isEmailLocal(s[start-1]) {
+			start--
+		}
+		if end := emailDomainEnd(s, at+1); start < at && end > 0 {
+			if b == nil {
+				b = make([]byte, 0, len(s))
+			}
+			b = append(append(b, s[copied:start]...), "[email]"...)
+			copied, from = end, end
+			continue
+		}
+		from = at + 1
 	}
+	if b == nil {
+		return s
+	}
+	return string(append(b, s[copied:]...))
+}
+
+// emailDomainEnd is where the domain of emailPattern that starts at i
+// ends, or -1 when none does.
+func emailDomainEnd(s string, i int) int {
+	j := i
+	for j < len(s) && isLabelChar(s[j]) {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	end := -1
+	for j < len(s) && s[j] == '.' {
+		k := j + 1
+		for k < len(s) && isLetter(s[k]) {
+			k++
+		}
+		if k-(j+1) >= 2 {
+			end = k // \.[A-Za-z]{2,} matches here, after every label so far
+		}
+		for k < len(s) && isLabelChar(s[k]) {
+			k++
+		}
+		if k == j+1 {
+			break // an empty label ends the domain
+		}
+		j = k
+	}
+	return end
+}
+
+func isEmailLocal(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
+}
+
+func isLabelChar(c byte) bool { return isAlnum(c) || c == '-' }
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// appendProperties appends the properties (in.hasProps) with personal
+// data in string values, and numbers that are whole phone, IMEI or identity
+// numbers, replaced by what they were ("[email]", "[phone]", ...), and the
+// profile's drop_fields removed, as JSON with object keys sorted. Keys and
+// structure stay.
+func (p *Profile) appendProperties(b []byte, in *Parsed) []byte {
 	t := &in.props
 	var path []string // keys from the root, while drop_fields may apply
 	if len(p.drops) > 0 && t.kind(in.propsRoot) == kindObject {
 		path = make([]string, 0, 8)
 	}
-	return p.appendScrubbed(make([]byte, 0, 2*len(in.Env.Event.Properties)), t, in.propsRoot, path, path != nil)
+	return p.appendScrubbed(b, t, in.propsRoot, path, path != nil)
 }
 
 // appendScrubbed appends node i scrubbed. dropping says whether i is the

@@ -333,21 +333,28 @@ func (d *treeDecoder) close(idx int32, mark int, members []int32) {
 func (d *treeDecoder) string() (off, n uint32, ok bool) {
 	d.i++ // "
 	start := d.i
-	for d.i < len(d.s) {
-		switch c := d.s[d.i]; {
-		case c == '"':
-			d.i++
-			return uint32(start), uint32(d.i - 1 - start), true
-		case c == '\\':
-			return d.escaped(start)
-		case c < 0x20:
-			return 0, 0, false
-		default:
-			d.i++
-		}
+	for d.i < len(d.s) && inString[d.s[d.i]] {
+		d.i++
 	}
-	return 0, 0, false
+	switch {
+	case d.i == len(d.s):
+		return 0, 0, false
+	case d.s[d.i] == '"':
+		d.i++
+		return uint32(start), uint32(d.i - 1 - start), true
+	case d.s[d.i] == '\\':
+		return d.escaped(start)
+	}
+	return 0, 0, false // a control character
 }
+
+// inString marks the bytes a JSON string holds as they are.
+var inString = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // escaped finishes a string with escapes that starts at start.
 func (d *treeDecoder) escaped(start int) (off, n uint32, ok bool) {
