@@ -234,17 +234,29 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	if err := p.sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
-	end, out, keys, t := kgo.TryCommit, []*kgo.Record(nil), []string(nil), newTally()
-	syncCtx, cancelSync := context.WithTimeout(ctx, p.cfg.Consent.SyncTimeout)
-	syncErr := p.follower.WaitCaughtUp(syncCtx)
-	cancelSync()
-	if syncErr != nil {
+	// The consent store catches up while the batch is decoded: decoding
+	// does not depend on consent, judging does.
+	synced := make(chan error, 1)
+	go func() {
+		syncCtx, cancelSync := context.WithTimeout(ctx, p.cfg.Consent.SyncTimeout)
+		defer cancelSync()
+		synced <- p.follower.WaitCaughtUp(syncCtx)
+	}()
+	items := p.decode(records)
+	end, keys, t := kgo.TryCommit, []string(nil), newTally()
+	if syncErr := <-synced; syncErr != nil {
 		// Judging by stale consent could keep what a withdrawal forbids.
 		p.log.Warn("consent store not current; aborting the transaction", "err", syncErr)
 		end = kgo.TryAbort
 	} else {
-		out, keys, t = p.process(records)
-		if err := p.sess.ProduceSync(ctx, out...).FirstErr(); err != nil {
+		// Records are produced as each part of the batch is ready, in the
+		// batch's order, so the client compresses and sends them while the
+		// rest is processed; the transaction commits only if all were
+		// acknowledged.
+		var produced producedRecords
+		var out []*kgo.Record
+		out, keys, t = p.processDecoded(items, func(part []*kgo.Record) { produced.produce(ctx, p.sess, part) })
+		if err := produced.wait(); err != nil {
 			p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", err)
 			end = kgo.TryAbort
 		}
@@ -282,11 +294,46 @@ type item struct {
 	gate   error       // why the gate refused the export
 }
 
+// producedRecords tracks the records produced in a transaction.
+type producedRecords struct {
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	firstErr error
+}
+
+func (r *producedRecords) produce(ctx context.Context, sess *kgo.GroupTransactSession, records []*kgo.Record) {
+	r.wg.Add(len(records))
+	for _, rec := range records {
+		sess.Produce(ctx, rec, r.promise)
+	}
+}
+
+func (r *producedRecords) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		r.mu.Lock()
+		if r.firstErr == nil {
+			r.firstErr = err
+		}
+		r.mu.Unlock()
+	}
+	r.wg.Done()
+}
+
+// wait waits for every record's acknowledgement and returns the first
+// error.
+func (r *producedRecords) wait() error {
+	r.wg.Wait()
+	return r.firstErr
+}
+
 // process turns a batch into its output records, the de-duplication keys of
-// the events it stores, and its counts. Decoding and de-identifying run on
-// every core; judging runs in offset order, because consent carried by one
-// event is in force for the subject's next ones.
+// the events it stores, and its counts.
 func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []string, t *tally) {
+	return p.processDecoded(p.decode(records), nil)
+}
+
+// decode decodes a batch on every core.
+func (p *Pipeline) decode(records []*kgo.Record) []item {
 	items := make([]item, len(records))
 	par.Range(len(items), 64, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -294,69 +341,94 @@ func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []str
 			items[i].in, items[i].poison = parse(records[i])
 		}
 	})
+	return items
+}
+
+// partSize is how many events of a batch are judged, de-identified and
+// handed to emit at a time.
+const partSize = 256
+
+// processDecoded judges and de-identifies decoded items, part after part,
+// and returns their output records, the de-duplication keys of the events
+// it stores, and its counts. It calls emit, if not nil, with each part's
+// output records, in order. De-identifying runs on every core; judging
+// runs in offset order, because consent carried by one event is in force
+// for the subject's next ones.
+func (p *Pipeline) processDecoded(items []item, emit func([]*kgo.Record)) (out []*kgo.Record, keys []string, t *tally) {
 	now := time.Now()
-	inBatch := make(map[string]bool, len(records))
-	for i := range items {
-		it := &items[i]
-		if it.poison != nil {
-			continue
-		}
-		env := &it.in.Env
-		// messageIds are the client's: unique per source, not across sources.
-		it.key = env.SourceID + "\x00" + env.MessageID
-		if p.dedup != nil && (inBatch[it.key] || p.dedup.contains(it.key, now)) {
-			it.dup = true // a client's retry of an event already stored
-			continue
-		}
-		it.d = p.judge(it.in)
-		if it.d.Drop == "" {
-			inBatch[it.key] = true
-		}
-	}
-	par.Range(len(items), 64, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if it := &items[i]; it.poison == nil && !it.dup && it.d.Drop == "" {
-				p.route(it)
+	inBatch := make(map[string]bool, len(items))
+	t = newTally()
+	t.in = len(items)
+	out = make([]*kgo.Record, 0, len(items)+len(items)/2)
+	for lo := 0; lo < len(items); lo += partSize {
+		part := items[lo:min(lo+partSize, len(items))]
+		for i := range part {
+			it := &part[i]
+			if it.poison != nil {
+				continue
+			}
+			env := &it.in.Env
+			// messageIds are the client's: unique per source, not across sources.
+			it.key = env.SourceID + "\x00" + env.MessageID
+			if p.dedup != nil && (inBatch[it.key] || p.dedup.contains(it.key, now)) {
+				it.dup = true // a client's retry of an event already stored
+				continue
+			}
+			it.d = p.judge(it.in)
+			if it.d.Drop == "" {
+				inBatch[it.key] = true
 			}
 		}
-	})
-
-	t = newTally()
-	t.in = len(records)
-	out = make([]*kgo.Record, 0, len(records))
-	for i := range items {
-		it := &items[i]
-		switch {
-		case it.poison != nil:
-			out = append(out, kafkax.DeadLetter(it.rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", it.poison))
-			t.dropped[dropPoison]++
-			continue
-		case it.dup:
-			t.dropped[dropDuplicate]++
-			continue
-		case it.d.Drop != "":
-			t.dropped[string(it.d.Drop)]++
-			continue
+		par.Range(len(part), 64, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				if it := &part[i]; it.poison == nil && !it.dup && it.d.Drop == "" {
+					p.route(it)
+				}
+			}
+		})
+		first := len(out)
+		for i := range part {
+			out, keys = p.assemble(&part[i], out, keys, t)
 		}
-		keys = append(keys, it.key)
-		out = append(out, it.clean)
-		t.clean++
-		for _, name := range it.d.Purposes.Names() {
-			t.purposes[name]++
-		}
-		if it.d.ByDefault {
-			t.defaultGrants[strings.ToLower(it.in.Env.SourceID)]++
-		}
-		switch {
-		case it.gate != nil:
-			out = append(out, it.export)
-			t.dropped[dropGateRefused]++
-		case it.export != nil:
-			out = append(out, it.export)
-			t.export++
+		if emit != nil {
+			emit(out[first:])
 		}
 	}
 	return out, keys, t
+}
+
+// assemble appends an item's output records, and its de-duplication key
+// if it is stored, and counts it.
+func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []string, t *tally) ([]*kgo.Record, []string) {
+	switch {
+	case it.poison != nil:
+		t.dropped[dropPoison]++
+		return append(out, kafkax.DeadLetter(it.rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", it.poison)), keys
+	case it.dup:
+		t.dropped[dropDuplicate]++
+		return out, keys
+	case it.d.Drop != "":
+		t.dropped[string(it.d.Drop)]++
+		return out, keys
+	}
+	keys = append(keys, it.key)
+	out = append(out, it.clean)
+	t.clean++
+	for _, name := range it.d.Purposes.Names() {
+		t.purposes[name]++
+	}
+	if it.d.ByDefault {
+		t.defaultGrants[strings.ToLower(it.in.Env.SourceID)]++
+	}
+	switch {
+	case it.gate != nil:
+		out = append(out, it.export)
+		t.dropped[dropGateRefused]++
+	case it.export != nil:
+		out = append(out, it.export)
+		t.export++
+	}
+	return out, keys
 }
 
 // parse decodes a raw record; an error means it is poison (permanent).
