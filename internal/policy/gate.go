@@ -47,8 +47,9 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 		return Exportable{}, err
 	}
 	value := clean.AppendJSON(make([]byte, 0, clean.SizeHint()))
+	var scratch [256]byte
 	for _, id := range in.RawIdentifiers() {
-		if leaks(value, []byte(id.Value)) || needsEscape(id.Value) && leaks(value, escaped(id.Value)) {
+		if leaks(value, append(scratch[:0], id.Value...)) || needsEscape(id.Value) && leaks(value, escaped(id.Value)) {
 			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
 		}
 	}

@@ -52,9 +52,10 @@ func scrubText(s string, patterns []piPattern) string {
 		if digits < p.minDigits || (p.needsAt && !at) || (p.needsPlus && !plus) {
 			continue
 		}
-		if p.replaceAll != nil {
+		switch {
+		case p.replaceAll != nil:
 			s = p.replaceAll(s)
-		} else {
+		case p.re.MatchString(s): // which, unlike replacing, allocates nothing
 			s = p.re.ReplaceAllString(s, p.replacement)
 		}
 	}

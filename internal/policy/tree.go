@@ -163,14 +163,11 @@ type treeDecoder struct {
 }
 
 func (d *treeDecoder) space() {
-	for d.i < len(d.s) {
-		switch d.s[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
+	s, i := d.s, d.i
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
 	}
+	d.i = i
 }
 
 // value decodes the value at d.i (after white space) into a new node
@@ -264,9 +261,14 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 		}
 	}
 	members := d.stack[mark:]
-	// Sorted by name; of a repeated name the last value counts, as when
-	// decoding into a map.
-	slices.SortStableFunc(members, func(a, b int32) int { return strings.Compare(d.key(a), d.key(b)) })
+	// Sorted by name (stable: an insertion sort, which only compares
+	// neighbours when they are in order already, as most are); of a
+	// repeated name the last value counts, as when decoding into a map.
+	for i := 1; i < len(members); i++ {
+		for j := i; j > 0 && d.key(members[j-1]) > d.key(members[j]); j-- {
+			members[j-1], members[j] = members[j], members[j-1]
+		}
+	}
 	kept := members[:0]
 	for i, m := range members {
 		if i+1 < len(members) && d.key(members[i+1]) == d.key(m) {
@@ -331,18 +333,29 @@ func (d *treeDecoder) close(idx int32, mark int, members []int32) {
 // string decodes the string at d.i and returns where its value is in the
 // tree's text: in the input when it has no escapes, else in extra.
 func (d *treeDecoder) string() (off, n uint32, ok bool) {
-	d.i++ // "
-	start := d.i
-	for d.i < len(d.s) && inString[d.s[d.i]] {
-		d.i++
+	s, i := d.s, d.i+1
+	start := i
+	// Eight bytes at a time while none is a quote, a backslash or a
+	// control character.
+	for i+8 <= len(s) {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if hasZeroByte(w^(lsb*'"'))|hasZeroByte(w^(lsb*'\\'))|(w-lsb*0x20)&^w&msb != 0 {
+			break
+		}
+		i += 8
 	}
+	for i < len(s) && inString[s[i]] {
+		i++
+	}
+	d.i = i
 	switch {
-	case d.i == len(d.s):
+	case i == len(s):
 		return 0, 0, false
-	case d.s[d.i] == '"':
+	case s[i] == '"':
 		d.i++
-		return uint32(start), uint32(d.i - 1 - start), true
-	case d.s[d.i] == '\\':
+		return uint32(start), uint32(i - start), true
+	case s[i] == '\\':
 		return d.escaped(start)
 	}
 	return 0, 0, false // a control character
@@ -355,6 +368,14 @@ var inString = func() (t [256]bool) {
 	}
 	return t
 }()
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// hasZeroByte is not zero when one of w's bytes is.
+func hasZeroByte(w uint64) uint64 { return (w - lsb) &^ w & msb }
 
 // escaped finishes a string with escapes that starts at start.
 func (d *treeDecoder) escaped(start int) (off, n uint32, ok bool) {
