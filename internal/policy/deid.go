@@ -258,12 +258,16 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed) []byte {
 	orig, written := b, 0
 	b = append(b, '{')
+	// The allow-list and the context's keys are both sorted: one walk
+	// through each finds the allowed keys.
+	top, at := ctx.children(root), 0
 	for _, a := range allowList {
+		var v int32
+		at, v = ctx.seek(top, at, a.key)
 		if a.key == "consent" {
-			b, written = p.appendConsent(b, written, ctx, root)
+			b, written = p.appendConsent(b, written, ctx, v)
 			continue
 		}
-		v := ctx.member(root, a.key)
 		switch {
 		case v < 0:
 			continue
@@ -280,8 +284,10 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 		}
 		var kept [maxAllowedKeys]keptScalar
 		n := 0
+		sub, subAt := ctx.children(v), 0
 		for _, k := range a.keys {
-			sv := ctx.member(v, k)
+			var sv int32
+			subAt, sv = ctx.seek(sub, subAt, k)
 			if sv < 0 || !ctx.isScalar(sv) {
 				continue
 			}
@@ -345,8 +351,8 @@ type keptScalar struct {
 // granted or not, booleans named in 64 bytes or less) as the context's
 // consent.categoryPreferences, if there are any: the enricher and analysts
 // read them, and they say nothing about who the subject is.
-func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, root int32) ([]byte, int) {
-	prefs := ctx.member(ctx.member(root, "consent"), "categoryPreferences")
+func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, consent int32) ([]byte, int) {
+	prefs := ctx.member(consent, "categoryPreferences")
 	if prefs < 0 || ctx.kind(prefs) != kindObject {
 		return b, written
 	}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -69,11 +71,26 @@ func (p *Parsed) finish() {
 		// SDKs the end user's: either says more than the poster's header.
 		p.ua = p.ctxUA
 	}
-	device := p.ctx.member(p.ctxRoot, "device")
-	for i, k := range deviceIDKeys {
-		p.device[i] = p.ctx.str(p.ctx.member(device, k))
+	if device := p.ctx.member(p.ctxRoot, "device"); device >= 0 && p.ctx.kind(device) == kindObject {
+		kids, at := p.ctx.children(device), 0
+		for _, i := range deviceIDOrder {
+			var v int32
+			at, v = p.ctx.seek(kids, at, deviceIDKeys[i])
+			if v >= 0 {
+				p.device[i] = p.ctx.str(v)
+			}
+		}
 	}
 }
+
+// deviceIDOrder is the order of deviceIDKeys' names, sorted.
+var deviceIDOrder = func() (order [len(deviceIDKeys)]int) {
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order[:], func(a, b int) int { return strings.Compare(deviceIDKeys[a], deviceIDKeys[b]) })
+	return order
+}()
 
 // emptyObject is the tree of {}, shared: trees are read-only.
 var emptyObject = treeOf(map[string]any{})

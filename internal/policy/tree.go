@@ -107,6 +107,20 @@ func (t *jsonTree) member(i int32, name string) int32 {
 	return -1
 }
 
+// seek looks for name among the members kids of an object, sorted by
+// name, from position j on: it returns the position of the first member
+// not named before name, and that member if it is named name, else -1.
+// Looking for names in order this way walks the members once.
+func (t *jsonTree) seek(kids []int32, j int, name string) (int, int32) {
+	for j < len(kids) && t.key(kids[j]) < name {
+		j++
+	}
+	if j < len(kids) && t.key(kids[j]) == name {
+		return j, kids[j]
+	}
+	return j, -1
+}
+
 // str returns node i's value if it is a string, else "".
 func (t *jsonTree) str(i int32) string {
 	if i < 0 || t.nodes[i].kind != kindString {
