@@ -389,6 +389,12 @@ func (p *Pipeline) processDecoded(items []item, emit func([]*kgo.Record)) (out [
 		first := len(out)
 		for i := range part {
 			out, keys = p.assemble(&part[i], out, keys, t)
+			if in := part[i].in; in != nil {
+				// Its output records are copies: its memory can serve the
+				// next records decoded.
+				in.Release()
+				part[i].in = nil
+			}
 		}
 		if emit != nil {
 			emit(out[first:])

@@ -28,6 +28,24 @@ type Parsed struct {
 	// device holds context.device's identifiers, in deviceIDKeys' order
 	// ("" where absent or not a string).
 	device [len(deviceIDKeys)]string
+	// whole is the tree of the whole record, from ParseRaw; owned are the
+	// trees decoded for p alone, which Release may reuse.
+	whole jsonTree
+	owned [2]*jsonTree
+}
+
+// Release lets the memory of p's decoded context and properties be
+// reused by later calls of Parse and ParseRaw. p must not be used
+// afterwards; strings taken from it (its envelope's fields, an output's)
+// stay valid. Calling it is optional: without it the garbage collector
+// frees the memory.
+func (p *Parsed) Release() {
+	for i, t := range p.owned {
+		if t != nil {
+			t.release()
+			p.owned[i] = nil
+		}
+	}
 }
 
 // Parse decodes the context and properties of an envelope that
@@ -50,6 +68,7 @@ func Parse(env event.Envelope) (*Parsed, error) {
 			t = treeOf(v)
 		}
 		p.props, p.hasProps = t, true
+		p.owned[1] = &p.props
 	}
 	p.finish()
 	return p, nil
@@ -105,11 +124,14 @@ func (p *Parsed) decodeContext(raw []byte) error {
 		switch t.kind(0) {
 		case kindObject:
 			p.ctx = t
+			p.owned[0] = &p.ctx
 			return nil
 		case kindNull:
+			t.release()
 			p.ctx = emptyObject
 			return nil
 		}
+		t.release()
 	}
 	// encoding/json decides: an error, or the first value of raw.
 	ctx := map[string]any{}

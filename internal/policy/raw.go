@@ -20,12 +20,23 @@ import (
 // are slices of raw, which must not change afterwards.
 func ParseRaw(raw []byte) (p *Parsed, ok bool) {
 	t, ok := decodeTree(raw)
-	if !ok || t.dupNames || t.kind(0) != kindObject {
+	if !ok {
 		return nil, false
 	}
-	p = &Parsed{ctx: emptyObject}
+	if t.dupNames || t.kind(0) != kindObject {
+		t.release()
+		return nil, false
+	}
+	in := &Parsed{ctx: emptyObject, whole: t}
+	in.owned[0] = &in.whole
+	defer func() {
+		if !ok {
+			in.Release()
+		}
+	}()
+	p = in
 	env := &p.Env
-	d := rawDecoder{t: &t, raw: raw, ok: true}
+	d := rawDecoder{t: &p.whole, raw: raw, ok: true}
 	for _, k := range t.children(0) {
 		switch t.key(k) {
 		case "schemaVersion":

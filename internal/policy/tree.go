@@ -149,7 +149,7 @@ func decodeTree(raw []byte) (t jsonTree, ok bool) {
 	d := decoders.Get().(*treeDecoder)
 	defer decoders.Put(d)
 	d.s, d.i, d.extra = string(raw), 0, d.extra[:0]
-	d.t = jsonTree{nodes: make([]jsonNode, 0, n), kids: make([]int32, 0, n)}
+	d.t = jsonTree{nodes: newNodes(n), kids: newKids(n)}
 	ok = d.value(0, 0, 0)
 	d.space()
 	t, d.t, d.stack = d.t, jsonTree{}, d.stack[:0]
@@ -163,6 +163,37 @@ func decodeTree(raw []byte) (t jsonTree, ok bool) {
 	}
 	d.s = ""
 	return t, true
+}
+
+// nodePool and kidPool hold the node and kids slices of released trees
+// (jsonTree.release), to be reused: the nodes of a record were the largest
+// of the enricher's allocations. Both hold no pointers, so a slice is
+// ready for use once truncated.
+var nodePool, kidPool sync.Pool
+
+func newNodes(n int) []jsonNode {
+	if s, ok := nodePool.Get().(*[]jsonNode); ok && cap(*s) >= n {
+		return (*s)[:0]
+	}
+	return make([]jsonNode, 0, n)
+}
+
+func newKids(n int) []int32 {
+	if s, ok := kidPool.Get().(*[]int32); ok && cap(*s) >= n {
+		return (*s)[:0]
+	}
+	return make([]int32, 0, n)
+}
+
+// release gives t's nodes and kids to be reused. t must not be used
+// afterwards; its text may, it is not reused.
+func (t *jsonTree) release() {
+	if cap(t.nodes) > 0 {
+		nodes, kids := t.nodes, t.kids
+		nodePool.Put(&nodes)
+		kidPool.Put(&kids)
+	}
+	t.nodes, t.kids = nil, nil
 }
 
 // decoders hold the scratch space of decodeTree.
@@ -278,18 +309,29 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 	// Sorted by name (stable: an insertion sort, which only compares
 	// neighbours when they are in order already, as most are); of a
 	// repeated name the last value counts, as when decoding into a map.
+	// Equal names end up next to each other, and an insertion compares
+	// every new neighbour: a repeated name shows as an equal comparison.
+	dup := false
 	for i := 1; i < len(members); i++ {
-		for j := i; j > 0 && d.key(members[j-1]) > d.key(members[j]); j-- {
+		for j := i; j > 0; j-- {
+			c := strings.Compare(d.key(members[j-1]), d.key(members[j]))
+			if c <= 0 {
+				dup = dup || c == 0
+				break
+			}
 			members[j-1], members[j] = members[j], members[j-1]
 		}
 	}
-	kept := members[:0]
-	for i, m := range members {
-		if i+1 < len(members) && d.key(members[i+1]) == d.key(m) {
-			d.t.dupNames = true
-			continue
+	kept := members
+	if dup {
+		d.t.dupNames = true
+		kept = members[:0]
+		for i, m := range members {
+			if i+1 < len(members) && d.key(members[i+1]) == d.key(m) {
+				continue
+			}
+			kept = append(kept, m)
 		}
-		kept = append(kept, m)
 	}
 	d.close(idx, mark, kept)
 	return true
