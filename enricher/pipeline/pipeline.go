@@ -96,7 +96,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 		}
 	}
 	if cfg.MaxPollRecords == 0 {
-		cfg.MaxPollRecords = 1000
+		cfg.MaxPollRecords = Default().MaxPollRecords
 	}
 	store := consentstore.New(cfg.Consent.History)
 	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, log)
@@ -346,7 +346,7 @@ func (p *Pipeline) decode(records []*kgo.Record) []item {
 
 // partSize is how many events of a batch are judged, de-identified and
 // handed to emit at a time.
-const partSize = 256
+const partSize = 1024
 
 // processDecoded judges and de-identifies decoded items, part after part,
 // and returns their output records, the de-duplication keys of the events
