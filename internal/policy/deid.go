@@ -168,10 +168,7 @@ const maxAllowedKeys = 5
 // Deidentify applies the profile to one parsed event kept for d.Purposes.
 func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 	env, ev := &in.Env, &in.Env.Event
-	ts, _ := event.ParseTime(ev.Timestamp) // validated by event.DecodeEnvelope
-	if ts.IsZero() {
-		ts = env.ReceivedAt
-	}
+	ts := in.At // the timestamp (validated by event.DecodeEnvelope), else receivedAt
 	name := ev.Event
 	if name == "" {
 		name = ev.Name

@@ -60,12 +60,20 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 // is, between quotes.
 func needsEscape(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+		if !unescaped[s[i]] {
 			return true
 		}
 	}
 	return false
 }
+
+// unescaped marks the bytes json.Marshal writes as they are in a string.
+var unescaped = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // escaped is s as json.Marshal writes it, without the quotes.
 func escaped(s string) []byte {
