@@ -287,11 +287,13 @@ type item struct {
 	in     *policy.Parsed
 	poison error
 	key    string // source and messageId, for de-duplication
-	d      policy.Decision
-	dup    bool
-	clean  *kgo.Record
-	export *kgo.Record // the export, or its dead letter when refused
-	gate   error       // why the gate refused the export
+	// user and anon are the event's userId and anonymousId, hashed.
+	user, anon consentstore.Subject
+	d          policy.Decision
+	dup        bool
+	clean      *kgo.Record
+	export     *kgo.Record // the export, or its dead letter when refused
+	gate       error       // why the gate refused the export
 }
 
 // producedRecords tracks the records produced in a transaction.
@@ -337,8 +339,15 @@ func (p *Pipeline) decode(records []*kgo.Record) []item {
 	items := make([]item, len(records))
 	par.Range(len(items), 64, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			items[i].rec = records[i]
-			items[i].in, items[i].poison = parse(records[i])
+			it := &items[i]
+			it.rec = records[i]
+			if it.in, it.poison = parse(records[i]); it.poison == nil {
+				ev := &it.in.Env.Event
+				// messageIds are the client's: unique per source, not across sources.
+				it.key = it.in.Env.SourceID + "\x00" + it.in.Env.MessageID
+				// Hashed here, on every core, for judging one after the other.
+				it.user, it.anon = p.store.Subject(ev.UserID), p.store.Subject(ev.AnonymousID)
+			}
 		}
 	})
 	return items
@@ -367,14 +376,11 @@ func (p *Pipeline) processDecoded(items []item, emit func([]*kgo.Record)) (out [
 			if it.poison != nil {
 				continue
 			}
-			env := &it.in.Env
-			// messageIds are the client's: unique per source, not across sources.
-			it.key = env.SourceID + "\x00" + env.MessageID
 			if p.dedup != nil && (inBatch[it.key] || p.dedup.contains(it.key, now)) {
 				it.dup = true // a client's retry of an event already stored
 				continue
 			}
-			it.d = p.judge(it.in)
+			it.d = p.judge(it)
 			if it.d.Drop == "" {
 				inBatch[it.key] = true
 			}
@@ -458,12 +464,12 @@ func parse(rec *kgo.Record) (*policy.Parsed, error) {
 
 // judge applies the consent rules to one event. Consent the event carries
 // updates the store at once, so the subject's next events see it.
-func (p *Pipeline) judge(in *policy.Parsed) policy.Decision {
-	ev := &in.Env.Event
-	suppressed := p.store.Suppressed(ev.UserID) || p.store.Suppressed(ev.AnonymousID)
+func (p *Pipeline) judge(it *item) policy.Decision {
+	in, ev := it.in, &it.in.Env.Event
+	suppressed := p.store.SuppressedSubject(it.user) || p.store.SuppressedSubject(it.anon)
 	// Consent given before sign-in was recorded under the anonymousId; the
 	// newest of the two governs.
-	inForce := p.store.Newest(in.At, ev.UserID, ev.AnonymousID)
+	inForce := p.store.NewestOf(in.At, it.user, it.anon)
 	d, carried := p.rules.Judge(in, inForce, suppressed)
 	if carried != nil && !suppressed {
 		p.store.ApplyCarried(ev.SubjectID(), in.At, *carried)

@@ -25,6 +25,10 @@ type Parsed struct {
 	ctxRoot, propsRoot   int32
 	hasProps             bool // properties present and not null
 	ctxIP, ctxUA, ip, ua string
+	// prefs is the node of context.consent.categoryPreferences, an
+	// object, else -1: found while the tree is fresh in the cache, so that
+	// judging, one event after the other, reads it only when it is there.
+	prefs int32
 	// device holds context.device's identifiers, in deviceIDKeys' order
 	// ("" where absent or not a string).
 	device [len(deviceIDKeys)]string
@@ -90,6 +94,10 @@ func (p *Parsed) finish() {
 		// SDKs the end user's: either says more than the poster's header.
 		p.ua = p.ctxUA
 	}
+	p.prefs = p.ctx.member(p.ctx.member(p.ctxRoot, "consent"), "categoryPreferences")
+	if p.prefs >= 0 && p.ctx.kind(p.prefs) != kindObject {
+		p.prefs = -1
+	}
 	if device := p.ctx.member(p.ctxRoot, "device"); device >= 0 && p.ctx.kind(device) == kindObject {
 		kids, at := p.ctx.children(device), 0
 		for _, i := range deviceIDOrder {
@@ -148,8 +156,8 @@ func (p *Parsed) decodeContext(raw []byte) error {
 // CarriedPreferences returns the event's
 // context.consent.categoryPreferences (booleans only), or nil.
 func (p *Parsed) CarriedPreferences() map[string]bool {
-	prefs := p.ctx.member(p.ctx.member(p.ctxRoot, "consent"), "categoryPreferences")
-	if prefs < 0 || p.ctx.kind(prefs) != kindObject {
+	prefs := p.prefs
+	if prefs < 0 {
 		return nil
 	}
 	var out map[string]bool
