@@ -191,14 +191,34 @@ func (s *Store) Suppress(subject string) {
 	s.mu.Unlock()
 }
 
+// Subject is a subject id as the store keys it. Hashing the id is much of
+// a lookup's work and needs no lock: a caller that judges events one after
+// the other can hash their subjects beforehand, in parallel.
+type Subject struct {
+	k     key
+	valid bool // false for the empty id, which is no subject
+}
+
+// Subject hashes a subject id for SuppressedSubject and NewestOf.
+func (s *Store) Subject(id string) Subject {
+	if id == "" {
+		return Subject{}
+	}
+	return Subject{k: s.key(id), valid: true}
+}
+
 // Suppressed reports whether the subject was erased.
 func (s *Store) Suppressed(subject string) bool {
-	if subject == "" {
+	return s.SuppressedSubject(s.Subject(subject))
+}
+
+// SuppressedSubject is Suppressed for a hashed subject.
+func (s *Store) SuppressedSubject(sub Subject) bool {
+	if !sub.valid {
 		return false
 	}
-	k := s.key(subject)
 	s.mu.RLock()
-	_, ok := s.suppressed[k]
+	_, ok := s.suppressed[sub.k]
 	s.mu.RUnlock()
 	return ok
 }
@@ -207,7 +227,7 @@ func (s *Store) Suppressed(subject string) bool {
 // not after t, updated by the consent carried in events between it and t.
 // Known is false when nothing is known of the subject at t.
 func (s *Store) At(subject string, t time.Time) policy.Consent {
-	c, _ := s.at(subject, t)
+	c, _ := s.at(s.Subject(subject), t)
 	return c
 }
 
@@ -218,7 +238,19 @@ func (s *Store) Newest(t time.Time, subjects ...string) policy.Consent {
 	var best policy.Consent
 	newest := int64(-1)
 	for _, subject := range subjects {
-		if c, when := s.at(subject, t); c.Known && when > newest {
+		if c, when := s.at(s.Subject(subject), t); c.Known && when > newest {
+			best, newest = c, when
+		}
+	}
+	return best
+}
+
+// NewestOf is Newest for two hashed subjects.
+func (s *Store) NewestOf(t time.Time, a, b Subject) policy.Consent {
+	var best policy.Consent
+	newest := int64(-1)
+	for _, sub := range [2]Subject{a, b} {
+		if c, when := s.at(sub, t); c.Known && when > newest {
 			best, newest = c, when
 		}
 	}
@@ -226,11 +258,11 @@ func (s *Store) Newest(t time.Time, subjects ...string) policy.Consent {
 }
 
 // at is At, and the time of the newest change it took into account.
-func (s *Store) at(subject string, t time.Time) (policy.Consent, int64) {
-	if subject == "" {
+func (s *Store) at(sub Subject, t time.Time) (policy.Consent, int64) {
+	if !sub.valid {
 		return policy.Consent{}, -1
 	}
-	k, ms := s.key(subject), t.UnixMilli()
+	k, ms := sub.k, t.UnixMilli()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	cur, ok := s.latest[k]

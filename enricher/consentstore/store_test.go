@@ -384,3 +384,28 @@ func permutations(n int) [][]int {
 	}
 	return out
 }
+
+// TestHashedSubjects checks that lookups by hashed subject answer as
+// lookups by id do.
+func TestHashedSubjects(t *testing.T) {
+	s := New(4)
+	at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	s.Apply("u1", at, policy.Consent{Known: true, Purposes: policy.Analytics})
+	s.Apply("a1", at.Add(time.Minute), policy.Consent{Known: true, Purposes: policy.Marketing, CrossBorder: true})
+	s.ApplyCarried("a2", at, policy.Carried{Named: policy.Analytics, Granted: policy.Analytics})
+	s.Apply("u3", at.Add(time.Hour), policy.Consent{Known: true, Purposes: policy.Personalization})
+	s.Suppress("gone")
+	ids := []string{"", "u1", "a1", "a2", "u3", "gone", "nobody"}
+	for _, when := range []time.Time{at.Add(-time.Second), at, at.Add(30 * time.Second), at.Add(2 * time.Hour)} {
+		for _, a := range ids {
+			if got, want := s.SuppressedSubject(s.Subject(a)), s.Suppressed(a); got != want {
+				t.Errorf("SuppressedSubject(%q) = %v, want %v", a, got, want)
+			}
+			for _, b := range ids {
+				if got, want := s.NewestOf(when, s.Subject(a), s.Subject(b)), s.Newest(when, a, b); got != want {
+					t.Errorf("NewestOf(%v, %q, %q) = %+v, want %+v", when, a, b, got, want)
+				}
+			}
+		}
+	}
+}

@@ -101,7 +101,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 		}
 	}
 	if cfg.MaxPollRecords == 0 {
-		cfg.MaxPollRecords = 1000
+		cfg.MaxPollRecords = Default().MaxPollRecords
 	}
 	store := consentstore.New(cfg.Consent.History)
 	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, log)
@@ -281,17 +281,29 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	if err := p.sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
-	end, out, keys, t := kgo.TryCommit, []*kgo.Record(nil), []string(nil), newTally()
-	syncCtx, cancelSync := context.WithTimeout(ctx, p.cfg.Consent.SyncTimeout)
-	syncErr := p.follower.WaitCaughtUp(syncCtx)
-	cancelSync()
-	if syncErr != nil {
+	// The consent store catches up while the batch is decoded: decoding
+	// does not depend on consent, judging does.
+	synced := make(chan error, 1)
+	go func() {
+		syncCtx, cancelSync := context.WithTimeout(ctx, p.cfg.Consent.SyncTimeout)
+		defer cancelSync()
+		synced <- p.follower.WaitCaughtUp(syncCtx)
+	}()
+	items := p.decode(records)
+	end, keys, t := kgo.TryCommit, []string(nil), newTally()
+	if syncErr := <-synced; syncErr != nil {
 		// Judging by stale consent could keep what a withdrawal forbids.
 		p.log.Warn("consent store not current; aborting the transaction", "err", syncErr)
 		end = kgo.TryAbort
 	} else {
-		out, keys, t = p.process(records)
-		if err := p.sess.ProduceSync(ctx, out...).FirstErr(); err != nil {
+		// Records are produced as each part of the batch is ready, in the
+		// batch's order, so the client compresses and sends them while the
+		// rest is processed; the transaction commits only if all were
+		// acknowledged.
+		var produced producedRecords
+		var out []*kgo.Record
+		out, keys, t = p.processDecoded(items, func(part []*kgo.Record) { produced.produce(ctx, p.sess, part) })
+		if err := produced.wait(); err != nil {
 			p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", err)
 			end = kgo.TryAbort
 		}
@@ -322,93 +334,165 @@ type item struct {
 	in     *policy.Parsed
 	poison error
 	key    string // source and messageId, for de-duplication
-	d      policy.Decision
-	dup    bool
-	clean  *kgo.Record
-	export *kgo.Record // the export, or its dead letter when refused
-	gate   error       // why the gate refused the export
+	// user and anon are the event's userId and anonymousId, hashed.
+	user, anon consentstore.Subject
+	d          policy.Decision
+	dup        bool
+	clean      *kgo.Record
+	export     *kgo.Record // the export, or its dead letter when refused
+	gate       error       // why the gate refused the export
+}
+
+// producedRecords tracks the records produced in a transaction.
+type producedRecords struct {
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	firstErr error
+}
+
+func (r *producedRecords) produce(ctx context.Context, sess *kgo.GroupTransactSession, records []*kgo.Record) {
+	r.wg.Add(len(records))
+	for _, rec := range records {
+		sess.Produce(ctx, rec, r.promise)
+	}
+}
+
+func (r *producedRecords) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		r.mu.Lock()
+		if r.firstErr == nil {
+			r.firstErr = err
+		}
+		r.mu.Unlock()
+	}
+	r.wg.Done()
+}
+
+// wait waits for every record's acknowledgement and returns the first
+// error.
+func (r *producedRecords) wait() error {
+	r.wg.Wait()
+	return r.firstErr
 }
 
 // process turns a batch into its output records, the de-duplication keys of
-// the events it stores, and its counts. Decoding and de-identifying run on
-// every core; judging runs in offset order, because consent carried by one
-// event is in force for the subject's next ones.
+// the events it stores, and its counts.
 func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []string, t *tally) {
+	return p.processDecoded(p.decode(records), nil)
+}
+
+// decode decodes a batch on every core.
+func (p *Pipeline) decode(records []*kgo.Record) []item {
 	items := make([]item, len(records))
 	par.Range(len(items), 64, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			items[i].rec = records[i]
-			items[i].in, items[i].poison = parse(records[i])
-		}
-	})
-	now := time.Now()
-	inBatch := make(map[string]bool, len(records))
-	for i := range items {
-		it := &items[i]
-		if it.poison != nil {
-			continue
-		}
-		env := &it.in.Env
-		// messageIds are the client's: unique per source, not across sources.
-		it.key = env.SourceID + "\x00" + env.MessageID
-		if p.dedup != nil && (inBatch[it.key] || p.dedup.contains(it.key, now)) {
-			it.dup = true // a client's retry of an event already stored
-			continue
-		}
-		it.d = p.judge(it.in)
-		if it.d.Drop == "" {
-			inBatch[it.key] = true
-		}
-	}
-	par.Range(len(items), 64, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if it := &items[i]; it.poison == nil && !it.dup && it.d.Drop == "" {
-				p.route(it)
+			it := &items[i]
+			it.rec = records[i]
+			if it.in, it.poison = parse(records[i]); it.poison == nil {
+				ev := &it.in.Env.Event
+				// messageIds are the client's: unique per source, not across sources.
+				it.key = it.in.Env.SourceID + "\x00" + it.in.Env.MessageID
+				// Hashed here, on every core, for judging one after the other.
+				it.user, it.anon = p.store.Subject(ev.UserID), p.store.Subject(ev.AnonymousID)
 			}
 		}
 	})
+	return items
+}
 
+// partSize is how many events of a batch are judged, de-identified and
+// handed to emit at a time.
+const partSize = 1024
+
+// processDecoded judges and de-identifies decoded items, part after part,
+// and returns their output records, the de-duplication keys of the events
+// it stores, and its counts. It calls emit, if not nil, with each part's
+// output records, in order. De-identifying runs on every core; judging
+// runs in offset order, because consent carried by one event is in force
+// for the subject's next ones.
+func (p *Pipeline) processDecoded(items []item, emit func([]*kgo.Record)) (out []*kgo.Record, keys []string, t *tally) {
+	now := time.Now()
+	inBatch := make(map[string]bool, len(items))
 	t = newTally()
-	t.in = len(records)
-	out = make([]*kgo.Record, 0, len(records))
-	for i := range items {
-		it := &items[i]
-		switch {
-		case it.poison != nil:
-			out = append(out, kafkax.DeadLetter(it.rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", it.poison))
-			t.dropped[dropPoison]++
-			continue
-		case it.dup:
-			t.dropped[dropDuplicate]++
-			continue
+	t.in = len(items)
+	out = make([]*kgo.Record, 0, len(items)+len(items)/2)
+	for lo := 0; lo < len(items); lo += partSize {
+		part := items[lo:min(lo+partSize, len(items))]
+		for i := range part {
+			it := &part[i]
+			if it.poison != nil {
+				continue
+			}
+			if p.dedup != nil && (inBatch[it.key] || p.dedup.contains(it.key, now)) {
+				it.dup = true // a client's retry of an event already stored
+				continue
+			}
+			it.d = p.judge(it)
+			if it.d.Drop == "" {
+				inBatch[it.key] = true
+			}
 		}
-		if link := p.linkRecord(it); link != nil {
-			out = append(out, link)
-			t.links++
+		par.Range(len(part), 64, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				if it := &part[i]; it.poison == nil && !it.dup && it.d.Drop == "" {
+					p.route(it)
+				}
+			}
+		})
+		first := len(out)
+		for i := range part {
+			out, keys = p.assemble(&part[i], out, keys, t)
+			if in := part[i].in; in != nil {
+				// Its output records are copies: its memory can serve the
+				// next records decoded.
+				in.Release()
+				part[i].in = nil
+			}
 		}
-		if it.d.Drop != "" {
-			t.dropped[string(it.d.Drop)]++
-			continue
-		}
-		keys = append(keys, it.key)
-		out = append(out, it.clean)
-		t.clean++
-		for _, name := range it.d.Purposes.Names() {
-			t.purposes[name]++
-		}
-		if it.d.ByDefault {
-			t.defaultGrants[strings.ToLower(it.in.Env.SourceID)]++
-		}
-		switch {
-		case it.gate != nil:
-			out = append(out, it.export)
-			t.dropped[dropGateRefused]++
-		case it.export != nil:
-			out = append(out, it.export)
-			t.export++
+		if emit != nil {
+			emit(out[first:])
 		}
 	}
 	return out, keys, t
+}
+
+// assemble appends an item's output records, and its de-duplication key
+// if it is stored, and counts it.
+func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []string, t *tally) ([]*kgo.Record, []string) {
+	switch {
+	case it.poison != nil:
+		t.dropped[dropPoison]++
+		return append(out, kafkax.DeadLetter(it.rec, p.cfg.Topics.DLQ.Name, stage, "invalid_envelope", it.poison)), keys
+	case it.dup:
+		t.dropped[dropDuplicate]++
+		return out, keys
+	}
+	if link := p.linkRecord(it); link != nil {
+		out = append(out, link)
+		t.links++
+	}
+	if it.d.Drop != "" {
+		t.dropped[string(it.d.Drop)]++
+		return out, keys
+	}
+	keys = append(keys, it.key)
+	out = append(out, it.clean)
+	t.clean++
+	for _, name := range it.d.Purposes.Names() {
+		t.purposes[name]++
+	}
+	if it.d.ByDefault {
+		t.defaultGrants[strings.ToLower(it.in.Env.SourceID)]++
+	}
+	switch {
+	case it.gate != nil:
+		out = append(out, it.export)
+		t.dropped[dropGateRefused]++
+	case it.export != nil:
+		out = append(out, it.export)
+		t.export++
+	}
+	return out, keys
 }
 
 // linkRecord is the privacy.identities record of an identify or alias
@@ -442,7 +526,13 @@ func newRequestID() string {
 }
 
 // parse decodes a raw record; an error means it is poison (permanent).
+// The record's value must not change while the result is in use.
 func parse(rec *kgo.Record) (*policy.Parsed, error) {
+	if in, ok := policy.ParseRaw(rec.Value); ok {
+		return in, nil
+	}
+	// Anything unusual, poison included, the slow way: the same result,
+	// or the error that says what is wrong.
 	env, err := event.DecodeEnvelope(rec.Value)
 	if err != nil {
 		return nil, fmt.Errorf("decode envelope: %w", err)
@@ -456,12 +546,12 @@ func parse(rec *kgo.Record) (*policy.Parsed, error) {
 
 // judge applies the consent rules to one event. Consent the event carries
 // updates the store at once, so the subject's next events see it.
-func (p *Pipeline) judge(in *policy.Parsed) policy.Decision {
-	ev := &in.Env.Event
-	suppressed := p.store.Suppressed(ev.UserID) || p.store.Suppressed(ev.AnonymousID)
+func (p *Pipeline) judge(it *item) policy.Decision {
+	in, ev := it.in, &it.in.Env.Event
+	suppressed := p.store.SuppressedSubject(it.user) || p.store.SuppressedSubject(it.anon)
 	// Consent given before sign-in was recorded under the anonymousId; the
 	// newest of the two governs.
-	inForce := p.store.Newest(in.At, ev.UserID, ev.AnonymousID)
+	inForce := p.store.NewestOf(in.At, it.user, it.anon)
 	d, carried := p.rules.Judge(in, inForce, suppressed)
 	if carried != nil && !suppressed {
 		p.store.ApplyCarried(ev.SubjectID(), in.At, *carried)
@@ -477,7 +567,7 @@ func (p *Pipeline) route(it *item) {
 		it.poison = fmt.Errorf("de-identify: %w", err)
 		return
 	}
-	it.clean = &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: clean.AppendJSON(nil)}
+	it.clean = &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: clean.AppendJSON(make([]byte, 0, clean.SizeHint()))}
 	if !it.d.Export || p.export == nil {
 		return
 	}

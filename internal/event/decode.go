@@ -113,24 +113,32 @@ func DecodeEnvelope(raw []byte) (Envelope, error) {
 	if err := strictUnmarshal(raw, &env, "receivedAt"); err != nil {
 		return Envelope{}, err
 	}
+	if err := env.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return env, nil
+}
+
+// Validate checks a decoded envelope as DecodeEnvelope does.
+func (env *Envelope) Validate() error {
 	if env.SchemaVersion != SchemaVersion {
-		return Envelope{}, &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", env.SchemaVersion, SchemaVersion)}
+		return &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", env.SchemaVersion, SchemaVersion)}
 	}
 	if env.MessageID == "" {
-		return Envelope{}, &FieldError{"messageId", "is required"}
+		return &FieldError{"messageId", "is required"}
 	}
 	if !InRange(env.ReceivedAt) {
 		// Events without a timestamp are judged at receivedAt.
-		return Envelope{}, &FieldError{"receivedAt", fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
+		return &FieldError{"receivedAt", fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
 	}
 	if err := env.Event.Validate(); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			fe.Field = "event." + fe.Field
 		}
-		return Envelope{}, err
+		return err
 	}
-	return env, nil
+	return nil
 }
 
 // DecodeClean parses a clean-topic record value.

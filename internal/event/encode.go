@@ -68,13 +68,34 @@ func appendField(b []byte, name, value string, omitEmpty bool) []byte {
 
 const hex = "0123456789abcdef"
 
+// plain marks the bytes a JSON string holds as they are: ASCII but control
+// characters, quotes, backslashes and the HTML characters <, > and &.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// AppendString appends s as a JSON string, as json.Marshal writes it.
+func AppendString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString writes s as a JSON string, escaping as encoding/json does
 // (quotes, backslashes, control characters, <, >, & and U+2028/U+2029) and
 // replacing invalid UTF-8 with U+FFFD.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	// Most strings need no escaping: find the first byte that may.
+	i := 0
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
@@ -177,6 +198,18 @@ func (c *Clean) AppendJSON(b []byte) []byte {
 		}
 	}
 	return append(b, '}')
+}
+
+// SizeHint is about the size of AppendJSON's output for c, a little more
+// for plain strings: a buffer of that capacity is rarely grown.
+func (c *Clean) SizeHint() int {
+	n := 512 + len(c.Context) + len(c.Properties) + len(c.MessageID) + len(c.Event) + len(c.SourceID) + len(c.Region) +
+		len(c.Browser) + len(c.OS) + len(c.Subject) + len(c.UserID) + len(c.AnonymousID) + len(c.DeviceID) +
+		len(c.AdvertisingID) + len(c.IMEI) + len(c.AndroidID) + len(c.MAC)
+	for _, p := range c.Purposes {
+		n += len(p) + 3
+	}
+	return n
 }
 
 // AppendValue appends v, a value decoded by encoding/json with UseNumber

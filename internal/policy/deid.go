@@ -18,12 +18,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"hash"
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,8 +57,15 @@ func NewPseudonymizer(keyID string, key []byte) (*Pseudonymizer, error) {
 		return nil, fmt.Errorf("key %s is %d bytes, want at least %d", keyID, len(key), MinKeyBytes)
 	}
 	p := &Pseudonymizer{keyID: keyID, key: bytes.Clone(key)}
-	p.macs.New = func() any { return hmac.New(sha256.New, p.key) }
+	p.macs.New = func() any { return &macState{mac: hmac.New(sha256.New, p.key)} }
 	return p, nil
+}
+
+// macState is a keyed HMAC state and a buffer for its input.
+type macState struct {
+	mac hash.Hash
+	in  []byte
+	sum []byte
 }
 
 // Identifier kinds are mixed into the HMAC so that equal strings in
@@ -83,19 +90,20 @@ func (p *Pseudonymizer) Pseudonym(kind, value string) string {
 	if value == "" {
 		return ""
 	}
-	mac := p.macs.Get().(hash.Hash)
-	mac.Reset()
-	mac.Write([]byte(kind))
-	mac.Write([]byte{0})
-	mac.Write([]byte(value))
-	var sum [sha256.Size]byte
-	mac.Sum(sum[:0])
-	p.macs.Put(mac)
-	out := make([]byte, len(p.keyID)+1+32)
-	copy(out, p.keyID)
-	out[len(p.keyID)] = '.'
-	hex.Encode(out[len(p.keyID)+1:], sum[:16])
-	return string(out)
+	m := p.macs.Get().(*macState)
+	m.mac.Reset()
+	// One write of kind, a zero byte and the value.
+	m.in = append(append(append(m.in[:0], kind...), 0), value...)
+	m.mac.Write(m.in)
+	m.sum = m.mac.Sum(m.sum[:0])
+	var out [32 + 1 + 32]byte // key ids are at most 32 bytes
+	n := copy(out[:], p.keyID)
+	out[n] = '.'
+	hex.Encode(out[n+1:], m.sum[:16])
+	if cap(m.in) <= 4096 {
+		p.macs.Put(m)
+	}
+	return string(out[:n+1+32])
 }
 
 // TruncateIP keeps the network part of an address: /24 for IPv4 and /48 for
@@ -115,72 +123,63 @@ func TruncateIP(ip string) string {
 }
 
 // deviceIDKeys are the context.device keys that come back as pseudonyms.
-var deviceIDKeys = []string{"id", "advertisingId", "imei", "androidId", "mac"}
+var deviceIDKeys = [...]string{"id", "advertisingId", "imei", "androidId", "mac"}
 
 // contextAllowList is every part of the Segment context that survives
 // de-identification, and for objects the keys kept inside them (scalar
 // values only). Everything else goes: ip, userAgent, traits, location,
 // externalIds, device.token, device.name, IMEI, MAC and whatever an SDK adds
 // tomorrow. An allow-list, because a block-list leaks each new field.
-// consent.categoryPreferences is kept too (consentPreferences).
-var contextAllowList = map[string][]string{
-	"app":      {"name", "version", "build", "namespace"},
-	"campaign": {"name", "source", "medium", "term", "content"},
-	"device":   {"manufacturer", "model", "type"},
-	"library":  {"name", "version"},
-	"network":  {"bluetooth", "carrier", "cellular", "wifi"},
-	"os":       {"name", "version"},
-	"page":     {"path", "title", "url", "referrer"},
-	"screen":   {"width", "height", "density"},
-	"locale":   nil,
-	"timezone": nil,
+// "consent" stands for consent.categoryPreferences (appendConsent). Keys
+// are in the order they are written: sorted, as json.Marshal sorts a map's.
+var contextAllowList = []allowed{
+	{"app", []string{"build", "name", "namespace", "version"}},
+	{"campaign", []string{"content", "medium", "name", "source", "term"}},
+	{"consent", nil},
+	{"device", []string{"manufacturer", "model", "type"}},
+	{"library", []string{"name", "version"}},
+	{"locale", nil},
+	{"network", []string{"bluetooth", "carrier", "cellular", "wifi"}},
+	{"os", []string{"name", "version"}},
+	{"page", []string{"path", "referrer", "title", "url"}},
+	{"screen", []string{"density", "height", "width"}},
+	{"timezone", nil},
 }
 
 // coarseContextAllowList is what a coarse profile keeps: what an app and
 // its platform are, nothing of the device, page, network or campaign.
-var coarseContextAllowList = map[string][]string{
-	"app":     {"name", "version"},
-	"library": {"name", "version"},
-	"os":      {"name"},
-	"locale":  nil,
+var coarseContextAllowList = []allowed{
+	{"app", []string{"name", "version"}},
+	{"consent", nil},
+	{"library", []string{"name", "version"}},
+	{"locale", nil},
+	{"os", []string{"name"}},
 }
 
-// urlKeys are page fields whose query string and fragment are cut: they
-// carry e-mail addresses, tokens and search terms.
-var urlKeys = map[string]bool{"url": true, "referrer": true}
+// allowed is a context key that is kept, with the keys kept inside it if
+// it is an object (at most maxAllowedKeys), nil for a scalar.
+type allowed struct {
+	key  string
+	keys []string
+}
+
+const maxAllowedKeys = 5
 
 // Deidentify applies the profile to one parsed event kept for d.Purposes.
 func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 	env, ev := &in.Env, &in.Env.Event
-	ts, _ := event.ParseTime(ev.Timestamp) // validated by event.DecodeEnvelope
-	if ts.IsZero() {
-		ts = env.ReceivedAt
-	}
+	ts := in.At // the timestamp (validated by event.DecodeEnvelope), else receivedAt
 	name := ev.Event
 	if name == "" {
 		name = ev.Name
 	}
-	ip, ua, ctx, device := in.ip, in.ua, in.ctx, in.device
+	ip, ua := in.ip, in.ua
 	coarse := p.settings.Detail == "coarse"
 	allowList := contextAllowList
 	if coarse {
 		allowList = coarseContextAllowList
 	}
-	kept := allowContext(ctx, allowList)
-	dropPaths(kept, p.drops, "context")
-	cleanCtx, err := marshalObject(kept)
-	if err != nil {
-		return event.Clean{}, err
-	}
-	props, err := p.scrubProperties(in)
-	if err != nil {
-		return event.Clean{}, err
-	}
 	key := p.keys.At(env.ReceivedAt)
-	subjectKind, subjectID := KindUser, ev.UserID
-	if subjectID == "" {
-		subjectKind, subjectID = KindAnonymous, ev.AnonymousID
-	}
 	c := event.Clean{
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
@@ -191,26 +190,49 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 		SourceID:      env.SourceID,
 		Region:        env.Region,
 		Purposes:      d.Purposes.Names(),
-		Subject:       key.Pseudonym(subjectKind, subjectID),
 		Country:       Country(ip),
 		DNT:           env.Signals.DNT,
 		GPC:           env.Signals.GPC,
-		Context:       cleanCtx,
-		Properties:    props,
+		Properties:    in.Env.Event.Properties,
 	}
-	if !coarse {
-		c.UserID = key.Pseudonym(KindUser, ev.UserID)
-		c.AnonymousID = key.Pseudonym(KindAnonymous, ev.AnonymousID)
+	// The context and properties share one buffer, of about their size (a
+	// coarse context keeps little).
+	size := len(ev.Context) + len(ev.Properties) + 32
+	if coarse {
+		size -= len(ev.Context) * 2 / 3
+	}
+	b := make([]byte, 0, size)
+	b = p.appendContext(b, &in.ctx, in.ctxRoot, allowList)
+	n := len(b)
+	if n > 0 {
+		c.Context = b[:n:n]
+	}
+	if in.hasProps {
+		b = p.appendProperties(b, in)
+		c.Properties = b[n:len(b):len(b)]
+	}
+	// The subject is the userId, else the anonymousId, under the same kind:
+	// its pseudonym is theirs.
+	if ev.UserID != "" {
+		c.Subject = key.Pseudonym(KindUser, ev.UserID)
 	} else {
+		c.Subject = key.Pseudonym(KindAnonymous, ev.AnonymousID)
+	}
+	switch {
+	case coarse:
 		c.Timestamp, c.ReceivedAt = c.Timestamp.Truncate(time.Hour), c.ReceivedAt.Truncate(time.Hour)
 		c.MessageID = key.Pseudonym(KindMessage, env.MessageID)
+	case ev.UserID != "":
+		c.UserID, c.AnonymousID = c.Subject, key.Pseudonym(KindAnonymous, ev.AnonymousID)
+	default:
+		c.AnonymousID = c.Subject
 	}
 	if p.settings.DeviceIDs {
-		c.DeviceID = key.Pseudonym(KindDevice, device["id"])
-		c.AdvertisingID = key.Pseudonym(KindAdvertising, device["advertisingId"])
-		c.IMEI = key.Pseudonym(KindIMEI, device["imei"])
-		c.AndroidID = key.Pseudonym(KindAndroidID, device["androidId"])
-		c.MAC = key.Pseudonym(KindMAC, device["mac"])
+		c.DeviceID = key.Pseudonym(KindDevice, in.device[0])
+		c.AdvertisingID = key.Pseudonym(KindAdvertising, in.device[1])
+		c.IMEI = key.Pseudonym(KindIMEI, in.device[2])
+		c.AndroidID = key.Pseudonym(KindAndroidID, in.device[3])
+		c.MAC = key.Pseudonym(KindMAC, in.device[4])
 	}
 	if p.settings.IP == "truncate" {
 		c.IP = TruncateIP(ip)
@@ -225,98 +247,165 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 	return c, nil
 }
 
-// splitContext decodes the event context and returns, apart, the device
-// identifiers that become pseudonyms.
-func splitContext(raw json.RawMessage) (map[string]any, map[string]string, error) {
-	ctx := map[string]any{}
-	if len(raw) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber() // numbers pass through unchanged
-		if err := dec.Decode(&ctx); err != nil {
-			return nil, nil, &event.FieldError{Field: "event.context", Msg: err.Error()}
-		}
-		if ctx == nil { // "context": null
-			ctx = map[string]any{}
-		}
-	}
-	ids := map[string]string{}
-	if dev, ok := ctx["device"].(map[string]any); ok {
-		for _, k := range deviceIDKeys {
-			if s, ok := dev[k].(string); ok {
-				ids[k] = s
-			}
-		}
-	}
-	return ctx, ids, nil
-}
-
-// allowContext keeps what contextAllowList names, scalars only, and cuts
-// URLs to scheme, host and path.
-func allowContext(ctx map[string]any, allowList map[string][]string) map[string]any {
-	out := map[string]any{}
-	if prefs := consentPreferences(ctx); len(prefs) > 0 {
-		out["consent"] = map[string]any{"categoryPreferences": prefs}
-	}
-	for key, subKeys := range allowList {
-		v, ok := ctx[key]
-		if !ok {
+// appendContext appends, as JSON with keys sorted, what allowList keeps of
+// the context (scalars only, page URLs cut to scheme, host and path) less
+// the profile's drop_fields under context, or returns b unchanged when that
+// leaves nothing. An object whose kept keys drop_fields all removes stays,
+// empty.
+func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed) []byte {
+	orig, written := b, 0
+	b = append(b, '{')
+	// The allow-list and the context's keys are both sorted: one walk
+	// through each finds the allowed keys.
+	top, at := ctx.children(root), 0
+	for _, a := range allowList {
+		var v int32
+		at, v = ctx.seek(top, at, a.key)
+		if a.key == "consent" {
+			b, written = p.appendConsent(b, written, ctx, v)
 			continue
 		}
-		if subKeys == nil {
-			if isScalar(v) {
-				out[key] = v
-			}
+		switch {
+		case v < 0:
 			continue
-		}
-		obj, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		kept := map[string]any{}
-		for _, k := range subKeys {
-			sv, ok := obj[k]
-			if !ok || !isScalar(sv) {
+		case a.keys == nil:
+			if !ctx.isScalar(v) || p.dropsContext(a.key) {
 				continue
 			}
-			if str, isStr := sv.(string); isStr && key == "page" {
-				switch {
-				case urlKeys[k]:
-					sv = stripURL(str)
-				case k == "path":
-					sv, _, _ = strings.Cut(strings.SplitN(str, "#", 2)[0], "?")
+			b = appendKey(b, written, a.key)
+			b = appendScalar(b, ctx, v)
+			written++
+			continue
+		case ctx.kind(v) != kindObject:
+			continue
+		}
+		var kept [maxAllowedKeys]keptScalar
+		n := 0
+		sub, subAt := ctx.children(v), 0
+		for _, k := range a.keys {
+			var sv int32
+			subAt, sv = ctx.seek(sub, subAt, k)
+			if sv < 0 || !ctx.isScalar(sv) {
+				continue
+			}
+			ks := keptScalar{key: k, node: sv}
+			if ctx.kind(sv) == kindString && a.key == "page" {
+				// Query strings and fragments carry e-mail addresses,
+				// tokens and search terms.
+				switch k {
+				case "url", "referrer":
+					ks.text = stripURL(ctx.val(sv))
+				case "path":
+					ks.text, _, _ = strings.Cut(ctx.val(sv), "#")
+					ks.text, _, _ = strings.Cut(ks.text, "?")
+				default:
+					ks.text = ctx.val(sv)
 				}
-				if sv == "" {
+				if ks.text == "" {
 					continue
 				}
+				ks.rewritten = true
 			}
-			kept[k] = sv
+			kept[n] = ks
+			n++
 		}
-		if len(kept) > 0 {
-			out[key] = kept
+		if n == 0 || p.dropsContext(a.key) {
+			continue
 		}
+		b = appendKey(b, written, a.key)
+		written++
+		b = append(b, '{')
+		inner := 0
+		for _, ks := range kept[:n] {
+			if p.dropsContext(a.key, ks.key) {
+				continue
+			}
+			b = appendKey(b, inner, ks.key)
+			inner++
+			if ks.rewritten {
+				b = event.AppendString(b, ks.text)
+			} else {
+				b = appendScalar(b, ctx, ks.node)
+			}
+		}
+		b = append(b, '}')
 	}
-	return out
+	if written == 0 {
+		return orig
+	}
+	return append(b, '}')
 }
 
-// consentPreferences keeps Segment's consent categories (category name to
-// granted or not): the enricher and analysts read them, and they say
-// nothing about who the subject is.
-func consentPreferences(ctx map[string]any) map[string]any {
-	consent, _ := ctx["consent"].(map[string]any)
-	prefs, _ := consent["categoryPreferences"].(map[string]any)
-	kept := map[string]any{}
-	for k, v := range prefs {
-		if b, ok := v.(bool); ok && len(k) <= 64 {
-			kept[k] = b
-		}
-	}
-	return kept
+// keptScalar is a kept value of an allow-listed context object.
+type keptScalar struct {
+	key       string
+	node      int32
+	text      string // the value, if rewritten
+	rewritten bool
 }
 
-func isScalar(v any) bool {
-	switch v.(type) {
-	case string, json.Number, bool:
-		return true
+// appendConsent appends Segment's consent categories (category name to
+// granted or not, booleans named in 64 bytes or less) as the context's
+// consent.categoryPreferences, if there are any: the enricher and analysts
+// read them, and they say nothing about who the subject is.
+func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, consent int32) ([]byte, int) {
+	prefs := ctx.member(consent, "categoryPreferences")
+	if prefs < 0 || ctx.kind(prefs) != kindObject {
+		return b, written
+	}
+	keep := func(k int32) bool { return ctx.isBool(k) && ctx.nodes[k].keyLen <= 64 }
+	if !slices.ContainsFunc(ctx.children(prefs), keep) ||
+		p.dropsContext("consent") {
+		return b, written
+	}
+	b = appendKey(b, written, "consent")
+	if p.dropsContext("consent", "categoryPreferences") {
+		return append(b, '{', '}'), written + 1
+	}
+	b = append(b, `{"categoryPreferences":{`...)
+	inner := 0
+	for _, k := range ctx.children(prefs) {
+		if !keep(k) || p.dropsContext("consent", "categoryPreferences", ctx.key(k)) {
+			continue
+		}
+		b = appendKey(b, inner, ctx.key(k))
+		inner++
+		b = appendScalar(b, ctx, k)
+	}
+	return append(b, '}', '}'), written + 1
+}
+
+// appendKey appends an object key and its colon, after a comma unless it
+// is the object's first.
+func appendKey(b []byte, written int, key string) []byte {
+	if written > 0 {
+		b = append(b, ',')
+	}
+	b = event.AppendString(b, key)
+	return append(b, ':')
+}
+
+// appendScalar appends node i, a string, number, boolean or null, as JSON.
+func appendScalar(b []byte, t *jsonTree, i int32) []byte {
+	switch t.kind(i) {
+	case kindString:
+		return event.AppendString(b, t.val(i))
+	case kindNumber:
+		return append(b, t.val(i)...)
+	case kindTrue:
+		return append(b, "true"...)
+	case kindFalse:
+		return append(b, "false"...)
+	}
+	return append(b, "null"...)
+}
+
+// dropsContext reports whether drop_fields names context.<path...>.
+func (p *Profile) dropsContext(path ...string) bool {
+	for _, d := range p.drops {
+		if len(d) == len(path)+1 && d[0] == "context" && slices.Equal(d[1:], path) {
+			return true
+		}
 	}
 	return false
 }
@@ -325,6 +414,9 @@ func isScalar(v any) bool {
 // strings and fragments carry e-mail addresses, reset tokens and search
 // terms. Anything else (mailto:, tel:, what does not parse) is dropped whole.
 func stripURL(raw string) string {
+	if s, ok := stripPlainURL(raw); ok {
+		return s
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" {
 		return ""
@@ -333,13 +425,41 @@ func stripURL(raw string) string {
 	return u.String()
 }
 
-func marshalObject(m map[string]any) (json.RawMessage, error) {
-	if len(m) == 0 {
-		return nil, nil
+// stripPlainURL is stripURL for the URLs most pages have, without parsing
+// them: http or https, a host of letters, digits, dots and dashes, a path
+// of letters, digits and /._~- (which url.URL writes as they are), no
+// control characters, no escapes in the fragment (which url.Parse would
+// check). ok is false for any other: then url.Parse decides.
+func stripPlainURL(raw string) (s string, ok bool) {
+	rest, found := strings.CutPrefix(raw, "https://")
+	if !found {
+		if rest, found = strings.CutPrefix(raw, "http://"); !found {
+			return "", false
+		}
 	}
-	b, err := event.AppendValue(nil, m)
-	if err != nil {
-		return nil, fmt.Errorf("encode context: %w", err)
+	i := 0
+	for i < len(rest) && (isAlnum(rest[i]) || rest[i] == '.' || rest[i] == '-') {
+		i++
 	}
-	return b, nil
+	if i == 0 {
+		return "", false
+	}
+	if i < len(rest) && rest[i] == '/' {
+		for i < len(rest) && (isAlnum(rest[i]) || strings.IndexByte("/._~-", rest[i]) >= 0) {
+			i++
+		}
+	}
+	if i < len(rest) && rest[i] != '?' && rest[i] != '#' {
+		return "", false
+	}
+	end := len(raw) - len(rest) + i
+	for j := end; j < len(raw); j++ {
+		if c := raw[j]; c < 0x20 || c == 0x7f {
+			return "", false
+		}
+	}
+	if _, frag, hasFrag := strings.Cut(raw[end:], "#"); hasFrag && strings.IndexByte(frag, '%') >= 0 {
+		return "", false
+	}
+	return raw[:end], true
 }

@@ -31,7 +31,7 @@ var (
 	}
 )
 
-func goldenProfiles(t *testing.T) (*policy.Profile, map[string]*policy.Profile) {
+func goldenProfiles(t testing.TB) (*policy.Profile, map[string]*policy.Profile) {
 	inRegion := newTestProfile(t, goldenInRegion,
 		policy.Key{ID: testKeyID, Secret: testKey}, policy.Key{ID: "k2", Secret: rotatedKey, From: rotationTime})
 	export := newTestProfile(t, goldenExport, policy.Key{ID: "x1", Secret: exportKey})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // ErrGateRefused marks an event the cross-border gate would not let out.
@@ -45,14 +46,39 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	if err != nil {
 		return Exportable{}, err
 	}
-	value := clean.AppendJSON(nil)
+	value := clean.AppendJSON(make([]byte, 0, clean.SizeHint()))
+	var scratch [256]byte
 	for _, id := range in.RawIdentifiers() {
-		quoted, _ := json.Marshal(id.Value)
-		if leaks(value, []byte(id.Value)) || leaks(value, quoted[1:len(quoted)-1]) {
+		if leaks(value, append(scratch[:0], id.Value...)) || needsEscape(id.Value) && leaks(value, escaped(id.Value)) {
 			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
 		}
 	}
 	return Exportable{key: []byte(clean.Subject), value: value}, nil
+}
+
+// needsEscape reports whether json.Marshal writes s otherwise than as it
+// is, between quotes.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !unescaped[s[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// unescaped marks the bytes json.Marshal writes as they are in a string.
+var unescaped = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// escaped is s as json.Marshal writes it, without the quotes.
+func escaped(s string) []byte {
+	quoted, _ := json.Marshal(s)
+	return quoted[1 : len(quoted)-1]
 }
 
 // Identifier is one raw identifying value of an event and where it was.

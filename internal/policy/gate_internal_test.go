@@ -1,6 +1,10 @@
 package policy
 
-import "testing"
+import (
+	"net/url"
+	"regexp"
+	"testing"
+)
 
 func TestLeaks(t *testing.T) {
 	for _, c := range []struct {
@@ -20,4 +24,42 @@ func TestLeaks(t *testing.T) {
 			t.Errorf("leaks(%s, %q) = %v, want %v", c.out, c.id, got, c.want)
 		}
 	}
+}
+
+// FuzzStripPlainURL checks the shortcut of stripURL against url.Parse.
+func FuzzStripPlainURL(f *testing.F) {
+	for _, s := range []string{"https://shop.example.cn/?utm_source=wechat", "https://www.baidu.com/s?wd=trail+shoes",
+		"http://h", "https://h/p/q.html#top", "https://h/p#%zz", "https://h/p?q=\x7f", "https://h/a b", "HTTPS://h/",
+		"https://u@h/", "https://h:8080/", "https://h//x/./y", "https://-/", "https://h?", "https://h#"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, ok := stripPlainURL(raw)
+		if !ok {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" {
+			t.Fatalf("stripPlainURL(%q) = %q, url.Parse: %v %q %q", raw, got, err, u.Scheme, u.Opaque)
+		}
+		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+		if want := u.String(); got != want {
+			t.Fatalf("stripPlainURL(%q) = %q, want %q", raw, got, want)
+		}
+	})
+}
+
+// FuzzScrubEmails checks the one-pass e-mail scrubber against the regular
+// expression it stands for.
+func FuzzScrubEmails(f *testing.F) {
+	for _, s := range []string{"contact me at buyer@example.com", "a@b.cc.dd-x", "a@b.com1", "x@y@b.com", "a@b.cc1d@e.ff",
+		"a@b..cc", "@b.cc", "a@", "a.b+c%d_e-f@g-h.i.jk, x@y.zz", "é@b.cc", "a@b.c", "a@b.c.dd.e", "1@2.3.ab4.cd"} {
+		f.Add(s)
+	}
+	re := regexp.MustCompile(emailPattern)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := scrubEmails(s), re.ReplaceAllString(s, "[email]"); got != want {
+			t.Fatalf("scrubEmails(%q) = %q, want %q", s, got, want)
+		}
+	})
 }
