@@ -48,10 +48,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
@@ -70,17 +67,7 @@ type options struct {
 }
 
 func main() {
-	o, err := parseFlags()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "enricherbench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "enricherbench:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("enricherbench", parseFlags, nil, nil, run)
 }
 
 func parseFlags() (options, error) {
@@ -94,9 +81,9 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the last round's enricher phase (after Start) to this file")
 	flag.BoolVar(&o.verbose, "v", false, "show the enricher's info logs (warnings and errors are always shown)")
 	flag.Parse()
-	o.brokers = strings.Split(*brokers, ",")
 	// The bench floods what it talks to, so it only talks to loopback.
-	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
+	var err error
+	if o.brokers, err = benchkit.Brokers(*brokers); err != nil {
 		return o, err
 	}
 	switch {
@@ -168,7 +155,7 @@ func run(ctx context.Context, o options) (err error) {
 		benchkit.Progress("  %.0f events/s", r.baseline.eventsPerSec())
 
 		group = fmt.Sprintf("%s%s.enricher.r%d", topicPrefix, runID, round)
-		groups = append(groups, group)
+		groups = append(groups, group, group+"-erasures") // the latter: its erasure notifier's
 		benchkit.Progress("round %d: enricher", round)
 		var profile *os.File
 		if o.cpuProfile != "" && round == o.rounds {

@@ -22,16 +22,20 @@ const topicPrefix = "enricherbench."
 // the specs of pipeline.Default() with the run's names.
 type benchTopics struct {
 	raw, baseline, clean, export, dlq, consent, erasures kafkax.TopicSpec
+	// The enricher's privacy topics, the run's own too.
+	identities, notices, exportNotices, receipts kafkax.TopicSpec
 }
 
 func newBenchTopics(runID string) benchTopics {
 	d := pipeline.Default()
 	name := func(s string) string { return topicPrefix + runID + "." + s }
 	t := benchTopics{raw: d.Topics.Raw, clean: d.Topics.Clean, export: d.Export.Topic, dlq: d.Topics.DLQ,
-		consent: d.Topics.Consent, erasures: d.Topics.Erasures}
+		consent: d.Topics.Consent, erasures: d.Topics.Erasures, identities: d.Topics.Identities,
+		notices: d.Topics.ErasureNotices, exportNotices: d.Export.ErasureNotices, receipts: d.Topics.Receipts}
 	t.baseline = t.raw // like the raw topic: what the collector's producer writes to
 	t.raw.Name, t.baseline.Name, t.clean.Name, t.export.Name = name("raw"), name("baseline"), name("clean"), name("export")
 	t.dlq.Name, t.consent.Name, t.erasures.Name = name("dlq"), name("consent"), name("erasures")
+	t.identities.Name, t.notices.Name, t.exportNotices.Name, t.receipts.Name = name("identities"), name("notices"), name("exportnotices"), name("receipts")
 	for _, s := range []*kafkax.TopicSpec{&t.raw, &t.baseline, &t.clean, &t.export} {
 		s.Partitions = 3
 	}
@@ -39,7 +43,8 @@ func newBenchTopics(runID string) benchTopics {
 }
 
 func (t benchTopics) specs() []kafkax.TopicSpec {
-	return []kafkax.TopicSpec{t.raw, t.baseline, t.clean, t.export, t.dlq, t.consent, t.erasures}
+	return []kafkax.TopicSpec{t.raw, t.baseline, t.clean, t.export, t.dlq, t.consent, t.erasures,
+		t.identities, t.notices, t.exportNotices, t.receipts}
 }
 
 func (t benchTopics) names() []string {
@@ -54,7 +59,8 @@ func (t benchTopics) names() []string {
 func (t benchTopics) apply(cfg *pipeline.Config) {
 	cfg.Topics.Raw, cfg.Topics.Clean, cfg.Topics.DLQ = t.raw, t.clean, t.dlq
 	cfg.Topics.Consent, cfg.Topics.Erasures = t.consent, t.erasures
-	cfg.Export.Topic = t.export
+	cfg.Topics.Identities, cfg.Topics.ErasureNotices, cfg.Topics.Receipts = t.identities, t.notices, t.receipts
+	cfg.Export.Topic, cfg.Export.ErasureNotices = t.export, t.exportNotices
 }
 
 // createTopics creates every topic of the run the way the enricher would

@@ -19,10 +19,6 @@ import (
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
-var pages = []struct{ name, path string }{
-	{"Home", "/"}, {"Search", "/search"}, {"Product", "/products/"}, {"Cart", "/cart"}, {"Checkout", "/checkout"},
-}
-
 // population is the run's subjects: each signed in (a userId) on one
 // device (an anonymousId), with consent to analytics and cross-border
 // transfer, so their events reach both destinations.
@@ -82,9 +78,9 @@ func (p *population) body(first, n int, now time.Time, who []int) ([]byte, []int
 			b = fmt.Appendf(b, `{"type":"track","event":"Product Viewed","properties":{"product_id":"p-%04d","sku":"SKU-%04d-M","name":%q,"category":%q,"price":%d.%02d,"currency":"CNY","run":%q}`,
 				id, id, pr.Name, pr.Category, 50+r.IntN(900), r.IntN(100), p.runID)
 		default:
-			pg := pages[r.IntN(len(pages))]
+			pg := benchkit.Pages[r.IntN(len(benchkit.Pages))]
 			b = fmt.Appendf(b, `{"type":"page","name":%q,"properties":{"path":%q,"title":"%s - Example Shop","run":%q}`,
-				pg.name, pg.path, pg.name, p.runID)
+				pg.Name, pg.Path, pg.Name, p.runID)
 		}
 		b = fmt.Appendf(b, `,"messageId":"%s-%09d","anonymousId":%q,"userId":%q,"timestamp":"`, p.runID, seq, s.AnonymousID, s.UserID)
 		b = append(b, ts...)
@@ -97,28 +93,12 @@ func (p *population) body(first, n int, now time.Time, who []int) ([]byte, []int
 
 // grantConsent posts each subject's consent to /v1/consent, 16 at a time.
 func grantConsent(ctx context.Context, client *http.Client, baseURL, writeKey string, pop *population) error {
-	next := atomic.Int64{}
-	var first atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(pop.people) || first.Load() != nil || ctx.Err() != nil {
-					return
-				}
-				if _, err := post(ctx, client, baseURL+"/v1/consent", "", writeKey, pop.consent(i), http.StatusOK); err != nil {
-					err = fmt.Errorf("consent: %w", err)
-					first.CompareAndSwap(nil, &err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if p := first.Load(); p != nil {
-		return *p
-	}
-	return ctx.Err()
+	return benchkit.Parallel(ctx, len(pop.people), 16, func(i int) error {
+		if _, err := post(ctx, client, baseURL+"/v1/consent", "", writeKey, pop.consent(i), http.StatusOK); err != nil {
+			return fmt.Errorf("consent: %w", err)
+		}
+		return nil
+	})
 }
 
 // loadStats describe the event load.

@@ -78,11 +78,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
@@ -111,30 +109,17 @@ type options struct {
 }
 
 func main() {
-	o, err := parseFlags()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "erasurebench:", err)
-		os.Exit(2)
-	}
-	if o.check {
-		if err := checkLeftovers(o); err != nil {
-			fmt.Fprintln(os.Stderr, "erasurebench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "erasurebench:", err)
-		os.Exit(1)
-	}
+	benchkit.Main(bench, parseFlags, func(o options) bool { return o.check }, checkLeftovers, run)
+}
+
+// checkLeftovers is -check.
+func checkLeftovers(o options) error {
+	return benchkit.CheckLeftovers(bench, o.brokers, o.clickhouse)
 }
 
 func parseFlags() (options, error) {
 	var o options
-	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (loopback only: this is a bench)")
-	flag.StringVar(&o.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address (loopback only)")
+	stores := benchkit.StoreFlags()
 	flag.StringVar(&o.root, "root", ".", "repository root (holds ./collector, ./enricher, ./sink and configs/)")
 	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key of the events and consent")
 	flag.StringVar(&o.tokenFile, "token-file", "configs/dev-operator.token", "operator token of the privacy admin API (the dev operator's), relative to -root")
@@ -153,13 +138,8 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.check, "check", false, "only list topics, groups and databases left by earlier runs; exit 1 if any")
 	flag.Parse()
 
-	o.brokers = strings.Split(*brokers, ",")
-	// The bench floods what it talks to and drops databases it made, so it
-	// only talks to loopback.
-	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
-		return o, err
-	}
-	if err := benchkit.CheckLoopback("-clickhouse", o.clickhouse); err != nil {
+	var err error
+	if o.brokers, o.clickhouse, err = stores(); err != nil {
 		return o, err
 	}
 	// Bounds keep one run within minutes and inside the machine's memory.
@@ -187,10 +167,8 @@ func parseFlags() (options, error) {
 	case o.statusChecks < 0 || o.statusChecks > 100:
 		return o, fmt.Errorf("-status-checks %d: want 0-100", o.statusChecks)
 	}
-	for _, f := range []string{"configs/collector.yaml", "configs/sink-intl.yaml", devPseudonymKey, devExportKey} {
-		if _, err := os.Stat(filepath.Join(o.root, f)); err != nil {
-			return o, fmt.Errorf("-root %s is not the repository root: %w", o.root, err)
-		}
+	if err := benchkit.CheckRoot(o.root, "configs/collector.yaml", "configs/sink-intl.yaml", devPseudonymKey, devExportKey); err != nil {
+		return o, err
 	}
 	root, err := filepath.Abs(o.root)
 	if err != nil {
@@ -231,7 +209,7 @@ func run(ctx context.Context, o options) error {
 func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, error) {
 	runID := fmt.Sprintf("%dp%d", time.Now().Unix(), os.Getpid())
 	rep := &report{opts: o, runID: runID, nproc: runtime.NumCPU()}
-	benchkit.Progress("run %s: topics %s%s.*, databases %s%s_*, groups %s%s-*", runID, topicPrefix, runID, dbPrefix, runID, groupPrefix, runID)
+	benchkit.PrefixesOf(bench).Announce(runID)
 
 	keys, err := loadKeys(o.root)
 	if err != nil {
@@ -241,17 +219,12 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 	if err != nil {
 		return nil, fmt.Errorf("-token-file: %w", err)
 	}
-	e, err := newInfra(o, runID, cl)
+	kit, err := benchkit.NewInfra(bench, runID, o.brokers, o.clickhouse, cl)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "erasurebench-")
-	if err != nil {
-		return nil, err
-	}
-	cl.Add(func() error { return os.RemoveAll(dir) })
-	benchkit.Progress("building ./collector ./enricher ./sink")
-	bins, err := benchkit.Build(ctx, o.root, dir, "./collector", "./enricher", "./sink")
+	e := &infra{Infra: kit, o: o}
+	dir, bins, err := benchkit.BuildTemp(ctx, bench, o.root, cl, "./collector", "./enricher", "./sink")
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ const settleLimit = time.Minute
 // metrics, status cross-check and the final ClickHouse check.
 func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token string, rep *report) error {
 	o := e.o
-	pop, err := newPopulation(e.runID, o.subjects)
+	pop, err := newPopulation(e.RunID, o.subjects)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 	defer func() { stopFollow(); wg.Wait() }()
 
 	clock := benchkit.CPUClock{cSelf: benchkit.Self, cCollector: p.collector.PID(), cEnricher: p.enricher.PID(),
-		cSinkRegion: p.sinks[destRegion].PID(), cSinkExport: p.sinks[destExport].PID(), cClickHouse: e.chPID, cKafka: e.kafkaPID}
+		cSinkRegion: p.sinks[destRegion].PID(), cSinkExport: p.sinks[destExport].PID(), cClickHouse: e.ClickHousePID, cKafka: e.KafkaPID}
 	before := clock.Read()
 	benchkit.Progress("load: %d events/s in batches of %d from %d senders; erasures start in %v", o.rate, o.batch, o.senders, o.warmup)
 	ld := startLoad(ctx, client, baseURL, o, pop)
@@ -132,12 +132,12 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 	// How far behind each stage was when the load stopped: what the
 	// erasures had to queue behind.
 	rep.lagAtStop = map[string]float64{}
-	if m, err := metrics(p.enricher); err == nil {
-		rep.lagAtStop["enricher"] = m.sum("enricher_consumer_lag_records")
+	if m, err := p.enricher.Metrics(); err == nil {
+		rep.lagAtStop["enricher"] = m.Sum("enricher_consumer_lag_records")
 	}
 	for d, s := range p.sinks {
-		if m, err := metrics(s); err == nil {
-			rep.lagAtStop["sink "+d] = m.sum("sink_consumer_lag_records")
+		if m, err := s.Metrics(); err == nil {
+			rep.lagAtStop["sink "+d] = m.Sum("sink_consumer_lag_records")
 		}
 	}
 	benchkit.Progress("load stopped: %.0f events/s accepted over %v; waiting for the pipeline to load them", rep.load.eventsPerSec(), rep.load.elapsed.Round(time.Millisecond))
@@ -146,16 +146,16 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 	if err := p.alive(); err != nil {
 		return err
 	}
-	if rep.enricherMetrics, err = metrics(p.enricher); err != nil {
+	if rep.enricherMetrics, err = p.enricher.Metrics(); err != nil {
 		return err
 	}
-	rep.sinkMetrics = map[string]promText{}
+	rep.sinkMetrics = map[string]benchkit.Metrics{}
 	for d, s := range p.sinks {
-		if rep.sinkMetrics[d], err = metrics(s); err != nil {
+		if rep.sinkMetrics[d], err = s.Metrics(); err != nil {
 			return err
 		}
 	}
-	if m, err := metrics(p.collector); err == nil {
+	if m, err := p.collector.Metrics(); err == nil {
 		rep.collectorMetrics = m
 	}
 	rep.status = crossCheck(ctx, client, adminURL, token, ids, o.statusChecks, receipts)
@@ -188,17 +188,17 @@ func settle(ctx context.Context, p *pipeline, accepted int64) (time.Duration, bo
 }
 
 func settled(p *pipeline, accepted int64) bool {
-	em, err := metrics(p.enricher)
-	if err != nil || em.sum("enricher_events_in_total") < float64(accepted) {
+	em, err := p.enricher.Metrics()
+	if err != nil || em.Sum("enricher_events_in_total") < float64(accepted) {
 		return false
 	}
 	for d, route := range map[string]string{destRegion: "clean", destExport: "export"} {
-		sm, err := metrics(p.sinks[d])
+		sm, err := p.sinks[d].Metrics()
 		if err != nil {
 			return false
 		}
-		loaded := sm.sum("sink_rows_inserted_total") + sm.sum("sink_rows_suppressed_total") + sm.sum("sink_dead_lettered_total")
-		if loaded < em.sum("enricher_events_out_total", `route="`+route+`"`) {
+		loaded := sm.Sum("sink_rows_inserted_total") + sm.Sum("sink_rows_suppressed_total") + sm.Sum("sink_dead_lettered_total")
+		if loaded < em.Sum("enricher_events_out_total", `route="`+route+`"`) {
 			return false
 		}
 	}

@@ -86,20 +86,20 @@ func startPipeline(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*pipel
 	t := struct {
 		raw, consent, erasures, receipts, identities, clean, export, dlqRaw, noticesCN, noticesIntl, dlqCN, dlqIntl string
 	}{
-		e.topic("raw"), e.topic("consent"), e.topic("erasures"), e.topic("receipts"), e.topic("identities"),
-		e.topic("clean"), e.topic("export"), e.topic("dlq-raw"), e.topic("erasures-cn"), e.topic("erasures-intl"),
-		e.topic("dlq-cn"), e.topic("dlq-intl"),
+		e.Topic("raw"), e.Topic("consent"), e.Topic("erasures"), e.Topic("receipts"), e.Topic("identities"),
+		e.Topic("clean"), e.Topic("export"), e.Topic("dlq-raw"), e.Topic("erasures-cn"), e.Topic("erasures-intl"),
+		e.Topic("dlq-cn"), e.Topic("dlq-intl"),
 	}
-	enricherGroup := e.group("enricher")
-	e.group("enricher-erasures") // the notifier's: <group_id>-erasures
+	enricherGroup := e.Group("enricher")
+	e.Group("enricher-erasures") // the notifier's: <group_id>-erasures
 	sinkGroups := map[string]string{}
 	for _, d := range []string{destRegion, destExport} {
-		sinkGroups[d] = e.group("sink-" + d)
-		e.group("sink-" + d + "-erasures") // the erasure worker's
-		e.group("sink-" + d + "-audit")    // the audit loader's (the region's sink only)
+		sinkGroups[d] = e.Group("sink-" + d)
+		e.Group("sink-" + d + "-erasures") // the erasure worker's
+		e.Group("sink-" + d + "-audit")    // the audit loader's (the region's sink only)
 	}
 	p := &pipeline{sinks: map[string]*benchkit.Service{}, receipts: t.receipts,
-		databases: map[string]string{destRegion: e.database(destRegion), destExport: e.database(destExport)}}
+		databases: map[string]string{destRegion: e.Database(destRegion), destExport: e.Database(destExport)}}
 	cl.Add(func() error { _ = p.stop(); return nil }) // after an error; the report carries a normal stop's errors
 	var err error
 	if p.httpAddr, err = benchkit.FreeAddr(); err != nil {

@@ -39,8 +39,8 @@ type report struct {
 	settled       bool
 	lagAtStop     map[string]float64 // records each stage had yet to consume when the load stopped
 
-	enricherMetrics, collectorMetrics promText
-	sinkMetrics                       map[string]promText
+	enricherMetrics, collectorMetrics benchkit.Metrics
+	sinkMetrics                       map[string]benchkit.Metrics
 
 	status                  statusCheck
 	checked                 bool
@@ -193,7 +193,7 @@ func (r *report) print(out io.Writer) {
 	}
 	fmt.Fprintf(out, "; %d requests started >100 ms late (at most %v)\n", l.late, l.maxLate.Round(time.Millisecond))
 	fmt.Fprintf(out, "erasures: %d asked over %v by userId after %v of load, %d accepted (202 in p50 %s, p99 %s; %d retried after a 503), %d refused",
-		s.asked, o.spread, o.warmup, s.accepted, secs(pct(s.post, 0.5)), secs(pct(s.post, 0.99)), s.retried, s.refused)
+		s.asked, o.spread, o.warmup, s.accepted, secs(benchkit.Quantile(s.post, 0.5)), secs(benchkit.Quantile(s.post, 0.99)), s.retried, s.refused)
 	if s.firstRefusal != nil {
 		fmt.Fprintf(out, " (first: %v)", s.firstRefusal)
 	}
@@ -210,7 +210,7 @@ func (r *report) print(out io.Writer) {
 	tw := benchkit.NewTable(out)
 	fmt.Fprintln(tw, "\tp50\tp99\tmax\t")
 	row := func(name string, d []time.Duration) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, secs(pct(d, 0.5)), secs(pct(d, 0.99)), secs(pct(d, 1)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, secs(benchkit.Quantile(d, 0.5)), secs(benchkit.Quantile(d, 0.99)), secs(benchkit.Quantile(d, 1)))
 	}
 	row("request -> verified in both (the figure)", s.latency)
 	row("request -> notified (enricher)", s.toEnricher)
@@ -278,8 +278,8 @@ func (r *report) print(out io.Writer) {
 	}
 	if m := r.enricherMetrics; m != nil {
 		fmt.Fprintf(out, "enricher: %.0f events in; out: clean %.0f, export %.0f; dropped: %s; erasures notified %.0f\n",
-			m.sum("enricher_events_in_total"), m.sum("enricher_events_out_total", `route="clean"`), m.sum("enricher_events_out_total", `route="export"`),
-			byLabel(m, "enricher_events_dropped_total"), m.sum("privacy_erasures_notified_total"))
+			m.Sum("enricher_events_in_total"), m.Sum("enricher_events_out_total", `route="clean"`), m.Sum("enricher_events_out_total", `route="export"`),
+			byLabel(m, "enricher_events_dropped_total"), m.Sum("privacy_erasures_notified_total"))
 	}
 	settled := "settled"
 	if !r.settled {
@@ -291,13 +291,13 @@ func (r *report) print(out io.Writer) {
 	}
 	for _, d := range []string{destRegion, destExport} {
 		if m := r.sinkMetrics[d]; m != nil {
-			n := m.sum("sink_insert_duration_seconds_count")
-			fmt.Fprintf(out, "sink %s: %.0f rows in %.0f inserts, %.2f s each on average\n", d, m.sum("sink_rows_inserted_total"), n,
-				m.sum("sink_insert_duration_seconds_sum")/max(n, 1))
+			n := m.Sum("sink_insert_duration_seconds_count")
+			fmt.Fprintf(out, "sink %s: %.0f rows in %.0f inserts, %.2f s each on average\n", d, m.Sum("sink_rows_inserted_total"), n,
+				m.Sum("sink_insert_duration_seconds_sum")/max(n, 1))
 		}
 	}
 	if len(s.latency) > 0 {
-		p99 := pct(s.latency, 0.99)
+		p99 := benchkit.Quantile(s.latency, 0.99)
 		fmt.Fprintf(out, "SLO, p99 request -> verified in every destination below %v: %s (%s)\n", sloP99, secs(p99), benchkit.Verdict(p99 < sloP99))
 	}
 	r.printEnd(out)
@@ -315,19 +315,19 @@ func (r *report) printEnd(out io.Writer) {
 }
 
 // metric is a counter of a scrape, or "-" without one.
-func metric(m promText, name string) string {
+func metric(m benchkit.Metrics, name string) string {
 	if m == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.0f", m.sum(name))
+	return fmt.Sprintf("%.0f", m.Sum(name))
 }
 
 // byLabel lists the non-zero samples of name as labels=value.
-func byLabel(m promText, name string) string {
+func byLabel(m benchkit.Metrics, name string) string {
 	var parts []string
 	for _, s := range m[name] {
-		if s.value != 0 {
-			parts = append(parts, fmt.Sprintf("%s %.0f", strings.Trim(s.labels, "{}"), s.value))
+		if s.Value != 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", strings.Trim(s.Labels, "{}"), s.Value))
 		}
 	}
 	if len(parts) == 0 {
@@ -335,15 +335,6 @@ func byLabel(m promText, name string) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
-}
-
-// pct is the p-quantile of sorted durations (nearest rank); 0 when empty.
-func pct(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // secs is d in seconds with three decimals, "-" for none.

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
@@ -41,10 +41,10 @@ func finalCheck(ctx context.Context, e *infra, p *pipeline, keys keyrings, rep *
 	rep.erasedRows, rep.controlRows = map[string]uint64{}, map[string]uint64{}
 	for d, kr := range map[string]*policy.Keyring{destRegion: keys.region, destExport: keys.export} {
 		var err error
-		if rep.erasedRows[d], err = subjectRows(ctx, e.conn, p.databases[d], kr, rep.pop, erasedIdx); err != nil {
+		if rep.erasedRows[d], err = subjectRows(ctx, e.Conn, p.databases[d], kr, rep.pop, erasedIdx); err != nil {
 			return fmt.Errorf("final check of %s: %w", p.databases[d], err)
 		}
-		if rep.controlRows[d], err = subjectRows(ctx, e.conn, p.databases[d], kr, rep.pop, controlIdx); err != nil {
+		if rep.controlRows[d], err = subjectRows(ctx, e.Conn, p.databases[d], kr, rep.pop, controlIdx); err != nil {
 			return fmt.Errorf("control of %s: %w", p.databases[d], err)
 		}
 	}
@@ -69,8 +69,8 @@ func subjectRows(ctx context.Context, conn driver.Conn, db string, kr *policy.Ke
 		}
 		qctx, cancel := context.WithTimeout(ctx, time.Minute)
 		var n uint64
-		err := conn.QueryRow(qctx, "SELECT count() FROM "+db+".events WHERE subject IN ? OR user_pseudonym IN ? OR anonymous_pseudonym IN ?",
-			groupSet(users, anons), groupSet(users), groupSet(anons)).Scan(&n)
+		where, args := chx.SubjectsWhere(users, anons)
+		err := conn.QueryRow(qctx, "SELECT count() FROM "+db+".events WHERE "+where, args...).Scan(&n)
 		cancel()
 		if err != nil {
 			return 0, err
@@ -78,18 +78,6 @@ func subjectRows(ctx context.Context, conn driver.Conn, db string, kr *policy.Ke
 		total += n
 	}
 	return total, nil
-}
-
-// groupSet binds values as a tuple, ('a', 'b'), for IN; a bare slice would
-// bind as an array.
-func groupSet(values ...[]string) clickhouse.GroupSet {
-	g := clickhouse.GroupSet{}
-	for _, vs := range values {
-		for _, v := range vs {
-			g.Value = append(g.Value, v)
-		}
-	}
-	return g
 }
 
 // statusCheck is what GET /v1/privacy/erasures/{id} said of a sample of

@@ -53,11 +53,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
@@ -77,24 +74,8 @@ type options struct {
 }
 
 func main() {
-	o, err := parseFlags()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ingestbench:", err)
-		os.Exit(2)
-	}
-	if o.checkTopics {
-		if err := checkTopics(o.brokers); err != nil {
-			fmt.Fprintln(os.Stderr, "ingestbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "ingestbench:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("ingestbench", parseFlags, func(o options) bool { return o.checkTopics },
+		func(o options) error { return checkTopics(o.brokers) }, run)
 }
 
 func parseFlags() (options, error) {
@@ -109,9 +90,9 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.rawAsync, "raw-async", false, "raw baseline produces record by record and waits for the promises, as the collector does, instead of one ProduceSync per batch")
 	flag.BoolVar(&o.checkTopics, "check-topics", false, "only list bench topics left on the broker; exit 1 if any")
 	flag.Parse()
-	o.brokers = strings.Split(*brokers, ",")
 	// The bench floods what it talks to, so it only talks to loopback.
-	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
+	var err error
+	if o.brokers, err = benchkit.Brokers(*brokers); err != nil {
 		return o, err
 	}
 	// Bounds keep one run within a few minutes on a shared machine.
@@ -123,8 +104,8 @@ func parseFlags() (options, error) {
 	case o.warmup < 0 || o.warmup > 5*time.Second:
 		return o, fmt.Errorf("-warmup %v: want 0-5s", o.warmup)
 	}
-	if _, err := os.Stat(filepath.Join(o.root, "configs", "collector.yaml")); err != nil {
-		return o, fmt.Errorf("-root %s is not the repository root: %w", o.root, err)
+	if err := benchkit.CheckRoot(o.root, "configs/collector.yaml"); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -234,13 +215,7 @@ func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *benc
 	// has stopped writing.
 	cl.Add(func() error { return benchkit.DeleteTopicsAndGroups(adm, topics.all(), nil) })
 
-	dir, err := os.MkdirTemp("", "ingestbench-")
-	if err != nil {
-		return nil, err
-	}
-	cl.Add(func() error { return os.RemoveAll(dir) })
-	benchkit.Progress("building ./collector")
-	bins, err := benchkit.Build(ctx, o.root, dir, "./collector")
+	_, bins, err := benchkit.BuildTemp(ctx, "ingestbench", o.root, cl, "./collector")
 	if err != nil {
 		return nil, err
 	}

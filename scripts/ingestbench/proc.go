@@ -26,10 +26,5 @@ func brokerPID(o options) int {
 	if o.kafkaPID != 0 {
 		return max(o.kafkaPID, benchkit.None)
 	}
-	pid, err := benchkit.ListenerPID(o.brokers[0])
-	if err != nil {
-		benchkit.Progress("broker CPU not reported: %v", err)
-		return benchkit.None
-	}
-	return pid
+	return benchkit.WatchPID(o.brokers[0], "broker")
 }

@@ -13,10 +13,6 @@ import (
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
-var pages = []struct{ name, path string }{
-	{"Home", "/"}, {"Search", "/search"}, {"Product", "/products/"}, {"Cart", "/cart"}, {"Checkout", "/checkout"},
-}
-
 // cleanGen makes the throughput part's clean events, as the enricher's
 // in-region profile writes them. A subject's pseudonyms and context are
 // made once; an event costs its properties and the struct.
@@ -101,14 +97,14 @@ func (g *cleanGen) clean(n, events int) event.Clean {
 		c.Properties = fmt.Appendf(nil, `{"product_id":"p-%04d","sku":"SKU-%04d-M","name":%q,"category":%q,"price":%d.%02d,"currency":"CNY","quantity":%d,"run":%q}`,
 			id, id, p.Name, p.Category, 50+r.IntN(900), r.IntN(100), 1+r.IntN(3), g.runID)
 	} else {
-		pg := pages[r.IntN(len(pages))]
-		path := pg.path
-		if pg.name == "Product" {
+		pg := benchkit.Pages[r.IntN(len(benchkit.Pages))]
+		path := pg.Path
+		if pg.Name == "Product" {
 			path += strconv.Itoa(r.IntN(5000))
 		}
-		c.Type, c.Event = "page", pg.name
+		c.Type, c.Event = "page", pg.Name
 		c.Properties = fmt.Appendf(nil, `{"path":%q,"url":"https://shop.example.cn%s","title":"%s - Example Shop","referrer":"https://shop.example.cn/","run":%q}`,
-			path, path, pg.name, g.runID)
+			path, path, pg.Name, g.runID)
 	}
 	return c
 }
@@ -170,9 +166,9 @@ func (g *segGen) body(phase string, first, n int, now time.Time) []byte {
 			b = fmt.Appendf(b, `{"type":"track","event":"Product Viewed","properties":{"product_id":"p-%04d","sku":"SKU-%04d-M","name":%q,"category":%q,"price":%d.%02d,"currency":"CNY","run":%q}`,
 				id, id, pr.Name, pr.Category, 50+r.IntN(900), r.IntN(100), g.runID)
 		} else {
-			pg := pages[r.IntN(len(pages))]
+			pg := benchkit.Pages[r.IntN(len(benchkit.Pages))]
 			b = fmt.Appendf(b, `{"type":"page","name":%q,"properties":{"path":%q,"title":"%s - Example Shop","run":%q}`,
-				pg.name, pg.path, pg.name, g.runID)
+				pg.Name, pg.Path, pg.Name, g.runID)
 		}
 		b = fmt.Appendf(b, `,"messageId":%q,"anonymousId":%q`, g.messageID(phase, seq), p.AnonymousID)
 		if p.UserID != "" {

@@ -150,11 +150,18 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 	tag := fmt.Sprintf("f%d", idx+1)
 	rep := &freshReport{maxWait: maxWait, subjects: o.subjects, peak: map[string]int64{}}
 	t := struct{ raw, clean, consent, erasures, export, dlqRaw, dlq string }{
-		e.topic(tag + ".raw"), e.topic(tag + ".clean"), e.topic(tag + ".consent"), e.topic(tag + ".erasures"),
-		e.topic(tag + ".export"), e.topic(tag + ".dlqraw"), e.topic(tag + ".dlq"),
+		e.Topic(tag + ".raw"), e.Topic(tag + ".clean"), e.Topic(tag + ".consent"), e.Topic(tag + ".erasures"),
+		e.Topic(tag + ".export"), e.Topic(tag + ".dlqraw"), e.Topic(tag + ".dlq"),
 	}
-	db := e.database(tag)
-	sinkGroup, enricherGroup := e.group(tag+"-sink"), e.group(tag+"-enricher")
+	db := e.Database(tag)
+	sinkGroup, enricherGroup := e.Group(tag+"-sink"), e.Group(tag+"-enricher")
+	// The groups the services derive from theirs: the sink's erasure worker
+	// and audit loader, the enricher's erasure notifier.
+	e.Group(tag + "-sink-erasures")
+	e.Group(tag + "-sink-audit")
+	e.Group(tag + "-enricher-erasures")
+	privacy := struct{ notices, exportNotices, receipts, identities string }{
+		e.Topic(tag + ".notices"), e.Topic(tag + ".exportnotices"), e.Topic(tag + ".receipts"), e.Topic(tag + ".identities")}
 	httpAddr, err := benchkit.FreeAddr() // the collector's
 	if err != nil {
 		return nil, err
@@ -163,6 +170,7 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 	benchkit.Progress("freshness %s: sink batch.max_wait %s; starting sink, enricher, collector", tag, maxWait)
 
 	sinkEnv := []string{"KAFKA_BROKERS=" + brokers, "TOPICS_CLEAN_NAME=" + t.clean, "TOPICS_DLQ_NAME=" + t.dlq,
+		"TOPICS_ERASURES_NAME=" + privacy.notices, "TOPICS_RECEIPTS_NAME=" + privacy.receipts,
 		"GROUP_ID=" + sinkGroup, "DATABASE=" + db, "CLICKHOUSE_ADDR=" + o.clickhouse, "LOG_LEVEL=warn"}
 	if maxWait != "shipped" {
 		sinkEnv = append(sinkEnv, "BATCH_MAX_WAIT="+maxWait)
@@ -184,7 +192,9 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 		{e.bins.enricher, "enricher", []string{"KAFKA_BROKERS=" + brokers,
 			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CLEAN_NAME=" + t.clean, "TOPICS_DLQ_NAME=" + t.dlqRaw,
 			"TOPICS_CONSENT_NAME=" + t.consent, "TOPICS_ERASURES_NAME=" + t.erasures, "EXPORT_TOPIC_NAME=" + t.export,
-			"GROUP_ID=" + enricherGroup, "TRANSACTIONAL_ID=" + groupPrefix + e.runID + "-" + tag + "-tx",
+			"TOPICS_IDENTITIES_NAME=" + privacy.identities, "TOPICS_ERASURE_NOTICES_NAME=" + privacy.notices,
+			"EXPORT_ERASURE_NOTICES_NAME=" + privacy.exportNotices, "TOPICS_RECEIPTS_NAME=" + privacy.receipts,
+			"GROUP_ID=" + enricherGroup, "TRANSACTIONAL_ID=" + e.Prefixes.Group + e.RunID + "-" + tag + "-tx",
 			"PSEUDONYM_KEY_FILE=configs/dev-pseudonym.key", "EXPORT_PSEUDONYM_KEY_FILE=configs/dev-export.key", "LOG_LEVEL=warn"}},
 		{e.bins.collector, "collector", []string{"KAFKA_BROKERS=" + brokers,
 			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CONSENT_NAME=" + t.consent, "HTTP_LISTEN=" + httpAddr, "LOG_LEVEL=warn"}},
@@ -201,7 +211,7 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 	sink, enricher, collector := procs[0], procs[1], procs[2]
 	baseURL := "http://" + httpAddr
 
-	gen, err := newSegGen(e.runID+tag, o.subjects)
+	gen, err := newSegGen(e.RunID+tag, o.subjects)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +249,7 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 	}
 	benchkit.Progress("  measured: %d events/s in batches of %d for %v, following every %d. event", o.rate, o.batch, o.duration, o.sampleEvery)
 	clock := benchkit.CPUClock{fSelf: benchkit.Self, fCollector: collector.PID(), fEnricher: enricher.PID(), fSink: sink.PID(),
-		fClickHouse: e.chPID, fKafka: e.kafkaPID}
+		fClickHouse: e.ClickHousePID, fKafka: e.KafkaPID}
 	before := clock.Read()
 	rep.load = paced(ctx, client, baseURL, o, gen, "m", o.duration, tr)
 	rep.cpu = clock.Read().Since(before)
@@ -271,22 +281,22 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 			return rep, err
 		}
 	}
-	if m, err := metrics(sink); err == nil {
+	if m, err := sink.Metrics(); err == nil {
 		rep.sinkFlushes = map[string]float64{}
 		for _, r := range []string{"rows", "bytes", "time"} {
-			rep.sinkFlushes[r] = m.sum("sink_flushes_total", `reason="`+r+`"`)
+			rep.sinkFlushes[r] = m.Sum("sink_flushes_total", `reason="`+r+`"`)
 		}
-		rep.sinkInserts, rep.sinkInsertSeconds = m.sum("sink_insert_duration_seconds_count"), m.sum("sink_insert_duration_seconds_sum")
-		rep.sinkRows = m.sum("sink_rows_inserted_total")
+		rep.sinkInserts, rep.sinkInsertSeconds = m.Sum("sink_insert_duration_seconds_count"), m.Sum("sink_insert_duration_seconds_sum")
+		rep.sinkRows = m.Sum("sink_rows_inserted_total")
 	}
-	if m, err := metrics(enricher); err == nil {
-		rep.enricherTxns, rep.enricherTxnSeconds = m.sum("enricher_transaction_duration_seconds_count"), m.sum("enricher_transaction_duration_seconds_sum")
-		rep.enricherCommitSeconds = m.sum("enricher_commit_duration_seconds_sum")
-		rep.enricherIn, rep.enricherOut, rep.enricherDropped = m.sum("enricher_events_in_total"), m.sum("enricher_events_out_total"), m.sum("enricher_events_dropped_total")
+	if m, err := enricher.Metrics(); err == nil {
+		rep.enricherTxns, rep.enricherTxnSeconds = m.Sum("enricher_transaction_duration_seconds_count"), m.Sum("enricher_transaction_duration_seconds_sum")
+		rep.enricherCommitSeconds = m.Sum("enricher_commit_duration_seconds_sum")
+		rep.enricherIn, rep.enricherOut, rep.enricherDropped = m.Sum("enricher_events_in_total"), m.Sum("enricher_events_out_total"), m.Sum("enricher_events_dropped_total")
 	}
 	rep.stopErr = stopAll()
 	rep.summarize(tr)
-	benchkit.Progress("  freshness p50 %s, p99 %s, max %s (%d of %d samples queryable)", ms(pct(rep.fresh, 0.5)), ms(pct(rep.fresh, 0.99)), ms(pct(rep.fresh, 1)), rep.visible, rep.acked)
+	benchkit.Progress("  freshness p50 %s, p99 %s, max %s (%d of %d samples queryable)", ms(benchkit.Quantile(rep.fresh, 0.5)), ms(benchkit.Quantile(rep.fresh, 0.99)), ms(benchkit.Quantile(rep.fresh, 1)), rep.visible, rep.acked)
 	return rep, ctx.Err()
 }
 
@@ -320,30 +330,12 @@ func (r *freshReport) summarize(tr *tracker) {
 // grantConsent posts each subject's consent update to /v1/consent, 16 at a
 // time.
 func grantConsent(ctx context.Context, client *http.Client, baseURL, writeKey string, gen *segGen, subjects int) error {
-	next := atomic.Int64{}
-	var first atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= subjects || first.Load() != nil || ctx.Err() != nil {
-					return
-				}
-				if err := post(ctx, client, baseURL+"/v1/consent", writeKey, gen.consent(i)); err != nil {
-					err = fmt.Errorf("consent: %w", err)
-					first.CompareAndSwap(nil, &err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if p := first.Load(); p != nil {
-		return *p
-	}
-	return ctx.Err()
+	return benchkit.Parallel(ctx, subjects, 16, func(i int) error {
+		if err := post(ctx, client, baseURL+"/v1/consent", writeKey, gen.consent(i)); err != nil {
+			return fmt.Errorf("consent: %w", err)
+		}
+		return nil
+	})
 }
 
 // loadStats describe one paced load.
@@ -517,7 +509,7 @@ func pollClickHouse(ctx context.Context, e *infra, db string, tr *tracker, rep *
 		case <-tick.C:
 		}
 		start := time.Now()
-		n, err := countRows(ctx, e.conn, db)
+		n, err := countRows(ctx, e.Conn, db)
 		if err != nil {
 			return fmt.Errorf("count rows: %w", err)
 		}
@@ -543,7 +535,7 @@ func pollClickHouse(ctx context.Context, e *infra, db string, tr *tracker, rep *
 		rep.lookups++
 		rep.lookupTime += looked.Sub(counted)
 		stamp := counted
-		if again, err := countRows(ctx, e.conn, db); err != nil || again != n {
+		if again, err := countRows(ctx, e.Conn, db); err != nil || again != n {
 			stamp = looked
 			rep.lateStamps++
 		}
@@ -563,7 +555,7 @@ func lookup(ctx context.Context, e *infra, db string, ids []string) ([]string, e
 		q.WriteString("'" + id + "'")
 	}
 	q.WriteByte(')')
-	rows, err := e.conn.Query(ctx, q.String())
+	rows, err := e.Conn.Query(ctx, q.String())
 	if err != nil {
 		return nil, fmt.Errorf("look up samples: %w", err)
 	}
@@ -577,15 +569,6 @@ func lookup(ctx context.Context, e *infra, db string, ids []string) ([]string, e
 		found = append(found, id)
 	}
 	return found, rows.Err()
-}
-
-// pct is the p-quantile of sorted durations (nearest rank); 0 when empty.
-func pct(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 func ms(d time.Duration) string {

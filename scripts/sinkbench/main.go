@@ -81,11 +81,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
@@ -119,30 +116,17 @@ type options struct {
 }
 
 func main() {
-	o, err := parseFlags()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sinkbench:", err)
-		os.Exit(2)
-	}
-	if o.check {
-		if err := checkLeftovers(o); err != nil {
-			fmt.Fprintln(os.Stderr, "sinkbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "sinkbench:", err)
-		os.Exit(1)
-	}
+	benchkit.Main(bench, parseFlags, func(o options) bool { return o.check }, checkLeftovers, run)
+}
+
+// checkLeftovers is -check.
+func checkLeftovers(o options) error {
+	return benchkit.CheckLeftovers(bench, o.brokers, o.clickhouse)
 }
 
 func parseFlags() (options, error) {
 	var o options
-	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (loopback only: this is a bench)")
-	flag.StringVar(&o.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address (loopback only)")
+	stores := benchkit.StoreFlags()
 	flag.StringVar(&o.root, "root", ".", "repository root (holds ./sink and configs/)")
 	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key (freshness)")
 
@@ -166,13 +150,8 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.check, "check", false, "only list topics, groups and databases left by earlier runs; exit 1 if any")
 	flag.Parse()
 
-	o.brokers = strings.Split(*brokers, ",")
-	// The bench floods what it talks to and drops databases it made, so it
-	// only talks to loopback.
-	if err := benchkit.CheckLoopback("-brokers", o.brokers...); err != nil {
-		return o, err
-	}
-	if err := benchkit.CheckLoopback("-clickhouse", o.clickhouse); err != nil {
+	var err error
+	if o.brokers, o.clickhouse, err = stores(); err != nil {
 		return o, err
 	}
 	for _, w := range strings.Split(*maxWaits, ",") {
@@ -216,8 +195,8 @@ func parseFlags() (options, error) {
 	case !o.throughput && !o.freshness && !o.check:
 		return o, errors.New("nothing to do: -throughput and -freshness are both false")
 	}
-	if _, err := os.Stat(filepath.Join(o.root, "configs", "sink.yaml")); err != nil {
-		return o, fmt.Errorf("-root %s is not the repository root: %w", o.root, err)
+	if err := benchkit.CheckRoot(o.root, "configs/sink.yaml"); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -255,19 +234,14 @@ func run(ctx context.Context, o options) error {
 func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, error) {
 	runID := fmt.Sprintf("%dp%d", time.Now().Unix(), os.Getpid())
 	rep := &report{opts: o, runID: runID, nproc: runtime.NumCPU()}
-	benchkit.Progress("run %s: topics %s%s.*, databases %s%s_*, groups %s%s-*", runID, topicPrefix, runID, dbPrefix, runID, groupPrefix, runID)
+	benchkit.PrefixesOf(bench).Announce(runID)
 
-	env, err := newInfra(o, runID, cl)
+	kit, err := benchkit.NewInfra(bench, runID, o.brokers, o.clickhouse, cl)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "sinkbench-")
-	if err != nil {
-		return nil, err
-	}
-	cl.Add(func() error { return os.RemoveAll(dir) })
-	benchkit.Progress("building ./collector ./enricher ./sink")
-	bins, err := benchkit.Build(ctx, o.root, dir, "./collector", "./enricher", "./sink")
+	env := &infra{Infra: kit, o: o}
+	_, bins, err := benchkit.BuildTemp(ctx, bench, o.root, cl, "./collector", "./enricher", "./sink")
 	if err != nil {
 		return nil, err
 	}

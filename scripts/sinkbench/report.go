@@ -139,7 +139,7 @@ func (f *freshReport) print(out io.Writer, o options) {
 	fmt.Fprintf(out, "\nFreshness, sink batch.max_wait %s: collector 200 -> queryable in ClickHouse\n", wait)
 	l := f.load
 	fmt.Fprintf(out, "  load: %d events/s asked, %.0f accepted (%d requests of %d, %d failed, %d started >100ms late, at most %s); request p50 %s, p99 %s; %v measured after %v warm-up; consent for %d subjects took %v\n",
-		o.rate, l.eventsPerSec(), l.requests, o.batch, l.errors, l.late, ms(l.maxLate), ms(pct(l.latencies, 0.5)), ms(pct(l.latencies, 0.99)),
+		o.rate, l.eventsPerSec(), l.requests, o.batch, l.errors, l.late, ms(l.maxLate), ms(benchkit.Quantile(l.latencies, 0.5)), ms(benchkit.Quantile(l.latencies, 0.99)),
 		o.duration, o.warmup, f.subjects, f.consentTime.Round(time.Millisecond))
 	if l.firstErr != nil {
 		fmt.Fprintf(out, "  first failed request: %v\n", l.firstErr)
@@ -152,14 +152,14 @@ func (f *freshReport) print(out io.Writer, o options) {
 		name string
 		d    []time.Duration
 	}{{"200 -> queryable", f.fresh}, {"  enricher: 200 -> clean topic", f.enricherLeg}, {"  sink: clean topic -> queryable", f.sinkLeg}} {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t\n", x.name, ms(pct(x.d, 0.5)), ms(pct(x.d, 0.9)), ms(pct(x.d, 0.99)), ms(pct(x.d, 1)))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t\n", x.name, ms(benchkit.Quantile(x.d, 0.5)), ms(benchkit.Quantile(x.d, 0.9)), ms(benchkit.Quantile(x.d, 0.99)), ms(benchkit.Quantile(x.d, 1)))
 	}
 	tw.Flush()
 	if f.polls > 0 && f.lookups > 0 {
 		fmt.Fprintf(out, "  resolution: count() every %v took %s on average; %d lookups after a change, %s each; %d stamped at the lookup's end since rows came meanwhile, the others at the count's\n",
 			o.freshPoll, ms(f.pollTime/time.Duration(f.polls)), f.lookups, ms(f.lookupTime/time.Duration(f.lookups)), f.lateStamps)
 	}
-	p99 := pct(f.fresh, 0.99)
+	p99 := benchkit.Quantile(f.fresh, 0.99)
 	fmt.Fprintf(out, "  goal p99 below %v: %s\n", goalFreshP99, benchkit.Verdict(len(f.fresh) > 0 && f.visible == f.acked && p99 < goalFreshP99))
 	if f.sinkInserts > 0 {
 		fmt.Fprintf(out, "  sink: %.0f inserts of %.0f rows on average, %s each on average; flushes by rows/bytes/time %.0f/%.0f/%.0f\n",

@@ -100,11 +100,11 @@ type tputReport struct {
 
 func runThroughput(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*tputReport, error) {
 	o := e.o
-	topic, dlq := e.topic("clean"), e.topic("dlq")
-	if err := createTopic(ctx, e.adm, topic); err != nil {
+	topic, dlq := e.Topic("clean"), e.Topic("dlq")
+	if err := createTopic(ctx, e.Admin, topic); err != nil {
 		return nil, err
 	}
-	gen, err := newCleanGen(e.runID, cleanSubjects)
+	gen, err := newCleanGen(e.RunID, cleanSubjects)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func runThroughput(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*tputR
 			order = []string{"raw", "sink"}
 		}
 		for _, target := range order {
-			settle := waitMerges(ctx, e.conn, 60*time.Second)
+			settle := waitMerges(ctx, e.Conn, 60*time.Second)
 			var ph phase
 			var db string
 			var err error
@@ -150,7 +150,7 @@ func runThroughput(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*tputR
 			rep.phases = append(rep.phases, ph)
 			if template == "" {
 				template = db
-			} else if err := dropDatabase(ctx, e.conn, db); err != nil {
+			} else if err := benchkit.DropDatabase(ctx, e.Conn, db); err != nil {
 				return rep, err
 			}
 		}
@@ -159,7 +159,7 @@ func runThroughput(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*tputR
 	if o.cpuProfile != "" {
 		rows = nil // its garbage would otherwise be scanned by every GC of the in-process sink
 		runtime.GC()
-		waitMerges(ctx, e.conn, 60*time.Second)
+		waitMerges(ctx, e.Conn, 60*time.Second)
 		benchkit.Progress("sink in this process, under the CPU profiler -> %s", o.cpuProfile)
 		ph, err := inProcessPhase(ctx, e, topic, dlq)
 		rep.profilePath = o.cpuProfile
@@ -286,7 +286,7 @@ func decodeCost(values [][]byte, goroutines int) float64 {
 func sinkPhase(ctx context.Context, e *infra, round int, topic, dlq string) (phase, string, error) {
 	o := e.o
 	ph := phase{round: round, target: "sink"}
-	db, group := e.database(fmt.Sprintf("s%d", round)), e.group(fmt.Sprintf("s%d", round))
+	db, group := e.Database(fmt.Sprintf("s%d", round)), e.Group(fmt.Sprintf("s%d", round))
 	started := time.Now()
 	svc, err := benchkit.StartService(e.bins.sink, o.root, "sink",
 		"KAFKA_BROKERS="+strings.Join(o.brokers, ","), "TOPICS_CLEAN_NAME="+topic, "TOPICS_DLQ_NAME="+dlq,
@@ -300,7 +300,7 @@ func sinkPhase(ctx context.Context, e *infra, round int, topic, dlq string) (pha
 		return ph, db, err
 	}
 	ph.startup = ready.Sub(started)
-	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuSink: svc.PID(), cpuClickHouse: e.chPID, cpuKafka: e.kafkaPID}
+	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuSink: svc.PID(), cpuClickHouse: e.ClickHousePID, cpuKafka: e.KafkaPID}
 	before := clock.Read()
 	first, done, err := waitCount(ctx, e, db, uint64(o.events), ready, svc.Alive)
 	if err != nil {
@@ -311,12 +311,12 @@ func sinkPhase(ctx context.Context, e *infra, round int, topic, dlq string) (pha
 	if ph.peakRSSKiB, err = benchkit.PeakRSS(svc.PID()); err != nil {
 		return ph, db, err
 	}
-	if m, err := metrics(svc); err == nil {
-		ph.inserts = m.sum("sink_insert_duration_seconds_count")
-		ph.insertSeconds = m.sum("sink_insert_duration_seconds_sum")
+	if m, err := svc.Metrics(); err == nil {
+		ph.inserts = m.Sum("sink_insert_duration_seconds_count")
+		ph.insertSeconds = m.Sum("sink_insert_duration_seconds_sum")
 		ph.flushes = map[string]float64{}
 		for _, r := range []string{"rows", "bytes", "time"} {
-			ph.flushes[r] = m.sum("sink_flushes_total", `reason="`+r+`"`)
+			ph.flushes[r] = m.Sum("sink_flushes_total", `reason="`+r+`"`)
 		}
 	}
 	if err := svc.Stop(); err != nil {
@@ -332,7 +332,7 @@ func waitCount(ctx context.Context, e *infra, db string, want uint64, from time.
 	limit := 2*time.Minute + time.Duration(want/5000)*time.Second // 5000 rows/s at least
 	var n uint64
 	for {
-		n, err = countRows(ctx, e.conn, db)
+		n, err = countRows(ctx, e.Conn, db)
 		now := time.Now()
 		if err != nil {
 			return first, now, fmt.Errorf("count rows: %w", err)
@@ -361,7 +361,7 @@ func waitCount(ctx context.Context, e *infra, db string, want uint64, from time.
 // means lost rows, more means duplicates.
 func exactCount(ctx context.Context, e *infra, db string) (uint64, error) {
 	var n, ids uint64
-	if err := e.conn.QueryRow(ctx, "SELECT count(), uniqExact(message_id) FROM "+db+".events").Scan(&n, &ids); err != nil {
+	if err := e.Conn.QueryRow(ctx, "SELECT count(), uniqExact(message_id) FROM "+db+".events").Scan(&n, &ids); err != nil {
 		return 0, fmt.Errorf("count rows of %s: %w", db, err)
 	}
 	if n != uint64(e.o.events) || ids != n {
@@ -375,12 +375,12 @@ func exactCount(ctx context.Context, e *infra, db string) (uint64, error) {
 func rawPhase(ctx context.Context, e *infra, round int, template string, rows []tputRow) (phase, string, error) {
 	o := e.o
 	ph := phase{round: round, target: "raw"}
-	db := e.database(fmt.Sprintf("r%d", round))
+	db := e.Database(fmt.Sprintf("r%d", round))
 	if template == "" {
 		return ph, db, errors.New("raw phase before any sink phase made the table")
 	}
 	for _, stmt := range []string{"CREATE DATABASE " + db, "CREATE TABLE " + db + ".events AS " + template + ".events"} {
-		if err := e.conn.Exec(ctx, stmt); err != nil {
+		if err := e.Conn.Exec(ctx, stmt); err != nil {
 			return ph, db, fmt.Errorf("%s: %w", stmt, err)
 		}
 	}
@@ -401,7 +401,7 @@ func rawPhase(ctx context.Context, e *infra, round int, template string, rows []
 	go func() {
 		defer close(polled)
 		for pollCtx.Err() == nil {
-			_, _ = countRows(pollCtx, e.conn, db)
+			_, _ = countRows(pollCtx, e.Conn, db)
 			select {
 			case <-pollCtx.Done():
 			case <-time.After(o.countPoll):
@@ -409,7 +409,7 @@ func rawPhase(ctx context.Context, e *infra, round int, template string, rows []
 		}
 	}()
 	defer func() { stopPoll(); <-polled }()
-	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuSink: benchkit.None, cpuClickHouse: e.chPID, cpuKafka: e.kafkaPID}
+	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuSink: benchkit.None, cpuClickHouse: e.ClickHousePID, cpuKafka: e.KafkaPID}
 	before := clock.Read()
 	start := time.Now()
 	for off := 0; off < len(rows); off += o.insertBatch {
@@ -448,7 +448,7 @@ func rawPhase(ctx context.Context, e *infra, round int, template string, rows []
 func inProcessPhase(ctx context.Context, e *infra, topic, dlq string) (phase, error) {
 	o := e.o
 	ph := phase{target: "sink in-process"}
-	db, group := e.database("prof"), e.group("prof")
+	db, group := e.Database("prof"), e.Group("prof")
 	cfg := chwriter.Default()
 	if err := config.Load(filepath.Join(o.root, "configs", "sink.yaml"), "SINK", &cfg); err != nil {
 		return ph, err
@@ -467,7 +467,7 @@ func inProcessPhase(ctx context.Context, e *infra, topic, dlq string) (phase, er
 	}
 	defer f.Close()
 	// The sink runs in this process, so its CPU time is under cpuSelf.
-	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuSink: benchkit.None, cpuClickHouse: e.chPID, cpuKafka: e.kafkaPID}
+	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuSink: benchkit.None, cpuClickHouse: e.ClickHousePID, cpuKafka: e.KafkaPID}
 	before := clock.Read()
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return ph, err

@@ -1,11 +1,14 @@
 package benchkit
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -131,5 +134,112 @@ func TestMicrosPerAndVerdict(t *testing.T) {
 	}
 	if Verdict(true) != "met" || Verdict(false) != "MISSED" {
 		t.Error("Verdict: want met and MISSED")
+	}
+}
+
+func TestParseMetricsAndSum(t *testing.T) {
+	m := ParseMetrics([]byte(`# HELP sink_flushes_total Flushes.
+# TYPE sink_flushes_total counter
+sink_flushes_total{reason="time",destination="cn"} 3
+sink_flushes_total{reason="size",destination="cn"} 2
+sink_flushes_total{reason="time",destination="intl"} 4
+
+sink_insert_duration_seconds_sum 1.5
+not_a_sample
+bad_value NaNx
+`))
+	if got := m.Sum("sink_flushes_total"); got != 9 {
+		t.Errorf("Sum of all flushes = %v; want 9", got)
+	}
+	if got := m.Sum("sink_flushes_total", `reason="time"`); got != 7 {
+		t.Errorf("Sum of time flushes = %v; want 7", got)
+	}
+	if got := m.Sum("sink_flushes_total", `reason="time"`, `destination="cn"`); got != 3 {
+		t.Errorf("Sum of time flushes in cn = %v; want 3", got)
+	}
+	if s := m["sink_insert_duration_seconds_sum"]; len(s) != 1 || s[0] != (Sample{"", 1.5}) {
+		t.Errorf("unlabelled sample = %+v; want one, 1.5 without labels", s)
+	}
+	if len(m) != 2 || m.Sum("missing") != 0 {
+		t.Errorf("metrics %v; want only the two well-formed names", m)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{0, time.Millisecond}, {0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		if got := Quantile(d, c.p); got != c.want {
+			t.Errorf("Quantile(1..100 ms, %v) = %v; want %v", c.p, got, c.want)
+		}
+	}
+	if got := Quantile(nil, 0.5); got != 0 {
+		t.Errorf("Quantile of none = %v; want 0", got)
+	}
+}
+
+func TestParallelCallsEachOnceOrStopsAtAnError(t *testing.T) {
+	var calls [1000]atomic.Int32
+	if err := Parallel(context.Background(), len(calls), 16, func(i int) error { calls[i].Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range calls {
+		if n := calls[i].Load(); n != 1 {
+			t.Fatalf("f(%d) called %d times; want once", i, n)
+		}
+	}
+	boom := errors.New("boom")
+	var done atomic.Int32
+	err := Parallel(context.Background(), 100000, 4, func(i int) error {
+		done.Add(1)
+		if i == 10 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || done.Load() == 100000 {
+		t.Errorf("error %v after %d calls; want boom, and the rest not started", err, done.Load())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Parallel(ctx, 10, 2, func(int) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Parallel on an ended context = %v; want its error", err)
+	}
+}
+
+func TestCheckRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "configs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "configs", "sink.yaml"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRoot(root, "configs/sink.yaml"); err != nil {
+		t.Errorf("CheckRoot with the file there: %v", err)
+	}
+	if err := CheckRoot(root, "configs/sink.yaml", "configs/collector.yaml"); err == nil || !strings.Contains(err.Error(), "is not the repository root") {
+		t.Errorf("CheckRoot with a file missing = %v; want an error", err)
+	}
+}
+
+func TestInfraNamesAndRecordsAfterTheBench(t *testing.T) {
+	e := &Infra{Prefixes: PrefixesOf("sinkbench"), RunID: "1p2"}
+	if got := e.Topic("clean"); got != "sinkbench.1p2.clean" {
+		t.Errorf("Topic = %q", got)
+	}
+	if got := e.Group("sink"); got != "sinkbench-1p2-sink" {
+		t.Errorf("Group = %q", got)
+	}
+	if got := e.Database("f0"); got != "sinkbench_1p2_f0" {
+		t.Errorf("Database = %q", got)
+	}
+	if len(e.topics) != 1 || len(e.groups) != 1 || len(e.databases) != 1 {
+		t.Errorf("recorded %v, %v, %v; want one of each, to delete at the end", e.topics, e.groups, e.databases)
 	}
 }

@@ -43,6 +43,14 @@ var Products = []Product{
 	{"Noise Cancelling Earbuds", "Electronics"},
 }
 
+// Page is a page of the shop that page views are of.
+type Page struct{ Name, Path string }
+
+// Pages are the shop's pages.
+var Pages = []Page{
+	{"Home", "/"}, {"Search", "/search"}, {"Product", "/products/"}, {"Cart", "/cart"}, {"Checkout", "/checkout"},
+}
+
 // Person is one subject: a browser or app install, signed in or not.
 type Person struct {
 	AnonymousID string // uuid-like

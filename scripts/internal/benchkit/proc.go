@@ -1,9 +1,11 @@
 // Package benchkit is what the load benchmarks under scripts/ share:
 // reading CPU time and memory of processes from /proc, sampling the
-// machine's background load, creating and deleting a run's Kafka topics and
-// consumer groups, building and starting the services as child processes,
-// the synthetic subjects the events are about, and small pieces of report
-// formatting. It is Linux-only, as the benchmarks are.
+// machine's background load, creating and deleting a run's Kafka topics,
+// consumer groups and ClickHouse databases, building and starting the
+// services as child processes and scraping their metrics, the synthetic
+// subjects the events are about, the benchmarks' main function and common
+// flags, and small pieces of report formatting. It is Linux-only, as the
+// benchmarks are.
 package benchkit
 
 import (

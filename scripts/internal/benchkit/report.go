@@ -39,6 +39,17 @@ func MicrosPer(d time.Duration, n int64) string {
 	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n))
 }
 
+// Quantile is the p-quantile (0 to 1) of sorted durations, nearest rank
+// rounded to the closest: what the reports' p50, p99 and max are. 0 when
+// there are none.
+func Quantile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
 // CheckLoopback refuses addresses (host:port) off this machine: the
 // benchmarks flood what they talk to and delete what they made, so they
 // only talk to loopback. flag names the flag the addresses came from.
