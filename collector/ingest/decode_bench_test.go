@@ -31,12 +31,12 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		p, err := decodeBatch(body)
+		p, err := decodeBatch(body, s.shape)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, raw := range p.Events {
-			if _, _, err := s.record(raw, p, nil, s.sources[0], now, s.signals(req)); err != nil {
+		for i := range p.Events {
+			if _, _, err := s.record(&p.Events[i], p, nil, s.sources[0], now, s.signals(req)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -136,10 +136,12 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", decodeBatch)))
+	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", func(body []byte) (payload, error) {
+		return decodeBatch(body, s.shape)
+	})))
 	for _, typ := range event.Types {
 		mux.Handle("POST /v1/"+typ, s.route(typ, s.handleEvents(typ, func(body []byte) (payload, error) {
-			return decodeSingle(body, typ)
+			return decodeSingle(body, typ, s.shape)
 		})))
 	}
 	mux.Handle("POST /v1/consent", s.route("consent", s.handleConsent))
@@ -470,8 +472,8 @@ func (s *Server) store(r *http.Request, p payload) result {
 	}
 	var rejected []Rejection
 	records := make([]*kgo.Record, 0, len(p.Events))
-	for i, raw := range p.Events {
-		rec, reason, err := s.record(raw, p, batchCtx, src, receivedAt, signals)
+	for i := range p.Events {
+		rec, reason, err := s.record(&p.Events[i], p, batchCtx, src, receivedAt, signals)
 		if err != nil {
 			rejected = append(rejected, Rejection{Index: i, Error: err.Error()})
 			s.metrics.rejected.WithLabelValues(reason).Inc()
@@ -501,14 +503,14 @@ const (
 
 // record validates one event and wraps it for the raw topic; reason
 // classifies an error for the metrics.
-func (s *Server) record(raw json.RawMessage, p payload, batchCtx batchContext, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
+func (s *Server) record(be *event.BatchEvent, p payload, batchCtx batchContext, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
+	raw := be.Raw
 	if len(raw) > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event is %d bytes, more than the limit of %d", len(raw), s.cfg.HTTP.MaxEventBytes)
 	}
-	if err := s.shape.Check(raw); err != nil {
-		return nil, reasonInvalid, err
-	}
-	ev, err := event.DecodeEventOfType(raw, p.Type)
+	// The shape limits, then the event (decoded already by the body's pass
+	// where it could be).
+	ev, err := be.Decode(s.shape, p.Type)
 	if err != nil {
 		return nil, reasonInvalid, err
 	}

@@ -49,6 +49,11 @@ func DecodeEventOfType(raw []byte, typ string) (Event, error) {
 	if err := strictUnmarshal(raw, &e, ""); err != nil {
 		return Event{}, err
 	}
+	return e.ofType(typ)
+}
+
+// ofType applies the route's type (see DecodeEventOfType) and validates.
+func (e Event) ofType(typ string) (Event, error) {
 	switch {
 	case typ == "":
 	case e.Type == "":
