@@ -35,8 +35,9 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		rb := s.newRecordBuilder(p, s.sources[0], now, s.signals(req))
 		for i := range p.Events {
-			if _, _, err := s.record(&p.Events[i], p, nil, s.sources[0], now, s.signals(req)); err != nil {
+			if _, _, err := s.record(i, p, nil, rb); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -91,9 +91,10 @@ func accept(t *testing.T, s *Server, p payload) ([]string, string) {
 	src := s.sources[0]
 	receivedAt := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	req := httptest.NewRequest("POST", "/v1/batch", nil)
+	rb := s.newRecordBuilder(p, src, receivedAt, s.signals(req))
 	var out []string
 	for i := range p.Events {
-		rec, reason, err := s.record(&p.Events[i], p, batchCtx, src, receivedAt, s.signals(req))
+		rec, reason, err := s.record(i, p, batchCtx, rb)
 		if err != nil {
 			if reason == "" {
 				t.Fatalf("event %d rejected without a reason: %v", i, err)

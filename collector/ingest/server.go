@@ -472,8 +472,9 @@ func (s *Server) store(r *http.Request, p payload) result {
 	}
 	var rejected []Rejection
 	records := make([]*kgo.Record, 0, len(p.Events))
+	rb := s.newRecordBuilder(p, src, receivedAt, signals)
 	for i := range p.Events {
-		rec, reason, err := s.record(&p.Events[i], p, batchCtx, src, receivedAt, signals)
+		rec, reason, err := s.record(i, p, batchCtx, rb)
 		if err != nil {
 			rejected = append(rejected, Rejection{Index: i, Error: err.Error()})
 			s.metrics.rejected.WithLabelValues(reason).Inc()
@@ -501,9 +502,63 @@ const (
 	reasonProduceFailed = "produce_failed"
 )
 
-// record validates one event and wraps it for the raw topic; reason
-// classifies an error for the metrics.
-func (s *Server) record(be *event.BatchEvent, p payload, batchCtx batchContext, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
+// recordBuilder wraps the events of one request for the raw topic. They
+// share an envelope encoder, one array of records and buffers for values
+// and keys, carved up as records are made (a record keeps alive the buffer
+// it was carved from), so a request costs a few allocations, not a few per
+// event.
+type recordBuilder struct {
+	enc          event.EnvelopeEncoder
+	receivedAt   time.Time
+	recs         []kgo.Record
+	values, keys []byte
+	// left is the bytes of events not yet wrapped, for sizing buffers.
+	left int
+}
+
+func (s *Server) newRecordBuilder(p payload, src *source, receivedAt time.Time, signals event.Signals) *recordBuilder {
+	rb := &recordBuilder{
+		enc: event.NewEnvelopeEncoder(&event.Envelope{
+			SchemaVersion: event.SchemaVersion,
+			ReceivedAt:    receivedAt,
+			SourceID:      src.Name,
+			Region:        s.cfg.Region,
+			Signals:       signals,
+		}),
+		receivedAt: receivedAt,
+		recs:       make([]kgo.Record, len(p.Events)),
+	}
+	for i := range p.Events {
+		rb.left += len(p.Events[i].Raw) + len(p.Context) + rb.enc.Overhead()
+	}
+	return rb
+}
+
+// add wraps the event, whose bytes as sent were raw, in the i-th record.
+func (rb *recordBuilder) add(i int, raw []byte, ev *event.Event) *kgo.Record {
+	need := len(raw) + len(ev.Context) + rb.enc.Overhead()
+	rb.left -= len(raw) + len(ev.Context) + rb.enc.Overhead()
+	if cap(rb.values)-len(rb.values) < need {
+		rb.values = make([]byte, 0, max(need, rb.left+need))
+	}
+	start := len(rb.values)
+	rb.values = rb.enc.Append(rb.values, ev.MessageID, ev)
+	key := ev.PartitionKey()
+	if cap(rb.keys)-len(rb.keys) < len(key) {
+		rb.keys = make([]byte, 0, max(len(key), 64*(len(rb.recs)-i)))
+	}
+	kstart := len(rb.keys)
+	rb.keys = append(rb.keys, key...)
+	rec := &rb.recs[i]
+	rec.Key = rb.keys[kstart:len(rb.keys):len(rb.keys)]
+	rec.Value = rb.values[start:len(rb.values):len(rb.values)]
+	return rec
+}
+
+// record validates the i-th event of the request and wraps it for the raw
+// topic; reason classifies an error for the metrics.
+func (s *Server) record(i int, p payload, batchCtx batchContext, rb *recordBuilder) (*kgo.Record, string, error) {
+	be := &p.Events[i]
 	raw := be.Raw
 	if len(raw) > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event is %d bytes, more than the limit of %d", len(raw), s.cfg.HTTP.MaxEventBytes)
@@ -521,23 +576,13 @@ func (s *Server) record(be *event.BatchEvent, p payload, batchCtx batchContext, 
 	if size := len(raw) - own + len(ev.Context); size > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event with the batch context is %d bytes, more than the limit of %d", size, s.cfg.HTTP.MaxEventBytes)
 	}
-	if err := ev.CorrectClock(p.SentAt, receivedAt); err != nil {
+	if err := ev.CorrectClock(p.SentAt, rb.receivedAt); err != nil {
 		return nil, reasonInvalid, err
 	}
 	if ev.MessageID == "" {
 		ev.MessageID = newMessageID()
 	}
-	env := event.Envelope{
-		SchemaVersion: event.SchemaVersion,
-		MessageID:     ev.MessageID,
-		ReceivedAt:    receivedAt,
-		SourceID:      src.Name,
-		Region:        s.cfg.Region,
-		Signals:       signals,
-		Event:         ev,
-	}
-	value := env.AppendJSON(make([]byte, 0, len(raw)+256))
-	return &kgo.Record{Key: []byte(ev.PartitionKey()), Value: value}, "", nil
+	return rb.add(i, raw, &ev), "", nil
 }
 
 var (
