@@ -251,9 +251,18 @@ func fail(code int, format string, args ...any) result {
 	return result{code: code, resp: response{Error: fmt.Sprintf(format, args...)}}
 }
 
+// succeeded is the answer to most requests, as writeJSON would write it.
+var succeeded = []byte(`{"success":true}` + "\n")
+
 func (res result) write(w http.ResponseWriter) {
 	if res.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(res.retryAfter.Seconds()))))
+	}
+	if res.code == http.StatusOK && res.resp.Success && res.resp.Error == "" && len(res.resp.Rejected) == 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(succeeded)
+		return
 	}
 	writeJSON(w, res.code, res.resp)
 }
@@ -299,7 +308,11 @@ func (w *statusWriter) WriteHeader(code int) {
 // handleEvents serves /v1/batch and the single-event routes.
 func (s *Server) handleEvents(route string, decode func([]byte) (payload, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, res, ok := s.readBody(r, route)
+		// Nothing holds on to the body once the answer is written: events are
+		// decoded into copies and records into buffers of their own.
+		buf := bodyBuffers.Get().(*[]byte)
+		defer putBodyBuffer(buf)
+		body, res, ok := s.readBody(r, route, buf)
 		if !ok {
 			res.write(w)
 			return
@@ -386,7 +399,7 @@ func (s *Server) redirectTarget(raw string) (string, error) {
 
 // handleConsent produces a subject's new consent state to privacy.consent.
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	body, res, ok := s.readBody(r, "consent")
+	body, res, ok := s.readBody(r, "consent", nil)
 	if !ok {
 		res.write(w)
 		return
@@ -423,13 +436,29 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	s.admitAndProduce(src, []*kgo.Record{rec}, nil).write(w)
 }
 
+// bodyBuffers holds buffers for request bodies (*[]byte), so a busy
+// collector does not allocate, and grow, one per request.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody bounds the buffers kept in bodyBuffers: a rare large body
+// is left to the garbage collector rather than held.
+const maxPooledBody = 1 << 20
+
+func putBodyBuffer(buf *[]byte) {
+	if cap(*buf) <= maxPooledBody {
+		bodyBuffers.Put(buf)
+	}
+}
+
 // readBody reads at most http.max_request_bytes of the body, after gzip
 // decoding when the request says so, so a small compressed bomb cannot
-// expand past the limit.
-func (s *Server) readBody(r *http.Request, route string) ([]byte, result, bool) {
+// expand past the limit. With buf not nil, the body is read into *buf,
+// grown as needed and left there for reuse.
+func (s *Server) readBody(r *http.Request, route string, buf *[]byte) ([]byte, result, bool) {
 	limit := s.cfg.HTTP.MaxRequestBytes
 	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit)
-	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+	gzipped := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
+	if gzipped {
 		zr, err := gzip.NewReader(body)
 		if err != nil {
 			return nil, fail(http.StatusBadRequest, "gzip body: %v", err), false
@@ -437,7 +466,17 @@ func (s *Server) readBody(r *http.Request, route string) ([]byte, result, bool) 
 		defer zr.Close()
 		body = http.MaxBytesReader(nil, zr, limit)
 	}
-	b, err := io.ReadAll(body)
+	var b []byte
+	if buf != nil {
+		b = (*buf)[:0]
+	}
+	if n := r.ContentLength; !gzipped && n > 0 && n <= limit && int64(cap(b)) <= n {
+		b = make([]byte, 0, n+1) // the spare byte finds the end without growing
+	}
+	b, err := readAll(body, b)
+	if buf != nil {
+		*buf = b
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -650,6 +689,23 @@ func (src *source) admit(n int, now time.Time) (*rate.Reservation, time.Duration
 // reserved for the whole request first, so a request is refused whole
 // (errOverloaded, at once) rather than half produced, which a retry would
 // duplicate.
+// readAll is io.ReadAll reading into b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return b, err
+		}
+	}
+}
+
 func (s *Server) produce(records []*kgo.Record) error {
 	n := int64(len(records))
 	if s.reserved.Add(n) > int64(s.cfg.HTTP.MaxBufferedRecords) {
@@ -660,19 +716,21 @@ func (s *Server) produce(records []*kgo.Record) error {
 	defer cancel()
 	var failures atomic.Int64
 	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	wg.Add(len(records))
-	for _, rec := range records {
-		s.client.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
-			s.reserved.Add(-1)
-			if err != nil && failures.Add(1) == 1 {
-				firstErr.Store(err)
-			}
-			wg.Done()
-		})
-	}
+	var pending atomic.Int64
+	pending.Store(n)
 	acked := make(chan struct{})
-	go func() { wg.Wait(); close(acked) }()
+	promise := func(_ *kgo.Record, err error) {
+		s.reserved.Add(-1)
+		if err != nil && failures.Add(1) == 1 {
+			firstErr.Store(err)
+		}
+		if pending.Add(-1) == 0 {
+			close(acked)
+		}
+	}
+	for _, rec := range records {
+		s.client.TryProduce(ctx, rec, promise)
+	}
 	select {
 	case <-acked:
 	case <-ctx.Done():
@@ -729,8 +787,9 @@ func (s *Server) signals(r *http.Request) event.Signals {
 		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
 	}
 	return event.Signals{
-		DNT:       r.Header.Get("DNT") == "1",
-		GPC:       r.Header.Get("Sec-GPC") == "1",
+		// Canonical spellings: Get would allocate to canonicalize others.
+		DNT:       r.Header.Get("Dnt") == "1",
+		GPC:       r.Header.Get("Sec-Gpc") == "1",
 		IP:        s.clientIP(r),
 		UserAgent: ua,
 	}
