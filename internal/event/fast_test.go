@@ -194,3 +194,24 @@ func TestBatchPastDecodeBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestNeedsLook checks the eight-byte test against strSafe, byte by byte
+// in every position.
+func TestNeedsLook(t *testing.T) {
+	for c := range 256 {
+		for pos := range 8 {
+			var b [8]byte
+			for i := range b {
+				b[i] = 'a'
+			}
+			b[pos] = byte(c)
+			w := uint64(0)
+			for i := 7; i >= 0; i-- {
+				w = w<<8 | uint64(b[i])
+			}
+			if got := needsLook(w); got != !strSafe[c] {
+				t.Fatalf("needsLook(%q) = %v", b, got)
+			}
+		}
+	}
+}

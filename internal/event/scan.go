@@ -1,6 +1,9 @@
 package event
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // scanner walks JSON text once, validating it as strictly as the reference
 // decoder (RFC 8259: no trailing commas, no leading zeros, control
@@ -43,6 +46,16 @@ var hexDigit = func() (t [256]bool) {
 	return t
 }()
 
+// needsLook reports whether any of the eight bytes in w is one strSafe
+// refuses: '"', '\\', a control character, or not ASCII. It never misses
+// one (the bit tricks can only err towards true after a match, and any
+// true sends the scanner byte by byte).
+func needsLook(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	return (hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | (w-ones*0x20)&^w&highs | w&highs) != 0
+}
+
 // ws skips insignificant whitespace.
 func (s *scanner) ws() {
 	for s.i < len(s.b) {
@@ -64,6 +77,10 @@ func (s *scanner) str() (start, end int, ok bool) {
 	start = i
 	s.escaped = false
 	for {
+		// Eight bytes at a time while none of them needs a look.
+		for i+8 <= len(b) && !needsLook(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
 		for i < len(b) && strSafe[b[i]] {
 			i++
 		}
