@@ -40,7 +40,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		var err, refErr error
 		switch {
 		case route == "":
-			p, err = decodeBatch(body, s.shape)
+			p, err = decodeBatch(body, s.shape, new(event.Batch))
 			ref, refErr = decodeBatchStrict(body)
 		case route == "pixel":
 			p, err = decodeQueryEvent(string(body))
@@ -91,7 +91,8 @@ func accept(t *testing.T, s *Server, p payload) ([]string, string) {
 	src := s.sources[0]
 	receivedAt := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	req := httptest.NewRequest("POST", "/v1/batch", nil)
-	rb := s.newRecordBuilder(p, src, receivedAt, s.signals(req))
+	rb := new(recordBuilder)
+	rb.reset(s, p, src, receivedAt, s.signals(req))
 	var out []string
 	for i := range p.Events {
 		rec, reason, err := s.record(i, p, batchCtx, rb)

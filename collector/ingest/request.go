@@ -50,9 +50,9 @@ type batchBody struct {
 
 // decodeBatch parses a /v1/batch body: in one pass, events included,
 // when it is plain (event.Shape.DecodeBatch), else with decodeBatchStrict.
-func decodeBatch(body []byte, shape event.Shape) (payload, error) {
-	b, ok := shape.DecodeBatch(body)
-	if !ok {
+// b is memory to decode into (see event.Shape.DecodeBatch).
+func decodeBatch(body []byte, shape event.Shape, b *event.Batch) (payload, error) {
+	if !shape.DecodeBatch(body, b) {
 		return decodeBatchStrict(body)
 	}
 	sentAt, err := event.ParseTime(b.SentAt)

@@ -136,11 +136,11 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", func(body []byte) (payload, error) {
-		return decodeBatch(body, s.shape)
+	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", func(body []byte, sc *scratch) (payload, error) {
+		return decodeBatch(body, s.shape, &sc.batch)
 	})))
 	for _, typ := range event.Types {
-		mux.Handle("POST /v1/"+typ, s.route(typ, s.handleEvents(typ, func(body []byte) (payload, error) {
+		mux.Handle("POST /v1/"+typ, s.route(typ, s.handleEvents(typ, func(body []byte, _ *scratch) (payload, error) {
 			return decodeSingle(body, typ, s.shape)
 		})))
 	}
@@ -245,6 +245,9 @@ type result struct {
 	code       int
 	resp       response
 	retryAfter time.Duration // for 429 and 503
+	// recordsHeld says the request's records may still be in the producer
+	// (answered before Kafka acknowledged them).
+	recordsHeld bool
 }
 
 func fail(code int, format string, args ...any) result {
@@ -305,24 +308,54 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// scratch is the memory an events request works in: its body, its
+// decoded batch and its records. Requests take one from scratches and put
+// it back for the next once nothing refers to it any more: the answer is
+// written (event strings are copies of the body, so the answer does not
+// hold on to it), and Kafka is done with the records.
+type scratch struct {
+	body  []byte
+	batch event.Batch
+	rb    recordBuilder
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxPooledBody bounds the bodies and record buffers kept for reuse: a
+// rare large request is left to the garbage collector rather than held.
+const maxPooledBody = 1 << 20
+
+// release returns sc to the pool; recordsHeld says Kafka may still hold
+// its records, whose buffers are then left to the garbage collector.
+func (sc *scratch) release(recordsHeld bool) {
+	if recordsHeld || cap(sc.rb.values) > maxPooledBody {
+		sc.rb = recordBuilder{}
+	}
+	if cap(sc.body) > maxPooledBody {
+		sc.body = nil
+	}
+	scratches.Put(sc)
+}
+
 // handleEvents serves /v1/batch and the single-event routes.
-func (s *Server) handleEvents(route string, decode func([]byte) (payload, error)) http.HandlerFunc {
+func (s *Server) handleEvents(route string, decode func([]byte, *scratch) (payload, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		// Nothing holds on to the body once the answer is written: events are
-		// decoded into copies and records into buffers of their own.
-		buf := bodyBuffers.Get().(*[]byte)
-		defer putBodyBuffer(buf)
-		body, res, ok := s.readBody(r, route, buf)
+		sc := scratches.Get().(*scratch)
+		body, res, ok := s.readBody(r, route, &sc.body)
 		if !ok {
 			res.write(w)
+			sc.release(false)
 			return
 		}
-		p, err := decode(body)
+		p, err := decode(body, sc)
 		if err != nil {
 			fail(http.StatusBadRequest, "%v", err).write(w)
+			sc.release(false)
 			return
 		}
-		s.store(r, p).write(w)
+		res = s.store(r, p, &sc.rb)
+		res.write(w)
+		sc.release(res.recordsHeld)
 	}
 }
 
@@ -372,7 +405,7 @@ func (s *Server) storeQueryEvent(w http.ResponseWriter, r *http.Request) bool {
 		fail(http.StatusBadRequest, "%v", err).write(w)
 		return false
 	}
-	if res := s.store(r, p); res.code != http.StatusOK {
+	if res := s.store(r, p, new(recordBuilder)); res.code != http.StatusOK {
 		res.write(w)
 		return false
 	}
@@ -436,20 +469,6 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	s.admitAndProduce(src, []*kgo.Record{rec}, nil).write(w)
 }
 
-// bodyBuffers holds buffers for request bodies (*[]byte), so a busy
-// collector does not allocate, and grow, one per request.
-var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
-
-// maxPooledBody bounds the buffers kept in bodyBuffers: a rare large body
-// is left to the garbage collector rather than held.
-const maxPooledBody = 1 << 20
-
-func putBodyBuffer(buf *[]byte) {
-	if cap(*buf) <= maxPooledBody {
-		bodyBuffers.Put(buf)
-	}
-}
-
 // readBody reads at most http.max_request_bytes of the body, after gzip
 // decoding when the request says so, so a small compressed bomb cannot
 // expand past the limit. With buf not nil, the body is read into *buf,
@@ -488,8 +507,9 @@ func (s *Server) readBody(r *http.Request, route string, buf *[]byte) ([]byte, r
 	return b, result{}, true
 }
 
-// store validates the request's events and produces the valid ones.
-func (s *Server) store(r *http.Request, p payload) result {
+// store validates the request's events and produces the valid ones,
+// building their records in rb.
+func (s *Server) store(r *http.Request, p payload, rb *recordBuilder) result {
 	src, res, ok := s.authenticate(r, p.WriteKey)
 	if !ok {
 		return res
@@ -510,8 +530,8 @@ func (s *Server) store(r *http.Request, p payload) result {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
 	var rejected []Rejection
-	records := make([]*kgo.Record, 0, len(p.Events))
-	rb := s.newRecordBuilder(p, src, receivedAt, signals)
+	rb.reset(s, p, src, receivedAt, signals)
+	records := rb.ptrs
 	for i := range p.Events {
 		rec, reason, err := s.record(i, p, batchCtx, rb)
 		if err != nil {
@@ -521,6 +541,7 @@ func (s *Server) store(r *http.Request, p payload) result {
 		}
 		records = append(records, rec)
 	}
+	rb.ptrs = records
 	if len(records) == 0 {
 		if len(rejected) == 0 {
 			return fail(http.StatusBadRequest, "batch: holds no event")
@@ -545,32 +566,43 @@ const (
 // share an envelope encoder, one array of records and buffers for values
 // and keys, carved up as records are made (a record keeps alive the buffer
 // it was carved from), so a request costs a few allocations, not a few per
-// event.
+// event; and none once a scratch is reused.
 type recordBuilder struct {
 	enc          event.EnvelopeEncoder
 	receivedAt   time.Time
 	recs         []kgo.Record
+	ptrs         []*kgo.Record
 	values, keys []byte
 	// left is the bytes of events not yet wrapped, for sizing buffers.
 	left int
 }
 
-func (s *Server) newRecordBuilder(p payload, src *source, receivedAt time.Time, signals event.Signals) *recordBuilder {
-	rb := &recordBuilder{
-		enc: event.NewEnvelopeEncoder(&event.Envelope{
-			SchemaVersion: event.SchemaVersion,
-			ReceivedAt:    receivedAt,
-			SourceID:      src.Name,
-			Region:        s.cfg.Region,
-			Signals:       signals,
-		}),
-		receivedAt: receivedAt,
-		recs:       make([]kgo.Record, len(p.Events)),
+// reset readies rb for the events of p; the records it built before must
+// be out of Kafka's hands.
+func (rb *recordBuilder) reset(s *Server, p payload, src *source, receivedAt time.Time, signals event.Signals) {
+	rb.enc.Reset(&event.Envelope{
+		SchemaVersion: event.SchemaVersion,
+		ReceivedAt:    receivedAt,
+		SourceID:      src.Name,
+		Region:        s.cfg.Region,
+		Signals:       signals,
+	})
+	rb.receivedAt = receivedAt
+	n := len(p.Events)
+	if cap(rb.recs) < n {
+		rb.recs = make([]kgo.Record, n)
+		rb.ptrs = make([]*kgo.Record, 0, n)
+	} else {
+		// The client writes partition, offset and more into a record.
+		rb.recs = rb.recs[:n]
+		clear(rb.recs)
+		rb.ptrs = rb.ptrs[:0]
 	}
+	rb.values, rb.keys = rb.values[:0], rb.keys[:0]
+	rb.left = 0
 	for i := range p.Events {
 		rb.left += len(p.Events[i].Raw) + len(p.Context) + rb.enc.Overhead()
 	}
-	return rb
 }
 
 // add wraps the event, whose bytes as sent were raw, in the i-th record.
@@ -660,7 +692,11 @@ func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []
 			return refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, 0, errors.New("an event is larger than Kafka accepts"))
 		}
 		s.log.Warn("produce failed; answering 503", "source", src.Name, "events", n, "err", err)
-		return refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, errors.New("events not stored: Kafka did not acknowledge them in time, retry later"))
+		res := refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, errors.New("events not stored: Kafka did not acknowledge them in time, retry later"))
+		// Answered before every acknowledgement: the producer may still
+		// hold the records.
+		res.recordsHeld = errors.Is(err, errProduceTimeout)
+		return res
 	}
 	s.metrics.produceDuration.Observe(time.Since(start).Seconds())
 	s.metrics.accepted.Add(float64(n))

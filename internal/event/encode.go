@@ -29,7 +29,15 @@ type EnvelopeEncoder struct {
 // NewEnvelopeEncoder prepares to write envelopes like env (its MessageID
 // and Event are not used).
 func NewEnvelopeEncoder(env *Envelope) EnvelopeEncoder {
-	return EnvelopeEncoder{head: appendEnvelopeHead(nil, env.SchemaVersion), mid: appendEnvelopeMid(nil, env)}
+	var enc EnvelopeEncoder
+	enc.Reset(env)
+	return enc
+}
+
+// Reset prepares enc to write envelopes like env, reusing its memory.
+func (enc *EnvelopeEncoder) Reset(env *Envelope) {
+	enc.head = appendEnvelopeHead(enc.head[:0], env.SchemaVersion)
+	enc.mid = appendEnvelopeMid(enc.mid[:0], env)
 }
 
 // Append appends the envelope with messageID and e, byte for byte what

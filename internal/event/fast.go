@@ -111,7 +111,7 @@ type fields struct {
 	ev       *Event
 	writeKey *string
 	// batch, when not nil, receives the elements of a batch array.
-	batch *[]BatchEvent
+	batch *Batch
 	shape Shape
 }
 
@@ -248,8 +248,12 @@ func (s *scanner) member(str string, k int, f *fields) bool {
 // as the collector gets to them.
 const maxBatchDecoded = 1000
 
-// eventChunk is how many decoded events share one allocation.
-const eventChunk = 32
+// eventChunk is how many decoded events share one allocation at least,
+// and maxSpareEvents at most, and the most a Batch keeps for reuse.
+const (
+	eventChunk     = 8
+	maxSpareEvents = 128
+)
 
 // batch scans a batch's array (or null) at s.i. Each element that is an
 // object is decoded as an event, within its own shape limits; any other
@@ -265,16 +269,25 @@ func (s *scanner) batch(str string, f *fields) bool {
 	s.i++
 	// SDKs send events of a few hundred bytes: room for that many saves
 	// growing the slice, at most a few times over.
-	events := make([]BatchEvent, 0, min(len(s.b)/512+1, maxBatchDecoded))
+	b := f.batch
+	events := b.spareEvents[:0]
+	if cap(events) == 0 {
+		events = make([]BatchEvent, 0, min(len(s.b)/512+1, maxBatchDecoded))
+	}
 	s.ws()
 	if s.i < len(s.b) && s.b[s.i] == ']' {
 		s.i++
-		*f.batch = events
+		b.Events = events
 		return true
 	}
 	outer := *s
 	var ef fields
-	var decoded []Event // the current chunk
+	decoded := b.spare[:0] // the current chunk
+	defer func() {
+		if cap(decoded) <= maxSpareEvents {
+			b.spare = decoded[:0]
+		}
+	}()
 	for n := 0; ; n++ {
 		start := s.i
 		be := BatchEvent{deferred: n >= maxBatchDecoded}
@@ -282,7 +295,9 @@ func (s *scanner) batch(str string, f *fields) bool {
 		*s = scanner{b: s.b, i: start}
 		if !be.deferred {
 			if len(decoded) == cap(decoded) {
-				decoded = make([]Event, 0, min(eventChunk, cap(events)))
+				// A new chunk: events decoded so far keep the old one.
+				want := max(2*cap(decoded), min(eventChunk, max(cap(events)-n, 1)))
+				decoded = make([]Event, 0, min(want, maxSpareEvents))
 			}
 			decoded = append(decoded, Event{})
 			ef.ev = &decoded[len(decoded)-1]
@@ -310,7 +325,7 @@ func (s *scanner) batch(str string, f *fields) bool {
 			s.ws()
 		case ']':
 			s.i++
-			*f.batch = events
+			b.Events = events
 			return true
 		default:
 			return false
@@ -355,28 +370,40 @@ type Batch struct {
 	Context  json.RawMessage
 	// Events is nil when the body has no batch, or a null one.
 	Events []BatchEvent
+	// spareEvents and spare are memory for events and decoded events, kept
+	// for the next DecodeBatch into the same Batch.
+	spareEvents []BatchEvent
+	spare       []Event
 }
 
-// DecodeBatch reads a /v1/batch body in one pass: the body-level fields
-// and each event of the batch within s's limits. The results share the
-// body's memory. It returns false, having decided nothing, for anything
-// but the plain case (see above), errors included: the caller then decodes
-// the body with the reference decoder.
-func (s Shape) DecodeBatch(body []byte) (Batch, bool) {
-	var b Batch
+// maxSpareBatch bounds the events' memory a Batch keeps for reuse.
+const maxSpareBatch = 1024
+
+// DecodeBatch reads a /v1/batch body in one pass into b: the body-level
+// fields and each event of the batch within s's limits. The results share
+// the body's memory. b may hold an earlier batch, whose memory is reused:
+// nothing may refer to that batch any more. It returns false, having
+// decided nothing, for anything but the plain case (see above), errors
+// included: the caller then decodes the body with the reference decoder.
+func (s Shape) DecodeBatch(body []byte, b *Batch) bool {
+	spareEvents := b.Events
+	if cap(spareEvents) < cap(b.spareEvents) || cap(spareEvents) > maxSpareBatch {
+		spareEvents = b.spareEvents
+	}
+	*b = Batch{spareEvents: spareEvents[:0], spare: b.spare}
 	str := string(body)
 	var ev Event // the body-level sentAt and context land here
 	sc := scanner{b: body}
 	sc.ws()
-	if !sc.fields(str, batchFields, &fields{ev: &ev, writeKey: &b.WriteKey, batch: &b.Events, shape: s}) {
-		return Batch{}, false
+	if !sc.fields(str, batchFields, &fields{ev: &ev, writeKey: &b.WriteKey, batch: b, shape: s}) {
+		return false
 	}
 	sc.ws()
 	if sc.i != len(body) {
-		return Batch{}, false
+		return false
 	}
 	b.SentAt, b.Context = ev.SentAt, ev.Context
-	return b, true
+	return true
 }
 
 // DecodeSingle reads the body of a single-event request (/v1/track and
