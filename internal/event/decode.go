@@ -204,9 +204,12 @@ func ParseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+	t, ok := parseTimeFast(s)
+	if !ok {
+		var err error
+		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+		}
 	}
 	if t.IsZero() {
 		return time.Time{}, nil

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
 )
@@ -220,4 +221,26 @@ func TestNeedsLook(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseTimeFast checks parseTimeFast against time.Parse: whatever it
+// parses, time.Parse parses to the same instant, in UTC.
+//
+// go test -run '^$' -fuzz FuzzParseTimeFast ./internal/event/
+func FuzzParseTimeFast(f *testing.F) {
+	for _, s := range []string{"2026-11-28T10:00:00.000Z", "2026-11-28T10:00:00Z", "2024-02-29T23:59:59.999Z", "2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2000-02-29T00:00:00Z",
+		"2026-13-01T00:00:00Z", "2026-11-31T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T10:60:00Z", "2026-11-28T10:00:60Z",
+		"0000-01-01T00:00:00Z", "2026-11-28t10:00:00z", "2026-11-28T10:00:00.0000Z", "2026-11-28T10:00:00+08:00", "+026-11-28T10:00:00Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseTimeFast(s)
+		if !ok {
+			return
+		}
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || !got.Equal(want) || got.Location() != want.Location() || got != want {
+			t.Fatalf("parseTimeFast(%q) = %v, time.Parse: %v, %v", s, got, want, err)
+		}
+	})
 }
