@@ -69,10 +69,8 @@ const (
 // holds non-ASCII bytes (which case folding can map onto ASCII), is
 // fieldUnsure.
 func field(name []byte, set uint32) int {
-	for f := range fieldCount {
-		if set&(1<<f) != 0 && string(name) == fieldNames[f] {
-			return f
-		}
+	if f := fieldIndex(name); f >= 0 && set&(1<<f) != 0 {
+		return f
 	}
 	for _, c := range name {
 		if c >= 0x80 {
@@ -85,6 +83,47 @@ func field(name []byte, set uint32) int {
 		}
 	}
 	return fieldUnknown
+}
+
+// fieldIndex is the field name spells exactly, or -1.
+func fieldIndex(name []byte) int {
+	switch string(name) {
+	case "type":
+		return fType
+	case "messageId":
+		return fMessageID
+	case "userId":
+		return fUserID
+	case "anonymousId":
+		return fAnonymousID
+	case "event":
+		return fEvent
+	case "name":
+		return fName
+	case "groupId":
+		return fGroupID
+	case "previousId":
+		return fPreviousID
+	case "timestamp":
+		return fTimestamp
+	case "originalTimestamp":
+		return fOriginalTimestamp
+	case "sentAt":
+		return fSentAt
+	case "context":
+		return fContext
+	case "properties":
+		return fProperties
+	case "traits":
+		return fTraits
+	case "integrations":
+		return fIntegrations
+	case "writeKey":
+		return fWriteKey
+	case "batch":
+		return fBatch
+	}
+	return -1
 }
 
 func equalFoldASCII(a []byte, b string) bool {

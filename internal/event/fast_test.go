@@ -244,3 +244,15 @@ func FuzzParseTimeFast(f *testing.F) {
 		}
 	})
 }
+
+// TestFieldIndex: the switch knows every field by its name.
+func TestFieldIndex(t *testing.T) {
+	for f, name := range fieldNames {
+		if got := fieldIndex([]byte(name)); got != f {
+			t.Errorf("fieldIndex(%q) = %d, want %d", name, got, f)
+		}
+	}
+	if got := fieldIndex([]byte("Type")); got != -1 {
+		t.Errorf("fieldIndex(Type) = %d", got)
+	}
+}
