@@ -27,7 +27,8 @@ type payload struct {
 	// Context is the batch's context; each event's own context wins key by
 	// key.
 	Context json.RawMessage
-	Events  []json.RawMessage
+	// Events are decoded already where the one-pass decoder could.
+	Events []event.BatchEvent
 	// Type is the event type the route implies ("" for /v1/batch).
 	Type string
 }
@@ -47,8 +48,27 @@ type batchBody struct {
 	Batch []json.RawMessage `json:"batch"`
 }
 
-// decodeBatch parses a /v1/batch body.
-func decodeBatch(body []byte) (payload, error) {
+// decodeBatch parses a /v1/batch body: in one pass, events included,
+// when it is plain (event.Shape.DecodeBatch), else with decodeBatchStrict.
+// b is memory to decode into (see event.Shape.DecodeBatch).
+func decodeBatch(body []byte, shape event.Shape, b *event.Batch) (payload, error) {
+	if !shape.DecodeBatch(body, b) {
+		return decodeBatchStrict(body)
+	}
+	sentAt, err := event.ParseTime(b.SentAt)
+	if err != nil {
+		return payload{}, fmt.Errorf("sentAt: %w", err)
+	}
+	if b.Events == nil {
+		return payload{}, errors.New("batch: is required and must be an array of events")
+	}
+	return payload{WriteKey: b.WriteKey, SentAt: sentAt, Context: b.Context, Events: b.Events}, nil
+}
+
+// decodeBatchStrict parses a /v1/batch body with encoding/json's
+// semantics, leaving each event raw. It is the reference for decodeBatch,
+// and words every error.
+func decodeBatchStrict(body []byte) (payload, error) {
 	var f batchBody
 	if err := jsonv1.Unmarshal(body, &f); err != nil {
 		var typeErr *jsonv1.UnmarshalTypeError
@@ -68,17 +88,32 @@ func decodeBatch(body []byte) (payload, error) {
 	if f.Batch == nil {
 		return payload{}, errors.New("batch: is required and must be an array of events")
 	}
-	return payload{WriteKey: f.WriteKey, SentAt: sentAt, Context: f.Context, Events: f.Batch}, nil
+	events := make([]event.BatchEvent, len(f.Batch))
+	for i, raw := range f.Batch {
+		events[i] = event.RawEvent(raw)
+	}
+	return payload{WriteKey: f.WriteKey, SentAt: sentAt, Context: f.Context, Events: events}, nil
 }
 
 // decodeSingle parses the body of /v1/track and its siblings: one event,
-// whose type is the route's.
-func decodeSingle(body []byte, typ string) (payload, error) {
+// whose type is the route's. A plain body is read in one pass
+// (event.Shape.DecodeSingle), anything else with encoding/json's semantics.
+func decodeSingle(body []byte, typ string, shape event.Shape) (payload, error) {
+	if be, writeKey, ok := shape.DecodeSingle(body); ok {
+		return payload{WriteKey: writeKey, Events: []event.BatchEvent{be}, Type: typ}, nil
+	}
+	return decodeSingleStrict(body, typ)
+}
+
+// decodeSingleStrict parses a single event's body with encoding/json's
+// semantics, leaving the event raw. It is the reference for decodeSingle,
+// and words every error.
+func decodeSingleStrict(body []byte, typ string) (payload, error) {
 	var f envelopeFields
 	if err := jsonv1.Unmarshal(body, &f); err != nil {
 		return payload{}, fmt.Errorf("invalid JSON: %w", err)
 	}
-	return payload{WriteKey: f.WriteKey, Events: []json.RawMessage{body}, Type: typ}, nil
+	return payload{WriteKey: f.WriteKey, Events: []event.BatchEvent{event.RawEvent(body)}, Type: typ}, nil
 }
 
 // decodeQueryEvent parses the data parameter of /v1/pixel and /v1/redirect:
@@ -108,7 +143,7 @@ func decodeQueryEvent(data string) (payload, error) {
 	if f.Type == "" {
 		f.Type = "track" // a beacon or a click is a track event unless it says otherwise
 	}
-	return payload{WriteKey: f.WriteKey, Events: []json.RawMessage{raw}, Type: f.Type}, nil
+	return payload{WriteKey: f.WriteKey, Events: []event.BatchEvent{event.RawEvent(raw)}, Type: f.Type}, nil
 }
 
 // batchContext is a batch's context, parsed once per request.

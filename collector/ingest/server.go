@@ -142,10 +142,12 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", decodeBatch)))
+	mux.Handle("POST /v1/batch", s.route("batch", s.handleEvents("batch", func(body []byte, sc *scratch) (payload, error) {
+		return decodeBatch(body, s.shape, &sc.batch)
+	})))
 	for _, typ := range event.Types {
-		mux.Handle("POST /v1/"+typ, s.route(typ, s.handleEvents(typ, func(body []byte) (payload, error) {
-			return decodeSingle(body, typ)
+		mux.Handle("POST /v1/"+typ, s.route(typ, s.handleEvents(typ, func(body []byte, _ *scratch) (payload, error) {
+			return decodeSingle(body, typ, s.shape)
 		})))
 	}
 	mux.Handle("POST /v1/consent", s.route("consent", s.handleConsent))
@@ -261,15 +263,27 @@ type result struct {
 	code       int
 	resp       response
 	retryAfter time.Duration // for 429 and 503
+	// recordsHeld says the request's records may still be in the producer
+	// (answered before Kafka acknowledged them).
+	recordsHeld bool
 }
 
 func fail(code int, format string, args ...any) result {
 	return result{code: code, resp: response{Error: fmt.Sprintf(format, args...)}}
 }
 
+// succeeded is the answer to most requests, as writeJSON would write it.
+var succeeded = []byte(`{"success":true}` + "\n")
+
 func (res result) write(w http.ResponseWriter) {
 	if res.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(res.retryAfter.Seconds()))))
+	}
+	if res.code == http.StatusOK && res.resp.Success && res.resp.Error == "" && len(res.resp.Rejected) == 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(succeeded)
+		return
 	}
 	writeJSON(w, res.code, res.resp)
 }
@@ -312,20 +326,54 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// scratch is the memory an events request works in: its body, its
+// decoded batch and its records. Requests take one from scratches and put
+// it back for the next once nothing refers to it any more: the answer is
+// written (event strings are copies of the body, so the answer does not
+// hold on to it), and Kafka is done with the records.
+type scratch struct {
+	body  []byte
+	batch event.Batch
+	rb    recordBuilder
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxPooledBody bounds the bodies and record buffers kept for reuse: a
+// rare large request is left to the garbage collector rather than held.
+const maxPooledBody = 1 << 20
+
+// release returns sc to the pool; recordsHeld says Kafka may still hold
+// its records, whose buffers are then left to the garbage collector.
+func (sc *scratch) release(recordsHeld bool) {
+	if recordsHeld || cap(sc.rb.values) > maxPooledBody {
+		sc.rb = recordBuilder{}
+	}
+	if cap(sc.body) > maxPooledBody {
+		sc.body = nil
+	}
+	scratches.Put(sc)
+}
+
 // handleEvents serves /v1/batch and the single-event routes.
-func (s *Server) handleEvents(route string, decode func([]byte) (payload, error)) http.HandlerFunc {
+func (s *Server) handleEvents(route string, decode func([]byte, *scratch) (payload, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, res, ok := s.readBody(r, route)
+		sc := scratches.Get().(*scratch)
+		body, res, ok := s.readBody(r, route, &sc.body)
 		if !ok {
 			res.write(w)
+			sc.release(false)
 			return
 		}
-		p, err := decode(body)
+		p, err := decode(body, sc)
 		if err != nil {
 			fail(http.StatusBadRequest, "%v", err).write(w)
+			sc.release(false)
 			return
 		}
-		s.store(r, p).write(w)
+		res = s.store(r, p, &sc.rb)
+		res.write(w)
+		sc.release(res.recordsHeld)
 	}
 }
 
@@ -375,7 +423,7 @@ func (s *Server) storeQueryEvent(w http.ResponseWriter, r *http.Request) bool {
 		fail(http.StatusBadRequest, "%v", err).write(w)
 		return false
 	}
-	if res := s.store(r, p); res.code != http.StatusOK {
+	if res := s.store(r, p, new(recordBuilder)); res.code != http.StatusOK {
 		res.write(w)
 		return false
 	}
@@ -402,7 +450,7 @@ func (s *Server) redirectTarget(raw string) (string, error) {
 
 // handleConsent produces a subject's new consent state to privacy.consent.
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	body, res, ok := s.readBody(r, "consent")
+	body, res, ok := s.readBody(r, "consent", nil)
 	if !ok {
 		res.write(w)
 		return
@@ -441,11 +489,13 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 
 // readBody reads at most http.max_request_bytes of the body, after gzip
 // decoding when the request says so, so a small compressed bomb cannot
-// expand past the limit.
-func (s *Server) readBody(r *http.Request, route string) ([]byte, result, bool) {
+// expand past the limit. With buf not nil, the body is read into *buf,
+// grown as needed and left there for reuse.
+func (s *Server) readBody(r *http.Request, route string, buf *[]byte) ([]byte, result, bool) {
 	limit := s.cfg.HTTP.MaxRequestBytes
 	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit)
-	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+	gzipped := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
+	if gzipped {
 		zr, err := gzip.NewReader(body)
 		if err != nil {
 			return nil, fail(http.StatusBadRequest, "gzip body: %v", err), false
@@ -453,7 +503,17 @@ func (s *Server) readBody(r *http.Request, route string) ([]byte, result, bool) 
 		defer zr.Close()
 		body = http.MaxBytesReader(nil, zr, limit)
 	}
-	b, err := io.ReadAll(body)
+	var b []byte
+	if buf != nil {
+		b = (*buf)[:0]
+	}
+	if n := r.ContentLength; !gzipped && n > 0 && n <= limit && int64(cap(b)) <= n {
+		b = make([]byte, 0, n+1) // the spare byte finds the end without growing
+	}
+	b, err := readAll(body, b)
+	if buf != nil {
+		*buf = b
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -465,8 +525,9 @@ func (s *Server) readBody(r *http.Request, route string) ([]byte, result, bool) 
 	return b, result{}, true
 }
 
-// store validates the request's events and produces the valid ones.
-func (s *Server) store(r *http.Request, p payload) result {
+// store validates the request's events and produces the valid ones,
+// building their records in rb.
+func (s *Server) store(r *http.Request, p payload, rb *recordBuilder) result {
 	src, res, ok := s.authenticate(r, p.WriteKey)
 	if !ok {
 		return res
@@ -487,9 +548,10 @@ func (s *Server) store(r *http.Request, p payload) result {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
 	var rejected []Rejection
-	records := make([]*kgo.Record, 0, len(p.Events))
-	for i, raw := range p.Events {
-		rec, reason, err := s.record(raw, p, batchCtx, src, receivedAt, signals)
+	rb.reset(s, p, src, receivedAt, signals)
+	records := rb.ptrs
+	for i := range p.Events {
+		rec, reason, err := s.record(i, p, batchCtx, rb)
 		if err != nil {
 			rejected = append(rejected, Rejection{Index: i, Error: err.Error()})
 			s.metrics.rejected.WithLabelValues(reason).Inc()
@@ -497,6 +559,7 @@ func (s *Server) store(r *http.Request, p payload) result {
 		}
 		records = append(records, rec)
 	}
+	rb.ptrs = records
 	if len(records) == 0 {
 		if len(rejected) == 0 {
 			return fail(http.StatusBadRequest, "batch: holds no event")
@@ -517,16 +580,81 @@ const (
 	reasonProduceFailed = "produce_failed"
 )
 
-// record validates one event and wraps it for the raw topic; reason
-// classifies an error for the metrics.
-func (s *Server) record(raw json.RawMessage, p payload, batchCtx batchContext, src *source, receivedAt time.Time, signals event.Signals) (*kgo.Record, string, error) {
+// recordBuilder wraps the events of one request for the raw topic. They
+// share an envelope encoder, one array of records and buffers for values
+// and keys, carved up as records are made (a record keeps alive the buffer
+// it was carved from), so a request costs a few allocations, not a few per
+// event; and none once a scratch is reused.
+type recordBuilder struct {
+	enc          event.EnvelopeEncoder
+	receivedAt   time.Time
+	recs         []kgo.Record
+	ptrs         []*kgo.Record
+	values, keys []byte
+	// left is the bytes of events not yet wrapped, for sizing buffers.
+	left int
+}
+
+// reset readies rb for the events of p; the records it built before must
+// be out of Kafka's hands.
+func (rb *recordBuilder) reset(s *Server, p payload, src *source, receivedAt time.Time, signals event.Signals) {
+	rb.enc.Reset(&event.Envelope{
+		SchemaVersion: event.SchemaVersion,
+		ReceivedAt:    receivedAt,
+		SourceID:      src.Name,
+		Region:        s.cfg.Region,
+		Signals:       signals,
+	})
+	rb.receivedAt = receivedAt
+	n := len(p.Events)
+	if cap(rb.recs) < n {
+		rb.recs = make([]kgo.Record, n)
+		rb.ptrs = make([]*kgo.Record, 0, n)
+	} else {
+		// The client writes partition, offset and more into a record.
+		rb.recs = rb.recs[:n]
+		clear(rb.recs)
+		rb.ptrs = rb.ptrs[:0]
+	}
+	rb.values, rb.keys = rb.values[:0], rb.keys[:0]
+	rb.left = 0
+	for i := range p.Events {
+		rb.left += len(p.Events[i].Raw) + len(p.Context) + rb.enc.Overhead()
+	}
+}
+
+// add wraps the event, whose bytes as sent were raw, in the i-th record.
+func (rb *recordBuilder) add(i int, raw []byte, ev *event.Event) *kgo.Record {
+	need := len(raw) + len(ev.Context) + rb.enc.Overhead()
+	rb.left -= len(raw) + len(ev.Context) + rb.enc.Overhead()
+	if cap(rb.values)-len(rb.values) < need {
+		rb.values = make([]byte, 0, max(need, rb.left+need))
+	}
+	start := len(rb.values)
+	rb.values = rb.enc.Append(rb.values, ev.MessageID, ev)
+	key := ev.PartitionKey()
+	if cap(rb.keys)-len(rb.keys) < len(key) {
+		rb.keys = make([]byte, 0, max(len(key), 64*(len(rb.recs)-i)))
+	}
+	kstart := len(rb.keys)
+	rb.keys = append(rb.keys, key...)
+	rec := &rb.recs[i]
+	rec.Key = rb.keys[kstart:len(rb.keys):len(rb.keys)]
+	rec.Value = rb.values[start:len(rb.values):len(rb.values)]
+	return rec
+}
+
+// record validates the i-th event of the request and wraps it for the raw
+// topic; reason classifies an error for the metrics.
+func (s *Server) record(i int, p payload, batchCtx batchContext, rb *recordBuilder) (*kgo.Record, string, error) {
+	be := &p.Events[i]
+	raw := be.Raw
 	if len(raw) > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event is %d bytes, more than the limit of %d", len(raw), s.cfg.HTTP.MaxEventBytes)
 	}
-	if err := s.shape.Check(raw); err != nil {
-		return nil, reasonInvalid, err
-	}
-	ev, err := event.DecodeEventOfType(raw, p.Type)
+	// The shape limits, then the event (decoded already by the body's pass
+	// where it could be).
+	ev, err := be.Decode(s.shape, p.Type)
 	if err != nil {
 		return nil, reasonInvalid, err
 	}
@@ -537,23 +665,13 @@ func (s *Server) record(raw json.RawMessage, p payload, batchCtx batchContext, s
 	if size := len(raw) - own + len(ev.Context); size > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event with the batch context is %d bytes, more than the limit of %d", size, s.cfg.HTTP.MaxEventBytes)
 	}
-	if err := ev.CorrectClock(p.SentAt, receivedAt); err != nil {
+	if err := ev.CorrectClock(p.SentAt, rb.receivedAt); err != nil {
 		return nil, reasonInvalid, err
 	}
 	if ev.MessageID == "" {
 		ev.MessageID = newMessageID()
 	}
-	env := event.Envelope{
-		SchemaVersion: event.SchemaVersion,
-		MessageID:     ev.MessageID,
-		ReceivedAt:    receivedAt,
-		SourceID:      src.Name,
-		Region:        s.cfg.Region,
-		Signals:       signals,
-		Event:         ev,
-	}
-	value := env.AppendJSON(make([]byte, 0, len(raw)+256))
-	return &kgo.Record{Key: []byte(ev.PartitionKey()), Value: value}, "", nil
+	return rb.add(i, raw, &ev), "", nil
 }
 
 var (
@@ -592,7 +710,11 @@ func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []
 			return refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, 0, errors.New("an event is larger than Kafka accepts"))
 		}
 		s.log.Warn("produce failed; answering 503", "source", src.Name, "events", n, "err", err)
-		return refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, errors.New("events not stored: Kafka did not acknowledge them in time, retry later"))
+		res := refuse(http.StatusServiceUnavailable, reasonProduceFailed, time.Second, errors.New("events not stored: Kafka did not acknowledge them in time, retry later"))
+		// Answered before every acknowledgement: the producer may still
+		// hold the records.
+		res.recordsHeld = errors.Is(err, errProduceTimeout)
+		return res
 	}
 	s.metrics.produceDuration.Observe(time.Since(start).Seconds())
 	s.metrics.accepted.Add(float64(n))
@@ -621,6 +743,23 @@ func (src *source) admit(n int, now time.Time) (*rate.Reservation, time.Duration
 // reserved for the whole request first, so a request is refused whole
 // (errOverloaded, at once) rather than half produced, which a retry would
 // duplicate.
+// readAll is io.ReadAll reading into b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return b, err
+		}
+	}
+}
+
 func (s *Server) produce(records []*kgo.Record) error {
 	n := int64(len(records))
 	if s.reserved.Add(n) > int64(s.cfg.HTTP.MaxBufferedRecords) {
@@ -631,19 +770,21 @@ func (s *Server) produce(records []*kgo.Record) error {
 	defer cancel()
 	var failures atomic.Int64
 	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	wg.Add(len(records))
-	for _, rec := range records {
-		s.client.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
-			s.reserved.Add(-1)
-			if err != nil && failures.Add(1) == 1 {
-				firstErr.Store(err)
-			}
-			wg.Done()
-		})
-	}
+	var pending atomic.Int64
+	pending.Store(n)
 	acked := make(chan struct{})
-	go func() { wg.Wait(); close(acked) }()
+	promise := func(_ *kgo.Record, err error) {
+		s.reserved.Add(-1)
+		if err != nil && failures.Add(1) == 1 {
+			firstErr.Store(err)
+		}
+		if pending.Add(-1) == 0 {
+			close(acked)
+		}
+	}
+	for _, rec := range records {
+		s.client.TryProduce(ctx, rec, promise)
+	}
 	select {
 	case <-acked:
 	case <-ctx.Done():
@@ -700,8 +841,9 @@ func (s *Server) signals(r *http.Request) event.Signals {
 		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
 	}
 	return event.Signals{
-		DNT:       r.Header.Get("DNT") == "1",
-		GPC:       r.Header.Get("Sec-GPC") == "1",
+		// Canonical spellings: Get would allocate to canonicalize others.
+		DNT:       r.Header.Get("Dnt") == "1",
+		GPC:       r.Header.Get("Sec-Gpc") == "1",
 		IP:        s.clientIP(r),
 		UserAgent: ua,
 	}

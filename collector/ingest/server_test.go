@@ -216,3 +216,15 @@ func TestFullBufferAnswers503AtOnce(t *testing.T) {
 		t.Errorf("overloaded events metric = %v, want 2", got)
 	}
 }
+
+// TestSucceededIsWriteJSON: the canned answer to a plain success is what
+// writeJSON would write.
+func TestSucceededIsWriteJSON(t *testing.T) {
+	want := httptest.NewRecorder()
+	writeJSON(want, http.StatusOK, response{Success: true})
+	got := httptest.NewRecorder()
+	result{code: http.StatusOK, resp: response{Success: true}}.write(got)
+	if got.Code != want.Code || got.Body.String() != want.Body.String() || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+		t.Fatalf("got %d %q %v, writeJSON %d %q %v", got.Code, got.Body, got.Header(), want.Code, want.Body, want.Header())
+	}
+}

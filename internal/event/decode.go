@@ -49,6 +49,11 @@ func DecodeEventOfType(raw []byte, typ string) (Event, error) {
 	if err := strictUnmarshal(raw, &e, ""); err != nil {
 		return Event{}, err
 	}
+	return e.ofType(typ)
+}
+
+// ofType applies the route's type (see DecodeEventOfType) and validates.
+func (e Event) ofType(typ string) (Event, error) {
 	switch {
 	case typ == "":
 	case e.Type == "":
@@ -207,9 +212,12 @@ func ParseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+	t, ok := parseTimeFast(s)
+	if !ok {
+		var err error
+		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+		}
 	}
 	if t.IsZero() {
 		return time.Time{}, nil

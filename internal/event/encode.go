@@ -14,9 +14,56 @@ import (
 // collector's hot path that re-scan costs as much as decoding. The raw parts
 // must be valid JSON, as they are when they came from decoding.
 func (env *Envelope) AppendJSON(b []byte) []byte {
+	b = appendEnvelopeHead(b, env.SchemaVersion)
+	b = appendString(b, env.MessageID)
+	b = appendEnvelopeMid(b, env)
+	return appendEnvelopeEvent(b, &env.Event)
+}
+
+// EnvelopeEncoder writes the envelopes of one request, which differ only
+// in their messageId and event: the rest is encoded once, in NewEnvelopeEncoder.
+type EnvelopeEncoder struct {
+	head, mid []byte
+}
+
+// NewEnvelopeEncoder prepares to write envelopes like env (its MessageID
+// and Event are not used).
+func NewEnvelopeEncoder(env *Envelope) EnvelopeEncoder {
+	var enc EnvelopeEncoder
+	enc.Reset(env)
+	return enc
+}
+
+// Reset prepares enc to write envelopes like env, reusing its memory.
+func (enc *EnvelopeEncoder) Reset(env *Envelope) {
+	enc.head = appendEnvelopeHead(enc.head[:0], env.SchemaVersion)
+	enc.mid = appendEnvelopeMid(enc.mid[:0], env)
+}
+
+// Append appends the envelope with messageID and e, byte for byte what
+// Envelope.AppendJSON writes.
+func (enc *EnvelopeEncoder) Append(b []byte, messageID string, e *Event) []byte {
+	b = append(b, enc.head...)
+	b = appendString(b, messageID)
+	b = append(b, enc.mid...)
+	return appendEnvelopeEvent(b, e)
+}
+
+// Overhead is about what Append adds to the bytes of an event as sent, for
+// sizing buffers: the envelope, a generated messageId twice, and the
+// originalTimestamp the collector adds.
+func (enc *EnvelopeEncoder) Overhead() int { return len(enc.head) + len(enc.mid) + 160 }
+
+// appendEnvelopeHead writes an envelope up to its messageId's value.
+func appendEnvelopeHead(b []byte, schemaVersion int) []byte {
 	b = append(b, `{"schemaVersion":`...)
-	b = strconv.AppendInt(b, int64(env.SchemaVersion), 10)
-	b = appendField(b, "messageId", env.MessageID, false)
+	b = strconv.AppendInt(b, int64(schemaVersion), 10)
+	return append(b, `,"messageId":`...)
+}
+
+// appendEnvelopeMid writes an envelope from after its messageId to its
+// event's type.
+func appendEnvelopeMid(b []byte, env *Envelope) []byte {
 	b = append(b, `,"receivedAt":"`...)
 	b = env.ReceivedAt.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
@@ -32,28 +79,38 @@ func (env *Envelope) AppendJSON(b []byte) []byte {
 	if s.TrustContextIP {
 		b = append(b, `,"trustContextIp":true`...)
 	}
-	e := &env.Event
-	b = append(b, `},"event":{"type":`...)
+	return append(b, `},"event":{"type":`...)
+}
+
+// appendEnvelopeEvent writes the event from its type's value to the end of
+// the envelope.
+func appendEnvelopeEvent(b []byte, e *Event) []byte {
 	b = appendString(b, e.Type)
-	for _, f := range []struct{ name, value string }{
-		{"messageId", e.MessageID}, {"userId", e.UserID}, {"anonymousId", e.AnonymousID}, {"event", e.Event},
-		{"name", e.Name}, {"groupId", e.GroupID}, {"previousId", e.PreviousID}, {"timestamp", e.Timestamp},
-		{"originalTimestamp", e.OriginalTimestamp}, {"sentAt", e.SentAt},
-	} {
-		b = appendField(b, f.name, f.value, true)
-	}
-	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
-	}{{"context", e.Context}, {"properties", e.Properties}, {"traits", e.Traits}, {"integrations", e.Integrations}} {
-		if len(f.raw) > 0 {
-			b = append(b, ',', '"')
-			b = append(b, f.name...)
-			b = append(b, '"', ':')
-			b = append(b, f.raw...)
-		}
-	}
+	b = appendField(b, "messageId", e.MessageID, true)
+	b = appendField(b, "userId", e.UserID, true)
+	b = appendField(b, "anonymousId", e.AnonymousID, true)
+	b = appendField(b, "event", e.Event, true)
+	b = appendField(b, "name", e.Name, true)
+	b = appendField(b, "groupId", e.GroupID, true)
+	b = appendField(b, "previousId", e.PreviousID, true)
+	b = appendField(b, "timestamp", e.Timestamp, true)
+	b = appendField(b, "originalTimestamp", e.OriginalTimestamp, true)
+	b = appendField(b, "sentAt", e.SentAt, true)
+	b = appendRaw(b, "context", e.Context)
+	b = appendRaw(b, "properties", e.Properties)
+	b = appendRaw(b, "traits", e.Traits)
+	b = appendRaw(b, "integrations", e.Integrations)
 	return append(b, '}', '}')
+}
+
+func appendRaw(b []byte, name string, raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return append(b, raw...)
 }
 
 func appendField(b []byte, name, value string, omitEmpty bool) []byte {

@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzAppendJSON checks AppendJSON against json.Marshal: both must decode to
-// the same envelope, whatever the strings hold.
+// the same envelope, whatever the strings hold; and EnvelopeEncoder must
+// write AppendJSON's bytes.
 func FuzzAppendJSON(f *testing.F) {
 	f.Add("m-1", "u-1", "<script>&\"quoted\"\\\n\t\x01", "203.0.113.9", `{"locale":"zh-CN"}`, true)
 	f.Add("", "\u2028\u2029\xff\xfe", "名字", "", ``, false)
@@ -24,7 +25,12 @@ func FuzzAppendJSON(f *testing.F) {
 			env.Event.Context = json.RawMessage(context)
 			env.Event.Properties = json.RawMessage(context)
 		}
-		sameAsMarshal(t, env.AppendJSON(nil), env)
+		got := env.AppendJSON(nil)
+		sameAsMarshal(t, got, env)
+		enc := NewEnvelopeEncoder(&Envelope{SchemaVersion: env.SchemaVersion, SourceID: env.SourceID, Region: env.Region, ReceivedAt: env.ReceivedAt, Signals: env.Signals})
+		if again := enc.Append([]byte("x"), env.MessageID, &env.Event); string(again) != "x"+string(got) {
+			t.Fatalf("EnvelopeEncoder.Append:\n%s\nAppendJSON:\n%s", again[1:], got)
+		}
 	})
 }
 
