@@ -194,20 +194,9 @@ func (s *scanner) fields(str string, set uint32, f *fields) bool {
 		if !s.member(str, k, f) {
 			return false
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		more, ok := s.after('}')
+		if !ok || !more {
+			return ok
 		}
 	}
 }

@@ -195,6 +195,26 @@ func (s *scanner) value() bool {
 	}
 }
 
+// after reads what follows a member or an element: a comma (more follow)
+// or closer, which ends the object or array. ok false: neither.
+func (s *scanner) after(closer byte) (more, ok bool) {
+	s.ws()
+	if s.i >= len(s.b) {
+		return false, false
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		s.ws()
+		return true, true
+	case closer:
+		s.i++
+		s.depth--
+		return false, true
+	}
+	return false, false
+}
+
 func (s *scanner) enter() bool {
 	s.depth++
 	if s.depth > s.maxDepth {
@@ -231,20 +251,9 @@ func (s *scanner) object() bool {
 		if !s.value() {
 			return false
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		more, ok := s.after('}')
+		if !ok || !more {
+			return ok
 		}
 	}
 }
@@ -263,20 +272,9 @@ func (s *scanner) array() bool {
 		if !s.value() {
 			return false
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case ']':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		more, ok := s.after(']')
+		if !ok || !more {
+			return ok
 		}
 	}
 }
