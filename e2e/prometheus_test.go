@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,15 +79,17 @@ func alertMetrics(t *testing.T) []string {
 	return slices.Compact(names)
 }
 
-// TestPrometheusScrapesTheServices runs the real Prometheus server with
-// the shipped scrape config, pointed at the services this test starts, and
-// checks through its HTTP API that every target is up and that every
-// metric the alert rules read is there.
-func TestPrometheusScrapesTheServices(t *testing.T) {
+// scrapedStack starts the four services as their mains wire them (each
+// with its admin server), sends one batch through them, and runs the real
+// Prometheus server with the shipped scrape config and alert rules, its
+// targets swapped for the services', scraping every second. It returns
+// once every target is up and the batch's rows are loaded and scraped, so
+// the metrics a healthy pipeline exports have their series.
+func scrapedStack(t *testing.T, ctx context.Context) promServer {
+	t.Helper()
 	server := needTool(t, "prometheus")
 	brokers := testenv.KafkaBrokers(t)
 	chAddr := testenv.ClickHouseAddr(t)
-	ctx := testenv.Context(t, 2*time.Minute)
 	run := testenv.Name(t, "prom")
 	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
 	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
@@ -105,6 +108,10 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
 	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
 	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
+	// The demo source's events are kept for analytics without a consent
+	// record, so the batch below reaches ClickHouse, and the default-grant
+	// counter (one series per configured source) exists.
+	ecfg.Consent.Defaults = map[string][]string{"demo": {"analytics"}}
 	sinkConfig := func(file, db, topic string) chwriter.Config {
 		c := chwriter.Default()
 		load(t, file, "SINK", &c)
@@ -112,6 +119,7 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 		c.ClickHouse.Addr = []string{chAddr}
 		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&c.ClickHouse)
 		c.Topics.Clean.Name, c.Topics.DLQ.Name = topic, dlq
+		c.Batch.MaxWait = 200 * time.Millisecond
 		return c
 	}
 	scfg := sinkConfig("../configs/sink.yaml", database, clean)
@@ -141,9 +149,16 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 		func(c obs.Component) obs.Check { return c.(*pipeline.Pipeline).Ready })
 	collector := serve("collector:9101", "collector", func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) },
 		func(c obs.Component) obs.Check { return c.(*ingest.Server).Ready }).(*ingest.Server)
-	// One request, so the request counters have a series.
+	// One unknown route and one batch, so the request, produce and fetch
+	// counters have their series.
 	if resp, err := http.Get("http://" + collector.Addr() + "/v1/nothing-here"); err == nil {
 		resp.Body.Close()
+	}
+	if resp := post(t, "http://"+collector.Addr()+"/v1/batch", map[string]any{"batch": []map[string]any{
+		{"type": "track", "event": "Signed Up", "userId": "prom-user", "messageId": run + "-1"},
+		{"type": "page", "name": "Home", "anonymousId": "prom-anon", "messageId": run + "-2"},
+	}}); !resp.Success {
+		t.Fatalf("batch: %+v", resp)
 	}
 
 	// The shipped config with this test's targets, scraping every second.
@@ -182,19 +197,9 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	api := func(path string, v any) error {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", path, resp.Status)
-		}
-		return json.NewDecoder(resp.Body).Decode(v)
-	}
+	prom := promServer{base: "http://" + addr}
 
-	// Every target up, then every metric the alerts read present.
+	// Every target up.
 	var targetsAnswer struct {
 		Data struct {
 			ActiveTargets []struct {
@@ -208,7 +213,7 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 		} `json:"data"`
 	}
 	for {
-		err := api("/api/v1/targets", &targetsAnswer)
+		err := prom.get("/api/v1/targets", &targetsAnswer)
 		up := 0
 		for _, tg := range targetsAnswer.Data.ActiveTargets {
 			if tg.Health == "up" {
@@ -223,53 +228,168 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	want := alertMetrics(t)
-	if len(want) < 10 { // the extraction itself broke
-		t.Fatalf("found only %d metric names in the alert rules: %q", len(want), want)
-	}
-	var names struct {
-		Data []string `json:"data"`
-	}
+	// The batch loaded, as Prometheus sees it.
 	for {
-		err := api("/api/v1/label/__name__/values", &names)
-		var missing []string
-		for _, n := range want {
-			if !slices.Contains(names.Data, n) {
-				missing = append(missing, n)
-			}
-		}
-		if err == nil && len(missing) == 0 {
+		loaded, err := prom.query(`sink_rows_inserted_total{job="sink"} >= 2`)
+		if err == nil && len(loaded) > 0 {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("the alert rules read metrics no service exports: %q (%v)", missing, err)
+			t.Fatalf("Prometheus never saw the batch's 2 rows loaded (%v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return prom
+}
+
+// TestPrometheusScrapesTheServices runs the real Prometheus server with
+// the shipped scrape config, pointed at the services this test starts
+// (scrapedStack), and checks through its HTTP API that every metric the
+// alert rules read is there, that every rule evaluates, and that every
+// query of the Grafana dashboards evaluates and reads only metrics the
+// services export.
+func TestPrometheusScrapesTheServices(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	prom := scrapedStack(t, ctx)
+
+	t.Run("AlertMetrics", func(t *testing.T) {
+		want := alertMetrics(t)
+		if len(want) < 10 { // the extraction itself broke
+			t.Fatalf("found only %d metric names in the alert rules: %q", len(want), want)
+		}
+		if missing := waitForNames(ctx, prom, want, 30*time.Second); len(missing) > 0 {
+			t.Fatalf("the alert rules read metrics no service exports: %q", missing)
+		}
+	})
+	t.Run("Rules", func(t *testing.T) {
+		var rulesAnswer struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name   string `json:"name"`
+						Health string `json:"health"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		if err := prom.get("/api/v1/rules", &rulesAnswer); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, g := range rulesAnswer.Data.Groups {
+			for _, r := range g.Rules {
+				n++
+				if r.Health == "err" {
+					t.Errorf("rule %s does not evaluate", r.Name)
+				}
+			}
+		}
+		if n != 11 {
+			t.Errorf("Prometheus loaded %d rules, want the 11 of alerts.yml", n)
+		}
+	})
+	t.Run("DashboardQueries", func(t *testing.T) { checkDashboardQueries(t, ctx, prom) })
+}
+
+// waitForNames waits up to patience (a few scrapes) for Prometheus to hold
+// every metric name of want, and returns those it still lacks.
+func waitForNames(ctx context.Context, prom promServer, want []string, patience time.Duration) []string {
+	deadline := time.Now().Add(patience)
+	for {
+		names, err := prom.names()
+		var missing []string
+		for _, n := range want {
+			if err != nil || !slices.Contains(names, n) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return missing
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	// And the rules load and evaluate.
-	var rulesAnswer struct {
-		Data struct {
-			Groups []struct {
-				Rules []struct {
-					Name   string `json:"name"`
-					Health string `json:"health"`
-				} `json:"rules"`
-			} `json:"groups"`
+}
+
+// promServer is a running Prometheus server: the base URL of its HTTP API.
+type promServer struct{ base string }
+
+// get decodes the JSON answer of GET path (with its query string).
+func (p promServer) get(path string, v any) error {
+	resp, err := http.Get(p.base + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("GET %s: %s %s", path, resp.Status, body)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// names is every metric name Prometheus holds.
+func (p promServer) names() ([]string, error) {
+	var answer struct {
+		Data []string `json:"data"`
+	}
+	err := p.get("/api/v1/label/__name__/values", &answer)
+	return answer.Data, err
+}
+
+// promSample is one series of an instant query's answer.
+type promSample struct {
+	Metric map[string]string `json:"metric"`
+	Value  []any             `json:"value"`
+}
+
+// query evaluates expr now; an error unless Prometheus answers success.
+func (p promServer) query(expr string) ([]promSample, error) {
+	var answer struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
-	if err := api("/api/v1/rules", &rulesAnswer); err != nil {
-		t.Fatal(err)
+	resp, err := http.Get(p.base + "/api/v1/query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return nil, err
 	}
-	n := 0
-	for _, g := range rulesAnswer.Data.Groups {
-		for _, r := range g.Rules {
-			n++
-			if r.Health == "err" {
-				t.Errorf("rule %s does not evaluate", r.Name)
-			}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return nil, fmt.Errorf("query %q: %s: %w", expr, resp.Status, err)
+	}
+	if answer.Status != "success" {
+		return nil, fmt.Errorf("query %q: %s: %s", expr, resp.Status, answer.Error)
+	}
+	var samples []promSample
+	if answer.Data.ResultType == "vector" {
+		if err := json.Unmarshal(answer.Data.Result, &samples); err != nil {
+			return nil, err
 		}
 	}
-	if n != 11 {
-		t.Errorf("Prometheus loaded %d rules, want the 11 of alerts.yml", n)
+	return samples, nil
+}
+
+// format is Prometheus's own formatting of expr (/api/v1/format_query):
+// comments gone, one spelling of each construct.
+func (p promServer) format(expr string) (string, error) {
+	var answer struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   string `json:"data"`
 	}
+	resp, err := http.Get(p.base + "/api/v1/format_query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return "", fmt.Errorf("format %q: %s: %w", expr, resp.Status, err)
+	}
+	if answer.Status != "success" {
+		return "", fmt.Errorf("format %q: %s: %s", expr, resp.Status, answer.Error)
+	}
+	return answer.Data, nil
 }
