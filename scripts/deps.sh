@@ -64,6 +64,18 @@ prom_install() {
   fi
 }
 
+# compose_install installs Debian's docker-compose (1.29, python; no Docker
+# engine needed), whose `docker-compose config` the tests use to validate
+# deployments/compose.yaml (e2e/compose_test.go).
+compose_install() {
+  if command -v docker-compose >/dev/null; then
+    return
+  fi
+  log "installing docker-compose (to validate deployments/compose.yaml) from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+}
+
 # --- ClickHouse ---------------------------------------------------------
 
 ch_install() {
@@ -300,6 +312,7 @@ case ${1:-} in
     ch_up
     kafka_up
     prom_install
+    compose_install
     status
     ;;
   down)

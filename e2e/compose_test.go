@@ -1,0 +1,599 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/sink/chwriter"
+)
+
+// The compose file and the image every Go service runs, checked without a
+// Docker engine: `docker-compose config` (Debian's docker-compose 1.29,
+// which scripts/deps.sh installs) validates and normalizes the file, and
+// the services' own config loader reads what each service would read.
+const (
+	composeFile = "../deployments/compose.yaml"
+	dockerfile  = "../deployments/Dockerfile"
+)
+
+// composeService is the part of a service in `docker-compose config`'s
+// output the test reads.
+type composeService struct {
+	Image string `yaml:"image"`
+	Build *struct {
+		Context    string `yaml:"context"`
+		Dockerfile string `yaml:"dockerfile"`
+	} `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
+	DependsOn   map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Healthcheck *struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+}
+
+// goService is one of the pipeline's services in the compose file.
+type goService struct {
+	name, binary, prefix string
+	// load reads the config at path, as the binary's main does.
+	load func(path string) (admin string, err error)
+	// check looks at what was loaded: the environment took effect.
+	check func(t *testing.T)
+}
+
+// TestCompose validates deployments/compose.yaml with docker-compose and
+// checks it against the repository: the services Prometheus scrapes, the
+// Dockerfile's binaries and configs, every environment variable a real
+// config key that loads, the published and probed ports the configs'
+// admin ports, and the Prometheus and Grafana mounts.
+func TestCompose(t *testing.T) {
+	tool := composeTool(t)
+	cmd := exec.Command(tool, "-f", composeFile, "config")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, stderr.Bytes())
+	}
+	var file struct {
+		Services map[string]composeService `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(out, &file); err != nil {
+		t.Fatalf("decode docker-compose config's output: %v\n%s", err, out)
+	}
+	services := file.Services
+	for _, name := range []string{"kafka", "clickhouse", "prometheus", "grafana", "collector", "enricher", "sink", "sink-intl"} {
+		if _, ok := services[name]; !ok {
+			t.Errorf("compose: no service %q", name)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	img := parseDockerfile(t)
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		collector ingest.Config
+		enricher  pipeline.Config
+		sinks     = map[string]*chwriter.Config{}
+	)
+	loadSink := func(name string) func(string) (string, error) {
+		return func(path string) (string, error) {
+			cfg := chwriter.Default()
+			sinks[name] = &cfg
+			return cfg.Admin.Listen, config.Load(path, "SINK", &cfg)
+		}
+	}
+	checkSink := func(name, database string) func(*testing.T) {
+		return func(t *testing.T) {
+			cfg := sinks[name]
+			if !slices.Equal(cfg.Kafka.Brokers, []string{"kafka:9092"}) || !slices.Equal(cfg.ClickHouse.Addr, []string{"clickhouse:9000"}) {
+				t.Errorf("brokers %v, clickhouse %v: want kafka:9092 and clickhouse:9000 from the environment", cfg.Kafka.Brokers, cfg.ClickHouse.Addr)
+			}
+			if cfg.Database != database {
+				t.Errorf("database %q, want %q", cfg.Database, database)
+			}
+		}
+	}
+	goServices := []goService{
+		{
+			name: "collector", binary: "collector", prefix: "COLLECTOR",
+			load: func(path string) (string, error) {
+				collector = ingest.Default()
+				err := config.Load(path, "COLLECTOR", &collector)
+				return collector.Admin.Listen, err
+			},
+			check: func(t *testing.T) {
+				if !slices.Equal(collector.Kafka.Brokers, []string{"kafka:9092"}) {
+					t.Errorf("brokers %v, want kafka:9092 from the environment", collector.Kafka.Brokers)
+				}
+				// The privacy admin API is on: the dev operator, whose token
+				// and the pseudonym key Validate read from the image's files.
+				if len(collector.Privacy.Operators) == 0 || collector.Privacy.Operators[0].Name != "dev" {
+					t.Errorf("privacy operators %v: want the dev operator (the privacy admin API on)", collector.Privacy.Operators)
+				}
+				if collector.Privacy.Pseudonym.Key == "" {
+					t.Error("privacy.pseudonym: no key (COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE)")
+				}
+				if !slices.Equal(collector.Privacy.Export.ClickHouse.Addr, []string{"clickhouse:9000"}) {
+					t.Errorf("privacy.export.clickhouse.addr %v, want clickhouse:9000", collector.Privacy.Export.ClickHouse.Addr)
+				}
+				checkPublished(t, services["collector"], collector.HTTP.Listen)
+			},
+		},
+		{
+			name: "enricher", binary: "enricher", prefix: "ENRICHER",
+			load: func(path string) (string, error) {
+				enricher = pipeline.Default()
+				err := config.Load(path, "ENRICHER", &enricher)
+				return enricher.Admin.Listen, err
+			},
+			check: func(t *testing.T) {
+				if !slices.Equal(enricher.Kafka.Brokers, []string{"kafka:9092"}) {
+					t.Errorf("brokers %v, want kafka:9092 from the environment", enricher.Kafka.Brokers)
+				}
+				if enricher.Pseudonym.Key == "" || enricher.Export.Pseudonym.Key == "" {
+					t.Error("the enricher needs both pseudonym keys (ENRICHER_PSEUDONYM_KEY_FILE, ENRICHER_EXPORT_PSEUDONYM_KEY_FILE)")
+				}
+			},
+		},
+		{name: "sink", binary: "sink", prefix: "SINK", load: loadSink("sink"), check: checkSink("sink", "analytics_cn")},
+		{name: "sink-intl", binary: "sink", prefix: "SINK", load: loadSink("sink-intl"), check: checkSink("sink-intl", "analytics_intl")},
+	}
+	keyTypes := map[string]reflect.Type{
+		"COLLECTOR": reflect.TypeFor[ingest.Config](),
+		"ENRICHER":  reflect.TypeFor[pipeline.Config](),
+		"SINK":      reflect.TypeFor[chwriter.Config](),
+	}
+
+	adminPorts := map[string]string{} // service -> admin port, from its config
+	for _, gs := range goServices {
+		t.Run(gs.name, func(t *testing.T) {
+			svc := services[gs.name]
+			if svc.Build == nil || filepath.Clean(svc.Build.Context) != root || svc.Build.Dockerfile != "deployments/Dockerfile" {
+				t.Errorf("build %+v: want the repository root and deployments/Dockerfile", svc.Build)
+			}
+			if len(svc.Command) != 3 || svc.Command[0] != gs.binary || svc.Command[1] != "--config" {
+				t.Fatalf("command %q: want [%s --config <file>]", svc.Command, gs.binary)
+			}
+			if !slices.Contains(img.binaries, gs.binary) {
+				t.Errorf("the Dockerfile does not build and copy %s into the image (it has %v)", gs.binary, img.binaries)
+			}
+			path := img.hostPath(t, svc.Command[2])
+
+			// Every variable is a key the loader binds (any other is
+			// silently ignored), and its value is what the service gets.
+			keys := envKeys(keyTypes[gs.prefix], gs.prefix+"_")
+			clearEnv(t, gs.prefix+"_")
+			for k, v := range svc.Environment {
+				if !keys[k] {
+					t.Errorf("environment %s: not a config key of %s (keys are %s_<SECTION>_<KEY>)", k, gs.binary, gs.prefix)
+				}
+				if strings.HasPrefix(v, img.configDir) {
+					v = img.hostPath(t, v)
+				}
+				t.Setenv(k, v)
+			}
+			admin, err := gs.load(path)
+			if err != nil {
+				t.Fatalf("%s with its compose environment: %v", svc.Command[2], err)
+			}
+			gs.check(t)
+
+			_, port, err := net.SplitHostPort(admin)
+			if err != nil {
+				t.Fatalf("admin.listen %q: %v", admin, err)
+			}
+			adminPorts[gs.name] = port
+			checkPublished(t, svc, admin)
+			readyz := fmt.Sprintf("http://127.0.0.1:%s/readyz", port)
+			if svc.Healthcheck == nil || !slices.Contains(svc.Healthcheck.Test, readyz) {
+				t.Errorf("healthcheck %+v: want a probe of %s", svc.Healthcheck, readyz)
+			} else if slices.Contains(svc.Healthcheck.Test, "curl") && !img.hasCurl {
+				t.Error("the healthcheck runs curl, which the image's runtime stage does not install")
+			}
+			for _, dep := range dependencies(gs.name) {
+				if svc.DependsOn[dep].Condition != "service_healthy" {
+					t.Errorf("depends_on %s: %+v, want condition service_healthy", dep, svc.DependsOn[dep])
+				}
+			}
+		})
+	}
+
+	t.Run("prometheus", func(t *testing.T) {
+		if len(adminPorts) != len(goServices) {
+			t.Skip("not every service's config loaded (see above)")
+		}
+		dir := mountSource(t, services["prometheus"], "/etc/prometheus")
+		for _, f := range []string{"prometheus.yml", "alerts.yml"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				t.Errorf("the folder mounted at /etc/prometheus lacks %s: %v", f, err)
+			}
+		}
+		// Each scrape target is a compose service at its admin port.
+		b, err := os.ReadFile(filepath.Join(dir, "prometheus.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prom struct {
+			ScrapeConfigs []struct {
+				StaticConfigs []struct {
+					Targets []string `yaml:"targets"`
+				} `yaml:"static_configs"`
+			} `yaml:"scrape_configs"`
+		}
+		if err := yaml.Unmarshal(b, &prom); err != nil {
+			t.Fatal(err)
+		}
+		var targets []string
+		for _, sc := range prom.ScrapeConfigs {
+			for _, st := range sc.StaticConfigs {
+				targets = append(targets, st.Targets...)
+			}
+		}
+		var want []string
+		for _, gs := range goServices {
+			want = append(want, gs.name+":"+adminPorts[gs.name])
+		}
+		slices.Sort(targets)
+		slices.Sort(want)
+		if !slices.Equal(targets, want) {
+			t.Errorf("prometheus.yml targets %v, want the services' admin ports %v", targets, want)
+		}
+	})
+
+	t.Run("grafana", func(t *testing.T) {
+		svc := services["grafana"]
+		for target, source := range map[string]string{
+			"/etc/grafana/provisioning":   "deployments/grafana/provisioning",
+			"/var/lib/grafana/dashboards": "deployments/grafana/dashboards",
+		} {
+			dir := mountSource(t, svc, target)
+			if want := filepath.Join(root, source); dir != want {
+				t.Errorf("%s mounts %s, want %s", target, dir, want)
+			}
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				t.Errorf("%s: the folder mounted at %s is missing (%v)", source, target, err)
+			}
+		}
+	})
+
+	t.Run("kafka", func(t *testing.T) {
+		env := services["kafka"].Environment
+		for k, want := range map[string]string{
+			"KAFKA_PROCESS_ROLES":                            "broker,controller",
+			"KAFKA_ADVERTISED_LISTENERS":                     "PLAINTEXT://kafka:9092",
+			"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":         "1",
+			"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+			"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
+			"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
+		} {
+			if env[k] != want {
+				t.Errorf("kafka: %s=%q, want %q", k, env[k], want)
+			}
+		}
+		for _, name := range []string{"kafka", "clickhouse"} {
+			if services[name].Healthcheck == nil || len(services[name].Healthcheck.Test) == 0 {
+				t.Errorf("%s has no healthcheck, which the services wait on", name)
+			}
+		}
+	})
+
+	t.Run("dockerfile", func(t *testing.T) {
+		goVersion := goDirective(t)
+		if img.goTag != goVersion && !strings.HasPrefix(goVersion, img.goTag+".") {
+			t.Errorf("builder golang:%s, want go.mod's go %s (or its minor version)", img.goTag, goVersion)
+		}
+		if !img.cgoOff {
+			t.Error("the build does not set CGO_ENABLED=0")
+		}
+		if img.user == "" || img.user == "root" || img.user == "0" || strings.HasPrefix(img.user, "0:") {
+			t.Errorf("runtime USER %q: want a non-root user", img.user)
+		}
+	})
+}
+
+// composeTool returns the path of docker-compose, skipping without it
+// unless CI=true.
+func composeTool(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("docker-compose")
+	if err != nil {
+		msg := "docker-compose is not installed (scripts/deps.sh up installs Debian's docker-compose package)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+// dependencies lists what a service needs healthy before it starts.
+func dependencies(service string) []string {
+	if service == "enricher" {
+		return []string{"kafka"}
+	}
+	return []string{"kafka", "clickhouse"}
+}
+
+// checkPublished fails unless svc publishes listen's port on the same
+// host port (the port Prometheus scrapes and README names).
+func checkPublished(t *testing.T, svc composeService, listen string) {
+	t.Helper()
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		t.Fatalf("listen %q: %v", listen, err)
+	}
+	for _, p := range svc.Ports {
+		parts := strings.Split(strings.TrimSuffix(p, "/tcp"), ":")
+		if len(parts) >= 2 && parts[len(parts)-1] == port && parts[len(parts)-2] == port {
+			return
+		}
+	}
+	t.Errorf("ports %v: want %s published as %s", svc.Ports, port, port)
+}
+
+// mountSource returns the host folder svc mounts at target.
+func mountSource(t *testing.T, svc composeService, target string) string {
+	t.Helper()
+	for _, v := range svc.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && parts[1] == target {
+			return filepath.Clean(parts[0])
+		}
+	}
+	t.Fatalf("volumes %v: nothing mounted at %s", svc.Volumes, target)
+	return ""
+}
+
+// envKeys lists the environment variables config.Load binds for a config
+// struct: prefix plus each leaf's dotted mapstructure key, upper-cased,
+// with _ for . (internal/config's leafKeys).
+func envKeys(t reflect.Type, prefix string) map[string]bool {
+	keys := map[string]bool{}
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := f.Tag.Get("mapstructure")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := prefix + strings.ToUpper(name)
+			if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
+				walk(f.Type, key+"_")
+				continue
+			}
+			keys[key] = true
+		}
+	}
+	walk(t, prefix)
+	return keys
+}
+
+// clearEnv unsets, for the test, every variable with prefix, so only the
+// compose file's reach the loader.
+func clearEnv(t *testing.T, prefix string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, prefix) {
+			t.Setenv(k, "") // restored after the test
+			os.Unsetenv(k)
+		}
+	}
+}
+
+// goDirective returns go.mod's go version.
+func goDirective(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	return string(m[1])
+}
+
+// image is what the test reads from deployments/Dockerfile.
+type image struct {
+	goTag    string   // the builder's golang tag, variant suffix removed
+	cgoOff   bool     // CGO_ENABLED=0 for the build
+	binaries []string // built (go build ./<name>) and copied into the runtime stage
+	user     string   // the runtime stage's USER
+	hasCurl  bool     // the runtime stage installs curl
+	// configDir is where `COPY configs/ <dir>` puts the shipped configs in
+	// the runtime stage; generated names files built into it by sed.
+	configDir string
+	generated map[string]generated // file name -> how the build stage made it
+	copied    []string             // files copied from the build stage to configDir
+}
+
+// generated is a file the build stage makes from a shipped config with sed.
+type generated struct {
+	script string // s|^<line>$|<replacement>|
+	from   string // its source, under configs/
+}
+
+// parseDockerfile reads the instructions of deployments/Dockerfile (as
+// text: no engine here), continuation lines joined.
+func parseDockerfile(t *testing.T) *image {
+	t.Helper()
+	b, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var instrs []string
+	var cur strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if strings.HasSuffix(trimmed, `\`) {
+			cur.WriteString(strings.TrimSuffix(trimmed, `\`) + " ")
+			continue
+		}
+		cur.WriteString(trimmed)
+		instrs = append(instrs, cur.String())
+		cur.Reset()
+	}
+	img := &image{generated: map[string]generated{}}
+	var built []string
+	stages := 0
+	var runtime []string // the last stage's instructions
+	for _, in := range instrs {
+		op, args, _ := strings.Cut(in, " ")
+		switch strings.ToUpper(op) {
+		case "FROM":
+			stages++
+			runtime = nil
+			if m := regexp.MustCompile(`^golang:([0-9.]+)`).FindStringSubmatch(args); m != nil {
+				img.goTag = m[1]
+			}
+		case "ENV":
+			if strings.Contains(args, "CGO_ENABLED=0") {
+				img.cgoOff = true
+			}
+		case "RUN":
+			if strings.Contains(args, "go build") {
+				if strings.Contains(args, "CGO_ENABLED=0") {
+					img.cgoOff = true
+				}
+				for _, m := range regexp.MustCompile(`\./(\w+)`).FindAllStringSubmatch(args[strings.Index(args, "go build"):], -1) {
+					built = append(built, m[1])
+				}
+			}
+			if m := regexp.MustCompile(`sed '([^']*)'\s+configs/(\S+)\s*>\s*\S*/([\w.-]+)`).FindStringSubmatch(args); m != nil {
+				img.generated[m[3]] = generated{script: m[1], from: m[2]}
+			}
+		}
+		runtime = append(runtime, in)
+	}
+	if stages < 2 {
+		t.Errorf("Dockerfile: %d stage(s), want a builder and a runtime stage", stages)
+	}
+	if img.goTag == "" {
+		t.Error("Dockerfile: no golang builder stage")
+	}
+	for _, in := range runtime {
+		op, args, _ := strings.Cut(in, " ")
+		fields := strings.Fields(args)
+		switch strings.ToUpper(op) {
+		case "USER":
+			img.user = args
+		case "RUN":
+			if strings.Contains(args, "apt-get install") && slices.Contains(fields, "curl") {
+				img.hasCurl = true
+			}
+		case "COPY":
+			if len(fields) < 2 {
+				continue
+			}
+			dst := fields[len(fields)-1]
+			if strings.HasPrefix(fields[0], "--from=") {
+				for _, src := range fields[1 : len(fields)-1] {
+					name := filepath.Base(src)
+					if slices.Contains(built, name) && dst == "/usr/local/bin/" {
+						img.binaries = append(img.binaries, name)
+					}
+					img.copied = append(img.copied, name)
+				}
+				continue
+			}
+			if fields[0] == "configs/" {
+				img.configDir = dst
+			}
+		}
+	}
+	if img.configDir == "" {
+		t.Fatal("Dockerfile: the runtime stage does not COPY configs/ into the image")
+	}
+	return img
+}
+
+// hostPath maps a path in the image to the repository file it comes from:
+// configs/ for the shipped files, and for a file the Dockerfile generates
+// from one of them, that file with the Dockerfile's sed applied (in a
+// temporary folder, the image's paths in it mapped too).
+func (img *image) hostPath(t *testing.T, p string) string {
+	t.Helper()
+	rel, ok := strings.CutPrefix(p, img.configDir)
+	if !ok {
+		t.Fatalf("%s is not under %s, where the image has the configs", p, img.configDir)
+	}
+	if gen, ok := img.generated[rel]; ok {
+		if !slices.Contains(img.copied, rel) {
+			t.Fatalf("%s: the build stage makes %s, but the runtime stage does not copy it", p, rel)
+		}
+		return img.generate(t, rel, gen)
+	}
+	host := filepath.Join("..", "configs", rel)
+	if _, err := os.Stat(host); err != nil {
+		t.Fatalf("%s: no such file in the image (%v)", p, err)
+	}
+	abs, err := filepath.Abs(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// generate applies a Dockerfile sed script of the form
+// s|^<line>$|<replacement>| (the one that switches on the collector's dev
+// operator) to the shipped file it reads.
+func (img *image) generate(t *testing.T, name string, gen generated) string {
+	t.Helper()
+	m := regexp.MustCompile(`^s\|\^(.*)\$\|(.*)\|$`).FindStringSubmatch(gen.script)
+	if m == nil {
+		t.Fatalf("Dockerfile: sed script %q for %s: want s|^<line>$|<replacement>|", gen.script, name)
+	}
+	line := strings.NewReplacer(`\[`, `[`, `\]`, `]`).Replace(m[1])
+	src := gen.from
+	b, err := os.ReadFile(filepath.Join("..", "configs", src))
+	if err != nil {
+		t.Fatalf("%s is generated from configs/%s: %v", name, src, err)
+	}
+	lines := strings.Split(string(b), "\n")
+	i := slices.Index(lines, line)
+	if i < 0 {
+		t.Fatalf("configs/%s has no line %q for the Dockerfile's sed to replace", src, line)
+	}
+	lines[i] = m[2]
+	configs, err := filepath.Abs(filepath.Join("..", "configs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(strings.Join(lines, "\n"), img.configDir, configs+string(filepath.Separator))
+	out := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
