@@ -90,10 +90,13 @@ func (n *notifier) run(ctx context.Context) error {
 	}
 }
 
-// notify passes a poll's erasure records on. Links committed before it
-// was called are known: an identify just before the erasure counts.
+// notify passes a poll's erasure records on. Links written before it was
+// called are known, those of transactions still open then included (it
+// waits for them to end): an identify just before the erasure counts. A
+// link judged before the erasure and written after is the links tail's
+// to erase (eraseLateLinks).
 func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
-	if err := n.linksTail.WaitCaughtUp(ctx); err != nil {
+	if err := n.linksTail.WaitSettled(ctx); err != nil {
 		return err
 	}
 	var out []*kgo.Record

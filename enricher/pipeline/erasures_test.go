@@ -36,7 +36,8 @@ func rawEvent(cfg Config, e event.Event) *kgo.Record {
 // notice with its own pseudonyms of the user and both devices (and no raw
 // identifier), suppresses the devices for good, forgets the links and
 // writes a receipt. Another user's link is untouched; a bad erasure record
-// goes to the DLQ.
+// goes to the DLQ. Devices linked to the user after its erasure, by an
+// event or by a link written late, are erased.
 func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	ctx := testenv.Context(t, 2*time.Minute)
@@ -48,6 +49,13 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		rawEvent(cfg, event.Event{Type: "alias", MessageID: "m-2", UserID: "u-1", PreviousID: "a-laptop"}),
 		rawEvent(cfg, event.Event{Type: "identify", MessageID: "m-3", UserID: "u-2", AnonymousID: "a-other"}),
 		rawEvent(cfg, event.Event{Type: "track", Event: "Viewed", MessageID: "m-4", AnonymousID: "a-nolink"}))
+	// Committed (counted only then), so the erasure below finds them.
+	for testutil.ToFloat64(p.metrics.identityLinks) < 3 {
+		if ctx.Err() != nil {
+			t.Fatal("identity links not committed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	links := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Identities.Name, 3)
 	linked := map[string]string{}
 	for _, r := range links {
@@ -163,5 +171,25 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		if string(r.Key) == "a-tablet" && r.Value != nil {
 			t.Errorf("the late device was linked to the erased user: %s", r.Value)
 		}
+	}
+
+	// A link judged before the erasure but written after it (its
+	// transaction committed late) erases its device when it is read.
+	lateLink, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-1", LinkedAt: time.Now().UTC()})
+	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Identities.Name, Key: []byte("a-watch"), Value: lateLink})
+	for {
+		var rec event.ErasureRecord
+		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
+			if string(r.Key) == "a-watch" {
+				rec, _ = event.DecodeErasureRecord(r.Value)
+			}
+		}
+		if rec.Reason == event.ReasonLinkedToErased && !rec.Linked {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("a link to the erased user written late did not erase its device")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -148,7 +148,11 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
 	var err error
-	n.linksTail, err = kafkax.NewTail(&cfg.Kafka, reg, "enricher_identities", p.log, []string{cfg.Topics.Identities.Name}, n.links.Apply(p.log))
+	applyLinks := n.links.Apply(p.log)
+	n.linksTail, err = kafkax.NewTail(&cfg.Kafka, reg, "enricher_identities", p.log, []string{cfg.Topics.Identities.Name}, func(records []*kgo.Record) {
+		applyLinks(records)
+		p.eraseLateLinks(records)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -510,12 +514,43 @@ func (p *Pipeline) linkRecord(it *item) *kgo.Record {
 		if !p.store.Suppressed(user) || p.store.Suppressed(from) {
 			return nil
 		}
-		value, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
-			Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID})
-		return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
+		return p.deviceErasure(from)
 	}
 	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: it.in.Env.ReceivedAt})
 	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}
+}
+
+// deviceErasure is the erasure record of a device linked to an erased
+// userId.
+func (p *Pipeline) deviceErasure(from string) *kgo.Record {
+	value, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
+		Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID})
+	return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
+}
+
+// eraseLateLinks erases the devices of links that reached the topic after
+// their userId was erased: links judged before the erasure and committed
+// after the notifier looked. Every instance reads every link, so two may
+// both erase a device: harmless, erasing is idempotent.
+func (p *Pipeline) eraseLateLinks(records []*kgo.Record) {
+	var out []*kgo.Record
+	for _, r := range records {
+		if r.Value == nil {
+			continue
+		}
+		link, err := event.DecodeIdentityLink(r.Value)
+		if err == nil && p.store.Suppressed(link.UserID) && !p.store.Suppressed(string(r.Key)) {
+			out = append(out, p.deviceErasure(string(r.Key)))
+		}
+	}
+	if len(out) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
+	defer cancel()
+	if err := p.notifier.client.ProduceSync(ctx, out...).FirstErr(); err != nil {
+		p.log.Error("devices linked to erased users not erased; erase them through the privacy API", "devices", len(out), "err", err)
+	}
 }
 
 // newRequestID is a random id for an erasure the enricher records itself.

@@ -111,8 +111,18 @@ func (t *Tail) run(ctx context.Context) {
 
 // WaitCaughtUp returns once every record committed to the topics before the
 // call has been applied.
-func (t *Tail) WaitCaughtUp(ctx context.Context) error {
-	ends, starts, err := t.offsets(ctx)
+func (t *Tail) WaitCaughtUp(ctx context.Context) error { return t.wait(ctx, false) }
+
+// WaitSettled is WaitCaughtUp that also waits for the transactions open at
+// the call to end, and applies their records if they commit: what was
+// written before the call, committed or not yet, has been dealt with.
+func (t *Tail) WaitSettled(ctx context.Context) error { return t.wait(ctx, true) }
+
+// wait waits until the position reaches the committed end offsets (the
+// last stable offsets), or with open the high watermarks: a read_committed
+// consumer passes an open transaction's records only once it has ended.
+func (t *Tail) wait(ctx context.Context, open bool) error {
+	ends, starts, err := t.offsets(ctx, open)
 	if err != nil {
 		return err
 	}
@@ -138,12 +148,17 @@ func (t *Tail) WaitCaughtUp(ctx context.Context) error {
 	return nil
 }
 
-// offsets lists the topics' committed end offsets and start offsets. It
+// offsets lists the topics' committed (or, with open, high watermark) end
+// offsets and start offsets. It
 // retries until ctx ends: a topic just created has no leader for a moment,
 // and franz-go reports that as a shard error, not always as a retriable one.
-func (t *Tail) offsets(ctx context.Context) (ends, starts kadm.ListedOffsets, err error) {
+func (t *Tail) offsets(ctx context.Context, open bool) (ends, starts kadm.ListedOffsets, err error) {
+	list := t.adm.ListCommittedOffsets
+	if open {
+		list = t.adm.ListEndOffsets
+	}
 	for {
-		ends, err = t.adm.ListCommittedOffsets(ctx, t.topics...)
+		ends, err = list(ctx, t.topics...)
 		if err == nil {
 			err = ends.Error()
 		}

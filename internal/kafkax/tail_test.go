@@ -76,6 +76,30 @@ func TestTail(t *testing.T) {
 	if s := got(); !slices.Equal(s, []string{"a", "b", "c"}) {
 		t.Errorf("after Start: %q, want a b c", s)
 	}
+	// WaitSettled waits for a transaction open when it was called.
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	settled := make(chan error, 1)
+	go func() { settled <- tail.WaitSettled(ctx) }()
+	select {
+	case err := <-settled:
+		t.Fatalf("WaitSettled returned while a transaction was open (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-settled; err != nil {
+		t.Fatal(err)
+	}
+	if s := got(); !slices.Contains(s, "open") {
+		t.Errorf("after WaitSettled: %q, want the committed transaction's record", s)
+	}
+
 	// Kafka writes a commit's markers after EndTransaction returns, so the
 	// record becomes readable (committed) a moment later.
 	transact(kgo.TryCommit, "d")
@@ -84,11 +108,11 @@ func TestTail(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := got()
-		if slices.Equal(s, []string{"a", "b", "c", "d"}) {
+		if slices.Equal(s, []string{"a", "b", "c", "d", "open"}) {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("after WaitCaughtUp: %q, want a b c d", s)
+			t.Fatalf("after WaitCaughtUp: %q, want a b c d open", s)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
