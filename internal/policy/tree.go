@@ -207,6 +207,18 @@ type treeDecoder struct {
 	extra []byte  // unescaped strings, after the input in the tree's text
 }
 
+// after reads what follows a member or an element: a comma (more follow)
+// or closer, which ends the object or array. ok false: neither.
+func (d *treeDecoder) after(closer byte) (more, ok bool) {
+	d.space()
+	if d.i >= len(d.s) {
+		return false, false
+	}
+	c := d.s[d.i]
+	d.i++
+	return c == ',', c == ',' || c == closer
+}
+
 func (d *treeDecoder) space() {
 	s, i := d.s, d.i
 	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
@@ -291,17 +303,12 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 			if !d.value(off, n, depth+1) {
 				return false
 			}
-			d.space()
-			if d.i >= len(d.s) {
+			more, ok := d.after('}')
+			if !ok {
 				return false
 			}
-			c := d.s[d.i]
-			d.i++
-			if c == '}' {
+			if !more {
 				break
-			}
-			if c != ',' {
-				return false
 			}
 		}
 	}
@@ -360,17 +367,12 @@ func (d *treeDecoder) array(idx int32, depth int) bool {
 			if !d.value(0, 0, depth+1) {
 				return false
 			}
-			d.space()
-			if d.i >= len(d.s) {
+			more, ok := d.after(']')
+			if !ok {
 				return false
 			}
-			c := d.s[d.i]
-			d.i++
-			if c == ']' {
+			if !more {
 				break
-			}
-			if c != ',' {
-				return false
 			}
 		}
 	}
