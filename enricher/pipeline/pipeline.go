@@ -53,7 +53,6 @@ import (
 	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/obs"
-	"github.com/consentflow/consentflow/internal/par"
 	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/retry"
 )
@@ -293,24 +292,21 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 		defer cancelSync()
 		synced <- p.follower.WaitCaughtUp(syncCtx)
 	}()
-	items := p.decode(records)
-	end, keys, t := kgo.TryCommit, []string(nil), newTally()
-	if syncErr := <-synced; syncErr != nil {
+	// Records are produced as each part of the batch is ready, in the
+	// batch's order, so the client compresses and sends them while the rest
+	// is processed; the transaction commits only if all were acknowledged.
+	var produced producedRecords
+	end := kgo.TryCommit
+	out, keys, t, err := p.processBatch(records, func() error { return <-synced },
+		func(part []*kgo.Record) { produced.produce(ctx, p.sess, part) })
+	if err != nil {
 		// Judging by stale consent could keep what a withdrawal forbids.
-		p.log.Warn("consent store not current; aborting the transaction", "err", syncErr)
+		p.log.Warn("consent store not current; aborting the transaction", "err", err)
 		end = kgo.TryAbort
-	} else {
-		// Records are produced as each part of the batch is ready, in the
-		// batch's order, so the client compresses and sends them while the
-		// rest is processed; the transaction commits only if all were
-		// acknowledged.
-		var produced producedRecords
-		var out []*kgo.Record
-		out, keys, t = p.processDecoded(items, func(part []*kgo.Record) { produced.produce(ctx, p.sess, part) })
-		if err := produced.wait(); err != nil {
-			p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", err)
-			end = kgo.TryAbort
-		}
+	}
+	if err := produced.wait(); err != nil && end == kgo.TryCommit {
+		p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", err)
+		end = kgo.TryAbort
 	}
 	endStart := time.Now()
 	committed, err = p.sess.End(ctx, end)
@@ -382,81 +378,7 @@ func (r *producedRecords) wait() error {
 // process turns a batch into its output records, the de-duplication keys of
 // the events it stores, and its counts.
 func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []string, t *tally) {
-	return p.processDecoded(p.decode(records), nil)
-}
-
-// decode decodes a batch on every core.
-func (p *Pipeline) decode(records []*kgo.Record) []item {
-	items := make([]item, len(records))
-	par.Range(len(items), 64, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			it := &items[i]
-			it.rec = records[i]
-			if it.in, it.poison = parse(records[i]); it.poison == nil {
-				ev := &it.in.Env.Event
-				// messageIds are the client's: unique per source, not across sources.
-				it.key = it.in.Env.SourceID + "\x00" + it.in.Env.MessageID
-				// Hashed here, on every core, for judging one after the other.
-				it.user, it.anon = p.store.Subject(ev.UserID), p.store.Subject(ev.AnonymousID)
-			}
-		}
-	})
-	return items
-}
-
-// partSize is how many events of a batch are judged, de-identified and
-// handed to emit at a time.
-const partSize = 1024
-
-// processDecoded judges and de-identifies decoded items, part after part,
-// and returns their output records, the de-duplication keys of the events
-// it stores, and its counts. It calls emit, if not nil, with each part's
-// output records, in order. De-identifying runs on every core; judging
-// runs in offset order, because consent carried by one event is in force
-// for the subject's next ones.
-func (p *Pipeline) processDecoded(items []item, emit func([]*kgo.Record)) (out []*kgo.Record, keys []string, t *tally) {
-	now := time.Now()
-	inBatch := make(map[string]bool, len(items))
-	t = newTally()
-	t.in = len(items)
-	out = make([]*kgo.Record, 0, len(items)+len(items)/2)
-	for lo := 0; lo < len(items); lo += partSize {
-		part := items[lo:min(lo+partSize, len(items))]
-		for i := range part {
-			it := &part[i]
-			if it.poison != nil {
-				continue
-			}
-			if p.dedup != nil && (inBatch[it.key] || p.dedup.contains(it.key, now)) {
-				it.dup = true // a client's retry of an event already stored
-				continue
-			}
-			it.d = p.judge(it)
-			if it.d.Drop == "" {
-				inBatch[it.key] = true
-			}
-		}
-		par.Range(len(part), 64, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				if it := &part[i]; it.poison == nil && !it.dup && it.d.Drop == "" {
-					p.route(it)
-				}
-			}
-		})
-		first := len(out)
-		for i := range part {
-			out, keys = p.assemble(&part[i], out, keys, t)
-			if in := part[i].in; in != nil {
-				// Its output records are copies: its memory can serve the
-				// next records decoded.
-				in.Release()
-				part[i].in = nil
-			}
-		}
-		if emit != nil {
-			emit(out[first:])
-		}
-	}
+	out, keys, t, _ = p.processBatch(records, nil, nil)
 	return out, keys, t
 }
 

@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// partSize is how many events of a batch go through the stages together.
+// Small enough that the stages overlap from the first part on, large
+// enough that handing parts over costs nothing next to processing them.
+const partSize = 256
+
+// processBatch turns a batch into its output records, the de-duplication
+// keys of the events it stores, and its counts. A batch goes through four
+// stages part by part: decoding and routing (de-identifying) run on every
+// core, judging and assembling one part after the other in offset order,
+// because consent carried by one event is in force for the subject's next
+// ones and output keeps the input's order. The stages overlap: while one
+// part is judged the next are decoded and the previous routed, so no core
+// waits on the serial stages.
+//
+// consentReady, if not nil, is waited for before the first judgement; its
+// error ends the batch unjudged (err). emit, if not nil, gets each part's
+// output records, in order, as soon as they are assembled.
+func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error, emit func([]*kgo.Record)) (out []*kgo.Record, keys []string, t *tally, err error) {
+	items := make([]item, len(records))
+	for i := range items {
+		items[i].rec = records[i]
+	}
+	parts := (len(items) + partSize - 1) / partSize
+	part := func(k int) []item { return items[k*partSize : min((k+1)*partSize, len(items))] }
+	decoded, routed := make([]chan struct{}, parts), make([]chan struct{}, parts)
+	decodeQ, routeQ := make(chan int, parts), make(chan int, parts)
+	for k := range parts {
+		decoded[k], routed[k] = make(chan struct{}), make(chan struct{})
+		decodeQ <- k
+	}
+	close(decodeQ)
+
+	var workers sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		workers.Go(func() { p.work(part, decodeQ, routeQ, decoded, routed) })
+	}
+	// unjudged is closed, with judgeErr set, if judging stopped early.
+	unjudged := make(chan struct{})
+	var judgeErr error
+	go func() {
+		defer close(routeQ) // the workers stop once it is drained
+		if consentReady != nil {
+			if judgeErr = consentReady(); judgeErr != nil {
+				close(unjudged)
+				return
+			}
+		}
+		j := newJudging(len(items))
+		for k := range parts {
+			<-decoded[k]
+			p.judgePart(part(k), j)
+			routeQ <- k
+		}
+	}()
+
+	t = newTally()
+	t.in = len(items)
+	out = make([]*kgo.Record, 0, len(items)+len(items)/2)
+	for k := range parts {
+		select {
+		case <-routed[k]:
+		case <-unjudged:
+			workers.Wait()
+			return nil, nil, nil, judgeErr
+		}
+		first := len(out)
+		items := part(k)
+		for i := range items {
+			out, keys = p.assemble(&items[i], out, keys, t)
+			if in := items[i].in; in != nil {
+				// Its output records are copies: its memory can serve the
+				// records decoded next.
+				in.Release()
+				items[i].in = nil
+			}
+		}
+		if emit != nil {
+			emit(out[first:])
+		}
+	}
+	workers.Wait()
+	return out, keys, t, nil
+}
+
+// work decodes and routes parts until there are none left. Routing comes
+// first: a routed part can be emitted, so producing starts early.
+func (p *Pipeline) work(part func(int) []item, decodeQ, routeQ <-chan int, decoded, routed []chan struct{}) {
+	for {
+		select {
+		case k, ok := <-routeQ:
+			if !ok {
+				return
+			}
+			p.routePart(part(k))
+			close(routed[k])
+			continue
+		default:
+		}
+		select {
+		case k, ok := <-routeQ:
+			if !ok {
+				return
+			}
+			p.routePart(part(k))
+			close(routed[k])
+		case k, ok := <-decodeQ:
+			if !ok {
+				decodeQ = nil // all taken: only routing is left
+				continue
+			}
+			p.decodePart(part(k))
+			close(decoded[k])
+		}
+	}
+}
+
+// decodePart decodes a part's records.
+func (p *Pipeline) decodePart(items []item) {
+	for i := range items {
+		it := &items[i]
+		if it.in, it.poison = parse(it.rec); it.poison == nil {
+			ev := &it.in.Env.Event
+			// messageIds are the client's: unique per source, not across sources.
+			it.key = it.in.Env.SourceID + "\x00" + it.in.Env.MessageID
+			// Hashed here, on any core, for judging one after the other.
+			it.user, it.anon = p.store.Subject(ev.UserID), p.store.Subject(ev.AnonymousID)
+		}
+	}
+}
+
+// judging is what judging a batch remembers from part to part.
+type judging struct {
+	now time.Time
+	// stored holds the de-duplication keys of the batch's kept events.
+	stored map[string]bool
+}
+
+func newJudging(n int) *judging {
+	return &judging{now: time.Now(), stored: make(map[string]bool, n)}
+}
+
+// judgePart marks a part's duplicates and judges the rest.
+func (p *Pipeline) judgePart(items []item, j *judging) {
+	for i := range items {
+		it := &items[i]
+		if it.poison != nil {
+			continue
+		}
+		if p.dedup != nil && (j.stored[it.key] || p.dedup.contains(it.key, j.now)) {
+			it.dup = true // a client's retry of an event already stored
+			continue
+		}
+		it.d = p.judge(it)
+		if it.d.Drop == "" {
+			j.stored[it.key] = true
+		}
+	}
+}
+
+// routePart de-identifies a part's kept events.
+func (p *Pipeline) routePart(items []item) {
+	for i := range items {
+		if it := &items[i]; it.poison == nil && !it.dup && it.d.Drop == "" {
+			p.route(it)
+		}
+	}
+}

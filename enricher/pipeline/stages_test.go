@@ -1,0 +1,73 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+)
+
+// TestProcessBatchAcrossParts: consent an event carries is in force for its
+// subject's later events in later parts of the batch, output keeps the
+// input's order, and a consent store that cannot catch up ends the batch
+// with nothing judged.
+func TestProcessBatchAcrossParts(t *testing.T) {
+	p, err := New(testConfig([]string{"127.0.0.1:1"}), prometheus.NewRegistry(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.sess.Close()
+	const n = 3*partSize + 7
+	grantAt, withdrawAt := 10, 2*partSize+3
+	at := time.Now().UTC().Add(-time.Hour)
+	records := make([]*kgo.Record, n)
+	for i := range records {
+		ctx := `{}`
+		switch i {
+		case grantAt:
+			ctx = `{"consent":{"categoryPreferences":{"Analytics":true}}}`
+		case withdrawAt:
+			ctx = `{"consent":{"categoryPreferences":{"Analytics":false}}}`
+		}
+		// "app" has no default grant: only carried consent keeps its events.
+		v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("m-%04d", i), ReceivedAt: at, SourceID: "app", Region: "cn",
+			Event: event.Event{Type: "page", AnonymousID: "anon-parts", Timestamp: at.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano), Context: json.RawMessage(ctx)}})
+		records[i] = &kgo.Record{Topic: "raw", Value: v}
+	}
+
+	out, keys, tally := p.process(records)
+	var kept []string
+	for _, r := range out {
+		if r.Topic != p.cfg.Topics.Clean.Name {
+			continue
+		}
+		c, err := event.DecodeClean(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, c.MessageID)
+	}
+	var want []string
+	for i := grantAt; i < withdrawAt; i++ {
+		want = append(want, fmt.Sprintf("m-%04d", i))
+	}
+	if fmt.Sprint(kept) != fmt.Sprint(want) {
+		t.Errorf("kept %d events %v...; want the %d from the grant up to the withdrawal, in order", len(kept), kept[:min(3, len(kept))], len(want))
+	}
+	if tally.in != n || tally.clean != len(want) || len(keys) != len(want) {
+		t.Errorf("tally in %d clean %d, %d keys; want %d, %d, %d", tally.in, tally.clean, len(keys), n, len(want), len(want))
+	}
+
+	stale := errors.New("consent store behind")
+	var emitted int
+	out, _, _, err = p.processBatch(records, func() error { return stale }, func(part []*kgo.Record) { emitted += len(part) })
+	if !errors.Is(err, stale) || out != nil || emitted != 0 {
+		t.Errorf("with consent behind: err %v, %d records out, %d emitted; want the error and nothing", err, len(out), emitted)
+	}
+}
