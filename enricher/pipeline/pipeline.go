@@ -304,6 +304,11 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 		p.log.Warn("consent store not current; aborting the transaction", "err", err)
 		end = kgo.TryAbort
 	}
+	// The last part need not linger for company: nothing more comes.
+	if err := p.sess.Client().Flush(ctx); err != nil && end == kgo.TryCommit {
+		p.log.Warn("produce not acknowledged in time; aborting the transaction", "records", len(out), "err", err)
+		end = kgo.TryAbort
+	}
 	if err := produced.wait(); err != nil && end == kgo.TryCommit {
 		p.log.Warn("produce failed; aborting the transaction", "records", len(out), "err", err)
 		end = kgo.TryAbort
