@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/policy"
@@ -125,6 +126,8 @@ func (m *metrics) add(t *tally) {
 		m.purposes.WithLabelValues(p).Add(float64(n))
 	}
 	for s, n := range t.defaultGrants {
-		m.defaultGrants.WithLabelValues(s).Add(float64(n))
+		// Cloned: a new label is kept for good, and s shares the memory of
+		// the whole fetch it came in.
+		m.defaultGrants.WithLabelValues(strings.Clone(s)).Add(float64(n))
 	}
 }

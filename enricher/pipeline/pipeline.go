@@ -523,13 +523,16 @@ func (p *Pipeline) judge(it *item) policy.Decision {
 
 // route de-identifies a kept event for events.clean.<region> and, with
 // cross-border consent, for the export topic through the gate.
-func (p *Pipeline) route(it *item) {
+func (p *Pipeline) route(it *item, mem *arena) {
 	clean, err := p.clean.Deidentify(it.in, it.d)
 	if err != nil {
 		it.poison = fmt.Errorf("de-identify: %w", err)
 		return
 	}
-	it.clean = &kgo.Record{Topic: p.cfg.Topics.Clean.Name, Key: []byte(clean.Subject), Value: clean.AppendJSON(make([]byte, 0, clean.SizeHint()))}
+	it.clean = mem.record()
+	it.clean.Topic = p.cfg.Topics.Clean.Name
+	it.clean.Key = mem.take(append(mem.room(len(clean.Subject)), clean.Subject...))
+	it.clean.Value = mem.take(clean.AppendJSON(mem.room(clean.SizeHint())))
 	if !it.d.Export || p.export == nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,5 +70,34 @@ func TestProcessBatchAcrossParts(t *testing.T) {
 	out, _, _, err = p.processBatch(records, func() error { return stale }, func(part []*kgo.Record) { emitted += len(part) })
 	if !errors.Is(err, stale) || out != nil || emitted != 0 {
 		t.Errorf("with consent behind: err %v, %d records out, %d emitted; want the error and nothing", err, len(out), emitted)
+	}
+}
+
+// TestArenaKeepsValuesApart: values taken from an arena never share bytes,
+// also when one outgrew its room, and none can grow into another.
+func TestArenaKeepsValuesApart(t *testing.T) {
+	var mem arena
+	var taken [][]byte
+	want := func(i int) []byte {
+		// Sizes from a few bytes to more than a chunk, some beyond their hint.
+		return bytes.Repeat([]byte{byte('a' + i%26)}, (i*7919)%(arenaChunk/3)+i%5)
+	}
+	for i := range 200 {
+		hint := len(want(i))
+		if i%4 == 0 {
+			hint /= 2 // outgrows its room when the chunk is nearly full
+		}
+		taken = append(taken, mem.take(append(mem.room(hint), want(i)...)))
+	}
+	for i, b := range taken {
+		if !bytes.Equal(b, want(i)) {
+			t.Fatalf("value %d changed after later values were taken", i)
+		}
+		if cap(b) != len(b) {
+			t.Fatalf("value %d has room to grow into the next (len %d, cap %d)", i, len(b), cap(b))
+		}
+	}
+	if r := mem.record(); r == mem.record() {
+		t.Error("two records share memory")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -44,13 +45,18 @@ type Parsed struct {
 // stay valid. Calling it is optional: without it the garbage collector
 // frees the memory.
 func (p *Parsed) Release() {
-	for i, t := range p.owned {
+	for _, t := range p.owned {
 		if t != nil {
 			t.release()
-			p.owned[i] = nil
 		}
 	}
+	*p = Parsed{}
+	parsedPool.Put(p)
 }
+
+// parsedPool holds released Parsed values for ParseRaw: one was the
+// largest object the enricher allocated per event.
+var parsedPool = sync.Pool{New: func() any { return new(Parsed) }}
 
 // Parse decodes the context and properties of an envelope that
 // event.DecodeEnvelope accepted. An error is an *event.FieldError: the

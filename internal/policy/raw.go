@@ -16,8 +16,9 @@ import (
 // UTC. ok is false for anything else; then decode with DecodeEnvelope and
 // Parse, which give the same result or say what is wrong.
 //
-// The envelope's raw parts (context, properties, traits, integrations)
-// are slices of raw, which must not change afterwards.
+// The envelope's strings and raw parts (context, properties, traits,
+// integrations) share raw's memory: raw must not change afterwards, and a
+// string kept for long should be cloned, or it keeps all of raw alive.
 func ParseRaw(raw []byte) (p *Parsed, ok bool) {
 	t, ok := decodeTree(raw)
 	if !ok {
@@ -27,7 +28,8 @@ func ParseRaw(raw []byte) (p *Parsed, ok bool) {
 		t.release()
 		return nil, false
 	}
-	in := &Parsed{ctx: emptyObject, whole: t}
+	in := parsedPool.Get().(*Parsed)
+	in.ctx, in.whole = emptyObject, t
 	in.owned[0] = &in.whole
 	defer func() {
 		if !ok {
