@@ -28,7 +28,7 @@ deps-status:
 bench: deps-up bench-ingest bench-enricher bench-sink bench-erasure ## Go benchmarks against the real services, then the collector, enricher, sink and erasure load tests
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
-bench-ingest: deps-up ## collector vs no-op HTTP vs raw franz-go producer (~90 s); read the ratios
+bench-ingest: deps-up ## collector vs raw franz-go producer, minimal HTTP-to-Kafka relay and no-op HTTP (~2 min); read the ratios
 	$(GO) run ./scripts/ingestbench $(INGESTBENCH_FLAGS)
 
 bench-enricher: deps-up ## enricher (transactions, full policy) vs plain consume-then-produce on the same broker, alternating rounds; ENRICHERBENCH_FLAGS to change

@@ -1,7 +1,8 @@
 // Command ingestbench measures how close the collector comes to what the
-// machine and the broker allow. In one run (about a minute and a half with
-// the defaults) it loads three targets with the same Segment track events
-// (about 780 bytes of JSON each, unique messageIds):
+// machine and the broker allow. In one run (about two minutes with the
+// defaults) it loads three targets with the same Segment track events
+// (about 780 bytes of JSON each, unique messageIds), and a fourth, relay
+// (below):
 //
 //   - collector: the real binary, built from ./collector and started with
 //     configs/collector.yaml, its listeners on free 127.0.0.1 ports and its
@@ -20,9 +21,10 @@
 // each sending the next batch when the last is answered, for -duration) and
 // reports events/s and request latency p50/p99. Then, at batch 20, it runs
 // an open loop at half the collector's maximum events/s against the
-// collector and the no-op server, timing each request from when it was due,
-// so queueing counts. Finally it reads the collector's peak RSS (VmHWM)
-// and stops it with SIGTERM, and deletes every topic it created.
+// collector, the relay (below) and the no-op server, timing each request
+// from when it was due, so queueing counts. Finally it reads the
+// collector's peak RSS (VmHWM) and stops it with SIGTERM, and deletes every
+// topic it created.
 //
 // How to read it: the machine is shared and has few cores, so the load
 // generator, the collector and Kafka compete for the same CPUs and absolute
@@ -40,6 +42,15 @@
 // time (other tenants, unattributed kernel work); busy is the whole
 // machine's utilisation, and background what other tenants used before any
 // load was applied.
+//
+// A fourth target splits the gap to raw in two. relay is an in-process
+// net/http server that produces each event of a body as a record and
+// answers once all are acknowledged, nothing more (no authentication,
+// validation, limits or envelope): relay/raw is the ceiling of any
+// collector built on net/http and franz-go on this machine, and
+// collector/relay the share of that ceiling the collector keeps; relay/noop
+// p99 at half load is what waiting for Kafka's acknowledgement alone adds
+// to the tail.
 //
 // Usage, from the repository root with Kafka running (scripts/deps.sh up):
 //
@@ -158,7 +169,7 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuCollector: r.proc.PID(), cpuKafka: brokerPID(o)}
 	rep.kafkaWatched = clock[cpuKafka] > 0
 	rep.background = benchkit.BackgroundLoad(time.Second)
-	targets := []target{r.collector, r.raw, r.noop} // collector and raw adjacent: their ratio is the headline
+	targets := []target{r.collector, r.raw, r.relay, r.noop} // collector and raw adjacent: their ratio is the headline
 
 	for _, batch := range benchSizes {
 		for _, t := range targets {
@@ -180,7 +191,7 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 	if rep.halfRate <= 0 {
 		return nil, fmt.Errorf("the collector accepted no events at batch %d: %v", latencyBatch, peak.firstErr)
 	}
-	for _, t := range []target{r.collector, r.noop} {
+	for _, t := range []target{r.collector, r.relay, r.noop} {
 		benchkit.Progress("open loop at %.0f events/s: %s, batch %d", rep.halfRate, t.name, latencyBatch)
 		st := measure(clock, func() stats {
 			return openLoop(ctx, t.send, latencyBatch, o.workers, rep.halfRate, o.duration)
@@ -196,14 +207,14 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 	return rep, ctx.Err()
 }
 
-// rig is the three targets and the collector process behind one of them.
+// rig is the targets and the collector process behind one of them.
 type rig struct {
-	proc                 *benchkit.Service
-	collector, noop, raw target
+	proc                        *benchkit.Service
+	collector, relay, noop, raw target
 }
 
-// setUp builds and starts the collector, starts the no-op server and the raw
-// producer, and registers how to undo each step.
+// setUp builds and starts the collector, starts the no-op server, the raw
+// producer and the relay, and registers how to undo each step.
 func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *benchkit.Cleanups) (*rig, error) {
 	adm, err := benchkit.NewAdmin(o.brokers, "ingestbench-admin")
 	if err != nil {
@@ -258,9 +269,23 @@ func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *benc
 	}
 	cl.Add(func() error { producer.Close(); return nil })
 
+	relayProducer, err := newRawProducer(o.brokers, topics.baseline)
+	if err != nil {
+		return nil, err
+	}
+	cl.Add(func() error { relayProducer.Close(); return nil })
+	relay, err := startRelay(relayProducer)
+	if err != nil {
+		return nil, err
+	}
+	cl.Add(func() error { relay.close(); return nil })
+	relaySend, closeIdle := newHTTPSender(gen, "http://"+relay.addr, o.writeKey, o.workers)
+	cl.Add(func() error { closeIdle(); return nil })
+
 	return &rig{
 		proc:      proc,
 		collector: target{"collector", collectorSend},
+		relay:     target{"relay", relaySend},
 		noop:      target{"noop", noopSend},
 		raw:       target{"raw", rawSender(producer, gen, o.rawAsync)},
 	}, nil

@@ -94,10 +94,18 @@ func (r *report) printRatios(out io.Writer) {
 		}
 		fmt.Fprintf(out, "  collector/raw events/s, batch %2d:         %5.2f  %s\n", b, ratio, goal)
 	}
+	for _, b := range benchSizes {
+		relay := r.find(r.closed, "relay", b).st.eventsPerSec()
+		fmt.Fprintf(out, "  relay/raw, collector/relay, batch %2d:     %5.2f, %.2f  (the HTTP hop's ceiling; the collector's share of it)\n",
+			b, relay/r.find(r.closed, "raw", b).st.eventsPerSec(), r.find(r.closed, "collector", b).st.eventsPerSec()/relay)
+	}
 	c, n := r.find(r.open, "collector", latencyBatch).st, r.find(r.open, "noop", latencyBatch).st
 	p99 := float64(c.percentile(0.99)) / float64(n.percentile(0.99))
 	fmt.Fprintf(out, "  collector/noop p99 at half load, batch %d: %5.2f  %s\n", latencyBatch, p99,
 		verdict(p99 < goalP99Ratio, fmt.Sprintf("goal < %.0f", goalP99Ratio)))
+	relay := r.find(r.open, "relay", latencyBatch).st
+	fmt.Fprintf(out, "  relay/noop p99 at half load, batch %d:     %5.2f  (what waiting for Kafka's acknowledgement alone adds)\n", latencyBatch,
+		float64(relay.percentile(0.99))/float64(n.percentile(0.99)))
 	fmt.Fprintf(out, "  collector peak RSS (VmHWM):              %5.1f MiB\n", float64(r.peakRSSKiB)/1024)
 }
 

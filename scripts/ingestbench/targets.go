@@ -49,37 +49,43 @@ func newHTTPSender(gen *eventGen, baseURL, writeKey string, workers int) (sendFu
 	return send, tr.CloseIdleConnections
 }
 
-// noopServer is baseline A: a real TCP listener and net/http server that
-// reads each body fully and answers as the collector does, so the gap to
-// the collector is the collector's own work plus Kafka's acknowledgement.
-type noopServer struct {
+// localServer is an in-process net/http server on a real TCP listener.
+type localServer struct {
 	srv  *http.Server
 	addr string
 }
 
-func startNoop() (*noopServer, error) {
+// startNoop is baseline A: a server that reads each body fully and answers
+// as the collector does, so the gap to the collector is the collector's own
+// work plus Kafka's acknowledgement.
+func startNoop() (*localServer, error) {
+	return serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"success":true}` + "\n"))
+	}))
+}
+
+// serve serves h on a fresh 127.0.0.1 listener.
+func serve(h http.Handler) (*localServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"success":true}` + "\n"))
-		}),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintln(os.Stderr, "ingestbench: no-op server:", err)
+			fmt.Fprintln(os.Stderr, "ingestbench: in-process server:", err)
 		}
 	}()
-	return &noopServer{srv: srv, addr: ln.Addr().String()}, nil
+	return &localServer{srv: srv, addr: ln.Addr().String()}, nil
 }
 
-func (n *noopServer) close() {
+func (n *localServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = n.srv.Shutdown(ctx)
@@ -128,4 +134,91 @@ func rawSender(cl *kgo.Client, gen *eventGen, async bool) sendFunc {
 		wg.Wait()
 		return errors.Join(errs...)
 	}
+}
+
+// relayServer is baseline C: HTTP in, one record per event out, answered
+// once Kafka acknowledged them all, and nothing else: no authentication,
+// validation, limits or envelope. It splits a /v1/batch body at the
+// top-level commas of its array and keys each record by the anonymousId it
+// finds in the bytes. It is the ceiling for any collector built on net/http
+// and franz-go on this machine: what separates it from raw is the HTTP hop
+// (the load generator's and the server's share of the CPUs), what separates
+// the collector from it is the collector's own work.
+func startRelay(producer *kgo.Client) (*localServer, error) {
+	return serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		events := splitBatch(body)
+		errs := make(chan error, len(events))
+		for _, ev := range events {
+			producer.Produce(r.Context(), &kgo.Record{Key: anonymousID(ev), Value: ev}, func(_ *kgo.Record, err error) { errs <- err })
+		}
+		for range events {
+			if err := <-errs; err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"success":true}` + "\n"))
+	}))
+}
+
+// splitBatch returns the elements of the array in {"batch":[...]}, found
+// by depth and string state alone.
+func splitBatch(body []byte) [][]byte {
+	start := bytes.IndexByte(body, '[')
+	if start < 0 {
+		return nil
+	}
+	var out [][]byte
+	depth, inString, escaped, from := 0, false, false, start+1
+	for i := start + 1; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 { // the array's end
+				if ev := bytes.TrimSpace(body[from:i]); len(ev) > 0 {
+					out = append(out, ev)
+				}
+				return out
+			}
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, body[from:i])
+			from = i + 1
+		}
+	}
+	return out
+}
+
+// anonymousID is the value of the first "anonymousId" in ev, the
+// collector's Kafka key.
+func anonymousID(ev []byte) []byte {
+	const mark = `"anonymousId":"`
+	i := bytes.Index(ev, []byte(mark))
+	if i < 0 {
+		return nil
+	}
+	v := ev[i+len(mark):]
+	if j := bytes.IndexByte(v, '"'); j >= 0 {
+		return v[:j]
+	}
+	return nil
 }
