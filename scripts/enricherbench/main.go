@@ -16,6 +16,11 @@
 //     unchanged to the baseline topic, asynchronously, with no transactions
 //     and no transform; timed from the first fetch that returned records to
 //     the acknowledgement of the last record.
+//   - passthrough: the same copy exactly once, as the enricher moves
+//     records: a GroupTransactSession, one transaction per poll of the
+//     enricher's max_poll_records, no transform. What separates it from the
+//     baseline is what transactions cost; what separates the enricher from
+//     it is the enricher's own work.
 //   - enricher: enricher/pipeline as configured by pipeline.Default() (new
 //     group and transactional id each round) on the run's topics: consent
 //     store rebuilt from the consent topic, one transaction per batch,
@@ -25,7 +30,7 @@
 //     which counts records of committed transactions, reaches -events.
 //
 // Baseline and enricher alternate, so drift of the shared machine shows as
-// a change between rounds rather than as a difference between the two. The
+// a change between rounds rather than as a difference between them. The
 // report gives events/s of each and their ratio (the goal: enricher at
 // least 0.5 of the baseline), the enricher from its first fetch too (the
 // baseline's own starting point), CPU per event of this process and of the
@@ -75,7 +80,7 @@ func parseFlags() (options, error) {
 	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (loopback only: this is a bench)")
 	flag.IntVar(&o.events, "events", 200000, "raw events per phase (1000-5000000)")
 	flag.IntVar(&o.subjects, "subjects", 20000, "distinct subjects, each with a consent state (1-1000000)")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds of baseline then enricher (1-10)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of baseline, passthrough and enricher (1-10)")
 	flag.IntVar(&o.maxPollRecords, "max-poll-records", 0, "the enricher's max_poll_records (records per transaction); 0 keeps pipeline.Default()'s")
 	flag.DurationVar(&o.phaseTimeout, "phase-timeout", 5*time.Minute, "bound on each phase")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the last round's enricher phase (after Start) to this file")
@@ -153,6 +158,16 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		r.baselineCPU = clock.Read().Since(before)
 		benchkit.Progress("  %.0f events/s", r.baseline.eventsPerSec())
+
+		group = fmt.Sprintf("%s%s.passthrough.r%d", topicPrefix, runID, round)
+		groups = append(groups, group)
+		benchkit.Progress("round %d: transactional passthrough", round)
+		before = clock.Read()
+		if r.passthrough, err = runPassthrough(ctx, o, topics, group); err != nil {
+			return fmt.Errorf("round %d passthrough: %w", round, err)
+		}
+		r.passthroughCPU = clock.Read().Since(before)
+		benchkit.Progress("  %.0f events/s", r.passthrough.eventsPerSec())
 
 		group = fmt.Sprintf("%s%s.enricher.r%d", topicPrefix, runID, round)
 		groups = append(groups, group, group+"-erasures") // the latter: its erasure notifier's
