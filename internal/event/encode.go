@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/json"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -134,6 +135,29 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// plainPrefix is how many bytes at the start of s are plain, eight at a
+// time: the lowest byte a mask below marks is not plain (a mark above it
+// may be a borrow's).
+func plainPrefix(s string) int {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	zero := func(w uint64) uint64 { return (w - lsb) &^ w & msb }
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		m := zero(w^(lsb*'"')) | zero(w^(lsb*'\\')) | zero(w^(lsb*'<')) | zero(w^(lsb*'>')) | zero(w^(lsb*'&')) |
+			(w-lsb*0x20)&^w&msb | // control characters
+			w&msb // not ASCII
+		if m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	return i
+}
+
 // AppendString appends s as a JSON string, as json.Marshal writes it.
 func AppendString(b []byte, s string) []byte { return appendString(b, s) }
 
@@ -143,10 +167,7 @@ func AppendString(b []byte, s string) []byte { return appendString(b, s) }
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	// Most strings need no escaping: find the first byte that may.
-	i := 0
-	for i < len(s) && plain[s[i]] {
-		i++
-	}
+	i := plainPrefix(s)
 	if i == len(s) {
 		b = append(b, s...)
 		return append(b, '"')

@@ -91,3 +91,32 @@ func FuzzAppendValue(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainPrefixFindsTheFirstSpecialByte: eight bytes at a time or one,
+// plainPrefix stops at the first byte that is not plain, wherever it is
+// and whatever plain or special bytes follow it.
+func TestPlainPrefixFindsTheFirstSpecialByte(t *testing.T) {
+	naive := func(s string) int {
+		i := 0
+		for i < len(s) && plain[s[i]] {
+			i++
+		}
+		return i
+	}
+	for c := range 256 {
+		for n := range 20 {
+			for pos := range n {
+				for _, after := range []byte{'a', 0, 0x1f, 0x80, '"', 0xff} {
+					b := bytes.Repeat([]byte{'x'}, n)
+					b[pos] = byte(c)
+					for j := pos + 1; j < n; j++ {
+						b[j] = after
+					}
+					if got, want := plainPrefix(string(b)), naive(string(b)); got != want {
+						t.Fatalf("plainPrefix(%q) = %d, want %d", b, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +54,15 @@ const (
 
 func (t *jsonTree) kind(i int32) byte { return t.nodes[i].kind }
 
+// compareNames is strings.Compare, deciding on the first bytes where they
+// differ, as member names mostly do, without a call.
+func compareNames(a, b string) int {
+	if len(a) > 0 && len(b) > 0 && a[0] != b[0] {
+		return int(a[0]) - int(b[0])
+	}
+	return strings.Compare(a, b)
+}
+
 // key is node i's member name.
 func (t *jsonTree) key(i int32) string {
 	n := &t.nodes[i]
@@ -96,7 +106,7 @@ func (t *jsonTree) member(i int32, name string) int32 {
 	lo, hi := 0, len(kids)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if t.key(kids[m]) < name {
+		if compareNames(t.key(kids[m]), name) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -113,7 +123,7 @@ func (t *jsonTree) member(i int32, name string) int32 {
 // not named before name, and that member if it is named name, else -1.
 // Looking for names in order this way walks the members once.
 func (t *jsonTree) seek(kids []int32, j int, name string) (int, int32) {
-	for j < len(kids) && t.key(kids[j]) < name {
+	for j < len(kids) && compareNames(t.key(kids[j]), name) < 0 {
 		j++
 	}
 	if j < len(kids) && t.key(kids[j]) == name {
@@ -327,7 +337,7 @@ func (d *treeDecoder) object(idx int32, depth int) bool {
 	dup := false
 	for i := 1; i < len(members); i++ {
 		for j := i; j > 0; j-- {
-			c := strings.Compare(d.key(members[j-1]), d.key(members[j]))
+			c := compareNames(d.key(members[j-1]), d.key(members[j]))
 			if c <= 0 {
 				dup = dup || c == 0
 				break
@@ -400,11 +410,13 @@ func (d *treeDecoder) string() (off, n uint32, ok bool) {
 	s, i := d.s, d.i+1
 	start := i
 	// Eight bytes at a time while none is a quote, a backslash or a
-	// control character.
+	// control character; the lowest byte a mask marks is one of those (a
+	// mark above it may be a borrow's).
 	for i+8 <= len(s) {
 		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if hasZeroByte(w^(lsb*'"'))|hasZeroByte(w^(lsb*'\\'))|(w-lsb*0x20)&^w&msb != 0 {
+		if m := hasZeroByte(w^(lsb*'"')) | hasZeroByte(w^(lsb*'\\')) | (w-lsb*0x20)&^w&msb; m != 0 {
+			i += bits.TrailingZeros64(m) / 8
 			break
 		}
 		i += 8
