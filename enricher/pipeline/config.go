@@ -147,7 +147,7 @@ func Default() Config {
 			Topic:          kafkax.TopicSpec{Name: "events.export.intl", Retention: 7 * 24 * time.Hour},
 			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.intl", Retention: -1}},
 		Consent:            Consent{History: 16, SyncTimeout: 10 * time.Second},
-		MaxPollRecords:     4000,
+		MaxPollRecords:     10000,
 		TransactionTimeout: 30 * time.Second,
 		DedupWindow:        10 * time.Minute,
 		DedupMaxEntries:    500000,
