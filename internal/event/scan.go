@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -46,14 +47,14 @@ var hexDigit = func() (t [256]bool) {
 	return t
 }()
 
-// needsLook reports whether any of the eight bytes in w is one strSafe
-// refuses: '"', '\\', a control character, or not ASCII. It never misses
-// one (the bit tricks can only err towards true after a match, and any
-// true sends the scanner byte by byte).
-func needsLook(w uint64) bool {
+// lookMask marks the bytes of w (eight, little-endian) that strSafe
+// refuses: '"', '\\', a control character, or not ASCII. Its lowest mark is
+// always such a byte (the bit tricks can only err towards a mark above a
+// true one), so it locates the first byte to look at.
+func lookMask(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	return (hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | (w-ones*0x20)&^w&highs | w&highs) != 0
+	return hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | (w-ones*0x20)&^w&highs | w&highs
 }
 
 // ws skips insignificant whitespace.
@@ -78,7 +79,11 @@ func (s *scanner) str() (start, end int, ok bool) {
 	s.escaped = false
 	for {
 		// Eight bytes at a time while none of them needs a look.
-		for i+8 <= len(b) && !needsLook(binary.LittleEndian.Uint64(b[i:])) {
+		for i+8 <= len(b) {
+			if m := lookMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
 			i += 8
 		}
 		for i < len(b) && strSafe[b[i]] {
