@@ -167,6 +167,36 @@ const maxAllowedKeys = 5
 
 // Deidentify applies the profile to one parsed event kept for d.Purposes.
 func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
+	c, _, err := p.deidentify(in, d, nil)
+	return c, err
+}
+
+// AppendDeidentified appends the JSON of Deidentify's result to dst, and
+// returns it with the event's subject pseudonym (its Kafka key). The
+// de-identified context and properties pass through reused memory on
+// their way.
+func (p *Profile) AppendDeidentified(dst []byte, in *Parsed, d Decision) ([]byte, string, error) {
+	scratch := scratches.Get().(*[]byte)
+	c, buf, err := p.deidentify(in, d, (*scratch)[:0])
+	if err == nil {
+		dst = c.AppendJSON(slices.Grow(dst, c.SizeHint()))
+	}
+	if cap(buf) <= maxScratch {
+		*scratch = buf[:0] // grown, if it had to
+		scratches.Put(scratch)
+	}
+	return dst, c.Subject, err
+}
+
+// scratches hold the buffers AppendDeidentified writes contexts and
+// properties into; a rare large one is left to the garbage collector.
+var scratches = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 64 << 10
+
+// deidentify is Deidentify writing the context and properties into
+// scratch, when it is large enough; buf is the memory they are in.
+func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte) (c event.Clean, buf []byte, err error) {
 	env, ev := &in.Env, &in.Env.Event
 	ts := in.At // the timestamp (validated by event.DecodeEnvelope), else receivedAt
 	name := ev.Event
@@ -180,7 +210,7 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 		allowList = coarseContextAllowList
 	}
 	key := p.keys.At(env.ReceivedAt)
-	c := event.Clean{
+	c = event.Clean{
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
 		Type:          ev.Type,
@@ -201,7 +231,10 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 	if coarse {
 		size -= len(ev.Context) * 2 / 3
 	}
-	b := make([]byte, 0, size)
+	b := scratch
+	if cap(b) < size {
+		b = make([]byte, 0, size)
+	}
 	b = p.appendContext(b, &in.ctx, in.ctxRoot, allowList)
 	n := len(b)
 	if n > 0 {
@@ -244,7 +277,7 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 			c.BrowserVersion, c.OSVersion = a.BrowserVersion, a.OSVersion
 		}
 	}
-	return c, nil
+	return c, b, nil
 }
 
 // appendContext appends, as JSON with keys sorted, what allowList keeps of

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -570,5 +571,53 @@ func TestNewPseudonymizer(t *testing.T) {
 				t.Errorf("error %q reveals the key", err)
 			}
 		})
+	}
+}
+
+// TestAppendDeidentifiedIsDeidentify: the enricher's way, through reused
+// memory, writes exactly what Deidentify returns, encoded, for every golden
+// case in turn and again in reverse, so each case follows others in the
+// same buffers.
+func TestAppendDeidentifiedIsDeidentify(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no testdata/*.json cases (%v)", err)
+	}
+	profile := newTestProfile(t, inRegionSettings)
+	d := policy.Decision{Purposes: policy.Analytics}
+	order := append(slices.Clone(inputs), inputs...)
+	slices.Reverse(order[len(inputs):])
+	var outputs [][]byte
+	for _, path := range order {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := event.DecodeEnvelope(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := policy.Parse(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clean, err := profile.Deidentify(in, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, subject, err := profile.AppendDeidentified([]byte("prefix:"), in, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := clean.AppendJSON([]byte("prefix:")); !bytes.Equal(got, want) || subject != clean.Subject {
+			t.Fatalf("%s: AppendDeidentified wrote\n%s (subject %s)\nwant\n%s (subject %s)", path, got, subject, want, clean.Subject)
+		}
+		outputs = append(outputs, got)
+	}
+	// Earlier outputs are not the reused memory's: they stay as written.
+	for i := range inputs {
+		if j := len(order) - 1 - i; !bytes.Equal(outputs[i], outputs[j]) {
+			t.Fatalf("%s: output changed after later events (%s vs %s)", inputs[i], outputs[i], outputs[j])
+		}
 	}
 }

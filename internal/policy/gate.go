@@ -42,18 +42,17 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	if !d.Export || d.Drop != "" {
 		return Exportable{}, fmt.Errorf("%w: no cross-border consent", ErrGateRefused)
 	}
-	clean, err := p.Deidentify(in, d)
+	value, subject, err := p.AppendDeidentified(nil, in, d)
 	if err != nil {
 		return Exportable{}, err
 	}
-	value := clean.AppendJSON(make([]byte, 0, clean.SizeHint()))
 	var scratch [256]byte
 	for _, id := range in.RawIdentifiers() {
 		if leaks(value, append(scratch[:0], id.Value...)) || needsEscape(id.Value) && leaks(value, escaped(id.Value)) {
 			return Exportable{}, fmt.Errorf("%w: output holds the raw value of %s", ErrGateRefused, id.Field)
 		}
 	}
-	return Exportable{key: []byte(clean.Subject), value: value}, nil
+	return Exportable{key: []byte(subject), value: value}, nil
 }
 
 // needsEscape reports whether json.Marshal writes s otherwise than as it
