@@ -59,8 +59,26 @@ func PurposesOf(m map[string]bool) Purposes {
 }
 
 // Names lists the purposes of the set in the order of event.Purposes;
-// never nil, so an empty set encodes as [].
+// never nil, so an empty set encodes as []. The slice is shared: its
+// elements must not change (appending to it copies).
 func (p Purposes) Names() []string {
+	if int(p) < len(purposeNames) {
+		return slices.Clip(purposeNames[p])
+	}
+	return namesOf(p)
+}
+
+// purposeNames are the names of every set of the known purposes: an event
+// kept is an event whose purposes are named, and a new slice for each was
+// an allocation per event.
+var purposeNames = func() (t [1 << 4][]string) {
+	for p := range t {
+		t[p] = namesOf(Purposes(p))
+	}
+	return t
+}()
+
+func namesOf(p Purposes) []string {
 	names := []string{}
 	for i, name := range event.Purposes {
 		if p&(1<<i) != 0 {

@@ -27,6 +27,9 @@ type jsonTree struct {
 	text string
 	// dupNames says an object repeated a name (and only the last counts).
 	dupNames bool
+	// mem is where nodes and kids go back on release; nil for a tree that
+	// is not reused.
+	mem *treeMemory
 }
 
 // jsonNode is one value of a jsonTree.
@@ -165,12 +168,13 @@ func decodeTree(raw []byte) (t jsonTree, ok bool) {
 	d := decoders.Get().(*treeDecoder)
 	defer decoders.Put(d)
 	d.s, d.i, d.extra = unsafe.String(unsafe.SliceData(raw), len(raw)), 0, d.extra[:0]
-	d.t = jsonTree{nodes: newNodes(n), kids: newKids(n)}
+	d.t = newTree(n)
 	ok = d.value(0, 0, 0)
 	d.space()
 	t, d.t, d.stack = d.t, jsonTree{}, d.stack[:0]
 	if !ok || d.i != len(raw) {
 		d.s = ""
+		t.release()
 		return jsonTree{}, false
 	}
 	t.text = d.s
@@ -181,35 +185,37 @@ func decodeTree(raw []byte) (t jsonTree, ok bool) {
 	return t, true
 }
 
-// nodePool and kidPool hold the node and kids slices of released trees
-// (jsonTree.release), to be reused: the nodes of a record were the largest
-// of the enricher's allocations. Both hold no pointers, so a slice is
-// ready for use once truncated.
-var nodePool, kidPool sync.Pool
-
-func newNodes(n int) []jsonNode {
-	if s, ok := nodePool.Get().(*[]jsonNode); ok && cap(*s) >= n {
-		return (*s)[:0]
-	}
-	return make([]jsonNode, 0, n)
+// treeMemory is the node and kids slices of a tree, kept in treeMemories
+// once the tree is released (jsonTree.release) to serve the next: the nodes
+// of a record were the largest of the enricher's allocations. Both hold no
+// pointers, so a slice is ready for use once truncated.
+type treeMemory struct {
+	nodes []jsonNode
+	kids  []int32
 }
 
-func newKids(n int) []int32 {
-	if s, ok := kidPool.Get().(*[]int32); ok && cap(*s) >= n {
-		return (*s)[:0]
+var treeMemories = sync.Pool{New: func() any { return new(treeMemory) }}
+
+// newTree is an empty tree with room for n nodes.
+func newTree(n int) jsonTree {
+	m := treeMemories.Get().(*treeMemory)
+	if cap(m.nodes) < n {
+		m.nodes = make([]jsonNode, 0, n)
 	}
-	return make([]int32, 0, n)
+	if cap(m.kids) < n {
+		m.kids = make([]int32, 0, n)
+	}
+	return jsonTree{nodes: m.nodes[:0], kids: m.kids[:0], mem: m}
 }
 
 // release gives t's nodes and kids to be reused. t must not be used
 // afterwards; its text may, it is not reused.
 func (t *jsonTree) release() {
-	if cap(t.nodes) > 0 {
-		nodes, kids := t.nodes, t.kids
-		nodePool.Put(&nodes)
-		kidPool.Put(&kids)
+	if m := t.mem; m != nil {
+		m.nodes, m.kids = t.nodes[:0], t.kids[:0]
+		treeMemories.Put(m)
 	}
-	t.nodes, t.kids = nil, nil
+	t.nodes, t.kids, t.mem = nil, nil, nil
 }
 
 // decoders hold the scratch space of decodeTree.
