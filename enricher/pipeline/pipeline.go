@@ -338,7 +338,7 @@ type item struct {
 	rec    *kgo.Record
 	in     *policy.Parsed
 	poison error
-	key    string // source and messageId, for de-duplication
+	key    dedupKey // source and messageId, for de-duplication
 	// user and anon are the event's userId and anonymousId, hashed.
 	user, anon consentstore.Subject
 	d          policy.Decision
@@ -382,14 +382,14 @@ func (r *producedRecords) wait() error {
 
 // process turns a batch into its output records, the de-duplication keys of
 // the events it stores, and its counts.
-func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []string, t *tally) {
+func (p *Pipeline) process(records []*kgo.Record) (out []*kgo.Record, keys []dedupKey, t *tally) {
 	out, keys, t, _ = p.processBatch(records, nil, nil)
 	return out, keys, t
 }
 
 // assemble appends an item's output records, and its de-duplication key
 // if it is stored, and counts it.
-func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []string, t *tally) ([]*kgo.Record, []string) {
+func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tally) ([]*kgo.Record, []dedupKey) {
 	switch {
 	case it.poison != nil:
 		t.dropped[dropPoison]++

@@ -26,7 +26,7 @@ const partSize = 256
 // consentReady, if not nil, is waited for before the first judgement; its
 // error ends the batch unjudged (err). emit, if not nil, gets each part's
 // output records, in order, as soon as they are assembled.
-func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error, emit func([]*kgo.Record)) (out []*kgo.Record, keys []string, t *tally, err error) {
+func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error, emit func([]*kgo.Record)) (out []*kgo.Record, keys []dedupKey, t *tally, err error) {
 	items := make([]item, len(records))
 	for i := range items {
 		items[i].rec = records[i]
@@ -131,8 +131,7 @@ func (p *Pipeline) decodePart(items []item) {
 		it := &items[i]
 		if it.in, it.poison = parse(it.rec); it.poison == nil {
 			ev := &it.in.Env.Event
-			// messageIds are the client's: unique per source, not across sources.
-			it.key = it.in.Env.SourceID + "\x00" + it.in.Env.MessageID
+			it.key = dedupKeyOf(it.in.Env.SourceID, it.in.Env.MessageID)
 			// Hashed here, on any core, for judging one after the other.
 			it.user, it.anon = p.store.Subject(ev.UserID), p.store.Subject(ev.AnonymousID)
 		}
@@ -143,11 +142,11 @@ func (p *Pipeline) decodePart(items []item) {
 type judging struct {
 	now time.Time
 	// stored holds the de-duplication keys of the batch's kept events.
-	stored map[string]bool
+	stored map[dedupKey]bool
 }
 
 func newJudging(n int) *judging {
-	return &judging{now: time.Now(), stored: make(map[string]bool, n)}
+	return &judging{now: time.Now(), stored: make(map[dedupKey]bool, n)}
 }
 
 // judgePart marks a part's duplicates and judges the rest.
