@@ -86,6 +86,10 @@ func (f *apiFixture) last(t *testing.T, n int) []event.Envelope {
 		if err != nil {
 			t.Fatalf("raw topic holds an invalid envelope: %v", err)
 		}
+		// Kafka's timestamp is the receipt's, at Kafka's millisecond.
+		if want := env.ReceivedAt.Truncate(time.Millisecond); !r.Timestamp.Equal(want) {
+			t.Fatalf("record timestamp %v, want receivedAt %v", r.Timestamp, want)
+		}
 		envs = append(envs, env)
 	}
 	// Records of one request may land in several partitions: order by

@@ -641,6 +641,9 @@ func (rb *recordBuilder) add(i int, raw []byte, ev *event.Event) *kgo.Record {
 	rec := &rb.recs[i]
 	rec.Key = rb.keys[kstart:len(rb.keys):len(rb.keys)]
 	rec.Value = rb.values[start:len(rb.values):len(rb.values)]
+	// Kafka's timestamp is when the collector took the event, as the
+	// envelope's receivedAt (else the client reads the clock per record).
+	rec.Timestamp = rb.receivedAt
 	return rec
 }
 
