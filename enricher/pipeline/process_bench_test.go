@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -18,11 +17,7 @@ import (
 // 1000 realistic events of which a third are exported. Compare runs with
 // benchstat; the Kafka-bound figure is make bench-enricher.
 func BenchmarkProcess(b *testing.B) {
-	p, err := New(testConfig([]string{"127.0.0.1:1"}), prometheus.NewRegistry(), quiet)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.sess.Close()
+	p := offlinePipeline(b)
 	p.dedup = nil
 	const n = 1000
 	records := make([]*kgo.Record, n)

@@ -97,31 +97,28 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 // first: a routed part can be emitted, so producing starts early.
 func (p *Pipeline) work(part func(int) []item, decodeQ, routeQ <-chan int, decoded, routed []chan struct{}) {
 	for {
+		var k int
+		var ok bool
 		select {
-		case k, ok := <-routeQ:
-			if !ok {
-				return
-			}
-			p.routePart(part(k))
-			close(routed[k])
-			continue
-		default:
-		}
-		select {
-		case k, ok := <-routeQ:
-			if !ok {
-				return
-			}
-			p.routePart(part(k))
-			close(routed[k])
-		case k, ok := <-decodeQ:
-			if !ok {
-				decodeQ = nil // all taken: only routing is left
+		case k, ok = <-routeQ:
+		default: // nothing to route yet: whichever comes first
+			select {
+			case k, ok = <-routeQ:
+			case d, more := <-decodeQ:
+				if !more {
+					decodeQ = nil // all taken: only routing is left
+				} else {
+					p.decodePart(part(d))
+					close(decoded[d])
+				}
 				continue
 			}
-			p.decodePart(part(k))
-			close(decoded[k])
 		}
+		if !ok {
+			return
+		}
+		p.routePart(part(k))
+		close(routed[k])
 	}
 }
 

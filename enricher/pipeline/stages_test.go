@@ -14,16 +14,24 @@ import (
 	"github.com/consentflow/consentflow/internal/event"
 )
 
+// offlinePipeline is a pipeline for processing batches in memory: its
+// clients point nowhere and it is never started.
+func offlinePipeline(tb testing.TB) *Pipeline {
+	tb.Helper()
+	p, err := New(testConfig([]string{"127.0.0.1:1"}), prometheus.NewRegistry(), quiet)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.sess.Close)
+	return p
+}
+
 // TestProcessBatchAcrossParts: consent an event carries is in force for its
 // subject's later events in later parts of the batch, output keeps the
 // input's order, and a consent store that cannot catch up ends the batch
 // with nothing judged.
 func TestProcessBatchAcrossParts(t *testing.T) {
-	p, err := New(testConfig([]string{"127.0.0.1:1"}), prometheus.NewRegistry(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.sess.Close()
+	p := offlinePipeline(t)
 	const n = 3*partSize + 7
 	grantAt, withdrawAt := 10, 2*partSize+3
 	at := time.Now().UTC().Add(-time.Hour)
@@ -67,7 +75,7 @@ func TestProcessBatchAcrossParts(t *testing.T) {
 
 	stale := errors.New("consent store behind")
 	var emitted int
-	out, _, _, err = p.processBatch(records, func() error { return stale }, func(part []*kgo.Record) { emitted += len(part) })
+	out, _, _, err := p.processBatch(records, func() error { return stale }, func(part []*kgo.Record) { emitted += len(part) })
 	if !errors.Is(err, stale) || out != nil || emitted != 0 {
 		t.Errorf("with consent behind: err %v, %d records out, %d emitted; want the error and nothing", err, len(out), emitted)
 	}
