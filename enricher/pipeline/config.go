@@ -49,7 +49,7 @@ type Config struct {
 	// DedupWindow is how long an event's source and messageId are
 	// remembered to drop client retries. Zero turns de-duplication off.
 	DedupWindow time.Duration `mapstructure:"dedup_window"`
-	// DedupMaxEntries bounds the events remembered (about 100 bytes each).
+	// DedupMaxEntries bounds the events remembered (about 85 bytes each).
 	DedupMaxEntries int `mapstructure:"dedup_max_entries"`
 }
 
