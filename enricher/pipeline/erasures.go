@@ -26,10 +26,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/enricher/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"
@@ -55,6 +57,42 @@ type notifier struct {
 	linksTail    *kafkax.Tail
 	destinations []noticeDestination
 	now          func() time.Time
+	// passed are the userIds whose erasure this notifier passed on lately
+	// (eraseLateLinks), hashed by subject.
+	passed  *passedUsers
+	subject func(id string) consentstore.Subject
+}
+
+// passedUsers remembers, for keep, the users whose erasure was passed on.
+// A link to one of them that the links tail reads afterwards was written
+// after the notifier looked at the user's links: its transaction was open
+// then, so it commits within a transaction timeout, and keep covers that.
+type passedUsers struct {
+	mu   sync.Mutex
+	keep time.Duration
+	at   map[consentstore.Subject]time.Time
+}
+
+func newPassedUsers(keep time.Duration) *passedUsers {
+	return &passedUsers{keep: keep, at: map[consentstore.Subject]time.Time{}}
+}
+
+func (u *passedUsers) add(s consentstore.Subject, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for old, at := range u.at { // erasures are few: a sweep per one costs nothing
+		if now.Sub(at) >= u.keep {
+			delete(u.at, old)
+		}
+	}
+	u.at[s] = now
+}
+
+func (u *passedUsers) has(s consentstore.Subject, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	at, ok := u.at[s]
+	return ok && now.Sub(at) < u.keep
 }
 
 func (n *notifier) run(ctx context.Context) error {
@@ -130,6 +168,10 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 	var out []*kgo.Record
 	if rec.SubjectKind == event.SubjectUserID {
 		users = []string{id}
+		// Passed before its links are read: a link applied after this is
+		// the links tail's to erase, one applied before is in this notice
+		// (or both, harmless).
+		n.passed.add(n.subject(id), n.now())
 		linked = n.links.Of(id)
 		anonymous = linked
 		for _, a := range linked {

@@ -193,3 +193,33 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLateLinksAreThoseReadAfterThePass: the links tail erases a device
+// for a link it reads after this instance passed its user's erasure on,
+// and not for one it reads late but before the pass (that link is in the
+// notice: erasing again would be a second request for the same device),
+// nor for a device already suppressed, nor once the pass is long past.
+func TestLateLinksAreThoseReadAfterThePass(t *testing.T) {
+	p := offlinePipeline(t)
+	link := func(device, user string) *kgo.Record {
+		v, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: time.Now().UTC()})
+		return &kgo.Record{Key: []byte(device), Value: v}
+	}
+	now := time.Now()
+	p.notifier.now = func() time.Time { return now }
+	// u-racing is suppressed (the store read its erasure) but not passed yet.
+	p.store.Suppress("u-racing")
+	if _, err := p.notifier.pass("u-passed", event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-u-passed", SubjectKind: event.SubjectUserID}); err != nil {
+		t.Fatal(err)
+	}
+	p.store.Suppress("u-passed")
+	p.store.Suppress("d-suppressed")
+	records := []*kgo.Record{link("d-late", "u-passed"), link("d-racing", "u-racing"), link("d-suppressed", "u-passed"),
+		link("d-other", "u-other"), {Key: []byte("d-tombstone")}}
+	if got := p.lateLinkDevices(records, now.Add(time.Second)); !slices.Equal(got, []string{"d-late"}) {
+		t.Errorf("late devices %v, want [d-late]", got)
+	}
+	if got := p.lateLinkDevices(records, now.Add(p.notifier.passed.keep)); len(got) != 0 {
+		t.Errorf("late devices %v once the pass is past keeping, want none", got)
+	}
+}

@@ -142,7 +142,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	cfg := &p.cfg
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
-		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}}}
+		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
+		passed:       newPassedUsers(max(2*cfg.TransactionTimeout, time.Minute)), subject: p.store.Subject}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
@@ -455,20 +456,17 @@ func (p *Pipeline) deviceErasure(from string) *kgo.Record {
 	return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
 }
 
-// eraseLateLinks erases the devices of links that reached the topic after
-// their userId was erased: links judged before the erasure and committed
-// after the notifier looked. Every instance reads every link, so two may
-// both erase a device: harmless, erasing is idempotent.
+// eraseLateLinks erases the devices of links written after the notifier
+// looked at their userId's links: links judged before the erasure and
+// committed after. Those are the links the tail reads after this instance
+// passed the erasure on (the notifier waits for the tail to settle before
+// it looks, so a link read before then is in the notice already). The
+// store cannot tell them apart: a link read late by the tail, written
+// before the erasure, is to a suppressed user too.
 func (p *Pipeline) eraseLateLinks(records []*kgo.Record) {
 	var out []*kgo.Record
-	for _, r := range records {
-		if r.Value == nil {
-			continue
-		}
-		link, err := event.DecodeIdentityLink(r.Value)
-		if err == nil && p.store.Suppressed(link.UserID) && !p.store.Suppressed(string(r.Key)) {
-			out = append(out, p.deviceErasure(string(r.Key)))
-		}
+	for _, device := range p.lateLinkDevices(records, time.Now()) {
+		out = append(out, p.deviceErasure(device))
 	}
 	if len(out) == 0 {
 		return
@@ -478,6 +476,22 @@ func (p *Pipeline) eraseLateLinks(records []*kgo.Record) {
 	if err := p.notifier.client.ProduceSync(ctx, out...).FirstErr(); err != nil {
 		p.log.Error("devices linked to erased users not erased; erase them through the privacy API", "devices", len(out), "err", err)
 	}
+}
+
+// lateLinkDevices are the devices of records, links read at now, that
+// eraseLateLinks erases.
+func (p *Pipeline) lateLinkDevices(records []*kgo.Record, now time.Time) []string {
+	var devices []string
+	for _, r := range records {
+		if r.Value == nil {
+			continue
+		}
+		link, err := event.DecodeIdentityLink(r.Value)
+		if err == nil && p.notifier.passed.has(p.store.Subject(link.UserID), now) && !p.store.Suppressed(string(r.Key)) {
+			devices = append(devices, string(r.Key))
+		}
+	}
+	return devices
 }
 
 // newRequestID is a random id for an erasure the enricher records itself.
