@@ -68,9 +68,9 @@ func (p Purposes) Names() []string {
 	return namesOf(p)
 }
 
-// purposeNames are the names of every set of the known purposes: an event
-// kept is an event whose purposes are named, and a new slice for each was
-// an allocation per event.
+// purposeNames are the names of every set of the four purposes (a fifth
+// would be named by namesOf): an event kept is an event whose purposes are
+// named, and a new slice for each was an allocation per event.
 var purposeNames = func() (t [1 << 4][]string) {
 	for p := range t {
 		t[p] = namesOf(Purposes(p))
