@@ -88,6 +88,54 @@ func (u *passedUsers) add(s consentstore.Subject, now time.Time) {
 	u.at[s] = now
 }
 
+// rechecks runs functions after a delay, until stopped; stop waits for
+// those running.
+type rechecks struct {
+	mu      sync.Mutex
+	next    int
+	pending map[int]*time.Timer
+	stopped bool
+	running sync.WaitGroup
+}
+
+func (r *rechecks) after(d time.Duration, f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	if r.pending == nil {
+		r.pending = map[int]*time.Timer{}
+	}
+	id := r.next
+	r.next++
+	// The timer's function takes the lock, so it sees itself pending.
+	r.pending[id] = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		_, due := r.pending[id]
+		delete(r.pending, id)
+		if due {
+			r.running.Add(1)
+		}
+		r.mu.Unlock()
+		if due {
+			defer r.running.Done()
+			f()
+		}
+	})
+}
+
+func (r *rechecks) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	for id, t := range r.pending {
+		t.Stop()
+		delete(r.pending, id)
+	}
+	r.mu.Unlock()
+	r.running.Wait()
+}
+
 func (u *passedUsers) has(s consentstore.Subject, now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -194,11 +194,12 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 	}
 }
 
-// TestLateLinksAreThoseReadAfterThePass: the links tail erases a device
-// for a link it reads after this instance passed its user's erasure on,
-// and not for one it reads late but before the pass (that link is in the
-// notice: erasing again would be a second request for the same device),
-// nor for a device already suppressed, nor once the pass is long past.
+// TestLateLinksAreThoseReadAfterThePass: a link the tail reads after this
+// instance passed its user's erasure on is late, its device erased at once;
+// one to a user erased but not passed on here (read before the pass, or
+// passed by another instance) is unsure, checked again after the grace;
+// a device already suppressed, a user not erased and a tombstone are
+// neither.
 func TestLateLinksAreThoseReadAfterThePass(t *testing.T) {
 	p := offlinePipeline(t)
 	link := func(device, user string) *kgo.Record {
@@ -207,8 +208,7 @@ func TestLateLinksAreThoseReadAfterThePass(t *testing.T) {
 	}
 	now := time.Now()
 	p.notifier.now = func() time.Time { return now }
-	// u-racing is suppressed (the store read its erasure) but not passed yet.
-	p.store.Suppress("u-racing")
+	p.store.Suppress("u-racing") // the store read its erasure; no pass yet
 	if _, err := p.notifier.pass("u-passed", event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-u-passed", SubjectKind: event.SubjectUserID}); err != nil {
 		t.Fatal(err)
 	}
@@ -216,10 +216,81 @@ func TestLateLinksAreThoseReadAfterThePass(t *testing.T) {
 	p.store.Suppress("d-suppressed")
 	records := []*kgo.Record{link("d-late", "u-passed"), link("d-racing", "u-racing"), link("d-suppressed", "u-passed"),
 		link("d-other", "u-other"), {Key: []byte("d-tombstone")}}
-	if got := p.lateLinkDevices(records, now.Add(time.Second)); !slices.Equal(got, []string{"d-late"}) {
-		t.Errorf("late devices %v, want [d-late]", got)
+	late, unsure := p.lateLinks(records, now.Add(time.Second))
+	if !slices.Equal(late, []string{"d-late"}) || !slices.Equal(unsure, []linkToErased{{"d-racing", "u-racing"}}) {
+		t.Errorf("late %v, unsure %v; want [d-late], [d-racing]", late, unsure)
 	}
-	if got := p.lateLinkDevices(records, now.Add(p.notifier.passed.keep)); len(got) != 0 {
-		t.Errorf("late devices %v once the pass is past keeping, want none", got)
+	// Once the pass is past keeping, its links are unsure too.
+	late, unsure = p.lateLinks(records, now.Add(p.lateLinkGrace()))
+	if len(late) != 0 || len(unsure) != 2 {
+		t.Errorf("late %v, unsure %v once the pass is past keeping; want none, two", late, unsure)
+	}
+}
+
+// TestRechecksRunUntilStopped: a recheck runs after its delay; stop drops
+// those pending and waits for one running.
+func TestRechecksRunUntilStopped(t *testing.T) {
+	var r rechecks
+	ran := make(chan string, 3)
+	r.after(time.Millisecond, func() { ran <- "soon" })
+	if got := <-ran; got != "soon" {
+		t.Fatalf("ran %s", got)
+	}
+	release := make(chan struct{})
+	r.after(time.Millisecond, func() { ran <- "running"; <-release })
+	r.after(time.Hour, func() { ran <- "pending" })
+	<-ran // the second is running
+	stopped := make(chan struct{})
+	go func() { r.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while a recheck was running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	r.after(time.Millisecond, func() { ran <- "after stop" })
+	time.Sleep(20 * time.Millisecond)
+	if len(ran) != 0 {
+		t.Errorf("ran %s", <-ran)
+	}
+}
+
+// TestLinkToUserErasedElsewhereIsErasedAfterTheGrace: a device linked to a
+// user whose erasure no notifier here passed on, and whose device nobody
+// suppressed, is erased once the grace is over.
+func TestLinkToUserErasedElsewhereIsErasedAfterTheGrace(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg := testConfig(brokers)
+	cfg.TransactionTimeout, cfg.Consent.SyncTimeout = time.Second, 500*time.Millisecond // a grace of 2 s
+	p := startIsolated(t, ctx, brokers, &cfg)
+
+	// A linked record: suppressed by the store, skipped by the notifier.
+	v, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-elsewhere", Reason: "user_request",
+		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectUserID, Linked: true})
+	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-elsewhere"), Value: v})
+	for !p.store.Suppressed("u-elsewhere") {
+		if ctx.Err() != nil {
+			t.Fatal("the erasure never reached the store")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-elsewhere", LinkedAt: time.Now().UTC()})
+	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Identities.Name, Key: []byte("a-elsewhere"), Value: link})
+	for {
+		var rec event.ErasureRecord
+		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
+			if string(r.Key) == "a-elsewhere" {
+				rec, _ = event.DecodeErasureRecord(r.Value)
+			}
+		}
+		if rec.Reason == event.ReasonLinkedToErased && !rec.Linked {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the device of a link to a user erased elsewhere was not erased")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

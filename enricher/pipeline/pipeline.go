@@ -75,6 +75,7 @@ type Pipeline struct {
 	dedup    *dedup          // used by the run loop only
 	lag      *kafkax.Lag
 	notifier *notifier
+	rechecks rechecks // of links to users erased elsewhere (eraseLateLinks)
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
@@ -143,7 +144,7 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	cfg := &p.cfg
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
 		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
-		passed:       newPassedUsers(max(2*cfg.TransactionTimeout, time.Minute)), subject: p.store.Subject}
+		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: p.store.Subject}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
@@ -231,6 +232,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 				p.shutdownErr = fmt.Errorf("enricher loop did not stop: %w", ctx.Err())
 			}
 		}
+		p.rechecks.stop()
 		p.sess.Close()
 		p.notifier.client.AllowRebalance()
 		p.notifier.client.Close()
@@ -460,38 +462,69 @@ func (p *Pipeline) deviceErasure(from string) *kgo.Record {
 // looked at their userId's links: links judged before the erasure and
 // committed after. Those are the links the tail reads after this instance
 // passed the erasure on (the notifier waits for the tail to settle before
-// it looks, so a link read before then is in the notice already). The
-// store cannot tell them apart: a link read late by the tail, written
-// before the erasure, is to a suppressed user too.
+// it looks, so a link read before then is in the notice already): their
+// devices are erased at once.
+//
+// A link to a user whose erasure this instance has not passed on (read
+// before its own notifier looked, or passed on by another instance) is
+// checked again after a grace: by then the notifier that passed the
+// erasure has suppressed the device, or it never will (it crashed in
+// between), and the device is erased here. Erasing it at once would erase
+// most such devices twice, under a second request.
 func (p *Pipeline) eraseLateLinks(records []*kgo.Record) {
-	var out []*kgo.Record
-	for _, device := range p.lateLinkDevices(records, time.Now()) {
-		out = append(out, p.deviceErasure(device))
+	late, unsure := p.lateLinks(records, time.Now())
+	p.eraseDevices(late)
+	for _, l := range unsure {
+		p.rechecks.after(p.lateLinkGrace(), func() {
+			if p.store.Suppressed(l.user) && !p.store.Suppressed(l.device) {
+				p.eraseDevices([]string{l.device})
+			}
+		})
 	}
-	if len(out) == 0 {
+}
+
+// linkToErased is an identity link whose userId is erased.
+type linkToErased struct{ device, user string }
+
+// lateLinks sorts the links among records, read at now, whose userId is
+// erased and whose device is not: late ones, to a user this instance
+// passed on, and unsure ones.
+func (p *Pipeline) lateLinks(records []*kgo.Record, now time.Time) (late []string, unsure []linkToErased) {
+	for _, r := range records {
+		if r.Value == nil {
+			continue
+		}
+		link, err := event.DecodeIdentityLink(r.Value)
+		device := string(r.Key)
+		switch {
+		case err != nil || p.store.Suppressed(device):
+		case p.notifier.passed.has(p.store.Subject(link.UserID), now):
+			late = append(late, device)
+		case p.store.Suppressed(link.UserID):
+			unsure = append(unsure, linkToErased{device: device, user: link.UserID})
+		}
+	}
+	return late, unsure
+}
+
+// lateLinkGrace is how long an unsure link waits: as long as a passed
+// erasure is remembered, the time a notifier takes being far below it.
+func (p *Pipeline) lateLinkGrace() time.Duration { return p.notifier.passed.keep }
+
+// eraseDevices records erasures of devices linked to erased users.
+func (p *Pipeline) eraseDevices(devices []string) {
+	if len(devices) == 0 {
 		return
+	}
+	out := make([]*kgo.Record, len(devices))
+	for i, device := range devices {
+		out[i] = p.deviceErasure(device)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
 	defer cancel()
 	if err := p.notifier.client.ProduceSync(ctx, out...).FirstErr(); err != nil {
 		p.log.Error("devices linked to erased users not erased; erase them through the privacy API", "devices", len(out), "err", err)
 	}
-}
-
-// lateLinkDevices are the devices of records, links read at now, that
-// eraseLateLinks erases.
-func (p *Pipeline) lateLinkDevices(records []*kgo.Record, now time.Time) []string {
-	var devices []string
-	for _, r := range records {
-		if r.Value == nil {
-			continue
-		}
-		link, err := event.DecodeIdentityLink(r.Value)
-		if err == nil && p.notifier.passed.has(p.store.Subject(link.UserID), now) && !p.store.Suppressed(string(r.Key)) {
-			devices = append(devices, string(r.Key))
-		}
-	}
-	return devices
 }
 
 // newRequestID is a random id for an erasure the enricher records itself.
