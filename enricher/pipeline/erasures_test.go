@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -175,20 +176,28 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 
 	// A link judged before the erasure but written after it (its
 	// transaction committed late) erases its device when it is read.
-	lateLink, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-1", LinkedAt: time.Now().UTC()})
-	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Identities.Name, Key: []byte("a-watch"), Value: lateLink})
+	linkAndAwaitErasure(t, ctx, brokers, cfg, "a-watch", "u-1")
+}
+
+// linkAndAwaitErasure writes a link of device to user straight to the
+// identities topic and waits for the enricher to record the device's own
+// erasure (linked_to_erased_user).
+func linkAndAwaitErasure(t *testing.T, ctx context.Context, brokers []string, cfg Config, device, user string) {
+	t.Helper()
+	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: time.Now().UTC()})
+	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Identities.Name, Key: []byte(device), Value: link})
 	for {
 		var rec event.ErasureRecord
 		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
-			if string(r.Key) == "a-watch" {
+			if string(r.Key) == device {
 				rec, _ = event.DecodeErasureRecord(r.Value)
 			}
 		}
 		if rec.Reason == event.ReasonLinkedToErased && !rec.Linked {
-			break
+			return
 		}
 		if ctx.Err() != nil {
-			t.Fatal("a link to the erased user written late did not erase its device")
+			t.Fatalf("the link of %s to the erased %s did not erase the device", device, user)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -276,21 +285,5 @@ func TestLinkToUserErasedElsewhereIsErasedAfterTheGrace(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-elsewhere", LinkedAt: time.Now().UTC()})
-	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Identities.Name, Key: []byte("a-elsewhere"), Value: link})
-	for {
-		var rec event.ErasureRecord
-		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
-			if string(r.Key) == "a-elsewhere" {
-				rec, _ = event.DecodeErasureRecord(r.Value)
-			}
-		}
-		if rec.Reason == event.ReasonLinkedToErased && !rec.Linked {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the device of a link to a user erased elsewhere was not erased")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	linkAndAwaitErasure(t, ctx, brokers, cfg, "a-elsewhere", "u-elsewhere")
 }
