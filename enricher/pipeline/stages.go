@@ -14,6 +14,9 @@ import (
 // enough that handing parts over costs nothing next to processing them.
 const partSize = 256
 
+// decodeLead is how many parts per core may be decoded ahead of assembly.
+const decodeLead = 2
+
 // processBatch turns a batch into its output records, the de-duplication
 // keys of the events it stores, and its counts. A batch goes through four
 // stages part by part: decoding and routing (de-identifying) run on every
@@ -40,10 +43,20 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 		decodeQ <- k
 	}
 	close(decodeQ)
+	// A part is decoded only when fewer than decodeLead parts are
+	// between decoding and assembly: the memory of the parts in flight
+	// is then reused while still in the cores' caches. Decoding as far
+	// ahead as it could spread a batch's trees over tens of megabytes,
+	// and writing them missed the caches.
+	workersN := runtime.GOMAXPROCS(0)
+	lead := make(chan struct{}, decodeLead*workersN)
+	for range cap(lead) {
+		lead <- struct{}{}
+	}
 
 	var workers sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		workers.Go(func() { p.work(part, decodeQ, routeQ, decoded, routed) })
+	for range workersN {
+		workers.Go(func() { p.work(part, decodeQ, routeQ, lead, decoded, routed) })
 	}
 	// unjudged is closed, with judgeErr set, if judging stopped early.
 	unjudged := make(chan struct{})
@@ -85,6 +98,7 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 				items[i].in = nil
 			}
 		}
+		lead <- struct{}{}
 		if emit != nil {
 			emit(out[first:])
 		}
@@ -95,7 +109,7 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 
 // work decodes and routes parts until there are none left. Routing comes
 // first: a routed part can be emitted, so producing starts early.
-func (p *Pipeline) work(part func(int) []item, decodeQ, routeQ <-chan int, decoded, routed []chan struct{}) {
+func (p *Pipeline) work(part func(int) []item, decodeQ, routeQ <-chan int, lead chan struct{}, decoded, routed []chan struct{}) {
 	for {
 		var k int
 		var ok bool
@@ -104,9 +118,10 @@ func (p *Pipeline) work(part func(int) []item, decodeQ, routeQ <-chan int, decod
 		default: // nothing to route yet: whichever comes first
 			select {
 			case k, ok = <-routeQ:
-			case d, more := <-decodeQ:
+			case <-lead:
+				d, more := <-decodeQ
 				if !more {
-					decodeQ = nil // all taken: only routing is left
+					lead = nil // all taken: only routing is left
 				} else {
 					p.decodePart(part(d))
 					close(decoded[d])

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -32,7 +33,9 @@ func offlinePipeline(tb testing.TB) *Pipeline {
 // with nothing judged.
 func TestProcessBatchAcrossParts(t *testing.T) {
 	p := offlinePipeline(t)
-	const n = 3*partSize + 7
+	// More parts than may be decoded ahead of assembly, so that decoding
+	// waits for assembly on the way.
+	n := (decodeLead*runtime.GOMAXPROCS(0)+3)*partSize + 7
 	grantAt, withdrawAt := 10, 2*partSize+3
 	at := time.Now().UTC().Add(-time.Hour)
 	records := make([]*kgo.Record, n)
