@@ -43,9 +43,9 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 		decodeQ <- k
 	}
 	close(decodeQ)
-	// A part is decoded only when fewer than decodeLead parts are
-	// between decoding and assembly: the memory of the parts in flight
-	// is then reused while still in the cores' caches. Decoding as far
+	// A part is decoded only while fewer than decodeLead parts per core
+	// are between decoding and assembly (a token each), so the memory of
+	// released parts is reused while still in the caches. Decoding as far
 	// ahead as it could spread a batch's trees over tens of megabytes,
 	// and writing them missed the caches.
 	workersN := runtime.GOMAXPROCS(0)
