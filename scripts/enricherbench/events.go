@@ -98,6 +98,16 @@ func (g *eventGen) envelope(n int, r *rand.Rand, buf []byte) (key, value []byte)
 	return []byte(ev.PartitionKey()), env.AppendJSON(buf)
 }
 
+// sample is n envelopes like the run's, from a random source of their own.
+func (g *eventGen) sample(n int) [][]byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	out := make([][]byte, n)
+	for i := range out {
+		_, out[i] = g.envelope(i, r, nil)
+	}
+	return out
+}
+
 // producer is a fast franz-go producer for setting up the topics: lz4 and
 // a short linger, like a busy collector's batches.
 func newProducer(brokers []string) (*kgo.Client, error) {

@@ -21,6 +21,11 @@
 //     enricher's max_poll_records, no transform. What separates it from the
 //     baseline is what transactions cost; what separates the enricher from
 //     it is the enricher's own work.
+//   - floor: the passthrough writing the enricher's records (every event
+//     to the clean topic, a third to the export topic too) and computing
+//     the keyed pseudonyms the enricher's profiles compute, on every core,
+//     reading no JSON: what no enricher of this policy can skip, so
+//     floor/baseline bounds what any enricher can reach here.
 //   - enricher: enricher/pipeline as configured by pipeline.Default() (new
 //     group and transactional id each round) on the run's topics: consent
 //     store rebuilt from the consent topic, one transaction per batch,
@@ -80,7 +85,7 @@ func parseFlags() (options, error) {
 	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (loopback only: this is a bench)")
 	flag.IntVar(&o.events, "events", 200000, "raw events per phase (1000-5000000)")
 	flag.IntVar(&o.subjects, "subjects", 20000, "distinct subjects, each with a consent state (1-1000000)")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds of baseline, passthrough and enricher (1-10)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of baseline, passthrough, floor and enricher (1-10)")
 	flag.IntVar(&o.maxPollRecords, "max-poll-records", 0, "the enricher's max_poll_records (records per transaction); 0 keeps pipeline.Default()'s")
 	flag.DurationVar(&o.phaseTimeout, "phase-timeout", 5*time.Minute, "bound on each phase")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the last round's enricher phase (after Start) to this file")
@@ -143,6 +148,15 @@ func run(ctx context.Context, o options) (err error) {
 	benchkit.Progress("produced %d consent states and %d events (%.0f bytes each on average) in %v",
 		o.subjects, o.events, float64(bytes)/float64(o.events), time.Since(setupStart).Round(time.Millisecond))
 
+	enricherCfg, err := benchConfig(o, topics, "floor")
+	if err != nil {
+		return err
+	}
+	floor, err := newFloorWork(enricherCfg, gen.sample(1000))
+	if err != nil {
+		return err
+	}
+
 	clock := benchkit.CPUClock{cpuSelf: benchkit.Self, cpuKafka: brokerPID(o.brokers[0])}
 	rep := &report{opts: o, runID: runID, eventBytes: float64(bytes) / float64(o.events), kafkaWatched: clock[cpuKafka] > 0,
 		background: benchkit.BackgroundLoad(time.Second)}
@@ -163,11 +177,21 @@ func run(ctx context.Context, o options) (err error) {
 		groups = append(groups, group)
 		benchkit.Progress("round %d: transactional passthrough", round)
 		before = clock.Read()
-		if r.passthrough, err = runPassthrough(ctx, o, topics, group); err != nil {
+		if r.passthrough, err = runPassthrough(ctx, o, topics, group, nil); err != nil {
 			return fmt.Errorf("round %d passthrough: %w", round, err)
 		}
 		r.passthroughCPU = clock.Read().Since(before)
 		benchkit.Progress("  %.0f events/s", r.passthrough.eventsPerSec())
+
+		group = fmt.Sprintf("%s%s.floor.r%d", topicPrefix, runID, round)
+		groups = append(groups, group)
+		benchkit.Progress("round %d: floor (the enricher's records and pseudonyms, no JSON)", round)
+		before = clock.Read()
+		if r.floor, err = runPassthrough(ctx, o, topics, group, floor); err != nil {
+			return fmt.Errorf("round %d floor: %w", round, err)
+		}
+		r.floorCPU = clock.Read().Since(before)
+		benchkit.Progress("  %.0f events/s", r.floor.eventsPerSec())
 
 		group = fmt.Sprintf("%s%s.enricher.r%d", topicPrefix, runID, round)
 		groups = append(groups, group, group+"-erasures") // the latter: its erasure notifier's
