@@ -8,7 +8,7 @@
 // consent states (analytics granted; every third subject also cross-border)
 // and -events raw envelopes as the collector writes them (browser context
 // with device ids, IP and user agent, properties holding an e-mail address
-// to scrub; half the subjects signed in), then runs -rounds rounds of two
+// to scrub; half the subjects signed in), then runs -rounds rounds of four
 // phases over the same raw records:
 //
 //   - baseline: a plain franz-go consumer group (new group each round)
@@ -163,37 +163,37 @@ func run(ctx context.Context, o options) (err error) {
 	for round := 1; round <= o.rounds; round++ {
 		r := roundResult{round: round}
 
-		group := fmt.Sprintf("%s%s.baseline.r%d", topicPrefix, runID, round)
-		groups = append(groups, group)
-		benchkit.Progress("round %d: baseline", round)
-		before := clock.Read()
-		if r.baseline, err = runBaseline(ctx, o, topics, group); err != nil {
-			return fmt.Errorf("round %d baseline: %w", round, err)
+		// copyPhase runs a phase that copies the raw records (not the
+		// enricher) under a group of its own.
+		copyPhase := func(name, what string, run func(group string) (baselineResult, error)) (res baselineResult, cpu benchkit.CPUUsage, err error) {
+			group := fmt.Sprintf("%s%s.%s.r%d", topicPrefix, runID, name, round)
+			groups = append(groups, group)
+			benchkit.Progress("round %d: %s", round, what)
+			before := clock.Read()
+			if res, err = run(group); err != nil {
+				return res, cpu, fmt.Errorf("round %d %s: %w", round, name, err)
+			}
+			cpu = clock.Read().Since(before)
+			benchkit.Progress("  %.0f events/s", res.eventsPerSec())
+			return res, cpu, nil
 		}
-		r.baselineCPU = clock.Read().Since(before)
-		benchkit.Progress("  %.0f events/s", r.baseline.eventsPerSec())
-
-		group = fmt.Sprintf("%s%s.passthrough.r%d", topicPrefix, runID, round)
-		groups = append(groups, group)
-		benchkit.Progress("round %d: transactional passthrough", round)
-		before = clock.Read()
-		if r.passthrough, err = runPassthrough(ctx, o, topics, group, nil); err != nil {
-			return fmt.Errorf("round %d passthrough: %w", round, err)
+		if r.baseline, r.baselineCPU, err = copyPhase("baseline", "baseline", func(group string) (baselineResult, error) {
+			return runBaseline(ctx, o, topics, group)
+		}); err != nil {
+			return err
 		}
-		r.passthroughCPU = clock.Read().Since(before)
-		benchkit.Progress("  %.0f events/s", r.passthrough.eventsPerSec())
-
-		group = fmt.Sprintf("%s%s.floor.r%d", topicPrefix, runID, round)
-		groups = append(groups, group)
-		benchkit.Progress("round %d: floor (the enricher's records and pseudonyms, no JSON)", round)
-		before = clock.Read()
-		if r.floor, err = runPassthrough(ctx, o, topics, group, floor); err != nil {
-			return fmt.Errorf("round %d floor: %w", round, err)
+		if r.passthrough, r.passthroughCPU, err = copyPhase("passthrough", "transactional passthrough", func(group string) (baselineResult, error) {
+			return runPassthrough(ctx, o, topics, group, nil)
+		}); err != nil {
+			return err
 		}
-		r.floorCPU = clock.Read().Since(before)
-		benchkit.Progress("  %.0f events/s", r.floor.eventsPerSec())
+		if r.floor, r.floorCPU, err = copyPhase("floor", "floor (the enricher's records and pseudonyms, no JSON)", func(group string) (baselineResult, error) {
+			return runPassthrough(ctx, o, topics, group, floor)
+		}); err != nil {
+			return err
+		}
 
-		group = fmt.Sprintf("%s%s.enricher.r%d", topicPrefix, runID, round)
+		group := fmt.Sprintf("%s%s.enricher.r%d", topicPrefix, runID, round)
 		groups = append(groups, group, group+"-erasures") // the latter: its erasure notifier's
 		benchkit.Progress("round %d: enricher", round)
 		var profile *os.File
@@ -202,7 +202,7 @@ func run(ctx context.Context, o options) (err error) {
 				return err
 			}
 		}
-		before = clock.Read()
+		before := clock.Read()
 		r.enricher, err = runEnricher(ctx, o, topics, group, profile, func() { before = clock.Read() })
 		r.enricherCPU = clock.Read().Since(before)
 		if profile != nil {
