@@ -33,13 +33,13 @@ func CheckPolicy(cfg Config, source string, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	clean, err := newProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
+	clean, err := NewProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
 	if err != nil {
 		return err
 	}
 	exports := map[string]*policy.Profile{}
 	if cfg.Export.Name != "" {
-		if exports[cfg.Export.Name], err = newProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
+		if exports[cfg.Export.Name], err = NewProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
 			return err
 		}
 	}

@@ -90,13 +90,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, fmt.Errorf("user agent parser: %w", err)
 	}
-	clean, err := newProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
+	clean, err := NewProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
 	if err != nil {
 		return nil, err
 	}
 	var export *policy.Profile
 	if cfg.Export.Name != "" {
-		if export, err = newProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
+		if export, err = NewProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
 			return nil, err
 		}
 	}
@@ -166,7 +166,9 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	return n, nil
 }
 
-func newProfile(name string, s policy.Settings, key Pseudonym, agents *policy.UserAgentParser) (*policy.Profile, error) {
+// NewProfile builds the de-identification profile name, with settings s
+// and the keyring of key, as the enricher does.
+func NewProfile(name string, s policy.Settings, key Pseudonym, agents *policy.UserAgentParser) (*policy.Profile, error) {
 	ring, err := key.Keyring()
 	if err != nil {
 		return nil, fmt.Errorf("profile %s keys: %w", name, err)

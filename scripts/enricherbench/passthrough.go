@@ -106,26 +106,16 @@ func newFloorWork(cfg pipeline.Config, sample [][]byte) (*floorWork, error) {
 	if err != nil {
 		return nil, err
 	}
-	profile := func(name string, key pipeline.Pseudonym) (*policy.Profile, *policy.Pseudonymizer, error) {
-		ring, err := key.Keyring()
-		if err != nil {
-			return nil, nil, err
-		}
-		p, err := policy.NewProfile(name, cfg.Profiles[name], ring, agents)
-		if err != nil {
-			return nil, nil, err
-		}
-		return p, ring.At(time.Now()), nil
-	}
-	clean, inRegion, err := profile(cfg.CleanProfile, cfg.Pseudonym)
+	clean, err := pipeline.NewProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	export, abroad, err := profile(cfg.Export.Profile, cfg.Export.Pseudonym)
+	export, err := pipeline.NewProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents)
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	f := &floorWork{inRegion: inRegion, abroad: abroad}
+	now := time.Now()
+	f := &floorWork{inRegion: clean.Keys().At(now), abroad: export.Keys().At(now)}
 	d := policy.Decision{Purposes: policy.Analytics, Export: true}
 	for _, raw := range sample {
 		in, ok := policy.ParseRaw(raw)
