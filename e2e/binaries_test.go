@@ -72,12 +72,13 @@ func TestBinaries(t *testing.T) {
 	for _, admin := range ports[:3] {
 		waitReady(t, ctx, "http://"+admin+"/readyz")
 	}
+	consentedAt := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 	for _, subject := range []string{"bin-user", "bin-anon"} {
-		consent := map[string]any{"userId": subject, "purposes": map[string]bool{"analytics": true}, "timestamp": "2026-01-01T00:00:00Z"}
+		consent := map[string]any{"userId": subject, "purposes": map[string]bool{"analytics": true}, "timestamp": consentedAt}
 		if subject == "bin-anon" {
-			consent = map[string]any{"anonymousId": subject, "purposes": map[string]bool{"analytics": true}, "timestamp": "2026-01-01T00:00:00Z"}
+			consent = map[string]any{"anonymousId": subject, "purposes": map[string]bool{"analytics": true}, "timestamp": consentedAt}
 		}
-		if resp := post(t, "http://"+ports[3]+"/v1/consent", consent); !resp.Success {
+		if resp := postAs(t, serverKey, "http://"+ports[3]+"/v1/consent", consent); !resp.Success {
 			t.Fatalf("consent: %+v", resp)
 		}
 	}

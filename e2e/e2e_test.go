@@ -117,11 +117,11 @@ func TestEndToEnd(t *testing.T) {
 
 	// Every subject consents to analytics through the consent endpoint,
 	// the first two to transfer abroad as well; the enricher fails closed
-	// without it.
+	// without it. A userId's grants come from the first party's backend.
 	for i, s := range subjects {
 		update := map[string]any{"userId": s.userID, "purposes": map[string]bool{"analytics": true}, "crossBorder": i < 2,
 			"timestamp": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)}
-		if resp := post(t, "http://"+collector.Addr()+"/v1/consent", update); !resp.Success {
+		if resp := postAs(t, serverKey, "http://"+collector.Addr()+"/v1/consent", update); !resp.Success {
 			t.Fatalf("consent for subject %d: %+v", i, resp)
 		}
 	}
@@ -289,11 +289,25 @@ type batchResponse struct {
 	Rejected []ingest.Rejection `json:"rejected"`
 }
 
+// The shipped config's write keys: a web page's (a client source) and a
+// first-party backend's (a server source).
+const (
+	clientKey = "demo-write-key"
+	serverKey = "demo-backend-write-key"
+)
+
+// post posts body as the client source and wants 200.
 func post(t *testing.T, url string, body any) batchResponse {
+	t.Helper()
+	return postAs(t, clientKey, url, body)
+}
+
+// postAs posts body with writeKey and wants 200.
+func postAs(t *testing.T, writeKey, url string, body any) batchResponse {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
-	req.SetBasicAuth("demo-write-key", "")
+	req.SetBasicAuth(writeKey, "")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

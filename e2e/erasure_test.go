@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
@@ -143,87 +142,22 @@ func subjectRows(t *testing.T, ctx context.Context, conn driver.Conn, database s
 // per destination, with the rows it deleted; the replay brings nothing
 // back; the reapply command cleans the restore; the audit tells it all.
 func TestErasureEndToEnd(t *testing.T) {
-	brokers := testenv.KafkaBrokers(t)
-	chAddr := testenv.ClickHouseAddr(t)
 	ctx := testenv.Context(t, 4*time.Minute)
-	run := testenv.Name(t, "erasure")
-	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
-	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
-	database := "analytics_" + run
+	stack := startPrivacyStack(t, ctx, "erasure", nil)
+	brokers, run, database, log, base, op, conn := stack.brokers, stack.run, stack.database, stack.log, stack.base, stack.op, stack.conn
+	consent, erasures := stack.consent, stack.erasures
+	ecfg, scfg, enricher, enricherReg, sinkReg := stack.ecfg, stack.scfg, stack.enricher, stack.enricherReg, stack.sinkReg
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
-	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
-	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
-
-	ccfg := ingest.Default()
-	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
-	ccfg.Kafka.Brokers, ccfg.HTTP.Listen, ccfg.Admin.Listen = brokers, "127.0.0.1:0", "127.0.0.1:0"
-	ccfg.Topics.Raw.Name, ccfg.Topics.Consent.Name, ccfg.Topics.Erasures.Name = raw, consent, erasures
-	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
-
-	ecfg := pipeline.Default()
-	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
-	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
-	ecfg.Admin.Listen = "127.0.0.1:0"
-	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
-	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
-
-	sinkConfig := func(file, db, topic string) chwriter.Config {
-		c := chwriter.Default()
-		load(t, file, "SINK", &c)
-		c.Kafka.Brokers, c.GroupID, c.Database = brokers, "sink-"+db, db
-		c.ClickHouse.Addr = []string{chAddr}
-		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&c.ClickHouse)
-		c.Topics.Clean.Name, c.Topics.DLQ.Name = topic, dlq
-		c.Batch.MaxWait, c.Erasure.Window = 200*time.Millisecond, 500*time.Millisecond
-		return c
-	}
-	scfg := sinkConfig("../configs/sink.yaml", database, clean)
-	xcfg := sinkConfig("../configs/sink-intl.yaml", database+"_intl", export)
-	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
-	// Exports read as the shipped read-only user, confined to the region.
-	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, database
-	testenv.ClickHousePrivacyReader(t, chAddr, database).Apply(&ccfg.Privacy.Export.ClickHouse)
-	if err := ccfg.Validate(); err != nil { // reads the token and key files
-		t.Fatal(err)
-	}
-
-	sinkReg, intlReg := prometheus.NewRegistry(), prometheus.NewRegistry()
-	startOn(t, ctx, sinkReg, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) })
-	startOn(t, ctx, intlReg, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(xcfg, reg, log) })
-	enricherReg := prometheus.NewRegistry()
-	enricher := startOn(t, ctx, enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
-	collectorReg := prometheus.NewRegistry()
-	collector := startOn(t, ctx, collectorReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) }).(*ingest.Server)
-	admin := obs.NewAdmin(ccfg.Admin, collectorReg, log, map[string]obs.Check{"kafka": collector.Ready})
-	for pattern, h := range collector.AdminRoutes() {
-		admin.Handle(pattern, h)
-	}
-	if err := admin.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
-	token, err := os.ReadFile("../configs/dev-operator.token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := operatorClient{base: "http://" + admin.Addr(), token: string(bytes.TrimSpace(token))}
-
-	// The erased person signs in on a phone (identify) and, later, links a
-	// laptop used before sign-in (alias). Both persons consent to analytics
-	// and transfer abroad; the laptop consented before sign-in.
+	// The erased person signs in on a phone (identify) and, later, the
+	// backend links a laptop used before sign-in (alias: a server source's
+	// word). Both persons consent to analytics and transfer abroad; the
+	// laptop consented before sign-in.
 	user, phone, laptop := "erased-"+run, "phone-"+run, "laptop-"+run
 	kept, keptDevice := "kept-"+run, "kept-device-"+run
-	base := "http://" + collector.Addr()
 	for _, c := range []map[string]any{{"userId": user}, {"anonymousId": laptop}, {"userId": kept}} {
 		c["purposes"], c["crossBorder"] = map[string]bool{"analytics": true}, true
 		c["timestamp"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
-		if resp := post(t, base+"/v1/consent", c); !resp.Success {
+		if resp := postAs(t, serverKey, base+"/v1/consent", c); !resp.Success {
 			t.Fatalf("consent %v: %+v", c, resp)
 		}
 	}
@@ -242,16 +176,19 @@ func TestErasureEndToEnd(t *testing.T) {
 	for i := range 4 {
 		ev("track", fmt.Sprintf("phone-%d", i), map[string]string{"userId": user, "anonymousId": phone})
 	}
-	ev("alias", "alias", map[string]string{"userId": user, "previousId": laptop})
 	for i := range 5 {
 		ev("track", fmt.Sprintf("kept-%d", i), map[string]string{"userId": kept, "anonymousId": keptDevice})
 	}
 	if resp := post(t, base+"/v1/batch", map[string]any{"batch": batch}); !resp.Success || len(resp.Rejected) != 0 {
 		t.Fatalf("batch: %+v", resp)
 	}
+	batch = nil
+	ev("alias", "alias", map[string]string{"userId": user, "previousId": laptop})
+	if resp := postAs(t, serverKey, base+"/v1/batch", map[string]any{"batch": batch}); !resp.Success || len(resp.Rejected) != 0 {
+		t.Fatalf("alias: %+v", resp)
+	}
 	const erasedEvents, keptEvents = 9, 5
 
-	conn := testenv.ClickHouseDB(t, chAddr, database)
 	cn, intl := devKeyring(t, "k1", "../configs/dev-pseudonym.key"), devKeyring(t, "x1", "../configs/dev-export.key")
 	pseudonyms := func(k *policy.Keyring) (users, anonymous []string) {
 		return k.Pseudonyms(policy.KindUser, user), append(k.Pseudonyms(policy.KindAnonymous, phone), k.Pseudonyms(policy.KindAnonymous, laptop)...)

@@ -72,7 +72,7 @@ wait_ready sink http://127.0.0.1:9103/readyz
 wait_ready sink-intl http://127.0.0.1:9104/readyz
 
 run_id="demo-$(date +%s)"
-bin/loadgen -url http://127.0.0.1:8080 -write-key demo-write-key -events "$EVENTS" -run "$run_id"
+bin/loadgen -url http://127.0.0.1:8080 -write-key demo-write-key -consent-write-key demo-backend-write-key -events "$EVENTS" -run "$run_id"
 
 count_query="SELECT count() FROM analytics_cn.events WHERE visitParamExtractString(properties, 'run') = '$run_id'"
 for i in $(seq 1 60); do

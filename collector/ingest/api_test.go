@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/consenttoken"
 	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -387,26 +390,61 @@ func TestEnvelopeFields(t *testing.T) {
 	}
 }
 
-// TestConsent posts consent updates and reads privacy.consent back.
+// TestConsent posts consent updates as a client source (the web page's
+// public key), a server source and a client with consent tokens, and reads
+// privacy.consent back: what a source may not say is refused with 403
+// naming the field, and nothing is written.
 func TestConsent(t *testing.T) {
 	f := newAPIFixture(t, nil)
+	now := time.Now().UTC()
+	token := func(c consenttoken.Claims) string {
+		c.IssuedAt, c.Expiry = now.Add(-time.Minute).Truncate(time.Second), now.Add(10*time.Minute).Truncate(time.Second)
+		tok, err := consenttoken.Sign(testTokenKey, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	no := false
+	expired, _ := consenttoken.Sign(testTokenKey, consenttoken.Claims{UserID: "user-t", CrossBorder: true,
+		IssuedAt: now.Add(-2 * time.Hour).Truncate(time.Second), Expiry: now.Add(-time.Hour).Truncate(time.Second)})
+	tenDaysAgo := now.Add(-240 * time.Hour).Format(time.RFC3339)
 	cases := []struct {
-		name, body, errPart string
-		code                int
+		name, key, body string
+		code            int
+		errPart, field  string
 	}{
-		{"granted", `{"userId":"user-c","purposes":{"analytics":true,"marketing":false},"crossBorder":true}`, "", 200},
-		{"anonymous minor", `{"anonymousId":"anon-c","purposes":{"analytics":true},"minor":true,"guardianConsent":true}`, "", 200},
-		{"unknown purpose", `{"userId":"u","purposes":{"analytics":true,"telepathy":true}}`, "purposes.telepathy: unknown purpose", 400},
-		{"no purposes", `{"userId":"u"}`, "purposes: is required", 400},
-		{"no subject", `{"purposes":{"analytics":true}}`, "userId or anonymousId is required", 400},
-		{"purpose not a bool", `{"userId":"u","purposes":{"analytics":"yes"}}`, "purposes", 400},
+		{"server grants a user", "backend-write-key", `{"userId":"user-c","purposes":{"analytics":true,"marketing":false},"crossBorder":true}`, 200, "", ""},
+		{"client grants its device, marks a minor", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"minor":true}`, 200, "", ""},
+		{"client forges a user's grant", "web-write-key", `{"userId":"victim","purposes":{"analytics":true},"crossBorder":true,"minor":false,"guardianConsent":true}`, 403, "a client source may grant purposes only for its own anonymousId", "purposes.analytics"},
+		{"client grants cross-border", "web-write-key", `{"anonymousId":"anon-x","purposes":{"analytics":true},"crossBorder":true}`, 403, "may not grant cross-border transfer", "crossBorder"},
+		{"client gives guardian consent", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"guardianConsent":true}`, 403, "may not give guardian consent", "guardianConsent"},
+		{"client clears a minor", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"minor":false}`, 403, "may not clear minor", "minor"},
+		{"client leaves minor out", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true,"personalization":true}}`, 200, "", ""},
+		{"client withdraws a user's", "web-write-key", `{"userId":"user-c","purposes":{"analytics":true}}`, 200, "", ""},
+		{"token vouches a user's cross-border", "web-write-key", `{"userId":"user-t","anonymousId":"anon-t","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` +
+			token(consenttoken.Claims{UserID: "user-t", Purposes: []string{"analytics"}, CrossBorder: true}) + `"}`, 200, "", ""},
+		{"token for another user", "web-write-key", `{"userId":"victim","purposes":{"analytics":true},"consentToken":"` +
+			token(consenttoken.Claims{UserID: "user-t", Purposes: []string{"analytics"}}) + `"}`, 403, "another userId", "consentToken"},
+		{"token vouches less", "web-write-key", `{"userId":"user-t2","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` +
+			token(consenttoken.Claims{UserID: "user-t2", Purposes: []string{"analytics"}}) + `"}`, 403, "cross-border", "crossBorder"},
+		{"token clears a minor", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"minor":false,"consentToken":"` +
+			token(consenttoken.Claims{AnonymousID: "anon-c", Minor: &no}) + `"}`, 200, "", ""},
+		{"expired token", "web-write-key", `{"userId":"user-t","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` + expired + `"}`, 403, "consentToken: consent token: expired", "consentToken"},
+		{"forged token", "web-write-key", `{"userId":"user-t","purposes":{"analytics":true},"consentToken":"` + expired[:len(expired)-4] + `AAAA"}`, 403, "consentToken", "consentToken"},
+		{"backdated", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"timestamp":"` + tenDaysAgo + `","sentAt":"` + now.Format(time.RFC3339) + `"}`, 400, "max_event_age", ""},
+		{"far future", "backend-write-key", `{"userId":"user-c","purposes":{"analytics":true},"timestamp":"2099-01-01T00:00:00Z"}`, 400, "max_future_skew", ""},
+		{"unknown purpose", "web-write-key", `{"userId":"u","purposes":{"analytics":true,"telepathy":true}}`, 400, "purposes.telepathy: unknown purpose", ""},
+		{"no purposes", "web-write-key", `{"userId":"u"}`, 400, "purposes: is required", ""},
+		{"no subject", "web-write-key", `{"purposes":{"analytics":true}}`, 400, "userId or anonymousId is required", ""},
+		{"purpose not a bool", "web-write-key", `{"userId":"u","purposes":{"analytics":"yes"}}`, 400, "purposes", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.stored(t, f.s.cfg.Topics.Consent.Name)
-			r := f.do(t, call{method: "POST", path: "/v1/consent", key: "web-write-key", body: []byte(tc.body)})
-			if r.code != tc.code || !strings.Contains(r.resp.Error, tc.errPart) {
-				t.Fatalf("%d %s, want %d with %q", r.code, r.body, tc.code, tc.errPart)
+			r := f.do(t, call{method: "POST", path: "/v1/consent", key: tc.key, body: []byte(tc.body)})
+			if r.code != tc.code || !strings.Contains(r.resp.Error, tc.errPart) || r.resp.Field != tc.field {
+				t.Fatalf("%d %s, want %d with %q naming field %q", r.code, r.body, tc.code, tc.errPart, tc.field)
 			}
 			want := int64(0)
 			if tc.code == 200 {
@@ -417,24 +455,42 @@ func TestConsent(t *testing.T) {
 			}
 		})
 	}
-	states := map[string]event.ConsentState{}
-	for _, rec := range testenv.ReadTopic(t, testenv.Context(t, 30*time.Second), f.brokers, f.s.cfg.Topics.Consent.Name, 2) {
-		var st event.ConsentState
-		if err := json.Unmarshal(rec.Value, &st); err != nil {
+	var states []event.ConsentState
+	for _, rec := range testenv.ReadTopic(t, testenv.Context(t, 30*time.Second), f.brokers, f.s.cfg.Topics.Consent.Name, 6) {
+		st, err := event.DecodeConsentState(rec.Value)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if string(rec.Key) != st.Subject {
 			t.Errorf("record key %q, subject %q", rec.Key, st.Subject)
 		}
-		states[st.Subject] = st
+		states = append(states, st)
 	}
-	u := states["user-c"]
-	if !u.Purposes["analytics"] || u.Purposes["marketing"] || u.Purposes["personalization"] || u.Purposes["third_party_sharing"] ||
-		len(u.Purposes) != len(event.Purposes) || !u.CrossBorder || u.SourceID != "web" || u.UpdatedAt.IsZero() {
-		t.Errorf("user-c state %+v: want every purpose listed, only analytics granted", u)
+	slices.SortFunc(states, func(a, b event.ConsentState) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+	want := []struct {
+		subject, authority, keyID string
+		purposes                  []string
+		crossBorder, minor        bool
+	}{
+		{"user-c", event.AuthorityServer, "", []string{"analytics"}, true, false},
+		{"anon-c", event.AuthorityClient, "", []string{"analytics"}, false, true},
+		{"anon-c", event.AuthorityClient, "", []string{"analytics", "personalization"}, false, true}, // minor kept
+		{"user-c", event.AuthorityClient, "", []string{"analytics"}, false, false},
+		{"user-t", event.AuthorityToken, testTokenKey.ID, []string{"analytics"}, true, false},
+		{"anon-c", event.AuthorityToken, testTokenKey.ID, []string{"analytics"}, false, false},
 	}
-	if a := states["anon-c"]; !a.Minor || !a.GuardianConsent || a.AnonymousID != "anon-c" {
-		t.Errorf("anon-c state %+v", a)
+	for i, w := range want {
+		st := states[i]
+		if st.Subject != w.subject || st.Authority != w.authority || st.TokenKeyID != w.keyID || !slices.Equal(policy.PurposesOf(st.Purposes).Names(), w.purposes) ||
+			len(st.Purposes) != len(event.Purposes) || st.CrossBorder != w.crossBorder || st.Minor != w.minor || st.UpdatedAt.IsZero() {
+			t.Errorf("record %d: %+v, want %+v", i, st, w)
+		}
+	}
+	for reason, n := range map[string]float64{"user_grant": 1, "cross_border": 2, "guardian_consent": 1, "minor_cleared": 1,
+		"token_subject": 1, "token_expired": 1, "token_bad_signature": 1, "out_of_time_bounds": 2} {
+		if got := testutil.ToFloat64(f.s.consent.refused.WithLabelValues(reason)); got != n {
+			t.Errorf("collector_consent_updates_refused_total{reason=%q} = %v, want %v", reason, got, n)
+		}
 	}
 }
 

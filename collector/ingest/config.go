@@ -9,6 +9,8 @@ import (
 
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/consenttoken"
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/keyring"
 )
@@ -31,6 +33,10 @@ type Config struct {
 	Redirect       Redirect `mapstructure:"redirect"`
 	// Privacy configures the privacy admin API on the admin port.
 	Privacy Privacy `mapstructure:"privacy"`
+	// ConsentTokens verifies the consent tokens a first-party backend
+	// signs, which let a client source make grants it may not make on its
+	// own word. No keys: tokens are refused.
+	ConsentTokens consenttoken.Config `mapstructure:"consent_tokens"`
 }
 
 // Privacy configures the privacy admin API (erasures, their status and
@@ -123,6 +129,19 @@ type HTTP struct {
 	// the request bodies held in memory (each up to max_request_bytes)
 	// while Kafka is slow; one more is answered 503 at once.
 	MaxInFlightRequests int `mapstructure:"max_in_flight_requests"`
+	// MaxEventAge is how much older than its receipt an event or a consent
+	// update may be, by its clock-corrected timestamp (a device that was
+	// offline uploads late); an older one is refused. Positive.
+	MaxEventAge time.Duration `mapstructure:"max_event_age"`
+	// MaxFutureSkew is how far after its receipt an event or a consent
+	// update may be stamped (a device clock ahead, with no sentAt to
+	// correct it); a later one is refused. Zero refuses any.
+	MaxFutureSkew time.Duration `mapstructure:"max_future_skew"`
+}
+
+// TimeBounds are the bounds on event times around their receipt.
+func (h HTTP) TimeBounds() event.TimeBounds {
+	return event.TimeBounds{MaxAge: h.MaxEventAge, MaxFuture: h.MaxFutureSkew}
 }
 
 // Topics the collector writes.
@@ -162,7 +181,21 @@ type Source struct {
 	// is the request's own, and context.ip is ignored: a browser could
 	// otherwise pick the address, and country, it is recorded under.
 	TrustContextIP bool `mapstructure:"trust_context_ip"`
+	// Trust is TrustClient (the default: a key that ships in web pages and
+	// apps, which anyone may read) or TrustServer (a secret key of a
+	// first-party backend). It decides what the source may say about
+	// consent and identity (README, "Trust model").
+	Trust string `mapstructure:"trust"`
 }
+
+// Trust levels of a source.
+const (
+	TrustClient = "client"
+	TrustServer = "server"
+)
+
+// IsServer reports whether the source is a server source.
+func (s Source) IsServer() bool { return s.Trust == TrustServer }
 
 // IsEnabled reports whether the source may send.
 func (s Source) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
@@ -194,6 +227,8 @@ func Default() Config {
 			MaxJSONKeys:         1000,
 			MaxBufferedRecords:  100000,
 			MaxInFlightRequests: 256,
+			MaxEventAge:         7 * 24 * time.Hour,
+			MaxFutureSkew:       time.Hour,
 		},
 		Kafka: kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
 		Topics: Topics{
@@ -203,6 +238,7 @@ func Default() Config {
 			Receipts:   kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
 			Identities: kafkax.TopicSpec{Name: "privacy.identities", CleanupPolicy: "compact"},
 		},
+		ConsentTokens: consenttoken.Default(),
 		Privacy: Privacy{
 			Pseudonym: keyring.Config{KeyID: "k1"},
 			Export: PrivacyExport{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Database: "analytics_cn",
@@ -224,6 +260,7 @@ func (c *Config) Validate() error {
 		c.Topics.Receipts.Validate("topics.receipts"),
 		c.Topics.Identities.Validate("topics.identities"),
 		c.Privacy.validate(),
+		c.ConsentTokens.Resolve("consent_tokens"),
 	}
 	if c.Topics.Consent.CleanupPolicy != "compact" {
 		errs = append(errs, config.Invalid("topics.consent.cleanup_policy", "must be compact: the topic holds the latest consent per subject"))
@@ -264,6 +301,7 @@ func (c *Config) Validate() error {
 		{"http.write_timeout", c.HTTP.WriteTimeout},
 		{"http.idle_timeout", c.HTTP.IdleTimeout},
 		{"http.produce_timeout", c.HTTP.ProduceTimeout},
+		{"http.max_event_age", c.HTTP.MaxEventAge},
 	} {
 		if f.d <= 0 {
 			errs = append(errs, config.Invalid(f.key, "must be a positive duration such as 5s, got %v", f.d))
@@ -275,6 +313,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.ProduceTimeout >= c.HTTP.WriteTimeout {
 		errs = append(errs, config.Invalid("http.produce_timeout", "must be shorter than http.write_timeout (%v), or the 503 could not be written", c.HTTP.WriteTimeout))
+	}
+	if c.HTTP.MaxFutureSkew < 0 || c.HTTP.MaxFutureSkew > maxConsentLead/2 {
+		errs = append(errs, config.Invalid("http.max_future_skew", "must be between 0s and %v, got %v", maxConsentLead/2, c.HTTP.MaxFutureSkew))
 	}
 	if c.HTTP.MaxRequestBytes <= 0 {
 		errs = append(errs, config.Invalid("http.max_request_bytes", "must be positive"))
@@ -308,6 +349,13 @@ func (c *Config) Validate() error {
 		}
 		keys[wk] = s.Name
 		errs = append(errs, err)
+		switch s.Trust {
+		case "":
+			s.Trust = TrustClient
+		case TrustClient, TrustServer:
+		default:
+			errs = append(errs, config.Invalid(key+".trust", "must be %s (a key that ships in web pages and apps) or %s (a secret key of a first-party backend), got %q", TrustClient, TrustServer, s.Trust))
+		}
 		if s.Region != "" && s.Region != c.Region {
 			errs = append(errs, config.Invalid(key+".region", "is %q but this collector serves region %q: run a collector per region", s.Region, c.Region))
 		}

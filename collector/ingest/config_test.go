@@ -14,6 +14,7 @@ import (
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/config/configtest"
+	"github.com/consentflow/consentflow/internal/consenttoken"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/keyring"
 )
@@ -66,6 +67,8 @@ func TestAllKeys(t *testing.T) {
 			MaxJSONKeys:         500,
 			MaxBufferedRecords:  5000,
 			MaxInFlightRequests: 64,
+			MaxEventAge:         72 * time.Hour,
+			MaxFutureSkew:       10 * time.Minute,
 		},
 		Kafka: kafkax.Config{
 			Brokers:        []string{"k1.test:9093", "k2.test:9093"},
@@ -97,10 +100,10 @@ func TestAllKeys(t *testing.T) {
 			Identities: kafkax.TopicSpec{Name: "privacy.identities.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 8760 * time.Hour},
 		},
 		Sources: []ingest.Source{
-			{Name: "web", WriteKey: "web-write-key-0001", Region: "eu", RateLimit: ingest.RateLimit{EventsPerSecond: 500, Burst: 1000}},
-			{Name: "server", WriteKey: "server-write-key-01", TrustContextIP: true},
-			{Name: "ios", WriteKey: "file-write-key-0123456789", WriteKeyFile: "testdata/secrets/write-key"},
-			{Name: "legacy", WriteKey: "legacy-write-key-01", Enabled: new(false)},
+			{Name: "web", WriteKey: "web-write-key-0001", Region: "eu", RateLimit: ingest.RateLimit{EventsPerSecond: 500, Burst: 1000}, Trust: ingest.TrustClient},
+			{Name: "server", WriteKey: "server-write-key-01", TrustContextIP: true, Trust: ingest.TrustServer},
+			{Name: "ios", WriteKey: "file-write-key-0123456789", WriteKeyFile: "testdata/secrets/write-key", Trust: ingest.TrustClient},
+			{Name: "legacy", WriteKey: "legacy-write-key-01", Enabled: new(false), Trust: ingest.TrustClient},
 		},
 		TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"},
 		CORS:           ingest.CORS{AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}},
@@ -118,6 +121,9 @@ func TestAllKeys(t *testing.T) {
 						KeyFile: "../../internal/config/testdata/tls/client-key.pem", ServerName: "clickhouse.test", InsecureSkipVerify: true}},
 				Database: "analytics_eu", MaxRows: 5000, Timeout: 10 * time.Second},
 		},
+		ConsentTokens: consenttoken.Config{Keys: []consenttoken.KeyConfig{
+			{KeyID: "ct-2026", Key: "test-only-consent-token-key-0123456789abcdef", KeyFile: "testdata/secrets/consent-token.key"}},
+			MaxLifetime: 30 * time.Minute, Leeway: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
@@ -155,6 +161,12 @@ var badConfigs = map[string]configtest.Bad{
 	"source-write-key-and-file.yaml":           {Keys: []string{"sources[0].write_key"}},
 	"source-write-key-file-missing.yaml":       {Keys: []string{"sources[0].write_key_file"}},
 	"source-unknown-key.yaml":                  {Msg: "'sources[0]' has invalid keys: writekey"},
+	"source-trust-unknown.yaml":                {Keys: []string{"sources[0].trust"}, Msg: `got "admin"`},
+	"http-max-event-age-zero.yaml":             {Keys: []string{"http.max_event_age"}},
+	"http-max-future-skew-too-long.yaml":       {Keys: []string{"http.max_future_skew"}},
+	"consent-tokens-key-file-missing.yaml":     {Keys: []string{"consent_tokens.keys[0].key_file"}, Msg: "does-not-exist"},
+	"consent-tokens-key-id-duplicate.yaml":     {Keys: []string{"consent_tokens.keys[1].key_id"}, Msg: `duplicate key id "ct1"`},
+	"consent-tokens-max-lifetime-zero.yaml":    {Keys: []string{"consent_tokens.max_lifetime"}},
 	"kafka-brokers-empty.yaml":                 {Keys: []string{"kafka.brokers"}},
 	"kafka-broker-no-port.yaml":                {Keys: []string{"kafka.brokers[0]"}},
 	"kafka-dial-timeout-negative.yaml":         {Keys: []string{"kafka.dial_timeout"}},
@@ -205,8 +217,13 @@ func TestShippedConfig(t *testing.T) {
 	if cfg.Topics.Raw.Name != "events.raw.cn" || cfg.Topics.Raw.Retention != 6*time.Hour {
 		t.Errorf("shipped topics.raw = %+v", cfg.Topics.Raw)
 	}
-	if len(cfg.Sources) != 1 || cfg.Sources[0].Name != "demo" || cfg.Sources[0].WriteKey.Reveal() != "demo-write-key" {
+	// A web page's key and a backend's, for development.
+	if len(cfg.Sources) != 2 || cfg.Sources[0].Name != "demo" || cfg.Sources[0].WriteKey.Reveal() != "demo-write-key" || cfg.Sources[0].IsServer() ||
+		cfg.Sources[1].Name != "demo-backend" || cfg.Sources[1].WriteKey.Reveal() != "demo-backend-write-key" || !cfg.Sources[1].IsServer() {
 		t.Errorf("shipped sources = %+v", cfg.Sources)
+	}
+	if len(cfg.ConsentTokens.Keys) != 0 {
+		t.Errorf("shipped consent_tokens.keys = %+v, want none", cfg.ConsentTokens.Keys)
 	}
 	if len(cfg.TrustedProxies) != 0 {
 		t.Errorf("shipped trusted_proxies = %q, want none", cfg.TrustedProxies)

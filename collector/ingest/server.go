@@ -74,8 +74,10 @@ type Server struct {
 	// privacy (nil without operators).
 	operators []operator
 	privacy   *privacyState
-	proxies   []netip.Prefix
-	shape     event.Shape
+	// consent judges consent updates by who may say what.
+	consent *consentGate
+	proxies []netip.Prefix
+	shape   event.Shape
 	// slots holds a token per request being served (http.max_in_flight_requests).
 	slots chan struct{}
 	// reserved counts events handed to the producer and not yet acknowledged.
@@ -138,6 +140,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		client.Close()
 		return nil, err
 	}
+	if s.consent, err = newConsentGate(&s.cfg, reg, log); err != nil {
+		client.Close()
+		if s.privacy != nil {
+			_ = s.privacy.shutdown(context.Background())
+		}
+		return nil, err
+	}
 	for _, cidr := range cfg.TrustedProxies {
 		s.proxies = append(s.proxies, netip.MustParsePrefix(cidr)) // validated
 	}
@@ -196,6 +205,9 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.consent.follower.Start(ctx); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("collector listen %s: %w", s.cfg.HTTP.Listen, err)
@@ -239,6 +251,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.privacy != nil {
 			errs = append(errs, s.privacy.shutdown(ctx))
 		}
+		errs = append(errs, s.consent.follower.Shutdown(ctx))
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr
@@ -253,8 +266,10 @@ type Rejection struct {
 // response is every JSON answer: Segment's {"success": true}, with the
 // events that were refused, or an error.
 type response struct {
-	Success  bool        `json:"success"`
-	Error    string      `json:"error,omitempty"`
+	Success bool   `json:"success"`
+	Error   string `json:"error,omitempty"`
+	// Field names the field of a refused consent update (403).
+	Field    string      `json:"field,omitempty"`
 	Rejected []Rejection `json:"rejected,omitempty"`
 }
 
@@ -448,45 +463,6 @@ func (s *Server) redirectTarget(raw string) (string, error) {
 	return "", fmt.Errorf("host %q is not in redirect.allowed_hosts", host)
 }
 
-// handleConsent produces a subject's new consent state to privacy.consent.
-func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	body, res, ok := s.readBody(r, "consent", nil)
-	if !ok {
-		res.write(w)
-		return
-	}
-	if len(body) > s.cfg.HTTP.MaxEventBytes {
-		fail(http.StatusRequestEntityTooLarge, "consent update is %d bytes, more than the limit of %d", len(body), s.cfg.HTTP.MaxEventBytes).write(w)
-		return
-	}
-	if err := s.shape.Check(body); err != nil {
-		fail(http.StatusBadRequest, "%v", err).write(w)
-		return
-	}
-	u, err := event.DecodeConsentUpdate(body)
-	if err != nil {
-		fail(http.StatusBadRequest, "%v", err).write(w)
-		return
-	}
-	src, res, ok := s.authenticate(r, u.WriteKey)
-	if !ok {
-		res.write(w)
-		return
-	}
-	state := u.State(s.now(), src.Name, s.cfg.Region)
-	if !event.InRange(state.UpdatedAt) {
-		fail(http.StatusBadRequest, "timestamp: corrected for the device's clock it falls outside %d to %d", event.MinTime.Year(), event.MaxTime.Year()-1).write(w)
-		return
-	}
-	value, err := json.Marshal(state)
-	if err != nil {
-		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
-		return
-	}
-	rec := &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(state.Subject), Value: value}
-	s.admitAndProduce(src, []*kgo.Record{rec}, nil).write(w)
-}
-
 // readBody reads at most http.max_request_bytes of the body, after gzip
 // decoding when the request says so, so a small compressed bomb cannot
 // expand past the limit. With buf not nil, the body is read into *buf,
@@ -535,6 +511,7 @@ func (s *Server) store(r *http.Request, p payload, rb *recordBuilder) result {
 	receivedAt := s.now().UTC()
 	signals := s.signals(r)
 	signals.TrustContextIP = src.TrustContextIP
+	signals.ServerSource = src.IsServer()
 	// The batch context goes into every event: it gets the per-event limits
 	// once here, and each event's size is checked again with it merged.
 	if len(p.Context) > s.cfg.HTTP.MaxEventBytes {
@@ -573,11 +550,14 @@ func (s *Server) store(r *http.Request, p payload, rb *recordBuilder) result {
 
 // Reasons an event is rejected, the values of the reason label.
 const (
-	reasonTooLarge      = "too_large"
-	reasonInvalid       = "invalid"
-	reasonRateLimited   = "rate_limited"
-	reasonOverloaded    = "overloaded"
-	reasonProduceFailed = "produce_failed"
+	reasonTooLarge = "too_large"
+	reasonInvalid  = "invalid"
+	// reasonOutOfTimeBounds: stamped further from its receipt than
+	// http.max_event_age or http.max_future_skew allow.
+	reasonOutOfTimeBounds = "out_of_time_bounds"
+	reasonRateLimited     = "rate_limited"
+	reasonOverloaded      = "overloaded"
+	reasonProduceFailed   = "produce_failed"
 )
 
 // recordBuilder wraps the events of one request for the raw topic. They
@@ -668,7 +648,10 @@ func (s *Server) record(i int, p payload, batchCtx batchContext, rb *recordBuild
 	if size := len(raw) - own + len(ev.Context); size > s.cfg.HTTP.MaxEventBytes {
 		return nil, reasonTooLarge, fmt.Errorf("event with the batch context is %d bytes, more than the limit of %d", size, s.cfg.HTTP.MaxEventBytes)
 	}
-	if err := ev.CorrectClock(p.SentAt, rb.receivedAt); err != nil {
+	if err := ev.CorrectClock(p.SentAt, rb.receivedAt, s.cfg.HTTP.TimeBounds()); err != nil {
+		if errors.Is(err, event.ErrOutOfTimeBounds) {
+			return nil, reasonOutOfTimeBounds, err
+		}
 		return nil, reasonInvalid, err
 	}
 	if ev.MessageID == "" {

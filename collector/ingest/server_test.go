@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/consenttoken"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -31,10 +33,15 @@ func testConfig(brokers []string) Config {
 	cfg.Sources = []Source{
 		{Name: "web", WriteKey: "web-write-key"},
 		{Name: "old-app", WriteKey: "old-app-write-key", Enabled: new(false)},
+		{Name: "backend", WriteKey: "backend-write-key", Trust: TrustServer},
 	}
 	cfg.TrustedProxies = []string{"10.0.0.0/8"}
+	cfg.ConsentTokens.Keys = []consenttoken.KeyConfig{{KeyID: testTokenKey.ID, Key: config.Secret(testTokenKey.Secret)}}
 	return cfg
 }
+
+// testTokenKey signs the tests' consent tokens, as a backend would.
+var testTokenKey = consenttoken.Key{ID: "ct-test", Secret: []byte("test-only-consent-token-key-0123456789abcdef")}
 
 // newUnreachable builds a server whose Kafka does not exist: every request
 // that gets as far as producing must fail.

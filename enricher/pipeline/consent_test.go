@@ -33,19 +33,29 @@ func TestConsentDecisions(t *testing.T) {
 		return &kgo.Record{Topic: cfg.Topics.Consent.Name, Key: []byte(subject), Value: v}
 	}
 	analytics := map[string]bool{"analytics": true}
+	yes := true
 	testenv.Produce(t, ctx, brokers,
 		consent("u-granted", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics, CrossBorder: true}),
 		consent("u-dnt", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics}),
-		consent("u-minor", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics, CrossBorder: true, Minor: true}),
+		consent("u-minor", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics, CrossBorder: true, Minor: &yes}),
+		consent("u-gpc", now.Add(-time.Hour), event.ConsentUpdate{Purposes: map[string]bool{"analytics": true, "third_party_sharing": true}, CrossBorder: true}),
 		// The withdrawal is recorded before the grant that preceded it.
 		consent("u-withdraw", now.Add(-time.Minute), event.ConsentUpdate{Purposes: map[string]bool{}}),
 		consent("u-withdraw", now.Add(-2*time.Hour), event.ConsentUpdate{Purposes: analytics}),
 		consent("u-erased", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics}),
 		erasure(cfg, "u-erased", event.SubjectUserID),
 	)
+	// Events are received a minute after they happen, unless that is
+	// later than now: received says when.
+	received := func(at time.Time) time.Time {
+		if r := at.Add(time.Minute); r.Before(now) {
+			return r
+		}
+		return now
+	}
 	ev := func(id, source, user string, at time.Time, dnt bool, props string) *kgo.Record {
-		e := event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: now, SourceID: source, Region: "cn",
-			Signals: event.Signals{DNT: dnt, IP: "1.2.4.8", UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36"},
+		e := event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: received(at), SourceID: source, Region: "cn",
+			Signals: event.Signals{DNT: dnt, GPC: user == "u-gpc", IP: "1.2.4.8", UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36"},
 			Event: event.Event{Type: "track", Event: "Viewed", UserID: user, AnonymousID: "anon-" + user,
 				Timestamp: at.Format(time.RFC3339Nano), Context: json.RawMessage(`{"device":{"id":"device-` + user + `"}}`)}}
 		if props != "" {
@@ -62,6 +72,10 @@ func TestConsentDecisions(t *testing.T) {
 		ev("e-minor", "app", "u-minor", before, false, ""),
 		ev("e-before-withdrawal", "app", "u-withdraw", now.Add(-90*time.Minute), false, ""),
 		ev("e-after-withdrawal", "app", "u-withdraw", now.Add(-30*time.Second), false, ""),
+		// Stamped before the withdrawal, received after it: not kept.
+		backdated(ev("e-backdated", "app", "u-withdraw", now.Add(-90*time.Minute), false, ""), now),
+		// GPC: no third-party sharing, nothing abroad, whatever consent says.
+		ev("e-gpc", "app", "u-gpc", before, false, ""),
 		ev("e-erased", "app", "u-erased", before, false, ""),
 		ev("e-leak", "app", "u-granted", before, false, `{"note":"ticket from u-granted about anon-u-granted"}`),
 		ev("e-default", "web", "u-unknown", before, false, ""),
@@ -103,13 +117,13 @@ func TestConsentDecisions(t *testing.T) {
 			r, kafkax.Header(dead[0], kafkax.HeaderError))
 	}
 
-	for testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, cfg.Topics.Raw.Name) < 9 {
+	for testenv.CommittedTotal(t, ctx, brokers, cfg.GroupID, cfg.Topics.Raw.Name) < 11 {
 		if ctx.Err() != nil {
-			t.Fatal("enricher did not commit the nine events")
+			t.Fatal("enricher did not commit the eleven events")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for reason, want := range map[string]float64{"no_consent": 2, "dnt": 1, "minor": 1, "suppressed": 1, "gate_refused": 1, "gpc": 0} {
+	for reason, want := range map[string]float64{"no_consent": 3, "dnt": 1, "minor": 1, "suppressed": 1, "gate_refused": 1, "gpc": 1} {
 		if got := testutil.ToFloat64(p.metrics.dropped.WithLabelValues(reason)); got != want {
 			t.Errorf("dropped{reason=%q} = %v, want %v", reason, got, want)
 		}
@@ -123,6 +137,17 @@ func TestConsentDecisions(t *testing.T) {
 	if all := testenv.ReadAll(t, ctx, brokers, cfg.Topics.Clean.Name); len(all) != 4 {
 		t.Errorf("clean topic holds %d events, want 4", len(all))
 	}
+}
+
+// backdated is a raw event record received at receivedAt instead.
+func backdated(r *kgo.Record, receivedAt time.Time) *kgo.Record {
+	env, err := event.DecodeEnvelope(r.Value)
+	if err != nil {
+		panic(err)
+	}
+	env.ReceivedAt = receivedAt
+	r.Value, _ = json.Marshal(env)
+	return r
 }
 
 // exportPseudonym is value's pseudonym under the export key of cfg.
@@ -163,5 +188,20 @@ func TestConsentCarriedInEvent(t *testing.T) {
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"c-1-grants", "c-2-after"}) {
 		t.Errorf("clean events %v, want the granting event and the one after it", ids)
+	}
+
+	// Each change was written to privacy.consent, whole, stamped when its
+	// event was received: the grant, then the withdrawal.
+	var states []event.ConsentState
+	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Consent.Name, 2) {
+		st, err := event.DecodeConsentState(r.Value)
+		if err != nil || string(r.Key) != "anon-carried" {
+			t.Fatalf("consent record %s: %s (%v)", r.Key, r.Value, err)
+		}
+		states = append(states, st)
+	}
+	if g, w := states[0], states[1]; !g.Purposes["analytics"] || g.Purposes["marketing"] || w.Purposes["analytics"] ||
+		g.Authority != event.AuthorityEvent || g.AnonymousID != "anon-carried" || !g.UpdatedAt.Equal(now) {
+		t.Errorf("written consent %+v then %+v, want analytics granted then withdrawn, by event, as of receipt", g, w)
 	}
 }

@@ -31,7 +31,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/consentflow/consentflow/enricher/consentstore"
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"

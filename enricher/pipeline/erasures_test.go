@@ -24,11 +24,17 @@ func erasure(cfg Config, id, kind string) *kgo.Record {
 	return &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte(id), Value: v}
 }
 
-// rawEvent is an events.raw record of a Segment event.
+// rawEvent is an events.raw record of a Segment event of a server source
+// (which may send alias), received now.
 func rawEvent(cfg Config, e event.Event) *kgo.Record {
-	e.Timestamp = time.Now().UTC().Format(time.RFC3339Nano)
-	v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: e.MessageID, ReceivedAt: time.Now().UTC(),
-		SourceID: "web", Region: "cn", Signals: event.Signals{IP: "1.2.4.8"}, Event: e})
+	return rawEventAt(cfg, e, time.Now().UTC())
+}
+
+// rawEventAt is rawEvent received at receivedAt.
+func rawEventAt(cfg Config, e event.Event, receivedAt time.Time) *kgo.Record {
+	e.Timestamp = receivedAt.Format(time.RFC3339Nano)
+	v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: e.MessageID, ReceivedAt: receivedAt,
+		SourceID: "web", Region: "cn", Signals: event.Signals{IP: "1.2.4.8", ServerSource: true}, Event: e})
 	return &kgo.Record{Topic: cfg.Topics.Raw.Name, Key: []byte(e.PartitionKey()), Value: v}
 }
 
@@ -71,6 +77,7 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 	}
 
 	bad := &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-bad"), Value: []byte(`{"schemaVersion":1}`)}
+	beforeErasure := time.Now().UTC().Add(-time.Second)
 	testenv.Produce(t, ctx, brokers, bad, erasure(cfg, "u-1", event.SubjectUserID))
 
 	for _, d := range []struct {
@@ -142,9 +149,14 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		t.Errorf("privacy_erasures_notified_total = %v, want 1 (linked records need no notice of their own)", n)
 	}
 
-	// A device linked to the erased user afterwards (an identify still in
-	// flight, or a new sign-in) is erased, not linked: its earlier events go.
-	testenv.Produce(t, ctx, brokers, rawEvent(cfg, event.Event{Type: "identify", MessageID: "m-6", UserID: "u-1", AnonymousID: "a-tablet"}))
+	// A device linked to the erased user by an event received before the
+	// erasure but judged after it (an identify still in flight) is erased,
+	// not linked: its earlier events go. One that names the erased user
+	// only afterwards (a stranger, or a sign-in to a closed account) had
+	// no consented event under that user: neither erased nor linked.
+	testenv.Produce(t, ctx, brokers,
+		rawEvent(cfg, event.Event{Type: "identify", MessageID: "m-7", UserID: "u-1", AnonymousID: "a-stranger"}),
+		rawEventAt(cfg, event.Event{Type: "identify", MessageID: "m-6", UserID: "u-1", AnonymousID: "a-tablet"}, beforeErasure))
 	var tablet event.ErasureRecord
 	for tablet.RequestID == "" {
 		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
@@ -169,8 +181,13 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		t.Errorf("notices of the late device: %+v", late)
 	}
 	for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Identities.Name) {
-		if string(r.Key) == "a-tablet" && r.Value != nil {
-			t.Errorf("the late device was linked to the erased user: %s", r.Value)
+		if (string(r.Key) == "a-tablet" || string(r.Key) == "a-stranger") && r.Value != nil {
+			t.Errorf("%s was linked to the erased user: %s", r.Key, r.Value)
+		}
+	}
+	for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
+		if string(r.Key) == "a-stranger" {
+			t.Errorf("a device that named the erased user after its erasure was erased: %s", r.Value)
 		}
 	}
 
@@ -217,12 +234,12 @@ func TestLateLinksAreThoseReadAfterThePass(t *testing.T) {
 	}
 	now := time.Now()
 	p.notifier.now = func() time.Time { return now }
-	p.store.Suppress("u-racing") // the store read its erasure; no pass yet
+	p.store.Suppress("u-racing", now) // the store read its erasure; no pass yet
 	if _, err := p.notifier.pass("u-passed", event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-u-passed", SubjectKind: event.SubjectUserID}); err != nil {
 		t.Fatal(err)
 	}
-	p.store.Suppress("u-passed")
-	p.store.Suppress("d-suppressed")
+	p.store.Suppress("u-passed", now)
+	p.store.Suppress("d-suppressed", now)
 	records := []*kgo.Record{link("d-late", "u-passed"), link("d-racing", "u-racing"), link("d-suppressed", "u-passed"),
 		link("d-other", "u-other"), {Key: []byte("d-tombstone")}}
 	late, unsure := p.lateLinks(records, now.Add(time.Second))

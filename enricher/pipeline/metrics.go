@@ -29,8 +29,20 @@ type metrics struct {
 	transactionDuration prometheus.Histogram
 	commitDuration      prometheus.Histogram
 	identityLinks       prometheus.Counter
+	linksRefused        *prometheus.CounterVec
+	carriedRefused      prometheus.Counter
+	carriedWritten      prometheus.Counter
 	erasuresNotified    prometheus.Counter
 }
+
+// Why an identify or alias writes no identity link.
+const (
+	// linkClientAlias: alias links any id to any userId, so only a server
+	// source may send one.
+	linkClientAlias = "client_alias"
+	// linkEventDropped: links come only from events that were kept.
+	linkEventDropped = "event_dropped"
+)
 
 func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 	m := &metrics{
@@ -76,13 +88,28 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 			Name: "enricher_identity_links_total",
 			Help: "Identity links (identify, alias) written to privacy.identities in committed transactions.",
 		}),
+		linksRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_identity_links_refused_total",
+			Help: "Identify and alias events that wrote no identity link, by reason: client_alias (an alias from a client source), event_dropped (the event itself was not kept).",
+		}, []string{"reason"}),
+		carriedRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "enricher_consent_carried_refused_total",
+			Help: "Events whose carried consent granted a userId purposes its client source may not grant: the grants were ignored, the event judged without them.",
+		}),
+		carriedWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "enricher_consent_carried_written_total",
+			Help: "Consent changes carried in events and written to privacy.consent in committed transactions.",
+		}),
 		erasuresNotified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "privacy_erasures_notified_total",
 			Help: "Erasure requests passed on as notices to every region and export destination.",
 		}),
 	}
 	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration,
-		m.identityLinks, m.erasuresNotified)
+		m.identityLinks, m.linksRefused, m.carriedRefused, m.carriedWritten, m.erasuresNotified)
+	for _, r := range []string{linkClientAlias, linkEventDropped} {
+		m.linksRefused.WithLabelValues(r)
+	}
 	for _, r := range []string{"clean", "export"} {
 		m.out.WithLabelValues(r)
 	}
@@ -105,13 +132,16 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 type tally struct {
 	in, clean, export int
 	links             int
+	linksRefused      map[string]int
+	carriedRefused    int
+	carriedWritten    int
 	dropped           map[string]int
 	purposes          map[string]int
 	defaultGrants     map[string]int
 }
 
 func newTally() *tally {
-	return &tally{dropped: map[string]int{}, purposes: map[string]int{}, defaultGrants: map[string]int{}}
+	return &tally{dropped: map[string]int{}, purposes: map[string]int{}, defaultGrants: map[string]int{}, linksRefused: map[string]int{}}
 }
 
 func (m *metrics) add(t *tally) {
@@ -119,6 +149,11 @@ func (m *metrics) add(t *tally) {
 	m.out.WithLabelValues("clean").Add(float64(t.clean))
 	m.out.WithLabelValues("export").Add(float64(t.export))
 	m.identityLinks.Add(float64(t.links))
+	for r, n := range t.linksRefused {
+		m.linksRefused.WithLabelValues(r).Add(float64(n))
+	}
+	m.carriedRefused.Add(float64(t.carriedRefused))
+	m.carriedWritten.Add(float64(t.carriedWritten))
 	for r, n := range t.dropped {
 		m.dropped.WithLabelValues(r).Add(float64(n))
 	}

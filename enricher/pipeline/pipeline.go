@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/consentflow/consentflow/enricher/consentstore"
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"
@@ -76,6 +77,10 @@ type Pipeline struct {
 	lag      *kafkax.Lag
 	notifier *notifier
 	rechecks rechecks // of links to users erased elsewhere (eraseLateLinks)
+	// unwritten holds consent carried in events of an aborted batch: the
+	// store applied it already, so the batch's replay finds no change to
+	// write, and the next transaction writes it instead (run loop only).
+	unwritten []*kgo.Record
 
 	cancel       context.CancelFunc
 	done         chan error    // the loop's result, for Done
@@ -104,7 +109,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 		cfg.MaxPollRecords = Default().MaxPollRecords
 	}
 	store := consentstore.New(cfg.Consent.History)
-	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, log)
+	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, "enricher", log)
 	if err != nil {
 		return nil, err
 	}
@@ -302,6 +307,7 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	// is processed; the transaction commits only if all were acknowledged.
 	var produced producedRecords
 	end := kgo.TryCommit
+	produced.produce(ctx, p.sess, p.unwritten)
 	out, keys, t, err := p.processBatch(records, func() error { return <-synced },
 		func(part []*kgo.Record) { produced.produce(ctx, p.sess, part) })
 	if err != nil {
@@ -328,14 +334,29 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	}
 	if !committed {
 		p.metrics.transactions.WithLabelValues("aborted").Inc()
+		p.keepUnwritten(out)
 		return false, nil
 	}
+	p.unwritten = nil
 	// Only now: the events of an aborted batch come again and must pass.
 	p.dedup.add(keys, time.Now())
 	p.metrics.transactions.WithLabelValues("committed").Inc()
 	p.metrics.add(t)
 	p.metrics.dedupEntries.Set(float64(p.dedup.size()))
 	return true, nil
+}
+
+// keepUnwritten keeps, for the next transaction, the consent records of an
+// aborted one's output and those it was to write for an earlier one.
+func (p *Pipeline) keepUnwritten(out []*kgo.Record) {
+	var again []*kgo.Record
+	for _, r := range slices.Concat(p.unwritten, out) {
+		if r.Topic == p.cfg.Topics.Consent.Name {
+			// A new record: the client wrote into the produced one.
+			again = append(again, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value})
+		}
+	}
+	p.unwritten = again
 }
 
 // item is one raw record on its way through a batch.
@@ -348,9 +369,16 @@ type item struct {
 	user, anon consentstore.Subject
 	d          policy.Decision
 	dup        bool
-	clean      *kgo.Record
-	export     *kgo.Record // the export, or its dead letter when refused
-	gate       error       // why the gate refused the export
+	// linkWouldStand: the event would have been kept but for the erasure
+	// of its subject (only worked out for a suppressed identify or alias).
+	linkWouldStand bool
+	// consent holds privacy.consent records of the consent the event
+	// carried; carriedRefused says it granted what its source may not.
+	consent        []*kgo.Record
+	carriedRefused bool
+	clean          *kgo.Record
+	export         *kgo.Record // the export, or its dead letter when refused
+	gate           error       // why the gate refused the export
 }
 
 // producedRecords tracks the records produced in a transaction.
@@ -403,9 +431,18 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 		t.dropped[dropDuplicate]++
 		return out, keys
 	}
-	if link := p.linkRecord(it); link != nil {
+	if link, refused := p.linkRecord(it); link != nil {
 		out = append(out, link)
-		t.links++
+		if link.Topic == p.cfg.Topics.Identities.Name {
+			t.links++
+		}
+	} else if refused != "" {
+		t.linksRefused[refused]++
+	}
+	out = append(out, it.consent...)
+	t.carriedWritten += len(it.consent)
+	if it.carriedRefused {
+		t.carriedRefused++
 	}
 	if it.d.Drop != "" {
 		t.dropped[string(it.d.Drop)]++
@@ -432,24 +469,33 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 }
 
 // linkRecord is the privacy.identities record of an identify or alias
-// event, or nil. Links are kept whatever the analytics consent (they serve
-// erasure and export), but never for a minor's event, which the pipeline
-// must not keep at all, nor for a suppressed subject: a link to an erased
-// userId becomes an erasure of the device instead, so the device's
-// earlier events go too, and the link (the userId) is never written.
-func (p *Pipeline) linkRecord(it *item) *kgo.Record {
-	from, user, ok := it.in.Env.Event.Link()
+// event, or nil and why not. A link must not be poisoned: it comes only
+// from an event that was kept (whatever purpose kept it: links serve
+// erasure and export) and from a source that may assert it
+// (policy.MayLink). A link to an erased userId becomes an erasure of the
+// device instead, so the device's earlier events go too, and the link
+// (the userId) is never written; but only when the link would have
+// stood, from an event received before the erasure was asked for: an
+// event naming an erased userId must not erase a device that never had a
+// consented event under it.
+func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
+	env := &it.in.Env
+	from, user, ok := env.Event.Link()
 	switch {
-	case !ok || it.d.Drop == policy.DropMinor:
-		return nil
+	case !ok:
+		return nil, ""
+	case !policy.MayLink(env.Event.Type, env.Signals.ServerSource):
+		return nil, linkClientAlias
 	case it.d.Drop == policy.DropSuppressed:
-		if !p.store.Suppressed(user) || p.store.Suppressed(from) {
-			return nil
+		if !it.linkWouldStand || p.store.Suppressed(from) || !p.store.Suppressed(user) || p.store.SuppressedBefore(user, env.ReceivedAt) {
+			return nil, linkEventDropped
 		}
-		return p.deviceErasure(from)
+		return p.deviceErasure(from), ""
+	case it.d.Drop != "":
+		return nil, linkEventDropped
 	}
-	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: it.in.Env.ReceivedAt})
-	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}
+	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: env.ReceivedAt})
+	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}, ""
 }
 
 // deviceErasure is the erasure record of a device linked to an erased
@@ -555,19 +601,81 @@ func parse(rec *kgo.Record) (*policy.Parsed, error) {
 	return in, nil
 }
 
-// judge applies the consent rules to one event. Consent the event carries
-// updates the store at once, so the subject's next events see it.
+// judge applies the consent rules to one event, by the consent in force
+// at its time and at its receipt. Consent the event carries updates the
+// store at once, so the subject's next events see it, and is written to
+// privacy.consent with the batch (it.consent), so a restart, a rebalance
+// or another instance sees it too.
 func (p *Pipeline) judge(it *item) policy.Decision {
 	in, ev := it.in, &it.in.Env.Event
 	suppressed := p.store.SuppressedSubject(it.user) || p.store.SuppressedSubject(it.anon)
-	// Consent given before sign-in was recorded under the anonymousId; the
-	// newest of the two governs.
-	inForce := p.store.NewestOf(in.At, it.user, it.anon)
-	d, carried := p.rules.Judge(in, inForce, suppressed)
-	if carried != nil && !suppressed {
-		p.store.ApplyCarried(ev.SubjectID(), in.At, *carried)
+	// A minor's linked devices are a minor's.
+	var linked consentstore.Subject
+	if ev.AnonymousID != "" {
+		linked = p.store.Subject(p.notifier.links.Owner(ev.AnonymousID))
+	}
+	atEvent := p.store.InForce(in.At, it.user, it.anon, linked)
+	atReceipt := p.store.InForce(in.Env.ReceivedAt, it.user, it.anon, linked)
+	d, carried := p.rules.Judge(in, atEvent, atReceipt, suppressed)
+	if suppressed {
+		if _, _, ok := ev.Link(); ok {
+			kept, _ := p.rules.Judge(in, atEvent, atReceipt, false)
+			it.linkWouldStand = kept.Drop == ""
+		}
+		return d
+	}
+	if carried != nil {
+		it.carriedRefused = carried.Refused != 0
+		it.consent = p.recordCarried(in, carried)
 	}
 	return d
+}
+
+// recordCarried applies consent carried in an event to the store, under
+// the identifiers its source may speak for, and returns the
+// privacy.consent records of those whose consent it changed. A record
+// states the whole consent in force once the event was received, stamped
+// then: compaction keeps only a subject's latest record, which must hold
+// everything in force (minor included), not the change alone.
+func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) []*kgo.Record {
+	env := &in.Env
+	asOf := env.ReceivedAt
+	if in.At.After(asOf) {
+		asOf = in.At
+	}
+	var out []*kgo.Record
+	for _, c := range [2]struct {
+		id, kind string
+		ch       policy.Carried
+	}{{env.Event.UserID, event.SubjectUserID, u.User}, {env.Event.AnonymousID, event.SubjectAnonymousID, u.Anonymous}} {
+		if c.id == "" || c.ch.Named == 0 {
+			continue
+		}
+		before := p.store.At(c.id, asOf)
+		p.store.ApplyCarried(c.id, in.At, c.ch)
+		if after := p.store.At(c.id, asOf); after != before {
+			out = append(out, p.consentRecord(c.id, c.kind, after, asOf, env))
+		}
+	}
+	return out
+}
+
+// consentRecord is the privacy.consent record of consent c of subject id
+// (an identifier of kind) from asOf on, carried in an event of env.
+func (p *Pipeline) consentRecord(id, kind string, c policy.Consent, asOf time.Time, env *event.Envelope) *kgo.Record {
+	st := event.ConsentState{SchemaVersion: event.SchemaVersion, Subject: id, Purposes: make(map[string]bool, len(event.Purposes)),
+		CrossBorder: c.CrossBorder, Minor: c.Minor, GuardianConsent: c.GuardianConsent,
+		UpdatedAt: asOf.UTC(), ReceivedAt: env.ReceivedAt.UTC(), SourceID: env.SourceID, Region: env.Region, Authority: event.AuthorityEvent}
+	if kind == event.SubjectUserID {
+		st.UserID = id
+	} else {
+		st.AnonymousID = id
+	}
+	for i, name := range event.Purposes {
+		st.Purposes[name] = c.Purposes&(1<<i) != 0
+	}
+	value, _ := json.Marshal(st)
+	return &kgo.Record{Topic: p.cfg.Topics.Consent.Name, Key: []byte(id), Value: value}
 }
 
 // route de-identifies a kept event for events.clean.<region> and, with

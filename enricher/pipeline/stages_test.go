@@ -48,7 +48,7 @@ func TestProcessBatchAcrossParts(t *testing.T) {
 			ctx = `{"consent":{"categoryPreferences":{"Analytics":false}}}`
 		}
 		// "app" has no default grant: only carried consent keeps its events.
-		v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("m-%04d", i), ReceivedAt: at, SourceID: "app", Region: "cn",
+		v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("m-%04d", i), ReceivedAt: at.Add(time.Minute), SourceID: "app", Region: "cn",
 			Event: event.Event{Type: "page", AnonymousID: "anon-parts", Timestamp: at.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano), Context: json.RawMessage(ctx)}})
 		records[i] = &kgo.Record{Topic: "raw", Value: v}
 	}

@@ -28,10 +28,11 @@ type Follower struct {
 	metrics  *metrics
 }
 
-// NewFollower builds a follower of the two topics into store.
-func NewFollower(cfg *kafkax.Config, consentTopic, erasuresTopic string, store *Store, reg prometheus.Registerer, log *slog.Logger) (*Follower, error) {
-	f := &Follower{store: store, consent: consentTopic, erasures: erasuresTopic, log: log, metrics: newMetrics(reg, store)}
-	tail, err := kafkax.NewTail(cfg, reg, "enricher_consent", log, []string{consentTopic, erasuresTopic}, f.applyAll)
+// NewFollower builds a follower of the two topics into store; its
+// metrics are named after service (<service>_consent_...).
+func NewFollower(cfg *kafkax.Config, consentTopic, erasuresTopic string, store *Store, reg prometheus.Registerer, service string, log *slog.Logger) (*Follower, error) {
+	f := &Follower{store: store, consent: consentTopic, erasures: erasuresTopic, log: log, metrics: newMetrics(reg, service, store)}
+	tail, err := kafkax.NewTail(cfg, reg, service+"_consent", log, []string{consentTopic, erasuresTopic}, f.applyAll)
 	if err != nil {
 		return nil, err
 	}
@@ -93,25 +94,41 @@ func decodeAll(records []*kgo.Record, consentTopic string) []decoded {
 }
 
 // apply folds one record into the store. A consent record that does not
-// decode is counted and skipped: the subject keeps what was known before,
-// and without it an event is judged fail-closed.
+// decode makes its subject's consent unknown-to-grant-nothing (fail
+// closed): the state before it, possibly a grant it withdrew, must not
+// stay in force. It is counted and logged without its value.
 func (f *Follower) apply(r *kgo.Record, d decoded) {
 	switch {
 	case r.Attrs.IsControl():
 		return
 	case r.Topic == f.erasures:
-		f.store.Suppress(string(r.Key))
+		// The suppression holds whatever the value; its time serves only
+		// to tell links made before the erasure from later ones.
+		rec, _ := event.DecodeErasureRecord(r.Value)
+		f.store.Suppress(string(r.Key), rec.RequestedAt)
 		f.metrics.erasures.Inc()
 	case r.Value == nil:
 		f.store.Forget(string(r.Key))
 		f.metrics.tombstones.Inc()
 	case d.err != nil:
+		f.store.Invalidate(string(r.Key))
 		f.metrics.invalid.Inc()
-		f.log.Warn("skipping an unreadable consent record", "partition", r.Partition, "offset", r.Offset, "err", d.err)
+		f.log.Warn("unreadable consent record: its subject's consent is now unknown, and its events dropped until a readable record",
+			"partition", r.Partition, "offset", r.Offset, "field", fieldOf(d.err))
 	default:
 		f.store.Apply(d.state.Subject, d.state.UpdatedAt, policy.ConsentOf(d.state))
 		f.metrics.consent.Inc()
 	}
+}
+
+// fieldOf names what was wrong with a record without quoting it: decoding
+// errors may hold the value's bytes.
+func fieldOf(err error) string {
+	var fe *event.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return "value (not a consent state)"
 }
 
 // WaitCaughtUp returns once the store has applied every record committed to

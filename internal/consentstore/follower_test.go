@@ -74,7 +74,7 @@ func newFollowerEnv(t *testing.T, consentPartitions int32) *followerEnv {
 
 func (e *followerEnv) newFollower(t *testing.T) *Follower {
 	t.Helper()
-	f, err := NewFollower(&kafkax.Config{Brokers: e.brokers}, e.consent, e.erasures, e.store, e.reg, e.log)
+	f, err := NewFollower(&kafkax.Config{Brokers: e.brokers}, e.consent, e.erasures, e.store, e.reg, "enricher", e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +142,9 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 	base := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 	// What the topics hold before the follower starts: a subject with a
-	// history, one forgotten by a tombstone, two unreadable records, one
-	// who consented and was then erased, and one erased without consent.
+	// history, one forgotten by a tombstone, two unreadable records, a
+	// grant followed by an unreadable record, one who consented and was
+	// then erased, and one erased without consent.
 	e.produce(t, ctx,
 		e.consentRecord(t, "alice", base, "analytics"),
 		e.consentRecord(t, "alice", base.Add(time.Hour), "analytics", "marketing"),
@@ -152,6 +153,8 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 		&kgo.Record{Topic: e.consent, Key: []byte("carol"), Value: []byte(`{"schemaVersion":1,"subject":"carol",`)},
 		e.consentRecord(t, "dave-in-the-value", base, "analytics"), // keyed below as dave: subject differs
 		e.consentRecord(t, "erin", base, "analytics", "personalization"),
+		e.consentRecord(t, "gina", base, "analytics", "marketing"),
+		&kgo.Record{Topic: e.consent, Key: []byte("gina"), Value: []byte(`{"schemaVersion":1,"subject":"gina","purposes":{"analytics":false},"minor":"no"}`)},
 		e.erasure("erin"),
 		e.erasure("frank"),
 	)
@@ -169,8 +172,11 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 	checkConsent(t, e.store, "alice", base.Add(30*time.Minute), granted(policy.Analytics))
 	checkConsent(t, e.store, "alice", base.Add(time.Hour), granted(policy.Analytics|policy.Marketing))
 	checkConsent(t, e.store, "bob", base.Add(time.Hour), policy.Consent{})
-	checkConsent(t, e.store, "carol", base.Add(time.Hour), policy.Consent{})
-	checkConsent(t, e.store, "dave", base.Add(time.Hour), policy.Consent{})
+	// Unreadable records fail closed: known, nothing granted, at any time.
+	for _, subject := range []string{"carol", "dave", "gina"} {
+		checkConsent(t, e.store, subject, base.Add(-time.Hour), policy.Consent{Known: true})
+		checkConsent(t, e.store, subject, base.Add(time.Hour), policy.Consent{Known: true})
+	}
 	checkConsent(t, e.store, "mallory", base.Add(time.Hour), policy.Consent{})
 	checkConsent(t, e.store, "dave-in-the-value", base.Add(time.Hour), granted(policy.Analytics))
 	checkConsent(t, e.store, "erin", base.Add(time.Hour), policy.Consent{})
@@ -179,10 +185,10 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 			t.Errorf("Suppressed(%q): got %v, want %v", subject, got, want)
 		}
 	}
-	if subjects, suppressed := e.store.Size(); subjects != 2 || suppressed != 2 {
-		t.Errorf("Size after rebuild: got %d, %d, want 2 (alice, dave-in-the-value), 2 (erin, frank)", subjects, suppressed)
+	if subjects, suppressed := e.store.Size(); subjects != 5 || suppressed != 2 {
+		t.Errorf("Size after rebuild: got %d, %d, want 5 (alice, dave-in-the-value, carol, dave, gina), 2 (erin, frank)", subjects, suppressed)
 	}
-	e.checkRecords(t, f, map[string]float64{"consent": 5, "tombstone": 1, "erasure": 2, "invalid": 2})
+	e.checkRecords(t, f, map[string]float64{"consent": 6, "tombstone": 1, "erasure": 2, "invalid": 3})
 	if got := testutil.ToFloat64(f.metrics.rebuild); got <= 0 {
 		t.Errorf("enricher_consent_store_rebuild_seconds: got %v, want > 0", got)
 	}
@@ -213,16 +219,16 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 	if !e.store.Suppressed("grace-00") {
 		t.Error("grace-00 erased while following but not suppressed")
 	}
-	if subjects, suppressed := e.store.Size(); subjects != 20 || suppressed != 3 {
-		t.Errorf("Size while following: got %d, %d, want 20, 3", subjects, suppressed)
+	if subjects, suppressed := e.store.Size(); subjects != 23 || suppressed != 3 {
+		t.Errorf("Size while following: got %d, %d, want 23, 3", subjects, suppressed)
 	}
-	e.checkRecords(t, f, map[string]float64{"consent": 26, "tombstone": 2, "erasure": 3, "invalid": 2})
+	e.checkRecords(t, f, map[string]float64{"consent": 27, "tombstone": 2, "erasure": 3, "invalid": 3})
 	// The size gauges are set just after the records are applied, so
 	// they may trail WaitCaughtUp by a moment.
 	eventually(t, 5*time.Second, func() string {
 		subjects, suppressed := testutil.ToFloat64(f.metrics.subjects), testutil.ToFloat64(f.metrics.suppressed)
-		if subjects != 20 || suppressed != 3 {
-			return fmt.Sprintf("enricher_consent_store_subjects %v, _suppressed_subjects %v, want 20, 3", subjects, suppressed)
+		if subjects != 23 || suppressed != 3 {
+			return fmt.Sprintf("enricher_consent_store_subjects %v, _suppressed_subjects %v, want 23, 3", subjects, suppressed)
 		}
 		return ""
 	})

@@ -11,22 +11,22 @@ type metrics struct {
 	store                                  *Store
 }
 
-func newMetrics(reg prometheus.Registerer, store *Store) *metrics {
+func newMetrics(reg prometheus.Registerer, service string, store *Store) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enricher_consent_records_total",
-			Help: "privacy.consent and privacy.erasures records applied to the consent store, by kind: consent, tombstone, erasure, or invalid (skipped).",
+			Name: service + "_consent_records_total",
+			Help: "privacy.consent and privacy.erasures records applied to the consent store, by kind: consent, tombstone, erasure, or invalid (the subject's consent becomes unknown).",
 		}, []string{"kind"}),
 		subjects: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "enricher_consent_store_subjects",
+			Name: service + "_consent_store_subjects",
 			Help: "Subjects whose consent the store holds.",
 		}),
 		suppressed: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "enricher_consent_store_suppressed_subjects",
+			Name: service + "_consent_store_suppressed_subjects",
 			Help: "Erased subjects the store suppresses.",
 		}),
 		rebuild: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "enricher_consent_store_rebuild_seconds",
+			Name: service + "_consent_store_rebuild_seconds",
 			Help: "How long reading the consent and erasure topics at start-up took.",
 		}),
 		store: store,

@@ -104,7 +104,7 @@ type Store struct {
 	mu         sync.RWMutex
 	latest     map[key]change
 	older      map[key][]change // ascending by time; only subjects with several changes
-	suppressed map[key]struct{}
+	suppressed map[key]int64    // when the erasure was requested, in ms since 1970
 }
 
 // New returns an empty store that remembers, per subject, the latest
@@ -112,7 +112,7 @@ type Store struct {
 // event older than all of them is unknown: fail closed).
 func New(maxHistory int) *Store {
 	return &Store{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, maxHistory: max(maxHistory, 1),
-		latest: map[key]change{}, older: map[key][]change{}, suppressed: map[key]struct{}{}}
+		latest: map[key]change{}, older: map[key][]change{}, suppressed: map[key]int64{}}
 }
 
 func (s *Store) key(subject string) key {
@@ -181,14 +181,40 @@ func (s *Store) Forget(subject string) {
 	s.mu.Unlock()
 }
 
-// Suppress marks the subject erased, for good.
-func (s *Store) Suppress(subject string) {
+// Invalidate makes the subject's consent known to grant nothing, at every
+// time until a later record says otherwise: a record of it could not be
+// read, and the state before it (possibly a grant since withdrawn) must
+// not stay in force.
+func (s *Store) Invalidate(subject string) {
 	k := s.key(subject)
 	s.mu.Lock()
-	s.suppressed[k] = struct{}{}
 	delete(s.latest, k)
 	delete(s.older, k)
 	s.mu.Unlock()
+	s.insert(k, pack(time.UnixMilli(0), policy.Consent{Known: true}))
+}
+
+// Suppress marks the subject erased, for good; requestedAt is when its
+// erasure was asked for.
+func (s *Store) Suppress(subject string, requestedAt time.Time) {
+	k := s.key(subject)
+	s.mu.Lock()
+	if _, ok := s.suppressed[k]; !ok {
+		s.suppressed[k] = requestedAt.UnixMilli()
+	}
+	delete(s.latest, k)
+	delete(s.older, k)
+	s.mu.Unlock()
+}
+
+// SuppressedBefore reports whether the subject's erasure was asked for
+// before t (or at an unknown time).
+func (s *Store) SuppressedBefore(subject string, t time.Time) bool {
+	k := s.key(subject)
+	s.mu.RLock()
+	at, ok := s.suppressed[k]
+	s.mu.RUnlock()
+	return ok && at <= t.UnixMilli()
 }
 
 // Subject is a subject id as the store keys it. Hashing the id is much of
@@ -199,7 +225,7 @@ type Subject struct {
 	valid bool // false for the empty id, which is no subject
 }
 
-// Subject hashes a subject id for SuppressedSubject and NewestOf.
+// Subject hashes a subject id for SuppressedSubject and InForce.
 func (s *Store) Subject(id string) Subject {
 	if id == "" {
 		return Subject{}
@@ -231,28 +257,28 @@ func (s *Store) At(subject string, t time.Time) policy.Consent {
 	return c
 }
 
-// Newest returns the consent in force at t of whichever of the subjects
-// (a userId and its anonymousId) changed consent most recently before t:
-// consent recorded under either applies to the same person.
-func (s *Store) Newest(t time.Time, subjects ...string) policy.Consent {
+// InForce is the consent in force at t for an event of a userId and an
+// anonymousId (hashed; an invalid Subject is none): whichever changed most
+// recently before t governs, the anonymousId on a tie (it holds consent
+// carried in its events whole, its userId only the withdrawals). Minor is
+// sticky across identities: if either, or linked (the userId the device is
+// linked to), says minor without guardian consent, so does the result.
+func (s *Store) InForce(t time.Time, user, anon, linked Subject) policy.Consent {
 	var best policy.Consent
 	newest := int64(-1)
-	for _, subject := range subjects {
-		if c, when := s.at(s.Subject(subject), t); c.Known && when > newest {
+	unguardedMinor := false
+	for i, sub := range [3]Subject{user, anon, linked} {
+		c, when := s.at(sub, t)
+		if !c.Known {
+			continue
+		}
+		unguardedMinor = unguardedMinor || c.Minor && !c.GuardianConsent
+		if i < 2 && when >= newest {
 			best, newest = c, when
 		}
 	}
-	return best
-}
-
-// NewestOf is Newest for two hashed subjects.
-func (s *Store) NewestOf(t time.Time, a, b Subject) policy.Consent {
-	var best policy.Consent
-	newest := int64(-1)
-	for _, sub := range [2]Subject{a, b} {
-		if c, when := s.at(sub, t); c.Known && when > newest {
-			best, newest = c, when
-		}
+	if unguardedMinor {
+		best.Known, best.Minor, best.GuardianConsent = true, true, false
 	}
 	return best
 }

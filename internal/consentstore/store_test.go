@@ -259,8 +259,8 @@ func TestSuppress(t *testing.T) {
 		t.Fatal("suppressed before any erasure")
 	}
 
-	s.Suppress("alice")
-	s.Suppress("carol") // erased without ever consenting
+	s.Suppress("alice", at(time.Hour))
+	s.Suppress("carol", time.Time{}) // erased without ever consenting, at a time unknown
 	if !s.Suppressed("alice") || !s.Suppressed("carol") {
 		t.Error("erased subjects not suppressed")
 	}
@@ -280,9 +280,13 @@ func TestSuppress(t *testing.T) {
 	s.Apply("alice", at(3*time.Hour), consent(policy.Analytics))
 	s.Apply("carol", at(0), consent(policy.Analytics))
 	s.Forget("alice")
-	s.Suppress("alice") // twice
+	s.Suppress("alice", at(4*time.Hour)) // twice: the first erasure's time stands
 	if !s.Suppressed("alice") || !s.Suppressed("carol") {
 		t.Error("suppression undone")
+	}
+	if s.SuppressedBefore("alice", at(time.Hour-time.Millisecond)) || !s.SuppressedBefore("alice", at(time.Hour)) ||
+		!s.SuppressedBefore("carol", at(0)) || s.SuppressedBefore("bob", at(5*time.Hour)) {
+		t.Error("SuppressedBefore does not tell links made before an erasure from later ones")
 	}
 	for _, subject := range []string{"alice", "carol"} {
 		if got := s.At(subject, at(3*time.Hour)); got.Known {
@@ -310,9 +314,9 @@ func TestSize(t *testing.T) {
 		s.Forget(fmt.Sprintf("user-%04d", i))
 	}
 	for i := 100; i < 150; i++ {
-		s.Suppress(fmt.Sprintf("user-%04d", i))
+		s.Suppress(fmt.Sprintf("user-%04d", i), at(0))
 	}
-	s.Suppress("never-consented")
+	s.Suppress("never-consented", time.Time{})
 	if subjects, suppressed := s.Size(); subjects != 850 || suppressed != 51 {
 		t.Errorf("Size: got %d, %d, want 850, 51", subjects, suppressed)
 	}
@@ -350,7 +354,7 @@ func TestConcurrentUse(t *testing.T) {
 				subject := fmt.Sprintf("user-%d", i%200)
 				switch {
 				case w == 0 && i%97 == 0:
-					s.Suppress(subject)
+					s.Suppress(subject, time.Time{})
 				case w == 1 && i%89 == 0:
 					s.Forget(subject)
 				default:
@@ -394,17 +398,15 @@ func TestHashedSubjects(t *testing.T) {
 	s.Apply("a1", at.Add(time.Minute), policy.Consent{Known: true, Purposes: policy.Marketing, CrossBorder: true})
 	s.ApplyCarried("a2", at, policy.Carried{Named: policy.Analytics, Granted: policy.Analytics})
 	s.Apply("u3", at.Add(time.Hour), policy.Consent{Known: true, Purposes: policy.Personalization})
-	s.Suppress("gone")
+	s.Suppress("gone", at)
 	ids := []string{"", "u1", "a1", "a2", "u3", "gone", "nobody"}
 	for _, when := range []time.Time{at.Add(-time.Second), at, at.Add(30 * time.Second), at.Add(2 * time.Hour)} {
 		for _, a := range ids {
 			if got, want := s.SuppressedSubject(s.Subject(a)), s.Suppressed(a); got != want {
 				t.Errorf("SuppressedSubject(%q) = %v, want %v", a, got, want)
 			}
-			for _, b := range ids {
-				if got, want := s.NewestOf(when, s.Subject(a), s.Subject(b)), s.Newest(when, a, b); got != want {
-					t.Errorf("NewestOf(%v, %q, %q) = %+v, want %+v", when, a, b, got, want)
-				}
+			if got, want := s.InForce(when, s.Subject(a), Subject{}, Subject{}), s.At(a, when); got != want {
+				t.Errorf("InForce(%v, %q) = %+v, want At's %+v", when, a, got, want)
 			}
 		}
 	}

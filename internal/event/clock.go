@@ -1,9 +1,13 @@
 package event
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrOutOfTimeBounds marks an event refused for its time alone (TimeBounds).
+var ErrOutOfTimeBounds = errors.New("event time out of bounds")
 
 // CorrectTimestamp puts a device's event time on the server's clock, as
 // Segment does: a device whose clock is off by d stamps both the event
@@ -22,11 +26,43 @@ func CorrectTimestamp(timestamp, sentAt, receivedAt time.Time) time.Time {
 	}
 }
 
+// TimeBounds is how far from its receipt an event's clock-corrected time
+// may lie. A backdated event could otherwise slip under a withdrawal
+// recorded since, and a far-future one land in a partition that retention
+// never drops.
+type TimeBounds struct {
+	// MaxAge is how much older than its receipt an event may be (a device
+	// that was offline uploads late). Zero means no bound.
+	MaxAge time.Duration
+	// MaxFuture is how far after its receipt an event may be. Zero means
+	// not at all.
+	MaxFuture time.Duration
+}
+
+// Check returns an error naming field, a *FieldError that also matches
+// ErrOutOfTimeBounds, when t (corrected for the device's clock) lies
+// outside b around receivedAt.
+func (b TimeBounds) Check(field string, t, receivedAt time.Time) error {
+	switch age := receivedAt.Sub(t); {
+	case b.MaxAge > 0 && age > b.MaxAge:
+		return outOfBounds{&FieldError{field, fmt.Sprintf("corrected for the device's clock it is %s older than its receipt, more than the %s allowed (max_event_age)", age.Round(time.Second), b.MaxAge)}}
+	case -age > b.MaxFuture:
+		return outOfBounds{&FieldError{field, fmt.Sprintf("corrected for the device's clock it is %s after its receipt, more than the %s allowed (max_future_skew)", (-age).Round(time.Second), b.MaxFuture)}}
+	}
+	return nil
+}
+
+// outOfBounds is a FieldError that is also ErrOutOfTimeBounds.
+type outOfBounds struct{ *FieldError }
+
+func (e outOfBounds) Unwrap() []error { return []error{e.FieldError, ErrOutOfTimeBounds} }
+
 // CorrectClock rewrites the event's timestamp to the server's clock
 // (CorrectTimestamp), keeping the device's own time in OriginalTimestamp.
 // batchSentAt stands in for an event without its own sentAt. It fails when
-// the corrected time falls outside what the pipeline stores.
-func (e *Event) CorrectClock(batchSentAt, receivedAt time.Time) error {
+// the corrected time falls outside what the pipeline stores, or outside
+// bounds around receivedAt (then the error also matches ErrOutOfTimeBounds).
+func (e *Event) CorrectClock(batchSentAt, receivedAt time.Time, bounds TimeBounds) error {
 	device, _ := ParseTime(e.Timestamp) // validated with the event
 	if device.IsZero() {
 		device, _ = ParseTime(e.OriginalTimestamp)
@@ -40,6 +76,9 @@ func (e *Event) CorrectClock(batchSentAt, receivedAt time.Time) error {
 	t := CorrectTimestamp(device, sentAt, receivedAt).UTC()
 	if !InRange(t) {
 		return &FieldError{"timestamp", fmt.Sprintf("corrected for the device's clock (sentAt %s) it falls outside %d to %d", sentAt.Format(time.RFC3339), MinTime.Year(), MaxTime.Year()-1)}
+	}
+	if err := bounds.Check("timestamp", t, receivedAt); err != nil {
+		return err
 	}
 	e.Timestamp = t.Format(time.RFC3339Nano)
 	return nil

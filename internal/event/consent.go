@@ -14,7 +14,9 @@ var Purposes = []string{"analytics", "personalization", "marketing", "third_part
 
 // ConsentUpdate is the body of POST /v1/consent: the subject's whole consent
 // state as of Timestamp. A purpose left out is not granted, so a client that
-// forgets one withholds it rather than granting it.
+// forgets one withholds it rather than granting it; Minor left out keeps
+// the subject's previous value. Who may set what is policy.AuthorizeConsent's
+// to say.
 type ConsentUpdate struct {
 	UserID      string          `json:"userId,omitempty"`
 	AnonymousID string          `json:"anonymousId,omitempty"`
@@ -22,15 +24,34 @@ type ConsentUpdate struct {
 	// CrossBorder consents to transfer out of the home region
 	// (de-identified first).
 	CrossBorder bool `json:"crossBorder"`
-	// Minor marks a subject under 14; GuardianConsent is a guardian's
-	// consent for one.
-	Minor           bool   `json:"minor"`
+	// Minor marks a subject under 14 (nil: as before); GuardianConsent is
+	// a guardian's consent for one.
+	Minor           *bool  `json:"minor,omitempty"`
 	GuardianConsent bool   `json:"guardianConsent"`
 	Timestamp       string `json:"timestamp,omitempty"`
 	SentAt          string `json:"sentAt,omitempty"`
 	// WriteKey is accepted in the body as in the event endpoints.
 	WriteKey string `json:"writeKey,omitempty"`
+	// ConsentToken is a consent token (internal/consenttoken) the first
+	// party's backend issued: it vouches for grants a client source may not
+	// make on its own word.
+	ConsentToken string `json:"consentToken,omitempty"`
 }
+
+// Authorities: on whose word a privacy.consent record was written.
+const (
+	// AuthorityServer: a server source's request.
+	AuthorityServer = "server"
+	// AuthorityClient: a client source's request, within what a client
+	// may say.
+	AuthorityClient = "client"
+	// AuthorityToken: a client source's request that a consent token
+	// vouched for.
+	AuthorityToken = "token"
+	// AuthorityEvent: consent carried in an event, written by the
+	// enricher.
+	AuthorityEvent = "event"
+)
 
 // ConsentState is the value of a privacy.consent record, keyed by Subject.
 type ConsentState struct {
@@ -49,6 +70,12 @@ type ConsentState struct {
 	ReceivedAt time.Time `json:"receivedAt"`
 	SourceID   string    `json:"sourceId"`
 	Region     string    `json:"region"`
+	// Authority is on whose word the record was written (Authority*);
+	// empty in records written before it was recorded.
+	Authority string `json:"authority,omitempty"`
+	// TokenKeyID is the id of the key that signed the consent token that
+	// vouched for the record, if any.
+	TokenKeyID string `json:"tokenKeyId,omitempty"`
 }
 
 // DecodeConsentUpdate parses and validates a consent update.
@@ -87,7 +114,8 @@ func DecodeConsentUpdate(raw []byte) (ConsentUpdate, error) {
 }
 
 // State is the consent record the update produces, received at receivedAt
-// from source in region.
+// from source in region; Minor left out reads as false, for the caller to
+// resolve against the subject's previous state.
 func (u ConsentUpdate) State(receivedAt time.Time, source, region string) ConsentState {
 	ts, _ := ParseTime(u.Timestamp) // validated by DecodeConsentUpdate
 	sent, _ := ParseTime(u.SentAt)
@@ -106,7 +134,7 @@ func (u ConsentUpdate) State(receivedAt time.Time, source, region string) Consen
 		AnonymousID:     u.AnonymousID,
 		Purposes:        purposes,
 		CrossBorder:     u.CrossBorder,
-		Minor:           u.Minor,
+		Minor:           u.Minor != nil && *u.Minor,
 		GuardianConsent: u.GuardianConsent,
 		UpdatedAt:       CorrectTimestamp(ts, sent, receivedAt).UTC(),
 		ReceivedAt:      receivedAt.UTC(),

@@ -80,6 +80,9 @@ func appendEnvelopeMid(b []byte, env *Envelope) []byte {
 	if s.TrustContextIP {
 		b = append(b, `,"trustContextIp":true`...)
 	}
+	if s.ServerSource {
+		b = append(b, `,"serverSource":true`...)
+	}
 	return append(b, `},"event":{"type":`...)
 }
 

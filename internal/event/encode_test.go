@@ -3,7 +3,9 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -117,6 +119,30 @@ func TestPlainPrefixFindsTheFirstSpecialByte(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestTimeBounds: an event time further from its receipt than the bounds
+// allow is refused, naming the field and the setting, and matches
+// ErrOutOfTimeBounds; one within them passes.
+func TestTimeBounds(t *testing.T) {
+	b := TimeBounds{MaxAge: 7 * 24 * time.Hour, MaxFuture: time.Hour}
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		offset time.Duration
+		want   string
+	}{
+		{-7 * 24 * time.Hour, ""}, {time.Hour, ""}, {0, ""},
+		{-7*24*time.Hour - time.Second, "max_event_age"}, {time.Hour + time.Second, "max_future_skew"},
+	} {
+		err := b.Check("timestamp", at.Add(tc.offset), at)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v from receipt: %v, want none", tc.offset, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "timestamp: ") ||
+			!errors.Is(err, ErrOutOfTimeBounds) || !errors.Is(err, ErrPermanent)):
+			t.Errorf("%v from receipt: %v, want a permanent timestamp error naming %s", tc.offset, err, tc.want)
 		}
 	}
 }

@@ -47,6 +47,11 @@ type Signals struct {
 	// TrustContextIP says the source may report the end user's address in
 	// the event's context.ip (a server-side SDK); otherwise IP stands.
 	TrustContextIP bool `json:"trustContextIp,omitempty"`
+	// ServerSource says the write key is a server source's (a secret held
+	// by a first-party backend); false is a client source's, whose key
+	// ships in web pages and apps. Consent carried in events and identity
+	// links are believed by it (see internal/policy, "who may say what").
+	ServerSource bool `json:"serverSource,omitempty"`
 }
 
 // Event is one event of the Segment Tracking API spec. Free-form parts stay

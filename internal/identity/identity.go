@@ -84,3 +84,10 @@ func (l *Links) Size() int {
 	defer l.mu.RUnlock()
 	return len(l.owner)
 }
+
+// Owner returns the userId id is linked to, or "".
+func (l *Links) Owner(id string) string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.owner[id]
+}

@@ -47,6 +47,11 @@ func NewTail(cfg *Config, reg prometheus.Registerer, namespace string, log *slog
 		// Control records (transaction markers) take offsets too: keeping
 		// them lets the position reach the end offset after a transaction.
 		kgo.KeepControlRecords(),
+		// A partition the consumer learns of while a fetch is in flight
+		// (the first record of a topic created moments ago) is read once
+		// that fetch ends: a short wait keeps WaitCaughtUp from lagging
+		// by the default 5s, for one idle fetch a second.
+		kgo.FetchMaxWait(time.Second),
 	)
 	if err != nil {
 		return nil, err

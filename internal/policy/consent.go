@@ -19,9 +19,13 @@ const (
 	Marketing
 	ThirdPartySharing
 
-	// trackingPurposes are what DNT and Sec-GPC withdraw: the policy
-	// respects Do Not Track for everything that follows a person around.
+	// trackingPurposes are what DNT withdraws: the policy respects Do Not
+	// Track for everything that follows a person around.
 	trackingPurposes = Analytics | Personalization | Marketing
+	// gpcPurposes are what Sec-GPC withdraws: Global Privacy Control is
+	// "do not sell or share", so sharing with third parties goes too (and
+	// so does transfer abroad, Decide).
+	gpcPurposes = trackingPurposes | ThirdPartySharing
 )
 
 // ParsePurpose returns the purpose named as in event.Purposes.
@@ -124,6 +128,40 @@ func (c Consent) With(ch Carried) Consent {
 	return c
 }
 
+// CarriedUpdate is consent carried in an event, as its source may say it
+// (Carry): what changes for this event, and under which identifier the
+// change is recorded for the subject's later events.
+type CarriedUpdate struct {
+	// Effective is the change this event is judged with.
+	Effective Carried
+	// User changes the userId's consent, Anonymous the anonymousId's;
+	// Named == 0 changes nothing.
+	User, Anonymous Carried
+	// Refused are purposes a client source granted for a userId with no
+	// anonymousId of its own to record them under: ignored, and counted.
+	Refused Purposes
+}
+
+// Carry applies the rules of who may say what to consent carried in an
+// event. A server source's change is the subject's (its userId, else its
+// anonymousId). A client source's key is public, so it speaks for the
+// device it sends events as: the whole change is recorded under its
+// anonymousId, and only withdrawals reach its userId (anyone may
+// withdraw); without an anonymousId its grants are refused.
+func Carry(ch Carried, server, hasUser, hasAnonymous bool) CarriedUpdate {
+	switch {
+	case server && hasUser:
+		return CarriedUpdate{Effective: ch, User: ch}
+	case server || !hasUser:
+		return CarriedUpdate{Effective: ch, Anonymous: ch}
+	}
+	withdrawn := Carried{Named: ch.Named &^ ch.Granted}
+	if hasAnonymous {
+		return CarriedUpdate{Effective: ch, User: withdrawn, Anonymous: ch}
+	}
+	return CarriedUpdate{Effective: withdrawn, User: withdrawn, Refused: ch.Named & ch.Granted}
+}
+
 // FromCategories reads consent carried in an event. A purpose is granted
 // when every mapped category the event names grants it, withdrawn when one
 // refuses it, and untouched when the event names none of its categories.
@@ -168,8 +206,9 @@ type Decision struct {
 }
 
 // Decide applies the consent rules of DESIGN.md §5 to one event: c is the
-// consent in force at the event's time, defaults what config grants the
-// event's source when no consent is known.
+// consent in force (Both combines the decisions at the event's time and at
+// its receipt), defaults what config grants the event's source when no
+// consent is known.
 func Decide(c Consent, suppressed bool, s event.Signals, defaults Purposes) Decision {
 	switch {
 	case suppressed:
@@ -184,14 +223,38 @@ func Decide(c Consent, suppressed bool, s event.Signals, defaults Purposes) Deci
 	if d.Purposes == 0 {
 		return Decision{Drop: DropNoConsent}
 	}
-	if s.DNT || s.GPC {
+	if s.DNT {
 		d.Purposes &^= trackingPurposes
+	}
+	if s.GPC {
+		d.Purposes &^= gpcPurposes
+		d.Export = false
 	}
 	if d.Purposes == 0 {
 		if s.DNT {
 			return Decision{Drop: DropDNT}
 		}
 		return Decision{Drop: DropGPC}
+	}
+	return d
+}
+
+// Both is what two decisions of one event allow together: the one at the
+// event's own time and the one at its receipt. A withdrawal counts from
+// when it was recorded, so an event stamped before it but received after
+// is kept for neither what the withdrawal took back nor anything else the
+// two disagree on.
+func Both(atEvent, atReceipt Decision) Decision {
+	switch {
+	case atEvent.Drop != "":
+		return atEvent
+	case atReceipt.Drop != "":
+		return atReceipt
+	}
+	d := Decision{Purposes: atEvent.Purposes & atReceipt.Purposes, Export: atEvent.Export && atReceipt.Export,
+		ByDefault: atEvent.ByDefault || atReceipt.ByDefault}
+	if d.Purposes == 0 {
+		return Decision{Drop: DropNoConsent}
 	}
 	return d
 }

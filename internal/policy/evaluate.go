@@ -19,18 +19,24 @@ type Rules struct {
 	Categories CategoryMap
 }
 
-// Judge decides one event: inForce is the subject's consent at the event's
-// time. Consent the event carries counts as an update at its time: it is
-// applied first and returned so the caller can remember it.
-func (r Rules) Judge(in *Parsed, inForce Consent, suppressed bool) (d Decision, carried *Carried) {
+// Judge decides one event: atEvent is the consent in force at the event's
+// time, atReceipt at the time the collector received it. The event is kept
+// only for what both allow (Both): a withdrawal counts from when it was
+// recorded, so a backdated event cannot slip under it. Consent the event
+// carries counts as an update at its time, within what its source may say
+// (CarriedUpdate): it is applied to both, and returned so the caller can
+// record it.
+func (r Rules) Judge(in *Parsed, atEvent, atReceipt Consent, suppressed bool) (d Decision, carried *CarriedUpdate) {
 	env := &in.Env
 	if prefs := in.CarriedPreferences(); len(prefs) > 0 {
 		if ch, ok := r.Categories.FromCategories(prefs); ok {
-			inForce, carried = inForce.With(ch), &ch
+			u := Carry(ch, env.Signals.ServerSource, env.Event.UserID != "", env.Event.AnonymousID != "")
+			atEvent, atReceipt, carried = atEvent.With(u.Effective), atReceipt.With(u.Effective), &u
 		}
 	}
 	// Viper lower-cases map keys, so config names sources in lower case.
-	return Decide(inForce, suppressed, env.Signals, r.Defaults[strings.ToLower(env.SourceID)]), carried
+	defaults := r.Defaults[strings.ToLower(env.SourceID)]
+	return Both(Decide(atEvent, suppressed, env.Signals, defaults), Decide(atReceipt, suppressed, env.Signals, defaults)), carried
 }
 
 // Change is a subject's consent from a moment on.
@@ -74,6 +80,9 @@ type Report struct {
 	ByDefault bool     `json:"byDefault,omitempty"`
 	// CarriedConsent is the consent the event itself updated.
 	CarriedConsent []string `json:"carriedConsent,omitempty"`
+	// CarriedRefused are purposes the event granted that its source may
+	// not grant (CarriedUpdate.Refused): ignored.
+	CarriedRefused []string `json:"carriedRefused,omitempty"`
 	// Destinations holds, by destination name, the output event or why
 	// there is none.
 	Destinations map[string]Outcome `json:"destinations"`
@@ -106,10 +115,14 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 		return Report{}, err
 	}
 	inForce := h.At(in.At)
-	d, carried := r.Judge(in, inForce, c.Suppressed)
+	d, carried := r.Judge(in, inForce, h.At(c.Envelope.ReceivedAt), c.Suppressed)
 	rep := Report{Kept: d.Drop == "", Dropped: string(d.Drop), ByDefault: d.ByDefault, Destinations: map[string]Outcome{}}
 	if carried != nil {
-		rep.CarriedConsent = inForce.With(*carried).Purposes.Names()
+		rep.CarriedConsent = inForce.With(carried.Effective).Purposes.Names()
+		rep.CarriedRefused = carried.Refused.Names()
+		if len(rep.CarriedRefused) == 0 {
+			rep.CarriedRefused = nil
+		}
 	}
 	names := []string{inRegion}
 	for name := range exports {

@@ -142,6 +142,8 @@ func (d *rawDecoder) signals(i int32, s *event.Signals) {
 			s.UserAgent = d.str(k)
 		case "trustContextIp":
 			s.TrustContextIP = d.bool(k)
+		case "serverSource":
+			s.ServerSource = d.bool(k)
 		default:
 			d.ok = false
 		}

@@ -55,7 +55,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/consentflow/consentflow/enricher/consentstore"
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/policy"
@@ -373,7 +373,7 @@ func measureRebuild(o options) (result, error) {
 	defer cancel()
 	start := time.Now()
 	f, err := consentstore.NewFollower(&kafkax.Config{Brokers: o.brokers, ClientID: "consentbench-rebuild"},
-		o.consentTopic, o.erasTopic, store, reg, log)
+		o.consentTopic, o.erasTopic, store, reg, "enricher", log)
 	if err != nil {
 		return r, err
 	}

@@ -92,6 +92,7 @@ type options struct {
 	clickhouse string
 	root       string
 	writeKey   string
+	consentKey string
 	tokenFile  string
 
 	rate     int
@@ -121,7 +122,8 @@ func parseFlags() (options, error) {
 	var o options
 	stores := benchkit.StoreFlags()
 	flag.StringVar(&o.root, "root", ".", "repository root (holds ./collector, ./enricher, ./sink and configs/)")
-	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key of the events and consent")
+	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key of the events")
+	flag.StringVar(&o.consentKey, "consent-write-key", "demo-backend-write-key", "collector write key of the consent updates: a server source's (they grant userIds cross-border transfer)")
 	flag.StringVar(&o.tokenFile, "token-file", "configs/dev-operator.token", "operator token of the privacy admin API (the dev operator's), relative to -root")
 
 	flag.IntVar(&o.rate, "rate", 5000, "events/s posted to the collector while the erasures run (100-50000)")

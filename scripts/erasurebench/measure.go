@@ -41,7 +41,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 
 	benchkit.Progress("recording consent for %d subjects", o.subjects)
 	start := time.Now()
-	if err := grantConsent(ctx, client, baseURL, o.writeKey, pop); err != nil {
+	if err := grantConsent(ctx, client, baseURL, o.consentKey, pop); err != nil {
 		return err
 	}
 	rep.consentTime = time.Since(start)

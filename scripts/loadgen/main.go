@@ -3,6 +3,9 @@
 // bounded (-events) and only talks to the URL it is given.
 //
 //	loadgen -url http://127.0.0.1:8080 -write-key demo-write-key -events 300
+//
+// Consent goes through -consent-write-key, a server source's: a client
+// source (a web page's key) may not grant cross-border transfer.
 package main
 
 import (
@@ -19,7 +22,8 @@ import (
 
 func main() {
 	url := flag.String("url", "http://127.0.0.1:8080", "collector base URL")
-	writeKey := flag.String("write-key", "demo-write-key", "write key (HTTP Basic username)")
+	writeKey := flag.String("write-key", "demo-write-key", "write key of the events (HTTP Basic username)")
+	consentKey := flag.String("consent-write-key", "demo-backend-write-key", "write key of the consent updates: a server source's, since every third subject is granted cross-border transfer")
 	events := flag.Int("events", 300, "events to send")
 	subjects := flag.Int("subjects", 20, "distinct subjects")
 	batchSize := flag.Int("batch", 50, "events per request")
@@ -28,7 +32,7 @@ func main() {
 	flag.Parse()
 
 	if *consent {
-		if err := grantConsent(*url+"/v1/consent", *writeKey, *subjects); err != nil {
+		if err := grantConsent(*url+"/v1/consent", *consentKey, *subjects); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			os.Exit(1)
 		}

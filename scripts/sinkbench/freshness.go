@@ -219,7 +219,7 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 	defer client.CloseIdleConnections()
 	benchkit.Progress("  recording consent for %d subjects", o.subjects)
 	start := time.Now()
-	if err := grantConsent(ctx, client, baseURL, o.writeKey, gen, o.subjects); err != nil {
+	if err := grantConsent(ctx, client, baseURL, o.consentKey, gen, o.subjects); err != nil {
 		return rep, err
 	}
 	rep.consentTime = time.Since(start)

@@ -94,6 +94,7 @@ type options struct {
 	clickhouse string
 	root       string
 	writeKey   string
+	consentKey string
 
 	throughput  bool
 	events      int
@@ -128,7 +129,8 @@ func parseFlags() (options, error) {
 	var o options
 	stores := benchkit.StoreFlags()
 	flag.StringVar(&o.root, "root", ".", "repository root (holds ./sink and configs/)")
-	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key (freshness)")
+	flag.StringVar(&o.writeKey, "write-key", "demo-write-key", "collector write key of the events (freshness)")
+	flag.StringVar(&o.consentKey, "consent-write-key", "demo-backend-write-key", "collector write key of the consent updates (freshness): a server source's, since they grant cross-border transfer")
 
 	flag.BoolVar(&o.throughput, "throughput", true, "run the throughput part: sink vs raw clickhouse-go insert from a pre-filled topic")
 	flag.IntVar(&o.events, "events", 500000, "clean events pre-filled and loaded per phase (10000-5000000)")

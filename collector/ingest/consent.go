@@ -1,0 +1,183 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/consentstore"
+	"github.com/consentflow/consentflow/internal/consenttoken"
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
+)
+
+// consentGate decides who may write which consent (policy.AuthorizeConsent)
+// against each subject's consent in force, which it follows from
+// privacy.consent and privacy.erasures: whether an update grants or only
+// restates and withdraws, and what minor was, depend on it.
+type consentGate struct {
+	store    *consentstore.Store
+	follower *consentstore.Follower
+	// tokens verifies consent tokens; nil when consent_tokens has no key.
+	tokens *consenttoken.Verifier
+	// syncTimeout bounds the wait for the store to hold every consent
+	// record acknowledged before a request.
+	syncTimeout time.Duration
+	refused     *prometheus.CounterVec
+}
+
+// Reasons a consent update is refused, beyond policy.RefusalReasons and
+// the consent token's ("token_" + consenttoken reason).
+const (
+	refusedOutOfTimeBounds = "out_of_time_bounds"
+	refusedTokensOff       = "token_not_configured"
+)
+
+var tokenReasons = []string{consenttoken.ReasonMalformed, consenttoken.ReasonUnknownKey, consenttoken.ReasonBadSignature,
+	consenttoken.ReasonExpired, consenttoken.ReasonNotYetValid, consenttoken.ReasonTooLongLived, consenttoken.ReasonInvalidClaims}
+
+func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*consentGate, error) {
+	tokens, err := cfg.ConsentTokens.Verifier()
+	if err != nil {
+		return nil, fmt.Errorf("consent tokens: %w", err)
+	}
+	// The latest change per subject is all the gate asks about.
+	store := consentstore.New(1)
+	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, "collector", log)
+	if err != nil {
+		return nil, err
+	}
+	g := &consentGate{store: store, follower: follower, tokens: tokens, syncTimeout: cfg.HTTP.ProduceTimeout,
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_consent_updates_refused_total",
+			Help: "Consent updates refused with 403 (or 400 for their time), nothing written, by reason: user_grant, cross_border, guardian_consent, minor_cleared, token_subject (who may say what), token_<reason> and token_not_configured (the consent token), out_of_time_bounds.",
+		}, []string{"reason"})}
+	reg.MustRegister(g.refused)
+	for _, r := range policy.RefusalReasons {
+		g.refused.WithLabelValues(string(r))
+	}
+	for _, r := range tokenReasons {
+		g.refused.WithLabelValues("token_" + r)
+	}
+	g.refused.WithLabelValues(refusedTokensOff)
+	g.refused.WithLabelValues(refusedOutOfTimeBounds)
+	return g, nil
+}
+
+// refuse counts a refused update and answers 403 naming field.
+func (g *consentGate) refuse(reason, field, msg string) result {
+	g.refused.WithLabelValues(reason).Inc()
+	res := fail(http.StatusForbidden, "%s", msg)
+	res.resp.Field = field
+	return res
+}
+
+// authorize decides whether src may write u, received at now, and returns
+// the consent the record is to state, the authority it is written on
+// (event.Authority*) and the id of the key of the token that vouched for
+// it; else the answer to write.
+func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src *source, now time.Time) (c policy.Consent, authority, keyID string, res result, ok bool) {
+	var v *policy.Voucher
+	authority = event.AuthorityClient
+	if src.IsServer() {
+		authority = event.AuthorityServer
+	}
+	if u.ConsentToken != "" {
+		if g.tokens == nil {
+			return c, "", "", g.refuse(refusedTokensOff, "consentToken", "consentToken: this collector verifies no consent tokens (consent_tokens.keys is empty)"), false
+		}
+		claims, err := g.tokens.Verify(u.ConsentToken, now)
+		if tokenErr, isToken := errors.AsType[*consenttoken.Error](err); isToken {
+			return c, "", "", g.refuse("token_"+tokenErr.Reason, "consentToken", "consentToken: "+tokenErr.Error()), false
+		}
+		purposes, _ := policy.ParsePurposes(claims.Purposes) // Verify checked them
+		v = &policy.Voucher{UserID: claims.UserID, AnonymousID: claims.AnonymousID, Purposes: purposes,
+			CrossBorder: claims.CrossBorder, GuardianConsent: claims.GuardianConsent, Minor: claims.Minor}
+		if !src.IsServer() {
+			authority = event.AuthorityToken
+		}
+		keyID = claims.KeyID
+	}
+	syncCtx, cancel := context.WithTimeout(ctx, g.syncTimeout)
+	defer cancel()
+	if err := g.follower.WaitCaughtUp(syncCtx); err != nil {
+		res = fail(http.StatusServiceUnavailable, "consent not recorded: the subject's consent in force could not be read in time, retry later")
+		res.retryAfter = time.Second
+		return c, "", "", res, false
+	}
+	subject := u.UserID
+	if subject == "" {
+		subject = u.AnonymousID
+	}
+	// The latest change, even one stamped a little ahead of this clock.
+	prev := g.store.At(subject, now.Add(maxConsentLead))
+	c, err := policy.AuthorizeConsent(policy.WriteOf(u), src.IsServer(), v, prev)
+	if refusal, isRefusal := errors.AsType[*policy.Refusal](err); isRefusal {
+		return c, "", "", g.refuse(string(refusal.Reason), refusal.Field, refusal.Error()), false
+	}
+	return c, authority, keyID, result{}, true
+}
+
+// maxConsentLead is further ahead than any consent record may be stamped
+// (http.max_future_skew is refused beyond a day).
+const maxConsentLead = 48 * time.Hour
+
+// handleConsent produces a subject's new consent state to privacy.consent,
+// if its source may say it.
+func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
+	body, res, ok := s.readBody(r, "consent", nil)
+	if !ok {
+		res.write(w)
+		return
+	}
+	if len(body) > s.cfg.HTTP.MaxEventBytes {
+		fail(http.StatusRequestEntityTooLarge, "consent update is %d bytes, more than the limit of %d", len(body), s.cfg.HTTP.MaxEventBytes).write(w)
+		return
+	}
+	if err := s.shape.Check(body); err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	u, err := event.DecodeConsentUpdate(body)
+	if err != nil {
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	src, res, ok := s.authenticate(r, u.WriteKey)
+	if !ok {
+		res.write(w)
+		return
+	}
+	receivedAt := s.now().UTC()
+	state := u.State(receivedAt, src.Name, s.cfg.Region)
+	if !event.InRange(state.UpdatedAt) {
+		fail(http.StatusBadRequest, "timestamp: corrected for the device's clock it falls outside %d to %d", event.MinTime.Year(), event.MaxTime.Year()-1).write(w)
+		return
+	}
+	// A backdated update could slip under a withdrawal recorded since.
+	if err := s.cfg.HTTP.TimeBounds().Check("timestamp", state.UpdatedAt, receivedAt); err != nil {
+		s.consent.refused.WithLabelValues(refusedOutOfTimeBounds).Inc()
+		fail(http.StatusBadRequest, "%v", err).write(w)
+		return
+	}
+	c, authority, keyID, res, ok := s.consent.authorize(r.Context(), u, src, receivedAt)
+	if !ok {
+		res.write(w)
+		return
+	}
+	state.Minor, state.Authority, state.TokenKeyID = c.Minor, authority, keyID
+	value, err := json.Marshal(state)
+	if err != nil {
+		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
+		return
+	}
+	rec := &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(state.Subject), Value: value}
+	s.admitAndProduce(src, []*kgo.Record{rec}, nil).write(w)
+}

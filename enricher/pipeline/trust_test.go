@@ -1,0 +1,154 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
+)
+
+// raw is an events.raw record of e from a server or client source of the
+// test config ("app": no default grant), received at receivedAt.
+func raw(e event.Event, server bool, receivedAt time.Time) *kgo.Record {
+	if e.Timestamp == "" {
+		e.Timestamp = receivedAt.Format(time.RFC3339Nano)
+	}
+	v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: e.MessageID, ReceivedAt: receivedAt,
+		SourceID: "app", Region: "cn", Signals: event.Signals{ServerSource: server}, Event: e})
+	return &kgo.Record{Topic: "raw", Key: []byte(e.PartitionKey()), Value: v}
+}
+
+// byTopic sorts output records by topic.
+func byTopic(out []*kgo.Record) map[string][]*kgo.Record {
+	m := map[string][]*kgo.Record{}
+	for _, r := range out {
+		m[r.Topic] = append(m[r.Topic], r)
+	}
+	return m
+}
+
+func keys(records []*kgo.Record) []string {
+	var ks []string
+	for _, r := range records {
+		ks = append(ks, string(r.Key))
+	}
+	return ks
+}
+
+var analytics = policy.Consent{Known: true, Purposes: policy.Analytics}
+
+// TestIdentityLinksCannotBePoisoned: links come only from kept events and
+// from sources that may assert them (alias: server sources only); a link
+// to an erased user erases the device only if it would have stood and its
+// event was received before the erasure.
+func TestIdentityLinksCannotBePoisoned(t *testing.T) {
+	p := offlinePipeline(t)
+	now := time.Now().UTC()
+	p.store.Apply("a-victim", now.Add(-time.Hour), analytics)
+	p.store.Apply("u-backend", now.Add(-time.Hour), analytics)
+	p.store.Apply("a-late", now.Add(-time.Hour), analytics)
+	p.store.Apply("a-early", now.Add(-time.Hour), analytics)
+	p.store.Suppress("u-erased", now.Add(-time.Minute))
+
+	out, _, tally := p.process([]*kgo.Record{
+		raw(event.Event{Type: "alias", MessageID: "m-1", PreviousID: "a-victim", UserID: "u-attacker"}, false, now),
+		raw(event.Event{Type: "alias", MessageID: "m-2", PreviousID: "a-backend", UserID: "u-backend"}, true, now),
+		raw(event.Event{Type: "identify", MessageID: "m-3", AnonymousID: "a-unconsented", UserID: "u-someone"}, false, now),
+		raw(event.Event{Type: "identify", MessageID: "m-4", AnonymousID: "a-victim", UserID: "u-victim"}, false, now),
+		// Naming an erased user: after its erasure, nothing; before it,
+		// the device goes with it; without consent, nothing either.
+		raw(event.Event{Type: "identify", MessageID: "m-5", AnonymousID: "a-late", UserID: "u-erased"}, false, now),
+		raw(event.Event{Type: "identify", MessageID: "m-6", AnonymousID: "a-early", UserID: "u-erased"}, false, now.Add(-2*time.Minute)),
+		raw(event.Event{Type: "identify", MessageID: "m-7", AnonymousID: "a-unconsented-early", UserID: "u-erased"}, false, now.Add(-2*time.Minute)),
+	})
+	topics := byTopic(out)
+	if got := keys(topics[p.cfg.Topics.Identities.Name]); !slices.Equal(got, []string{"a-backend", "a-victim"}) {
+		t.Errorf("links from %v, want the server's alias and the kept identify only", got)
+	}
+	if got := keys(topics[p.cfg.Topics.Erasures.Name]); !slices.Equal(got, []string{"a-early"}) {
+		t.Errorf("devices erased %v, want only the one whose consented identify was received before the erasure", got)
+	}
+	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkEventDropped] != 3 || tally.links != 2 {
+		t.Errorf("links %d, refused %v; want 2, one client alias and three dropped events", tally.links, tally.linksRefused)
+	}
+}
+
+// TestMinorFollowsLinks: a device linked to a minor's userId is a minor's,
+// whatever its own consent says.
+func TestMinorFollowsLinks(t *testing.T) {
+	p := offlinePipeline(t)
+	now := time.Now().UTC()
+	p.store.Apply("u-child", now.Add(-2*time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
+	p.store.Apply("a-tablet", now.Add(-time.Hour), analytics)
+	p.store.Apply("a-laptop", now.Add(-time.Hour), analytics)
+	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-child", LinkedAt: now})
+	p.notifier.links.Apply(quiet)([]*kgo.Record{{Key: []byte("a-tablet"), Value: link}})
+
+	_, _, tally := p.process([]*kgo.Record{
+		raw(event.Event{Type: "page", MessageID: "m-1", AnonymousID: "a-tablet"}, false, now),
+		raw(event.Event{Type: "page", MessageID: "m-2", AnonymousID: "a-laptop"}, false, now),
+	})
+	if tally.dropped[string(policy.DropMinor)] != 1 || tally.clean != 1 {
+		t.Errorf("dropped %v, kept %d; want the linked tablet's event dropped as a minor's, the laptop's kept", tally.dropped, tally.clean)
+	}
+}
+
+// TestCarriedConsentIsWrittenWithinWhatItsSourceMaySay: a client's event
+// withdraws for its userId and grants only for its own anonymousId; a
+// grant for a userId with no device is ignored and counted. Each change
+// is written to privacy.consent, whole.
+func TestCarriedConsentIsWrittenWithinWhatItsSourceMaySay(t *testing.T) {
+	p := offlinePipeline(t)
+	now := time.Now().UTC()
+	p.store.Apply("u-1", now.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics | policy.Marketing, Minor: true, GuardianConsent: true})
+	prefs := func(m map[string]bool) json.RawMessage {
+		b, _ := json.Marshal(map[string]any{"consent": map[string]any{"categoryPreferences": m}})
+		return b
+	}
+	out, _, tally := p.process([]*kgo.Record{
+		raw(event.Event{Type: "track", Event: "E", MessageID: "m-1", UserID: "u-1", AnonymousID: "a-1",
+			Context: prefs(map[string]bool{"marketing": false, "personalization": true})}, false, now),
+		raw(event.Event{Type: "track", Event: "E", MessageID: "m-2", UserID: "u-2",
+			Context: prefs(map[string]bool{"analytics": true})}, false, now),
+	})
+	states := map[string]event.ConsentState{}
+	for _, r := range byTopic(out)[p.cfg.Topics.Consent.Name] {
+		st, err := event.DecodeConsentState(r.Value)
+		if err != nil || st.Subject != string(r.Key) || st.Authority != event.AuthorityEvent {
+			t.Fatalf("consent record %s: %+v (%v)", r.Key, st, err)
+		}
+		states[st.Subject] = st
+	}
+	if len(states) != 2 {
+		t.Fatalf("consent records for %v, want u-1 and a-1", slices.Collect(func(yield func(string) bool) {
+			for k := range states {
+				yield(k)
+			}
+		}))
+	}
+	if u := states["u-1"]; u.Purposes["marketing"] || u.Purposes["personalization"] || !u.Purposes["analytics"] || !u.Minor || !u.GuardianConsent {
+		t.Errorf("u-1 %+v: want marketing withdrawn, personalization not granted, the rest kept", u)
+	}
+	if a := states["a-1"]; !a.Purposes["personalization"] || a.Purposes["marketing"] || a.AnonymousID != "a-1" {
+		t.Errorf("a-1 %+v: want personalization granted on the device", a)
+	}
+	if tally.carriedRefused != 1 || tally.carriedWritten != 2 || tally.dropped[string(policy.DropNoConsent)] != 1 {
+		t.Errorf("carried refused %d, written %d, dropped %v; want u-2's grant refused and its event dropped", tally.carriedRefused, tally.carriedWritten, tally.dropped)
+	}
+
+	// Had the batch aborted, its records are written by the next one.
+	p.keepUnwritten(out)
+	if got := keys(p.unwritten); !slices.Equal(got, []string{"u-1", "a-1"}) {
+		t.Errorf("kept for the next transaction %v, want the consent records", got)
+	}
+	for _, r := range p.unwritten {
+		if slices.Contains(out, r) {
+			t.Error("a record produced once is kept, not a copy")
+		}
+	}
+}
