@@ -2,7 +2,8 @@
 // Segment Tracking API: it authenticates requests by write key, validates
 // each event, wraps it in an event.Envelope and produces it to
 // events.raw.<region>; consent updates go to the compacted privacy.consent
-// topic.
+// topic, if their source may say them (consent.go: who may say what,
+// judged against the consent in force, which the collector follows).
 //
 // Routes: POST /v1/batch, /v1/track, /v1/identify, /v1/page, /v1/screen,
 // /v1/group, /v1/alias, /v1/consent; GET /v1/pixel and /v1/redirect; CORS
@@ -18,11 +19,17 @@
 // messageId within its de-duplication window. Invalid events are listed in the response
 // and never produced.
 //
+// Events and consent updates stamped further from their receipt than
+// http.max_event_age or http.max_future_skew are refused; events carry
+// their source's trust (signals.serverSource) to the enricher.
+//
 // Metrics: collector_http_requests_total{route,code},
 // collector_http_request_duration_seconds{route},
 // collector_http_requests_in_flight, collector_http_request_body_bytes{route},
 // collector_events_accepted_total, collector_events_rejected_total{reason},
-// collector_produce_duration_seconds, privacy_erasure_requests_total{reason},
+// collector_produce_duration_seconds,
+// collector_consent_updates_refused_total{reason}, the consent store's
+// collector_consent_* metrics, privacy_erasure_requests_total{reason},
 // privacy_erasure_requests_refused_total{code}, and franz-go's client
 // metrics under collector_.
 package ingest

@@ -17,7 +17,12 @@
 //
 // Consent: before judging a batch, the consent store applies everything the
 // consent and erasure topics hold (consent.sync_timeout), so consent
-// recorded before an event was sent is in force for it.
+// recorded before an event was sent is in force for it. An event is kept
+// only for what consent allowed both at its time and at its receipt.
+// Consent carried in events counts within what its source may say
+// (policy.Carry) and is written back to privacy.consent in the batch's
+// transaction; identity links come only from kept events of sources that
+// may assert them (policy.MayLink).
 //
 // Client retries (same source and messageId within dedup_window) are
 // dropped; the memory of them is this instance's.
@@ -25,7 +30,10 @@
 // Metrics: enricher_events_in_total, enricher_events_out_total{route},
 // enricher_events_dropped_total{reason},
 // enricher_events_kept_by_purpose_total{purpose},
-// enricher_consent_default_grants_total{source}, enricher_dedup_entries,
+// enricher_consent_default_grants_total{source},
+// enricher_consent_carried_refused_total,
+// enricher_consent_carried_written_total,
+// enricher_identity_links_refused_total{reason}, enricher_dedup_entries,
 // enricher_transactions_total{outcome},
 // enricher_transaction_duration_seconds, enricher_commit_duration_seconds,
 // enricher_consumer_lag_records,

@@ -5,9 +5,17 @@
 // this subject at this time" without I/O.
 //
 // Data contract: a privacy.consent record is an event.ConsentState keyed by
-// subject id; a null value (tombstone) forgets the subject. A
-// privacy.erasures record suppresses its key's subject for good, whatever
-// its value. Subjects are held as 128-bit hashes, never as raw ids.
+// subject id; a null value (tombstone) forgets the subject; one that cannot
+// be read makes its subject's consent known to grant nothing (fail
+// closed). A privacy.erasures record suppresses its key's subject for
+// good, whatever its value (its requestedAt, when readable, dates the
+// suppression). Subjects are held as 128-bit hashes, never as raw ids.
+//
+// The enricher judges events by it; the collector judges consent updates
+// by it (who may grant what depends on what is granted). Metrics:
+// <service>_consent_records_total{kind}, <service>_consent_store_subjects,
+// <service>_consent_store_suppressed_subjects,
+// <service>_consent_store_rebuild_seconds.
 //
 // Memory: a subject with one consent change costs one map entry of a
 // 16-byte key and an 8-byte value (about 40-60 bytes with the map's
