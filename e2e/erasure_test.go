@@ -95,6 +95,34 @@ func (o operatorClient) erase(t *testing.T, ctx context.Context, body map[string
 	return accepted.RequestID
 }
 
+// exported is what POST /v1/privacy/exports answered, its rows' message
+// ids sorted.
+type exported struct {
+	Subject            string `json:"subject"`
+	LinkedAnonymousIDs int    `json:"linkedAnonymousIds"`
+	Rows               []struct {
+		MessageID string `json:"message_id"`
+	} `json:"rows"`
+	messageIDs []string
+	body       []byte
+}
+
+// export exports the userId's data, and wants it served.
+func (o operatorClient) export(t *testing.T, ctx context.Context, userID string) exported {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"userId": userID})
+	code, out := o.do(t, ctx, http.MethodPost, "/v1/privacy/exports", o.token, body)
+	x := exported{body: out}
+	if code != http.StatusOK || json.Unmarshal(out, &x) != nil {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	for _, r := range x.Rows {
+		x.messageIDs = append(x.messageIDs, r.MessageID)
+	}
+	slices.Sort(x.messageIDs)
+	return x
+}
+
 // erasureStatus is what GET /v1/privacy/erasures/{id} answers.
 type erasureStatus struct {
 	Status       string `json:"status"`
@@ -217,26 +245,16 @@ func TestErasureEndToEnd(t *testing.T) {
 	}
 
 	// Export: exactly the person's rows, the laptop's included, nobody else's.
-	body, _ := json.Marshal(map[string]string{"userId": user})
-	code, out := op.do(t, ctx, http.MethodPost, "/v1/privacy/exports", op.token, body)
-	var exported struct {
-		Subject            string           `json:"subject"`
-		LinkedAnonymousIDs int              `json:"linkedAnonymousIds"`
-		Rows               []map[string]any `json:"rows"`
-	}
-	if code != http.StatusOK || json.Unmarshal(out, &exported) != nil {
-		t.Fatalf("export: %d %s", code, out)
-	}
+	x := op.export(t, ctx, user)
 	var ids []string
-	for _, r := range exported.Rows {
-		ids = append(ids, strings.TrimPrefix(fmt.Sprint(r["message_id"]), run+"-"))
+	for _, id := range x.messageIDs {
+		ids = append(ids, strings.TrimPrefix(id, run+"-"))
 	}
-	slices.Sort(ids)
 	want := []string{"alias", "identify", "laptop-0", "laptop-1", "laptop-2", "phone-0", "phone-1", "phone-2", "phone-3"}
-	if !slices.Equal(ids, want) || exported.Subject != cnUsers[0] || exported.LinkedAnonymousIDs != 2 {
-		t.Errorf("export: subject %s, %d linked, rows %q; want %s, 2, %q", exported.Subject, exported.LinkedAnonymousIDs, ids, cnUsers[0], want)
+	if !slices.Equal(ids, want) || x.Subject != cnUsers[0] || x.LinkedAnonymousIDs != 2 {
+		t.Errorf("export: subject %s, %d linked, rows %q; want %s, 2, %q", x.Subject, x.LinkedAnonymousIDs, ids, cnUsers[0], want)
 	}
-	if strings.Contains(string(out), user) || strings.Contains(string(out), phone) {
+	if strings.Contains(string(x.body), user) || strings.Contains(string(x.body), phone) {
 		t.Error("the export holds a raw identifier; the database never should")
 	}
 

@@ -76,6 +76,7 @@ func TestTrustEndToEnd(t *testing.T) {
 	attacker, attackerDevice := id("attacker"), id("attacker-device")
 	child, withdrawn, gpc, erased := id("child-tablet"), id("withdrawn"), id("gpc"), id("erased")
 	abroadServer, abroadToken := id("abroad-by-server"), id("abroad-by-token")
+	restated, replayed := id("restated-ahead"), id("token-replayed")
 	now := time.Now().UTC()
 	stamp := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
 	consent := func(subject map[string]any, purposes ...string) map[string]any {
@@ -114,6 +115,7 @@ func TestTrustEndToEnd(t *testing.T) {
 		consent(map[string]any{"userId": gpc, "crossBorder": true}, "analytics", "third_party_sharing"),
 		consent(map[string]any{"userId": abroadServer, "crossBorder": true}, "analytics"),
 		consent(map[string]any{"userId": erased}, "analytics"),
+		consent(map[string]any{"userId": restated, "crossBorder": true}, "analytics"),
 	} {
 		mustOK("server consent", send(t, serverKey, base+"/v1/consent", c))
 	}
@@ -125,6 +127,13 @@ func TestTrustEndToEnd(t *testing.T) {
 	}
 	mustOK("client consent with a token", send(t, clientKey, base+"/v1/consent",
 		consent(map[string]any{"userId": abroadToken, "crossBorder": true, "consentToken": token}, "analytics")))
+	replayToken, err := consenttoken.Sign(tokenKey, consenttoken.Claims{UserID: replayed, Purposes: []string{"analytics"}, CrossBorder: true,
+		IssuedAt: now.Add(-time.Minute).Truncate(time.Second), Expiry: now.Add(10 * time.Minute).Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := consent(map[string]any{"userId": replayed, "crossBorder": true, "consentToken": replayToken}, "analytics")
+	mustOK("client consent with a token, to be replayed", send(t, clientKey, base+"/v1/consent", replay))
 
 	// The attacks on consent: nothing is written.
 	consentBefore := len(testenv.ReadAll(t, ctx, st.brokers, st.consent))
@@ -140,6 +149,16 @@ func TestTrustEndToEnd(t *testing.T) {
 	if n := len(testenv.ReadAll(t, ctx, st.brokers, st.consent)); n != consentBefore {
 		t.Errorf("refused consent updates wrote %d records", n-consentBefore)
 	}
+	// A device named like the victim's userId: consent for that device.
+	mustOK("consent for a device named like the victim's userId", send(t, clientKey, base+"/v1/consent",
+		consent(map[string]any{"anonymousId": victim}, "analytics", "marketing", "personalization", "third_party_sharing")))
+	// A grant restated ahead of time, then withdrawn by the backend: the
+	// withdrawal is the latest. The token replayed after a withdrawal.
+	mustOK("restated, stamped 59 minutes ahead", send(t, clientKey, base+"/v1/consent",
+		consent(map[string]any{"userId": restated, "crossBorder": true, "timestamp": stamp(59 * time.Minute)}, "analytics")))
+	mustOK("the backend withdraws cross-border", send(t, serverKey, base+"/v1/consent", consent(map[string]any{"userId": restated}, "analytics")))
+	mustOK("the backend withdraws", send(t, serverKey, base+"/v1/consent", consent(map[string]any{"userId": replayed})))
+	attack("the token replayed after a withdrawal", send(t, clientKey, base+"/v1/consent", replay), http.StatusForbidden, "purposes.analytics")
 	// Minor left out: accepted, and the tablet stays a minor's.
 	mustOK("minor left out", send(t, clientKey, base+"/v1/consent", consent(map[string]any{"anonymousId": child}, "analytics", "marketing")))
 
@@ -167,6 +186,12 @@ func TestTrustEndToEnd(t *testing.T) {
 	ev("identify", "attacker-identify", map[string]any{"userId": attacker, "anonymousId": attackerDevice})
 	ev("track", "attacker-1", map[string]any{"userId": attacker, "anonymousId": attackerDevice})
 	ev("identify", "identify-erased", map[string]any{"userId": erased, "anonymousId": victimPhone})
+	// The victim's userId as the attacker's device: an anonymousId, linked
+	// as one only.
+	ev("identify", "identify-as-victim", map[string]any{"userId": attacker, "anonymousId": victim})
+	for _, m := range []string{"restated-1", "replayed-1"} {
+		ev("track", m, map[string]any{"userId": map[string]string{"restated-1": restated, "replayed-1": replayed}[m]})
+	}
 	ev("page", "child-1", map[string]any{"anonymousId": child})
 	ev("track", "backdated", map[string]any{"userId": withdrawn, "timestamp": stamp(-time.Hour)})
 	for _, m := range []string{"abroad-server-1", "abroad-server-2"} {
@@ -228,6 +253,12 @@ func TestTrustEndToEnd(t *testing.T) {
 		}
 		inRegion[strings.TrimSuffix(c.MessageID, "-"+run)] = c.Purposes
 	}
+	if p, ok := inRegion["restated-1"]; !ok || !slices.Equal(p, []string{"analytics"}) {
+		t.Errorf("clean restated-1: %v (stored %v), want kept for analytics, and not abroad", p, ok)
+	}
+	if _, ok := inRegion["replayed-1"]; ok {
+		t.Error("the replayed token's subject has an event stored")
+	}
 	for _, m := range []string{"victim-1", "victim-2", "victim-3", "forged-carried", "victim-4"} {
 		if p, ok := inRegion[m]; !ok || !slices.Equal(p, []string{"analytics"}) {
 			t.Errorf("clean %s: purposes %v (stored %v), want kept for analytics only", m, p, ok)
@@ -251,23 +282,14 @@ func TestTrustEndToEnd(t *testing.T) {
 	}
 
 	// Export and erasure of the attacker touch nothing of the victim.
-	body, _ := json.Marshal(map[string]string{"userId": attacker})
-	code, out := st.op.do(t, ctx, http.MethodPost, "/v1/privacy/exports", st.op.token, body)
-	var export struct {
-		LinkedAnonymousIDs int              `json:"linkedAnonymousIds"`
-		Rows               []map[string]any `json:"rows"`
-	}
-	if code != http.StatusOK || json.Unmarshal(out, &export) != nil {
-		t.Fatalf("export: %d %s", code, out)
-	}
+	export := st.op.export(t, ctx, attacker)
 	var rows []string
-	for _, r := range export.Rows {
-		rows = append(rows, strings.TrimSuffix(r["message_id"].(string), "-"+run))
+	for _, id := range export.messageIDs {
+		rows = append(rows, strings.TrimSuffix(id, "-"+run))
 	}
-	slices.Sort(rows)
 	t.Logf("attack %q: the attacker's export holds %q", "alias poisoning", rows)
-	if !slices.Equal(rows, []string{"attacker-1", "attacker-identify"}) || export.LinkedAnonymousIDs != 1 {
-		t.Errorf("the attacker's export: %d linked, rows %q; want its own device and rows only", export.LinkedAnonymousIDs, rows)
+	if !slices.Equal(rows, []string{"attacker-1", "attacker-identify", "identify-as-victim"}) || export.LinkedAnonymousIDs != 2 {
+		t.Errorf("the attacker's export: %d linked, rows %q; want its own devices and rows only", export.LinkedAnonymousIDs, rows)
 	}
 	victimRows := func() uint64 {
 		return subjectRows(t, ctx, st.conn, st.database, cn.Pseudonyms(policy.KindUser, victim), cn.Pseudonyms(policy.KindAnonymous, victimPhone))

@@ -397,8 +397,10 @@ func TestEnvelopeFields(t *testing.T) {
 func TestConsent(t *testing.T) {
 	f := newAPIFixture(t, nil)
 	now := time.Now().UTC()
+	// Tokens issued as a backend would, just before they are used: after
+	// the records of the cases before them (within the leeway).
 	token := func(c consenttoken.Claims) string {
-		c.IssuedAt, c.Expiry = now.Add(-time.Minute).Truncate(time.Second), now.Add(10*time.Minute).Truncate(time.Second)
+		c.IssuedAt, c.Expiry = now.Add(30*time.Second).Truncate(time.Second), now.Add(10*time.Minute).Truncate(time.Second)
 		tok, err := consenttoken.Sign(testTokenKey, c)
 		if err != nil {
 			t.Fatal(err)
@@ -406,6 +408,9 @@ func TestConsent(t *testing.T) {
 		return tok
 	}
 	no := false
+	// Issued before any record of the test, and replayed after a withdrawal.
+	tokenT, _ := consenttoken.Sign(testTokenKey, consenttoken.Claims{UserID: "user-t", Purposes: []string{"analytics"}, CrossBorder: true,
+		IssuedAt: now.Add(-time.Minute).Truncate(time.Second), Expiry: now.Add(10 * time.Minute).Truncate(time.Second)})
 	expired, _ := consenttoken.Sign(testTokenKey, consenttoken.Claims{UserID: "user-t", CrossBorder: true,
 		IssuedAt: now.Add(-2 * time.Hour).Truncate(time.Second), Expiry: now.Add(-time.Hour).Truncate(time.Second)})
 	tenDaysAgo := now.Add(-240 * time.Hour).Format(time.RFC3339)
@@ -422,8 +427,7 @@ func TestConsent(t *testing.T) {
 		{"client clears a minor", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"minor":false}`, 403, "may not clear minor", "minor"},
 		{"client leaves minor out", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true,"personalization":true}}`, 200, "", ""},
 		{"client withdraws a user's", "web-write-key", `{"userId":"user-c","purposes":{"analytics":true}}`, 200, "", ""},
-		{"token vouches a user's cross-border", "web-write-key", `{"userId":"user-t","anonymousId":"anon-t","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` +
-			token(consenttoken.Claims{UserID: "user-t", Purposes: []string{"analytics"}, CrossBorder: true}) + `"}`, 200, "", ""},
+		{"token vouches a user's cross-border", "web-write-key", `{"userId":"user-t","anonymousId":"anon-t","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` + tokenT + `"}`, 200, "", ""},
 		{"token for another user", "web-write-key", `{"userId":"victim","purposes":{"analytics":true},"consentToken":"` +
 			token(consenttoken.Claims{UserID: "user-t", Purposes: []string{"analytics"}}) + `"}`, 403, "another userId", "consentToken"},
 		{"token vouches less", "web-write-key", `{"userId":"user-t2","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` +
@@ -432,6 +436,15 @@ func TestConsent(t *testing.T) {
 			token(consenttoken.Claims{AnonymousID: "anon-c", Minor: &no}) + `"}`, 200, "", ""},
 		{"expired token", "web-write-key", `{"userId":"user-t","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` + expired + `"}`, 403, "consentToken: consent token: expired", "consentToken"},
 		{"forged token", "web-write-key", `{"userId":"user-t","purposes":{"analytics":true},"consentToken":"` + expired[:len(expired)-4] + `AAAA"}`, 403, "consentToken", "consentToken"},
+		// A device id spelt like a user's: the device's consent, not the user's.
+		{"client grants a device named like a user", "web-write-key", `{"anonymousId":"user-c","purposes":{"analytics":true,"marketing":true},"crossBorder":true}`, 403, "cross-border", "crossBorder"},
+		{"client grants a device named like a user, no cross-border", "web-write-key", `{"anonymousId":"user-c","purposes":{"analytics":true,"marketing":true}}`, 200, "", ""},
+		{"then still no grant for the user", "web-write-key", `{"userId":"user-c","purposes":{"analytics":true,"marketing":true}}`, 403, "not marketing for a userId", "purposes.marketing"},
+		// A token replayed after the consent it vouched for was withdrawn.
+		{"server withdraws user-t", "backend-write-key", `{"userId":"user-t","purposes":{}}`, 200, "", ""},
+		{"the token replayed", "web-write-key", `{"userId":"user-t","anonymousId":"anon-t","purposes":{"analytics":true},"crossBorder":true,"consentToken":"` + tokenT + `"}`, 403, "issued before the subject's consent last changed", "purposes.analytics"},
+		// Stamped ahead: recorded as of its receipt.
+		{"server grants, stamped ahead", "backend-write-key", `{"userId":"user-f","purposes":{"analytics":true},"timestamp":"` + now.Add(50*time.Minute).Format(time.RFC3339) + `"}`, 200, "", ""},
 		{"backdated", "web-write-key", `{"anonymousId":"anon-c","purposes":{"analytics":true},"timestamp":"` + tenDaysAgo + `","sentAt":"` + now.Format(time.RFC3339) + `"}`, 400, "max_event_age", ""},
 		{"far future", "backend-write-key", `{"userId":"user-c","purposes":{"analytics":true},"timestamp":"2099-01-01T00:00:00Z"}`, 400, "max_future_skew", ""},
 		{"unknown purpose", "web-write-key", `{"userId":"u","purposes":{"analytics":true,"telepathy":true}}`, 400, "purposes.telepathy: unknown purpose", ""},
@@ -456,7 +469,7 @@ func TestConsent(t *testing.T) {
 		})
 	}
 	var states []event.ConsentState
-	for _, rec := range testenv.ReadTopic(t, testenv.Context(t, 30*time.Second), f.brokers, f.s.cfg.Topics.Consent.Name, 6) {
+	for _, rec := range testenv.ReadTopic(t, testenv.Context(t, 30*time.Second), f.brokers, f.s.cfg.Topics.Consent.Name, 9) {
 		st, err := event.DecodeConsentState(rec.Value)
 		if err != nil {
 			t.Fatal(err)
@@ -478,15 +491,24 @@ func TestConsent(t *testing.T) {
 		{"user-c", event.AuthorityClient, "", []string{"analytics"}, false, false},
 		{"user-t", event.AuthorityToken, testTokenKey.ID, []string{"analytics"}, true, false},
 		{"anon-c", event.AuthorityToken, testTokenKey.ID, []string{"analytics"}, false, false},
+		{"user-c", event.AuthorityClient, "", []string{"analytics", "marketing"}, false, false}, // the device, keyed alike
+		{"user-t", event.AuthorityServer, "", nil, false, false},
+		{"user-f", event.AuthorityServer, "", []string{"analytics"}, false, false},
 	}
 	for i, w := range want {
 		st := states[i]
-		if st.Subject != w.subject || st.Authority != w.authority || st.TokenKeyID != w.keyID || !slices.Equal(policy.PurposesOf(st.Purposes).Names(), w.purposes) ||
+		if st.Subject != w.subject || st.Authority != w.authority || st.TokenKeyID != w.keyID || !slices.Equal(policy.PurposesOf(st.Purposes).Names(), append([]string{}, w.purposes...)) ||
 			len(st.Purposes) != len(event.Purposes) || st.CrossBorder != w.crossBorder || st.Minor != w.minor || st.UpdatedAt.IsZero() {
 			t.Errorf("record %d: %+v, want %+v", i, st, w)
 		}
 	}
-	for reason, n := range map[string]float64{"user_grant": 1, "cross_border": 2, "guardian_consent": 1, "minor_cleared": 1,
+	if device := states[6]; device.AnonymousID != "user-c" || device.UserID != "" {
+		t.Errorf("the device named like a user: %+v, want its anonymousId", device)
+	}
+	if f := states[8]; f.UpdatedAt.After(f.ReceivedAt) {
+		t.Errorf("a record stamped ahead: updatedAt %v after its receipt %v", f.UpdatedAt, f.ReceivedAt)
+	}
+	for reason, n := range map[string]float64{"user_grant": 3, "cross_border": 3, "guardian_consent": 1, "minor_cleared": 1,
 		"token_subject": 1, "token_expired": 1, "token_bad_signature": 1, "out_of_time_bounds": 2} {
 		if got := testutil.ToFloat64(f.s.consent.refused.WithLabelValues(reason)); got != n {
 			t.Errorf("collector_consent_updates_refused_total{reason=%q} = %v, want %v", reason, got, n)

@@ -314,8 +314,8 @@ func (c *Config) Validate() error {
 	if c.HTTP.ProduceTimeout >= c.HTTP.WriteTimeout {
 		errs = append(errs, config.Invalid("http.produce_timeout", "must be shorter than http.write_timeout (%v), or the 503 could not be written", c.HTTP.WriteTimeout))
 	}
-	if c.HTTP.MaxFutureSkew < 0 || c.HTTP.MaxFutureSkew > maxConsentLead/2 {
-		errs = append(errs, config.Invalid("http.max_future_skew", "must be between 0s and %v, got %v", maxConsentLead/2, c.HTTP.MaxFutureSkew))
+	if c.HTTP.MaxFutureSkew < 0 || c.HTTP.MaxFutureSkew > maxFutureSkew {
+		errs = append(errs, config.Invalid("http.max_future_skew", "must be between 0s and %v, got %v", maxFutureSkew, c.HTTP.MaxFutureSkew))
 	}
 	if c.HTTP.MaxRequestBytes <= 0 {
 		errs = append(errs, config.Invalid("http.max_request_bytes", "must be positive"))

@@ -48,8 +48,10 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("consent tokens: %w", err)
 	}
-	// The latest change per subject is all the gate asks about.
+	// The latest change per subject is all the gate asks about, and when
+	// it was recorded.
 	store := consentstore.New(1)
+	store.TrackRecorded()
 	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, "collector", log)
 	if err != nil {
 		return nil, err
@@ -79,55 +81,73 @@ func (g *consentGate) refuse(reason, field, msg string) result {
 	return res
 }
 
-// authorize decides whether src may write u, received at now, and returns
-// the consent the record is to state, the authority it is written on
-// (event.Authority*) and the id of the key of the token that vouched for
-// it; else the answer to write.
-func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src *source, now time.Time) (c policy.Consent, authority, keyID string, res result, ok bool) {
-	var v *policy.Voucher
-	authority = event.AuthorityClient
+// verdict is what authorize makes of a consent update.
+type verdict struct {
+	// consent is what the record is to state, authority on whose word it
+	// is written (event.Authority*), keyID the key of the token that
+	// vouched for it.
+	consent          policy.Consent
+	authority, keyID string
+	// changed is the subject's latest recorded change: the record must not
+	// be stamped before it.
+	changed time.Time
+}
+
+// authorize decides whether src may write u, received at now; else it
+// returns the answer to write.
+func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src *source, now time.Time) (v verdict, res result, ok bool) {
+	v.authority = event.AuthorityClient
 	if src.IsServer() {
-		authority = event.AuthorityServer
+		v.authority = event.AuthorityServer
 	}
+	var claims consenttoken.Claims
 	if u.ConsentToken != "" {
 		if g.tokens == nil {
-			return c, "", "", g.refuse(refusedTokensOff, "consentToken", "consentToken: this collector verifies no consent tokens (consent_tokens.keys is empty)"), false
+			return v, g.refuse(refusedTokensOff, "consentToken", "consentToken: this collector verifies no consent tokens (consent_tokens.keys is empty)"), false
 		}
-		claims, err := g.tokens.Verify(u.ConsentToken, now)
+		var err error
+		claims, err = g.tokens.Verify(u.ConsentToken, now)
 		if tokenErr, isToken := errors.AsType[*consenttoken.Error](err); isToken {
-			return c, "", "", g.refuse("token_"+tokenErr.Reason, "consentToken", "consentToken: "+tokenErr.Error()), false
+			return v, g.refuse("token_"+tokenErr.Reason, "consentToken", "consentToken: "+tokenErr.Error()), false
 		}
-		purposes, _ := policy.ParsePurposes(claims.Purposes) // Verify checked them
-		v = &policy.Voucher{UserID: claims.UserID, AnonymousID: claims.AnonymousID, Purposes: purposes,
-			CrossBorder: claims.CrossBorder, GuardianConsent: claims.GuardianConsent, Minor: claims.Minor}
 		if !src.IsServer() {
-			authority = event.AuthorityToken
+			v.authority = event.AuthorityToken
 		}
-		keyID = claims.KeyID
+		v.keyID = claims.KeyID
 	}
 	syncCtx, cancel := context.WithTimeout(ctx, g.syncTimeout)
 	defer cancel()
 	if err := g.follower.WaitCaughtUp(syncCtx); err != nil {
 		res = fail(http.StatusServiceUnavailable, "consent not recorded: the subject's consent in force could not be read in time, retry later")
 		res.retryAfter = time.Second
-		return c, "", "", res, false
+		return v, res, false
 	}
-	subject := u.UserID
+	kind, subject := consentstore.KindUser, u.UserID
 	if subject == "" {
-		subject = u.AnonymousID
+		kind, subject = consentstore.KindAnonymous, u.AnonymousID
 	}
-	// The latest change, even one stamped a little ahead of this clock.
-	prev := g.store.At(subject, now.Add(maxConsentLead))
-	c, err := policy.AuthorizeConsent(policy.WriteOf(u), src.IsServer(), v, prev)
+	prev, changed := g.store.Latest(kind, subject)
+	v.changed = changed
+	var voucher *policy.Voucher
+	if u.ConsentToken != "" {
+		purposes, _ := policy.ParsePurposes(claims.Purposes) // Verify checked them
+		voucher = &policy.Voucher{UserID: claims.UserID, AnonymousID: claims.AnonymousID, Purposes: purposes,
+			CrossBorder: claims.CrossBorder, GuardianConsent: claims.GuardianConsent, Minor: claims.Minor,
+			// Replaying a token must not undo a change recorded since it
+			// was issued (iat has whole seconds).
+			Stale: claims.IssuedAt.Before(g.store.Recorded(kind, subject).Truncate(time.Second))}
+	}
+	var err error
+	v.consent, err = policy.AuthorizeConsent(policy.WriteOf(u), src.IsServer(), voucher, prev)
 	if refusal, isRefusal := errors.AsType[*policy.Refusal](err); isRefusal {
-		return c, "", "", g.refuse(string(refusal.Reason), refusal.Field, refusal.Error()), false
+		return v, g.refuse(string(refusal.Reason), refusal.Field, refusal.Error()), false
 	}
-	return c, authority, keyID, result{}, true
+	return v, result{}, true
 }
 
-// maxConsentLead is further ahead than any consent record may be stamped
-// (http.max_future_skew is refused beyond a day).
-const maxConsentLead = 48 * time.Hour
+// maxFutureSkew bounds http.max_future_skew: an event stamped further
+// ahead is a broken clock, not a device offline.
+const maxFutureSkew = 24 * time.Hour
 
 // handleConsent produces a subject's new consent state to privacy.consent,
 // if its source may say it.
@@ -167,17 +187,36 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "%v", err).write(w)
 		return
 	}
-	c, authority, keyID, res, ok := s.consent.authorize(r.Context(), u, src, receivedAt)
+
+	// Refused updates count against the source's rate limit too: each
+	// costs the collector a round trip to Kafka.
+	rv, res, ok := s.admit(src, 1, nil)
 	if !ok {
 		res.write(w)
 		return
 	}
-	state.Minor, state.Authority, state.TokenKeyID = c.Minor, authority, keyID
+	v, res, ok := s.consent.authorize(r.Context(), u, src, receivedAt)
+	if !ok {
+		res.write(w)
+		return
+	}
+	state.Minor, state.Authority, state.TokenKeyID = v.consent.Minor, v.authority, v.keyID
+	// The latest recorded change governs: consent is not given after it
+	// was received (one stamped ahead would outlive a withdrawal recorded
+	// in between), nor before the subject's latest recorded change (a
+	// device's backdated withdrawal would count only until it). Compaction
+	// keeps the last record written, which is then the latest in force.
+	if state.UpdatedAt.After(receivedAt) {
+		state.UpdatedAt = receivedAt
+	}
+	if v.changed.After(state.UpdatedAt) {
+		state.UpdatedAt = v.changed.UTC()
+	}
 	value, err := json.Marshal(state)
 	if err != nil {
 		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
 		return
 	}
 	rec := &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(state.Subject), Value: value}
-	s.admitAndProduce(src, []*kgo.Record{rec}, nil).write(w)
+	s.produceAdmitted(src, rv, []*kgo.Record{rec}, nil).write(w)
 }

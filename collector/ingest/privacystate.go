@@ -308,7 +308,9 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	for _, a := range linked {
 		// A linked id is an anonymousId, or an alias's earlier userId.
 		anons = append(anons, p.keys.Pseudonyms(policy.KindAnonymous, a)...)
-		users = append(users, p.keys.Pseudonyms(policy.KindUser, a)...)
+		if p.links.Aliased(a) {
+			users = append(users, p.keys.Pseudonyms(policy.KindUser, a)...)
+		}
 	}
 	rows, err := p.exportRows(r.Context(), users, anons)
 	switch {

@@ -675,21 +675,42 @@ var (
 // admitAndProduce applies the source's rate limit, then produces records and
 // waits for Kafka's acknowledgement of every one.
 func (s *Server) admitAndProduce(src *source, records []*kgo.Record, rejected []Rejection) result {
-	n := len(records)
-	refuse := func(code int, reason string, wait time.Duration, err error) result {
-		s.metrics.rejected.WithLabelValues(reason).Add(float64(n))
-		return result{code: code, retryAfter: wait, resp: response{Error: err.Error(), Rejected: rejected}}
+	rv, res, ok := s.admit(src, len(records), rejected)
+	if !ok {
+		return res
 	}
+	return s.produceAdmitted(src, rv, records, rejected)
+}
+
+// refuse counts n events refused for reason and answers code.
+func (s *Server) refuse(n, code int, reason string, wait time.Duration, err error, rejected []Rejection) result {
+	s.metrics.rejected.WithLabelValues(reason).Add(float64(n))
+	return result{code: code, retryAfter: wait, resp: response{Error: err.Error(), Rejected: rejected}}
+}
+
+// admit applies the source's rate limit to n events: it returns their
+// reservation (nil: unlimited), or the answer refusing them.
+func (s *Server) admit(src *source, n int, rejected []Rejection) (*rate.Reservation, result, bool) {
 	if n > s.cfg.HTTP.MaxBufferedRecords {
 		// No retry can succeed: say so, without Retry-After.
-		return refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, 0, fmt.Errorf("request has %d events, more than the collector buffers (%d): split it", n, s.cfg.HTTP.MaxBufferedRecords))
+		return nil, s.refuse(n, http.StatusRequestEntityTooLarge, reasonTooLarge, 0, fmt.Errorf("request has %d events, more than the collector buffers (%d): split it", n, s.cfg.HTTP.MaxBufferedRecords), rejected), false
 	}
 	rv, wait, err := src.admit(n, s.now())
 	switch {
 	case err != nil && wait == 0:
-		return refuse(http.StatusRequestEntityTooLarge, reasonRateLimited, 0, err)
+		return nil, s.refuse(n, http.StatusRequestEntityTooLarge, reasonRateLimited, 0, err, rejected), false
 	case err != nil:
-		return refuse(http.StatusTooManyRequests, reasonRateLimited, wait, err)
+		return nil, s.refuse(n, http.StatusTooManyRequests, reasonRateLimited, wait, err, rejected), false
+	}
+	return rv, result{}, true
+}
+
+// produceAdmitted produces records admitted under rv and waits for Kafka's
+// acknowledgement of every one.
+func (s *Server) produceAdmitted(src *source, rv *rate.Reservation, records []*kgo.Record, rejected []Rejection) result {
+	n := len(records)
+	refuse := func(code int, reason string, wait time.Duration, err error) result {
+		return s.refuse(n, code, reason, wait, err, rejected)
 	}
 	start := time.Now()
 	if err := s.produce(records); err != nil {

@@ -212,7 +212,8 @@ func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
 
 // pass is what one erasure of id writes (see the top of this file).
 func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, error) {
-	var users, anonymous, linked []string
+	// aliased are the ids that may be userIds too: an alias's previousId.
+	var users, anonymous, aliased []string
 	var out []*kgo.Record
 	if rec.SubjectKind == event.SubjectUserID {
 		users = []string{id}
@@ -220,11 +221,14 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		// the links tail's to erase, one applied before is in this notice
 		// (or both, harmless).
 		n.passed.add(n.subject(id), n.now())
-		linked = n.links.Of(id)
-		anonymous = linked
-		for _, a := range linked {
+		anonymous = n.links.Of(id)
+		for _, a := range anonymous {
 			linked := rec
 			linked.SubjectKind, linked.Linked = event.SubjectAnonymousID, true
+			if n.links.Aliased(a) {
+				linked.SubjectKind = event.SubjectPreviousID
+				aliased = append(aliased, a)
+			}
 			value, err := json.Marshal(linked)
 			if err != nil {
 				return nil, err
@@ -233,6 +237,9 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		}
 	} else {
 		anonymous = []string{id}
+		if rec.SubjectKind == event.SubjectPreviousID {
+			aliased = anonymous
+		}
 	}
 	now := n.now().UTC()
 	subjectKind := policy.KindAnonymous
@@ -249,8 +256,9 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		for _, a := range anonymous {
 			notice.AnonymousIDs = append(notice.AnonymousIDs, d.keys.Pseudonyms(policy.KindAnonymous, a)...)
 		}
-		// An alias's previousId may have been a userId.
-		for _, a := range linked {
+		// An alias's previousId may have been a userId; an identify's
+		// anonymousId is one, whatever it is spelt like.
+		for _, a := range aliased {
 			notice.Users = append(notice.Users, d.keys.Pseudonyms(policy.KindUser, a)...)
 		}
 		value, err := json.Marshal(notice)

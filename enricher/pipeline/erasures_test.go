@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/policy"
@@ -90,8 +91,9 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantAnon := append(d.keys.Pseudonyms(policy.KindAnonymous, "a-laptop"), d.keys.Pseudonyms(policy.KindAnonymous, "a-phone")...)
-		// An alias's previousId may have been a userId: its user pseudonyms too.
-		wantUsers := slices.Concat(d.keys.Pseudonyms(policy.KindUser, "u-1"), d.keys.Pseudonyms(policy.KindUser, "a-laptop"), d.keys.Pseudonyms(policy.KindUser, "a-phone"))
+		// An alias's previousId may have been a userId: its user pseudonyms
+		// too; an identify's anonymousId is one alone.
+		wantUsers := slices.Concat(d.keys.Pseudonyms(policy.KindUser, "u-1"), d.keys.Pseudonyms(policy.KindUser, "a-laptop"))
 		if n.RequestID != "req-u-1" || n.Destination != d.name || !slices.Equal(n.Users, wantUsers) ||
 			!slices.Equal(n.AnonymousIDs, wantAnon) || string(recs[0].Key) != n.Users[0] {
 			t.Errorf("%s notice %+v key %s", d.name, n, recs[0].Key)
@@ -234,16 +236,16 @@ func TestLateLinksAreThoseReadAfterThePass(t *testing.T) {
 	}
 	now := time.Now()
 	p.notifier.now = func() time.Time { return now }
-	p.store.Suppress("u-racing", now) // the store read its erasure; no pass yet
+	p.store.Suppress(consentstore.KindUser, "u-racing", now) // the store read its erasure; no pass yet
 	if _, err := p.notifier.pass("u-passed", event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-u-passed", SubjectKind: event.SubjectUserID}); err != nil {
 		t.Fatal(err)
 	}
-	p.store.Suppress("u-passed", now)
-	p.store.Suppress("d-suppressed", now)
+	p.store.Suppress(consentstore.KindUser, "u-passed", now)
+	p.store.Suppress(consentstore.KindAnonymous, "d-suppressed", now)
 	records := []*kgo.Record{link("d-late", "u-passed"), link("d-racing", "u-racing"), link("d-suppressed", "u-passed"),
 		link("d-other", "u-other"), {Key: []byte("d-tombstone")}}
 	late, unsure := p.lateLinks(records, now.Add(time.Second))
-	if !slices.Equal(late, []string{"d-late"}) || !slices.Equal(unsure, []linkToErased{{"d-racing", "u-racing"}}) {
+	if !slices.Equal(late, []linkToErased{{"d-late", "u-passed", true}}) || !slices.Equal(unsure, []linkToErased{{"d-racing", "u-racing", true}}) {
 		t.Errorf("late %v, unsure %v; want [d-late], [d-racing]", late, unsure)
 	}
 	// Once the pass is past keeping, its links are unsure too.
@@ -296,7 +298,7 @@ func TestLinkToUserErasedElsewhereIsErasedAfterTheGrace(t *testing.T) {
 	v, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-elsewhere", Reason: "user_request",
 		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectUserID, Linked: true})
 	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-elsewhere"), Value: v})
-	for !p.store.Suppressed("u-elsewhere") {
+	for !p.store.Suppressed(consentstore.KindUser, "u-elsewhere") {
 		if ctx.Err() != nil {
 			t.Fatal("the erasure never reached the store")
 		}

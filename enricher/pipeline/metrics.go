@@ -42,6 +42,9 @@ const (
 	linkClientAlias = "client_alias"
 	// linkEventDropped: links come only from events that were kept.
 	linkEventDropped = "event_dropped"
+	// linkClientRelink: a client may not move a device already linked to
+	// another user.
+	linkClientRelink = "client_relink"
 )
 
 func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
@@ -90,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 		}),
 		linksRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_identity_links_refused_total",
-			Help: "Identify and alias events that wrote no identity link, by reason: client_alias (an alias from a client source), event_dropped (the event itself was not kept).",
+			Help: "Identify and alias events that wrote no identity link, by reason: client_alias (an alias from a client source), client_relink (a client's identify of a device linked to another user), event_dropped (the event itself was not kept).",
 		}, []string{"reason"}),
 		carriedRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "enricher_consent_carried_refused_total",
@@ -107,7 +110,7 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 	}
 	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration,
 		m.identityLinks, m.linksRefused, m.carriedRefused, m.carriedWritten, m.erasuresNotified)
-	for _, r := range []string{linkClientAlias, linkEventDropped} {
+	for _, r := range []string{linkClientAlias, linkClientRelink, linkEventDropped} {
 		m.linksRefused.WithLabelValues(r)
 	}
 	for _, r := range []string{"clean", "export"} {

@@ -157,7 +157,7 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	cfg := &p.cfg
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
 		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
-		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: p.store.Subject}
+		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: func(id string) consentstore.Subject { return p.store.Subject(consentstore.KindUser, id) }}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
@@ -377,9 +377,10 @@ type item struct {
 	user, anon consentstore.Subject
 	d          policy.Decision
 	dup        bool
-	// linkWouldStand: the event would have been kept but for the erasure
-	// of its subject (only worked out for a suppressed identify or alias).
-	linkWouldStand bool
+	// linkStands: an identify or alias that would be kept by the consent
+	// in force before it, whatever it carries itself and were its subject
+	// not erased: only such an event may link (or erase) a device.
+	linkStands bool
 	// consent holds privacy.consent records of the consent the event
 	// carried; carriedRefused says it granted what its source may not.
 	consent        []*kgo.Record
@@ -479,8 +480,10 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 // linkRecord is the privacy.identities record of an identify or alias
 // event, or nil and why not. A link must not be poisoned: it comes only
 // from an event that was kept (whatever purpose kept it: links serve
-// erasure and export) and from a source that may assert it
-// (policy.MayLink). A link to an erased userId becomes an erasure of the
+// erasure and export), and would have been without the consent it
+// carries itself, and from a source that may assert it
+// (policy.MayLink); a client may not move a device already linked to
+// another user. A link to an erased userId becomes an erasure of the
 // device instead, so the device's earlier events go too, and the link
 // (the userId) is never written; but only when the link would have
 // stood, from an event received before the erasure was asked for: an
@@ -489,28 +492,43 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
 	env := &it.in.Env
 	from, user, ok := env.Event.Link()
+	aliased := env.Event.Type == "alias"
 	switch {
 	case !ok:
 		return nil, ""
 	case !policy.MayLink(env.Event.Type, env.Signals.ServerSource):
 		return nil, linkClientAlias
 	case it.d.Drop == policy.DropSuppressed:
-		if !it.linkWouldStand || p.store.Suppressed(from) || !p.store.Suppressed(user) || p.store.SuppressedBefore(user, env.ReceivedAt) {
+		if !it.linkStands || p.store.Suppressed(consentstore.KindAnonymous, from) || !p.store.Suppressed(consentstore.KindUser, user) ||
+			p.store.SuppressedBefore(consentstore.KindUser, user, env.ReceivedAt) {
 			return nil, linkEventDropped
 		}
-		return p.deviceErasure(from), ""
-	case it.d.Drop != "":
+		return p.deviceErasure(from, aliased), ""
+	case it.d.Drop != "" || !it.linkStands:
 		return nil, linkEventDropped
 	}
-	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: env.ReceivedAt})
+	if owner := p.notifier.links.Owner(from); owner != "" && owner != user && !env.Signals.ServerSource {
+		return nil, linkClientRelink
+	}
+	via := "identify"
+	if aliased {
+		via = "alias"
+	}
+	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: env.ReceivedAt, Via: via})
 	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}, ""
 }
 
 // deviceErasure is the erasure record of a device linked to an erased
-// userId.
-func (p *Pipeline) deviceErasure(from string) *kgo.Record {
-	value, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
-		Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID})
+// userId; an alias's previousId (aliased) is erased as a userId too.
+func (p *Pipeline) deviceErasure(from string, aliased bool) *kgo.Record {
+	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
+		Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID}
+	if aliased {
+		// Linked, so the notifier leaves it to the notice it sends for it
+		// here: it is that device's own erasure.
+		rec.SubjectKind = event.SubjectPreviousID
+	}
+	value, _ := json.Marshal(rec)
 	return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
 }
 
@@ -532,32 +550,35 @@ func (p *Pipeline) eraseLateLinks(records []*kgo.Record) {
 	p.eraseDevices(late)
 	for _, l := range unsure {
 		p.rechecks.after(p.lateLinkGrace(), func() {
-			if p.store.Suppressed(l.user) && !p.store.Suppressed(l.device) {
-				p.eraseDevices([]string{l.device})
+			if p.store.Suppressed(consentstore.KindUser, l.user) && !p.store.Suppressed(consentstore.KindAnonymous, l.device) {
+				p.eraseDevices([]linkToErased{l})
 			}
 		})
 	}
 }
 
 // linkToErased is an identity link whose userId is erased.
-type linkToErased struct{ device, user string }
+type linkToErased struct {
+	device, user string
+	aliased      bool // the device is an alias's previousId
+}
 
 // lateLinks sorts the links among records, read at now, whose userId is
 // erased and whose device is not: late ones, to a user this instance
 // passed on, and unsure ones.
-func (p *Pipeline) lateLinks(records []*kgo.Record, now time.Time) (late []string, unsure []linkToErased) {
+func (p *Pipeline) lateLinks(records []*kgo.Record, now time.Time) (late, unsure []linkToErased) {
 	for _, r := range records {
 		if r.Value == nil {
 			continue
 		}
 		link, err := event.DecodeIdentityLink(r.Value)
-		device := string(r.Key)
+		l := linkToErased{device: string(r.Key), user: link.UserID, aliased: link.Aliased()}
 		switch {
-		case err != nil || p.store.Suppressed(device):
-		case p.notifier.passed.has(p.store.Subject(link.UserID), now):
-			late = append(late, device)
-		case p.store.Suppressed(link.UserID):
-			unsure = append(unsure, linkToErased{device: device, user: link.UserID})
+		case err != nil || p.store.Suppressed(consentstore.KindAnonymous, l.device):
+		case p.notifier.passed.has(p.store.Subject(consentstore.KindUser, l.user), now):
+			late = append(late, l)
+		case p.store.Suppressed(consentstore.KindUser, l.user):
+			unsure = append(unsure, l)
 		}
 	}
 	return late, unsure
@@ -568,13 +589,13 @@ func (p *Pipeline) lateLinks(records []*kgo.Record, now time.Time) (late []strin
 func (p *Pipeline) lateLinkGrace() time.Duration { return p.notifier.passed.keep }
 
 // eraseDevices records erasures of devices linked to erased users.
-func (p *Pipeline) eraseDevices(devices []string) {
-	if len(devices) == 0 {
+func (p *Pipeline) eraseDevices(links []linkToErased) {
+	if len(links) == 0 {
 		return
 	}
-	out := make([]*kgo.Record, len(devices))
-	for i, device := range devices {
-		out[i] = p.deviceErasure(device)
+	out := make([]*kgo.Record, len(links))
+	for i, l := range links {
+		out[i] = p.deviceErasure(l.device, l.aliased)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
 	defer cancel()
@@ -611,70 +632,103 @@ func parse(rec *kgo.Record) (*policy.Parsed, error) {
 
 // judge applies the consent rules to one event, by the consent in force
 // at its time and at its receipt. Consent the event carries updates the
-// store at once, so the subject's next events see it, and is written to
-// privacy.consent with the batch (it.consent), so a restart, a rebalance
-// or another instance sees it too.
+// store first, so it counts for this event and the subject's next ones,
+// and is written to privacy.consent with the batch (it.consent), so a
+// restart, a rebalance or another instance sees it too.
 func (p *Pipeline) judge(it *item) policy.Decision {
 	in, ev := it.in, &it.in.Env.Event
 	suppressed := p.store.SuppressedSubject(it.user) || p.store.SuppressedSubject(it.anon)
 	// A minor's linked devices are a minor's.
 	var linked consentstore.Subject
 	if ev.AnonymousID != "" {
-		linked = p.store.Subject(p.notifier.links.Owner(ev.AnonymousID))
+		linked = p.store.Subject(consentstore.KindUser, p.notifier.links.Owner(ev.AnonymousID))
 	}
-	atEvent := p.store.InForce(in.At, it.user, it.anon, linked)
-	atReceipt := p.store.InForce(in.Env.ReceivedAt, it.user, it.anon, linked)
-	d, carried := p.rules.Judge(in, atEvent, atReceipt, suppressed)
-	if suppressed {
-		if _, _, ok := ev.Link(); ok {
-			kept, _ := p.rules.Judge(in, atEvent, atReceipt, false)
-			it.linkWouldStand = kept.Drop == ""
-		}
-		return d
+	judge := func(suppressed bool) policy.Decision {
+		return p.rules.Judge(in, p.store.InForce(in.At, it.user, it.anon, linked), p.store.InForce(in.Env.ReceivedAt, it.user, it.anon, linked), suppressed)
 	}
-	if carried != nil {
+	if _, _, ok := ev.Link(); ok {
+		it.linkStands = judge(false).Drop == ""
+	}
+	if carried := p.rules.Carried(in); carried != nil && !suppressed {
 		it.carriedRefused = carried.Refused != 0
 		it.consent = p.recordCarried(in, carried)
+	}
+	d := judge(suppressed)
+	switch {
+	case suppressed:
+	case d.Drop == policy.DropMinor && ev.Type == "identify" && ev.AnonymousID != "" && ev.UserID != "":
+		// No link is written from a minor's event: the device is marked a
+		// minor's instead, so its anonymous events are a minor's too.
+		it.consent = append(it.consent, p.markMinorDevice(in)...)
 	}
 	return d
 }
 
 // recordCarried applies consent carried in an event to the store, under
 // the identifiers its source may speak for, and returns the
-// privacy.consent records of those whose consent it changed. A record
-// states the whole consent in force once the event was received, stamped
-// then: compaction keeps only a subject's latest record, which must hold
-// everything in force (minor included), not the change alone.
+// privacy.consent records of those whose consent it changed.
 func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) []*kgo.Record {
 	env := &in.Env
-	asOf := env.ReceivedAt
-	if in.At.After(asOf) {
-		asOf = in.At
-	}
+	at := policy.CarriedAt(in)
 	var out []*kgo.Record
 	for _, c := range [2]struct {
-		id, kind string
-		ch       policy.Carried
-	}{{env.Event.UserID, event.SubjectUserID, u.User}, {env.Event.AnonymousID, event.SubjectAnonymousID, u.Anonymous}} {
+		id   string
+		kind consentstore.Kind
+		ch   policy.Carried
+	}{{env.Event.UserID, consentstore.KindUser, u.User}, {env.Event.AnonymousID, consentstore.KindAnonymous, u.Anonymous}} {
 		if c.id == "" || c.ch.Named == 0 {
 			continue
 		}
-		before := p.store.At(c.id, asOf)
-		p.store.ApplyCarried(c.id, in.At, c.ch)
-		if after := p.store.At(c.id, asOf); after != before {
+		asOf := p.recordTime(c.kind, c.id, env.ReceivedAt)
+		before := p.store.At(c.kind, c.id, asOf)
+		if c.kind == consentstore.KindUser {
+			if c.ch = u.ForUser(p.store.At(c.kind, c.id, at).Known); c.ch.Named == 0 {
+				continue
+			}
+		}
+		p.store.ApplyCarried(c.kind, c.id, at, c.ch)
+		if after := p.store.At(c.kind, c.id, asOf); after != before {
 			out = append(out, p.consentRecord(c.id, c.kind, after, asOf, env))
 		}
 	}
 	return out
 }
 
+// markMinorDevice records that the device of a minor's identify is a
+// minor's (without guardian consent: the minor's event was dropped for
+// the lack of it), unless the store says so already.
+func (p *Pipeline) markMinorDevice(in *policy.Parsed) []*kgo.Record {
+	env := &in.Env
+	device := env.Event.AnonymousID
+	asOf := p.recordTime(consentstore.KindAnonymous, device, env.ReceivedAt)
+	c := p.store.At(consentstore.KindAnonymous, device, asOf)
+	if c.Known && c.Minor && !c.GuardianConsent {
+		return nil
+	}
+	c.Known, c.Minor, c.GuardianConsent = true, true, false
+	p.store.Apply(consentstore.KindAnonymous, device, asOf, c)
+	return []*kgo.Record{p.consentRecord(device, consentstore.KindAnonymous, c, asOf, env)}
+}
+
+// recordTime is when a privacy.consent record the enricher writes for a
+// subject takes effect: the event's receipt, or the subject's latest
+// change if later. Such a record states the whole consent in force then,
+// and compaction keeps only the latest record written, so it must not
+// predate (and so take back) a change already recorded.
+func (p *Pipeline) recordTime(kind consentstore.Kind, id string, receivedAt time.Time) time.Time {
+	if _, latest := p.store.Latest(kind, id); latest.After(receivedAt) {
+		return latest
+	}
+	return receivedAt
+}
+
 // consentRecord is the privacy.consent record of consent c of subject id
-// (an identifier of kind) from asOf on, carried in an event of env.
-func (p *Pipeline) consentRecord(id, kind string, c policy.Consent, asOf time.Time, env *event.Envelope) *kgo.Record {
+// (an identifier of kind) from asOf on, learnt from an event of env.
+func (p *Pipeline) consentRecord(id string, kind consentstore.Kind, c policy.Consent, asOf time.Time, env *event.Envelope) *kgo.Record {
 	st := event.ConsentState{SchemaVersion: event.SchemaVersion, Subject: id, Purposes: make(map[string]bool, len(event.Purposes)),
 		CrossBorder: c.CrossBorder, Minor: c.Minor, GuardianConsent: c.GuardianConsent,
 		UpdatedAt: asOf.UTC(), ReceivedAt: env.ReceivedAt.UTC(), SourceID: env.SourceID, Region: env.Region, Authority: event.AuthorityEvent}
-	if kind == event.SubjectUserID {
+	if kind == consentstore.KindUser {
 		st.UserID = id
 	} else {
 		st.AnonymousID = id

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/policy"
 )
@@ -24,7 +25,7 @@ func BenchmarkProcess(b *testing.B) {
 	at := time.Now().UTC()
 	for i := range n {
 		user := fmt.Sprintf("user-%05d", i%300)
-		p.store.Apply(user, at.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics, CrossBorder: i%3 == 0})
+		p.store.Apply(consentstore.KindUser, user, at.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics, CrossBorder: i%3 == 0})
 		env := event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("m-%d", i), ReceivedAt: at, SourceID: "app", Region: "cn",
 			Signals: event.Signals{IP: fmt.Sprintf("1.2.%d.%d", i%250, i%200), UserAgent: "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36"},
 			Event: event.Event{Type: "track", Event: "Product Viewed", UserID: user, AnonymousID: "anon-" + user, Timestamp: at.Format(time.RFC3339Nano),

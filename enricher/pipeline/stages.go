@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/consentstore"
 )
 
 // partSize is how many events of a batch go through the stages together.
@@ -145,7 +147,7 @@ func (p *Pipeline) decodePart(items []item) {
 			ev := &it.in.Env.Event
 			it.key = dedupKeyOf(it.in.Env.SourceID, it.in.Env.MessageID)
 			// Hashed here, on any core, for judging one after the other.
-			it.user, it.anon = p.store.Subject(ev.UserID), p.store.Subject(ev.AnonymousID)
+			it.user, it.anon = p.store.Subject(consentstore.KindUser, ev.UserID), p.store.Subject(consentstore.KindAnonymous, ev.AnonymousID)
 		}
 	}
 }

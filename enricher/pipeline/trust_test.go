@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/policy"
 )
@@ -42,6 +43,20 @@ func keys(records []*kgo.Record) []string {
 
 var analytics = policy.Consent{Known: true, Purposes: policy.Analytics}
 
+// byMessage maps the messageIds of the clean records of out to them.
+func byMessage(t *testing.T, out []*kgo.Record, p *Pipeline) map[string]event.Clean {
+	t.Helper()
+	m := map[string]event.Clean{}
+	for _, r := range byTopic(out)[p.cfg.Topics.Clean.Name] {
+		c, err := event.DecodeClean(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[c.MessageID] = c
+	}
+	return m
+}
+
 // TestIdentityLinksCannotBePoisoned: links come only from kept events and
 // from sources that may assert them (alias: server sources only); a link
 // to an erased user erases the device only if it would have stood and its
@@ -49,16 +64,23 @@ var analytics = policy.Consent{Known: true, Purposes: policy.Analytics}
 func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 	p := offlinePipeline(t)
 	now := time.Now().UTC()
-	p.store.Apply("a-victim", now.Add(-time.Hour), analytics)
-	p.store.Apply("u-backend", now.Add(-time.Hour), analytics)
-	p.store.Apply("a-late", now.Add(-time.Hour), analytics)
-	p.store.Apply("a-early", now.Add(-time.Hour), analytics)
-	p.store.Suppress("u-erased", now.Add(-time.Minute))
+	for _, device := range []string{"a-victim", "a-late", "a-early", "a-linked"} {
+		p.store.Apply(consentstore.KindAnonymous, device, now.Add(-time.Hour), analytics)
+	}
+	p.store.Apply(consentstore.KindUser, "u-backend", now.Add(-time.Hour), analytics)
+	p.store.Suppress(consentstore.KindUser, "u-erased", now.Add(-time.Minute))
+	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-owner", LinkedAt: now, Via: "identify"})
+	p.notifier.links.Apply(quiet)([]*kgo.Record{{Key: []byte("a-linked"), Value: link}})
+	grant := json.RawMessage(`{"consent":{"categoryPreferences":{"analytics":true}}}`)
 
 	out, _, tally := p.process([]*kgo.Record{
 		raw(event.Event{Type: "alias", MessageID: "m-1", PreviousID: "a-victim", UserID: "u-attacker"}, false, now),
 		raw(event.Event{Type: "alias", MessageID: "m-2", PreviousID: "a-backend", UserID: "u-backend"}, true, now),
 		raw(event.Event{Type: "identify", MessageID: "m-3", AnonymousID: "a-unconsented", UserID: "u-someone"}, false, now),
+		// Its own carried grant keeps the event, but does not make it link.
+		raw(event.Event{Type: "identify", MessageID: "m-3b", AnonymousID: "a-self-granted", UserID: "u-someone", Context: grant}, false, now),
+		// A device linked to another user stays with it, whatever a client says.
+		raw(event.Event{Type: "identify", MessageID: "m-3c", AnonymousID: "a-linked", UserID: "u-attacker"}, false, now),
 		raw(event.Event{Type: "identify", MessageID: "m-4", AnonymousID: "a-victim", UserID: "u-victim"}, false, now),
 		// Naming an erased user: after its erasure, nothing; before it,
 		// the device goes with it; without consent, nothing either.
@@ -73,8 +95,11 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 	if got := keys(topics[p.cfg.Topics.Erasures.Name]); !slices.Equal(got, []string{"a-early"}) {
 		t.Errorf("devices erased %v, want only the one whose consented identify was received before the erasure", got)
 	}
-	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkEventDropped] != 3 || tally.links != 2 {
-		t.Errorf("links %d, refused %v; want 2, one client alias and three dropped events", tally.links, tally.linksRefused)
+	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkClientRelink] != 1 || tally.linksRefused[linkEventDropped] != 4 || tally.links != 2 {
+		t.Errorf("links %d, refused %v; want 2, one client alias, one relink and four dropped events", tally.links, tally.linksRefused)
+	}
+	if _, ok := byMessage(t, out, p)["m-3b"]; !ok {
+		t.Error("the event that granted itself consent is not kept")
 	}
 }
 
@@ -83,18 +108,27 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 func TestMinorFollowsLinks(t *testing.T) {
 	p := offlinePipeline(t)
 	now := time.Now().UTC()
-	p.store.Apply("u-child", now.Add(-2*time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
-	p.store.Apply("a-tablet", now.Add(-time.Hour), analytics)
-	p.store.Apply("a-laptop", now.Add(-time.Hour), analytics)
+	p.store.Apply(consentstore.KindUser, "u-child", now.Add(-2*time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
+	for _, device := range []string{"a-tablet", "a-phone", "a-laptop"} {
+		p.store.Apply(consentstore.KindAnonymous, device, now.Add(-time.Hour), analytics)
+	}
 	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-child", LinkedAt: now})
 	p.notifier.links.Apply(quiet)([]*kgo.Record{{Key: []byte("a-tablet"), Value: link}})
 
-	_, _, tally := p.process([]*kgo.Record{
+	// The phone's identify is a minor's, so dropped, and links nothing:
+	// the phone is marked a minor's instead.
+	out, _, tally := p.process([]*kgo.Record{
 		raw(event.Event{Type: "page", MessageID: "m-1", AnonymousID: "a-tablet"}, false, now),
 		raw(event.Event{Type: "page", MessageID: "m-2", AnonymousID: "a-laptop"}, false, now),
+		raw(event.Event{Type: "identify", MessageID: "m-3", AnonymousID: "a-phone", UserID: "u-child"}, false, now),
+		raw(event.Event{Type: "page", MessageID: "m-4", AnonymousID: "a-phone"}, false, now),
 	})
-	if tally.dropped[string(policy.DropMinor)] != 1 || tally.clean != 1 {
-		t.Errorf("dropped %v, kept %d; want the linked tablet's event dropped as a minor's, the laptop's kept", tally.dropped, tally.clean)
+	if tally.dropped[string(policy.DropMinor)] != 3 || tally.clean != 1 || tally.links != 0 {
+		t.Errorf("dropped %v, kept %d, %d links; want the tablet's and the phone's events dropped as a minor's, the laptop's kept", tally.dropped, tally.clean, tally.links)
+	}
+	marked := byTopic(out)[p.cfg.Topics.Consent.Name]
+	if st, err := event.DecodeConsentState(marked[0].Value); len(marked) != 1 || err != nil || st.AnonymousID != "a-phone" || !st.Minor || !st.Purposes["analytics"] {
+		t.Errorf("consent records %v, want the phone marked a minor's, its consent kept", keys(marked))
 	}
 }
 
@@ -105,16 +139,22 @@ func TestMinorFollowsLinks(t *testing.T) {
 func TestCarriedConsentIsWrittenWithinWhatItsSourceMaySay(t *testing.T) {
 	p := offlinePipeline(t)
 	now := time.Now().UTC()
-	p.store.Apply("u-1", now.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics | policy.Marketing, Minor: true, GuardianConsent: true})
+	p.store.Apply(consentstore.KindUser, "u-1", now.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics | policy.Marketing, Minor: true, GuardianConsent: true})
 	prefs := func(m map[string]bool) json.RawMessage {
 		b, _ := json.Marshal(map[string]any{"consent": map[string]any{"categoryPreferences": m}})
 		return b
 	}
+	// u-3's backend recorded consent stamped after the event's receipt: a
+	// record written now must not be stamped before it, or compaction,
+	// which keeps the last written, would take it back.
+	p.store.Apply(consentstore.KindUser, "u-3", now.Add(5*time.Minute), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
 	out, _, tally := p.process([]*kgo.Record{
 		raw(event.Event{Type: "track", Event: "E", MessageID: "m-1", UserID: "u-1", AnonymousID: "a-1",
 			Context: prefs(map[string]bool{"marketing": false, "personalization": true})}, false, now),
 		raw(event.Event{Type: "track", Event: "E", MessageID: "m-2", UserID: "u-2",
 			Context: prefs(map[string]bool{"analytics": true})}, false, now),
+		raw(event.Event{Type: "track", Event: "E", MessageID: "m-3", UserID: "u-3",
+			Context: prefs(map[string]bool{"marketing": true})}, true, now),
 	})
 	states := map[string]event.ConsentState{}
 	for _, r := range byTopic(out)[p.cfg.Topics.Consent.Name] {

@@ -105,7 +105,9 @@ func (f *Follower) apply(r *kgo.Record, d decoded) {
 		// The suppression holds whatever the value; its time serves only
 		// to tell links made before the erasure from later ones.
 		rec, _ := event.DecodeErasureRecord(r.Value)
-		f.store.Suppress(string(r.Key), rec.RequestedAt)
+		for _, kind := range erasedKinds(rec.SubjectKind) {
+			f.store.Suppress(kind, string(r.Key), rec.RequestedAt)
+		}
 		f.metrics.erasures.Inc()
 	case r.Value == nil:
 		f.store.Forget(string(r.Key))
@@ -116,9 +118,32 @@ func (f *Follower) apply(r *kgo.Record, d decoded) {
 		f.log.Warn("unreadable consent record: its subject's consent is now unknown, and its events dropped until a readable record",
 			"partition", r.Partition, "offset", r.Offset, "field", fieldOf(d.err))
 	default:
-		f.store.Apply(d.state.Subject, d.state.UpdatedAt, policy.ConsentOf(d.state))
+		f.store.Apply(KindOf(d.state), d.state.Subject, d.state.UpdatedAt, policy.ConsentOf(d.state))
+		f.store.NoteRecorded(KindOf(d.state), d.state.Subject, d.state.ReceivedAt)
 		f.metrics.consent.Inc()
 	}
+}
+
+// KindOf is which identifier a privacy.consent record is about: its
+// userId when it names one, else its anonymousId.
+func KindOf(st event.ConsentState) Kind {
+	if st.UserID != "" && st.UserID == st.Subject {
+		return KindUser
+	}
+	return KindAnonymous
+}
+
+// erasedKinds are the kinds of identifier an erasure record of kind
+// erases: both for an alias's previousId, which may have been either, and
+// for a record that does not say (unreadable).
+func erasedKinds(kind string) []Kind {
+	switch kind {
+	case event.SubjectUserID:
+		return []Kind{KindUser}
+	case event.SubjectAnonymousID:
+		return []Kind{KindAnonymous}
+	}
+	return []Kind{KindUser, KindAnonymous}
 }
 
 // fieldOf names what was wrong with a record without quoting it: decoding

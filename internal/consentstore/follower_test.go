@@ -129,7 +129,7 @@ func (e *followerEnv) checkRecords(t *testing.T, f *Follower, want map[string]fl
 
 func checkConsent(t *testing.T, s *Store, subject string, when time.Time, want policy.Consent) {
 	t.Helper()
-	if got := s.At(subject, when); got != want {
+	if got := s.At(KindUser, subject, when); got != want {
 		t.Errorf("At(%q, %s): got %+v, want %+v", subject, when.Format(time.RFC3339), got, want)
 	}
 }
@@ -172,21 +172,24 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 	checkConsent(t, e.store, "alice", base.Add(30*time.Minute), granted(policy.Analytics))
 	checkConsent(t, e.store, "alice", base.Add(time.Hour), granted(policy.Analytics|policy.Marketing))
 	checkConsent(t, e.store, "bob", base.Add(time.Hour), policy.Consent{})
-	// Unreadable records fail closed: known, nothing granted, at any time.
+	// Unreadable records fail closed: known, nothing granted, a minor
+	// (so that no update leaving minor out clears one), at any time.
 	for _, subject := range []string{"carol", "dave", "gina"} {
-		checkConsent(t, e.store, subject, base.Add(-time.Hour), policy.Consent{Known: true})
-		checkConsent(t, e.store, subject, base.Add(time.Hour), policy.Consent{Known: true})
+		checkConsent(t, e.store, subject, base.Add(-time.Hour), policy.Consent{Known: true, Minor: true})
+		checkConsent(t, e.store, subject, base.Add(time.Hour), policy.Consent{Known: true, Minor: true})
 	}
 	checkConsent(t, e.store, "mallory", base.Add(time.Hour), policy.Consent{})
 	checkConsent(t, e.store, "dave-in-the-value", base.Add(time.Hour), granted(policy.Analytics))
 	checkConsent(t, e.store, "erin", base.Add(time.Hour), policy.Consent{})
 	for subject, want := range map[string]bool{"alice": false, "bob": false, "erin": true, "frank": true, "mallory": false} {
-		if got := e.store.Suppressed(subject); got != want {
+		if got := e.store.Suppressed(KindUser, subject); got != want {
 			t.Errorf("Suppressed(%q): got %v, want %v", subject, got, want)
 		}
 	}
-	if subjects, suppressed := e.store.Size(); subjects != 5 || suppressed != 2 {
-		t.Errorf("Size after rebuild: got %d, %d, want 5 (alice, dave-in-the-value, carol, dave, gina), 2 (erin, frank)", subjects, suppressed)
+	// An unreadable record, whose kind is unknown, counts as a userId and
+	// as an anonymousId.
+	if subjects, suppressed := e.store.Size(); subjects != 8 || suppressed != 4 {
+		t.Errorf("Size after rebuild: got %d, %d, want 8 (alice, dave-in-the-value, carol, dave and gina twice), 4 (erin, frank twice)", subjects, suppressed)
 	}
 	e.checkRecords(t, f, map[string]float64{"consent": 6, "tombstone": 1, "erasure": 2, "invalid": 3})
 	if got := testutil.ToFloat64(f.metrics.rebuild); got <= 0 {
@@ -216,19 +219,19 @@ func TestFollowerRebuildsAndFollows(t *testing.T) {
 	checkConsent(t, e.store, "alice", base.Add(3*time.Hour), granted(policy.ThirdPartySharing))
 	checkConsent(t, e.store, "dave-in-the-value", base.Add(3*time.Hour), policy.Consent{})
 	checkConsent(t, e.store, "grace-00", base.Add(3*time.Hour), policy.Consent{})
-	if !e.store.Suppressed("grace-00") {
+	if !e.store.Suppressed(KindUser, "grace-00") {
 		t.Error("grace-00 erased while following but not suppressed")
 	}
-	if subjects, suppressed := e.store.Size(); subjects != 23 || suppressed != 3 {
-		t.Errorf("Size while following: got %d, %d, want 23, 3", subjects, suppressed)
+	if subjects, suppressed := e.store.Size(); subjects != 26 || suppressed != 6 {
+		t.Errorf("Size while following: got %d, %d, want 26, 6", subjects, suppressed)
 	}
 	e.checkRecords(t, f, map[string]float64{"consent": 27, "tombstone": 2, "erasure": 3, "invalid": 3})
 	// The size gauges are set just after the records are applied, so
 	// they may trail WaitCaughtUp by a moment.
 	eventually(t, 5*time.Second, func() string {
 		subjects, suppressed := testutil.ToFloat64(f.metrics.subjects), testutil.ToFloat64(f.metrics.suppressed)
-		if subjects != 23 || suppressed != 3 {
-			return fmt.Sprintf("enricher_consent_store_subjects %v, _suppressed_subjects %v, want 23, 3", subjects, suppressed)
+		if subjects != 26 || suppressed != 6 {
+			return fmt.Sprintf("enricher_consent_store_subjects %v, _suppressed_subjects %v, want 26, 6", subjects, suppressed)
 		}
 		return ""
 	})

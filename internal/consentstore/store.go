@@ -34,9 +34,20 @@ import (
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
-// key is a subject id hashed with two per-process seeds: 128 bits make a
-// collision (one subject judged by another's consent) out of reach.
+// key is a subject id hashed with two per-process seeds of its kind: 128
+// bits make a collision (one subject judged by another's consent) out of
+// reach, and a userId never shares a key with an anonymousId spelt alike.
 type key [2]uint64
+
+// Kind is which identifier a subject id is. The two are kept apart: a
+// client may speak for its anonymousId, never for a userId spelt the same.
+type Kind uint8
+
+// The kinds of subject ids.
+const (
+	KindUser Kind = iota
+	KindAnonymous
+)
 
 // change is one consent change packed into 8 bytes: granted purposes in
 // bits 0-3, cross-border, minor and guardian consent in bits 4-6; bit 7
@@ -106,39 +117,76 @@ func (c change) carriedChange() policy.Carried {
 
 // Store holds consent and suppression by subject. Safe for concurrent use.
 type Store struct {
-	seeds      [2]maphash.Seed
+	seeds      [2][2]maphash.Seed // by Kind
 	maxHistory int
 
 	mu         sync.RWMutex
 	latest     map[key]change
 	older      map[key][]change // ascending by time; only subjects with several changes
 	suppressed map[key]int64    // when the erasure was requested, in ms since 1970
+	// recorded holds when each subject's latest record was received (ms),
+	// if TrackRecorded was called: what a consent token's age is judged by.
+	recorded map[key]int64
+}
+
+// TrackRecorded makes the store remember when each subject's latest
+// record was received (Recorded), at about 40 bytes a subject.
+func (s *Store) TrackRecorded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recorded == nil {
+		s.recorded = map[key]int64{}
+	}
+}
+
+// NoteRecorded remembers that a record of the subject was received at t,
+// if the store tracks it.
+func (s *Store) NoteRecorded(kind Kind, subject string, t time.Time) {
+	k := s.key(kind, subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recorded != nil && t.UnixMilli() > s.recorded[k] {
+		s.recorded[k] = t.UnixMilli()
+	}
+}
+
+// Recorded returns when the subject's latest record was received (zero
+// when unknown or not tracked).
+func (s *Store) Recorded(kind Kind, subject string) time.Time {
+	k := s.key(kind, subject)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ms, ok := s.recorded[k]; ok {
+		return time.UnixMilli(ms)
+	}
+	return time.Time{}
 }
 
 // New returns an empty store that remembers, per subject, the latest
 // change and up to maxHistory-1 older ones (the consent in force before an
 // event older than all of them is unknown: fail closed).
 func New(maxHistory int) *Store {
-	return &Store{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, maxHistory: max(maxHistory, 1),
+	return &Store{seeds: [2][2]maphash.Seed{{maphash.MakeSeed(), maphash.MakeSeed()}, {maphash.MakeSeed(), maphash.MakeSeed()}}, maxHistory: max(maxHistory, 1),
 		latest: map[key]change{}, older: map[key][]change{}, suppressed: map[key]int64{}}
 }
 
-func (s *Store) key(subject string) key {
-	return key{maphash.String(s.seeds[0], subject), maphash.String(s.seeds[1], subject)}
+func (s *Store) key(kind Kind, subject string) key {
+	seeds := &s.seeds[kind&1]
+	return key{maphash.String(seeds[0], subject), maphash.String(seeds[1], subject)}
 }
 
 // Apply records that the subject's consent is c from at on (a
 // privacy.consent record). Applying the same change twice changes nothing,
 // so replays are harmless.
-func (s *Store) Apply(subject string, at time.Time, c policy.Consent) {
-	s.insert(s.key(subject), pack(at, c))
+func (s *Store) Apply(kind Kind, subject string, at time.Time, c policy.Consent) {
+	s.insert(s.key(kind, subject), pack(at, c))
 }
 
 // ApplyCarried records consent carried in one of the subject's events at
 // its time: it changes the purposes it names, on top of whatever full
 // record is in force then, even one recorded later.
-func (s *Store) ApplyCarried(subject string, at time.Time, ch policy.Carried) {
-	s.insert(s.key(subject), packCarried(at, ch))
+func (s *Store) ApplyCarried(kind Kind, subject string, at time.Time, ch policy.Carried) {
+	s.insert(s.key(kind, subject), packCarried(at, ch))
 }
 
 func (s *Store) insert(k key, ch change) {
@@ -180,32 +228,34 @@ func (s *Store) addOlder(k key, ch change) {
 	s.older[k] = h
 }
 
-// Forget drops everything known of the subject's consent (a tombstone).
+// Forget drops everything known of the consent of subject, as a userId
+// and as an anonymousId (a tombstone, whose key says not which).
 func (s *Store) Forget(subject string) {
-	k := s.key(subject)
 	s.mu.Lock()
-	delete(s.latest, k)
-	delete(s.older, k)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for _, kind := range [2]Kind{KindUser, KindAnonymous} {
+		k := s.key(kind, subject)
+		delete(s.latest, k)
+		delete(s.older, k)
+	}
 }
 
-// Invalidate makes the subject's consent known to grant nothing, at every
-// time until a later record says otherwise: a record of it could not be
-// read, and the state before it (possibly a grant since withdrawn) must
-// not stay in force.
+// Invalidate makes the consent of subject (either kind: the record that
+// could not be read does not say) known to grant nothing, and to be a
+// minor's, at every time until a later record says otherwise: the state
+// before it, possibly a grant since withdrawn or a minor flag, must not
+// stay in force, nor be cleared by an update that leaves minor out.
 func (s *Store) Invalidate(subject string) {
-	k := s.key(subject)
-	s.mu.Lock()
-	delete(s.latest, k)
-	delete(s.older, k)
-	s.mu.Unlock()
-	s.insert(k, pack(time.UnixMilli(0), policy.Consent{Known: true}))
+	s.Forget(subject)
+	for _, kind := range [2]Kind{KindUser, KindAnonymous} {
+		s.insert(s.key(kind, subject), pack(time.UnixMilli(0), policy.Consent{Known: true, Minor: true}))
+	}
 }
 
 // Suppress marks the subject erased, for good; requestedAt is when its
 // erasure was asked for.
-func (s *Store) Suppress(subject string, requestedAt time.Time) {
-	k := s.key(subject)
+func (s *Store) Suppress(kind Kind, subject string, requestedAt time.Time) {
+	k := s.key(kind, subject)
 	s.mu.Lock()
 	if _, ok := s.suppressed[k]; !ok {
 		s.suppressed[k] = requestedAt.UnixMilli()
@@ -217,8 +267,8 @@ func (s *Store) Suppress(subject string, requestedAt time.Time) {
 
 // SuppressedBefore reports whether the subject's erasure was asked for
 // before t (or at an unknown time).
-func (s *Store) SuppressedBefore(subject string, t time.Time) bool {
-	k := s.key(subject)
+func (s *Store) SuppressedBefore(kind Kind, subject string, t time.Time) bool {
+	k := s.key(kind, subject)
 	s.mu.RLock()
 	at, ok := s.suppressed[k]
 	s.mu.RUnlock()
@@ -233,17 +283,17 @@ type Subject struct {
 	valid bool // false for the empty id, which is no subject
 }
 
-// Subject hashes a subject id for SuppressedSubject and InForce.
-func (s *Store) Subject(id string) Subject {
+// Subject hashes a subject id of kind for SuppressedSubject and InForce.
+func (s *Store) Subject(kind Kind, id string) Subject {
 	if id == "" {
 		return Subject{}
 	}
-	return Subject{k: s.key(id), valid: true}
+	return Subject{k: s.key(kind, id), valid: true}
 }
 
 // Suppressed reports whether the subject was erased.
-func (s *Store) Suppressed(subject string) bool {
-	return s.SuppressedSubject(s.Subject(subject))
+func (s *Store) Suppressed(kind Kind, subject string) bool {
+	return s.SuppressedSubject(s.Subject(kind, subject))
 }
 
 // SuppressedSubject is Suppressed for a hashed subject.
@@ -260,35 +310,29 @@ func (s *Store) SuppressedSubject(sub Subject) bool {
 // At returns the subject's consent in force at t: the latest full record
 // not after t, updated by the consent carried in events between it and t.
 // Known is false when nothing is known of the subject at t.
-func (s *Store) At(subject string, t time.Time) policy.Consent {
-	c, _ := s.at(s.Subject(subject), t)
+func (s *Store) At(kind Kind, subject string, t time.Time) policy.Consent {
+	c, _ := s.at(s.Subject(kind, subject), t)
 	return c
 }
 
+// Latest returns the subject's consent after its latest change, and that
+// change's time (zero when nothing is known).
+func (s *Store) Latest(kind Kind, subject string) (policy.Consent, time.Time) {
+	c, when := s.at(s.Subject(kind, subject), time.UnixMilli(maxMillis))
+	if when < 0 {
+		return c, time.Time{}
+	}
+	return c, time.UnixMilli(when)
+}
+
 // InForce is the consent in force at t for an event of a userId and an
-// anonymousId (hashed; an invalid Subject is none): whichever changed most
-// recently before t governs, the anonymousId on a tie (it holds consent
-// carried in its events whole, its userId only the withdrawals). Minor is
-// sticky across identities: if either, or linked (the userId the device is
-// linked to), says minor without guardian consent, so does the result.
+// anonymousId, linked the userId the device is linked to (hashed; an
+// invalid Subject is none), as policy.InForce combines them.
 func (s *Store) InForce(t time.Time, user, anon, linked Subject) policy.Consent {
-	var best policy.Consent
-	newest := int64(-1)
-	unguardedMinor := false
-	for i, sub := range [3]Subject{user, anon, linked} {
-		c, when := s.at(sub, t)
-		if !c.Known {
-			continue
-		}
-		unguardedMinor = unguardedMinor || c.Minor && !c.GuardianConsent
-		if i < 2 && when >= newest {
-			best, newest = c, when
-		}
-	}
-	if unguardedMinor {
-		best.Known, best.Minor, best.GuardianConsent = true, true, false
-	}
-	return best
+	u, _ := s.at(user, t)
+	a, _ := s.at(anon, t)
+	l, _ := s.at(linked, t)
+	return policy.InForce(u, a, l)
 }
 
 // at is At, and the time of the newest change it took into account.

@@ -2,10 +2,12 @@ package consentstore
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
@@ -49,7 +51,7 @@ var probes = []struct {
 func checkProbes(t *testing.T, s *Store, subject string) {
 	t.Helper()
 	for _, p := range probes {
-		if got := s.At(subject, p.at); got != p.want {
+		if got := s.At(KindUser, subject, p.at); got != p.want {
 			t.Errorf("At(%q, %s): got %+v, want %+v", subject, p.name, got, p.want)
 		}
 	}
@@ -58,13 +60,13 @@ func checkProbes(t *testing.T, s *Store, subject string) {
 func TestAtFollowsHistory(t *testing.T) {
 	s := New(8)
 	for _, h := range history {
-		s.Apply("alice", h.at, h.c)
+		s.Apply(KindUser, "alice", h.at, h.c)
 	}
 	checkProbes(t, s, "alice")
-	if got := s.At("bob", at(0)); got.Known {
+	if got := s.At(KindUser, "bob", at(0)); got.Known {
 		t.Errorf("a subject never applied: got %+v, want unknown", got)
 	}
-	if got := s.At("", at(0)); got.Known {
+	if got := s.At(KindUser, "", at(0)); got.Known {
 		t.Errorf("the empty subject: got %+v, want unknown", got)
 	}
 	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 0 {
@@ -76,14 +78,14 @@ func TestAtFollowsHistory(t *testing.T) {
 // subject had agreed to before its earliest change, so it fails closed.
 func TestEventBeforeEarliestChangeIsUnknown(t *testing.T) {
 	s := New(4)
-	s.Apply("alice", at(0), consent(policy.Analytics|policy.Personalization|policy.Marketing|policy.ThirdPartySharing))
-	if got := s.At("alice", at(-time.Millisecond)); got != (policy.Consent{}) {
+	s.Apply(KindUser, "alice", at(0), consent(policy.Analytics|policy.Personalization|policy.Marketing|policy.ThirdPartySharing))
+	if got := s.At(KindUser, "alice", at(-time.Millisecond)); got != (policy.Consent{}) {
 		t.Errorf("before the earliest change: got %+v, want the zero Consent", got)
 	}
-	if got := s.At("alice", time.Unix(0, 0)); got.Known {
+	if got := s.At(KindUser, "alice", time.Unix(0, 0)); got.Known {
 		t.Errorf("at 1970: got %+v, want unknown", got)
 	}
-	if got := s.At("alice", time.Time{}); got.Known {
+	if got := s.At(KindUser, "alice", time.Time{}); got.Known {
 		t.Errorf("at the zero time: got %+v, want unknown", got)
 	}
 }
@@ -93,7 +95,7 @@ func TestOutOfOrderApplyGivesTheSameAnswers(t *testing.T) {
 		t.Run(fmt.Sprint(order), func(t *testing.T) {
 			s := New(8)
 			for _, i := range order {
-				s.Apply("alice", history[i].at, history[i].c)
+				s.Apply(KindUser, "alice", history[i].at, history[i].c)
 			}
 			checkProbes(t, s, "alice")
 		})
@@ -106,15 +108,15 @@ func TestReapplyIsIdempotent(t *testing.T) {
 	s := New(len(history))
 	for range 3 {
 		for _, h := range history {
-			s.Apply("alice", h.at, h.c)
+			s.Apply(KindUser, "alice", h.at, h.c)
 		}
 		// Replay in reverse too, as a rebuild after a reset might.
 		for i := len(history) - 1; i >= 0; i-- {
-			s.Apply("alice", history[i].at, history[i].c)
+			s.Apply(KindUser, "alice", history[i].at, history[i].c)
 		}
 	}
 	checkProbes(t, s, "alice")
-	if got := len(s.older[s.key("alice")]); got != len(history)-1 {
+	if got := len(s.older[s.key(KindUser, "alice")]); got != len(history)-1 {
 		t.Errorf("older changes kept: got %d, want %d", got, len(history)-1)
 	}
 	if subjects, _ := s.Size(); subjects != 1 {
@@ -127,17 +129,17 @@ func TestReapplyIsIdempotent(t *testing.T) {
 // partition) replaces the other, as latest and as history alike.
 func TestSameTimeLastWriteWins(t *testing.T) {
 	s := New(4)
-	s.Apply("alice", at(0), consent(policy.Analytics))
-	s.Apply("alice", at(0), consent(policy.Marketing))
-	if got := s.At("alice", at(0)); got != consent(policy.Marketing) {
+	s.Apply(KindUser, "alice", at(0), consent(policy.Analytics))
+	s.Apply(KindUser, "alice", at(0), consent(policy.Marketing))
+	if got := s.At(KindUser, "alice", at(0)); got != consent(policy.Marketing) {
 		t.Errorf("latest replaced: got %+v", got)
 	}
-	s.Apply("alice", at(time.Hour), consent(policy.Personalization))
-	s.Apply("alice", at(0), consent(policy.ThirdPartySharing))
-	if got := s.At("alice", at(time.Minute)); got != consent(policy.ThirdPartySharing) {
+	s.Apply(KindUser, "alice", at(time.Hour), consent(policy.Personalization))
+	s.Apply(KindUser, "alice", at(0), consent(policy.ThirdPartySharing))
+	if got := s.At(KindUser, "alice", at(time.Minute)); got != consent(policy.ThirdPartySharing) {
 		t.Errorf("history replaced: got %+v", got)
 	}
-	if got := s.At("alice", at(time.Hour)); got != consent(policy.Personalization) {
+	if got := s.At(KindUser, "alice", at(time.Hour)); got != consent(policy.Personalization) {
 		t.Errorf("latest kept: got %+v", got)
 	}
 }
@@ -161,11 +163,11 @@ func TestHistoryBoundKeepsTheNewest(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/limit %d", tc.name, limit), func(t *testing.T) {
 				s := New(limit)
 				for _, i := range tc.order {
-					s.Apply("alice", at(time.Duration(i)*time.Hour), changes[i])
+					s.Apply(KindUser, "alice", at(time.Duration(i)*time.Hour), changes[i])
 				}
 				oldestKept := max(n-limit, 0)
 				for i := range n {
-					got := s.At("alice", at(time.Duration(i)*time.Hour+time.Minute))
+					got := s.At(KindUser, "alice", at(time.Duration(i)*time.Hour+time.Minute))
 					want := policy.Consent{}
 					if i >= oldestKept {
 						want = changes[i]
@@ -174,7 +176,7 @@ func TestHistoryBoundKeepsTheNewest(t *testing.T) {
 						t.Errorf("during change %d: got %+v, want %+v", i, got, want)
 					}
 				}
-				if got := len(s.older[s.key("alice")]); got > max(limit-1, 0) {
+				if got := len(s.older[s.key(KindUser, "alice")]); got > max(limit-1, 0) {
 					t.Errorf("older changes kept: %d, over the bound %d", got, limit-1)
 				}
 			})
@@ -182,12 +184,12 @@ func TestHistoryBoundKeepsTheNewest(t *testing.T) {
 	}
 	// A limit under 1 means 1: the latest change only.
 	s := New(0)
-	s.Apply("alice", at(0), changes[0])
-	s.Apply("alice", at(time.Hour), changes[1])
-	if got := s.At("alice", at(time.Minute)); got.Known {
+	s.Apply(KindUser, "alice", at(0), changes[0])
+	s.Apply(KindUser, "alice", at(time.Hour), changes[1])
+	if got := s.At(KindUser, "alice", at(time.Minute)); got.Known {
 		t.Errorf("New(0), before the latest change: got %+v, want unknown", got)
 	}
-	if got := s.At("alice", at(time.Hour)); got != changes[1] {
+	if got := s.At(KindUser, "alice", at(time.Hour)); got != changes[1] {
 		t.Errorf("New(0), latest: got %+v", got)
 	}
 }
@@ -200,15 +202,15 @@ func TestPackRoundTripsEveryConsent(t *testing.T) {
 				CrossBorder: flags&1 != 0, Minor: flags&2 != 0, GuardianConsent: flags&4 != 0}
 			subject := fmt.Sprintf("s-%d-%d", p, flags)
 			when := time.Date(2099, 12, 31, 23, 59, 59, 999e6, time.UTC)
-			s.Apply(subject, when, c)
-			if got := s.At(subject, when); got != c {
+			s.Apply(KindUser, subject, when, c)
+			if got := s.At(KindUser, subject, when); got != c {
 				t.Errorf("%s: got %+v, want %+v", subject, got, c)
 			}
 		}
 	}
 	// Known is not stored: a consent applied is known, whatever Known said.
-	s.Apply("unknown-flag", at(0), policy.Consent{Purposes: policy.Analytics})
-	if got := s.At("unknown-flag", at(0)); got != consent(policy.Analytics) {
+	s.Apply(KindUser, "unknown-flag", at(0), policy.Consent{Purposes: policy.Analytics})
+	if got := s.At(KindUser, "unknown-flag", at(0)); got != consent(policy.Analytics) {
 		t.Errorf("applied with Known false: got %+v", got)
 	}
 }
@@ -216,19 +218,19 @@ func TestPackRoundTripsEveryConsent(t *testing.T) {
 func TestForget(t *testing.T) {
 	s := New(4)
 	for _, h := range history {
-		s.Apply("alice", h.at, h.c)
+		s.Apply(KindUser, "alice", h.at, h.c)
 	}
-	s.Apply("bob", at(0), consent(policy.Analytics))
+	s.Apply(KindUser, "bob", at(0), consent(policy.Analytics))
 	s.Forget("alice")
 	for _, p := range probes {
-		if got := s.At("alice", p.at); got.Known {
+		if got := s.At(KindUser, "alice", p.at); got.Known {
 			t.Errorf("forgotten, %s: got %+v, want unknown", p.name, got)
 		}
 	}
 	if len(s.older) != 0 {
 		t.Errorf("forgotten subject's history kept: %d subjects in older", len(s.older))
 	}
-	if got := s.At("bob", at(0)); got != consent(policy.Analytics) {
+	if got := s.At(KindUser, "bob", at(0)); got != consent(policy.Analytics) {
 		t.Errorf("another subject: got %+v", got)
 	}
 	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 0 {
@@ -237,11 +239,11 @@ func TestForget(t *testing.T) {
 	s.Forget("alice")  // twice
 	s.Forget("nobody") // never known
 	// A subject that consents again after a tombstone starts afresh.
-	s.Apply("alice", at(3*time.Hour), consent(policy.Marketing))
-	if got := s.At("alice", at(2*time.Hour)); got.Known {
+	s.Apply(KindUser, "alice", at(3*time.Hour), consent(policy.Marketing))
+	if got := s.At(KindUser, "alice", at(2*time.Hour)); got.Known {
 		t.Errorf("before the new consent: got %+v, want unknown", got)
 	}
-	if got := s.At("alice", at(3*time.Hour)); got != consent(policy.Marketing) {
+	if got := s.At(KindUser, "alice", at(3*time.Hour)); got != consent(policy.Marketing) {
 		t.Errorf("new consent: got %+v", got)
 	}
 	if subjects, _ := s.Size(); subjects != 2 {
@@ -252,22 +254,22 @@ func TestForget(t *testing.T) {
 func TestSuppress(t *testing.T) {
 	s := New(4)
 	for _, h := range history {
-		s.Apply("alice", h.at, h.c)
+		s.Apply(KindUser, "alice", h.at, h.c)
 	}
-	s.Apply("bob", at(0), consent(policy.Analytics))
-	if s.Suppressed("alice") || s.Suppressed("bob") || s.Suppressed("") {
+	s.Apply(KindUser, "bob", at(0), consent(policy.Analytics))
+	if s.Suppressed(KindUser, "alice") || s.Suppressed(KindUser, "bob") || s.Suppressed(KindUser, "") {
 		t.Fatal("suppressed before any erasure")
 	}
 
-	s.Suppress("alice", at(time.Hour))
-	s.Suppress("carol", time.Time{}) // erased without ever consenting, at a time unknown
-	if !s.Suppressed("alice") || !s.Suppressed("carol") {
+	s.Suppress(KindUser, "alice", at(time.Hour))
+	s.Suppress(KindUser, "carol", time.Time{}) // erased without ever consenting, at a time unknown
+	if !s.Suppressed(KindUser, "alice") || !s.Suppressed(KindUser, "carol") {
 		t.Error("erased subjects not suppressed")
 	}
-	if s.Suppressed("bob") || s.Suppressed("Alice") || s.Suppressed("") {
+	if s.Suppressed(KindUser, "bob") || s.Suppressed(KindUser, "Alice") || s.Suppressed(KindUser, "") {
 		t.Error("a subject never erased is suppressed")
 	}
-	if got := s.At("alice", at(2*time.Hour)); got.Known {
+	if got := s.At(KindUser, "alice", at(2*time.Hour)); got.Known {
 		t.Errorf("erased subject's consent kept: %+v", got)
 	}
 	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 2 {
@@ -277,19 +279,19 @@ func TestSuppress(t *testing.T) {
 	// For good: neither a later consent record nor a tombstone undoes it,
 	// and an erasure read before the subject's consent (the topics are
 	// read independently) leaves the same state as after it.
-	s.Apply("alice", at(3*time.Hour), consent(policy.Analytics))
-	s.Apply("carol", at(0), consent(policy.Analytics))
+	s.Apply(KindUser, "alice", at(3*time.Hour), consent(policy.Analytics))
+	s.Apply(KindUser, "carol", at(0), consent(policy.Analytics))
 	s.Forget("alice")
-	s.Suppress("alice", at(4*time.Hour)) // twice: the first erasure's time stands
-	if !s.Suppressed("alice") || !s.Suppressed("carol") {
+	s.Suppress(KindUser, "alice", at(4*time.Hour)) // twice: the first erasure's time stands
+	if !s.Suppressed(KindUser, "alice") || !s.Suppressed(KindUser, "carol") {
 		t.Error("suppression undone")
 	}
-	if s.SuppressedBefore("alice", at(time.Hour-time.Millisecond)) || !s.SuppressedBefore("alice", at(time.Hour)) ||
-		!s.SuppressedBefore("carol", at(0)) || s.SuppressedBefore("bob", at(5*time.Hour)) {
+	if s.SuppressedBefore(KindUser, "alice", at(time.Hour-time.Millisecond)) || !s.SuppressedBefore(KindUser, "alice", at(time.Hour)) ||
+		!s.SuppressedBefore(KindUser, "carol", at(0)) || s.SuppressedBefore(KindUser, "bob", at(5*time.Hour)) {
 		t.Error("SuppressedBefore does not tell links made before an erasure from later ones")
 	}
 	for _, subject := range []string{"alice", "carol"} {
-		if got := s.At(subject, at(3*time.Hour)); got.Known {
+		if got := s.At(KindUser, subject, at(3*time.Hour)); got.Known {
 			t.Errorf("consent applied after erasure of %s: %+v", subject, got)
 		}
 	}
@@ -305,18 +307,18 @@ func TestSize(t *testing.T) {
 	}
 	for i := range 1000 {
 		subject := fmt.Sprintf("user-%04d", i)
-		s.Apply(subject, at(0), consent(policy.Analytics))
+		s.Apply(KindUser, subject, at(0), consent(policy.Analytics))
 		if i%10 == 0 { // history does not count as subjects
-			s.Apply(subject, at(time.Hour), consent(policy.Marketing))
+			s.Apply(KindUser, subject, at(time.Hour), consent(policy.Marketing))
 		}
 	}
 	for i := range 100 {
 		s.Forget(fmt.Sprintf("user-%04d", i))
 	}
 	for i := 100; i < 150; i++ {
-		s.Suppress(fmt.Sprintf("user-%04d", i), at(0))
+		s.Suppress(KindUser, fmt.Sprintf("user-%04d", i), at(0))
 	}
-	s.Suppress("never-consented", time.Time{})
+	s.Suppress(KindUser, "never-consented", time.Time{})
 	if subjects, suppressed := s.Size(); subjects != 850 || suppressed != 51 {
 		t.Errorf("Size: got %d, %d, want 850, 51", subjects, suppressed)
 	}
@@ -328,14 +330,14 @@ func TestSubjectsAreNotConfused(t *testing.T) {
 	s := New(2)
 	const n = 50000
 	for i := range n {
-		s.Apply(fmt.Sprintf("anon-%08x", i), at(time.Duration(i)*time.Millisecond), consent(policy.Purposes(i%16)))
+		s.Apply(KindUser, fmt.Sprintf("anon-%08x", i), at(time.Duration(i)*time.Millisecond), consent(policy.Purposes(i%16)))
 	}
 	for i := range n {
 		subject := fmt.Sprintf("anon-%08x", i)
-		if got := s.At(subject, at(time.Duration(i)*time.Millisecond)); got != consent(policy.Purposes(i%16)) {
+		if got := s.At(KindUser, subject, at(time.Duration(i)*time.Millisecond)); got != consent(policy.Purposes(i%16)) {
 			t.Fatalf("%s: got %+v", subject, got)
 		}
-		if got := s.At(subject, at(time.Duration(i-1)*time.Millisecond)); got.Known {
+		if got := s.At(KindUser, subject, at(time.Duration(i-1)*time.Millisecond)); got.Known {
 			t.Fatalf("%s before its consent: got %+v", subject, got)
 		}
 	}
@@ -354,19 +356,19 @@ func TestConcurrentUse(t *testing.T) {
 				subject := fmt.Sprintf("user-%d", i%200)
 				switch {
 				case w == 0 && i%97 == 0:
-					s.Suppress(subject, time.Time{})
+					s.Suppress(KindUser, subject, time.Time{})
 				case w == 1 && i%89 == 0:
 					s.Forget(subject)
 				default:
-					s.Apply(subject, at(time.Duration(i)*time.Second), consent(policy.Purposes(i%16)))
+					s.Apply(KindUser, subject, at(time.Duration(i)*time.Second), consent(policy.Purposes(i%16)))
 				}
 			}
 		})
 		wg.Go(func() {
 			for i := range 2000 {
 				subject := fmt.Sprintf("user-%d", i%200)
-				_ = s.At(subject, at(time.Duration(i)*time.Second))
-				_ = s.Suppressed(subject)
+				_ = s.At(KindUser, subject, at(time.Duration(i)*time.Second))
+				_ = s.Suppressed(KindUser, subject)
 				_, _ = s.Size()
 			}
 		})
@@ -394,20 +396,33 @@ func permutations(n int) [][]int {
 func TestHashedSubjects(t *testing.T) {
 	s := New(4)
 	at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
-	s.Apply("u1", at, policy.Consent{Known: true, Purposes: policy.Analytics})
-	s.Apply("a1", at.Add(time.Minute), policy.Consent{Known: true, Purposes: policy.Marketing, CrossBorder: true})
-	s.ApplyCarried("a2", at, policy.Carried{Named: policy.Analytics, Granted: policy.Analytics})
-	s.Apply("u3", at.Add(time.Hour), policy.Consent{Known: true, Purposes: policy.Personalization})
-	s.Suppress("gone", at)
+	s.Apply(KindUser, "u1", at, policy.Consent{Known: true, Purposes: policy.Analytics})
+	s.Apply(KindUser, "a1", at.Add(time.Minute), policy.Consent{Known: true, Purposes: policy.Marketing, CrossBorder: true})
+	s.ApplyCarried(KindUser, "a2", at, policy.Carried{Named: policy.Analytics, Granted: policy.Analytics})
+	s.Apply(KindUser, "u3", at.Add(time.Hour), policy.Consent{Known: true, Purposes: policy.Personalization})
+	s.Suppress(KindUser, "gone", at)
 	ids := []string{"", "u1", "a1", "a2", "u3", "gone", "nobody"}
 	for _, when := range []time.Time{at.Add(-time.Second), at, at.Add(30 * time.Second), at.Add(2 * time.Hour)} {
 		for _, a := range ids {
-			if got, want := s.SuppressedSubject(s.Subject(a)), s.Suppressed(a); got != want {
+			if got, want := s.SuppressedSubject(s.Subject(KindUser, a)), s.Suppressed(KindUser, a); got != want {
 				t.Errorf("SuppressedSubject(%q) = %v, want %v", a, got, want)
 			}
-			if got, want := s.InForce(when, s.Subject(a), Subject{}, Subject{}), s.At(a, when); got != want {
+			if got, want := s.InForce(when, s.Subject(KindUser, a), Subject{}, Subject{}), s.At(KindUser, a, when); got != want {
 				t.Errorf("InForce(%v, %q) = %+v, want At's %+v", when, a, got, want)
 			}
+		}
+	}
+}
+
+// TestErasedKinds: an erasure erases the kind of identifier it names; an
+// alias's previousId, or a record that does not say, both.
+func TestErasedKinds(t *testing.T) {
+	for kind, want := range map[string][]Kind{
+		event.SubjectUserID: {KindUser}, event.SubjectAnonymousID: {KindAnonymous},
+		event.SubjectPreviousID: {KindUser, KindAnonymous}, "": {KindUser, KindAnonymous},
+	} {
+		if got := erasedKinds(kind); !slices.Equal(got, want) {
+			t.Errorf("erasedKinds(%q) = %v, want %v", kind, got, want)
 		}
 	}
 }

@@ -31,6 +31,10 @@ const ReasonLinkedToErased = "linked_to_erased_user"
 const (
 	SubjectUserID      = "userId"
 	SubjectAnonymousID = "anonymousId"
+	// SubjectPreviousID is an alias's previousId, linked to an erased
+	// userId: it may have been a userId or an anonymousId, and is erased
+	// as both.
+	SubjectPreviousID = "previousId"
 )
 
 // ErasureRecord is the value of a privacy.erasures record. The record's key
@@ -62,8 +66,8 @@ func DecodeErasureRecord(raw []byte) (ErasureRecord, error) {
 	switch {
 	case r.RequestID == "":
 		return ErasureRecord{}, &FieldError{"requestId", "is required"}
-	case r.SubjectKind != SubjectUserID && r.SubjectKind != SubjectAnonymousID:
-		return ErasureRecord{}, &FieldError{"subjectKind", fmt.Sprintf("must be %s or %s, got %q", SubjectUserID, SubjectAnonymousID, r.SubjectKind)}
+	case r.SubjectKind != SubjectUserID && r.SubjectKind != SubjectAnonymousID && r.SubjectKind != SubjectPreviousID:
+		return ErasureRecord{}, &FieldError{"subjectKind", fmt.Sprintf("must be %s, %s or %s, got %q", SubjectUserID, SubjectAnonymousID, SubjectPreviousID, r.SubjectKind)}
 	case !slices.Contains(ErasureReasons, r.Reason) && r.Reason != ReasonLinkedToErased:
 		return ErasureRecord{}, &FieldError{"reason", fmt.Sprintf("must be one of %s, %s, got %q", strings.Join(ErasureReasons, ", "), ReasonLinkedToErased, r.Reason)}
 	case !InRange(r.RequestedAt):
@@ -78,7 +82,16 @@ type IdentityLink struct {
 	SchemaVersion int       `json:"schemaVersion"`
 	UserID        string    `json:"userId"`
 	LinkedAt      time.Time `json:"linkedAt"`
+	// Via is the event type that made the link: identify (the key is an
+	// anonymousId) or alias (the key is a previousId, a userId or an
+	// anonymousId). Empty in links written before it was recorded: read
+	// as alias, the wider.
+	Via string `json:"via,omitempty"`
 }
+
+// Aliased reports whether the link's key may be a userId: an alias's
+// previousId, or a link that does not say.
+func (l IdentityLink) Aliased() bool { return l.Via != "identify" }
 
 // DecodeIdentityLink parses and checks a privacy.identities value.
 func DecodeIdentityLink(raw []byte) (IdentityLink, error) {

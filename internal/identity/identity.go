@@ -20,10 +20,12 @@ type Links struct {
 	mu     sync.RWMutex
 	owner  map[string]string              // linked id -> userId
 	linked map[string]map[string]struct{} // userId -> linked ids
+	// aliased holds the linked ids that may be userIds (IdentityLink.Aliased).
+	aliased map[string]struct{}
 }
 
 func New() *Links {
-	return &Links{owner: map[string]string{}, linked: map[string]map[string]struct{}{}}
+	return &Links{owner: map[string]string{}, linked: map[string]map[string]struct{}{}, aliased: map[string]struct{}{}}
 }
 
 // Apply folds privacy.identities records in, in offset order. A link that
@@ -45,6 +47,9 @@ func (l *Links) Apply(log *slog.Logger) func([]*kgo.Record) {
 				continue
 			}
 			l.owner[from] = link.UserID
+			if link.Aliased() {
+				l.aliased[from] = struct{}{}
+			}
 			if l.linked[link.UserID] == nil {
 				l.linked[link.UserID] = map[string]struct{}{}
 			}
@@ -60,6 +65,7 @@ func (l *Links) forget(from string) {
 		return
 	}
 	delete(l.owner, from)
+	delete(l.aliased, from)
 	delete(l.linked[user], from)
 	if len(l.linked[user]) == 0 {
 		delete(l.linked, user)
@@ -83,6 +89,16 @@ func (l *Links) Size() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.owner)
+}
+
+// Aliased reports whether id's link may make it a userId (an alias's
+// previousId): erasure and export then take its userId rows too. An
+// identify links an anonymousId only, whatever it is spelt like.
+func (l *Links) Aliased(id string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.aliased[id]
+	return ok
 }
 
 // Owner returns the userId id is linked to, or "".

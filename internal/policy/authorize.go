@@ -47,6 +47,10 @@ type Voucher struct {
 	// Minor false vouches the subject is no minor (it may clear the flag);
 	// nil says nothing.
 	Minor *bool
+	// Stale is true for a token issued before the subject's consent last
+	// changed: it vouches for nothing, so a withdrawal recorded since
+	// cannot be undone by replaying it.
+	Stale bool
 }
 
 // RefusalReason is why a consent write was refused, as metrics label it.
@@ -96,27 +100,34 @@ func AuthorizeConsent(w ConsentWrite, server bool, v *Voucher, prev Consent) (Co
 	if server {
 		return c, nil
 	}
-	if v == nil {
+	how := howToGrant
+	if v != nil {
+		if err := v.covers(w); err != nil {
+			return Consent{}, err
+		}
+	}
+	switch {
+	case v == nil:
 		v = &Voucher{}
-	} else if err := v.covers(w); err != nil {
-		return Consent{}, err
+	case v.Stale:
+		v, how = &Voucher{}, "the consent token was issued before the subject's consent last changed: ask the backend for a new one"
 	}
 	if newly := c.Purposes &^ prev.Purposes &^ v.Purposes; w.UserID != "" && newly != 0 {
 		name := newly.Names()[0]
 		return Consent{}, &Refusal{Field: "purposes." + name, Reason: RefusedUserGrant,
-			Msg: fmt.Sprintf("a client source may grant purposes only for its own anonymousId, not %s for a userId: %s", name, howToGrant)}
+			Msg: fmt.Sprintf("a client source may grant purposes only for its own anonymousId, not %s for a userId: %s", name, how)}
 	}
 	if c.CrossBorder && !prev.CrossBorder && !v.CrossBorder {
 		return Consent{}, &Refusal{Field: "crossBorder", Reason: RefusedCrossBorder,
-			Msg: "a client source may not grant cross-border transfer: " + howToGrant}
+			Msg: "a client source may not grant cross-border transfer: " + how}
 	}
 	if c.GuardianConsent && !prev.GuardianConsent && !v.GuardianConsent {
 		return Consent{}, &Refusal{Field: "guardianConsent", Reason: RefusedGuardianConsent,
-			Msg: "a client source may not give guardian consent: " + howToGrant}
+			Msg: "a client source may not give guardian consent: " + how}
 	}
 	if prev.Minor && !c.Minor && (v.Minor == nil || *v.Minor) {
 		return Consent{}, &Refusal{Field: "minor", Reason: RefusedMinorCleared,
-			Msg: "a client source may not clear minor (leave it out to keep it): " + howToGrant}
+			Msg: "a client source may not clear minor (leave it out to keep it): " + how}
 	}
 	return c, nil
 }

@@ -30,6 +30,8 @@ type voucherJSON struct {
 	CrossBorder     bool     `json:"crossBorder,omitempty"`
 	GuardianConsent bool     `json:"guardianConsent,omitempty"`
 	Minor           *bool    `json:"minor,omitempty"`
+	// Stale: issued before the subject's consent last changed.
+	Stale bool `json:"stale,omitempty"`
 }
 
 type consentJSON struct {
@@ -92,7 +94,7 @@ func authorizeCase(t *testing.T, c consentWriteCase) consentWriteResult {
 	var v *policy.Voucher
 	if c.Token != nil {
 		v = &policy.Voucher{UserID: c.Token.UserID, AnonymousID: c.Token.AnonymousID, Purposes: mustPurposes(t, c.Token.Purposes),
-			CrossBorder: c.Token.CrossBorder, GuardianConsent: c.Token.GuardianConsent, Minor: c.Token.Minor}
+			CrossBorder: c.Token.CrossBorder, GuardianConsent: c.Token.GuardianConsent, Minor: c.Token.Minor, Stale: c.Token.Stale}
 	}
 	if c.Source != "client" && c.Source != "server" {
 		t.Fatalf("source %q, want client or server", c.Source)

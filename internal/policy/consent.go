@@ -129,11 +129,9 @@ func (c Consent) With(ch Carried) Consent {
 }
 
 // CarriedUpdate is consent carried in an event, as its source may say it
-// (Carry): what changes for this event, and under which identifier the
-// change is recorded for the subject's later events.
+// (Carry): the change under each of its identifiers, which counts for it
+// and for the subject's later events (InForce combines them).
 type CarriedUpdate struct {
-	// Effective is the change this event is judged with.
-	Effective Carried
 	// User changes the userId's consent, Anonymous the anonymousId's;
 	// Named == 0 changes nothing.
 	User, Anonymous Carried
@@ -146,20 +144,31 @@ type CarriedUpdate struct {
 // event. A server source's change is the subject's (its userId, else its
 // anonymousId). A client source's key is public, so it speaks for the
 // device it sends events as: the whole change is recorded under its
-// anonymousId, and only withdrawals reach its userId (anyone may
-// withdraw); without an anonymousId its grants are refused.
+// anonymousId, and only withdrawals under its userId (anyone may
+// withdraw); its grants with a userId and no anonymousId are refused.
 func Carry(ch Carried, server, hasUser, hasAnonymous bool) CarriedUpdate {
 	switch {
 	case server && hasUser:
-		return CarriedUpdate{Effective: ch, User: ch}
+		return CarriedUpdate{User: ch}
 	case server || !hasUser:
-		return CarriedUpdate{Effective: ch, Anonymous: ch}
+		return CarriedUpdate{Anonymous: ch}
 	}
 	withdrawn := Carried{Named: ch.Named &^ ch.Granted}
 	if hasAnonymous {
-		return CarriedUpdate{Effective: ch, User: withdrawn, Anonymous: ch}
+		return CarriedUpdate{User: withdrawn, Anonymous: ch}
 	}
-	return CarriedUpdate{Effective: withdrawn, User: withdrawn, Refused: ch.Named & ch.Granted}
+	return CarriedUpdate{User: withdrawn, Refused: ch.Named & ch.Granted}
+}
+
+// ForUser is the change to record under the userId, whose consent is
+// known or not: one that only withdraws leaves a userId without consent
+// as it is (there is nothing to withdraw), so the device's consent goes on
+// judging the events it sends as that user.
+func (u CarriedUpdate) ForUser(known bool) Carried {
+	if !known && u.User.Granted&u.User.Named == 0 {
+		return Carried{}
+	}
+	return u.User
 }
 
 // FromCategories reads consent carried in an event. A purpose is granted
@@ -213,6 +222,10 @@ func Decide(c Consent, suppressed bool, s event.Signals, defaults Purposes) Deci
 	switch {
 	case suppressed:
 		return Decision{Drop: DropSuppressed}
+	case c.Known && c.Purposes == 0:
+		// Before minor: a subject whose record could not be read is known
+		// to grant nothing, and marked a minor only to keep the flag.
+		return Decision{Drop: DropNoConsent}
 	case c.Known && c.Minor && !c.GuardianConsent:
 		return Decision{Drop: DropMinor}
 	}

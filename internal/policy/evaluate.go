@@ -19,24 +19,63 @@ type Rules struct {
 	Categories CategoryMap
 }
 
+// Carried reads the consent an event carries, as its source may say it
+// (Carry), or nil when it names no known category. It counts as an update
+// at the event's time, no later than its receipt: consent is not given
+// after it was received.
+func (r Rules) Carried(in *Parsed) *CarriedUpdate {
+	prefs := in.CarriedPreferences()
+	if len(prefs) == 0 {
+		return nil
+	}
+	ch, ok := r.Categories.FromCategories(prefs)
+	if !ok {
+		return nil
+	}
+	ev := &in.Env.Event
+	u := Carry(ch, in.Env.Signals.ServerSource, ev.UserID != "", ev.AnonymousID != "")
+	return &u
+}
+
+// CarriedAt is when consent carried in an event counts from: its time, no
+// later than its receipt.
+func CarriedAt(in *Parsed) time.Time {
+	if in.At.After(in.Env.ReceivedAt) {
+		return in.Env.ReceivedAt
+	}
+	return in.At
+}
+
 // Judge decides one event: atEvent is the consent in force at the event's
-// time, atReceipt at the time the collector received it. The event is kept
-// only for what both allow (Both): a withdrawal counts from when it was
-// recorded, so a backdated event cannot slip under it. Consent the event
-// carries counts as an update at its time, within what its source may say
-// (CarriedUpdate): it is applied to both, and returned so the caller can
-// record it.
-func (r Rules) Judge(in *Parsed, atEvent, atReceipt Consent, suppressed bool) (d Decision, carried *CarriedUpdate) {
-	env := &in.Env
-	if prefs := in.CarriedPreferences(); len(prefs) > 0 {
-		if ch, ok := r.Categories.FromCategories(prefs); ok {
-			u := Carry(ch, env.Signals.ServerSource, env.Event.UserID != "", env.Event.AnonymousID != "")
-			atEvent, atReceipt, carried = atEvent.With(u.Effective), atReceipt.With(u.Effective), &u
+// time, atReceipt at the time the collector received it (InForce, with
+// consent the event carries applied). The event is kept only for what
+// both allow (Both): a withdrawal counts from when it was recorded, so a
+// backdated event cannot slip under it.
+func (r Rules) Judge(in *Parsed, atEvent, atReceipt Consent, suppressed bool) Decision {
+	// Viper lower-cases map keys, so config names sources in lower case.
+	defaults := r.Defaults[strings.ToLower(in.Env.SourceID)]
+	return Both(Decide(atEvent, suppressed, in.Env.Signals, defaults), Decide(atReceipt, suppressed, in.Env.Signals, defaults))
+}
+
+// InForce combines what is known of an event's person at one time: the
+// consent in force under its userId, under its anonymousId, and under the
+// userId its device is linked to. The userId's consent, when known,
+// governs: the device's is a client's to set, and a client may not grant
+// for a userId (its withdrawals reach the userId's own consent, Carry).
+// Without it the anonymousId's governs. Minor is sticky across
+// identities: if any says minor without guardian consent, so does the
+// result.
+func InForce(user, anon, linked Consent) Consent {
+	c := anon
+	if user.Known {
+		c = user
+	}
+	for _, m := range [3]Consent{user, anon, linked} {
+		if m.Known && m.Minor && !m.GuardianConsent {
+			c.Known, c.Minor, c.GuardianConsent = true, true, false
 		}
 	}
-	// Viper lower-cases map keys, so config names sources in lower case.
-	defaults := r.Defaults[strings.ToLower(env.SourceID)]
-	return Both(Decide(atEvent, suppressed, env.Signals, defaults), Decide(atReceipt, suppressed, env.Signals, defaults)), carried
+	return c
 }
 
 // Change is a subject's consent from a moment on.
@@ -63,6 +102,15 @@ func (h History) At(t time.Time) Consent {
 	return best.Consent
 }
 
+// withCarried is h with consent carried in an event at at: the consent in
+// force then, changed where the event names.
+func (h History) withCarried(at time.Time, ch Carried) History {
+	if ch.Named == 0 {
+		return h
+	}
+	return append(slices.Clone(h), Change{At: at, Consent: h.At(at).With(ch)})
+}
+
 // Case is one event and what is known of its subject, as the policy check
 // command and the golden tests read it.
 type Case struct {
@@ -78,7 +126,8 @@ type Report struct {
 	Dropped   string   `json:"dropped,omitempty"`
 	Purposes  []string `json:"purposes,omitempty"`
 	ByDefault bool     `json:"byDefault,omitempty"`
-	// CarriedConsent is the consent the event itself updated.
+	// CarriedConsent is the purposes in force at the event's time once the
+	// consent it carries is applied.
 	CarriedConsent []string `json:"carriedConsent,omitempty"`
 	// CarriedRefused are purposes the event granted that its source may
 	// not grant (CarriedUpdate.Refused): ignored.
@@ -106,22 +155,32 @@ func EventTime(env event.Envelope) time.Time {
 // Evaluate judges a case and de-identifies it for the in-region
 // destination and every export destination, as the enricher would.
 func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[string]*Profile) (Report, error) {
-	var h History
-	for _, s := range c.Consent {
-		h = append(h, Change{At: s.UpdatedAt, Consent: ConsentOf(s)})
-	}
 	in, err := Parse(c.Envelope)
 	if err != nil {
 		return Report{}, err
 	}
-	inForce := h.At(in.At)
-	d, carried := r.Judge(in, inForce, h.At(c.Envelope.ReceivedAt), c.Suppressed)
+	// Records name their identifier: the userId's, else the anonymousId's.
+	var users, anons History
+	for _, s := range c.Consent {
+		change := Change{At: s.UpdatedAt, Consent: ConsentOf(s)}
+		if s.UserID != "" && s.UserID == s.Subject {
+			users = append(users, change)
+		} else {
+			anons = append(anons, change)
+		}
+	}
+	carried := r.Carried(in)
+	if carried != nil && !c.Suppressed {
+		at := CarriedAt(in)
+		users, anons = users.withCarried(at, carried.ForUser(users.At(at).Known)), anons.withCarried(at, carried.Anonymous)
+	}
+	inForce := func(t time.Time) Consent { return InForce(users.At(t), anons.At(t), Consent{}) }
+	d := r.Judge(in, inForce(in.At), inForce(c.Envelope.ReceivedAt), c.Suppressed)
 	rep := Report{Kept: d.Drop == "", Dropped: string(d.Drop), ByDefault: d.ByDefault, Destinations: map[string]Outcome{}}
 	if carried != nil {
-		rep.CarriedConsent = inForce.With(carried.Effective).Purposes.Names()
-		rep.CarriedRefused = carried.Refused.Names()
-		if len(rep.CarriedRefused) == 0 {
-			rep.CarriedRefused = nil
+		rep.CarriedConsent = inForce(in.At).Purposes.Names()
+		if carried.Refused != 0 {
+			rep.CarriedRefused = carried.Refused.Names()
 		}
 	}
 	names := []string{inRegion}

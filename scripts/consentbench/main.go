@@ -347,7 +347,7 @@ func measureMemory(o options) (result, error) {
 	start := time.Now()
 	for i := range o.subjects {
 		for _, ch := range g.changes(i) {
-			store.Apply(ch.subject, ch.at, ch.consent)
+			store.Apply(consentstore.KindUser, ch.subject, ch.at, ch.consent)
 			r.Records++
 		}
 		if i > 0 && i%2_000_000 == 0 {
