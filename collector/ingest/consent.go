@@ -38,6 +38,9 @@ type consentGate struct {
 const (
 	refusedOutOfTimeBounds = "out_of_time_bounds"
 	refusedTokensOff       = "token_not_configured"
+	// refusedKeyTaken: an anonymousId spelt like a userId with consent
+	// recorded; answered 200, not written.
+	refusedKeyTaken = "key_taken"
 )
 
 var tokenReasons = []string{consenttoken.ReasonMalformed, consenttoken.ReasonUnknownKey, consenttoken.ReasonBadSignature,
@@ -59,7 +62,7 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	g := &consentGate{store: store, follower: follower, tokens: tokens, syncTimeout: cfg.HTTP.ProduceTimeout,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_consent_updates_refused_total",
-			Help: "Consent updates refused with 403 (or 400 for their time), nothing written, by reason: user_grant, cross_border, guardian_consent, minor_cleared, token_subject (who may say what), token_<reason> and token_not_configured (the consent token), out_of_time_bounds.",
+			Help: "Consent updates refused with 403 (or 400 for their time), nothing written, by reason: user_grant, cross_border, guardian_consent, minor_cleared, token_subject (who may say what), token_<reason> and token_not_configured (the consent token), out_of_time_bounds; key_taken (an anonymousId spelt like a userId with consent: answered 200, not written).",
 		}, []string{"reason"})}
 	reg.MustRegister(g.refused)
 	for _, r := range policy.RefusalReasons {
@@ -69,8 +72,31 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 		g.refused.WithLabelValues("token_" + r)
 	}
 	g.refused.WithLabelValues(refusedTokensOff)
+	g.refused.WithLabelValues(refusedKeyTaken)
 	g.refused.WithLabelValues(refusedOutOfTimeBounds)
 	return g, nil
+}
+
+// keyTaken reports whether anonymousId is spelt like a userId whose
+// consent is recorded (or erased): privacy.consent keys both by the id.
+func (g *consentGate) keyTaken(anonymousID string) bool {
+	c, _ := g.store.Latest(consentstore.KindUser, anonymousID)
+	return c.Known || g.store.Suppressed(consentstore.KindUser, anonymousID)
+}
+
+// erasureKind is the subjectKind of an erasure record of id, of kind: the
+// record is keyed by id alone, and compaction keeps one record per key, so
+// when the other kind of identifier spelt alike is erased already the
+// record erases both, lest it lift that erasure.
+func (g *consentGate) erasureKind(kind, id string) string {
+	other := consentstore.KindAnonymous
+	if kind == event.SubjectAnonymousID {
+		other = consentstore.KindUser
+	}
+	if g.store.Suppressed(other, id) {
+		return event.SubjectPreviousID
+	}
+	return kind
 }
 
 // refuse counts a refused update and answers 403 naming field.
@@ -134,8 +160,9 @@ func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src 
 		voucher = &policy.Voucher{UserID: claims.UserID, AnonymousID: claims.AnonymousID, Purposes: purposes,
 			CrossBorder: claims.CrossBorder, GuardianConsent: claims.GuardianConsent, Minor: claims.Minor,
 			// Replaying a token must not undo a change recorded since it
-			// was issued (iat has whole seconds).
-			Stale: claims.IssuedAt.Before(g.store.Recorded(kind, subject).Truncate(time.Second))}
+			// was issued: iat has whole seconds, so one of the second of
+			// the latest record is stale too.
+			Stale: stale(claims.IssuedAt, g.store.Recorded(kind, subject))}
 	}
 	var err error
 	v.consent, err = policy.AuthorizeConsent(policy.WriteOf(u), src.IsServer(), voucher, prev)
@@ -143,6 +170,12 @@ func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src 
 		return v, g.refuse(string(refusal.Reason), refusal.Field, refusal.Error()), false
 	}
 	return v, result{}, true
+}
+
+// stale reports whether a token issued at iat predates a record received
+// at recorded (zero: none), to the second.
+func stale(iat, recorded time.Time) bool {
+	return !recorded.IsZero() && !iat.After(recorded.Truncate(time.Second))
 }
 
 // maxFutureSkew bounds http.max_future_skew: an event stamped further
@@ -203,18 +236,27 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	state.Minor, state.Authority, state.TokenKeyID = v.consent.Minor, v.authority, v.keyID
 	// The latest recorded change governs: consent is not given after it
 	// was received (one stamped ahead would outlive a withdrawal recorded
-	// in between), nor before the subject's latest recorded change (a
-	// device's backdated withdrawal would count only until it). Compaction
-	// keeps the last record written, which is then the latest in force.
+	// in between), nor at or before the subject's latest recorded change
+	// (the store keeps milliseconds; a device's backdated withdrawal would
+	// count only until that change).
 	if state.UpdatedAt.After(receivedAt) {
 		state.UpdatedAt = receivedAt
 	}
-	if v.changed.After(state.UpdatedAt) {
-		state.UpdatedAt = v.changed.UTC()
+	if !v.changed.IsZero() && !v.changed.Before(state.UpdatedAt) {
+		state.UpdatedAt = v.changed.Add(time.Millisecond).UTC()
 	}
 	value, err := json.Marshal(state)
 	if err != nil {
 		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
+		return
+	}
+	if u.UserID == "" && s.consent.keyTaken(u.AnonymousID) {
+		// Keyed alike, it would take the user's record's place once the
+		// topic is compacted. No anonymousId an SDK makes is any user's id:
+		// the answer does not tell whether one is.
+		s.consent.refused.WithLabelValues(refusedKeyTaken).Inc()
+		succeeded := result{code: http.StatusOK, resp: response{Success: true}}
+		succeeded.write(w)
 		return
 	}
 	rec := &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(state.Subject), Value: value}

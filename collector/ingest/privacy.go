@@ -163,7 +163,7 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 			Reason:        req.reason,
 			Operator:      operator,
 			RequestedAt:   now,
-			SubjectKind:   id.kind,
+			SubjectKind:   s.consent.erasureKind(id.kind, id.value),
 		})
 		if err != nil {
 			return nil, err

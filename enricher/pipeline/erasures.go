@@ -61,6 +61,8 @@ type notifier struct {
 	// (eraseLateLinks), hashed by subject.
 	passed  *passedUsers
 	subject func(id string) consentstore.Subject
+	// userErased reports whether a userId is erased.
+	userErased func(id string) bool
 }
 
 // passedUsers remembers, for keep, the users whose erasure was passed on.
@@ -225,9 +227,14 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		for _, a := range anonymous {
 			linked := rec
 			linked.SubjectKind, linked.Linked = event.SubjectAnonymousID, true
-			if n.links.Aliased(a) {
+			switch {
+			case n.links.Aliased(a):
 				linked.SubjectKind = event.SubjectPreviousID
 				aliased = append(aliased, a)
+			case n.userErased(a):
+				// Keyed alike, this record takes the place of that
+				// userId's own once compacted: it must keep it erased.
+				linked.SubjectKind = event.SubjectPreviousID
 			}
 			value, err := json.Marshal(linked)
 			if err != nil {

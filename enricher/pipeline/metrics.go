@@ -101,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 		}),
 		carriedWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "enricher_consent_carried_written_total",
-			Help: "Consent changes carried in events and written to privacy.consent in committed transactions.",
+			Help: "privacy.consent records the enricher wrote in committed transactions: consent carried in events, and devices marked a minor's.",
 		}),
 		erasuresNotified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "privacy_erasures_notified_total",

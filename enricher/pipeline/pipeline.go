@@ -157,7 +157,8 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	cfg := &p.cfg
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
 		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
-		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: func(id string) consentstore.Subject { return p.store.Subject(consentstore.KindUser, id) }}
+		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: func(id string) consentstore.Subject { return p.store.Subject(consentstore.KindUser, id) },
+		userErased: func(id string) bool { return p.store.Suppressed(consentstore.KindUser, id) }}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
@@ -523,9 +524,10 @@ func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
 func (p *Pipeline) deviceErasure(from string, aliased bool) *kgo.Record {
 	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
 		Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID}
-	if aliased {
-		// Linked, so the notifier leaves it to the notice it sends for it
-		// here: it is that device's own erasure.
+	if aliased || p.store.Suppressed(consentstore.KindUser, from) {
+		// An alias's previousId may be a userId; and a userId spelt alike,
+		// erased already, must stay so once compaction keeps this record
+		// for the key instead of its own.
 		rec.SubjectKind = event.SubjectPreviousID
 	}
 	value, _ := json.Marshal(rec)
@@ -654,11 +656,10 @@ func (p *Pipeline) judge(it *item) policy.Decision {
 		it.consent = p.recordCarried(in, carried)
 	}
 	d := judge(suppressed)
-	switch {
-	case suppressed:
-	case d.Drop == policy.DropMinor && ev.Type == "identify" && ev.AnonymousID != "" && ev.UserID != "":
-		// No link is written from a minor's event: the device is marked a
-		// minor's instead, so its anonymous events are a minor's too.
+	if !suppressed && ev.Type == "identify" && ev.AnonymousID != "" && p.unguardedMinor(ev.UserID, in) {
+		// No link is written from a minor's event (it is never kept): the
+		// device is marked a minor's instead, so its anonymous events are
+		// a minor's too, whatever else dropped this one.
 		it.consent = append(it.consent, p.markMinorDevice(in)...)
 	}
 	return d
@@ -688,10 +689,23 @@ func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) []*
 		}
 		p.store.ApplyCarried(c.kind, c.id, at, c.ch)
 		if after := p.store.At(c.kind, c.id, asOf); after != before {
-			out = append(out, p.consentRecord(c.id, c.kind, after, asOf, env))
+			if rec := p.consentRecord(c.id, c.kind, after, asOf, env); rec != nil {
+				out = append(out, rec)
+			}
 		}
 	}
 	return out
+}
+
+// unguardedMinor reports whether userID's consent says minor without
+// guardian consent at the event's time or at its receipt.
+func (p *Pipeline) unguardedMinor(userID string, in *policy.Parsed) bool {
+	for _, t := range [2]time.Time{in.At, in.Env.ReceivedAt} {
+		if c := p.store.At(consentstore.KindUser, userID, t); c.Known && c.Minor && !c.GuardianConsent {
+			return true
+		}
+	}
+	return false
 }
 
 // markMinorDevice records that the device of a minor's identify is a
@@ -707,8 +721,14 @@ func (p *Pipeline) markMinorDevice(in *policy.Parsed) []*kgo.Record {
 	}
 	c.Known, c.Minor, c.GuardianConsent = true, true, false
 	p.store.Apply(consentstore.KindAnonymous, device, asOf, c)
-	return []*kgo.Record{p.consentRecord(device, consentstore.KindAnonymous, c, asOf, env)}
+	if rec := p.consentRecord(device, consentstore.KindAnonymous, c, asOf, env); rec != nil {
+		return []*kgo.Record{rec}
+	}
+	return nil
 }
+
+// farFuture is later than any consent change.
+var farFuture = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // recordTime is when a privacy.consent record the enricher writes for a
 // subject takes effect: the event's receipt, or the subject's latest
@@ -724,7 +744,13 @@ func (p *Pipeline) recordTime(kind consentstore.Kind, id string, receivedAt time
 
 // consentRecord is the privacy.consent record of consent c of subject id
 // (an identifier of kind) from asOf on, learnt from an event of env.
+//
+// An anonymousId spelt like a userId with consent gets none: keyed alike,
+// it would take that user's record's place once the topic is compacted.
 func (p *Pipeline) consentRecord(id string, kind consentstore.Kind, c policy.Consent, asOf time.Time, env *event.Envelope) *kgo.Record {
+	if kind == consentstore.KindAnonymous && (p.store.At(consentstore.KindUser, id, farFuture).Known || p.store.Suppressed(consentstore.KindUser, id)) {
+		return nil
+	}
 	st := event.ConsentState{SchemaVersion: event.SchemaVersion, Subject: id, Purposes: make(map[string]bool, len(event.Purposes)),
 		CrossBorder: c.CrossBorder, Minor: c.Minor, GuardianConsent: c.GuardianConsent,
 		UpdatedAt: asOf.UTC(), ReceivedAt: env.ReceivedAt.UTC(), SourceID: env.SourceID, Region: env.Region, Authority: event.AuthorityEvent}

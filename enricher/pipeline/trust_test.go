@@ -64,9 +64,11 @@ func byMessage(t *testing.T, out []*kgo.Record, p *Pipeline) map[string]event.Cl
 func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 	p := offlinePipeline(t)
 	now := time.Now().UTC()
-	for _, device := range []string{"a-victim", "a-late", "a-early", "a-linked"} {
+	for _, device := range []string{"a-victim", "a-late", "a-early", "a-linked", "u-gone"} {
 		p.store.Apply(consentstore.KindAnonymous, device, now.Add(-time.Hour), analytics)
 	}
+	// A device spelt like a userId erased before.
+	p.store.Suppress(consentstore.KindUser, "u-gone", now.Add(-time.Hour))
 	p.store.Apply(consentstore.KindUser, "u-backend", now.Add(-time.Hour), analytics)
 	p.store.Suppress(consentstore.KindUser, "u-erased", now.Add(-time.Minute))
 	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-owner", LinkedAt: now, Via: "identify"})
@@ -87,13 +89,22 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 		raw(event.Event{Type: "identify", MessageID: "m-5", AnonymousID: "a-late", UserID: "u-erased"}, false, now),
 		raw(event.Event{Type: "identify", MessageID: "m-6", AnonymousID: "a-early", UserID: "u-erased"}, false, now.Add(-2*time.Minute)),
 		raw(event.Event{Type: "identify", MessageID: "m-7", AnonymousID: "a-unconsented-early", UserID: "u-erased"}, false, now.Add(-2*time.Minute)),
+		raw(event.Event{Type: "identify", MessageID: "m-8", AnonymousID: "u-gone", UserID: "u-erased"}, false, now.Add(-2*time.Minute)),
 	})
 	topics := byTopic(out)
 	if got := keys(topics[p.cfg.Topics.Identities.Name]); !slices.Equal(got, []string{"a-backend", "a-victim"}) {
 		t.Errorf("links from %v, want the server's alias and the kept identify only", got)
 	}
-	if got := keys(topics[p.cfg.Topics.Erasures.Name]); !slices.Equal(got, []string{"a-early"}) {
-		t.Errorf("devices erased %v, want only the one whose consented identify was received before the erasure", got)
+	erased := topics[p.cfg.Topics.Erasures.Name]
+	if got := keys(erased); !slices.Equal(got, []string{"a-early", "u-gone"}) {
+		t.Fatalf("devices erased %v, want those whose consented identify was received before the erasure", got)
+	}
+	// Keyed alike, the device's record takes the erased userId's place once
+	// compacted: it erases both kinds, so that userId stays erased.
+	for i, want := range []string{event.SubjectAnonymousID, event.SubjectPreviousID} {
+		if rec, err := event.DecodeErasureRecord(erased[i].Value); err != nil || rec.SubjectKind != want {
+			t.Errorf("erasure of %s: %+v (%v), want subjectKind %s", erased[i].Key, rec, err, want)
+		}
 	}
 	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkClientRelink] != 1 || tally.linksRefused[linkEventDropped] != 4 || tally.links != 2 {
 		t.Errorf("links %d, refused %v; want 2, one client alias, one relink and four dropped events", tally.links, tally.linksRefused)
@@ -129,6 +140,40 @@ func TestMinorFollowsLinks(t *testing.T) {
 	marked := byTopic(out)[p.cfg.Topics.Consent.Name]
 	if st, err := event.DecodeConsentState(marked[0].Value); len(marked) != 1 || err != nil || st.AnonymousID != "a-phone" || !st.Minor || !st.Purposes["analytics"] {
 		t.Errorf("consent records %v, want the phone marked a minor's, its consent kept", keys(marked))
+	}
+}
+
+// TestMinorIdentifyMarksItsDeviceWhateverDropsIt: a minor with no
+// purposes granted, or with consent recorded after the identify's time,
+// has its identify dropped as no_consent: its device is marked all the
+// same.
+func TestMinorIdentifyMarksItsDeviceWhateverDropsIt(t *testing.T) {
+	p := offlinePipeline(t)
+	now := time.Now().UTC()
+	p.store.Apply(consentstore.KindUser, "u-child", now.Add(-time.Hour), policy.Consent{Known: true, Minor: true})
+	p.store.Apply(consentstore.KindAnonymous, "a-pad", now.Add(-time.Hour), analytics)
+	out, _, tally := p.process([]*kgo.Record{
+		raw(event.Event{Type: "identify", MessageID: "m-1", AnonymousID: "a-pad", UserID: "u-child"}, false, now),
+		raw(event.Event{Type: "page", MessageID: "m-2", AnonymousID: "a-pad"}, false, now),
+	})
+	if tally.clean != 0 || tally.dropped[string(policy.DropMinor)] != 1 || len(byTopic(out)[p.cfg.Topics.Consent.Name]) != 1 {
+		t.Errorf("kept %d, dropped %v, %d consent records; want the pad marked a minor's and its page dropped as one", tally.clean, tally.dropped,
+			len(byTopic(out)[p.cfg.Topics.Consent.Name]))
+	}
+}
+
+// TestLinkedUserWithdrawalReachesItsDevices: a device linked to a userId
+// is judged within what that userId's consent allows.
+func TestLinkedUserWithdrawalReachesItsDevices(t *testing.T) {
+	p := offlinePipeline(t)
+	now := time.Now().UTC()
+	p.store.Apply(consentstore.KindAnonymous, "a-phone", now.Add(-2*time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics | policy.Marketing})
+	p.store.Apply(consentstore.KindUser, "u-1", now.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics})
+	link, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: "u-1", LinkedAt: now, Via: "identify"})
+	p.notifier.links.Apply(quiet)([]*kgo.Record{{Key: []byte("a-phone"), Value: link}})
+	out, _, _ := p.process([]*kgo.Record{raw(event.Event{Type: "page", MessageID: "m-1", AnonymousID: "a-phone"}, false, now)})
+	if c, ok := byMessage(t, out, p)["m-1"]; !ok || !slices.Equal(c.Purposes, []string{"analytics"}) {
+		t.Errorf("the linked phone's event: %+v (kept %v), want kept for analytics alone", c.Purposes, ok)
 	}
 }
 
@@ -179,6 +224,17 @@ func TestCarriedConsentIsWrittenWithinWhatItsSourceMaySay(t *testing.T) {
 	}
 	if tally.carriedRefused != 1 || tally.carriedWritten != 2 || tally.dropped[string(policy.DropNoConsent)] != 1 {
 		t.Errorf("carried refused %d, written %d, dropped %v; want u-2's grant refused and its event dropped", tally.carriedRefused, tally.carriedWritten, tally.dropped)
+	}
+
+	// A device spelt like u-1, whose consent is recorded: its consent is
+	// kept in memory, never written under the key u-1's record has.
+	out2, _, _ := p.process([]*kgo.Record{raw(event.Event{Type: "page", MessageID: "m-4", AnonymousID: "u-1",
+		Context: prefs(map[string]bool{"analytics": true})}, false, now)})
+	if got := keys(byTopic(out2)[p.cfg.Topics.Consent.Name]); len(got) != 0 {
+		t.Errorf("consent records %v for a device spelt like a user with consent, want none", got)
+	}
+	if c, ok := byMessage(t, out2, p)["m-4"]; !ok || !slices.Equal(c.Purposes, []string{"analytics"}) {
+		t.Errorf("the device's event: %v (kept %v), want kept for analytics, by its own consent", c.Purposes, ok)
 	}
 
 	// Had the batch aborted, its records are written by the next one.

@@ -105,3 +105,32 @@ func TestMinorIsStickyAcrossIdentities(t *testing.T) {
 		t.Errorf("only the linked user known, a minor: %+v, want known and a minor", got)
 	}
 }
+
+// TestCarriedFloodKeepsTheRecordBeneath: an SDK repeats its consent on
+// every event, or toggles it; however many such changes come, the full
+// record beneath them (and its minor flag) stays in force, and repeats
+// take no room.
+func TestCarriedFloodKeepsTheRecordBeneath(t *testing.T) {
+	s := New(4)
+	s.Apply(KindUser, "child", at(0), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
+	for i := range 20 {
+		s.ApplyCarried(KindUser, "child", at(time.Duration(2*i+1)*time.Minute), policy.Carried{Named: policy.Marketing})
+		if got := len(s.older[s.key(KindUser, "child")]); got != 0 && i == 0 {
+			t.Fatalf("a carried change that changes nothing took room: %d older changes", got)
+		}
+	}
+	for i := range 20 {
+		var granted policy.Purposes
+		if i%2 == 0 {
+			granted = policy.Personalization
+		}
+		s.ApplyCarried(KindUser, "child", at(time.Duration(2*i+2)*time.Minute), policy.Carried{Named: policy.Personalization, Granted: granted})
+	}
+	got := s.At(KindUser, "child", at(time.Hour))
+	if !got.Known || !got.Minor || got.Purposes&policy.Analytics == 0 || got.Purposes&policy.Personalization != 0 {
+		t.Errorf("after the flood: %+v, want still a minor, analytics granted, personalization last withdrawn", got)
+	}
+	if n := len(s.older[s.key(KindUser, "child")]); n > 3 {
+		t.Errorf("%d older changes kept, want at most 3", n)
+	}
+}

@@ -94,7 +94,7 @@ func decodeAll(records []*kgo.Record, consentTopic string) []decoded {
 }
 
 // apply folds one record into the store. A consent record that does not
-// decode makes its subject's consent unknown-to-grant-nothing (fail
+// decode makes its subject's consent known to grant nothing, a minor's (fail
 // closed): the state before it, possibly a grant it withdrew, must not
 // stay in force. It is counted and logged without its value.
 func (f *Follower) apply(r *kgo.Record, d decoded) {

@@ -15,7 +15,7 @@ func newMetrics(reg prometheus.Registerer, service string, store *Store) *metric
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: service + "_consent_records_total",
-			Help: "privacy.consent and privacy.erasures records applied to the consent store, by kind: consent, tombstone, erasure, or invalid (the subject's consent becomes unknown).",
+			Help: "privacy.consent and privacy.erasures records applied to the consent store, by kind: consent, tombstone, erasure, or invalid (the subject's consent becomes known to grant nothing, and a minor's).",
 		}, []string{"kind"}),
 		subjects: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: service + "_consent_store_subjects",

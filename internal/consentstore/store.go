@@ -196,6 +196,14 @@ func (s *Store) insert(k key, ch change) {
 		return
 	}
 	cur, ok := s.latest[k]
+	if ok && ch.carried() {
+		// Consent carried in an event that changes nothing is not kept: SDKs
+		// repeat it on every event, and a history full of it would push out
+		// the full record (and its minor flag) that it stands on.
+		if before, _ := consentAt(cur, s.older[k], ch.at()); before.Known && before.With(ch.carriedChange()) == before {
+			return
+		}
+	}
 	switch {
 	case !ok:
 		s.latest[k] = ch
@@ -222,8 +230,15 @@ func (s *Store) addOlder(k key, ch change) {
 		return
 	}
 	h = slices.Insert(h, i, ch)
-	if len(h) > s.maxHistory-1 {
-		h = slices.Delete(h, 0, len(h)-(s.maxHistory-1))
+	if cut := len(h) - (s.maxHistory - 1); cut > 0 {
+		// The oldest change kept becomes a full record of the consent in
+		// force then: a carried change left without the record beneath it
+		// would read as if nothing else (minor, cross-border) were known.
+		if oldest := h[cut]; oldest.carried() {
+			c, _ := consentAt(s.latest[k], h, oldest.at())
+			h[cut] = pack(time.UnixMilli(oldest.at()), c)
+		}
+		h = slices.Delete(h, 0, cut)
 	}
 	s.older[k] = h
 }
@@ -246,9 +261,14 @@ func (s *Store) Forget(subject string) {
 // before it, possibly a grant since withdrawn or a minor flag, must not
 // stay in force, nor be cleared by an update that leaves minor out.
 func (s *Store) Invalidate(subject string) {
-	s.Forget(subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, kind := range [2]Kind{KindUser, KindAnonymous} {
-		s.insert(s.key(kind, subject), pack(time.UnixMilli(0), policy.Consent{Known: true, Minor: true}))
+		k := s.key(kind, subject)
+		delete(s.older, k)
+		if _, gone := s.suppressed[k]; !gone {
+			s.latest[k] = pack(time.UnixMilli(0), policy.Consent{Known: true, Minor: true})
+		}
 	}
 }
 
@@ -340,15 +360,22 @@ func (s *Store) at(sub Subject, t time.Time) (policy.Consent, int64) {
 	if !sub.valid {
 		return policy.Consent{}, -1
 	}
-	k, ms := sub.k, t.UnixMilli()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	cur, ok := s.latest[k]
+	cur, ok := s.latest[sub.k]
 	if !ok {
 		return policy.Consent{}, -1
 	}
+	return consentAt(cur, s.older[sub.k], t.UnixMilli())
+}
+
+// consentAt is the consent in force at ms by a subject's latest change cur
+// and its older ones h (ascending), and the time of the newest change it
+// took into account: the latest full record not after ms, updated by the
+// carried changes between it and ms.
+func consentAt(cur change, h []change, ms int64) (policy.Consent, int64) {
 	// Walk back from the newest change to the first full record not after
-	// t, keeping the carried changes passed on the way.
+	// ms, keeping the carried changes passed on the way.
 	var carried [8]change
 	pending := carried[:0]
 	var base change
@@ -367,7 +394,6 @@ func (s *Store) at(sub Subject, t time.Time) (policy.Consent, int64) {
 		return false
 	}
 	if visit(cur) {
-		h := s.older[k]
 		for i := len(h) - 1; i >= 0; i-- {
 			if !visit(h[i]) {
 				break

@@ -62,13 +62,18 @@ func (r Rules) Judge(in *Parsed, atEvent, atReceipt Consent, suppressed bool) De
 // userId its device is linked to. The userId's consent, when known,
 // governs: the device's is a client's to set, and a client may not grant
 // for a userId (its withdrawals reach the userId's own consent, Carry).
-// Without it the anonymousId's governs. Minor is sticky across
-// identities: if any says minor without guardian consent, so does the
-// result.
+// Without it the anonymousId's governs, within what the linked userId's
+// allows when known: the person's withdrawal reaches their devices.
+// Minor is sticky across identities: if any says minor without guardian
+// consent, so does the result.
 func InForce(user, anon, linked Consent) Consent {
 	c := anon
-	if user.Known {
+	switch {
+	case user.Known:
 		c = user
+	case linked.Known:
+		c.Purposes &= linked.Purposes
+		c.CrossBorder = c.CrossBorder && linked.CrossBorder
 	}
 	for _, m := range [3]Consent{user, anon, linked} {
 		if m.Known && m.Minor && !m.GuardianConsent {
