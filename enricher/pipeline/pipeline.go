@@ -382,6 +382,9 @@ type item struct {
 	// in force before it, whatever it carries itself and were its subject
 	// not erased: only such an event may link (or erase) a device.
 	linkStands bool
+	// linkOwner is the userId the device of an identify or alias is
+	// linked to already, by the links tail or earlier in the batch.
+	linkOwner string
 	// consent holds privacy.consent records of the consent the event
 	// carried; carriedRefused says it granted what its source may not.
 	consent        []*kgo.Record
@@ -507,8 +510,7 @@ func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
 		return p.deviceErasure(from, aliased), ""
 	case it.d.Drop != "" || !it.linkStands:
 		return nil, linkEventDropped
-	}
-	if owner := p.notifier.links.Owner(from); owner != "" && owner != user && !env.Signals.ServerSource {
+	case !mayLink(it, user):
 		return nil, linkClientRelink
 	}
 	via := "identify"
@@ -517,6 +519,15 @@ func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
 	}
 	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: env.ReceivedAt, Via: via})
 	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}, ""
+}
+
+// mayLink reports whether an identify or alias that may assert a link may
+// link its device to user: a client may not move a device already linked
+// to another user.
+func mayLink(it *item, user string) bool {
+	env := &it.in.Env
+	return policy.MayLink(env.Event.Type, env.Signals.ServerSource) &&
+		(it.linkOwner == "" || it.linkOwner == user || env.Signals.ServerSource)
 }
 
 // deviceErasure is the erasure record of a device linked to an erased

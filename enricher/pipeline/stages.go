@@ -157,10 +157,13 @@ type judging struct {
 	now time.Time
 	// stored holds the de-duplication keys of the batch's kept events.
 	stored map[dedupKey]bool
+	// owners holds the links of the batch's events (device -> userId):
+	// the links tail reads them only once the batch has committed.
+	owners map[string]string
 }
 
 func newJudging(n int) *judging {
-	return &judging{now: time.Now(), stored: make(map[dedupKey]bool, n)}
+	return &judging{now: time.Now(), stored: make(map[dedupKey]bool, n), owners: map[string]string{}}
 }
 
 // judgePart marks a part's duplicates and judges the rest.
@@ -177,6 +180,14 @@ func (p *Pipeline) judgePart(items []item, j *judging) {
 		it.d = p.judge(it)
 		if it.d.Drop == "" {
 			j.stored[it.key] = true
+		}
+		if from, user, ok := it.in.Env.Event.Link(); ok {
+			if it.linkOwner = j.owners[from]; it.linkOwner == "" {
+				it.linkOwner = p.notifier.links.Owner(from)
+			}
+			if it.d.Drop == "" && it.linkStands && mayLink(it, user) {
+				j.owners[from] = user
+			}
 		}
 	}
 }

@@ -81,8 +81,11 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 		raw(event.Event{Type: "identify", MessageID: "m-3", AnonymousID: "a-unconsented", UserID: "u-someone"}, false, now),
 		// Its own carried grant keeps the event, but does not make it link.
 		raw(event.Event{Type: "identify", MessageID: "m-3b", AnonymousID: "a-self-granted", UserID: "u-someone", Context: grant}, false, now),
-		// A device linked to another user stays with it, whatever a client says.
+		// A device linked to another user stays with it, whatever a client
+		// says: linked before, or earlier in the batch.
 		raw(event.Event{Type: "identify", MessageID: "m-3c", AnonymousID: "a-linked", UserID: "u-attacker"}, false, now),
+		raw(event.Event{Type: "identify", MessageID: "m-3d", AnonymousID: "a-victim", UserID: "u-victim"}, false, now),
+		raw(event.Event{Type: "identify", MessageID: "m-3e", AnonymousID: "a-victim", UserID: "u-attacker"}, false, now),
 		raw(event.Event{Type: "identify", MessageID: "m-4", AnonymousID: "a-victim", UserID: "u-victim"}, false, now),
 		// Naming an erased user: after its erasure, nothing; before it,
 		// the device goes with it; without consent, nothing either.
@@ -92,8 +95,8 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 		raw(event.Event{Type: "identify", MessageID: "m-8", AnonymousID: "u-gone", UserID: "u-erased"}, false, now.Add(-2*time.Minute)),
 	})
 	topics := byTopic(out)
-	if got := keys(topics[p.cfg.Topics.Identities.Name]); !slices.Equal(got, []string{"a-backend", "a-victim"}) {
-		t.Errorf("links from %v, want the server's alias and the kept identify only", got)
+	if got := keys(topics[p.cfg.Topics.Identities.Name]); !slices.Equal(got, []string{"a-backend", "a-victim", "a-victim"}) {
+		t.Errorf("links from %v, want the server's alias and the kept identifies (to u-victim) only", got)
 	}
 	erased := topics[p.cfg.Topics.Erasures.Name]
 	if got := keys(erased); !slices.Equal(got, []string{"a-early", "u-gone"}) {
@@ -106,8 +109,8 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 			t.Errorf("erasure of %s: %+v (%v), want subjectKind %s", erased[i].Key, rec, err, want)
 		}
 	}
-	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkClientRelink] != 1 || tally.linksRefused[linkEventDropped] != 4 || tally.links != 2 {
-		t.Errorf("links %d, refused %v; want 2, one client alias, one relink and four dropped events", tally.links, tally.linksRefused)
+	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkClientRelink] != 2 || tally.linksRefused[linkEventDropped] != 4 || tally.links != 3 {
+		t.Errorf("links %d, refused %v; want 3, one client alias, two relinks and four dropped events", tally.links, tally.linksRefused)
 	}
 	if _, ok := byMessage(t, out, p)["m-3b"]; !ok {
 		t.Error("the event that granted itself consent is not kept")
