@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,10 +28,67 @@ type consentGate struct {
 	follower *consentstore.Follower
 	// tokens verifies consent tokens; nil when consent_tokens has no key.
 	tokens *consenttoken.Verifier
-	// syncTimeout bounds the wait for the store to hold every consent
-	// record acknowledged before a request.
-	syncTimeout time.Duration
-	refused     *prometheus.CounterVec
+	// caughtUp waits, up to the produce timeout, for the store to hold
+	// every consent record acknowledged before a request.
+	caughtUp *catchUp
+	refused  *prometheus.CounterVec
+}
+
+// catchUp shares one wait among the requests that arrive while another
+// runs: each joins the next wait to start, never one under way, which may
+// have listed the end offsets before the request's predecessors were
+// acknowledged. Under load, one round trip to Kafka serves many updates.
+type catchUp struct {
+	wait    func(context.Context) error
+	timeout time.Duration
+
+	mu      sync.Mutex
+	next    *catchUpRound // the wait to start once the running one ends
+	running bool
+}
+
+type catchUpRound struct {
+	done chan struct{}
+	err  error
+}
+
+// Wait returns once a wait started after the call has ended, or ctx ends.
+func (c *catchUp) Wait(ctx context.Context) error {
+	c.mu.Lock()
+	r := c.next
+	if r == nil {
+		r = &catchUpRound{done: make(chan struct{})}
+		c.next = r
+	}
+	if !c.running {
+		c.running = true
+		go c.run()
+	}
+	c.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *catchUp) run() {
+	for {
+		c.mu.Lock()
+		r := c.next
+		c.next = nil
+		if r == nil {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		r.err = c.wait(ctx)
+		cancel()
+		close(r.done)
+	}
 }
 
 // Reasons a consent update is refused, beyond policy.RefusalReasons and
@@ -59,7 +117,7 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	g := &consentGate{store: store, follower: follower, tokens: tokens, syncTimeout: cfg.HTTP.ProduceTimeout,
+	g := &consentGate{store: store, follower: follower, tokens: tokens, caughtUp: &catchUp{wait: follower.WaitCaughtUp, timeout: cfg.HTTP.ProduceTimeout},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_consent_updates_refused_total",
 			Help: "Consent updates refused with 403 (or 400 for their time), nothing written, by reason: user_grant, cross_border, guardian_consent, minor_cleared, token_subject (who may say what), token_<reason> and token_not_configured (the consent token), out_of_time_bounds; key_taken (an anonymousId spelt like a userId with consent: answered 200, not written).",
@@ -141,9 +199,7 @@ func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src 
 		}
 		v.keyID = claims.KeyID
 	}
-	syncCtx, cancel := context.WithTimeout(ctx, g.syncTimeout)
-	defer cancel()
-	if err := g.follower.WaitCaughtUp(syncCtx); err != nil {
+	if err := g.caughtUp.Wait(ctx); err != nil {
 		res = fail(http.StatusServiceUnavailable, "consent not recorded: the subject's consent in force could not be read in time, retry later")
 		res.retryAfter = time.Second
 		return v, res, false
