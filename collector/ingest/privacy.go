@@ -104,6 +104,14 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	requestID := newMessageID()
+	// Which records to write depends on the consent and erasures recorded
+	// under the other kind of identifier spelt alike (erasureKind, keyTaken).
+	if err := s.consent.caughtUp.Wait(r.Context()); err != nil {
+		res := fail(http.StatusServiceUnavailable, "erasure not recorded: the consent state could not be read in time, retry later")
+		res.retryAfter = time.Second
+		refuse(res)
+		return
+	}
 	records, err := s.erasureRecords(req, requestID, op.name)
 	if err != nil {
 		refuse(fail(http.StatusInternalServerError, "encode erasure record: %v", err))
@@ -168,10 +176,13 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 		if err != nil {
 			return nil, err
 		}
-		records = append(records,
-			&kgo.Record{Topic: s.cfg.Topics.Erasures.Name, Key: []byte(id.value), Value: value},
-			// A nil Value is a tombstone: compaction removes the consent state.
-			&kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(id.value)})
+		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Erasures.Name, Key: []byte(id.value), Value: value})
+		// A nil Value is a tombstone: compaction removes the consent state.
+		// Not for a device spelt like a user with consent: the record under
+		// that key is the user's (the device never had one, keyTaken).
+		if id.kind == event.SubjectUserID || !s.consent.keyTaken(id.value) {
+			records = append(records, &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(id.value)})
+		}
 	}
 	receipt, err := s.privacy.receipt(&event.Receipt{RequestID: requestID, Kind: event.ReceiptErasure, Stage: event.StageCollector,
 		Status: event.StatusAccepted, Operator: operator, Reason: req.reason, Subject: s.privacy.subject(req),

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -354,5 +355,40 @@ func TestDecodeErasure(t *testing.T) {
 		if _, err := decodeSubject([]byte(`{"zeta":1,"alpha":2,"reason":"nope"}`), true); err == nil || !strings.HasPrefix(err.Error(), "alpha: unknown field") {
 			t.Fatalf("err = %v, want alpha named", err)
 		}
+	}
+}
+
+// TestErasureOfADeviceSpeltLikeAUser: erasing an anonymousId spelt like a
+// userId with consent leaves that user's consent alone (the record under
+// the key is the user's), and erasing an id whose other kind is erased
+// already erases both, so compaction cannot lift the first erasure.
+func TestErasureOfADeviceSpeltLikeAUser(t *testing.T) {
+	f := newPrivacyFixture(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	erasures, consent := f.s.cfg.Topics.Erasures.Name, f.s.cfg.Topics.Consent.Name
+	kid, _ := json.Marshal(event.ConsentUpdate{UserID: "u-kid", Purposes: map[string]bool{"analytics": true}, Minor: new(true)}.State(time.Now(), "backend", "cn"))
+	testenv.Produce(t, ctx, f.brokers, &kgo.Record{Topic: consent, Key: []byte("u-kid"), Value: kid})
+	bearer := "Bearer " + dpoToken
+	for _, body := range []string{`{"anonymousId":"u-kid","reason":"user_request"}`, `{"userId":"u-gone","reason":"user_request"}`,
+		`{"anonymousId":"u-gone","reason":"user_request"}`} {
+		if code, _, out := f.erase(t, "POST", bearer, []byte(body)); code != 202 {
+			t.Fatalf("erase %s: %d %s", body, code, out)
+		}
+	}
+	for _, r := range testenv.ReadAll(t, ctx, f.brokers, consent) {
+		if string(r.Key) == "u-kid" && r.Value == nil {
+			t.Error("erasing the device u-kid tombstoned the user u-kid's consent")
+		}
+	}
+	var kinds []string
+	for _, r := range testenv.ReadAll(t, ctx, f.brokers, erasures) {
+		rec, err := event.DecodeErasureRecord(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, string(r.Key)+":"+rec.SubjectKind)
+	}
+	if want := []string{"u-kid:anonymousId", "u-gone:userId", "u-gone:previousId"}; !slices.Equal(kinds, want) {
+		t.Errorf("erasure records %v, want %v", kinds, want)
 	}
 }

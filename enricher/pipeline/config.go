@@ -94,7 +94,7 @@ type Export struct {
 // Consent configures the consent store and rules.
 type Consent struct {
 	// History is how many changes of a subject's consent are remembered,
-	// to judge late events by the consent of their time. At least 1.
+	// to judge late events by the consent of their time. At least 2.
 	History int `mapstructure:"history"`
 	// SyncTimeout bounds the wait, before each batch, for the consent
 	// store to apply what the consent topics hold; past it the batch is
@@ -177,7 +177,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Invalid("dedup_window", "dedup_window and dedup_max_entries must not be negative"))
 	}
 	if c.TransactionTimeout < time.Second {
-		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 1s, got %v", c.TransactionTimeout))
+		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 2s, got %v", c.TransactionTimeout))
 	}
 	if c.TransactionalID == "" {
 		host, err := os.Hostname()
@@ -251,8 +251,10 @@ func (c *Config) validateProfiles() error {
 
 func (c *Config) validateConsent() error {
 	var errs []error
-	if c.Consent.History < 1 {
-		errs = append(errs, config.Invalid("consent.history", "must be at least 1, got %d", c.Consent.History))
+	if c.Consent.History < 2 {
+		// A single change could be consent carried in an event, with the
+		// full record beneath it (and its minor flag) pushed out.
+		errs = append(errs, config.Invalid("consent.history", "must be at least 2, got %d", c.Consent.History))
 	}
 	if c.Consent.SyncTimeout < 100*time.Millisecond || c.Consent.SyncTimeout > c.TransactionTimeout/2 {
 		// The wait comes out of the batch's transaction_timeout.

@@ -160,7 +160,7 @@ var badConfigs = map[string]configtest.Bad{
 	"consent-sync-timeout-too-long.yaml":           {Keys: []string{"consent.sync_timeout"}, Msg: "half of transaction_timeout"},
 	"pseudonym-next-from-invalid.yaml":             {Keys: []string{"pseudonym.next.from"}},
 	"consent-default-unknown-purpose.yaml":         {Keys: []string{"consent.defaults.backend"}, Msg: `unknown purpose "profiling"`},
-	"consent-history-zero.yaml":                    {Keys: []string{"consent.history"}},
+	"consent-history-one.yaml":                     {Keys: []string{"consent.history"}, Msg: "at least 2"},
 	"topics-consent-not-compact.yaml":              {Keys: []string{"topics.consent.cleanup_policy"}},
 }
 

@@ -663,14 +663,16 @@ func (p *Pipeline) judge(it *item) policy.Decision {
 		it.linkStands = judge(false).Drop == ""
 	}
 	if carried := p.rules.Carried(in); carried != nil && !suppressed {
-		it.carriedRefused = carried.Refused != 0
-		it.consent = p.recordCarried(in, carried)
+		var deviceRefused bool
+		it.consent, deviceRefused = p.recordCarried(in, carried)
+		it.carriedRefused = carried.Refused != 0 || deviceRefused
 	}
 	d := judge(suppressed)
-	if !suppressed && ev.Type == "identify" && ev.AnonymousID != "" && p.unguardedMinor(ev.UserID, in) {
+	if !suppressed && ev.AnonymousID != "" && p.unguardedMinor(ev.UserID, in) {
 		// No link is written from a minor's event (it is never kept): the
-		// device is marked a minor's instead, so its anonymous events are
-		// a minor's too, whatever else dropped this one.
+		// device of any event of a minor's is marked a minor's instead, so
+		// its anonymous events are a minor's too, whatever else dropped
+		// this one.
 		it.consent = append(it.consent, p.markMinorDevice(in)...)
 	}
 	return d
@@ -678,17 +680,23 @@ func (p *Pipeline) judge(it *item) policy.Decision {
 
 // recordCarried applies consent carried in an event to the store, under
 // the identifiers its source may speak for, and returns the
-// privacy.consent records of those whose consent it changed.
-func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) []*kgo.Record {
+// privacy.consent records of those whose consent it changed, and whether
+// the device's change was refused (keyTaken).
+func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) (out []*kgo.Record, deviceRefused bool) {
 	env := &in.Env
 	at := policy.CarriedAt(in)
-	var out []*kgo.Record
 	for _, c := range [2]struct {
 		id   string
 		kind consentstore.Kind
 		ch   policy.Carried
 	}{{env.Event.UserID, consentstore.KindUser, u.User}, {env.Event.AnonymousID, consentstore.KindAnonymous, u.Anonymous}} {
 		if c.id == "" || c.ch.Named == 0 {
+			continue
+		}
+		if c.kind == consentstore.KindAnonymous && p.keyTaken(c.id) {
+			// Unwritable, so not applied either: what a restart would not
+			// know must not count now. The device has no consent of its own.
+			deviceRefused = true
 			continue
 		}
 		asOf := p.recordTime(c.kind, c.id, env.ReceivedAt)
@@ -700,12 +708,10 @@ func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) []*
 		}
 		p.store.ApplyCarried(c.kind, c.id, at, c.ch)
 		if after := p.store.At(c.kind, c.id, asOf); after != before {
-			if rec := p.consentRecord(c.id, c.kind, after, asOf, env); rec != nil {
-				out = append(out, rec)
-			}
+			out = append(out, p.consentRecord(c.id, c.kind, after, asOf, env))
 		}
 	}
-	return out
+	return out, deviceRefused
 }
 
 // unguardedMinor reports whether userID's consent says minor without
@@ -725,6 +731,9 @@ func (p *Pipeline) unguardedMinor(userID string, in *policy.Parsed) bool {
 func (p *Pipeline) markMinorDevice(in *policy.Parsed) []*kgo.Record {
 	env := &in.Env
 	device := env.Event.AnonymousID
+	if p.keyTaken(device) {
+		return nil // it has no consent of its own to be kept by (recordCarried)
+	}
 	asOf := p.recordTime(consentstore.KindAnonymous, device, env.ReceivedAt)
 	c := p.store.At(consentstore.KindAnonymous, device, asOf)
 	if c.Known && c.Minor && !c.GuardianConsent {
@@ -732,10 +741,16 @@ func (p *Pipeline) markMinorDevice(in *policy.Parsed) []*kgo.Record {
 	}
 	c.Known, c.Minor, c.GuardianConsent = true, true, false
 	p.store.Apply(consentstore.KindAnonymous, device, asOf, c)
-	if rec := p.consentRecord(device, consentstore.KindAnonymous, c, asOf, env); rec != nil {
-		return []*kgo.Record{rec}
-	}
-	return nil
+	return []*kgo.Record{p.consentRecord(device, consentstore.KindAnonymous, c, asOf, env)}
+}
+
+// keyTaken reports whether anonymousID is spelt like a userId with consent
+// recorded, or erased: privacy.consent keys both kinds by the id alone, so
+// a record of the device would take that user's record's place once the
+// topic is compacted. Such a device gets no consent record, and so no
+// consent: nothing it carries is applied.
+func (p *Pipeline) keyTaken(anonymousID string) bool {
+	return p.store.At(consentstore.KindUser, anonymousID, farFuture).Known || p.store.Suppressed(consentstore.KindUser, anonymousID)
 }
 
 // farFuture is later than any consent change.
@@ -755,13 +770,7 @@ func (p *Pipeline) recordTime(kind consentstore.Kind, id string, receivedAt time
 
 // consentRecord is the privacy.consent record of consent c of subject id
 // (an identifier of kind) from asOf on, learnt from an event of env.
-//
-// An anonymousId spelt like a userId with consent gets none: keyed alike,
-// it would take that user's record's place once the topic is compacted.
 func (p *Pipeline) consentRecord(id string, kind consentstore.Kind, c policy.Consent, asOf time.Time, env *event.Envelope) *kgo.Record {
-	if kind == consentstore.KindAnonymous && (p.store.At(consentstore.KindUser, id, farFuture).Known || p.store.Suppressed(consentstore.KindUser, id)) {
-		return nil
-	}
 	st := event.ConsentState{SchemaVersion: event.SchemaVersion, Subject: id, Purposes: make(map[string]bool, len(event.Purposes)),
 		CrossBorder: c.CrossBorder, Minor: c.Minor, GuardianConsent: c.GuardianConsent,
 		UpdatedAt: asOf.UTC(), ReceivedAt: env.ReceivedAt.UTC(), SourceID: env.SourceID, Region: env.Region, Authority: event.AuthorityEvent}

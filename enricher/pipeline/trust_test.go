@@ -165,6 +165,22 @@ func TestMinorIdentifyMarksItsDeviceWhateverDropsIt(t *testing.T) {
 	}
 }
 
+// TestAnyEventOfAMinorMarksItsDevice: not only an identify: a track of a
+// minor's userId from a device marks it too.
+func TestAnyEventOfAMinorMarksItsDevice(t *testing.T) {
+	p := offlinePipeline(t)
+	now := time.Now().UTC()
+	p.store.Apply(consentstore.KindUser, "u-child", now.Add(-time.Hour), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
+	p.store.Apply(consentstore.KindAnonymous, "a-pad", now.Add(-time.Hour), analytics)
+	_, _, tally := p.process([]*kgo.Record{
+		raw(event.Event{Type: "track", Event: "E", MessageID: "m-1", AnonymousID: "a-pad", UserID: "u-child"}, false, now),
+		raw(event.Event{Type: "page", MessageID: "m-2", AnonymousID: "a-pad"}, false, now),
+	})
+	if tally.clean != 0 || tally.dropped[string(policy.DropMinor)] != 2 || tally.carriedWritten != 1 {
+		t.Errorf("kept %d, dropped %v, %d records written; want the pad marked a minor's and both events dropped as one", tally.clean, tally.dropped, tally.carriedWritten)
+	}
+}
+
 // TestLinkedUserWithdrawalReachesItsDevices: a device linked to a userId
 // is judged within what that userId's consent allows.
 func TestLinkedUserWithdrawalReachesItsDevices(t *testing.T) {
@@ -229,15 +245,16 @@ func TestCarriedConsentIsWrittenWithinWhatItsSourceMaySay(t *testing.T) {
 		t.Errorf("carried refused %d, written %d, dropped %v; want u-2's grant refused and its event dropped", tally.carriedRefused, tally.carriedWritten, tally.dropped)
 	}
 
-	// A device spelt like u-1, whose consent is recorded: its consent is
-	// kept in memory, never written under the key u-1's record has.
-	out2, _, _ := p.process([]*kgo.Record{raw(event.Event{Type: "page", MessageID: "m-4", AnonymousID: "u-1",
+	// A device spelt like u-1, whose consent is recorded: no record could
+	// be written for it under the key u-1's record has, so it gets no
+	// consent at all (a restart would know none), and its grant is refused.
+	out2, _, tally2 := p.process([]*kgo.Record{raw(event.Event{Type: "page", MessageID: "m-4", AnonymousID: "u-1",
 		Context: prefs(map[string]bool{"analytics": true})}, false, now)})
 	if got := keys(byTopic(out2)[p.cfg.Topics.Consent.Name]); len(got) != 0 {
 		t.Errorf("consent records %v for a device spelt like a user with consent, want none", got)
 	}
-	if c, ok := byMessage(t, out2, p)["m-4"]; !ok || !slices.Equal(c.Purposes, []string{"analytics"}) {
-		t.Errorf("the device's event: %v (kept %v), want kept for analytics, by its own consent", c.Purposes, ok)
+	if _, ok := byMessage(t, out2, p)["m-4"]; ok || tally2.carriedRefused != 1 {
+		t.Errorf("the device's event kept %v, grants refused %d; want dropped, its grant refused", ok, tally2.carriedRefused)
 	}
 
 	// Had the batch aborted, its records are written by the next one.
