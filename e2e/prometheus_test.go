@@ -88,43 +88,14 @@ func alertMetrics(t *testing.T) []string {
 func scrapedStack(t *testing.T, ctx context.Context) promServer {
 	t.Helper()
 	server := needTool(t, "prometheus")
-	brokers := testenv.KafkaBrokers(t)
-	chAddr := testenv.ClickHouseAddr(t)
-	run := testenv.Name(t, "prom")
-	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
-	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
-	database := "analytics_" + run
+	rc := newRunConfigs(t, "prom")
+	run := rc.run
+	ccfg, ecfg, scfg, xcfg := rc.ccfg, rc.ecfg, rc.scfg, rc.xcfg
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
-	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
-
-	ccfg := ingest.Default()
-	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
-	ccfg.Kafka.Brokers, ccfg.HTTP.Listen = brokers, "127.0.0.1:0"
-	ccfg.Topics.Raw.Name, ccfg.Topics.Consent.Name, ccfg.Topics.Erasures.Name = raw, consent, erasures
-	ecfg := pipeline.Default()
-	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
-	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
-	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
-	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
 	// The demo source's events are kept for analytics without a consent
 	// record, so the batch below reaches ClickHouse, and the default-grant
 	// counter (one series per configured source) exists.
 	ecfg.Consent.Defaults = map[string][]string{"demo": {"analytics"}}
-	sinkConfig := func(file, db, topic string) chwriter.Config {
-		c := chwriter.Default()
-		load(t, file, "SINK", &c)
-		c.Kafka.Brokers, c.GroupID, c.Database = brokers, "sink-"+db, db
-		c.ClickHouse.Addr = []string{chAddr}
-		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&c.ClickHouse)
-		c.Topics.Clean.Name, c.Topics.DLQ.Name = topic, dlq
-		c.Batch.MaxWait = 200 * time.Millisecond
-		return c
-	}
-	scfg := sinkConfig("../configs/sink.yaml", database, clean)
-	xcfg := sinkConfig("../configs/sink-intl.yaml", database+"_intl", export)
-	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
 
 	// Each service with its admin server, as its main wires it.
 	targets := map[string]string{} // the shipped target -> this test's

@@ -23,12 +23,8 @@ import (
 // databases: the collector with the privacy admin API (the dev operator),
 // the enricher, and a sink per destination, each from its shipped config.
 type privacyStack struct {
-	brokers                          []string
-	run, database                    string
-	raw, consent, erasures, export   string
+	*runConfigs
 	log                              *slog.Logger
-	ecfg                             pipeline.Config
-	scfg                             chwriter.Config
 	enricher                         obs.Component
 	enricherReg, sinkReg, collectReg *prometheus.Registry
 	// base is the collector's public URL; op calls its admin API.
@@ -37,9 +33,20 @@ type privacyStack struct {
 	conn driver.Conn
 }
 
-// startPrivacyStack starts the stack for the test named name; edit, if not
-// nil, changes the collector's config before it is validated.
-func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func(*ingest.Config)) *privacyStack {
+// runConfigs are every stage's shipped config on this run's own topics
+// and databases (deleted when the test ends), each sink as a user
+// confined to its database: what the e2e tests start the pipeline with.
+type runConfigs struct {
+	brokers                               []string
+	run, database                         string
+	raw, clean, consent, erasures, export string
+	ccfg                                  ingest.Config
+	ecfg                                  pipeline.Config
+	scfg, xcfg                            chwriter.Config
+}
+
+// newRunConfigs loads the shipped configs for the test's run name.
+func newRunConfigs(t *testing.T, name string) *runConfigs {
 	t.Helper()
 	brokers := testenv.KafkaBrokers(t)
 	chAddr := testenv.ClickHouseAddr(t)
@@ -47,58 +54,66 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
 	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
 	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
-	database := "analytics_" + run
+	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
+	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+	c := &runConfigs{brokers: brokers, run: run, database: "analytics_" + run, raw: raw, clean: clean, consent: consent, erasures: erasures, export: export,
+		ccfg: ingest.Default(), ecfg: pipeline.Default()}
 
+	load(t, "../configs/collector.yaml", "COLLECTOR", &c.ccfg)
+	c.ccfg.Kafka.Brokers, c.ccfg.HTTP.Listen = brokers, "127.0.0.1:0"
+	c.ccfg.Topics.Raw.Name, c.ccfg.Topics.Consent.Name, c.ccfg.Topics.Erasures.Name = raw, consent, erasures
+
+	load(t, "../configs/enricher.yaml", "ENRICHER", &c.ecfg)
+	c.ecfg.Kafka.Brokers, c.ecfg.GroupID, c.ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
+	c.ecfg.Topics.Raw.Name, c.ecfg.Topics.Clean.Name, c.ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
+	c.ecfg.Topics.Consent.Name, c.ecfg.Topics.Erasures.Name, c.ecfg.Export.Topic.Name = consent, erasures, export
+
+	sinkConfig := func(file, db, topic string) chwriter.Config {
+		s := chwriter.Default()
+		load(t, file, "SINK", &s)
+		s.Kafka.Brokers, s.GroupID, s.Database = brokers, "sink-"+db, db
+		s.ClickHouse.Addr = []string{chAddr}
+		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&s.ClickHouse)
+		s.Topics.Clean.Name, s.Topics.DLQ.Name = topic, dlq
+		s.Batch.MaxWait = 200 * time.Millisecond
+		return s
+	}
+	c.scfg = sinkConfig("../configs/sink.yaml", c.database, clean)
+	c.xcfg = sinkConfig("../configs/sink-intl.yaml", c.database+"_intl", export)
+	isolatePrivacy(t, brokers, run, &c.ccfg, &c.ecfg, &c.scfg, &c.xcfg)
+	return c
+}
+
+// startPrivacyStack starts the stack for the test named name; edit, if not
+// nil, changes the collector's config before it is validated.
+func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func(*ingest.Config)) *privacyStack {
+	t.Helper()
+	rc := newRunConfigs(t, name)
+	chAddr := testenv.ClickHouseAddr(t)
+	ccfg, ecfg, scfg, xcfg := &rc.ccfg, &rc.ecfg, &rc.scfg, &rc.xcfg
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
-	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
-	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
-
-	ccfg := ingest.Default()
-	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
-	ccfg.Kafka.Brokers, ccfg.HTTP.Listen, ccfg.Admin.Listen = brokers, "127.0.0.1:0", "127.0.0.1:0"
-	ccfg.Topics.Raw.Name, ccfg.Topics.Consent.Name, ccfg.Topics.Erasures.Name = raw, consent, erasures
+	ccfg.Admin.Listen, ecfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
-
-	ecfg := pipeline.Default()
-	load(t, "../configs/enricher.yaml", "ENRICHER", &ecfg)
-	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
-	ecfg.Admin.Listen = "127.0.0.1:0"
-	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
-	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
-
-	sinkConfig := func(file, db, topic string) chwriter.Config {
-		c := chwriter.Default()
-		load(t, file, "SINK", &c)
-		c.Kafka.Brokers, c.GroupID, c.Database = brokers, "sink-"+db, db
-		c.ClickHouse.Addr = []string{chAddr}
-		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&c.ClickHouse)
-		c.Topics.Clean.Name, c.Topics.DLQ.Name = topic, dlq
-		c.Batch.MaxWait, c.Erasure.Window = 200*time.Millisecond, 500*time.Millisecond
-		return c
-	}
-	scfg := sinkConfig("../configs/sink.yaml", database, clean)
-	xcfg := sinkConfig("../configs/sink-intl.yaml", database+"_intl", export)
-	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
+	scfg.Erasure.Window, xcfg.Erasure.Window = 500*time.Millisecond, 500*time.Millisecond
 	// Exports read as the shipped read-only user, confined to the region.
-	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, database
-	testenv.ClickHousePrivacyReader(t, chAddr, database).Apply(&ccfg.Privacy.Export.ClickHouse)
+	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, rc.database
+	testenv.ClickHousePrivacyReader(t, chAddr, rc.database).Apply(&ccfg.Privacy.Export.ClickHouse)
 	if edit != nil {
-		edit(&ccfg)
+		edit(ccfg)
 	}
 	if err := ccfg.Validate(); err != nil { // reads the token and key files
 		t.Fatal(err)
 	}
 
-	st := &privacyStack{brokers: brokers, run: run, database: database, raw: raw, consent: consent, erasures: erasures, export: export,
-		log: log, ecfg: ecfg, scfg: scfg, enricherReg: prometheus.NewRegistry(), sinkReg: prometheus.NewRegistry(), collectReg: prometheus.NewRegistry()}
-	startOn(t, ctx, st.sinkReg, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) })
-	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(xcfg, reg, log) })
-	st.enricher = startOn(t, ctx, st.enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
-	collector := startOn(t, ctx, st.collectReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) }).(*ingest.Server)
+	st := &privacyStack{runConfigs: rc, log: log, enricherReg: prometheus.NewRegistry(), sinkReg: prometheus.NewRegistry(), collectReg: prometheus.NewRegistry()}
+	startOn(t, ctx, st.sinkReg, func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(*scfg, reg, log) })
+	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(*xcfg, reg, log) })
+	st.enricher = startOn(t, ctx, st.enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(*ecfg, reg, log) })
+	collector := startOn(t, ctx, st.collectReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(*ccfg, reg, log) }).(*ingest.Server)
 	admin := obs.NewAdmin(ccfg.Admin, st.collectReg, log, map[string]obs.Check{"kafka": collector.Ready})
 	for pattern, h := range collector.AdminRoutes() {
 		admin.Handle(pattern, h)
@@ -113,6 +128,6 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	}
 	st.op = operatorClient{base: "http://" + admin.Addr(), token: string(bytes.TrimSpace(token))}
 	st.base = "http://" + collector.Addr()
-	st.conn = testenv.ClickHouseDB(t, chAddr, database)
+	st.conn = testenv.ClickHouseDB(t, chAddr, rc.database)
 	return st
 }

@@ -135,28 +135,6 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	return g, nil
 }
 
-// keyTaken reports whether anonymousId is spelt like a userId whose
-// consent is recorded (or erased): privacy.consent keys both by the id.
-func (g *consentGate) keyTaken(anonymousID string) bool {
-	c, _ := g.store.Latest(consentstore.KindUser, anonymousID)
-	return c.Known || g.store.Suppressed(consentstore.KindUser, anonymousID)
-}
-
-// erasureKind is the subjectKind of an erasure record of id, of kind: the
-// record is keyed by id alone, and compaction keeps one record per key, so
-// when the other kind of identifier spelt alike is erased already the
-// record erases both, lest it lift that erasure.
-func (g *consentGate) erasureKind(kind, id string) string {
-	other := consentstore.KindAnonymous
-	if kind == event.SubjectAnonymousID {
-		other = consentstore.KindUser
-	}
-	if g.store.Suppressed(other, id) {
-		return event.SubjectPreviousID
-	}
-	return kind
-}
-
 // refuse counts a refused update and answers 403 naming field.
 func (g *consentGate) refuse(reason, field, msg string) result {
 	g.refused.WithLabelValues(reason).Inc()
@@ -306,7 +284,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
 		return
 	}
-	if u.UserID == "" && s.consent.keyTaken(u.AnonymousID) {
+	if u.UserID == "" && s.consent.store.KeyTaken(u.AnonymousID) {
 		// Keyed alike, it would take the user's record's place once the
 		// topic is compacted. No anonymousId an SDK makes is any user's id:
 		// the answer does not tell whether one is.

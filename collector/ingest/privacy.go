@@ -105,7 +105,8 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
 	}
 	requestID := newMessageID()
 	// Which records to write depends on the consent and erasures recorded
-	// under the other kind of identifier spelt alike (erasureKind, keyTaken).
+	// under the other kind of identifier spelt alike (consentstore's
+	// ErasureKind, KeyTaken).
 	if err := s.consent.caughtUp.Wait(r.Context()); err != nil {
 		res := fail(http.StatusServiceUnavailable, "erasure not recorded: the consent state could not be read in time, retry later")
 		res.retryAfter = time.Second
@@ -171,7 +172,7 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 			Reason:        req.reason,
 			Operator:      operator,
 			RequestedAt:   now,
-			SubjectKind:   s.consent.erasureKind(id.kind, id.value),
+			SubjectKind:   s.consent.store.ErasureKind(id.kind, id.value),
 		})
 		if err != nil {
 			return nil, err
@@ -179,8 +180,8 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Erasures.Name, Key: []byte(id.value), Value: value})
 		// A nil Value is a tombstone: compaction removes the consent state.
 		// Not for a device spelt like a user with consent: the record under
-		// that key is the user's (the device never had one, keyTaken).
-		if id.kind == event.SubjectUserID || !s.consent.keyTaken(id.value) {
+		// that key is the user's (the device never had one, KeyTaken).
+		if id.kind == event.SubjectUserID || !s.consent.store.KeyTaken(id.value) {
 			records = append(records, &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(id.value)})
 		}
 	}

@@ -61,8 +61,8 @@ type notifier struct {
 	// (eraseLateLinks), hashed by subject.
 	passed  *passedUsers
 	subject func(id string) consentstore.Subject
-	// userErased reports whether a userId is erased.
-	userErased func(id string) bool
+	// erasureKind is the store's ErasureKind.
+	erasureKind func(kind, id string) string
 }
 
 // passedUsers remembers, for keep, the users whose erasure was passed on.
@@ -227,14 +227,11 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		for _, a := range anonymous {
 			linked := rec
 			linked.SubjectKind, linked.Linked = event.SubjectAnonymousID, true
-			switch {
-			case n.links.Aliased(a):
+			if n.links.Aliased(a) {
 				linked.SubjectKind = event.SubjectPreviousID
 				aliased = append(aliased, a)
-			case n.userErased(a):
-				// Keyed alike, this record takes the place of that
-				// userId's own once compacted: it must keep it erased.
-				linked.SubjectKind = event.SubjectPreviousID
+			} else {
+				linked.SubjectKind = n.erasureKind(event.SubjectAnonymousID, a)
 			}
 			value, err := json.Marshal(linked)
 			if err != nil {

@@ -158,7 +158,7 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
 		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
 		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: func(id string) consentstore.Subject { return p.store.Subject(consentstore.KindUser, id) },
-		userErased: func(id string) bool { return p.store.Suppressed(consentstore.KindUser, id) }}
+		erasureKind: p.store.ErasureKind}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
@@ -535,11 +535,10 @@ func mayLink(it *item, user string) bool {
 func (p *Pipeline) deviceErasure(from string, aliased bool) *kgo.Record {
 	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
 		Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID}
-	if aliased || p.store.Suppressed(consentstore.KindUser, from) {
-		// An alias's previousId may be a userId; and a userId spelt alike,
-		// erased already, must stay so once compaction keeps this record
-		// for the key instead of its own.
-		rec.SubjectKind = event.SubjectPreviousID
+	if aliased {
+		rec.SubjectKind = event.SubjectPreviousID // it may be a userId
+	} else {
+		rec.SubjectKind = p.store.ErasureKind(rec.SubjectKind, from)
 	}
 	value, _ := json.Marshal(rec)
 	return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
@@ -668,7 +667,9 @@ func (p *Pipeline) judge(it *item) policy.Decision {
 		it.carriedRefused = carried.Refused != 0 || deviceRefused
 	}
 	d := judge(suppressed)
-	if !suppressed && ev.AnonymousID != "" && p.unguardedMinor(ev.UserID, in) {
+	// A kept event is no minor's (InForce makes it one): only a dropped
+	// one costs the lookups.
+	if d.Drop != "" && !suppressed && ev.AnonymousID != "" && p.unguardedMinor(it.user, in) {
 		// No link is written from a minor's event (it is never kept): the
 		// device of any event of a minor's is marked a minor's instead, so
 		// its anonymous events are a minor's too, whatever else dropped
@@ -681,7 +682,7 @@ func (p *Pipeline) judge(it *item) policy.Decision {
 // recordCarried applies consent carried in an event to the store, under
 // the identifiers its source may speak for, and returns the
 // privacy.consent records of those whose consent it changed, and whether
-// the device's change was refused (keyTaken).
+// the device's change was refused (consentstore's KeyTaken).
 func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) (out []*kgo.Record, deviceRefused bool) {
 	env := &in.Env
 	at := policy.CarriedAt(in)
@@ -693,7 +694,7 @@ func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) (ou
 		if c.id == "" || c.ch.Named == 0 {
 			continue
 		}
-		if c.kind == consentstore.KindAnonymous && p.keyTaken(c.id) {
+		if c.kind == consentstore.KindAnonymous && p.store.KeyTaken(c.id) {
 			// Unwritable, so not applied either: what a restart would not
 			// know must not count now. The device has no consent of its own.
 			deviceRefused = true
@@ -714,11 +715,11 @@ func (p *Pipeline) recordCarried(in *policy.Parsed, u *policy.CarriedUpdate) (ou
 	return out, deviceRefused
 }
 
-// unguardedMinor reports whether userID's consent says minor without
-// guardian consent at the event's time or at its receipt.
-func (p *Pipeline) unguardedMinor(userID string, in *policy.Parsed) bool {
+// unguardedMinor reports whether the (hashed) userId's consent says minor
+// without guardian consent at the event's time or at its receipt.
+func (p *Pipeline) unguardedMinor(user consentstore.Subject, in *policy.Parsed) bool {
 	for _, t := range [2]time.Time{in.At, in.Env.ReceivedAt} {
-		if c := p.store.At(consentstore.KindUser, userID, t); c.Known && c.Minor && !c.GuardianConsent {
+		if c := p.store.InForce(t, user, consentstore.Subject{}, consentstore.Subject{}); c.Known && c.Minor && !c.GuardianConsent {
 			return true
 		}
 	}
@@ -731,7 +732,7 @@ func (p *Pipeline) unguardedMinor(userID string, in *policy.Parsed) bool {
 func (p *Pipeline) markMinorDevice(in *policy.Parsed) []*kgo.Record {
 	env := &in.Env
 	device := env.Event.AnonymousID
-	if p.keyTaken(device) {
+	if p.store.KeyTaken(device) {
 		return nil // it has no consent of its own to be kept by (recordCarried)
 	}
 	asOf := p.recordTime(consentstore.KindAnonymous, device, env.ReceivedAt)
@@ -743,18 +744,6 @@ func (p *Pipeline) markMinorDevice(in *policy.Parsed) []*kgo.Record {
 	p.store.Apply(consentstore.KindAnonymous, device, asOf, c)
 	return []*kgo.Record{p.consentRecord(device, consentstore.KindAnonymous, c, asOf, env)}
 }
-
-// keyTaken reports whether anonymousID is spelt like a userId with consent
-// recorded, or erased: privacy.consent keys both kinds by the id alone, so
-// a record of the device would take that user's record's place once the
-// topic is compacted. Such a device gets no consent record, and so no
-// consent: nothing it carries is applied.
-func (p *Pipeline) keyTaken(anonymousID string) bool {
-	return p.store.At(consentstore.KindUser, anonymousID, farFuture).Known || p.store.Suppressed(consentstore.KindUser, anonymousID)
-}
-
-// farFuture is later than any consent change.
-var farFuture = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // recordTime is when a privacy.consent record the enricher writes for a
 // subject takes effect: the event's receipt, or the subject's latest

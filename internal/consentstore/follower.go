@@ -133,6 +133,30 @@ func KindOf(st event.ConsentState) Kind {
 	return KindAnonymous
 }
 
+// KeyTaken reports whether anonymousID is spelt like a userId with consent
+// recorded, or erased: privacy.consent and privacy.erasures key both kinds
+// by the id alone, so a record of the device would take that user's
+// record's place once the topic is compacted.
+func (s *Store) KeyTaken(anonymousID string) bool {
+	c, _ := s.Latest(KindUser, anonymousID)
+	return c.Known || s.Suppressed(KindUser, anonymousID)
+}
+
+// ErasureKind is the subjectKind to record an erasure of id, of kind, with:
+// the record is keyed by id alone, and compaction keeps one record per key,
+// so when the other kind spelt alike is erased already the record erases
+// both (SubjectPreviousID), lest it lift that erasure.
+func (s *Store) ErasureKind(kind, id string) string {
+	other := KindAnonymous
+	if kind == event.SubjectAnonymousID {
+		other = KindUser
+	}
+	if s.Suppressed(other, id) {
+		return event.SubjectPreviousID
+	}
+	return kind
+}
+
 // erasedKinds are the kinds of identifier an erasure record of kind
 // erases: both for an alias's previousId, which may have been either, and
 // for a record that does not say (unreadable).

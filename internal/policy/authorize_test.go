@@ -1,12 +1,9 @@
 package policy_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/consentflow/consentflow/internal/event"
@@ -55,30 +52,14 @@ type consentWriteResult struct {
 // its refusal, with <case>.golden: one case per rule of who may say what,
 // and its legitimate counterpart. Run with -update to rewrite.
 func TestAuthorizeConsentGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "consent_writes", "*.json"))
-	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no testdata/consent_writes/*.json cases (%v)", err)
-	}
-	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".json")
-		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var c consentWriteCase
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&c); err != nil {
-				t.Fatalf("decode case: %v", err)
-			}
-			got, err := json.MarshalIndent(authorizeCase(t, c), "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareGolden(t, filepath.Join("testdata", "consent_writes", name+".golden"), append(got, '\n'))
-		})
-	}
+	dir := filepath.Join("testdata", "consent_writes")
+	forEachCase(t, dir, func(t *testing.T, name string, c *consentWriteCase) {
+		got, err := json.MarshalIndent(authorizeCase(t, *c), "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareGolden(t, filepath.Join(dir, name+".golden"), append(got, '\n'))
+	})
 }
 
 func authorizeCase(t *testing.T, c consentWriteCase) consentWriteResult {

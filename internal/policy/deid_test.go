@@ -133,6 +133,33 @@ func TestDeidentifyGolden(t *testing.T) {
 
 // compareGolden compares got with the golden file, after rewriting it
 // under -update.
+// forEachCase runs f as a subtest on every <dir>/<case>.json, with the
+// case's name and its bytes decoded strictly into a new T (a typo in a
+// testdata key fails loudly); it fails when there is no case.
+func forEachCase[T any](t *testing.T, dir string, f func(t *testing.T, name string, c *T)) {
+	t.Helper()
+	inputs, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no %s/*.json cases (%v)", dir, err)
+	}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".json")
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := new(T)
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(c); err != nil {
+				t.Fatalf("decode case: %v", err)
+			}
+			f(t, name, c)
+		})
+	}
+}
+
 func compareGolden(t *testing.T, golden string, got []byte) {
 	t.Helper()
 	if *update {

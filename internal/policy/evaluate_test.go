@@ -3,9 +3,7 @@ package policy_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -44,49 +42,32 @@ func goldenProfiles(t testing.TB) (*policy.Profile, map[string]*policy.Profile) 
 // each drop reason, consent ordering, default grants, consent carried in
 // events, export, the gate, key rotation. Run with -update to rewrite.
 func TestEvaluateGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "decisions", "*.json"))
-	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no testdata/decisions/*.json cases (%v)", err)
-	}
 	inRegion, exports := goldenProfiles(t)
-	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".json")
-		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(in)
+	forEachCase(t, filepath.Join("testdata", "decisions"), func(t *testing.T, name string, c *policy.Case) {
+		envJSON, _ := json.Marshal(c.Envelope)
+		if _, err := event.DecodeEnvelope(envJSON); err != nil {
+			t.Fatalf("case envelope is not valid: %v", err)
+		}
+		rep, err := policy.Evaluate(*c, goldenRules, "clean", inRegion, exports)
+		if err != nil {
+			t.Fatalf("Evaluate: %v", err)
+		}
+		got, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, '\n')
+		compareGolden(t, filepath.Join("testdata", "decisions", name+".golden"), got)
+		for dest, o := range rep.Destinations {
+			in, err := policy.Parse(c.Envelope)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var c policy.Case
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&c); err != nil {
-				t.Fatalf("decode case: %v", err)
-			}
-			envJSON, _ := json.Marshal(c.Envelope)
-			if _, err := event.DecodeEnvelope(envJSON); err != nil {
-				t.Fatalf("case envelope is not valid: %v", err)
-			}
-			rep, err := policy.Evaluate(c, goldenRules, "clean", inRegion, exports)
-			if err != nil {
-				t.Fatalf("Evaluate: %v", err)
-			}
-			got, err := json.MarshalIndent(rep, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			compareGolden(t, filepath.Join("testdata", "decisions", name+".golden"), got)
-			for dest, o := range rep.Destinations {
-				in, err := policy.Parse(c.Envelope)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, id := range in.RawIdentifiers() {
-					if dest != "clean" && bytes.Contains(o.Event, []byte(id.Value)) {
-						t.Errorf("%s output holds raw %s", dest, id.Field)
-					}
+			for _, id := range in.RawIdentifiers() {
+				if dest != "clean" && bytes.Contains(o.Event, []byte(id.Value)) {
+					t.Errorf("%s output holds raw %s", dest, id.Field)
 				}
 			}
-		})
-	}
+		}
+	})
 }
