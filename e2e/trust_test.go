@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,6 +121,7 @@ func TestTrustEndToEnd(t *testing.T) {
 		mustOK("server consent", send(t, serverKey, base+"/v1/consent", c))
 	}
 	mustOK("client consent for its own device", send(t, clientKey, base+"/v1/consent", consent(map[string]any{"anonymousId": attackerDevice}, "analytics")))
+	mustOK("the victim's page, for its device", send(t, clientKey, base+"/v1/consent", consent(map[string]any{"anonymousId": victimPhone}, "analytics")))
 	token, err := consenttoken.Sign(tokenKey, consenttoken.Claims{UserID: abroadToken, Purposes: []string{"analytics"}, CrossBorder: true,
 		IssuedAt: now.Add(-time.Minute).Truncate(time.Second), Expiry: now.Add(10 * time.Minute).Truncate(time.Second)})
 	if err != nil {
@@ -181,6 +183,7 @@ func TestTrustEndToEnd(t *testing.T) {
 		batch = append(batch, e)
 	}
 	victimIDs := map[string]any{"userId": victim, "anonymousId": victimPhone}
+	ev("identify", "victim-identify", victimIDs)
 	for _, m := range []string{"victim-1", "victim-2", "victim-3"} {
 		ev("track", m, victimIDs)
 	}
@@ -199,6 +202,15 @@ func TestTrustEndToEnd(t *testing.T) {
 		ev("track", m, map[string]any{"userId": map[string]string{"restated-1": restated, "replayed-1": replayed}[m]})
 	}
 	ev("page", "child-1", map[string]any{"anonymousId": child})
+	// A flood of consent carried in the child's events, toggling, each at
+	// its own time: the minor flag beneath must hold.
+	for i := range 20 {
+		ev("page", fmt.Sprintf("child-flood-%02d", i), map[string]any{"anonymousId": child, "timestamp": stamp(time.Duration(i-25) * 2 * time.Second),
+			"context": map[string]any{"consent": map[string]any{"categoryPreferences": map[string]bool{"analytics": true, "marketing": i%2 == 0}}}})
+	}
+	// The victim's device, linked to the victim earlier in this batch,
+	// claimed by the attacker.
+	ev("identify", "relink", map[string]any{"userId": attacker, "anonymousId": victimPhone})
 	ev("track", "backdated", map[string]any{"userId": withdrawn, "timestamp": stamp(-time.Hour)})
 	for _, m := range []string{"abroad-server-1", "abroad-server-2"} {
 		ev("track", m, map[string]any{"userId": abroadServer})
@@ -265,19 +277,24 @@ func TestTrustEndToEnd(t *testing.T) {
 	if _, ok := inRegion["replayed-1"]; ok {
 		t.Error("the replayed token's subject has an event stored")
 	}
-	for _, m := range []string{"victim-1", "victim-2", "victim-3", "forged-carried", "victim-4"} {
+	for _, m := range []string{"victim-identify", "victim-1", "victim-2", "victim-3", "forged-carried", "victim-4"} {
 		if p, ok := inRegion[m]; !ok || !slices.Equal(p, []string{"analytics"}) {
 			t.Errorf("clean %s: purposes %v (stored %v), want kept for analytics only", m, p, ok)
 		}
 	}
-	for _, m := range []string{"child-1", "backdated", "gpc-1"} {
+	for m := range inRegion {
+		if strings.HasPrefix(m, "child-") {
+			t.Errorf("clean topic holds the minor's %s", m)
+		}
+	}
+	for _, m := range []string{"backdated", "gpc-1"} {
 		if _, ok := inRegion[m]; ok {
 			t.Errorf("clean topic holds %s", m)
 		}
 	}
-	// No identity link and no erasure of the victim's device.
+	// The victim's device linked to the victim alone, and not erased.
 	for _, r := range testenv.ReadAll(t, ctx, st.brokers, st.ecfg.Topics.Identities.Name) {
-		if string(r.Key) == victimPhone {
+		if l, err := event.DecodeIdentityLink(r.Value); string(r.Key) == victimPhone && (err != nil || l.UserID != victim) {
 			t.Errorf("the victim's device was linked: %s", r.Value)
 		}
 	}
@@ -294,21 +311,26 @@ func TestTrustEndToEnd(t *testing.T) {
 		rows = append(rows, strings.TrimSuffix(id, "-"+run))
 	}
 	t.Logf("attack %q: the attacker's export holds %q", "alias poisoning", rows)
-	if !slices.Equal(rows, []string{"attacker-1", "attacker-identify"}) || export.LinkedAnonymousIDs != 1 {
+	// relink is the attacker's own event (its userId), sent from the
+	// victim's device: the device stayed the victim's.
+	if !slices.Equal(rows, []string{"attacker-1", "attacker-identify", "relink"}) || export.LinkedAnonymousIDs != 1 {
 		t.Errorf("the attacker's export: %d linked, rows %q; want its own device and rows only", export.LinkedAnonymousIDs, rows)
 	}
 	victimRows := func() uint64 {
 		return subjectRows(t, ctx, st.conn, st.database, cn.Pseudonyms(policy.KindUser, victim), cn.Pseudonyms(policy.KindAnonymous, victimPhone))
 	}
-	if n := victimRows(); n != 5 {
-		t.Fatalf("%d rows of the victim in region, want 5", n)
+	// The victim's six, and the attacker's relink, sent from the device.
+	if n := victimRows(); n != 7 {
+		t.Fatalf("%d rows of the victim in region, want 7", n)
 	}
 	st.op.waitDone(t, ctx, st.op.erase(t, ctx, map[string]string{"userId": attacker, "reason": "user_request"}))
 	mustOK("the victim's next event", send(t, clientKey, base+"/v1/track", map[string]any{"event": "Viewed", "messageId": id("victim-5"),
 		"userId": victim, "anonymousId": victimPhone}))
-	for victimRows() != 6 {
+	// The attacker's relink row goes with the attacker; the victim's six
+	// stay, and the next is stored.
+	for victimRows() != 7 {
 		if ctx.Err() != nil {
-			t.Fatalf("the victim has %d rows after the attacker's erasure, want 6: erased or suppressed with it", victimRows())
+			t.Fatalf("the victim has %d rows after the attacker's erasure, want 7: erased or suppressed with it", victimRows())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
