@@ -33,15 +33,13 @@ func CheckPolicy(cfg Config, source string, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	clean, err := NewProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
+	clean, export, err := cfg.NewProfiles(agents)
 	if err != nil {
 		return err
 	}
 	exports := map[string]*policy.Profile{}
-	if cfg.Export.Name != "" {
-		if exports[cfg.Export.Name], err = NewProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
-			return err
-		}
+	if export != nil {
+		exports[cfg.Export.Name] = export
 	}
 	report, err := policy.Evaluate(c, cfg.Consent.Rules(), "clean", clean, exports)
 	if err != nil {

@@ -3,9 +3,11 @@ package pipeline
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/consentflow/consentflow/internal/catalogue"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/keyring"
@@ -25,6 +27,8 @@ type Config struct {
 	Topics  Topics `mapstructure:"topics"`
 	// Pseudonym is the in-region pseudonymization key.
 	Pseudonym Pseudonym `mapstructure:"pseudonym"`
+	// Catalogue is the event catalogue the profiles follow.
+	Catalogue Catalogue `mapstructure:"catalogue"`
 	// Profiles are the de-identification profiles by name.
 	Profiles map[string]policy.Settings `mapstructure:"profiles"`
 	// CleanProfile names the profile of events.clean.<region>.
@@ -91,6 +95,37 @@ type Export struct {
 	ErasureNotices kafkax.TopicSpec `mapstructure:"erasure_notices"`
 }
 
+// Catalogue locates the event catalogue.
+type Catalogue struct {
+	// File is the catalogue's path (README, "Event catalogue"), relative
+	// to the config file's folder unless absolute. Empty declares nothing:
+	// in region every property is undeclared, and abroad no property and
+	// no event name is kept.
+	File string `mapstructure:"file"`
+}
+
+// Load reads and checks the catalogue; nil when none is configured.
+func (c Catalogue) Load() (*catalogue.Catalogue, error) {
+	if c.File == "" {
+		return nil, nil
+	}
+	cat, err := catalogue.Load(c.File)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.CheckContextDeclarations(cat); err != nil {
+		return nil, err
+	}
+	return cat, nil
+}
+
+// RelativeTo resolves the catalogue's path from the config file's folder.
+func (c *Config) RelativeTo(dir string) {
+	if c.Catalogue.File != "" && !filepath.IsAbs(c.Catalogue.File) {
+		c.Catalogue.File = filepath.Join(dir, c.Catalogue.File)
+	}
+}
+
 // Consent configures the consent store and rules.
 type Consent struct {
 	// History is how many changes of a subject's consent are remembered,
@@ -139,8 +174,8 @@ func Default() Config {
 			Receipts:       kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
 		},
 		Profiles: map[string]policy.Settings{
-			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full"},
-			"export":    {IP: "drop", DeviceIDs: false, UserAgent: "parse", Detail: "coarse"},
+			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full", Undeclared: policy.UndeclaredScrub},
+			"export":    {IP: "drop", DeviceIDs: false, UserAgent: "parse", Detail: "coarse", Undeclared: policy.UndeclaredDrop},
 		},
 		CleanProfile: "in_region",
 		Export: Export{Name: "intl", Profile: "export", Pseudonym: Pseudonym{KeyID: "x1"},
@@ -187,6 +222,9 @@ func (c *Config) Validate() error {
 		c.TransactionalID = c.GroupID + "-" + host
 	}
 	errs = append(errs, c.Pseudonym.Resolve("pseudonym", "ENRICHER_PSEUDONYM_KEY"), c.validateProfiles(), c.validateConsent())
+	if _, err := c.Catalogue.Load(); err != nil {
+		errs = append(errs, config.Invalid("catalogue.file", "%v", err))
+	}
 	if c.Export.Name != "" {
 		errs = append(errs, c.Export.Topic.Validate("export.topic"),
 			c.Export.Pseudonym.Resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
@@ -244,6 +282,9 @@ func (c *Config) validateProfiles() error {
 		}
 		if export.DeviceIDs {
 			errs = append(errs, config.Invalid("profiles."+c.Export.Profile+".device_ids", "must be false: no device-level identifier leaves the region"))
+		}
+		if export.Undeclared == policy.UndeclaredScrub {
+			errs = append(errs, config.Invalid("profiles."+c.Export.Profile+".undeclared", "must be drop: only declared public fields leave the region"))
 		}
 	}
 	return errors.Join(errs...)

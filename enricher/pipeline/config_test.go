@@ -91,14 +91,16 @@ func TestAllKeys(t *testing.T) {
 			Next: pipeline.NextKey{KeyID: "eu-2026_01", Key: "test-only-next-pseudonym-key-0123456789abcdef",
 				KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"}},
 		Profiles: map[string]policy.Settings{
-			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full",
+			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full", Undeclared: "scrub",
 				DropFields:    []string{"properties.internal_note"},
 				ScrubPatterns: []policy.ScrubPattern{{Name: "order_ref", Pattern: `ORD-\d{6}`}}},
-			"export": {IP: "drop", UserAgent: "drop", Detail: "coarse",
+			"export": {IP: "drop", UserAgent: "drop", Detail: "coarse", Undeclared: "drop",
 				DropFields:    []string{"properties.internal_note", "context.page"},
 				ScrubPatterns: []policy.ScrubPattern{{Name: "order_ref", Pattern: `ORD-\d{6}`}}},
 		},
 		CleanProfile: "in_region",
+		// Relative to all-keys.yaml's folder.
+		Catalogue: pipeline.Catalogue{File: "../../configs/catalogue.yaml"},
 		Export: pipeline.Export{Name: "intl", Profile: "export",
 			Topic: kafkax.TopicSpec{Name: "events.export.intl", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
 				CleanupPolicy: "delete", Retention: 72 * time.Hour},
@@ -162,6 +164,9 @@ var badConfigs = map[string]configtest.Bad{
 	"consent-default-unknown-purpose.yaml":         {Keys: []string{"consent.defaults.backend"}, Msg: `unknown purpose "profiling"`},
 	"consent-history-one.yaml":                     {Keys: []string{"consent.history"}, Msg: "at least 2"},
 	"topics-consent-not-compact.yaml":              {Keys: []string{"topics.consent.cleanup_policy"}},
+	"export-profile-scrubs-undeclared.yaml":        {Keys: []string{"profiles.export.undeclared"}, Msg: "must be drop"},
+	"catalogue-context-off-allow-list.yaml":        {Keys: []string{"catalogue.file"}, Msg: "context-off-allow-list.yaml:4: context.traits: is not kept by any profile"},
+	"catalogue-missing.yaml":                       {Keys: []string{"catalogue.file"}, Msg: "catalogues/none.yaml"},
 }
 
 func TestBadConfigs(t *testing.T) {

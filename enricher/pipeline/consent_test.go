@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestConsentDecisions(t *testing.T) {
 	}
 	before := now.Add(-30 * time.Minute)
 	testenv.Produce(t, ctx, brokers,
-		ev("e-granted", "app", "u-granted", before, false, ""),
+		ev("e-granted", "app", "u-granted", before, false, `{"price":9.5,"coupon":"SPRING","buyer@example.com":true,"note":7}`),
 		ev("e-none", "app", "u-none", before, false, ""),
 		ev("e-dnt", "app", "u-dnt", before, true, ""),
 		ev("e-minor", "app", "u-minor", before, false, ""),
@@ -109,6 +110,9 @@ func TestConsentDecisions(t *testing.T) {
 		t.Errorf("export %+v / clean %+v: want device id and IP only in region, country in both", x, in)
 	case x.Browser != "Chrome" || x.DeviceClass != "desktop":
 		t.Errorf("export browser %q class %q, want Chrome desktop", x.Browser, x.DeviceClass)
+	case string(x.Properties) != `{"price":9.5}` || string(in.Properties) != `{"coupon":"SPRING","price":9.5}`:
+		t.Errorf("export properties %s, clean %s: want the declared public price abroad, the undeclared coupon in region only, the e-mail key and the mistyped note nowhere",
+			x.Properties, in.Properties)
 	}
 	dead := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.DLQ.Name, 1)
 	if r := kafkax.Header(dead[0], kafkax.HeaderReason); r != "gate_refused" || !strings.Contains(string(dead[0].Value), "e-leak") ||
@@ -122,6 +126,19 @@ func TestConsentDecisions(t *testing.T) {
 			t.Fatal("enricher did not commit the eleven events")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// What departed from the catalogue, by path, never by value.
+	violations := map[string]int{}
+	for _, v := range p.violations.report().Violations {
+		violations[v.Source+" "+v.Event+" "+v.Path+" "+v.Reason] = v.Count
+	}
+	want := map[string]int{"app Viewed properties.coupon undeclared_field": 1, "app Viewed properties.[email] personal_key": 1,
+		"app Viewed properties.note wrong_type": 1}
+	if !maps.Equal(violations, want) {
+		t.Errorf("violations %v, want %v", violations, want)
+	}
+	if got := testutil.ToFloat64(p.violations.metric.WithLabelValues("app", "Viewed", "undeclared_field")); got != 1 {
+		t.Errorf("enricher_catalogue_violations_total{app,Viewed,undeclared_field} = %v, want 1", got)
 	}
 	for reason, want := range map[string]float64{"no_consent": 3, "dnt": 1, "minor": 1, "suppressed": 1, "gate_refused": 1, "gpc": 1} {
 		if got := testutil.ToFloat64(p.metrics.dropped.WithLabelValues(reason)); got != want {

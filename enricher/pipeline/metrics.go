@@ -141,6 +141,7 @@ type tally struct {
 	dropped           map[string]int
 	purposes          map[string]int
 	defaultGrants     map[string]int
+	violations        []violation
 }
 
 func newTally() *tally {

@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -72,19 +73,21 @@ var _ obs.Component = (*Pipeline)(nil)
 
 // Pipeline is the enricher component.
 type Pipeline struct {
-	cfg      Config
-	log      *slog.Logger
-	metrics  *metrics
-	sess     *kgo.GroupTransactSession
-	store    *consentstore.Store
-	follower *consentstore.Follower
-	rules    policy.Rules
-	clean    *policy.Profile
-	export   *policy.Profile // nil: no export destination
-	dedup    *dedup          // used by the run loop only
-	lag      *kafkax.Lag
-	notifier *notifier
-	rechecks rechecks // of links to users erased elsewhere (eraseLateLinks)
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	// violations counts departures from the catalogue (committed only).
+	violations *violationLog
+	sess       *kgo.GroupTransactSession
+	store      *consentstore.Store
+	follower   *consentstore.Follower
+	rules      policy.Rules
+	clean      *policy.Profile
+	export     *policy.Profile // nil: no export destination
+	dedup      *dedup          // used by the run loop only
+	lag        *kafkax.Lag
+	notifier   *notifier
+	rechecks   rechecks // of links to users erased elsewhere (eraseLateLinks)
 	// unwritten holds consent carried in events of an aborted batch: the
 	// store applied it already, so the batch's replay finds no change to
 	// write, and the next transaction writes it instead (run loop only).
@@ -103,15 +106,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, fmt.Errorf("user agent parser: %w", err)
 	}
-	clean, err := NewProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
+	clean, export, err := cfg.NewProfiles(agents)
 	if err != nil {
 		return nil, err
-	}
-	var export *policy.Profile
-	if cfg.Export.Name != "" {
-		if export, err = NewProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = Default().MaxPollRecords
@@ -140,7 +137,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	for s := range rules.Defaults {
 		sources = append(sources, s)
 	}
-	p := &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), sess: sess, store: store, follower: follower,
+	p := &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), violations: newViolationLog(reg), sess: sess, store: store, follower: follower,
 		rules: rules, clean: clean, export: export, lag: lag,
 		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 2), stopped: make(chan struct{})}
 	if p.notifier, err = p.newNotifier(reg); err != nil {
@@ -150,6 +147,10 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	}
 	return p, nil
 }
+
+// Violations serves the departures from the catalogue seen so far, by
+// source, event, path and reason (never a value), as JSON.
+func (p *Pipeline) Violations() http.Handler { return p.violations }
 
 // newNotifier builds the erasure notifier: a consumer group on the erasure
 // records and a tail of the identity links.
@@ -180,18 +181,31 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	return n, nil
 }
 
-// NewProfile builds the de-identification profile name, with settings s
-// and the keyring of key, as the enricher does.
-func NewProfile(name string, s policy.Settings, key Pseudonym, agents *policy.UserAgentParser) (*policy.Profile, error) {
-	ring, err := key.Keyring()
+// NewProfiles builds the in-region profile and the export profile (nil
+// without an export destination) with their keyrings and the catalogue,
+// as the enricher does. A catalogue that does not parse is an error that
+// names its file, line and path.
+func (c *Config) NewProfiles(agents *policy.UserAgentParser) (clean, export *policy.Profile, err error) {
+	cat, err := c.Catalogue.Load()
 	if err != nil {
-		return nil, fmt.Errorf("profile %s keys: %w", name, err)
+		return nil, nil, fmt.Errorf("catalogue: %w", err)
 	}
-	p, err := policy.NewProfile(name, s, ring, agents)
-	if err != nil {
-		return nil, fmt.Errorf("profile %s: %w", name, err)
+	build := func(name string, key Pseudonym, export bool) (*policy.Profile, error) {
+		ring, err := key.Keyring()
+		if err != nil {
+			return nil, fmt.Errorf("profile %s keys: %w", name, err)
+		}
+		p, err := policy.NewProfile(name, c.Profiles[name], ring, agents, policy.Declared{Catalogue: cat, Export: export})
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", name, err)
+		}
+		return p, nil
 	}
-	return p, nil
+	if clean, err = build(c.CleanProfile, c.Pseudonym, false); err != nil || c.Export.Name == "" {
+		return clean, nil, err
+	}
+	export, err = build(c.Export.Profile, c.Export.Pseudonym, true)
+	return clean, export, err
 }
 
 // Start creates or checks the topics, rebuilds the consent store from its
@@ -351,6 +365,7 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 	p.dedup.add(keys, time.Now())
 	p.metrics.transactions.WithLabelValues("committed").Inc()
 	p.metrics.add(t)
+	p.violations.add(t.violations, time.Now())
 	p.metrics.dedupEntries.Set(float64(p.dedup.size()))
 	return true, nil
 }
@@ -390,8 +405,12 @@ type item struct {
 	consent        []*kgo.Record
 	carriedRefused bool
 	clean          *kgo.Record
-	export         *kgo.Record // the export, or its dead letter when refused
-	gate           error       // why the gate refused the export
+	// violations are the event's departures from the catalogue, counted
+	// under eventLabel.
+	violations []policy.Violation
+	eventLabel string
+	export     *kgo.Record // the export, or its dead letter when refused
+	gate       error       // why the gate refused the export
 }
 
 // producedRecords tracks the records produced in a transaction.
@@ -464,6 +483,12 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 	keys = append(keys, it.key)
 	out = append(out, it.clean)
 	t.clean++
+	if len(it.violations) > 0 {
+		label := p.clean.EventLabel(it.in)
+		for _, v := range it.violations {
+			t.violations = append(t.violations, violation{source: it.in.Env.SourceID, event: label, Violation: v})
+		}
+	}
 	for _, name := range it.d.Purposes.Names() {
 		t.purposes[name]++
 	}
@@ -779,7 +804,7 @@ func (p *Pipeline) consentRecord(id string, kind consentstore.Kind, c policy.Con
 // cross-border consent, for the export topic through the gate.
 func (p *Pipeline) route(it *item, mem *arena) {
 	// A clean event is about as long as the raw one, seldom longer.
-	value, subject, err := p.clean.AppendDeidentified(mem.room(len(it.rec.Value)), it.in, it.d)
+	value, subject, err := p.clean.AppendDeidentified(mem.room(len(it.rec.Value)), it.in, it.d, &it.violations)
 	if err != nil {
 		it.poison = fmt.Errorf("de-identify: %w", err)
 		return

@@ -31,6 +31,7 @@ func testConfig(brokers []string) Config {
 	cfg.Export.Name = "intl"
 	cfg.Export.Pseudonym = Pseudonym{KeyID: "x1", Key: "test-export-key-0123456789-0123456789-01"}
 	cfg.Consent.Defaults = map[string][]string{"web": {"analytics"}}
+	cfg.Catalogue.File = "testdata/catalogues/pipeline.yaml"
 	cfg.TransactionalID = fmt.Sprintf("enricher-test-%d", time.Now().UnixNano())
 	return cfg
 }

@@ -19,7 +19,13 @@ import (
 // clients point nowhere and it is never started.
 func offlinePipeline(tb testing.TB) *Pipeline {
 	tb.Helper()
-	p, err := New(testConfig([]string{"127.0.0.1:1"}), prometheus.NewRegistry(), quiet)
+	return offlinePipelineWith(tb, testConfig([]string{"127.0.0.1:1"}))
+}
+
+// offlinePipelineWith is offlinePipeline with cfg.
+func offlinePipelineWith(tb testing.TB, cfg Config) *Pipeline {
+	tb.Helper()
+	p, err := New(cfg, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -26,6 +27,15 @@ import (
 // it finds, each naming the YAML key.
 type Validator interface {
 	Validate() error
+}
+
+// Relative is a config that names files relative to its own file's
+// folder, so that one config works from any working directory (a
+// checkout's root, a test's package, a container's /etc).
+type Relative interface {
+	// RelativeTo makes those paths relative to dir, the folder of the
+	// config file, unless they are absolute.
+	RelativeTo(dir string)
 }
 
 // Load reads the YAML file at path into out (a pointer to a struct already
@@ -54,6 +64,9 @@ func Load(path, envPrefix string, out Validator) error {
 	))
 	if err := v.UnmarshalExact(out, hooks); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if r, ok := out.(Relative); ok {
+		r.RelativeTo(filepath.Dir(path))
 	}
 	if err := out.Validate(); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)

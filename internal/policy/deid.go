@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/consentflow/consentflow/internal/catalogue"
 	"github.com/consentflow/consentflow/internal/event"
 )
 
@@ -133,51 +134,55 @@ var deviceIDKeys = [...]string{"id", "advertisingId", "imei", "androidId", "mac"
 // "consent" stands for consent.categoryPreferences (appendConsent). Keys
 // are in the order they are written: sorted, as json.Marshal sorts a map's.
 var contextAllowList = []allowed{
-	{"app", []string{"build", "name", "namespace", "version"}},
-	{"campaign", []string{"content", "medium", "name", "source", "term"}},
-	{"consent", nil},
-	{"device", []string{"manufacturer", "model", "type"}},
-	{"library", []string{"name", "version"}},
-	{"locale", nil},
-	{"network", []string{"bluetooth", "carrier", "cellular", "wifi"}},
-	{"os", []string{"name", "version"}},
-	{"page", []string{"path", "referrer", "title", "url"}},
-	{"screen", []string{"density", "height", "width"}},
-	{"timezone", nil},
+	{key: "app", keys: []string{"build", "name", "namespace", "version"}},
+	{key: "campaign", keys: []string{"content", "medium", "name", "source", "term"}, freeText: true},
+	{key: "consent"},
+	{key: "device", keys: []string{"manufacturer", "model", "type"}},
+	{key: "library", keys: []string{"name", "version"}},
+	{key: "locale"},
+	{key: "network", keys: []string{"bluetooth", "carrier", "cellular", "wifi"}},
+	{key: "os", keys: []string{"name", "version"}},
+	{key: "page", keys: []string{"path", "referrer", "title", "url"}, freeText: true},
+	{key: "screen", keys: []string{"density", "height", "width"}},
+	{key: "timezone"},
 }
 
 // coarseContextAllowList is what a coarse profile keeps: what an app and
 // its platform are, nothing of the device, page, network or campaign.
 var coarseContextAllowList = []allowed{
-	{"app", []string{"name", "version"}},
-	{"consent", nil},
-	{"library", []string{"name", "version"}},
-	{"locale", nil},
-	{"os", []string{"name"}},
+	{key: "app", keys: []string{"name", "version"}},
+	{key: "consent"},
+	{key: "library", keys: []string{"name", "version"}},
+	{key: "locale"},
+	{key: "os", keys: []string{"name"}},
 }
 
 // allowed is a context key that is kept, with the keys kept inside it if
-// it is an object (at most maxAllowedKeys), nil for a scalar.
+// it is an object (at most maxAllowedKeys), nil for a scalar. freeText
+// marks the objects whose values people write (page titles, URLs,
+// campaign names): they are scrubbed in region.
 type allowed struct {
-	key  string
-	keys []string
+	key      string
+	keys     []string
+	freeText bool
 }
 
 const maxAllowedKeys = 5
 
 // Deidentify applies the profile to one parsed event kept for d.Purposes.
 func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
-	c, _, err := p.deidentify(in, d, nil)
+	c, _, err := p.deidentify(in, d, nil, nil)
 	return c, err
 }
 
 // AppendDeidentified appends the JSON of Deidentify's result to dst, and
 // returns it with the event's subject pseudonym (its Kafka key). The
 // de-identified context and properties pass through reused memory on
-// their way.
-func (p *Profile) AppendDeidentified(dst []byte, in *Parsed, d Decision) ([]byte, string, error) {
+// their way. Departures from the catalogue are appended to violations
+// when it is not nil.
+func (p *Profile) AppendDeidentified(dst []byte, in *Parsed, d Decision, violations *[]Violation) ([]byte, string, error) {
 	scratch := scratches.Get().(*[]byte)
-	c, buf, err := p.deidentify(in, d, (*scratch)[:0])
+	c, buf, err := p.deidentify(in, d, (*scratch)[:0], violations)
 	if err == nil {
 		dst = c.AppendJSON(slices.Grow(dst, c.SizeHint()))
 	}
@@ -196,25 +201,28 @@ const maxScratch = 64 << 10
 
 // deidentify is Deidentify writing the context and properties into
 // scratch, when it is large enough; buf is the memory they are in.
-func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte) (c event.Clean, buf []byte, err error) {
+func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, violations *[]Violation) (c event.Clean, buf []byte, err error) {
 	env, ev := &in.Env, &in.Env.Event
 	ts := in.At // the timestamp (validated by event.DecodeEnvelope), else receivedAt
-	name := ev.Event
-	if name == "" {
-		name = ev.Name
-	}
 	ip, ua := in.ip, in.ua
 	coarse := p.settings.Detail == "coarse"
 	allowList := contextAllowList
 	if coarse {
 		allowList = coarseContextAllowList
 	}
+	if p.declared.Catalogue == nil {
+		violations = nil // nothing declared: nothing to depart from
+	}
+	decl, undeclared := p.declaredEvent(in)
+	if undeclared != "" && violations != nil {
+		*violations = append(*violations, Violation{Path: "event", Reason: undeclared})
+	}
 	key := p.keys.At(env.ReceivedAt)
 	c = event.Clean{
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
 		Type:          ev.Type,
-		Event:         name,
+		Event:         p.eventName(in, decl),
 		Timestamp:     ts.UTC(),
 		ReceivedAt:    env.ReceivedAt.UTC(),
 		SourceID:      env.SourceID,
@@ -223,7 +231,7 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte) (c event.Cl
 		Country:       Country(ip),
 		DNT:           env.Signals.DNT,
 		GPC:           env.Signals.GPC,
-		Properties:    in.Env.Event.Properties,
+		Properties:    in.Env.Event.Properties, // absent or null, unless replaced below
 	}
 	// The context and properties share one buffer, of about their size (a
 	// coarse context keeps little).
@@ -240,9 +248,18 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte) (c event.Cl
 	if n > 0 {
 		c.Context = b[:n:n]
 	}
+	var props, traits *catalogue.Node
+	if decl != nil {
+		props, traits = decl.Properties, decl.Traits
+	}
 	if in.hasProps {
-		b = p.appendProperties(b, in)
+		b = p.appendDeclared(b, &in.props, in.propsRoot, "properties", props, decl != nil, key, violations)
 		c.Properties = b[n:len(b):len(b)]
+	}
+	if in.hasTraits && violations != nil {
+		// Traits are stored nowhere; walked for what departs from the
+		// catalogue only, into memory given back at once.
+		p.appendDeclared(b[len(b):], &in.traits, in.traitsRoot, "traits", traits, decl != nil, key, violations)
 	}
 	// The subject is the userId, else the anonymousId, under the same kind:
 	// its pseudonym is theirs.
@@ -280,14 +297,35 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte) (c event.Cl
 	return c, b, nil
 }
 
+// eventName is the name the output carries: in region the name as sent,
+// scrubbed; abroad the declared name, else UndeclaredName.
+func (p *Profile) eventName(in *Parsed, decl *catalogue.Event) string {
+	name := in.Env.Event.Event
+	if name == "" {
+		name = in.Env.Event.Name
+	}
+	switch {
+	case name == "":
+		return ""
+	case !p.declared.Export:
+		return p.scrubber.Scrub(name)
+	case decl.Named():
+		return name
+	}
+	return UndeclaredName
+}
+
 // appendContext appends, as JSON with keys sorted, what allowList keeps of
 // the context (scalars only, page URLs cut to scheme, host and path) less
-// the profile's drop_fields under context, or returns b unchanged when that
-// leaves nothing. An object whose kept keys drop_fields all removes stays,
-// empty.
+// the profile's drop_fields under context and what the catalogue's context
+// declares personal or sensitive (abroad: all but what it declares
+// public), or returns b unchanged when that leaves nothing. Strings kept
+// in region are scrubbed. An object whose kept keys drop_fields all
+// removes stays, empty.
 func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed) []byte {
 	orig, written := b, 0
 	b = append(b, '{')
+	declared := p.declared.Catalogue.ContextDeclarations()
 	// The allow-list and the context's keys are both sorted: one walk
 	// through each finds the allowed keys.
 	top, at := ctx.children(root), 0
@@ -298,11 +336,12 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 			b, written = p.appendConsent(b, written, ctx, v)
 			continue
 		}
+		decl := declared.Member(a.key)
 		switch {
 		case v < 0:
 			continue
 		case a.keys == nil:
-			if !ctx.isScalar(v) || p.dropsContext(a.key) {
+			if !ctx.isScalar(v) || p.dropsContext(a.key) || !p.keepsContext(ctx, v, decl) {
 				continue
 			}
 			b = appendKey(b, written, a.key)
@@ -318,7 +357,7 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 		for _, k := range a.keys {
 			var sv int32
 			subAt, sv = ctx.seek(sub, subAt, k)
-			if sv < 0 || !ctx.isScalar(sv) {
+			if sv < 0 || !ctx.isScalar(sv) || !p.keepsContext(ctx, sv, decl.Member(k)) {
 				continue
 			}
 			ks := keptScalar{key: k, node: sv}
@@ -355,10 +394,19 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 			}
 			b = appendKey(b, inner, ks.key)
 			inner++
-			if ks.rewritten {
-				b = event.AppendString(b, ks.text)
-			} else {
-				b = appendScalar(b, ctx, ks.node)
+			switch {
+			case !a.freeText || p.declared.Export:
+				// SDKs fill these, or (abroad) the catalogue declares them
+				// public and the gate checks them.
+				if ks.rewritten {
+					b = event.AppendString(b, ks.text)
+				} else {
+					b = appendScalar(b, ctx, ks.node)
+				}
+			case ks.rewritten:
+				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
+			default:
+				b = p.appendScrubbedScalar(b, ctx, ks.node)
 			}
 		}
 		b = append(b, '}')
@@ -367,6 +415,24 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 		return orig
 	}
 	return append(b, '}')
+}
+
+// keepsContext says whether a context value allow-listed for the profile
+// is kept by its declaration decl (nil: undeclared): abroad only declared
+// public values of the declared type are, in region all but personal and
+// sensitive ones and those of another type.
+func (p *Profile) keepsContext(ctx *jsonTree, v int32, decl *catalogue.Node) bool {
+	if decl == nil || decl.Field == nil {
+		return !p.declared.Export
+	}
+	f := decl.Field
+	if !typeMatches(f.Type, ctx, v) {
+		return false
+	}
+	if p.declared.Export {
+		return f.Class == catalogue.Public
+	}
+	return f.Class == catalogue.Public || f.Class == catalogue.Internal
 }
 
 // keptScalar is a kept value of an allow-listed context object.
@@ -386,7 +452,14 @@ func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, consent in
 	if prefs < 0 || ctx.kind(prefs) != kindObject {
 		return b, written
 	}
-	keep := func(k int32) bool { return ctx.isBool(k) && ctx.nodes[k].keyLen <= 64 }
+	keep := func(k int32) bool {
+		if !ctx.isBool(k) || ctx.nodes[k].keyLen > 64 {
+			return false
+		}
+		// A category name is free text too.
+		_, personal := p.scrubber.Find(ctx.key(k))
+		return !personal
+	}
 	if !slices.ContainsFunc(ctx.children(prefs), keep) ||
 		p.dropsContext("consent") {
 		return b, written
@@ -435,12 +508,9 @@ func appendScalar(b []byte, t *jsonTree, i int32) []byte {
 
 // dropsContext reports whether drop_fields names context.<path...>.
 func (p *Profile) dropsContext(path ...string) bool {
-	for _, d := range p.drops {
-		if len(d) == len(path)+1 && d[0] == "context" && slices.Equal(d[1:], path) {
-			return true
-		}
-	}
-	return false
+	var full [4]string
+	key := path[len(path)-1]
+	return p.dropsPath(append(append(full[:0], "context"), path[:len(path)-1]...), key)
 }
 
 // stripURL keeps scheme, host and path of an http or https URL: query

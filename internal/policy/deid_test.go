@@ -45,9 +45,15 @@ var testAgents = sync.OnceValue(func() *policy.UserAgentParser {
 })
 
 // inRegionSettings is the shipped in-region profile.
-var inRegionSettings = policy.Settings{IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full"}
+var inRegionSettings = policy.Settings{IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full", Undeclared: policy.UndeclaredScrub}
 
 func newTestProfile(t testing.TB, s policy.Settings, keys ...policy.Key) *policy.Profile {
+	t.Helper()
+	return newDeclaredProfile(t, s, policy.Declared{}, keys...)
+}
+
+// newDeclaredProfile is newTestProfile following a catalogue.
+func newDeclaredProfile(t testing.TB, s policy.Settings, declared policy.Declared, keys ...policy.Key) *policy.Profile {
 	t.Helper()
 	if len(keys) == 0 {
 		keys = []policy.Key{{ID: testKeyID, Secret: testKey}}
@@ -56,7 +62,7 @@ func newTestProfile(t testing.TB, s policy.Settings, keys ...policy.Key) *policy
 	if err != nil {
 		t.Fatalf("NewKeyring: %v", err)
 	}
-	p, err := policy.NewProfile("test", s, ring, testAgents())
+	p, err := policy.NewProfile("test", s, ring, testAgents(), declared)
 	if err != nil {
 		t.Fatalf("NewProfile: %v", err)
 	}
@@ -632,7 +638,7 @@ func TestAppendDeidentifiedIsDeidentify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, subject, err := profile.AppendDeidentified([]byte("prefix:"), in, d)
+		got, subject, err := profile.AppendDeidentified([]byte("prefix:"), in, d, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

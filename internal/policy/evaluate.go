@@ -137,6 +137,9 @@ type Report struct {
 	// CarriedRefused are purposes the event granted that its source may
 	// not grant (CarriedUpdate.Refused): ignored.
 	CarriedRefused []string `json:"carriedRefused,omitempty"`
+	// Violations are the event's departures from the catalogue: what was
+	// removed or not declared, by path, never a value.
+	Violations []Violation `json:"violations,omitempty"`
 	// Destinations holds, by destination name, the output event or why
 	// there is none.
 	Destinations map[string]Outcome `json:"destinations"`
@@ -199,7 +202,7 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 			continue
 		}
 		if name == inRegion {
-			clean, err := profile.Deidentify(in, d)
+			clean, _, err := profile.deidentify(in, d, nil, &rep.Violations)
 			if err != nil {
 				return Report{}, err
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentflow/consentflow/internal/catalogue"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/policy"
 )
@@ -18,7 +19,7 @@ var (
 	exportKey    = []byte("consentflow-golden-export-key-0123456789abc")
 	rotationTime = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
-	goldenInRegion = policy.Settings{IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full",
+	goldenInRegion = policy.Settings{IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full", Undeclared: policy.UndeclaredScrub,
 		DropFields:    []string{"properties.internal_note", "context.page.title"},
 		ScrubPatterns: []policy.ScrubPattern{{Name: "order_ref", Pattern: `ORD-\d{6}`}}}
 	goldenExport = policy.Settings{IP: "drop", UserAgent: "parse", Detail: "coarse",
@@ -30,9 +31,13 @@ var (
 )
 
 func goldenProfiles(t testing.TB) (*policy.Profile, map[string]*policy.Profile) {
-	inRegion := newTestProfile(t, goldenInRegion,
+	cat, err := catalogue.Load(filepath.Join("testdata", "catalogue.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inRegion := newDeclaredProfile(t, goldenInRegion, policy.Declared{Catalogue: cat},
 		policy.Key{ID: testKeyID, Secret: testKey}, policy.Key{ID: "k2", Secret: rotatedKey, From: rotationTime})
-	export := newTestProfile(t, goldenExport, policy.Key{ID: "x1", Secret: exportKey})
+	export := newDeclaredProfile(t, goldenExport, policy.Declared{Catalogue: cat, Export: true}, policy.Key{ID: "x1", Secret: exportKey})
 	return inRegion, map[string]*policy.Profile{"intl": export}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // ErrGateRefused marks an event the cross-border gate would not let out.
@@ -35,17 +36,29 @@ const (
 
 // Export de-identifies env to the export profile p and runs the last check:
 // the event must be allowed to leave (cross-border consent), and its JSON
-// must not hold any raw identifier of the envelope (ids, device ids,
-// addresses, user agents), however it got there. A refusal wraps
+// must hold neither any raw identifier of the envelope (ids, device ids,
+// addresses, user agents), however it got there, nor anything the
+// scrubbers find (an e-mail address, a phone number, a MAC, ...). A refusal wraps
 // ErrGateRefused and says which field's value leaked, never the value.
 func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	if !d.Export || d.Drop != "" {
 		return Exportable{}, fmt.Errorf("%w: no cross-border consent", ErrGateRefused)
 	}
-	value, subject, err := p.AppendDeidentified(nil, in, d)
+	c, err := p.Deidentify(in, d)
 	if err != nil {
 		return Exportable{}, err
 	}
+	// What clients wrote must hold nothing the scrubbers find: a public
+	// field that does is declared wrongly, or a client put it there.
+	for _, part := range [...]struct {
+		field string
+		text  string
+	}{{"event", c.Event}, {"context", unsafeString(c.Context)}, {"properties", unsafeString(c.Properties)}} {
+		if kind, found := p.scrubber.Find(part.text); found {
+			return Exportable{}, fmt.Errorf("%w: %s holds %s-shaped data", ErrGateRefused, part.field, kind)
+		}
+	}
+	value, subject := c.AppendJSON(make([]byte, 0, c.SizeHint())), c.Subject
 	var scratch [256]byte
 	for _, id := range in.RawIdentifiers() {
 		if leaks(value, append(scratch[:0], id.Value...)) || needsEscape(id.Value) && leaks(value, escaped(id.Value)) {
@@ -54,6 +67,10 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	}
 	return Exportable{key: []byte(subject), value: value}, nil
 }
+
+// unsafeString is b as a string, without a copy, for reading while b
+// does not change.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // needsEscape reports whether json.Marshal writes s otherwise than as it
 // is, between quotes.

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"net/url"
-	"regexp"
 	"testing"
 )
 
@@ -45,21 +44,6 @@ func FuzzStripPlainURL(f *testing.F) {
 		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
 		if want := u.String(); got != want {
 			t.Fatalf("stripPlainURL(%q) = %q, want %q", raw, got, want)
-		}
-	})
-}
-
-// FuzzScrubEmails checks the one-pass e-mail scrubber against the regular
-// expression it stands for.
-func FuzzScrubEmails(f *testing.F) {
-	for _, s := range []string{"contact me at buyer@example.com", "a@b.cc.dd-x", "a@b.com1", "x@y@b.com", "a@b.cc1d@e.ff",
-		"a@b..cc", "@b.cc", "a@", "a.b+c%d_e-f@g-h.i.jk, x@y.zz", "é@b.cc", "a@b.c", "a@b.c.dd.e", "1@2.3.ab4.cd"} {
-		f.Add(s)
-	}
-	re := regexp.MustCompile(emailPattern)
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := scrubEmails(s), re.ReplaceAllString(s, "[email]"); got != want {
-			t.Fatalf("scrubEmails(%q) = %q, want %q", s, got, want)
 		}
 	})
 }

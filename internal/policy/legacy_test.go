@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/pii"
 )
 
 type legacyParsed struct {
@@ -135,7 +136,7 @@ func (p *Profile) legacyDeidentify(in *legacyParsed, d Decision) (event.Clean, e
 	if coarse {
 		allowList = legacyCoarseContextAllowList
 	}
-	kept := legacyAllowContext(ctx, allowList)
+	kept := p.legacyAllowContext(ctx, allowList)
 	legacyDropPaths(kept, p.drops, "context")
 	cleanCtx, err := legacyMarshalObject(kept)
 	if err != nil {
@@ -154,7 +155,7 @@ func (p *Profile) legacyDeidentify(in *legacyParsed, d Decision) (event.Clean, e
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
 		Type:          ev.Type,
-		Event:         name,
+		Event:         p.scrubber.Scrub(name),
 		Timestamp:     ts.UTC(),
 		ReceivedAt:    env.ReceivedAt.UTC(),
 		SourceID:      env.SourceID,
@@ -221,9 +222,9 @@ func legacySplitContext(raw json.RawMessage) (map[string]any, map[string]string,
 
 // legacyAllowContext keeps what legacyContextAllowList names, scalars only, and cuts
 // URLs to scheme, host and path.
-func legacyAllowContext(ctx map[string]any, allowList map[string][]string) map[string]any {
+func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]string) map[string]any {
 	out := map[string]any{}
-	if prefs := legacyConsentPreferences(ctx); len(prefs) > 0 {
+	if prefs := p.legacyConsentPreferences(ctx); len(prefs) > 0 {
 		out["consent"] = map[string]any{"categoryPreferences": prefs}
 	}
 	for key, subKeys := range allowList {
@@ -258,6 +259,9 @@ func legacyAllowContext(ctx map[string]any, allowList map[string][]string) map[s
 					continue
 				}
 			}
+			if key == "page" || key == "campaign" { // free text
+				sv = p.legacyScrubValue(sv)
+			}
 			kept[k] = sv
 		}
 		if len(kept) > 0 {
@@ -270,11 +274,14 @@ func legacyAllowContext(ctx map[string]any, allowList map[string][]string) map[s
 // legacyConsentPreferences keeps Segment's consent categories (category name to
 // granted or not): the enricher and analysts read them, and they say
 // nothing about who the subject is.
-func legacyConsentPreferences(ctx map[string]any) map[string]any {
+func (p *Profile) legacyConsentPreferences(ctx map[string]any) map[string]any {
 	consent, _ := ctx["consent"].(map[string]any)
 	prefs, _ := consent["categoryPreferences"].(map[string]any)
 	kept := map[string]any{}
 	for k, v := range prefs {
+		if _, personal := p.scrubber.Find(k); personal {
+			continue
+		}
 		if b, ok := v.(bool); ok && len(k) <= 64 {
 			kept[k] = b
 		}
@@ -301,7 +308,7 @@ func (p *Profile) legacyScrubProperties(in *legacyParsed) (json.RawMessage, erro
 	if !in.hasProps {
 		return in.Env.Event.Properties, nil
 	}
-	v := legacyScrubValue(in.props, p.scrub)
+	v := p.legacyScrubValue(in.props)
 	if obj, ok := v.(map[string]any); ok {
 		legacyDropPaths(obj, p.drops, "properties")
 	}
@@ -312,27 +319,32 @@ func (p *Profile) legacyScrubProperties(in *legacyParsed) (json.RawMessage, erro
 	return b, nil
 }
 
-// legacyScrubValue returns v with its strings scrubbed, in new maps and slices:
+// legacyScrubValue returns v with its strings scrubbed and the members
+// whose keys are personal information dropped, in new maps and slices:
 // the parsed event is shared by every profile.
-func legacyScrubValue(v any, patterns []piPattern) any {
+func (p *Profile) legacyScrubValue(v any) any {
 	switch x := v.(type) {
 	case string:
-		return scrubText(x, patterns)
+		return p.scrubber.Scrub(x)
 	case json.Number:
-		if s := scrubText(x.String(), patterns); s != x.String() {
+		if s := p.scrubber.Scrub(x.String()); s != x.String() {
 			return s
 		}
 		return x
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = legacyScrubValue(e, patterns)
+			_, named := pii.KeyKind(k)
+			if _, found := p.scrubber.Find(k); found || named {
+				continue
+			}
+			out[k] = p.legacyScrubValue(e)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = legacyScrubValue(e, patterns)
+			out[i] = p.legacyScrubValue(e)
 		}
 		return out
 	}

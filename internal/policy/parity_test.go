@@ -37,11 +37,12 @@ func parityProfiles(t testing.TB) []*Profile {
 		{IP: "truncate", UserAgent: "parse", Detail: "coarse",
 			DropFields: []string{"context.consent", "context.os", "context.app.name", "properties.a", "properties.a.b"}},
 	} {
+		s.Undeclared = UndeclaredScrub // what the reference does, with no catalogue
 		ring, err := NewKeyring(Key{ID: fmt.Sprintf("p%d", i), Secret: []byte("parity-test-key-0123456789abcdef-0123")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := NewProfile(fmt.Sprintf("parity%d", i), s, ring, agents)
+		p, err := NewProfile(fmt.Sprintf("parity%d", i), s, ring, agents, Declared{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,10 +22,10 @@ type Parsed struct {
 	// ctx holds the context, an object (empty when absent or null), at
 	// node ctxRoot; props the properties at node propsRoot when hasProps.
 	// They may be one tree, the whole envelope's.
-	ctx, props           jsonTree
-	ctxRoot, propsRoot   int32
-	hasProps             bool // properties present and not null
-	ctxIP, ctxUA, ip, ua string
+	ctx, props, traits             jsonTree
+	ctxRoot, propsRoot, traitsRoot int32
+	hasProps, hasTraits            bool // properties or traits present and not null
+	ctxIP, ctxUA, ip, ua           string
 	// prefs is the node of context.consent.categoryPreferences, an
 	// object, else -1: found while the tree is fresh in the cache, so that
 	// judging, one event after the other, reads it only when it is there.
@@ -36,7 +36,7 @@ type Parsed struct {
 	// whole is the tree of the whole record, from ParseRaw; owned are the
 	// trees decoded for p alone, which Release may reuse.
 	whole jsonTree
-	owned [2]*jsonTree
+	owned [3]*jsonTree
 }
 
 // Release lets the memory of p's decoded context and properties be
@@ -66,22 +66,41 @@ func Parse(env event.Envelope) (*Parsed, error) {
 	if err := p.decodeContext(env.Event.Context); err != nil {
 		return nil, err
 	}
-	raw := bytes.TrimSpace(env.Event.Properties)
-	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
-		t, ok := decodeTree(raw)
-		if !ok {
-			// encoding/json decides: an error, or the first value of raw.
-			var v any
-			if err := decodeWithEncodingJSON(raw, &v); err != nil {
-				return nil, &event.FieldError{Field: "event.properties", Msg: err.Error()}
-			}
-			t = treeOf(v)
-		}
-		p.props, p.hasProps = t, true
+	var err error
+	if p.hasProps, err = decodeObject("event.properties", env.Event.Properties, &p.props); err != nil {
+		return nil, err
+	}
+	if p.hasProps {
 		p.owned[1] = &p.props
+	}
+	if p.hasTraits, err = decodeObject("event.traits", env.Event.Traits, &p.traits); err != nil {
+		return nil, err
+	}
+	if p.hasTraits {
+		p.owned[2] = &p.traits
 	}
 	p.finish()
 	return p, nil
+}
+
+// decodeObject decodes raw, a value of the event's field, into t, unless
+// it is absent or null (has false).
+func decodeObject(field string, raw []byte, t *jsonTree) (has bool, err error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return false, nil
+	}
+	tree, ok := decodeTree(raw)
+	if !ok {
+		// encoding/json decides: an error, or the first value of raw.
+		var v any
+		if err := decodeWithEncodingJSON(raw, &v); err != nil {
+			return false, &event.FieldError{Field: field, Msg: err.Error()}
+		}
+		tree = treeOf(v)
+	}
+	*t = tree
+	return true, nil
 }
 
 // finish derives what the rules and profiles read from the envelope and

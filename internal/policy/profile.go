@@ -7,9 +7,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/phuslu/iploc"
+
+	"github.com/consentflow/consentflow/internal/catalogue"
+	"github.com/consentflow/consentflow/internal/pii"
 )
 
 // Key is one pseudonymization key of a keyring.
@@ -103,7 +107,18 @@ type Settings struct {
 	// ScrubPatterns are more regular expressions whose matches in property
 	// values become "[<name>]", after the built-in ones.
 	ScrubPatterns []ScrubPattern `mapstructure:"scrub_patterns"`
+	// Undeclared is what becomes of properties the event catalogue does
+	// not declare: "scrub" keeps them with personal data in their values
+	// replaced and members whose keys are personal dropped, "drop" (and
+	// empty) drops them. An export profile drops them whatever it says.
+	Undeclared string `mapstructure:"undeclared"`
 }
+
+// The choices of Settings.Undeclared.
+const (
+	UndeclaredScrub = "scrub"
+	UndeclaredDrop  = "drop"
+)
 
 // ScrubPattern is a named regular expression (RE2 syntax).
 type ScrubPattern struct {
@@ -124,6 +139,9 @@ func (s Settings) Validate() error {
 	}
 	if s.Detail != "full" && s.Detail != "coarse" {
 		errs = append(errs, fmt.Errorf("detail: %q is not full or coarse", s.Detail))
+	}
+	if s.Undeclared != "" && s.Undeclared != UndeclaredScrub && s.Undeclared != UndeclaredDrop {
+		errs = append(errs, fmt.Errorf("undeclared: %q is not scrub or drop", s.Undeclared))
 	}
 	for i, f := range s.DropFields {
 		root, rest, _ := strings.Cut(f, ".")
@@ -158,6 +176,8 @@ func (s Settings) StricterThan(base Settings) error {
 		return errors.New("user_agent: keeps what the in-region profile drops")
 	case s.Detail == "full" && base.Detail == "coarse":
 		return errors.New("detail: full where the in-region profile is coarse")
+	case s.Undeclared == UndeclaredScrub && base.Undeclared != UndeclaredScrub:
+		return errors.New("undeclared: scrubs what the in-region profile drops")
 	}
 	for _, f := range base.DropFields {
 		if !slices.Contains(s.DropFields, f) {
@@ -172,30 +192,53 @@ func (s Settings) StricterThan(base Settings) error {
 	return nil
 }
 
+// Declared is what a profile knows of the event catalogue and where its
+// output goes.
+type Declared struct {
+	// Catalogue declares events and fields; nil declares nothing (and
+	// counts no violation).
+	Catalogue *catalogue.Catalogue
+	// Export says the output leaves the home region: only declared public
+	// values are kept, and only declared event names.
+	Export bool
+}
+
 // Profile is a named de-identification profile with its keys.
 type Profile struct {
 	Name     string
 	settings Settings
 	keys     *Keyring
 	agents   *UserAgentParser
-	scrub    []piPattern
+	declared Declared
+	scrubber *pii.Scrubber
 	drops    [][]string // DropFields split at dots
+	// paths remembers violation paths, by their keys joined with zero
+	// bytes (violationPath).
+	paths struct {
+		sync.RWMutex
+		m map[string]string
+	}
 }
 
 // NewProfile builds a profile; agents may be shared by profiles.
-func NewProfile(name string, s Settings, keys *Keyring, agents *UserAgentParser) (*Profile, error) {
+func NewProfile(name string, s Settings, keys *Keyring, agents *UserAgentParser, declared Declared) (*Profile, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Profile{Name: name, settings: s, keys: keys, agents: agents, scrub: slices.Clone(piPatterns)}
+	var extra []pii.Pattern
 	for _, sp := range s.ScrubPatterns {
-		p.scrub = append(p.scrub, piPattern{re: regexp.MustCompile(sp.Pattern), replacement: "[" + sp.Name + "]"})
+		extra = append(extra, pii.Pattern{Name: sp.Name, Re: regexp.MustCompile(sp.Pattern)})
 	}
+	p := &Profile{Name: name, settings: s, keys: keys, agents: agents, declared: declared, scrubber: pii.NewScrubber(extra...)}
+	p.paths.m = map[string]string{}
 	for _, f := range s.DropFields {
 		p.drops = append(p.drops, strings.Split(f, "."))
 	}
 	return p, nil
 }
+
+// Declared is what the profile knows of the catalogue.
+func (p *Profile) Declared() Declared { return p.declared }
 
 // Keys is the profile's keyring.
 func (p *Profile) Keys() *Keyring { return p.keys }

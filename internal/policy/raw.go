@@ -192,7 +192,9 @@ func (d *rawDecoder) event(i int32, p *Parsed) {
 				p.props, p.propsRoot, p.hasProps = *d.t, k, true
 			}
 		case "traits":
-			e.Traits = d.rawValue(k)
+			if e.Traits = d.rawValue(k); d.t.kind(k) == kindObject {
+				p.traits, p.traitsRoot, p.hasTraits = *d.t, k, true
+			}
 		case "integrations":
 			e.Integrations = d.rawValue(k)
 		default:

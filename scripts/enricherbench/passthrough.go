@@ -106,11 +106,7 @@ func newFloorWork(cfg pipeline.Config, sample [][]byte) (*floorWork, error) {
 	if err != nil {
 		return nil, err
 	}
-	clean, err := pipeline.NewProfile(cfg.CleanProfile, cfg.Profiles[cfg.CleanProfile], cfg.Pseudonym, agents)
-	if err != nil {
-		return nil, fmt.Errorf("floor: %w", err)
-	}
-	export, err := pipeline.NewProfile(cfg.Export.Profile, cfg.Profiles[cfg.Export.Profile], cfg.Export.Pseudonym, agents)
+	clean, export, err := cfg.NewProfiles(agents)
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
@@ -122,7 +118,7 @@ func newFloorWork(cfg pipeline.Config, sample [][]byte) (*floorWork, error) {
 		if !ok {
 			return nil, fmt.Errorf("floor: a sample envelope does not parse: %s", raw)
 		}
-		value, _, err := clean.AppendDeidentified(nil, in, d)
+		value, _, err := clean.AppendDeidentified(nil, in, d, nil)
 		if err != nil {
 			return nil, fmt.Errorf("floor: %w", err)
 		}

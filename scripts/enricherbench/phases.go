@@ -143,6 +143,7 @@ func benchConfig(o options, t benchTopics, group string) (pipeline.Config, error
 	cfg.Pseudonym = pipeline.Pseudonym{KeyID: "b1", Key: config.Secret(benchKey)}
 	cfg.Export.Name = "intl"
 	cfg.Export.Pseudonym = pipeline.Pseudonym{KeyID: "bx1", Key: config.Secret(benchExportKey)}
+	cfg.Catalogue.File = "configs/catalogue.yaml" // the bench runs from the repository root
 	if o.maxPollRecords > 0 {
 		cfg.MaxPollRecords = o.maxPollRecords
 	}

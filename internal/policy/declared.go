@@ -1,0 +1,388 @@
+package policy
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/consentflow/consentflow/internal/catalogue"
+	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/pii"
+)
+
+// UndeclaredName is what an export carries for the name of an event the
+// catalogue does not declare (or does not declare for its source): a name
+// is free text a client chose, and may hold anything.
+const UndeclaredName = "(undeclared)"
+
+// Reason says how an event departs from the catalogue.
+type Reason string
+
+// The reasons, a bounded set (a metric label).
+const (
+	// ReasonUndeclaredEvent: the catalogue does not declare the event.
+	ReasonUndeclaredEvent Reason = "undeclared_event"
+	// ReasonSourceNotAllowed: it declares the event for other sources.
+	ReasonSourceNotAllowed Reason = "source_not_allowed"
+	// ReasonUndeclaredField: a property or trait it does not declare.
+	ReasonUndeclaredField Reason = "undeclared_field"
+	// ReasonWrongType: a value of another type than declared; dropped.
+	ReasonWrongType Reason = "wrong_type"
+	// ReasonPersonalKey: an undeclared key that is, or names, personal
+	// information (an e-mail address as a key, "client_ip"); dropped.
+	ReasonPersonalKey Reason = "personal_key"
+)
+
+// Reasons lists every Reason.
+var Reasons = []Reason{ReasonUndeclaredEvent, ReasonSourceNotAllowed, ReasonUndeclaredField, ReasonWrongType, ReasonPersonalKey}
+
+// Violation is one departure from the catalogue: where (a path such as
+// "properties.products[].sku", with personal information in keys
+// scrubbed), never the value.
+type Violation struct {
+	Path   string `json:"path"`
+	Reason Reason `json:"reason"`
+}
+
+// maxViolationPath bounds a path kept for the privacy office.
+const maxViolationPath = 200
+
+// declaredEvent is what the catalogue says of an event: its declaration
+// (nil when undeclared for its source) and why it is not declared.
+func (p *Profile) declaredEvent(in *Parsed) (*catalogue.Event, Reason) {
+	ev := &in.Env.Event
+	name := ev.Event
+	if name == "" {
+		name = ev.Name
+	}
+	decl := p.declared.Catalogue.Lookup(ev.Type, name)
+	switch {
+	case decl == nil:
+		return nil, ReasonUndeclaredEvent
+	case !decl.AllowsSource(in.Env.SourceID):
+		return nil, ReasonSourceNotAllowed
+	}
+	return decl, ""
+}
+
+// EventLabel is the name an event is counted under: its declared name,
+// its type when it has none, UndeclaredName when it is not declared (for
+// its source). Bounded by the catalogue, unlike the names clients send.
+func (p *Profile) EventLabel(in *Parsed) string {
+	decl, _ := p.declaredEvent(in)
+	switch {
+	case decl == nil:
+		return UndeclaredName
+	case decl.Name == "" || decl.Name == "*":
+		return decl.Type
+	}
+	return decl.Name
+}
+
+// CheckContextDeclarations refuses a catalogue that declares a context
+// field the enricher never keeps (one off the context allow-list, or an
+// object there): declaring it would promise what no profile does.
+func CheckContextDeclarations(c *catalogue.Catalogue) error {
+	root := c.ContextDeclarations()
+	if root == nil {
+		return nil
+	}
+	var errs []error
+	for key, n := range root.Members {
+		i := slices.IndexFunc(contextAllowList, func(a allowed) bool { return a.key == key })
+		switch {
+		case i < 0 || key == "consent":
+			errs = append(errs, contextError(c, n, "context."+key, "is not kept by any profile: the context allow-list is app, campaign, device, library, locale, network, os, page, screen, timezone"))
+		case contextAllowList[i].keys == nil && n.Field == nil:
+			errs = append(errs, contextError(c, n, "context."+key, "is a value, not an object"))
+		case contextAllowList[i].keys != nil:
+			if n.Field != nil || n.Elem != nil {
+				errs = append(errs, contextError(c, n, "context."+key, "is an object of values"))
+				continue
+			}
+			for sub, m := range n.Members {
+				if !slices.Contains(contextAllowList[i].keys, sub) || m.Field == nil {
+					errs = append(errs, contextError(c, m, "context."+key+"."+sub, "is not kept by any profile: the allow-list keeps "+strings.Join(contextAllowList[i].keys, ", ")+" (values only)"))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func contextError(c *catalogue.Catalogue, n *catalogue.Node, path, msg string) error {
+	return &catalogue.Error{File: c.File, Line: n.Line(), Path: path, Msg: msg}
+}
+
+// walker writes a properties or traits tree as a profile keeps it: by its
+// declaration, class by class, scrubbing what stays in region and passing
+// abroad declared public values only.
+type walker struct {
+	p      *Profile
+	t      *jsonTree
+	key    *Pseudonymizer
+	export bool
+	// path is the keys from the root, "[]" for an array's elements; arrays
+	// counts the arrays on it (drop_fields apply outside arrays only).
+	path    []string
+	pathBuf [8]string
+	arrays  int
+	// violations collects departures from the catalogue; nil: not
+	// collected.
+	violations *[]Violation
+}
+
+// object appends object i's kept members; n declares them (nil: none
+// declared), and undeclared says the object itself is (its members'
+// departures are reported with it).
+func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) []byte {
+	b = append(b, '{')
+	written := 0
+	for _, k := range w.t.children(i) {
+		key := w.t.key(k)
+		if w.arrays == 0 && w.p.dropsPath(w.path, key) {
+			continue
+		}
+		w.path = append(w.path, key)
+		decl := n.Member(key)
+		if decl == nil && w.personalKey(key) {
+			w.violate(ReasonPersonalKey)
+		} else {
+			if decl == nil && !undeclared {
+				w.violate(ReasonUndeclaredField)
+			}
+			mark := len(b)
+			b = appendKey(b, written, key)
+			var ok bool
+			if b, ok = w.value(b, k, decl, undeclared || decl == nil); ok {
+				written++
+			} else {
+				b = b[:mark]
+			}
+		}
+		w.path = w.path[:len(w.path)-1]
+	}
+	return append(b, '}')
+}
+
+// array appends array i's kept elements, each declared by elem.
+func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool) []byte {
+	b = append(b, '[')
+	w.path[len(w.path)-1] += "[]"
+	w.arrays++
+	written := 0
+	for _, k := range w.t.children(i) {
+		mark := len(b)
+		if written > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = w.value(b, k, elem, undeclared); ok {
+			written++
+		} else {
+			b = b[:mark]
+		}
+	}
+	w.arrays--
+	last := &w.path[len(w.path)-1]
+	*last = (*last)[:len(*last)-2]
+	return append(b, ']')
+}
+
+// value appends value i as its declaration n keeps it, or reports false
+// when nothing of it is kept.
+func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([]byte, bool) {
+	t := w.t
+	kind := t.kind(i)
+	if n == nil {
+		if w.export || w.p.settings.Undeclared != UndeclaredScrub {
+			return b, false
+		}
+		switch kind {
+		case kindObject:
+			return w.object(b, i, nil, true), true
+		case kindArray:
+			return w.array(b, i, nil, true), true
+		}
+		return w.p.appendScrubbedScalar(b, t, i), true
+	}
+	switch {
+	case kind == kindNull && n.Field != nil:
+		return append(b, "null"...), true
+	case n.Field != nil:
+		if !typeMatches(n.Field.Type, t, i) {
+			w.violate(ReasonWrongType)
+			return b, false
+		}
+		return w.field(b, i, n.Field)
+	case n.Elem != nil:
+		if kind != kindArray {
+			w.violate(ReasonWrongType)
+			return b, false
+		}
+		return w.array(b, i, n.Elem, false), true
+	case kind != kindObject:
+		w.violate(ReasonWrongType)
+		return b, false
+	}
+	return w.object(b, i, n, false), true
+}
+
+// field appends a declared scalar as its class says.
+func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
+	switch {
+	case f.Class == catalogue.Public && w.export:
+		// As sent: the export gate refuses an event whose output holds
+		// anything the scrubbers find, so a mistaken class is caught.
+		return appendScalar(b, w.t, i), true
+	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
+		return w.p.appendScrubbedScalar(b, w.t, i), true
+	case f.Class == catalogue.Personal && !w.export && f.Pseudonym != "":
+		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, w.t.val(i))), true
+	}
+	return b, false
+}
+
+// typeMatches says whether node i has the declared type.
+func typeMatches(typ catalogue.Type, t *jsonTree, i int32) bool {
+	switch typ {
+	case catalogue.String:
+		return t.kind(i) == kindString
+	case catalogue.Number:
+		return t.kind(i) == kindNumber
+	case catalogue.Integer:
+		return t.kind(i) == kindNumber && !strings.ContainsAny(t.val(i), ".eE")
+	case catalogue.Boolean:
+		return t.isBool(i)
+	}
+	return false
+}
+
+// personalKey says whether an undeclared key is, or names, personal
+// information: such a member is dropped whatever its value.
+func (w *walker) personalKey(key string) bool {
+	if _, ok := pii.KeyKind(key); ok {
+		return true
+	}
+	_, ok := w.p.scrubber.Find(key)
+	return ok
+}
+
+// violate records a departure at the current path, once per event.
+func (w *walker) violate(r Reason) {
+	if w.violations == nil {
+		return
+	}
+	path := w.p.violationPath(w.path)
+	for _, v := range *w.violations {
+		if v.Path == path && v.Reason == r {
+			return
+		}
+	}
+	*w.violations = append(*w.violations, Violation{Path: path, Reason: r})
+}
+
+// violationPath joins a path's keys, scrubbed, cut to maxViolationPath.
+// The same paths come back event after event: a path met before costs a
+// lookup and no allocation.
+func (p *Profile) violationPath(path []string) string {
+	var buf [maxViolationPath]byte
+	raw := buf[:0]
+	for _, k := range path {
+		raw = append(append(raw, k...), 0)
+	}
+	p.paths.RLock()
+	s, ok := p.paths.m[string(raw)]
+	p.paths.RUnlock()
+	if ok {
+		return s
+	}
+	s = scrubbedPath(p.scrubber, path)
+	p.paths.Lock()
+	if len(p.paths.m) < maxViolationPaths {
+		p.paths.m[string(raw)] = s
+	}
+	p.paths.Unlock()
+	return s
+}
+
+// maxViolationPaths bounds the paths a profile remembers: clients choose
+// them.
+const maxViolationPaths = 4096
+
+// scrubbedPath joins a path's keys, scrubbed, cut to maxViolationPath.
+func scrubbedPath(scrubber *pii.Scrubber, path []string) string {
+	var sb strings.Builder
+	for i, k := range path {
+		if i > 0 {
+			sb.WriteByte('.')
+		}
+		sb.WriteString(scrubber.Scrub(k))
+		if sb.Len() > maxViolationPath {
+			break
+		}
+	}
+	s := sb.String()
+	if len(s) > maxViolationPath {
+		s = s[:maxViolationPath] + "..."
+	}
+	return s
+}
+
+// appendScrubbedScalar appends scalar i with personal data in a string
+// replaced by what it was ("[email]", "[phone]", ...), and a number that
+// is a whole phone, IMEI or identity number written as that.
+func (p *Profile) appendScrubbedScalar(b []byte, t *jsonTree, i int32) []byte {
+	switch t.kind(i) {
+	case kindString:
+		return event.AppendString(b, p.scrubber.Scrub(t.val(i)))
+	case kindNumber:
+		lit := t.val(i)
+		if s := p.scrubber.Scrub(lit); s != lit {
+			return event.AppendString(b, s)
+		}
+	}
+	return appendScalar(b, t, i)
+}
+
+// appendDeclared appends the properties (root "properties") or traits
+// (root "traits") at node i of t, as the profile keeps them by the
+// event's declaration decl (nil: undeclared); a walk that collects
+// violations reports each there.
+func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, violations *[]Violation) []byte {
+	w := walker{p: p, t: t, key: key, export: p.declared.Export, violations: violations}
+	w.path = append(w.pathBuf[:0], root)
+	if t.kind(i) != kindObject {
+		// Event.Validate lets only objects through: nothing here is
+		// declared.
+		if out, ok := w.value(b, i, nil, true); ok {
+			return out
+		}
+		return append(b, "{}"...)
+	}
+	return w.object(b, i, decl, !declared)
+}
+
+// dropsPath reports whether drop_fields names <path...>.<key>, path
+// starting at properties or context.
+func (p *Profile) dropsPath(path []string, key string) bool {
+	for _, d := range p.drops {
+		if len(d) == len(path)+1 && d[len(d)-1] == key && slices.Equal(d[:len(d)-1], path) {
+			return true
+		}
+	}
+	return false
+}
+
+// ContextPaths is the context the enricher may keep, for a catalogue to
+// declare: the allow-list's keys and the keys kept inside them (nil for a
+// value). Consent categories are kept by their own rule, not declared.
+func ContextPaths() map[string][]string {
+	out := map[string][]string{}
+	for _, a := range contextAllowList {
+		if a.key != "consent" {
+			out[a.key] = slices.Clone(a.keys)
+		}
+	}
+	return out
+}
