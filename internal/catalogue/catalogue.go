@@ -97,6 +97,44 @@ type Node struct {
 	Field   *Field
 	Members map[string]*Node
 	Elem    *Node
+	// names and kids are Members sorted by name, for Seek.
+	names []string
+	kids  []*Node
+}
+
+// Seek looks for the member name among the sorted member names from
+// position j on: it returns the position of the first not sorted before
+// name, and its declaration if it is name's, else nil. Looking up the
+// sorted members of an object one after the other this way reads each
+// declared name once, hashing none.
+func (n *Node) Seek(j int, name string) (int, *Node) {
+	if n == nil {
+		return j, nil
+	}
+	for j < len(n.names) && n.names[j] < name {
+		j++
+	}
+	if j < len(n.names) && n.names[j] == name {
+		return j, n.kids[j]
+	}
+	return j, nil
+}
+
+// index sorts the members of n and of every node beneath it for Seek.
+func (n *Node) index() {
+	if n == nil {
+		return
+	}
+	n.names, n.kids = n.names[:0], n.kids[:0]
+	for name := range n.Members {
+		n.names = append(n.names, name)
+	}
+	slices.Sort(n.names)
+	for _, name := range n.names {
+		n.kids = append(n.kids, n.Members[name])
+		n.Members[name].index()
+	}
+	n.Elem.index()
 }
 
 // Member is the declaration of an object's member key, or nil.
@@ -376,6 +414,7 @@ func (p *parser) tree(n *yaml.Node, path string) *Node {
 			p.fail(k, join(path, fieldPath), "%s", err)
 		}
 	})
+	root.index()
 	return root
 }
 

@@ -127,9 +127,30 @@ type walker struct {
 	path    []string
 	pathBuf [8]string
 	arrays  int
+	r       *passReport
+}
+
+// passReport is what a de-identification pass finds besides its output.
+type passReport struct {
 	// violations collects departures from the catalogue; nil: not
 	// collected.
 	violations *[]Violation
+	// leak is, abroad, the first kind of personal data the scrubbers find
+	// in a value kept as sent, and leakAt the field it is in: the gate
+	// refuses such an event.
+	leak   pii.Kind
+	leakAt string
+}
+
+// check records, abroad, personal data the scrubbers find in s, a value
+// kept as sent at field.
+func (r *passReport) check(sc *pii.Scrubber, field, s string) {
+	if r.leak != "" {
+		return
+	}
+	if kind, found := sc.Find(s); found {
+		r.leak, r.leakAt = kind, field
+	}
 }
 
 // object appends object i's kept members; n declares them (nil: none
@@ -137,14 +158,15 @@ type walker struct {
 // departures are reported with it).
 func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '{')
-	written := 0
-	for _, k := range w.t.children(i) {
+	written, at := 0, 0
+	for _, k := range w.t.children(i) { // sorted by name, as n's members
 		key := w.t.key(k)
+		var decl *catalogue.Node
+		at, decl = n.Seek(at, key)
 		if w.arrays == 0 && w.p.dropsPath(w.path, key) {
 			continue
 		}
 		w.path = append(w.path, key)
-		decl := n.Member(key)
 		if decl == nil && w.personalKey(key) {
 			w.violate(ReasonPersonalKey)
 		} else {
@@ -232,8 +254,11 @@ func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([
 func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
 	switch {
 	case f.Class == catalogue.Public && w.export:
-		// As sent: the export gate refuses an event whose output holds
-		// anything the scrubbers find, so a mistaken class is caught.
+		// As sent: the export gate refuses an event with a value the
+		// scrubbers find something in, so a mistaken class is caught.
+		if k := w.t.kind(i); k == kindString || k == kindNumber {
+			w.r.check(w.p.scrubber, w.path[0], w.t.val(i))
+		}
 		return appendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
 		return w.p.appendScrubbedScalar(b, w.t, i), true
@@ -270,16 +295,16 @@ func (w *walker) personalKey(key string) bool {
 
 // violate records a departure at the current path, once per event.
 func (w *walker) violate(r Reason) {
-	if w.violations == nil {
+	if w.r.violations == nil {
 		return
 	}
 	path := w.p.violationPath(w.path)
-	for _, v := range *w.violations {
+	for _, v := range *w.r.violations {
 		if v.Path == path && v.Reason == r {
 			return
 		}
 	}
-	*w.violations = append(*w.violations, Violation{Path: path, Reason: r})
+	*w.r.violations = append(*w.r.violations, Violation{Path: path, Reason: r})
 }
 
 // violationPath joins a path's keys, scrubbed, cut to maxViolationPath.
@@ -347,10 +372,9 @@ func (p *Profile) appendScrubbedScalar(b []byte, t *jsonTree, i int32) []byte {
 
 // appendDeclared appends the properties (root "properties") or traits
 // (root "traits") at node i of t, as the profile keeps them by the
-// event's declaration decl (nil: undeclared); a walk that collects
-// violations reports each there.
-func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, violations *[]Violation) []byte {
-	w := walker{p: p, t: t, key: key, export: p.declared.Export, violations: violations}
+// event's declaration decl (nil: undeclared), reporting to r.
+func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
+	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r}
 	w.path = append(w.pathBuf[:0], root)
 	if t.kind(i) != kindObject {
 		// Event.Validate lets only objects through: nothing here is
@@ -382,6 +406,27 @@ func ContextPaths() map[string][]string {
 	for _, a := range contextAllowList {
 		if a.key != "consent" {
 			out[a.key] = slices.Clone(a.keys)
+		}
+	}
+	return out
+}
+
+// contextDecl is what the catalogue declares of an allow-listed context
+// key (node) and of the keys kept inside it (keys, in the allow-list's
+// order): looked up once per profile, not per event.
+type contextDecl struct {
+	node *catalogue.Node
+	keys []*catalogue.Node
+}
+
+// contextDeclsOf resolves allowList's declarations in c.
+func contextDeclsOf(c *catalogue.Catalogue, allowList []allowed) []contextDecl {
+	out := make([]contextDecl, len(allowList))
+	for i, a := range allowList {
+		n := c.ContextDeclarations().Member(a.key)
+		out[i] = contextDecl{node: n, keys: make([]*catalogue.Node, len(a.keys))}
+		for j, k := range a.keys {
+			out[i].keys[j] = n.Member(k)
 		}
 	}
 	return out

@@ -171,7 +171,7 @@ const maxAllowedKeys = 5
 
 // Deidentify applies the profile to one parsed event kept for d.Purposes.
 func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
-	c, _, err := p.deidentify(in, d, nil, nil)
+	c, _, err := p.deidentify(in, d, nil, &passReport{})
 	return c, err
 }
 
@@ -182,7 +182,7 @@ func (p *Profile) Deidentify(in *Parsed, d Decision) (event.Clean, error) {
 // when it is not nil.
 func (p *Profile) AppendDeidentified(dst []byte, in *Parsed, d Decision, violations *[]Violation) ([]byte, string, error) {
 	scratch := scratches.Get().(*[]byte)
-	c, buf, err := p.deidentify(in, d, (*scratch)[:0], violations)
+	c, buf, err := p.deidentify(in, d, (*scratch)[:0], &passReport{violations: violations})
 	if err == nil {
 		dst = c.AppendJSON(slices.Grow(dst, c.SizeHint()))
 	}
@@ -201,28 +201,28 @@ const maxScratch = 64 << 10
 
 // deidentify is Deidentify writing the context and properties into
 // scratch, when it is large enough; buf is the memory they are in.
-func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, violations *[]Violation) (c event.Clean, buf []byte, err error) {
+func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, r *passReport) (c event.Clean, buf []byte, err error) {
 	env, ev := &in.Env, &in.Env.Event
 	ts := in.At // the timestamp (validated by event.DecodeEnvelope), else receivedAt
 	ip, ua := in.ip, in.ua
 	coarse := p.settings.Detail == "coarse"
-	allowList := contextAllowList
+	allowList, decls := contextAllowList, p.fullDecls
 	if coarse {
-		allowList = coarseContextAllowList
+		allowList, decls = coarseContextAllowList, p.coarseDecls
 	}
 	if p.declared.Catalogue == nil {
-		violations = nil // nothing declared: nothing to depart from
+		r.violations = nil // nothing declared: nothing to depart from
 	}
 	decl, undeclared := p.declaredEvent(in)
-	if undeclared != "" && violations != nil {
-		*violations = append(*violations, Violation{Path: "event", Reason: undeclared})
+	if undeclared != "" && r.violations != nil {
+		*r.violations = append(*r.violations, Violation{Path: "event", Reason: undeclared})
 	}
 	key := p.keys.At(env.ReceivedAt)
 	c = event.Clean{
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
 		Type:          ev.Type,
-		Event:         p.eventName(in, decl),
+		Event:         p.eventName(in, decl, r),
 		Timestamp:     ts.UTC(),
 		ReceivedAt:    env.ReceivedAt.UTC(),
 		SourceID:      env.SourceID,
@@ -243,7 +243,7 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, violations 
 	if cap(b) < size {
 		b = make([]byte, 0, size)
 	}
-	b = p.appendContext(b, &in.ctx, in.ctxRoot, allowList)
+	b = p.appendContext(b, &in.ctx, in.ctxRoot, allowList, decls, r)
 	n := len(b)
 	if n > 0 {
 		c.Context = b[:n:n]
@@ -253,13 +253,13 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, violations 
 		props, traits = decl.Properties, decl.Traits
 	}
 	if in.hasProps {
-		b = p.appendDeclared(b, &in.props, in.propsRoot, "properties", props, decl != nil, key, violations)
+		b = p.appendDeclared(b, &in.props, in.propsRoot, "properties", props, decl != nil, key, r)
 		c.Properties = b[n:len(b):len(b)]
 	}
-	if in.hasTraits && violations != nil {
+	if in.hasTraits && r.violations != nil {
 		// Traits are stored nowhere; walked for what departs from the
 		// catalogue only, into memory given back at once.
-		p.appendDeclared(b[len(b):], &in.traits, in.traitsRoot, "traits", traits, decl != nil, key, violations)
+		p.appendDeclared(b[len(b):], &in.traits, in.traitsRoot, "traits", traits, decl != nil, key, r)
 	}
 	// The subject is the userId, else the anonymousId, under the same kind:
 	// its pseudonym is theirs.
@@ -299,7 +299,7 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, violations 
 
 // eventName is the name the output carries: in region the name as sent,
 // scrubbed; abroad the declared name, else UndeclaredName.
-func (p *Profile) eventName(in *Parsed, decl *catalogue.Event) string {
+func (p *Profile) eventName(in *Parsed, decl *catalogue.Event, r *passReport) string {
 	name := in.Env.Event.Event
 	if name == "" {
 		name = in.Env.Event.Name
@@ -310,6 +310,7 @@ func (p *Profile) eventName(in *Parsed, decl *catalogue.Event) string {
 	case !p.declared.Export:
 		return p.scrubber.Scrub(name)
 	case decl.Named():
+		r.check(p.scrubber, "event", name)
 		return name
 	}
 	return UndeclaredName
@@ -322,30 +323,29 @@ func (p *Profile) eventName(in *Parsed, decl *catalogue.Event) string {
 // public), or returns b unchanged when that leaves nothing. Strings kept
 // in region are scrubbed. An object whose kept keys drop_fields all
 // removes stays, empty.
-func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed) []byte {
+func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed, decls []contextDecl, r *passReport) []byte {
 	orig, written := b, 0
 	b = append(b, '{')
-	declared := p.declared.Catalogue.ContextDeclarations()
 	// The allow-list and the context's keys are both sorted: one walk
 	// through each finds the allowed keys.
 	top, at := ctx.children(root), 0
-	for _, a := range allowList {
+	for ai, a := range allowList {
 		var v int32
 		at, v = ctx.seek(top, at, a.key)
 		if a.key == "consent" {
 			b, written = p.appendConsent(b, written, ctx, v)
 			continue
 		}
-		decl := declared.Member(a.key)
+		decl := decls[ai]
 		switch {
 		case v < 0:
 			continue
 		case a.keys == nil:
-			if !ctx.isScalar(v) || p.dropsContext(a.key) || !p.keepsContext(ctx, v, decl) {
+			if !ctx.isScalar(v) || p.dropsContext(a.key) || !p.keepsContext(ctx, v, decl.node) {
 				continue
 			}
 			b = appendKey(b, written, a.key)
-			b = appendScalar(b, ctx, v)
+			b = p.appendContextScalar(b, ctx, v, r)
 			written++
 			continue
 		case ctx.kind(v) != kindObject:
@@ -354,10 +354,10 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 		var kept [maxAllowedKeys]keptScalar
 		n := 0
 		sub, subAt := ctx.children(v), 0
-		for _, k := range a.keys {
+		for ki, k := range a.keys {
 			var sv int32
 			subAt, sv = ctx.seek(sub, subAt, k)
-			if sv < 0 || !ctx.isScalar(sv) || !p.keepsContext(ctx, sv, decl.Member(k)) {
+			if sv < 0 || !ctx.isScalar(sv) || !p.keepsContext(ctx, sv, decl.keys[ki]) {
 				continue
 			}
 			ks := keptScalar{key: k, node: sv}
@@ -399,9 +399,12 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 				// SDKs fill these, or (abroad) the catalogue declares them
 				// public and the gate checks them.
 				if ks.rewritten {
+					if p.declared.Export {
+						r.check(p.scrubber, "context", ks.text)
+					}
 					b = event.AppendString(b, ks.text)
 				} else {
-					b = appendScalar(b, ctx, ks.node)
+					b = p.appendContextScalar(b, ctx, ks.node, r)
 				}
 			case ks.rewritten:
 				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
@@ -415,6 +418,15 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 		return orig
 	}
 	return append(b, '}')
+}
+
+// appendContextScalar appends a context value kept as sent, checked
+// abroad (passReport.check).
+func (p *Profile) appendContextScalar(b []byte, ctx *jsonTree, v int32, r *passReport) []byte {
+	if k := ctx.kind(v); p.declared.Export && (k == kindString || k == kindNumber) {
+		r.check(p.scrubber, "context", ctx.val(v))
+	}
+	return appendScalar(b, ctx, v)
 }
 
 // keepsContext says whether a context value allow-listed for the profile

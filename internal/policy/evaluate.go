@@ -202,7 +202,7 @@ func Evaluate(c Case, r Rules, inRegion string, profile *Profile, exports map[st
 			continue
 		}
 		if name == inRegion {
-			clean, _, err := profile.deidentify(in, d, nil, &rep.Violations)
+			clean, _, err := profile.deidentify(in, d, nil, &passReport{violations: &rep.Violations})
 			if err != nil {
 				return Report{}, err
 			}

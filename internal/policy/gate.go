@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // ErrGateRefused marks an event the cross-border gate would not let out.
@@ -44,19 +43,15 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	if !d.Export || d.Drop != "" {
 		return Exportable{}, fmt.Errorf("%w: no cross-border consent", ErrGateRefused)
 	}
-	c, err := p.Deidentify(in, d)
+	var r passReport
+	c, _, err := p.deidentify(in, d, nil, &r)
 	if err != nil {
 		return Exportable{}, err
 	}
-	// What clients wrote must hold nothing the scrubbers find: a public
-	// field that does is declared wrongly, or a client put it there.
-	for _, part := range [...]struct {
-		field string
-		text  string
-	}{{"event", c.Event}, {"context", unsafeString(c.Context)}, {"properties", unsafeString(c.Properties)}} {
-		if kind, found := p.scrubber.Find(part.text); found {
-			return Exportable{}, fmt.Errorf("%w: %s holds %s-shaped data", ErrGateRefused, part.field, kind)
-		}
+	if r.leak != "" {
+		// A value kept as sent holds what the scrubbers find: a field
+		// declared public wrongly, or a client that put it there.
+		return Exportable{}, fmt.Errorf("%w: %s holds %s-shaped data", ErrGateRefused, r.leakAt, r.leak)
 	}
 	value, subject := c.AppendJSON(make([]byte, 0, c.SizeHint())), c.Subject
 	var scratch [256]byte
@@ -67,10 +62,6 @@ func Export(in *Parsed, d Decision, p *Profile) (Exportable, error) {
 	}
 	return Exportable{key: []byte(subject), value: value}, nil
 }
-
-// unsafeString is b as a string, without a copy, for reading while b
-// does not change.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // needsEscape reports whether json.Marshal writes s otherwise than as it
 // is, between quotes.

@@ -212,6 +212,9 @@ type Profile struct {
 	declared Declared
 	scrubber *pii.Scrubber
 	drops    [][]string // DropFields split at dots
+	// fullDecls and coarseDecls are the catalogue's declarations of the
+	// context allow-lists.
+	fullDecls, coarseDecls []contextDecl
 	// paths remembers violation paths, by their keys joined with zero
 	// bytes (violationPath).
 	paths struct {
@@ -231,6 +234,7 @@ func NewProfile(name string, s Settings, keys *Keyring, agents *UserAgentParser,
 	}
 	p := &Profile{Name: name, settings: s, keys: keys, agents: agents, declared: declared, scrubber: pii.NewScrubber(extra...)}
 	p.paths.m = map[string]string{}
+	p.fullDecls, p.coarseDecls = contextDeclsOf(declared.Catalogue, contextAllowList), contextDeclsOf(declared.Catalogue, coarseContextAllowList)
 	for _, f := range s.DropFields {
 		p.drops = append(p.drops, strings.Split(f, "."))
 	}
