@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure fuzz lint clean
+.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -33,6 +33,9 @@ bench-ingest: deps-up ## collector vs raw franz-go producer, minimal HTTP-to-Kaf
 
 bench-enricher: deps-up ## enricher (transactions, full policy) vs plain consume-then-produce on the same broker, alternating rounds; ENRICHERBENCH_FLAGS to change
 	$(GO) run ./scripts/enricherbench $(ENRICHERBENCH_FLAGS)
+
+bench-instructions: ## instructions per event of the enricher's processing (BenchmarkProcess, no Kafka) counted by callgrind: steadier than time on a shared machine (~2 min)
+	scripts/instructions.sh
 
 bench-sink: deps-up ## sink vs raw clickhouse-go insert of the same rows (alternating rounds), then freshness 200 -> queryable at 5,000 events/s (~3.5 min); SINKBENCH_FLAGS to change
 	$(GO) run ./scripts/sinkbench $(SINKBENCH_FLAGS)

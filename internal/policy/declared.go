@@ -163,8 +163,8 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 		key := w.t.key(k)
 		var decl *catalogue.Node
 		at, decl = n.Seek(at, key)
-		if w.arrays == 0 && w.p.dropsPath(w.path, key) {
-			continue
+		if w.arrays == 0 && w.p.dropsPath(w.path, key) || decl == nil && w.export && w.r.violations == nil {
+			continue // nothing to keep, nothing to report
 		}
 		w.path = append(w.path, key)
 		if decl == nil && w.personalKey(key) {
