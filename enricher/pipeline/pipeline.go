@@ -195,7 +195,7 @@ func (c *Config) NewProfiles(agents *policy.UserAgentParser) (clean, export *pol
 		if err != nil {
 			return nil, fmt.Errorf("profile %s keys: %w", name, err)
 		}
-		p, err := policy.NewProfile(name, c.Profiles[name], ring, agents, policy.Declared{Catalogue: cat, Export: export})
+		p, err := policy.NewProfile(name, c.Profiles[name], ring, agents, policy.Declared{Catalogue: cat, Export: export, Categories: c.Consent.Rules().Categories})
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", name, err)
 		}

@@ -21,11 +21,13 @@ type violation struct {
 }
 
 // Bounds of what the violation log keeps: its entries are paths clients
-// chose, so their number is capped, and so are the sources counted by
-// name (the envelope's sourceId is the collector's, but the raw topic
-// takes what anyone with access writes).
+// chose, so their number is capped, per source, event and reason too (a
+// flood of junk paths in one event blinds the others to nothing), and so
+// are the sources counted by name (the envelope's sourceId is the
+// collector's, but the raw topic takes what anyone with access writes).
 const (
 	maxViolationEntries = 1000
+	maxGroupEntries     = 50
 	maxViolationSources = 64
 	otherSource         = "(other)"
 )
@@ -34,11 +36,19 @@ const (
 // path and reason, for the privacy office to see what was removed where
 // (never a value): GET /catalogue/violations on the admin port.
 type violationLog struct {
-	mu      sync.Mutex
-	entries map[violation]*violationEntry
+	mu sync.Mutex
+	// groups holds the entries by source, event and reason, then path.
+	groups  map[violationGroup]map[string]*violationEntry
+	entries int
 	sources map[string]bool
 	omitted int // departures of paths past maxViolationEntries
 	metric  *prometheus.CounterVec
+}
+
+// violationGroup is a source, an event and a reason.
+type violationGroup struct {
+	source, event string
+	reason        policy.Reason
 }
 
 type violationEntry struct {
@@ -47,10 +57,10 @@ type violationEntry struct {
 }
 
 func newViolationLog(reg prometheus.Registerer) *violationLog {
-	l := &violationLog{entries: map[violation]*violationEntry{}, sources: map[string]bool{},
+	l := &violationLog{groups: map[violationGroup]map[string]*violationEntry{}, sources: map[string]bool{},
 		metric: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_catalogue_violations_total",
-			Help: "Departures from the event catalogue among kept events, by source, event (its declared name, its type, or (undeclared)) and reason: undeclared_event, source_not_allowed, undeclared_field, wrong_type, personal_key. The paths are at GET /catalogue/violations on the admin port.",
+			Help: "Departures from the event catalogue among kept events, by source, event (its declared name, its type, or (undeclared)) and reason: undeclared_event, source_not_allowed, undeclared_field, wrong_type, personal_key, personal_value. The paths are at GET /catalogue/violations on the admin port.",
 		}, []string{"source", "event", "reason"})}
 	reg.MustRegister(l.metric)
 	return l
@@ -66,18 +76,45 @@ func (l *violationLog) add(vs []violation, now time.Time) {
 		v.source = l.sourceLabel(v.source)
 		v.event, v.Path = strings.Clone(v.event), strings.Clone(v.Path)
 		l.metric.WithLabelValues(v.source, v.event, string(v.Reason)).Inc()
-		e := l.entries[v]
-		if e == nil {
-			if len(l.entries) >= maxViolationEntries {
-				l.omitted++
-				continue
-			}
-			e = &violationEntry{}
-			l.entries[v] = e
+		if e := l.entry(violationGroup{v.source, v.event, v.Reason}, v.Path); e != nil {
+			e.count++
+			e.lastSeen = now
+		} else {
+			l.omitted++
 		}
-		e.count++
-		e.lastSeen = now
 	}
+}
+
+// entry is the entry of path in group g, new if need be: when g is full,
+// it takes the place of g's least seen path (paths seen once, as junk is,
+// give way to one another; recurring ones stay); nil when the log is full.
+func (l *violationLog) entry(g violationGroup, path string) *violationEntry {
+	paths := l.groups[g]
+	if e := paths[path]; e != nil {
+		return e
+	}
+	if len(paths) >= maxGroupEntries {
+		var least string
+		for p, e := range paths {
+			if least == "" || e.count < paths[least].count {
+				least = p
+			}
+		}
+		l.omitted += paths[least].count
+		delete(paths, least)
+		l.entries--
+	}
+	if l.entries >= maxViolationEntries {
+		return nil
+	}
+	if paths == nil {
+		paths = map[string]*violationEntry{}
+		l.groups[g] = paths
+	}
+	e := &violationEntry{}
+	paths[path] = e
+	l.entries++
+	return e
 }
 
 func (l *violationLog) sourceLabel(source string) string {
@@ -96,7 +133,8 @@ func (l *violationLog) sourceLabel(source string) string {
 type ViolationReport struct {
 	// Violations since the enricher started, most frequent first.
 	Violations []ViolationCount `json:"violations"`
-	// Omitted counts departures at paths not listed: the list is full.
+	// Omitted counts departures at paths not listed: the list was full, or
+	// their path gave way to one seen more often.
 	Omitted int `json:"omitted"`
 }
 
@@ -113,10 +151,12 @@ type ViolationCount struct {
 func (l *violationLog) report() ViolationReport {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := ViolationReport{Violations: make([]ViolationCount, 0, len(l.entries)), Omitted: l.omitted}
-	for v, e := range l.entries {
-		r.Violations = append(r.Violations, ViolationCount{Source: v.source, Event: v.event, Path: v.Path,
-			Reason: string(v.Reason), Count: e.count, LastSeen: e.lastSeen.UTC()})
+	r := ViolationReport{Violations: make([]ViolationCount, 0, l.entries), Omitted: l.omitted}
+	for g, paths := range l.groups {
+		for path, e := range paths {
+			r.Violations = append(r.Violations, ViolationCount{Source: g.source, Event: g.event, Path: path,
+				Reason: string(g.reason), Count: e.count, LastSeen: e.lastSeen.UTC()})
+		}
 	}
 	slices.SortFunc(r.Violations, func(a, b ViolationCount) int {
 		if a.Count != b.Count {

@@ -2,7 +2,9 @@ package policy
 
 import (
 	"errors"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/consentflow/consentflow/internal/catalogue"
@@ -31,10 +33,14 @@ const (
 	// ReasonPersonalKey: an undeclared key that is, or names, personal
 	// information (an e-mail address as a key, "client_ip"); dropped.
 	ReasonPersonalKey Reason = "personal_key"
+	// ReasonPersonalValue: an undeclared value that is personal
+	// information whole, where no scrubber sees it (a [latitude,
+	// longitude] pair of numbers); dropped.
+	ReasonPersonalValue Reason = "personal_value"
 )
 
 // Reasons lists every Reason.
-var Reasons = []Reason{ReasonUndeclaredEvent, ReasonSourceNotAllowed, ReasonUndeclaredField, ReasonWrongType, ReasonPersonalKey}
+var Reasons = []Reason{ReasonUndeclaredEvent, ReasonSourceNotAllowed, ReasonUndeclaredField, ReasonWrongType, ReasonPersonalKey, ReasonPersonalValue}
 
 // Violation is one departure from the catalogue: where (a path such as
 // "properties.products[].sku", with personal information in keys
@@ -122,12 +128,19 @@ type walker struct {
 	t      *jsonTree
 	key    *Pseudonymizer
 	export bool
-	// path is the keys from the root, "[]" for an array's elements; arrays
-	// counts the arrays on it (drop_fields apply outside arrays only).
-	path    []string
-	pathBuf [8]string
+	// path is the keys from the root; arrays counts the arrays on it
+	// (drop_fields apply outside arrays only).
+	path    []step
+	pathBuf [8]step
 	arrays  int
 	r       *passReport
+}
+
+// step is a key of a path, and whether the path goes on into the
+// elements of the array there.
+type step struct {
+	key   string
+	array bool
 }
 
 // passReport is what a de-identification pass finds besides its output.
@@ -166,7 +179,7 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 		if w.arrays == 0 && w.p.dropsPath(w.path, key) || decl == nil && w.export && w.r.violations == nil {
 			continue // nothing to keep, nothing to report
 		}
-		w.path = append(w.path, key)
+		w.path = append(w.path, step{key: key})
 		if decl == nil && w.personalKey(key) {
 			w.violate(ReasonPersonalKey)
 		} else {
@@ -190,7 +203,9 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 // array appends array i's kept elements, each declared by elem.
 func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '[')
-	w.path[len(w.path)-1] += "[]"
+	last := &w.path[len(w.path)-1]
+	outer := last.array // an array in an array: its elements have the same path
+	last.array = true
 	w.arrays++
 	written := 0
 	for _, k := range w.t.children(i) {
@@ -206,8 +221,7 @@ func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool)
 		}
 	}
 	w.arrays--
-	last := &w.path[len(w.path)-1]
-	*last = (*last)[:len(*last)-2]
+	w.path[len(w.path)-1].array = outer
 	return append(b, ']')
 }
 
@@ -220,10 +234,13 @@ func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([
 		if w.export || w.p.settings.Undeclared != UndeclaredScrub {
 			return b, false
 		}
-		switch kind {
-		case kindObject:
+		switch {
+		case kind == kindObject:
 			return w.object(b, i, nil, true), true
-		case kindArray:
+		case kind == kindArray && coordinatePair(t, i):
+			w.violate(ReasonPersonalValue)
+			return b, false
+		case kind == kindArray:
 			return w.array(b, i, nil, true), true
 		}
 		return w.p.appendScrubbedScalar(b, t, i), true
@@ -257,7 +274,7 @@ func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
 		// As sent: the export gate refuses an event with a value the
 		// scrubbers find something in, so a mistaken class is caught.
 		if k := w.t.kind(i); k == kindString || k == kindNumber {
-			w.r.check(w.p.scrubber, w.path[0], w.t.val(i))
+			w.r.check(w.p.scrubber, w.path[0].key, w.t.val(i))
 		}
 		return appendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
@@ -266,6 +283,31 @@ func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
 		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, w.t.val(i))), true
 	}
 	return b, false
+}
+
+// coordinatePair says whether array i is two numbers precise enough to
+// find a place (three decimals or more) within the ranges of a latitude
+// and a longitude, in either order: GeoJSON, Amap and Baidu write
+// [longitude, latitude].
+func coordinatePair(t *jsonTree, i int32) bool {
+	kids := t.children(i)
+	if len(kids) != 2 || t.kind(kids[0]) != kindNumber || t.kind(kids[1]) != kindNumber {
+		return false
+	}
+	a, aok := preciseDegrees(t.val(kids[0]))
+	b, bok := preciseDegrees(t.val(kids[1]))
+	return aok && bok && (a <= 90 && b <= 180 || a <= 180 && b <= 90)
+}
+
+// preciseDegrees is the absolute value of a number literal with three
+// decimals or more.
+func preciseDegrees(lit string) (float64, bool) {
+	dot := strings.IndexByte(lit, '.')
+	if dot < 0 || len(lit)-dot-1 < 3 || strings.ContainsAny(lit, "eE") {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	return math.Abs(f), err == nil
 }
 
 // typeMatches says whether node i has the declared type.
@@ -293,9 +335,14 @@ func (w *walker) personalKey(key string) bool {
 	return ok
 }
 
+// maxEventViolations bounds the departures kept of one event: past a
+// few dozen paths the next say nothing new, and finding the repeats is
+// quadratic.
+const maxEventViolations = 64
+
 // violate records a departure at the current path, once per event.
 func (w *walker) violate(r Reason) {
-	if w.r.violations == nil {
+	if w.r.violations == nil || len(*w.r.violations) >= maxEventViolations {
 		return
 	}
 	path := w.p.violationPath(w.path)
@@ -310,11 +357,18 @@ func (w *walker) violate(r Reason) {
 // violationPath joins a path's keys, scrubbed, cut to maxViolationPath.
 // The same paths come back event after event: a path met before costs a
 // lookup and no allocation.
-func (p *Profile) violationPath(path []string) string {
+func (p *Profile) violationPath(path []step) string {
 	var buf [maxViolationPath]byte
 	raw := buf[:0]
-	for _, k := range path {
-		raw = append(append(raw, k...), 0)
+	for _, s := range path {
+		mark := byte(0)
+		if s.array {
+			mark = 1
+		}
+		raw = append(append(raw, s.key...), mark)
+	}
+	if len(raw) > maxViolationPath {
+		return scrubbedPath(p.scrubber, path) // long paths are not remembered: memory is bounded by count and size
 	}
 	p.paths.RLock()
 	s, ok := p.paths.m[string(raw)]
@@ -336,13 +390,24 @@ func (p *Profile) violationPath(path []string) string {
 const maxViolationPaths = 4096
 
 // scrubbedPath joins a path's keys, scrubbed, cut to maxViolationPath.
-func scrubbedPath(scrubber *pii.Scrubber, path []string) string {
+func scrubbedPath(scrubber *pii.Scrubber, path []step) string {
 	var sb strings.Builder
-	for i, k := range path {
+	for i, s := range path {
 		if i > 0 {
 			sb.WriteByte('.')
 		}
-		sb.WriteString(scrubber.Scrub(k))
+		key := s.key
+		if scrubbed := scrubber.Scrub(key); scrubbed != key {
+			key = scrubbed
+		} else if i > 0 && strings.ContainsAny(key, ".[]") {
+			// A key that reads as a path ("shipping.city", "products[]")
+			// is quoted, so it is not taken for the declared field there.
+			key = strconv.Quote(key)
+		}
+		sb.WriteString(key)
+		if s.array {
+			sb.WriteString("[]")
+		}
 		if sb.Len() > maxViolationPath {
 			break
 		}
@@ -375,7 +440,7 @@ func (p *Profile) appendScrubbedScalar(b []byte, t *jsonTree, i int32) []byte {
 // event's declaration decl (nil: undeclared), reporting to r.
 func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
 	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r}
-	w.path = append(w.pathBuf[:0], root)
+	w.path = append(w.pathBuf[:0], step{key: root})
 	if t.kind(i) != kindObject {
 		// Event.Validate lets only objects through: nothing here is
 		// declared.
@@ -388,10 +453,11 @@ func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, de
 }
 
 // dropsPath reports whether drop_fields names <path...>.<key>, path
-// starting at properties or context.
-func (p *Profile) dropsPath(path []string, key string) bool {
+// starting at properties or context and going into no array.
+func (p *Profile) dropsPath(path []step, key string) bool {
 	for _, d := range p.drops {
-		if len(d) == len(path)+1 && d[len(d)-1] == key && slices.Equal(d[:len(d)-1], path) {
+		if len(d) == len(path)+1 && d[len(d)-1] == key &&
+			slices.EqualFunc(d[:len(d)-1], path, func(k string, s step) bool { return k == s.key && !s.array }) {
 			return true
 		}
 	}

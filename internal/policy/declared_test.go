@@ -115,3 +115,20 @@ func TestExportKeepsOnlyDeclaredPublic(t *testing.T) {
 		t.Errorf("exported properties\n%s\nwant the declared public ones only\n%s", out.Properties, want)
 	}
 }
+
+// TestUserAgentFamiliesArePlainNames: ua-parser's generic rules take a
+// family from the user agent itself; a client that writes personal data
+// there finds it in neither destination.
+func TestUserAgentFamiliesArePlainNames(t *testing.T) {
+	agents := testAgents()
+	for ua, want := range map[string]policy.Agent{
+		"ua.leak@example.com/1.0 CFNetwork/1410.0.3 Darwin/22.6.0": {OS: "iOS", OSVersion: "16", DeviceClass: "mobile"},
+		"13800138000/1.0 CFNetwork/1410.0.3 Darwin/22.6.0":         {OS: "iOS", OSVersion: "16", DeviceClass: "mobile"},
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1": {
+			Browser: "Mobile Safari", BrowserVersion: "17", OS: "iOS", OSVersion: "17", DeviceClass: "mobile"},
+	} {
+		if got := agents.Parse(ua); got != want {
+			t.Errorf("Parse(%q) = %+v, want %+v", ua, got, want)
+		}
+	}
+}

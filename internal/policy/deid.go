@@ -135,14 +135,14 @@ var deviceIDKeys = [...]string{"id", "advertisingId", "imei", "androidId", "mac"
 // are in the order they are written: sorted, as json.Marshal sorts a map's.
 var contextAllowList = []allowed{
 	{key: "app", keys: []string{"build", "name", "namespace", "version"}},
-	{key: "campaign", keys: []string{"content", "medium", "name", "source", "term"}, freeText: true},
+	{key: "campaign", keys: []string{"content", "medium", "name", "source", "term"}},
 	{key: "consent"},
 	{key: "device", keys: []string{"manufacturer", "model", "type"}},
 	{key: "library", keys: []string{"name", "version"}},
 	{key: "locale"},
 	{key: "network", keys: []string{"bluetooth", "carrier", "cellular", "wifi"}},
 	{key: "os", keys: []string{"name", "version"}},
-	{key: "page", keys: []string{"path", "referrer", "title", "url"}, freeText: true},
+	{key: "page", keys: []string{"path", "referrer", "title", "url"}},
 	{key: "screen", keys: []string{"density", "height", "width"}},
 	{key: "timezone"},
 }
@@ -158,13 +158,10 @@ var coarseContextAllowList = []allowed{
 }
 
 // allowed is a context key that is kept, with the keys kept inside it if
-// it is an object (at most maxAllowedKeys), nil for a scalar. freeText
-// marks the objects whose values people write (page titles, URLs,
-// campaign names): they are scrubbed in region.
+// it is an object (at most maxAllowedKeys), nil for a scalar.
 type allowed struct {
-	key      string
-	keys     []string
-	freeText bool
+	key  string
+	keys []string
 }
 
 const maxAllowedKeys = 5
@@ -290,6 +287,10 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, r *passRepo
 	if p.settings.UserAgent == "parse" && p.agents != nil {
 		a := p.agents.Parse(ua)
 		c.Browser, c.OS, c.DeviceClass = a.Browser, a.OS, a.DeviceClass
+		if p.declared.Export { // the parser keeps plain names only; checked all the same
+			r.check(p.scrubber, "browser", a.Browser)
+			r.check(p.scrubber, "os", a.OS)
+		}
 		if !coarse {
 			c.BrowserVersion, c.OSVersion = a.BrowserVersion, a.OSVersion
 		}
@@ -366,7 +367,14 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 				// tokens and search terms.
 				switch k {
 				case "url", "referrer":
-					ks.text = stripURL(ctx.val(sv))
+					raw := ctx.val(sv)
+					if !p.declared.Export {
+						// Before url.URL escapes what it rewrites: a
+						// phone number written with spaces would reach
+						// the scrubber as +44%207000%20000000.
+						raw = p.scrubber.Scrub(raw)
+					}
+					ks.text = stripURL(raw)
 				case "path":
 					ks.text, _, _ = strings.Cut(ctx.val(sv), "#")
 					ks.text, _, _ = strings.Cut(ks.text, "?")
@@ -395,21 +403,13 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 			b = appendKey(b, inner, ks.key)
 			inner++
 			switch {
-			case !a.freeText || p.declared.Export:
-				// SDKs fill these, or (abroad) the catalogue declares them
-				// public and the gate checks them.
-				if ks.rewritten {
-					if p.declared.Export {
-						r.check(p.scrubber, "context", ks.text)
-					}
-					b = event.AppendString(b, ks.text)
-				} else {
-					b = p.appendContextScalar(b, ctx, ks.node, r)
-				}
+			case ks.rewritten && p.declared.Export:
+				r.check(p.scrubber, "context", ks.text)
+				b = event.AppendString(b, ks.text)
 			case ks.rewritten:
 				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
 			default:
-				b = p.appendScrubbedScalar(b, ctx, ks.node)
+				b = p.appendContextScalar(b, ctx, ks.node, r)
 			}
 		}
 		b = append(b, '}')
@@ -420,10 +420,15 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 	return append(b, '}')
 }
 
-// appendContextScalar appends a context value kept as sent, checked
-// abroad (passReport.check).
+// appendContextScalar appends a kept context value: scrubbed in region;
+// abroad, where only values the catalogue declares public are kept, as
+// sent and checked (passReport.check). SDKs fill most of the context,
+// but a client can write anything anywhere.
 func (p *Profile) appendContextScalar(b []byte, ctx *jsonTree, v int32, r *passReport) []byte {
-	if k := ctx.kind(v); p.declared.Export && (k == kindString || k == kindNumber) {
+	if !p.declared.Export {
+		return p.appendScrubbedScalar(b, ctx, v)
+	}
+	if k := ctx.kind(v); k == kindString || k == kindNumber {
 		r.check(p.scrubber, "context", ctx.val(v))
 	}
 	return appendScalar(b, ctx, v)
@@ -468,7 +473,13 @@ func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, consent in
 		if !ctx.isBool(k) || ctx.nodes[k].keyLen > 64 {
 			return false
 		}
-		// A category name is free text too.
+		// A category name is free text a client writes: only the names
+		// the consent rules know are kept.
+		if cats := p.declared.Categories; cats != nil {
+			if _, known := cats[strings.ToLower(ctx.key(k))]; !known {
+				return false
+			}
+		}
 		_, personal := p.scrubber.Find(ctx.key(k))
 		return !personal
 	}
@@ -520,9 +531,12 @@ func appendScalar(b []byte, t *jsonTree, i int32) []byte {
 
 // dropsContext reports whether drop_fields names context.<path...>.
 func (p *Profile) dropsContext(path ...string) bool {
-	var full [4]string
-	key := path[len(path)-1]
-	return p.dropsPath(append(append(full[:0], "context"), path[:len(path)-1]...), key)
+	var full [4]step
+	steps := append(full[:0], step{key: "context"})
+	for _, k := range path[:len(path)-1] {
+		steps = append(steps, step{key: k})
+	}
+	return p.dropsPath(steps, path[len(path)-1])
 }
 
 // stripURL keeps scheme, host and path of an http or https URL: query

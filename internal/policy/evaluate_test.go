@@ -35,9 +35,9 @@ func goldenProfiles(t testing.TB) (*policy.Profile, map[string]*policy.Profile) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	inRegion := newDeclaredProfile(t, goldenInRegion, policy.Declared{Catalogue: cat},
+	inRegion := newDeclaredProfile(t, goldenInRegion, policy.Declared{Catalogue: cat, Categories: goldenRules.Categories},
 		policy.Key{ID: testKeyID, Secret: testKey}, policy.Key{ID: "k2", Secret: rotatedKey, From: rotationTime})
-	export := newDeclaredProfile(t, goldenExport, policy.Declared{Catalogue: cat, Export: true}, policy.Key{ID: "x1", Secret: exportKey})
+	export := newDeclaredProfile(t, goldenExport, policy.Declared{Catalogue: cat, Export: true, Categories: goldenRules.Categories}, policy.Key{ID: "x1", Secret: exportKey})
 	return inRegion, map[string]*policy.Profile{"intl": export}
 }
 

@@ -234,7 +234,7 @@ func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]
 		}
 		if subKeys == nil {
 			if isScalar(v) {
-				out[key] = v
+				out[key] = p.legacyScrubValue(v)
 			}
 			continue
 		}
@@ -251,7 +251,7 @@ func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]
 			if str, isStr := sv.(string); isStr && key == "page" {
 				switch {
 				case legacyURLKeys[k]:
-					sv = stripURL(str)
+					sv = stripURL(p.scrubber.Scrub(str))
 				case k == "path":
 					sv, _, _ = strings.Cut(strings.SplitN(str, "#", 2)[0], "?")
 				}
@@ -259,10 +259,7 @@ func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]
 					continue
 				}
 			}
-			if key == "page" || key == "campaign" { // free text
-				sv = p.legacyScrubValue(sv)
-			}
-			kept[k] = sv
+			kept[k] = p.legacyScrubValue(sv)
 		}
 		if len(kept) > 0 {
 			out[key] = kept

@@ -201,6 +201,11 @@ type Declared struct {
 	// Export says the output leaves the home region: only declared public
 	// values are kept, and only declared event names.
 	Export bool
+	// Categories are the consent categories the rules know: of the
+	// categories an event carries (context.consent.categoryPreferences),
+	// only these are kept. Nil keeps every name the scrubbers find
+	// nothing in.
+	Categories CategoryMap
 }
 
 // Profile is a named de-identification profile with its keys.

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/ua-parser/uap-go/uaparser"
+
+	"github.com/consentflow/consentflow/internal/pii"
 )
 
 // UserAgentParser generalizes user agents with ua-parser's maintained
@@ -13,6 +15,7 @@ import (
 type UserAgentParser struct {
 	p         *uaparser.Parser
 	cacheSize int
+	scrubber  *pii.Scrubber
 
 	mu    sync.RWMutex
 	cache map[string]Agent
@@ -28,7 +31,7 @@ func NewUserAgentParser(cacheSize int) (*UserAgentParser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &UserAgentParser{p: p, cacheSize: cacheSize, cache: map[string]Agent{}}, nil
+	return &UserAgentParser{p: p, cacheSize: cacheSize, scrubber: pii.NewScrubber(), cache: map[string]Agent{}}, nil
 }
 
 // Agent is what a user agent says once generalized.
@@ -62,8 +65,8 @@ func (u *UserAgentParser) Parse(ua string) Agent {
 
 func (u *UserAgentParser) parse(ua string) Agent {
 	c := u.p.Parse(ua)
-	a := Agent{Browser: known(c.UserAgent.Family), BrowserVersion: c.UserAgent.Major,
-		OS: known(c.Os.Family), OSVersion: c.Os.Major}
+	a := Agent{Browser: u.family(c.UserAgent.Family), BrowserVersion: major(c.UserAgent.Major),
+		OS: u.family(c.Os.Family), OSVersion: major(c.Os.Major)}
 	if a.Browser == "" {
 		a.BrowserVersion = ""
 	}
@@ -74,11 +77,49 @@ func (u *UserAgentParser) parse(ua string) Agent {
 	return a
 }
 
-func known(family string) string {
-	if family == "Other" {
+// family is a browser or OS family as the parser names it, or "" when
+// it is unknown or is not a plain name. ua-parser's generic rules take a
+// family from the user agent itself ("<name>/1.0 CFNetwork ..."), and a
+// client writes its user agent: a family with personal data in it, or
+// anything but letters, digits and a little punctuation, is dropped, so
+// it reaches neither destination.
+func (u *UserAgentParser) family(name string) string {
+	if name == "Other" || name == "" || len(name) > maxFamilyBytes || !plainName(name) {
 		return ""
 	}
-	return family
+	if _, personal := u.scrubber.Find(name); personal {
+		return ""
+	}
+	return name
+}
+
+const maxFamilyBytes = 40
+
+// plainName says whether s holds a letter and only letters, digits,
+// spaces and ._()+- (every family ua-parser names itself does).
+func plainName(s string) bool {
+	letter := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isLetter(c):
+			letter = true
+		case c >= '0' && c <= '9' || strings.IndexByte(" ._()+-", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// major is a major version if it is one: up to 6 digits.
+func major(v string) string {
+	if len(v) == 0 || len(v) > 6 || strings.Trim(v, "0123456789") != "" {
+		return ""
+	}
+	return v
 }
 
 // deviceClass sorts a device into the classes analysts compare. ua-parser
