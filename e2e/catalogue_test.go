@@ -30,6 +30,7 @@ var catalogueLeaks = []string{
 	"198.51.100.23", // {"network": {"ip": ...}}
 	"leaky.buyer@example.com",
 	"7911 123456", // a UK phone number, inside free text
+	"ua.leak@example.com", "SECRET-MARKER-ZZ", "carol.model@example.com", // in the user agent, a consent category, context.device.model
 }
 
 // TestCatalogueEndToEnd posts, through the public write key, events whose
@@ -70,6 +71,17 @@ func TestCatalogueEndToEnd(t *testing.T) {
 	if a := send(t, clientKey, st.base+"/v1/batch", map[string]any{"batch": batch}); a.Code != http.StatusOK || len(a.Rejected) != 0 {
 		t.Fatalf("batch: %+v", a)
 	}
+	// Where SDKs write, a client can too: a user agent whose family
+	// ua-parser takes from the string, a consent category of its own, the
+	// device model.
+	sdkFields := map[string]any{"type": "track", "event": "Order Completed", "userId": user, "messageId": "sdk-fields-" + st.run,
+		"properties": map[string]any{"revenue": 5},
+		"context": map[string]any{"device": map[string]any{"model": "carol.model@example.com"},
+			"consent": map[string]any{"categoryPreferences": map[string]bool{"analytics": true, "SECRET-MARKER-ZZ": true}}}}
+	if a := send(t, clientKey, st.base+"/v1/track", sdkFields, "User-Agent", "ua.leak@example.com/1.0 CFNetwork/1410.0.3 Darwin/22.6.0"); a.Code != http.StatusOK {
+		t.Fatalf("track: %+v", a)
+	}
+	batch = append(batch, sdkFields)
 	for testenv.CommittedTotal(t, ctx, st.brokers, st.ecfg.GroupID, st.raw) < int64(len(batch)) {
 		if ctx.Err() != nil {
 			t.Fatal("the enricher did not judge both events")
@@ -77,11 +89,11 @@ func TestCatalogueEndToEnd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	clean, exported := testenv.ReadAll(t, ctx, st.brokers, st.clean), testenv.ReadAll(t, ctx, st.brokers, st.export)
-	if len(clean) != 2 || len(exported) != 2 {
-		t.Fatalf("%d clean and %d exported records, want both events in both", len(clean), len(exported))
+	if len(clean) != len(batch) || len(exported) != len(batch) {
+		t.Fatalf("%d clean and %d exported records, want all %d events in both", len(clean), len(exported), len(batch))
 	}
-	waitRows(t, ctx, st, st.database, 2)
-	waitRows(t, ctx, st, st.database+"_intl", 2)
+	waitRows(t, ctx, st, st.database, len(batch))
+	waitRows(t, ctx, st, st.database+"_intl", len(batch))
 
 	stored := map[string]string{
 		"events.export":  recordValues(exported),
@@ -100,7 +112,7 @@ func TestCatalogueEndToEnd(t *testing.T) {
 	var revenue float64
 	var currency, name string
 	if err := st.conn.QueryRow(ctx, "SELECT visitParamExtractFloat(properties, 'revenue'), visitParamExtractString(properties, 'currency'), event FROM "+
-		st.database+"_intl.events WHERE event = 'Order Completed'").Scan(&revenue, &currency, &name); err != nil || revenue != 25 || currency != "CNY" {
+		st.database+"_intl.events WHERE event = 'Order Completed' AND visitParamExtractFloat(properties, 'revenue') > 10").Scan(&revenue, &currency, &name); err != nil || revenue != 25 || currency != "CNY" {
 		t.Errorf("abroad: revenue %v, currency %q (%v), want 25 CNY", revenue, currency, err)
 	}
 	if strings.Contains(stored["analytics_intl"], "o-1") {
