@@ -45,9 +45,12 @@ const (
 var classNames = map[string]Class{"public": Public, "internal": Internal, "personal": Personal, "sensitive": Sensitive}
 
 // String is the class as the catalogue spells it.
-func (c Class) String() string {
-	for name, v := range classNames {
-		if v == c {
+func (c Class) String() string { return nameOf(classNames, c) }
+
+// nameOf is v's name in names, or "unknown".
+func nameOf[T comparable](names map[string]T, v T) string {
+	for name, x := range names {
+		if x == v {
 			return name
 		}
 	}
@@ -68,14 +71,7 @@ const (
 var typeNames = map[string]Type{"string": String, "number": Number, "integer": Integer, "boolean": Boolean}
 
 // String is the type as the catalogue spells it.
-func (t Type) String() string {
-	for name, v := range typeNames {
-		if v == t {
-			return name
-		}
-	}
-	return "unknown"
-}
+func (t Type) String() string { return nameOf(typeNames, t) }
 
 // Field is one declared value.
 type Field struct {

@@ -11,30 +11,6 @@ import (
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
-// TestDeclaredGolden judges every testdata/declared/<case>.json with the
-// golden profiles, which follow testdata/catalogue.yaml, and compares the report (both destinations and the
-// violations) with <case>.golden: one case per class, per kind of
-// departure, and the leaks the catalogue exists to stop. Run with -update
-// to rewrite.
-func TestDeclaredGolden(t *testing.T) {
-	clean, exports := goldenProfiles(t)
-	forEachCase(t, filepath.Join("testdata", "declared"), func(t *testing.T, name string, c *policy.Case) {
-		envJSON, _ := json.Marshal(c.Envelope)
-		if _, err := event.DecodeEnvelope(envJSON); err != nil {
-			t.Fatalf("case envelope is not valid: %v", err)
-		}
-		rep, err := policy.Evaluate(*c, goldenRules, "clean", clean, exports)
-		if err != nil {
-			t.Fatalf("Evaluate: %v", err)
-		}
-		got, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		compareGolden(t, filepath.Join("testdata", "declared", name+".golden"), append(got, '\n'))
-	})
-}
-
 // issueLeaks are the values of the leaking event: personal data a product
 // team put in properties, each of a kind the catalogue or the scrubbers
 // must stop.

@@ -43,12 +43,21 @@ func goldenProfiles(t testing.TB) (*policy.Profile, map[string]*policy.Profile) 
 
 // TestEvaluateGolden judges every testdata/decisions/<case>.json (a
 // policy.Case: an envelope, the subject's consent records, suppression)
-// and compares the report with <case>.golden. There is one case per rule:
-// each drop reason, consent ordering, default grants, consent carried in
-// events, export, the gate, key rotation. Run with -update to rewrite.
+// and testdata/declared/<case>.json, and compares the report with
+// <case>.golden. decisions has one case per rule: each drop reason,
+// consent ordering, default grants, consent carried in events, export,
+// the gate, key rotation; declared one per class of the catalogue
+// (testdata/catalogue.yaml), per kind of departure from it, and the leaks
+// it exists to stop. Run with -update to rewrite.
 func TestEvaluateGolden(t *testing.T) {
 	inRegion, exports := goldenProfiles(t)
-	forEachCase(t, filepath.Join("testdata", "decisions"), func(t *testing.T, name string, c *policy.Case) {
+	for _, dir := range []string{"decisions", "declared"} {
+		t.Run(dir, func(t *testing.T) { evaluateGolden(t, dir, inRegion, exports) })
+	}
+}
+
+func evaluateGolden(t *testing.T, dir string, inRegion *policy.Profile, exports map[string]*policy.Profile) {
+	forEachCase(t, filepath.Join("testdata", dir), func(t *testing.T, name string, c *policy.Case) {
 		envJSON, _ := json.Marshal(c.Envelope)
 		if _, err := event.DecodeEnvelope(envJSON); err != nil {
 			t.Fatalf("case envelope is not valid: %v", err)
@@ -62,7 +71,7 @@ func TestEvaluateGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		got = append(got, '\n')
-		compareGolden(t, filepath.Join("testdata", "decisions", name+".golden"), got)
+		compareGolden(t, filepath.Join("testdata", dir, name+".golden"), got)
 		for dest, o := range rep.Destinations {
 			in, err := policy.Parse(c.Envelope)
 			if err != nil {
