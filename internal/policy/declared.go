@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -94,11 +95,13 @@ func CheckContextDeclarations(c *catalogue.Catalogue) error {
 		return nil
 	}
 	var errs []error
-	for key, n := range root.Members {
+	for _, key := range slices.Sorted(maps.Keys(root.Members)) {
+		n := root.Members[key]
 		i := slices.IndexFunc(contextAllowList, func(a allowed) bool { return a.key == key })
 		switch {
 		case i < 0 || key == "consent":
-			errs = append(errs, contextError(c, n, "context."+key, "is not kept by any profile: the context allow-list is app, campaign, device, library, locale, network, os, page, screen, timezone"))
+			errs = append(errs, contextError(c, n, "context."+key, "is not kept by any profile: the context allow-list is "+
+				strings.Join(slices.Sorted(maps.Keys(ContextPaths())), ", ")))
 		case contextAllowList[i].keys == nil && n.Field == nil:
 			errs = append(errs, contextError(c, n, "context."+key, "is a value, not an object"))
 		case contextAllowList[i].keys != nil:
@@ -106,7 +109,8 @@ func CheckContextDeclarations(c *catalogue.Catalogue) error {
 				errs = append(errs, contextError(c, n, "context."+key, "is an object of values"))
 				continue
 			}
-			for sub, m := range n.Members {
+			for _, sub := range slices.Sorted(maps.Keys(n.Members)) {
+				m := n.Members[sub]
 				if !slices.Contains(contextAllowList[i].keys, sub) || m.Field == nil {
 					errs = append(errs, contextError(c, m, "context."+key+"."+sub, "is not kept by any profile: the allow-list keeps "+strings.Join(contextAllowList[i].keys, ", ")+" (values only)"))
 				}
