@@ -26,6 +26,9 @@ type Scanner struct {
 	Escaped bool
 	// Limit is the deepest nesting taken; 0 means DefaultLimit.
 	Limit int
+	// RefuseSurrogates leaves strings with an escaped UTF-16 surrogate to
+	// encoding/json, for callers that unescape strings (see Unescape).
+	RefuseSurrogates bool
 }
 
 // DefaultLimit bounds the nesting a Scanner takes unless told otherwise:
@@ -113,6 +116,10 @@ func (s *Scanner) Str() (start, end int, ok bool) {
 				// Lone or mismatched surrogates are valid JSON; encoding/json
 				// reads them as U+FFFD, and so would a string copied from
 				// here into an envelope.
+				// A hex digit from 8 on: 8, 9 or a letter (D800-DFFF).
+				if s.RefuseSurrogates && b[i+2]|0x20 == 'd' && b[i+3] >= '8' {
+					return 0, 0, false
+				}
 				i += 6
 			default:
 				return 0, 0, false

@@ -79,3 +79,21 @@ func FuzzScanner(f *testing.F) {
 		}
 	})
 }
+
+// TestRefuseSurrogates: with RefuseSurrogates a string with an escaped
+// surrogate is left alone, and only such a string.
+func TestRefuseSurrogates(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{{`"\ud800"`, false}, {`"\uDFFF"`, false}, {`"\uD83D\uDE00"`, false}, {`"\ud7ff"`, true}, {`"\ue000"`, true}, {`"\u00e9"`, true}, {`"d8"`, true}} {
+		s := Scanner{B: []byte(c.s), RefuseSurrogates: true}
+		if _, _, ok := s.Str(); ok != c.want {
+			t.Errorf("Str(%s) = %v, want %v", c.s, ok, c.want)
+		}
+		_, unescaped := Unescape(nil, []byte(c.s[1:len(c.s)-1]))
+		if unescaped != c.want {
+			t.Errorf("Unescape(%s) = %v, want %v", c.s, unescaped, c.want)
+		}
+	}
+}
