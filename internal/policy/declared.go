@@ -119,7 +119,7 @@ func contextError(c *catalogue.Catalogue, n *catalogue.Node, path, msg string) e
 // abroad declared public values only.
 type walker struct {
 	p      *Profile
-	t      *jsonTree
+	t      []byte
 	key    *Pseudonymizer
 	export bool
 	// path is the keys from the root, "[]" for an array's elements; arrays
@@ -128,6 +128,9 @@ type walker struct {
 	pathBuf [8]string
 	arrays  int
 	r       *passReport
+	// members holds the sorted members of the objects being walked, one
+	// after the other.
+	members []member
 }
 
 // passReport is what a de-identification pass finds besides its output.
@@ -153,14 +156,18 @@ func (r *passReport) check(sc *pii.Scrubber, field, s string) {
 	}
 }
 
-// object appends object i's kept members; n declares them (nil: none
-// declared), and undeclared says the object itself is (its members'
-// departures are reported with it).
+// object appends the kept members of the object at i; n declares them
+// (nil: none declared), and undeclared says the object itself is (its
+// members' departures are reported with it).
 func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '{')
+	mark := len(w.members)
+	w.members = sortedMembers(w.members, w.t, i)
+	// Nested objects append after these and truncate back to them.
+	kids := w.members[mark:]
 	written, at := 0, 0
-	for _, k := range w.t.children(i) { // sorted by name, as n's members
-		key := w.t.key(k)
+	for _, k := range kids { // sorted by name, as n's members
+		key := k.key
 		var decl *catalogue.Node
 		at, decl = n.Seek(at, key)
 		if w.arrays == 0 && w.p.dropsPath(w.path, key) {
@@ -176,7 +183,7 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 			mark := len(b)
 			b = appendKey(b, written, key)
 			var ok bool
-			if b, ok = w.value(b, k, decl, undeclared || decl == nil); ok {
+			if b, ok = w.value(b, k.val, decl, undeclared || decl == nil); ok {
 				written++
 			} else {
 				b = b[:mark]
@@ -184,22 +191,24 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 		}
 		w.path = w.path[:len(w.path)-1]
 	}
+	w.members = w.members[:mark]
 	return append(b, '}')
 }
 
-// array appends array i's kept elements, each declared by elem.
+// array appends the kept elements of the array at i, each declared by
+// elem.
 func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '[')
 	w.path[len(w.path)-1] += "[]"
 	w.arrays++
 	written := 0
-	for _, k := range w.t.children(i) {
+	for e := elementsAt(w.t, i); e.next(); {
 		mark := len(b)
 		if written > 0 {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = w.value(b, k, elem, undeclared); ok {
+		if b, ok = w.value(b, e.val, elem, undeclared); ok {
 			written++
 		} else {
 			b = b[:mark]
@@ -211,11 +220,11 @@ func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool)
 	return append(b, ']')
 }
 
-// value appends value i as its declaration n keeps it, or reports false
-// when nothing of it is kept.
+// value appends the value at i as its declaration n keeps it, or reports
+// false when nothing of it is kept.
 func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([]byte, bool) {
 	t := w.t
-	kind := t.kind(i)
+	kind := kindAt(t, i)
 	if n == nil {
 		if w.export || w.p.settings.Undeclared != UndeclaredScrub {
 			return b, false
@@ -256,29 +265,29 @@ func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the
 		// scrubbers find something in, so a mistaken class is caught.
-		if k := w.t.kind(i); k == kindString || k == kindNumber {
-			w.r.check(w.p.scrubber, w.path[0], w.t.val(i))
+		if k := kindAt(w.t, i); k == kindString || k == kindNumber {
+			w.r.check(w.p.scrubber, w.path[0], valAt(w.t, i))
 		}
 		return appendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
 		return w.p.appendScrubbedScalar(b, w.t, i), true
 	case f.Class == catalogue.Personal && !w.export && f.Pseudonym != "":
-		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, w.t.val(i))), true
+		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, valAt(w.t, i))), true
 	}
 	return b, false
 }
 
-// typeMatches says whether node i has the declared type.
-func typeMatches(typ catalogue.Type, t *jsonTree, i int32) bool {
+// typeMatches says whether the value at i has the declared type.
+func typeMatches(typ catalogue.Type, t []byte, i int32) bool {
 	switch typ {
 	case catalogue.String:
-		return t.kind(i) == kindString
+		return t[i] == kindString
 	case catalogue.Number:
-		return t.kind(i) == kindNumber
+		return kindAt(t, i) == kindNumber
 	case catalogue.Integer:
-		return t.kind(i) == kindNumber && !strings.ContainsAny(t.val(i), ".eE")
+		return kindAt(t, i) == kindNumber && !strings.ContainsAny(valAt(t, i), ".eE")
 	case catalogue.Boolean:
-		return t.isBool(i)
+		return isBool(t, i)
 	}
 	return false
 }
@@ -354,29 +363,33 @@ func scrubbedPath(scrubber *pii.Scrubber, path []string) string {
 	return s
 }
 
-// appendScrubbedScalar appends scalar i with personal data in a string
-// replaced by what it was ("[email]", "[phone]", ...), and a number that
-// is a whole phone, IMEI or identity number written as that.
-func (p *Profile) appendScrubbedScalar(b []byte, t *jsonTree, i int32) []byte {
-	switch t.kind(i) {
+// appendScrubbedScalar appends the scalar at i with personal data in a
+// string replaced by what it was ("[email]", "[phone]", ...), and a number
+// that is a whole phone, IMEI or identity number written as that.
+func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i int32) []byte {
+	switch kindAt(t, i) {
 	case kindString:
-		return event.AppendString(b, p.scrubber.Scrub(t.val(i)))
+		return event.AppendString(b, p.scrubber.Scrub(valAt(t, i)))
 	case kindNumber:
-		lit := t.val(i)
+		lit := valAt(t, i)
 		if s := p.scrubber.Scrub(lit); s != lit {
 			return event.AppendString(b, s)
 		}
+		return append(b, lit...)
 	}
 	return appendScalar(b, t, i)
 }
 
 // appendDeclared appends the properties (root "properties") or traits
-// (root "traits") at node i of t, as the profile keeps them by the
+// (root "traits"), the JSON text t, as the profile keeps them by the
 // event's declaration decl (nil: undeclared), reporting to r.
-func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
+func (p *Profile) appendDeclared(b []byte, t []byte, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
 	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r}
 	w.path = append(w.pathBuf[:0], root)
-	if t.kind(i) != kindObject {
+	var members [32]member
+	w.members = members[:0]
+	const i = 0
+	if kindAt(t, i) != kindObject {
 		// Event.Validate lets only objects through: nothing here is
 		// declared.
 		if out, ok := w.value(b, i, nil, true); ok {
