@@ -128,9 +128,6 @@ type walker struct {
 	pathBuf [8]string
 	arrays  int
 	r       *passReport
-	// members holds the sorted members of the objects being walked, one
-	// after the other.
-	members []member
 }
 
 // passReport is what a de-identification pass finds besides its output.
@@ -159,12 +156,10 @@ func (r *passReport) check(sc *pii.Scrubber, field, s string) {
 // object appends the kept members of the object at i; n declares them
 // (nil: none declared), and undeclared says the object itself is (its
 // members' departures are reported with it).
-func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) []byte {
+func (w *walker) object(b []byte, i span, n *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '{')
-	mark := len(w.members)
-	w.members = sortedMembers(w.members, w.t, i)
-	// Nested objects append after these and truncate back to them.
-	kids := w.members[mark:]
+	var buf [16]member // most objects have fewer members
+	kids := sortedMembers(buf[:0], w.t, i)
 	written, at := 0, 0
 	for _, k := range kids { // sorted by name, as n's members
 		key := k.key
@@ -183,7 +178,7 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 			mark := len(b)
 			b = appendKey(b, written, key)
 			var ok bool
-			if b, ok = w.value(b, k.val, decl, undeclared || decl == nil); ok {
+			if b, ok = w.value(b, k.v, decl, undeclared || decl == nil); ok {
 				written++
 			} else {
 				b = b[:mark]
@@ -191,24 +186,23 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 		}
 		w.path = w.path[:len(w.path)-1]
 	}
-	w.members = w.members[:mark]
 	return append(b, '}')
 }
 
 // array appends the kept elements of the array at i, each declared by
 // elem.
-func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool) []byte {
+func (w *walker) array(b []byte, i span, elem *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '[')
 	w.path[len(w.path)-1] += "[]"
 	w.arrays++
 	written := 0
-	for e := elementsAt(w.t, i); e.next(); {
+	for e := elementsOf(w.t, i); e.next(); {
 		mark := len(b)
 		if written > 0 {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = w.value(b, e.val, elem, undeclared); ok {
+		if b, ok = w.value(b, e.v, elem, undeclared); ok {
 			written++
 		} else {
 			b = b[:mark]
@@ -222,9 +216,9 @@ func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool)
 
 // value appends the value at i as its declaration n keeps it, or reports
 // false when nothing of it is kept.
-func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([]byte, bool) {
+func (w *walker) value(b []byte, i span, n *catalogue.Node, undeclared bool) ([]byte, bool) {
 	t := w.t
-	kind := kindAt(t, i)
+	kind := kindOf(t, i)
 	if n == nil {
 		if w.export || w.p.settings.Undeclared != UndeclaredScrub {
 			return b, false
@@ -260,32 +254,32 @@ func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([
 }
 
 // field appends a declared scalar as its class says.
-func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
+func (w *walker) field(b []byte, i span, f *catalogue.Field) ([]byte, bool) {
 	switch {
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the
 		// scrubbers find something in, so a mistaken class is caught.
-		if k := kindAt(w.t, i); k == kindString || k == kindNumber {
-			w.r.check(w.p.scrubber, w.path[0], valAt(w.t, i))
+		if k := kindOf(w.t, i); k == kindString || k == kindNumber {
+			w.r.check(w.p.scrubber, w.path[0], valOf(w.t, i))
 		}
 		return appendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
 		return w.p.appendScrubbedScalar(b, w.t, i), true
 	case f.Class == catalogue.Personal && !w.export && f.Pseudonym != "":
-		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, valAt(w.t, i))), true
+		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, valOf(w.t, i))), true
 	}
 	return b, false
 }
 
 // typeMatches says whether the value at i has the declared type.
-func typeMatches(typ catalogue.Type, t []byte, i int32) bool {
+func typeMatches(typ catalogue.Type, t []byte, i span) bool {
 	switch typ {
 	case catalogue.String:
-		return t[i] == kindString
+		return t[i.at] == kindString
 	case catalogue.Number:
-		return kindAt(t, i) == kindNumber
+		return kindOf(t, i) == kindNumber
 	case catalogue.Integer:
-		return kindAt(t, i) == kindNumber && !strings.ContainsAny(valAt(t, i), ".eE")
+		return kindOf(t, i) == kindNumber && !strings.ContainsAny(valOf(t, i), ".eE")
 	case catalogue.Boolean:
 		return isBool(t, i)
 	}
@@ -366,12 +360,12 @@ func scrubbedPath(scrubber *pii.Scrubber, path []string) string {
 // appendScrubbedScalar appends the scalar at i with personal data in a
 // string replaced by what it was ("[email]", "[phone]", ...), and a number
 // that is a whole phone, IMEI or identity number written as that.
-func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i int32) []byte {
-	switch kindAt(t, i) {
+func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i span) []byte {
+	switch kindOf(t, i) {
 	case kindString:
-		return event.AppendString(b, p.scrubber.Scrub(valAt(t, i)))
+		return event.AppendString(b, p.scrubber.Scrub(valOf(t, i)))
 	case kindNumber:
-		lit := valAt(t, i)
+		lit := valOf(t, i)
 		if s := p.scrubber.Scrub(lit); s != lit {
 			return event.AppendString(b, s)
 		}
@@ -386,10 +380,11 @@ func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i int32) []byte {
 func (p *Profile) appendDeclared(b []byte, t []byte, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
 	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r}
 	w.path = append(w.pathBuf[:0], root)
-	var members [32]member
-	w.members = members[:0]
-	const i = 0
-	if kindAt(t, i) != kindObject {
+	i := span{at: 0, end: int32(len(t))} // t is one value
+	if t[0] == '"' {
+		i = spanAt(t, 0)
+	}
+	if kindOf(t, i) != kindObject {
 		// Event.Validate lets only objects through: nothing here is
 		// declared.
 		if out, ok := w.value(b, i, nil, true); ok {

@@ -133,7 +133,7 @@ var deviceIDKeys = [...]string{"id", "advertisingId", "imei", "androidId", "mac"
 // tomorrow. An allow-list, because a block-list leaks each new field.
 // "consent" stands for consent.categoryPreferences (appendConsent). Keys
 // are in the order they are written: sorted, as json.Marshal sorts a map's.
-var contextAllowList = withSlots([]allowed{
+var contextAllowList = withSlots(nil, []allowed{
 	{key: "app", keys: []string{"build", "name", "namespace", "version"}},
 	{key: "campaign", keys: []string{"content", "medium", "name", "source", "term"}, freeText: true},
 	{key: "consent"},
@@ -149,7 +149,7 @@ var contextAllowList = withSlots([]allowed{
 
 // coarseContextAllowList is what a coarse profile keeps: what an app and
 // its platform are, nothing of the device, page, network or campaign.
-var coarseContextAllowList = withSlots([]allowed{
+var coarseContextAllowList = withSlots(contextAllowList, []allowed{
 	{key: "app", keys: []string{"name", "version"}},
 	{key: "consent"},
 	{key: "library", keys: []string{"name", "version"}},
@@ -165,15 +165,26 @@ type allowed struct {
 	key      string
 	keys     []string
 	freeText bool
-	// slot is the key's in Parsed.ctxAt (withSlots).
+	// slot is the key's in Parsed.ctxAt, and sub the positions of keys
+	// in the full allow-list's keys of slot, as in Parsed.ctxSub
+	// (withSlots).
 	slot int
+	sub  [maxAllowedKeys]int8
 }
 
-// withSlots fills in the slots of an allow-list's keys.
-func withSlots(list []allowed) []allowed {
+// withSlots fills in the slots of list, an allow-list, a subset of full
+// (nil: list is the full allow-list).
+func withSlots(full, list []allowed) []allowed {
 	for i := range list {
-		if list[i].slot = ctxSlot(list[i].key); list[i].slot < 0 {
-			panic("policy: context key " + list[i].key + " has no slot in Parsed")
+		a := &list[i]
+		if a.slot = ctxSlot(a.key); a.slot < 0 || full == nil && a.slot != i {
+			panic("policy: context key " + a.key + " is not in its slot in Parsed")
+		}
+		for ki, k := range a.keys {
+			a.sub[ki] = int8(ki)
+			if full != nil {
+				a.sub[ki] = int8(slices.Index(full[a.slot].keys, k))
+			}
 		}
 	}
 	return list
@@ -348,7 +359,7 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 		}
 		decl := decls[ai]
 		switch {
-		case v < 0:
+		case v.at < 0:
 			continue
 		case a.keys == nil:
 			if !isScalar(ctx, v) || p.dropsContext(a.key) || !p.keepsContext(ctx, v, decl.node) {
@@ -358,41 +369,28 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 			b = p.appendContextScalar(b, ctx, v, r)
 			written++
 			continue
-		case ctx[v] != kindObject:
+		case ctx[v.at] != kindObject:
 			continue
-		}
-		// The last value of each kept key, in the allow-list's order.
-		var at [maxAllowedKeys]int32
-		for ki := range a.keys {
-			at[ki] = -1
-		}
-		for m := membersAt(ctx, v); m.next(); {
-			for ki, k := range a.keys {
-				if m.key == k {
-					at[ki] = m.val
-					break
-				}
-			}
 		}
 		var kept [maxAllowedKeys]keptScalar
 		n := 0
 		for ki, k := range a.keys {
-			sv := at[ki]
-			if sv < 0 || !isScalar(ctx, sv) || !p.keepsContext(ctx, sv, decl.keys[ki]) {
+			sv := in.ctxSub[a.slot][a.sub[ki]]
+			if sv.at < 0 || !isScalar(ctx, sv) || !p.keepsContext(ctx, sv, decl.keys[ki]) {
 				continue
 			}
 			ks := keptScalar{key: k, node: sv}
-			if ctx[sv] == kindString && a.key == "page" {
+			if ctx[sv.at] == kindString && a.key == "page" {
 				// Query strings and fragments carry e-mail addresses,
 				// tokens and search terms.
 				switch k {
 				case "url", "referrer":
-					ks.text = stripURL(valAt(ctx, sv))
+					ks.text = stripURL(valOf(ctx, sv))
 				case "path":
-					ks.text, _, _ = strings.Cut(valAt(ctx, sv), "#")
+					ks.text, _, _ = strings.Cut(valOf(ctx, sv), "#")
 					ks.text, _, _ = strings.Cut(ks.text, "?")
 				default:
-					ks.text = valAt(ctx, sv)
+					ks.text = valOf(ctx, sv)
 				}
 				if ks.text == "" {
 					continue
@@ -443,9 +441,9 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 
 // appendContextScalar appends a context value kept as sent, checked
 // abroad (passReport.check).
-func (p *Profile) appendContextScalar(b []byte, ctx []byte, v int32, r *passReport) []byte {
-	if k := kindAt(ctx, v); p.declared.Export && (k == kindString || k == kindNumber) {
-		r.check(p.scrubber, "context", valAt(ctx, v))
+func (p *Profile) appendContextScalar(b []byte, ctx []byte, v span, r *passReport) []byte {
+	if k := kindOf(ctx, v); p.declared.Export && (k == kindString || k == kindNumber) {
+		r.check(p.scrubber, "context", valOf(ctx, v))
 	}
 	return appendScalar(b, ctx, v)
 }
@@ -454,7 +452,7 @@ func (p *Profile) appendContextScalar(b []byte, ctx []byte, v int32, r *passRepo
 // is kept by its declaration decl (nil: undeclared): abroad only declared
 // public values of the declared type are, in region all but personal and
 // sensitive ones and those of another type.
-func (p *Profile) keepsContext(ctx []byte, v int32, decl *catalogue.Node) bool {
+func (p *Profile) keepsContext(ctx []byte, v span, decl *catalogue.Node) bool {
 	if decl == nil || decl.Field == nil {
 		return !p.declared.Export
 	}
@@ -471,7 +469,7 @@ func (p *Profile) keepsContext(ctx []byte, v int32, decl *catalogue.Node) bool {
 // keptScalar is a kept value of an allow-listed context object.
 type keptScalar struct {
 	key       string
-	node      int32
+	node      span
 	text      string // the value, if rewritten
 	rewritten bool
 }
@@ -481,14 +479,14 @@ type keptScalar struct {
 // consent.categoryPreferences (at prefs, an object, or -1), if there are
 // any: the enricher and analysts read them, and they say nothing about
 // who the subject is.
-func (p *Profile) appendConsent(b []byte, written int, ctx []byte, prefs int32) ([]byte, int) {
-	if prefs < 0 {
+func (p *Profile) appendConsent(b []byte, written int, ctx []byte, prefs span) ([]byte, int) {
+	if prefs.at < 0 {
 		return b, written
 	}
 	var buf [16]member
 	ms := sortedMembers(buf[:0], ctx, prefs)
 	keep := func(m member) bool {
-		if !isBool(ctx, m.val) || len(m.key) > 64 {
+		if !isBool(ctx, m.v) || len(m.key) > 64 {
 			return false
 		}
 		// A category name is free text too.
@@ -511,7 +509,7 @@ func (p *Profile) appendConsent(b []byte, written int, ctx []byte, prefs int32) 
 		}
 		b = appendKey(b, inner, m.key)
 		inner++
-		b = appendScalar(b, ctx, m.val)
+		b = appendScalar(b, ctx, m.v)
 	}
 	return append(b, '}', '}'), written + 1
 }

@@ -25,22 +25,23 @@ type Parsed struct {
 	// at offsets (text.go).
 	ctx, props, traits  []byte
 	hasProps, hasTraits bool // properties or traits present and not null
-	// ctxAt are the offsets in ctx of the values of the context keys the
-	// enricher reads (ctxSlot), the last of a repeated name; -1 where
-	// absent. Found while the context is scanned, so no writer looks for
-	// them again.
-	ctxAt                ctxOffsets
+	// ctxAt are the values of the context keys the enricher reads
+	// (ctxSlot), the last of a repeated name, and ctxSub, for those that
+	// are objects of the allow-list, the values of the keys it keeps in
+	// them, in its order. Found while the context is scanned, so that no
+	// profile looks for them again.
+	ctxAt                ctxSpans
+	ctxSub               [slotIP][maxAllowedKeys]span
 	ctxIP, ctxUA, ip, ua string
-	// prefs is the offset of context.consent.categoryPreferences, an
-	// object, else -1.
-	prefs int32
+	// prefs is context.consent.categoryPreferences if it is an object.
+	prefs span
 	// device holds context.device's identifiers, in deviceIDKeys' order
 	// ("" where absent or not a string).
 	device [len(deviceIDKeys)]string
 }
 
 // The slots of Parsed.ctxAt: the context keys the enricher reads, the
-// allow-list's and ip and userAgent.
+// allow-list's (in its order) and ip and userAgent.
 const (
 	slotApp = iota
 	slotCampaign
@@ -58,12 +59,12 @@ const (
 	numCtxSlots
 )
 
-type ctxOffsets [numCtxSlots]int32
+type ctxSpans [numCtxSlots]span
 
-// noCtx is ctxOffsets with every key absent.
-var noCtx = func() (o ctxOffsets) {
+// noCtx is ctxSpans with every key absent.
+var noCtx = func() (o ctxSpans) {
 	for i := range o {
-		o[i] = -1
+		o[i] = absent
 	}
 	return o
 }()
@@ -118,7 +119,7 @@ var parsedPool = sync.Pool{New: func() any { return new(Parsed) }}
 // event.DecodeEnvelope accepted. An error is an *event.FieldError: the
 // event is poison.
 func Parse(env event.Envelope) (*Parsed, error) {
-	p := &Parsed{Env: env, ctxAt: noCtx, prefs: -1}
+	p := &Parsed{Env: env, ctxAt: noCtx}
 	if err := p.parseContext(env.Event.Context); err != nil {
 		return nil, err
 	}
@@ -198,7 +199,7 @@ func (p *Parsed) parseContext(raw []byte) error {
 }
 
 // scanContext validates the object at the start of b, a context, and
-// records it in p with the offsets of the keys the enricher reads. end is
+// records it in p with the values of the keys the enricher reads. end is
 // where it ends in b. limit bounds its nesting (0: the scanner's default).
 func (p *Parsed) scanContext(b []byte, limit int) (end int, ok bool) {
 	if len(b) == 0 || b[0] != '{' {
@@ -207,23 +208,22 @@ func (p *Parsed) scanContext(b []byte, limit int) (end int, ok bool) {
 	s := jsonscan.Scanner{B: b, Limit: limit, RefuseSurrogates: true}
 	at := noCtx
 	more, ok := s.Open('}')
-	var buf [16]byte
 	for ok && more {
-		start, end, ok := s.Key()
+		var key []byte
+		if key, ok = scanKey(&s); !ok {
+			return 0, false
+		}
+		slot, start := ctxSlot(string(key)), s.I
+		if slot >= 0 && slot < slotIP && contextAllowList[slot].keys != nil && start < len(b) && b[start] == '{' {
+			ok = p.scanAllowed(&s, slot)
+		} else {
+			ok = s.Value()
+		}
 		if !ok {
 			return 0, false
 		}
-		key := b[start:end]
-		if s.Escaped {
-			if key, ok = jsonscan.Unescape(buf[:0], key); !ok {
-				return 0, false
-			}
-		}
-		if slot := ctxSlot(string(key)); slot >= 0 {
-			at[slot] = int32(s.I)
-		}
-		if !s.Value() {
-			return 0, false
+		if slot >= 0 {
+			at[slot] = span{at: int32(start), end: int32(s.I), esc: s.Escaped && b[start] == '"'}
 		}
 		more, ok = s.After('}')
 	}
@@ -234,12 +234,53 @@ func (p *Parsed) scanContext(b []byte, limit int) (end int, ok bool) {
 	return s.I, true
 }
 
+// scanAllowed scans the object at s.I, the context's key of slot, into
+// p.ctxSub.
+func (p *Parsed) scanAllowed(s *jsonscan.Scanner, slot int) bool {
+	keys, sub := contextAllowList[slot].keys, &p.ctxSub[slot]
+	for i := range sub {
+		sub[i] = absent
+	}
+	more, ok := s.Open('}')
+	for ok && more {
+		var key []byte
+		if key, ok = scanKey(s); !ok {
+			return false
+		}
+		start := s.I
+		if !s.Value() {
+			return false
+		}
+		for i, k := range keys {
+			if string(key) == k {
+				sub[i] = span{at: int32(start), end: int32(s.I), esc: s.Escaped && s.B[start] == '"'}
+				break
+			}
+		}
+		more, ok = s.After('}')
+	}
+	return ok
+}
+
+// scanKey scans a member's name, unescaped into new memory if it has
+// escapes (rare: the collector writes none), and its colon.
+func scanKey(s *jsonscan.Scanner) ([]byte, bool) {
+	start, end, ok := s.Key()
+	if !ok {
+		return nil, false
+	}
+	if !s.Escaped {
+		return s.B[start:end], true
+	}
+	return jsonscan.Unescape(nil, s.B[start:end])
+}
+
 // finish derives what the rules and profiles read from the envelope and
 // the context.
 func (p *Parsed) finish() {
 	env := &p.Env
 	p.At, p.ip, p.ua = EventTime(*env), env.Signals.IP, env.Signals.UserAgent
-	p.ctxIP, p.ctxUA = strAt(p.ctx, p.ctxAt[slotIP]), strAt(p.ctx, p.ctxAt[slotUserAgent])
+	p.ctxIP, p.ctxUA = strOf(p.ctx, p.ctxAt[slotIP]), strOf(p.ctx, p.ctxAt[slotUserAgent])
 	if p.ctxIP != "" && env.Signals.TrustContextIP {
 		// A server-side source reports the end user's address in context.ip;
 		// it wins over the address of the server that posted the event.
@@ -250,19 +291,19 @@ func (p *Parsed) finish() {
 		// SDKs the end user's: either says more than the poster's header.
 		p.ua = p.ctxUA
 	}
-	p.prefs = -1
-	for m := membersAt(p.ctx, p.ctxAt[slotConsent]); m.next(); {
+	p.prefs = absent
+	for m := membersOf(p.ctx, p.ctxAt[slotConsent]); m.next(); {
 		if m.key == "categoryPreferences" {
-			p.prefs = m.val
+			p.prefs = m.v
 		}
 	}
-	if p.prefs >= 0 && p.ctx[p.prefs] != '{' {
-		p.prefs = -1
+	if p.prefs.at >= 0 && p.ctx[p.prefs.at] != '{' {
+		p.prefs = absent
 	}
-	for m := membersAt(p.ctx, p.ctxAt[slotDevice]); m.next(); {
+	for m := membersOf(p.ctx, p.ctxAt[slotDevice]); m.next(); {
 		for i, k := range deviceIDKeys {
 			if m.key == k {
-				p.device[i] = strAt(p.ctx, m.val)
+				p.device[i] = strOf(p.ctx, m.v)
 				break
 			}
 		}
@@ -281,13 +322,13 @@ func decodeWithEncodingJSON(raw []byte, v any) error {
 // context.consent.categoryPreferences (booleans only), or nil.
 func (p *Parsed) CarriedPreferences() map[string]bool {
 	var out map[string]bool
-	for m := membersAt(p.ctx, p.prefs); m.next(); {
+	for m := membersOf(p.ctx, p.prefs); m.next(); {
 		switch {
-		case isBool(p.ctx, m.val):
+		case isBool(p.ctx, m.v):
 			if out == nil {
 				out = map[string]bool{}
 			}
-			out[m.key] = p.ctx[m.val] == 't'
+			out[m.key] = p.ctx[m.v.at] == 't'
 		case out != nil:
 			delete(out, m.key) // the last of a repeated name counts
 		}

@@ -24,7 +24,7 @@ import (
 // keeps all of raw alive.
 func ParseRaw(raw []byte) (p *Parsed, ok bool) {
 	p = parsedPool.Get().(*Parsed)
-	p.ctxAt, p.prefs = noCtx, -1
+	p.ctxAt = noCtx
 	d := rawDecoder{s: jsonscan.Scanner{B: raw, RefuseSurrogates: true}, p: p}
 	d.s.WS()
 	ok = d.object(d.envelopeField)
@@ -55,17 +55,10 @@ func (d *rawDecoder) object(field func(name string) (bit uint32, ok bool)) bool 
 	d.seen = 0
 	defer func() { d.seen = outer }()
 	more, ok := d.s.Open('}')
-	var buf [32]byte
 	for ok && more {
-		start, end, ok := d.s.Key()
+		name, ok := scanKey(&d.s)
 		if !ok {
 			return false
-		}
-		name := d.s.B[start:end]
-		if d.s.Escaped {
-			if name, ok = jsonscan.Unescape(buf[:0], name); !ok {
-				return false
-			}
 		}
 		bit, ok := field(unsafe.String(unsafe.SliceData(name), len(name)))
 		if !ok || d.seen&bit != 0 {

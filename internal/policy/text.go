@@ -29,55 +29,65 @@ const (
 // the validation bounded it.
 const validated = 1 << 30
 
-// kindAt is the kind of the value at offset at of text, valid JSON.
-func kindAt(text []byte, at int32) byte {
-	switch c := text[at]; c {
+// span is where a value is in its text: from at to end. esc says a string
+// has escapes. at is -1 for a value that is absent.
+type span struct {
+	at, end int32
+	esc     bool
+}
+
+// absent is the span of no value.
+var absent = span{at: -1}
+
+// spanAt scans the value at offset at of validated text.
+func spanAt(text []byte, at int32) span {
+	s := jsonscan.Scanner{B: text, I: int(at), Limit: validated}
+	s.Value()
+	return span{at: at, end: int32(s.I), esc: s.Escaped && text[at] == '"'}
+}
+
+// kindOf is the kind of the value v of text, valid JSON.
+func kindOf(text []byte, v span) byte {
+	switch c := text[v.at]; c {
 	case '{', '[', '"', 't', 'f', 'n':
 		return c
 	}
 	return kindNumber
 }
 
-// isScalar says whether the value at is a string, number or boolean.
-func isScalar(text []byte, at int32) bool {
-	switch text[at] {
+// isScalar says whether v is a string, number or boolean.
+func isScalar(text []byte, v span) bool {
+	switch text[v.at] {
 	case '{', '[', 'n':
 		return false
 	}
 	return true
 }
 
-// isBool says whether the value at is true or false.
-func isBool(text []byte, at int32) bool {
-	return text[at] == 't' || text[at] == 'f'
+// isBool says whether v is true or false.
+func isBool(text []byte, v span) bool {
+	return text[v.at] == 't' || text[v.at] == 'f'
 }
 
-// valAt is the value at: a string's contents (unescaped), a number's or a
-// boolean's literal. The string shares text's memory unless it had
+// valOf is the value v: a string's contents (unescaped), a number's or a
+// boolean's literal, "" for null. It shares text's memory unless it had
 // escapes.
-func valAt(text []byte, at int32) string {
-	s := jsonscan.Scanner{B: text, I: int(at), Limit: validated}
-	switch text[at] {
+func valOf(text []byte, v span) string {
+	switch text[v.at] {
 	case '"':
-		start, end, _ := s.Str()
-		return stringOf(text[start:end], s.Escaped)
-	case 't':
-		return "true"
-	case 'f':
-		return "false"
+		return stringOf(text[v.at+1:v.end-1], v.esc)
 	case 'n':
 		return ""
 	}
-	s.Number()
-	return unsafe.String(&text[at], s.I-int(at))
+	return unsafe.String(&text[v.at], int(v.end-v.at))
 }
 
-// strAt is the value at if it is a string, else "".
-func strAt(text []byte, at int32) string {
-	if at < 0 || text[at] != '"' {
+// strOf is v if it is a string, else "".
+func strOf(text []byte, v span) string {
+	if v.at < 0 || text[v.at] != '"' {
 		return ""
 	}
-	return valAt(text, at)
+	return valOf(text, v)
 }
 
 // stringOf is the contents of a string scanned and validated already.
@@ -92,10 +102,10 @@ func stringOf(raw []byte, escaped bool) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// member is an object's member: its name and the offset of its value.
+// member is an object's member: its name and its value.
 type member struct {
 	key string
-	val int32
+	v   span
 }
 
 // members iterates over the members of an object of validated text, in
@@ -106,10 +116,12 @@ type members struct {
 	member
 }
 
-// membersAt starts iterating over the object at (none if it is not one).
-func membersAt(text []byte, at int32) members {
-	m := members{s: jsonscan.Scanner{B: text, I: int(at), Limit: validated}}
-	if at >= 0 && text[at] == '{' {
+// membersOf starts iterating over the members of v (none if it is not an
+// object).
+func membersOf(text []byte, v span) members {
+	var m members
+	if v.at >= 0 && text[v.at] == '{' {
+		m.s = jsonscan.Scanner{B: text, I: int(v.at), Limit: validated}
 		m.more, _ = m.s.Open('}')
 	}
 	return m
@@ -122,18 +134,19 @@ func (m *members) next() bool {
 	}
 	start, end, _ := m.s.Key()
 	m.key = stringOf(m.s.B[start:end], m.s.Escaped)
-	m.val = int32(m.s.I)
+	at := m.s.I
 	m.s.Value()
+	m.v = span{at: int32(at), end: int32(m.s.I), esc: m.s.Escaped && m.s.B[at] == '"'}
 	m.more, _ = m.s.After('}')
 	return true
 }
 
-// sortedMembers appends the members of the object at to dst sorted by
+// sortedMembers appends the members of the object v to dst sorted by
 // name, only the last of a repeated name kept: what decoding into a map
 // and encoding it again gives, which the outputs have always been.
-func sortedMembers(dst []member, text []byte, at int32) []member {
+func sortedMembers(dst []member, text []byte, v span) []member {
 	mark := len(dst)
-	for m := membersAt(text, at); m.next(); {
+	for m := membersOf(text, v); m.next(); {
 		dst = append(dst, m.member)
 	}
 	ms := dst[mark:]
@@ -177,12 +190,12 @@ func compareNames(a, b string) int {
 type elements struct {
 	s    jsonscan.Scanner
 	more bool
-	val  int32
+	v    span
 }
 
-// elementsAt starts iterating over the array at.
-func elementsAt(text []byte, at int32) elements {
-	e := elements{s: jsonscan.Scanner{B: text, I: int(at), Limit: validated}}
+// elementsOf starts iterating over the elements of the array v.
+func elementsOf(text []byte, v span) elements {
+	e := elements{s: jsonscan.Scanner{B: text, I: int(v.at), Limit: validated}}
 	e.more, _ = e.s.Open(']')
 	return e
 }
@@ -192,24 +205,20 @@ func (e *elements) next() bool {
 	if !e.more {
 		return false
 	}
-	e.val = int32(e.s.I)
+	at := e.s.I
 	e.s.Value()
+	e.v = span{at: int32(at), end: int32(e.s.I), esc: e.s.Escaped && e.s.B[at] == '"'}
 	e.more, _ = e.s.After(']')
 	return true
 }
 
-// appendScalar appends the value at, a string, number, boolean or null,
-// as JSON.
-func appendScalar(b []byte, text []byte, at int32) []byte {
-	switch text[at] {
+// appendScalar appends v, a string, number, boolean or null, as JSON.
+func appendScalar(b []byte, text []byte, v span) []byte {
+	switch text[v.at] {
 	case '"':
-		return event.AppendString(b, valAt(text, at))
-	case 't':
-		return append(b, "true"...)
-	case 'f':
-		return append(b, "false"...)
+		return event.AppendString(b, valOf(text, v))
 	case 'n':
 		return append(b, "null"...)
 	}
-	return append(b, valAt(text, at)...)
+	return append(b, text[v.at:v.end]...)
 }
