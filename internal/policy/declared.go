@@ -124,10 +124,9 @@ type walker struct {
 	export bool
 	// path is the keys from the root, "[]" for an array's elements; arrays
 	// counts the arrays on it (drop_fields apply outside arrays only).
-	path    []string
-	pathBuf [8]string
-	arrays  int
-	r       *passReport
+	path   []string
+	arrays int
+	r      *passReport
 }
 
 // passReport is what a de-identification pass finds besides its output.
@@ -378,8 +377,8 @@ func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i span) []byte {
 // (root "traits"), the JSON text t, as the profile keeps them by the
 // event's declaration decl (nil: undeclared), reporting to r.
 func (p *Profile) appendDeclared(b []byte, t []byte, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
-	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r}
-	w.path = append(w.pathBuf[:0], root)
+	var path [8]string // outside w, which would not stay on the stack pointing into itself
+	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r, path: append(path[:0], root)}
 	i := span{at: 0, end: int32(len(t))} // t is one value
 	if t[0] == '"' {
 		i = spanAt(t, 0)
