@@ -367,3 +367,83 @@ func Unescape(dst, s []byte) (out []byte, ok bool) {
 	}
 	return dst, true
 }
+
+// numChar marks the bytes a number may hold after its first.
+var numChar = func() (t [256]bool) {
+	for _, c := range "0123456789+-.eE" {
+		t[c] = true
+	}
+	return t
+}()
+
+// Skip moves past the value at s.I of text that a Scanner validated
+// before, without checking it again: a second reading of a document need
+// only find where its values end. Depth and Keys are left as they are.
+func (s *Scanner) Skip() {
+	b, i := s.B, s.I
+	switch b[i] {
+	case '"':
+		s.SkipStr()
+		return
+	case 't', 'n':
+		s.I = i + 4
+		return
+	case 'f':
+		s.I = i + 5
+		return
+	case '{', '[':
+	default:
+		for i++; i < len(b) && numChar[b[i]]; i++ {
+		}
+		s.I = i
+		return
+	}
+	depth := 0
+	for {
+		switch b[i] {
+		case '"':
+			s.I = i
+			s.SkipStr()
+			i = s.I
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				s.I = i + 1
+				return
+			}
+		}
+		i++
+	}
+}
+
+// SkipStr is Str for text that a Scanner validated before: it only finds
+// the closing quote (and sets Escaped).
+func (s *Scanner) SkipStr() (start, end int) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	b := s.B
+	i := s.I + 1
+	start = i
+	s.Escaped = false
+	for {
+		for i+8 <= len(b) {
+			w := binary.LittleEndian.Uint64(b[i:])
+			q, e := w^(ones*'"'), w^(ones*'\\')
+			if m := (q-ones)&^q&highs | (e-ones)&^e&highs; m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		for b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		if b[i] == '"' {
+			s.I = i + 1
+			return start, i
+		}
+		s.Escaped = true
+		i += 2 // the escaped byte is never a quote that ends the string
+	}
+}

@@ -97,3 +97,33 @@ func TestRefuseSurrogates(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSkip holds Skip and SkipStr to Value and Str on valid JSON values:
+// they end where they end.
+//
+// go test -run '^$' -fuzz FuzzSkip ./internal/jsonscan/
+func FuzzSkip(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5e3,"x\u00e9\n"],"b":{"c":null,"d":true}}`, `"\ud83d\ude00"`, `"a\"b\\c\/d\b\f\n\r\t"`, `-0.5E+3`, `[[],{},"]"]`, `"\\"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := Scanner{B: b}
+		if !s.Value() || s.I != len(b) {
+			return
+		}
+		want := s.I
+		k := Scanner{B: b}
+		k.Skip()
+		if k.I != want {
+			t.Fatalf("Skip(%q) ends at %d, Value at %d", b, k.I, want)
+		}
+		if b[0] == '"' {
+			v, k := Scanner{B: b}, Scanner{B: b}
+			vs, ve, _ := v.Str()
+			ks, ke := k.SkipStr()
+			if vs != ks || ve != ke || v.Escaped != k.Escaped {
+				t.Fatalf("SkipStr(%q) = %d %d %v, Str %d %d %v", b, ks, ke, k.Escaped, vs, ve, v.Escaped)
+			}
+		}
+	})
+}

@@ -42,7 +42,7 @@ var absent = span{at: -1}
 // spanAt scans the value at offset at of validated text.
 func spanAt(text []byte, at int32) span {
 	s := jsonscan.Scanner{B: text, I: int(at), Limit: validated}
-	s.Value()
+	s.Skip()
 	return span{at: at, end: int32(s.I), esc: s.Escaped && text[at] == '"'}
 }
 
@@ -109,7 +109,8 @@ type member struct {
 }
 
 // members iterates over the members of an object of validated text, in
-// the order they come (repeated names included).
+// the order they come (repeated names included), skipping over values
+// (jsonscan.Scanner.Skip) rather than checking them again.
 type members struct {
 	s    jsonscan.Scanner
 	more bool
@@ -132,10 +133,13 @@ func (m *members) next() bool {
 	if !m.more {
 		return false
 	}
-	start, end, _ := m.s.Key()
+	start, end := m.s.SkipStr()
 	m.key = stringOf(m.s.B[start:end], m.s.Escaped)
+	m.s.WS()
+	m.s.I++ // the colon
+	m.s.WS()
 	at := m.s.I
-	m.s.Value()
+	m.s.Skip()
 	m.v = span{at: int32(at), end: int32(m.s.I), esc: m.s.Escaped && m.s.B[at] == '"'}
 	m.more, _ = m.s.After('}')
 	return true
@@ -206,7 +210,7 @@ func (e *elements) next() bool {
 		return false
 	}
 	at := e.s.I
-	e.s.Value()
+	e.s.Skip()
 	e.v = span{at: int32(at), end: int32(e.s.I), esc: e.s.Escaped && e.s.B[at] == '"'}
 	e.more, _ = e.s.After(']')
 	return true
