@@ -56,12 +56,12 @@ func (d *rawDecoder) object(field func(name string) (bit uint32, ok bool)) bool 
 	defer func() { d.seen = outer }()
 	more, ok := d.s.Open('}')
 	for ok && more {
-		name, ok := scanKey(&d.s)
-		if !ok {
+		var name []byte
+		if name, ok = scanKey(&d.s); !ok {
 			return false
 		}
-		bit, ok := field(unsafe.String(unsafe.SliceData(name), len(name)))
-		if !ok || d.seen&bit != 0 {
+		var bit uint32
+		if bit, ok = field(unsafe.String(unsafe.SliceData(name), len(name))); !ok || d.seen&bit != 0 {
 			return false
 		}
 		d.seen |= bit

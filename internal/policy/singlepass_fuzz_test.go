@@ -193,6 +193,7 @@ func FuzzSinglePass(f *testing.F) {
 	f.Add([]byte{7, 7, 7, 3, 9, 1, 200, 5, 6, 6, 6, 6, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, uint8(1), false, uint16(3), uint8(0))
 	f.Add([]byte{250, 5, 7, 7, 7, 7, 7, 7, 40, 41, 42, 43, 44, 45}, uint8(4), true, uint16(0), uint8(0))
 	f.Add([]byte{9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9}, uint8(6), true, uint16(77), uint8('"'))
+	f.Add([]byte{1, 2, 3}, uint8(0), false, uint16(2), uint8(1))
 	profiles := singlePassProfiles(f)
 	f.Fuzz(func(t *testing.T, in []byte, ev uint8, trust bool, at uint16, with uint8) {
 		g := jsonGen{in: in}
@@ -216,7 +217,11 @@ func FuzzSinglePass(f *testing.F) {
 			env.Event.Traits = bytes.Clone(g.b)
 		}
 		raw := env.AppendJSON(nil)
-		if with != 0 && len(raw) > 0 {
+		switch {
+		case with == 1:
+			// Cut short: refusals.
+			raw = raw[:len(raw)-1-int(at)%len(raw)]
+		case with != 0:
 			// A byte changed: refusals and the slow path.
 			raw[int(at)%len(raw)] = with
 		}
