@@ -114,9 +114,9 @@ func contextError(c *catalogue.Catalogue, n *catalogue.Node, path, msg string) e
 	return &catalogue.Error{File: c.File, Line: n.Line(), Path: path, Msg: msg}
 }
 
-// walker writes a properties or traits tree as a profile keeps it: by its
-// declaration, class by class, scrubbing what stays in region and passing
-// abroad declared public values only.
+// walker writes properties or traits, JSON text, as a profile keeps them:
+// by their declaration, class by class, scrubbing what stays in region and
+// passing abroad declared public values only.
 type walker struct {
 	p      *Profile
 	t      []byte

@@ -379,7 +379,7 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 			if sv.at < 0 || !isScalar(ctx, sv) || !p.keepsContext(ctx, sv, decl.keys[ki]) {
 				continue
 			}
-			ks := keptScalar{key: k, node: sv}
+			ks := keptScalar{key: k, v: sv}
 			if ctx[sv.at] == kindString && a.key == "page" {
 				// Query strings and fragments carry e-mail addresses,
 				// tokens and search terms.
@@ -423,12 +423,12 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 					}
 					b = event.AppendString(b, ks.text)
 				} else {
-					b = p.appendContextScalar(b, ctx, ks.node, r)
+					b = p.appendContextScalar(b, ctx, ks.v, r)
 				}
 			case ks.rewritten:
 				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
 			default:
-				b = p.appendScrubbedScalar(b, ctx, ks.node)
+				b = p.appendScrubbedScalar(b, ctx, ks.v)
 			}
 		}
 		b = append(b, '}')
@@ -469,7 +469,7 @@ func (p *Profile) keepsContext(ctx []byte, v span, decl *catalogue.Node) bool {
 // keptScalar is a kept value of an allow-listed context object.
 type keptScalar struct {
 	key       string
-	node      span
+	v         span
 	text      string // the value, if rewritten
 	rewritten bool
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"sync"
 	"time"
 
@@ -119,6 +120,16 @@ var parsedPool = sync.Pool{New: func() any { return new(Parsed) }}
 // event.DecodeEnvelope accepted. An error is an *event.FieldError: the
 // event is poison.
 func Parse(env event.Envelope) (*Parsed, error) {
+	parts := [...]struct {
+		field string
+		raw   []byte
+	}{{"event.context", env.Event.Context}, {"event.properties", env.Event.Properties}, {"event.traits", env.Event.Traits}}
+	for _, part := range parts {
+		if len(part.raw) > math.MaxInt32 {
+			// Offsets in them are int32; Kafka carries nothing this large.
+			return nil, &event.FieldError{Field: part.field, Msg: "is larger than 2 GiB"}
+		}
+	}
 	p := &Parsed{Env: env, ctxAt: noCtx}
 	if err := p.parseContext(env.Event.Context); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"math"
 	"time"
 	"unsafe"
 
@@ -23,6 +24,9 @@ import (
 // change afterwards, and a string kept for long should be cloned, or it
 // keeps all of raw alive.
 func ParseRaw(raw []byte) (p *Parsed, ok bool) {
+	if len(raw) > math.MaxInt32 {
+		return nil, false // spans' offsets are int32; Parse says it is too large
+	}
 	p = parsedPool.Get().(*Parsed)
 	p.ctxAt = noCtx
 	d := rawDecoder{s: jsonscan.Scanner{B: raw, RefuseSurrogates: true}, p: p}
