@@ -9,7 +9,7 @@ import (
 // The reference path (Shape.Check, then DecodeEventOfType on
 // encoding/json's semantics) walks an event three times and copies every
 // field; for a /v1/batch body add a pass that copies each event out of the
-// batch. The decoders here walk the body once (scan.go), check the shape
+// batch. The decoders here walk the body once (internal/jsonscan), check the shape
 // limits on the way, take string fields as substrings of one copy of the
 // body and leave the free-form parts (context, properties, traits,
 // integrations) as slices of it.
@@ -154,29 +154,29 @@ type fields struct {
 	shape Shape
 }
 
-// object scans the object at s.i, storing the members of set into f. str is
-// s.b as a string, for substrings.
+// object scans the object at s.I, storing the members of set into f. str is
+// s.B as a string, for substrings.
 func (s *scanner) fields(str string, set uint32, f *fields) bool {
-	if s.i >= len(s.b) || s.b[s.i] != '{' || !s.enter() {
+	if s.I >= len(s.B) || s.B[s.I] != '{' || !s.Enter() {
 		return false
 	}
 	var seen uint32
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		s.depth--
+	s.WS()
+	if s.I < len(s.B) && s.B[s.I] == '}' {
+		s.I++
+		s.Depth--
 		return true
 	}
 	for {
-		if s.i >= len(s.b) || s.b[s.i] != '"' {
+		if s.I >= len(s.B) || s.B[s.I] != '"' {
 			return false
 		}
-		ks, ke, ok := s.str()
-		if !ok || s.escaped {
+		ks, ke, ok := s.Str()
+		if !ok || s.Escaped {
 			return false
 		}
-		s.keys++
-		k := field(s.b[ks:ke], set)
+		s.Keys++
+		k := field(s.B[ks:ke], set)
 		switch {
 		case k == fieldUnsure:
 			return false
@@ -185,33 +185,33 @@ func (s *scanner) fields(str string, set uint32, f *fields) bool {
 		case k >= 0:
 			seen |= 1 << k
 		}
-		s.ws()
-		if s.i >= len(s.b) || s.b[s.i] != ':' {
+		s.WS()
+		if s.I >= len(s.B) || s.B[s.I] != ':' {
 			return false
 		}
-		s.i++
-		s.ws()
+		s.I++
+		s.WS()
 		if !s.member(str, k, f) {
 			return false
 		}
-		more, ok := s.after('}')
+		more, ok := s.After('}')
 		if !ok || !more {
 			return ok
 		}
 	}
 }
 
-// member scans the value of field k at s.i into f.
+// member scans the value of field k at s.I into f.
 func (s *scanner) member(str string, k int, f *fields) bool {
-	start := s.i
+	start := s.I
 	switch k {
 	case fieldUnknown:
-		return s.value()
+		return s.Value()
 	case fContext, fProperties, fTraits, fIntegrations:
-		if !s.value() {
+		if !s.Value() {
 			return false
 		}
-		raw := json.RawMessage(s.b[start:s.i:s.i])
+		raw := json.RawMessage(s.B[start:s.I:s.I])
 		switch k {
 		case fContext:
 			f.ev.Context = raw
@@ -228,14 +228,14 @@ func (s *scanner) member(str string, k int, f *fields) bool {
 	}
 	// A string field: a string without escapes, or null, which leaves it
 	// as it was.
-	if s.i < len(s.b) && s.b[s.i] == 'n' {
-		return s.literal("null")
+	if s.I < len(s.B) && s.B[s.I] == 'n' {
+		return s.Literal("null")
 	}
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
+	if s.I >= len(s.B) || s.B[s.I] != '"' {
 		return false // a type error: the reference decoder words it
 	}
-	vs, ve, ok := s.str()
-	if !ok || s.escaped {
+	vs, ve, ok := s.Str()
+	if !ok || s.Escaped {
 		return false
 	}
 	v := str[vs:ve]
@@ -283,28 +283,28 @@ const (
 	maxSpareEvents = 128
 )
 
-// batch scans a batch's array (or null) at s.i. Each element that is an
+// batch scans a batch's array (or null) at s.I. Each element that is an
 // object is decoded as an event, within its own shape limits; any other
 // element, or one the one-pass decoder leaves alone, is kept raw for the
 // reference path.
 func (s *scanner) batch(str string, f *fields) bool {
-	if s.i < len(s.b) && s.b[s.i] == 'n' {
-		return s.literal("null")
+	if s.I < len(s.B) && s.B[s.I] == 'n' {
+		return s.Literal("null")
 	}
-	if s.i >= len(s.b) || s.b[s.i] != '[' {
+	if s.I >= len(s.B) || s.B[s.I] != '[' {
 		return false
 	}
-	s.i++
+	s.I++
 	// SDKs send events of a few hundred bytes: room for that many saves
 	// growing the slice, at most a few times over.
 	b := f.batch
 	events := b.spareEvents[:0]
 	if cap(events) == 0 {
-		events = make([]BatchEvent, 0, min(len(s.b)/512+1, maxBatchDecoded))
+		events = make([]BatchEvent, 0, min(len(s.B)/512+1, maxBatchDecoded))
 	}
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
+	s.WS()
+	if s.I < len(s.B) && s.B[s.I] == ']' {
+		s.I++
 		b.Events = events
 		return true
 	}
@@ -317,10 +317,10 @@ func (s *scanner) batch(str string, f *fields) bool {
 		}
 	}()
 	for n := 0; ; n++ {
-		start := s.i
+		start := s.I
 		be := BatchEvent{deferred: n >= maxBatchDecoded}
 		// Each event is scanned with fresh counters, so its shape is its own.
-		*s = scanner{b: s.b, i: start}
+		*s = newScanner(s.B, start)
 		if !be.deferred {
 			if len(decoded) == cap(decoded) {
 				// A new chunk: events decoded so far keep the old one.
@@ -329,30 +329,30 @@ func (s *scanner) batch(str string, f *fields) bool {
 			}
 			decoded = append(decoded, Event{})
 			ef.ev = &decoded[len(decoded)-1]
-			if s.fields(str, eventFields, &ef) && s.maxDepth <= f.shape.MaxDepth && s.keys <= f.shape.MaxKeys {
+			if s.fields(str, eventFields, &ef) && s.MaxDepth <= f.shape.MaxDepth && s.Keys <= f.shape.MaxKeys {
 				be.ev = ef.ev
 			} else {
 				decoded = decoded[:len(decoded)-1]
-				*s = scanner{b: s.b, i: start}
+				*s = newScanner(s.B, start)
 			}
 		}
-		if be.ev == nil && !s.value() {
+		if be.ev == nil && !s.Value() {
 			return false
 		}
-		be.Raw = json.RawMessage(s.b[start:s.i:s.i])
+		be.Raw = json.RawMessage(s.B[start:s.I:s.I])
 		events = append(events, be)
-		outer.i = s.i
+		outer.I = s.I
 		*s = outer
-		s.ws()
-		if s.i >= len(s.b) {
+		s.WS()
+		if s.I >= len(s.B) {
 			return false
 		}
-		switch s.b[s.i] {
+		switch s.B[s.I] {
 		case ',':
-			s.i++
-			s.ws()
+			s.I++
+			s.WS()
 		case ']':
-			s.i++
+			s.I++
 			b.Events = events
 			return true
 		default:
@@ -421,13 +421,13 @@ func (s Shape) DecodeBatch(body []byte, b *Batch) bool {
 	*b = Batch{spareEvents: spareEvents[:0], spare: b.spare}
 	str := string(body)
 	var ev Event // the body-level sentAt and context land here
-	sc := scanner{b: body}
-	sc.ws()
+	sc := newScanner(body, 0)
+	sc.WS()
 	if !sc.fields(str, batchFields, &fields{ev: &ev, writeKey: &b.WriteKey, batch: b, shape: s}) {
 		return false
 	}
-	sc.ws()
-	if sc.i != len(body) {
+	sc.WS()
+	if sc.I != len(body) {
 		return false
 	}
 	b.SentAt, b.Context = ev.SentAt, ev.Context
@@ -440,13 +440,13 @@ func (s Shape) DecodeBatch(body []byte, b *Batch) bool {
 // the plain case, errors included.
 func (s Shape) DecodeSingle(body []byte) (be BatchEvent, writeKey string, ok bool) {
 	ev := new(Event)
-	sc := scanner{b: body}
-	sc.ws()
+	sc := newScanner(body, 0)
+	sc.WS()
 	if !sc.fields(string(body), singleFields, &fields{ev: ev, writeKey: &writeKey}) {
 		return BatchEvent{}, "", false
 	}
-	sc.ws()
-	if sc.i != len(body) || sc.maxDepth > s.MaxDepth || sc.keys > s.MaxKeys {
+	sc.WS()
+	if sc.I != len(body) || sc.MaxDepth > s.MaxDepth || sc.Keys > s.MaxKeys {
 		return BatchEvent{}, "", false
 	}
 	return BatchEvent{Raw: body, ev: ev}, writeKey, true
@@ -469,13 +469,13 @@ func (s Shape) DecodeEvent(raw []byte, typ string) (Event, error) {
 // checked: false when it leaves raw to the reference path.
 func (s Shape) decodeFast(raw []byte) (Event, bool) {
 	var e Event
-	sc := scanner{b: raw}
-	sc.ws()
+	sc := newScanner(raw, 0)
+	sc.WS()
 	if !sc.fields(string(raw), eventFields, &fields{ev: &e}) {
 		return Event{}, false
 	}
-	sc.ws()
-	if sc.i != len(raw) || sc.maxDepth > s.MaxDepth || sc.keys > s.MaxKeys {
+	sc.WS()
+	if sc.I != len(raw) || sc.MaxDepth > s.MaxDepth || sc.Keys > s.MaxKeys {
 		return Event{}, false
 	}
 	return e, true

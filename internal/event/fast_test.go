@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/bits"
 	"reflect"
 	"strings"
 	"testing"
@@ -199,44 +198,6 @@ func TestBatchPastDecodeBudget(t *testing.T) {
 		want, wantErr := referenceDecode(s, []byte(events[i]), "")
 		if err := sameDecoding(got, gotErr, want, wantErr); err != nil {
 			t.Fatalf("event %d: %v", i, err)
-		}
-	}
-}
-
-// TestLookMask checks the eight-byte test against strSafe: its lowest
-// mark is the first byte strSafe refuses, wherever it is and whatever
-// follows it.
-func TestLookMask(t *testing.T) {
-	for c := range 256 {
-		for pos := range 8 {
-			for _, after := range []byte{'a', 0, '"', 0x80} {
-				var b [8]byte
-				for i := range b {
-					b[i] = 'a'
-					if i > pos {
-						b[i] = after
-					}
-				}
-				b[pos] = byte(c)
-				w := uint64(0)
-				for i := 7; i >= 0; i-- {
-					w = w<<8 | uint64(b[i])
-				}
-				want := 8
-				for i := range b {
-					if !strSafe[b[i]] {
-						want = i
-						break
-					}
-				}
-				got := 8
-				if m := lookMask(w); m != 0 {
-					got = bits.TrailingZeros64(m) / 8
-				}
-				if got != want {
-					t.Fatalf("lookMask(%q) marks byte %d first, want %d", b, got, want)
-				}
-			}
 		}
 	}
 }

@@ -124,20 +124,19 @@ func contextError(c *catalogue.Catalogue, n *catalogue.Node, path, msg string) e
 	return &catalogue.Error{File: c.File, Line: n.Line(), Path: path, Msg: msg}
 }
 
-// walker writes a properties or traits tree as a profile keeps it: by its
-// declaration, class by class, scrubbing what stays in region and passing
-// abroad declared public values only.
+// walker writes properties or traits, JSON text, as a profile keeps them:
+// by their declaration, class by class, scrubbing what stays in region and
+// passing abroad declared public values only.
 type walker struct {
 	p      *Profile
-	t      *jsonTree
+	t      []byte
 	key    *Pseudonymizer
 	export bool
 	// path is the keys from the root; arrays counts the arrays on it
 	// (drop_fields apply outside arrays only).
-	path    []step
-	pathBuf [8]step
-	arrays  int
-	r       *passReport
+	path   []step
+	arrays int
+	r      *passReport
 }
 
 // step is a key of a path, and whether the path goes on into the
@@ -170,14 +169,16 @@ func (r *passReport) check(sc *pii.Scrubber, field, s string) {
 	}
 }
 
-// object appends object i's kept members; n declares them (nil: none
-// declared), and undeclared says the object itself is (its members'
-// departures are reported with it).
-func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) []byte {
+// object appends the kept members of the object at i; n declares them
+// (nil: none declared), and undeclared says the object itself is (its
+// members' departures are reported with it).
+func (w *walker) object(b []byte, i span, n *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '{')
+	var buf [16]member // most objects have fewer members
+	kids := sortedMembers(buf[:0], w.t, i)
 	written, at := 0, 0
-	for _, k := range w.t.children(i) { // sorted by name, as n's members
-		key := w.t.key(k)
+	for _, k := range kids { // sorted by name, as n's members
+		key := k.key
 		var decl *catalogue.Node
 		at, decl = n.Seek(at, key)
 		if w.arrays == 0 && w.p.dropsPath(w.path, key) || decl == nil && w.export && w.r.violations == nil {
@@ -193,7 +194,7 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 			mark := len(b)
 			b = appendKey(b, written, key)
 			var ok bool
-			if b, ok = w.value(b, k, decl, undeclared || decl == nil); ok {
+			if b, ok = w.value(b, k.v, decl, undeclared || decl == nil); ok {
 				written++
 			} else {
 				b = b[:mark]
@@ -204,21 +205,22 @@ func (w *walker) object(b []byte, i int32, n *catalogue.Node, undeclared bool) [
 	return append(b, '}')
 }
 
-// array appends array i's kept elements, each declared by elem.
-func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool) []byte {
+// array appends the kept elements of the array at i, each declared by
+// elem.
+func (w *walker) array(b []byte, i span, elem *catalogue.Node, undeclared bool) []byte {
 	b = append(b, '[')
 	last := &w.path[len(w.path)-1]
 	outer := last.array // an array in an array: its elements have the same path
 	last.array = true
 	w.arrays++
 	written := 0
-	for _, k := range w.t.children(i) {
+	for e := elementsOf(w.t, i); e.next(); {
 		mark := len(b)
 		if written > 0 {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = w.value(b, k, elem, undeclared); ok {
+		if b, ok = w.value(b, e.v, elem, undeclared); ok {
 			written++
 		} else {
 			b = b[:mark]
@@ -229,11 +231,11 @@ func (w *walker) array(b []byte, i int32, elem *catalogue.Node, undeclared bool)
 	return append(b, ']')
 }
 
-// value appends value i as its declaration n keeps it, or reports false
-// when nothing of it is kept.
-func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([]byte, bool) {
+// value appends the value at i as its declaration n keeps it, or reports
+// false when nothing of it is kept.
+func (w *walker) value(b []byte, i span, n *catalogue.Node, undeclared bool) ([]byte, bool) {
 	t := w.t
-	kind := t.kind(i)
+	kind := kindOf(t, i)
 	if n == nil {
 		if w.export || w.p.settings.Undeclared != UndeclaredScrub {
 			return b, false
@@ -272,35 +274,42 @@ func (w *walker) value(b []byte, i int32, n *catalogue.Node, undeclared bool) ([
 }
 
 // field appends a declared scalar as its class says.
-func (w *walker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
+func (w *walker) field(b []byte, i span, f *catalogue.Field) ([]byte, bool) {
 	switch {
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the
 		// scrubbers find something in, so a mistaken class is caught.
-		if k := w.t.kind(i); k == kindString || k == kindNumber {
-			w.r.check(w.p.scrubber, w.path[0].key, w.t.val(i))
+		if k := kindOf(w.t, i); k == kindString || k == kindNumber {
+			w.r.check(w.p.scrubber, w.path[0].key, valOf(w.t, i))
 		}
 		return appendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
 		return w.p.appendScrubbedScalar(b, w.t, i), true
 	case f.Class == catalogue.Personal && !w.export && f.Pseudonym != "":
-		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, w.t.val(i))), true
+		return event.AppendString(b, w.key.Pseudonym(f.Pseudonym, valOf(w.t, i))), true
 	}
 	return b, false
 }
 
-// coordinatePair says whether array i is two numbers precise enough to
-// find a place (three decimals or more) within the ranges of a latitude
-// and a longitude, in either order: GeoJSON, Amap and Baidu write
-// [longitude, latitude].
-func coordinatePair(t *jsonTree, i int32) bool {
-	kids := t.children(i)
-	if len(kids) != 2 || t.kind(kids[0]) != kindNumber || t.kind(kids[1]) != kindNumber {
-		return false
+// coordinatePair says whether the array at i is two numbers precise
+// enough to find a place (three decimals or more) within the ranges of a
+// latitude and a longitude, in either order: GeoJSON, Amap and Baidu
+// write [longitude, latitude].
+func coordinatePair(t []byte, i span) bool {
+	var nums [2]float64
+	n := 0
+	for e := elementsOf(t, i); e.next(); n++ {
+		if n == 2 || kindOf(t, e.v) != kindNumber {
+			return false
+		}
+		f, ok := preciseDegrees(valOf(t, e.v))
+		if !ok {
+			return false
+		}
+		nums[n] = f
 	}
-	a, aok := preciseDegrees(t.val(kids[0]))
-	b, bok := preciseDegrees(t.val(kids[1]))
-	return aok && bok && (a <= 90 && b <= 180 || a <= 180 && b <= 90)
+	a, b := nums[0], nums[1]
+	return n == 2 && (a <= 90 && b <= 180 || a <= 180 && b <= 90)
 }
 
 // preciseDegrees is the absolute value of a number literal with three
@@ -314,17 +323,17 @@ func preciseDegrees(lit string) (float64, bool) {
 	return math.Abs(f), err == nil
 }
 
-// typeMatches says whether node i has the declared type.
-func typeMatches(typ catalogue.Type, t *jsonTree, i int32) bool {
+// typeMatches says whether the value at i has the declared type.
+func typeMatches(typ catalogue.Type, t []byte, i span) bool {
 	switch typ {
 	case catalogue.String:
-		return t.kind(i) == kindString
+		return t[i.at] == kindString
 	case catalogue.Number:
-		return t.kind(i) == kindNumber
+		return kindOf(t, i) == kindNumber
 	case catalogue.Integer:
-		return t.kind(i) == kindNumber && !strings.ContainsAny(t.val(i), ".eE")
+		return kindOf(t, i) == kindNumber && !strings.ContainsAny(valOf(t, i), ".eE")
 	case catalogue.Boolean:
-		return t.isBool(i)
+		return isBool(t, i)
 	}
 	return false
 }
@@ -423,29 +432,34 @@ func scrubbedPath(scrubber *pii.Scrubber, path []step) string {
 	return s
 }
 
-// appendScrubbedScalar appends scalar i with personal data in a string
-// replaced by what it was ("[email]", "[phone]", ...), and a number that
-// is a whole phone, IMEI or identity number written as that.
-func (p *Profile) appendScrubbedScalar(b []byte, t *jsonTree, i int32) []byte {
-	switch t.kind(i) {
+// appendScrubbedScalar appends the scalar at i with personal data in a
+// string replaced by what it was ("[email]", "[phone]", ...), and a number
+// that is a whole phone, IMEI or identity number written as that.
+func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i span) []byte {
+	switch kindOf(t, i) {
 	case kindString:
-		return event.AppendString(b, p.scrubber.Scrub(t.val(i)))
+		return event.AppendString(b, p.scrubber.Scrub(valOf(t, i)))
 	case kindNumber:
-		lit := t.val(i)
+		lit := valOf(t, i)
 		if s := p.scrubber.Scrub(lit); s != lit {
 			return event.AppendString(b, s)
 		}
+		return append(b, lit...)
 	}
 	return appendScalar(b, t, i)
 }
 
 // appendDeclared appends the properties (root "properties") or traits
-// (root "traits") at node i of t, as the profile keeps them by the
+// (root "traits"), the JSON text t, as the profile keeps them by the
 // event's declaration decl (nil: undeclared), reporting to r.
-func (p *Profile) appendDeclared(b []byte, t *jsonTree, i int32, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
-	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r}
-	w.path = append(w.pathBuf[:0], step{key: root})
-	if t.kind(i) != kindObject {
+func (p *Profile) appendDeclared(b []byte, t []byte, root string, decl *catalogue.Node, declared bool, key *Pseudonymizer, r *passReport) []byte {
+	var path [8]step // outside w, which would not stay on the stack pointing into itself
+	w := walker{p: p, t: t, key: key, export: p.declared.Export, r: r, path: append(path[:0], step{key: root})}
+	i := span{at: 0, end: int32(len(t))} // t is one value
+	if t[0] == '"' {
+		i = spanAt(t, 0)
+	}
+	if kindOf(t, i) != kindObject {
 		// Event.Validate lets only objects through: nothing here is
 		// declared.
 		if out, ok := w.value(b, i, nil, true); ok {

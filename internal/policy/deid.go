@@ -133,7 +133,7 @@ var deviceIDKeys = [...]string{"id", "advertisingId", "imei", "androidId", "mac"
 // tomorrow. An allow-list, because a block-list leaks each new field.
 // "consent" stands for consent.categoryPreferences (appendConsent). Keys
 // are in the order they are written: sorted, as json.Marshal sorts a map's.
-var contextAllowList = []allowed{
+var contextAllowList = withSlots(nil, []allowed{
 	{key: "app", keys: []string{"build", "name", "namespace", "version"}},
 	{key: "campaign", keys: []string{"content", "medium", "name", "source", "term"}},
 	{key: "consent"},
@@ -145,23 +145,46 @@ var contextAllowList = []allowed{
 	{key: "page", keys: []string{"path", "referrer", "title", "url"}},
 	{key: "screen", keys: []string{"density", "height", "width"}},
 	{key: "timezone"},
-}
+})
 
 // coarseContextAllowList is what a coarse profile keeps: what an app and
 // its platform are, nothing of the device, page, network or campaign.
-var coarseContextAllowList = []allowed{
+var coarseContextAllowList = withSlots(contextAllowList, []allowed{
 	{key: "app", keys: []string{"name", "version"}},
 	{key: "consent"},
 	{key: "library", keys: []string{"name", "version"}},
 	{key: "locale"},
 	{key: "os", keys: []string{"name"}},
-}
+})
 
 // allowed is a context key that is kept, with the keys kept inside it if
 // it is an object (at most maxAllowedKeys), nil for a scalar.
 type allowed struct {
 	key  string
 	keys []string
+	// slot is the key's in Parsed.ctxAt, and sub the positions of keys
+	// in the full allow-list's keys of slot, as in Parsed.ctxSub
+	// (withSlots).
+	slot int
+	sub  [maxAllowedKeys]int8
+}
+
+// withSlots fills in the slots of list, an allow-list, a subset of full
+// (nil: list is the full allow-list).
+func withSlots(full, list []allowed) []allowed {
+	for i := range list {
+		a := &list[i]
+		if a.slot = ctxSlot(a.key); a.slot < 0 || full == nil && a.slot != i {
+			panic("policy: context key " + a.key + " is not in its slot in Parsed")
+		}
+		for ki, k := range a.keys {
+			a.sub[ki] = int8(ki)
+			if full != nil {
+				a.sub[ki] = int8(slices.Index(full[a.slot].keys, k))
+			}
+		}
+	}
+	return list
 }
 
 const maxAllowedKeys = 5
@@ -240,7 +263,7 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, r *passRepo
 	if cap(b) < size {
 		b = make([]byte, 0, size)
 	}
-	b = p.appendContext(b, &in.ctx, in.ctxRoot, allowList, decls, r)
+	b = p.appendContext(b, in, allowList, decls, r)
 	n := len(b)
 	if n > 0 {
 		c.Context = b[:n:n]
@@ -250,13 +273,13 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, r *passRepo
 		props, traits = decl.Properties, decl.Traits
 	}
 	if in.hasProps {
-		b = p.appendDeclared(b, &in.props, in.propsRoot, "properties", props, decl != nil, key, r)
+		b = p.appendDeclared(b, in.props, "properties", props, decl != nil, key, r)
 		c.Properties = b[n:len(b):len(b)]
 	}
 	if in.hasTraits && r.violations != nil {
 		// Traits are stored nowhere; walked for what departs from the
 		// catalogue only, into memory given back at once.
-		p.appendDeclared(b[len(b):], &in.traits, in.traitsRoot, "traits", traits, decl != nil, key, r)
+		p.appendDeclared(b[len(b):], in.traits, "traits", traits, decl != nil, key, r)
 	}
 	// The subject is the userId, else the anonymousId, under the same kind:
 	// its pseudonym is theirs.
@@ -324,50 +347,46 @@ func (p *Profile) eventName(in *Parsed, decl *catalogue.Event, r *passReport) st
 // public), or returns b unchanged when that leaves nothing. Strings kept
 // in region are scrubbed. An object whose kept keys drop_fields all
 // removes stays, empty.
-func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList []allowed, decls []contextDecl, r *passReport) []byte {
+func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls []contextDecl, r *passReport) []byte {
 	orig, written := b, 0
+	ctx := in.ctx
 	b = append(b, '{')
-	// The allow-list and the context's keys are both sorted: one walk
-	// through each finds the allowed keys.
-	top, at := ctx.children(root), 0
 	for ai, a := range allowList {
-		var v int32
-		at, v = ctx.seek(top, at, a.key)
-		if a.key == "consent" {
-			b, written = p.appendConsent(b, written, ctx, v)
+		// The context's scan found where the allow-list's keys are.
+		v := in.ctxAt[a.slot]
+		if a.slot == slotConsent {
+			b, written = p.appendConsent(b, written, ctx, in.prefs)
 			continue
 		}
 		decl := decls[ai]
 		switch {
-		case v < 0:
+		case v.at < 0:
 			continue
 		case a.keys == nil:
-			if !ctx.isScalar(v) || p.dropsContext(a.key) || !p.keepsContext(ctx, v, decl.node) {
+			if !isScalar(ctx, v) || p.dropsContext(a.key) || !p.keepsContext(ctx, v, decl.node) {
 				continue
 			}
 			b = appendKey(b, written, a.key)
 			b = p.appendContextScalar(b, ctx, v, r)
 			written++
 			continue
-		case ctx.kind(v) != kindObject:
+		case ctx[v.at] != kindObject:
 			continue
 		}
 		var kept [maxAllowedKeys]keptScalar
 		n := 0
-		sub, subAt := ctx.children(v), 0
 		for ki, k := range a.keys {
-			var sv int32
-			subAt, sv = ctx.seek(sub, subAt, k)
-			if sv < 0 || !ctx.isScalar(sv) || !p.keepsContext(ctx, sv, decl.keys[ki]) {
+			sv := in.ctxSub[a.slot][a.sub[ki]]
+			if sv.at < 0 || !isScalar(ctx, sv) || !p.keepsContext(ctx, sv, decl.keys[ki]) {
 				continue
 			}
-			ks := keptScalar{key: k, node: sv}
-			if ctx.kind(sv) == kindString && a.key == "page" {
+			ks := keptScalar{key: k, v: sv}
+			if ctx[sv.at] == kindString && a.key == "page" {
 				// Query strings and fragments carry e-mail addresses,
 				// tokens and search terms.
 				switch k {
 				case "url", "referrer":
-					raw := ctx.val(sv)
+					raw := valOf(ctx, sv)
 					if !p.declared.Export {
 						// Before url.URL escapes what it rewrites: a
 						// phone number written with spaces would reach
@@ -376,10 +395,10 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 					}
 					ks.text = stripURL(raw)
 				case "path":
-					ks.text, _, _ = strings.Cut(ctx.val(sv), "#")
+					ks.text, _, _ = strings.Cut(valOf(ctx, sv), "#")
 					ks.text, _, _ = strings.Cut(ks.text, "?")
 				default:
-					ks.text = ctx.val(sv)
+					ks.text = valOf(ctx, sv)
 				}
 				if ks.text == "" {
 					continue
@@ -409,7 +428,7 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 			case ks.rewritten:
 				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
 			default:
-				b = p.appendContextScalar(b, ctx, ks.node, r)
+				b = p.appendContextScalar(b, ctx, ks.v, r)
 			}
 		}
 		b = append(b, '}')
@@ -424,12 +443,12 @@ func (p *Profile) appendContext(b []byte, ctx *jsonTree, root int32, allowList [
 // abroad, where only values the catalogue declares public are kept, as
 // sent and checked (passReport.check). SDKs fill most of the context,
 // but a client can write anything anywhere.
-func (p *Profile) appendContextScalar(b []byte, ctx *jsonTree, v int32, r *passReport) []byte {
+func (p *Profile) appendContextScalar(b []byte, ctx []byte, v span, r *passReport) []byte {
 	if !p.declared.Export {
 		return p.appendScrubbedScalar(b, ctx, v)
 	}
-	if k := ctx.kind(v); k == kindString || k == kindNumber {
-		r.check(p.scrubber, "context", ctx.val(v))
+	if k := kindOf(ctx, v); k == kindString || k == kindNumber {
+		r.check(p.scrubber, "context", valOf(ctx, v))
 	}
 	return appendScalar(b, ctx, v)
 }
@@ -438,7 +457,7 @@ func (p *Profile) appendContextScalar(b []byte, ctx *jsonTree, v int32, r *passR
 // is kept by its declaration decl (nil: undeclared): abroad only declared
 // public values of the declared type are, in region all but personal and
 // sensitive ones and those of another type.
-func (p *Profile) keepsContext(ctx *jsonTree, v int32, decl *catalogue.Node) bool {
+func (p *Profile) keepsContext(ctx []byte, v span, decl *catalogue.Node) bool {
 	if decl == nil || decl.Field == nil {
 		return !p.declared.Export
 	}
@@ -455,35 +474,37 @@ func (p *Profile) keepsContext(ctx *jsonTree, v int32, decl *catalogue.Node) boo
 // keptScalar is a kept value of an allow-listed context object.
 type keptScalar struct {
 	key       string
-	node      int32
+	v         span
 	text      string // the value, if rewritten
 	rewritten bool
 }
 
 // appendConsent appends Segment's consent categories (category name to
 // granted or not, booleans named in 64 bytes or less) as the context's
-// consent.categoryPreferences, if there are any: the enricher and analysts
-// read them, and they say nothing about who the subject is.
-func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, consent int32) ([]byte, int) {
-	prefs := ctx.member(consent, "categoryPreferences")
-	if prefs < 0 || ctx.kind(prefs) != kindObject {
+// consent.categoryPreferences (at prefs, an object, or -1), if there are
+// any: the enricher and analysts read them, and they say nothing about
+// who the subject is.
+func (p *Profile) appendConsent(b []byte, written int, ctx []byte, prefs span) ([]byte, int) {
+	if prefs.at < 0 {
 		return b, written
 	}
-	keep := func(k int32) bool {
-		if !ctx.isBool(k) || ctx.nodes[k].keyLen > 64 {
+	var buf [16]member
+	ms := sortedMembers(buf[:0], ctx, prefs)
+	keep := func(m member) bool {
+		if !isBool(ctx, m.v) || len(m.key) > 64 {
 			return false
 		}
 		// A category name is free text a client writes: only the names
 		// the consent rules know are kept.
 		if cats := p.declared.Categories; cats != nil {
-			if _, known := cats[strings.ToLower(ctx.key(k))]; !known {
+			if _, known := cats[strings.ToLower(m.key)]; !known {
 				return false
 			}
 		}
-		_, personal := p.scrubber.Find(ctx.key(k))
+		_, personal := p.scrubber.Find(m.key)
 		return !personal
 	}
-	if !slices.ContainsFunc(ctx.children(prefs), keep) ||
+	if !slices.ContainsFunc(ms, keep) ||
 		p.dropsContext("consent") {
 		return b, written
 	}
@@ -493,13 +514,13 @@ func (p *Profile) appendConsent(b []byte, written int, ctx *jsonTree, consent in
 	}
 	b = append(b, `{"categoryPreferences":{`...)
 	inner := 0
-	for _, k := range ctx.children(prefs) {
-		if !keep(k) || p.dropsContext("consent", "categoryPreferences", ctx.key(k)) {
+	for _, m := range ms {
+		if !keep(m) || p.dropsContext("consent", "categoryPreferences", m.key) {
 			continue
 		}
-		b = appendKey(b, inner, ctx.key(k))
+		b = appendKey(b, inner, m.key)
 		inner++
-		b = appendScalar(b, ctx, k)
+		b = appendScalar(b, ctx, m.v)
 	}
 	return append(b, '}', '}'), written + 1
 }
@@ -512,21 +533,6 @@ func appendKey(b []byte, written int, key string) []byte {
 	}
 	b = event.AppendString(b, key)
 	return append(b, ':')
-}
-
-// appendScalar appends node i, a string, number, boolean or null, as JSON.
-func appendScalar(b []byte, t *jsonTree, i int32) []byte {
-	switch t.kind(i) {
-	case kindString:
-		return event.AppendString(b, t.val(i))
-	case kindNumber:
-		return append(b, t.val(i)...)
-	case kindTrue:
-		return append(b, "true"...)
-	case kindFalse:
-		return append(b, "false"...)
-	}
-	return append(b, "null"...)
 }
 
 // dropsContext reports whether drop_fields names context.<path...>.

@@ -233,7 +233,7 @@ func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]
 			continue
 		}
 		if subKeys == nil {
-			if isScalar(v) {
+			if legacyIsScalar(v) {
 				out[key] = p.legacyScrubValue(v)
 			}
 			continue
@@ -245,7 +245,7 @@ func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]
 		kept := map[string]any{}
 		for _, k := range subKeys {
 			sv, ok := obj[k]
-			if !ok || !isScalar(sv) {
+			if !ok || !legacyIsScalar(sv) {
 				continue
 			}
 			if str, isStr := sv.(string); isStr && key == "page" {
@@ -392,7 +392,7 @@ func legacyExport(in *legacyParsed, d Decision, p *Profile) (Exportable, error) 
 	return Exportable{key: []byte(clean.Subject), value: value}, nil
 }
 
-func isScalar(v any) bool {
+func legacyIsScalar(v any) bool {
 	switch v.(type) {
 	case string, json.Number, bool:
 		return true

@@ -2,206 +2,218 @@ package policy
 
 import (
 	"encoding/json"
+	"math"
 	"time"
+	"unsafe"
 
-	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/jsonscan"
 )
 
-// ParseRaw decodes a raw-topic record value (an event.Envelope) and its
-// context and properties in one pass: decoding the envelope and then its
-// free-form parts again was a third of the enricher's work. It takes only
-// what it can decode exactly as event.DecodeEnvelope and Parse do, and what
-// they accept: the fields by their exact names, each once, of their JSON
-// types, strings in valid UTF-8 without escaped surrogates, receivedAt in
-// UTC. ok is false for anything else; then decode with DecodeEnvelope and
-// Parse, which give the same result or say what is wrong.
+// ParseRaw reads a raw-topic record value (an event.Envelope) in one scan:
+// the envelope's fields decoded, its context, properties, traits and
+// integrations validated and located (decoding the envelope and then its
+// free-form parts again was a third of the enricher's work). It takes only
+// what it can decode exactly as event.DecodeEnvelope and Parse do, and
+// what they accept: the fields by their exact names, each once, of their
+// JSON types, strings in valid UTF-8 without escaped surrogates, nesting
+// within the scanner's limit, receivedAt in UTC. ok is false for anything
+// else; then decode with DecodeEnvelope and Parse, which give the same
+// result or say what is wrong.
 //
-// The envelope's strings and raw parts (context, properties, traits,
-// integrations) share raw's memory: raw must not change afterwards, and a
-// string kept for long should be cloned, or it keeps all of raw alive.
+// The envelope's strings and raw parts share raw's memory: raw must not
+// change afterwards, and a string kept for long should be cloned, or it
+// keeps all of raw alive.
 func ParseRaw(raw []byte) (p *Parsed, ok bool) {
-	t, ok := decodeTree(raw)
-	if !ok {
-		return nil, false
+	if len(raw) > math.MaxInt32 {
+		return nil, false // spans' offsets are int32; Parse says it is too large
 	}
-	if t.dupNames || t.kind(0) != kindObject {
-		t.release()
-		return nil, false
-	}
-	in := parsedPool.Get().(*Parsed)
-	in.ctx, in.whole = emptyObject, t
-	in.owned[0] = &in.whole
-	defer func() {
-		if !ok {
-			in.Release()
-		}
-	}()
-	p = in
-	env := &p.Env
-	d := rawDecoder{t: &p.whole, raw: raw, ok: true}
-	for _, k := range t.children(0) {
-		switch t.key(k) {
-		case "schemaVersion":
-			// The one version there is; others are refused, by DecodeEnvelope.
-			if d.ok = d.ok && t.kind(k) == kindNumber && t.val(k) == "1"; d.ok {
-				env.SchemaVersion = 1
-			}
-		case "messageId":
-			env.MessageID = d.str(k)
-		case "receivedAt":
-			env.ReceivedAt = d.time(k)
-		case "sourceId":
-			env.SourceID = d.str(k)
-		case "region":
-			env.Region = d.str(k)
-		case "signals":
-			d.signals(k, &env.Signals)
-		case "event":
-			d.event(k, p)
-		default:
-			return nil, false
-		}
-		if !d.ok {
-			return nil, false
-		}
-	}
-	if !d.ok || env.Validate() != nil {
+	p = parsedPool.Get().(*Parsed)
+	p.ctxAt = noCtx
+	d := rawDecoder{s: jsonscan.Scanner{B: raw, RefuseSurrogates: true}, p: p}
+	d.s.WS()
+	ok = d.object(d.envelopeField)
+	if d.s.WS(); !ok || d.s.I != len(raw) || p.Env.Validate() != nil {
+		p.Release()
 		return nil, false
 	}
 	p.finish()
 	return p, true
 }
 
-// rawDecoder reads an envelope's fields out of its tree; ok turns false at
-// the first that DecodeEnvelope might read otherwise.
+// rawDecoder reads an envelope's fields as it scans them.
 type rawDecoder struct {
-	t   *jsonTree
-	raw []byte
-	ok  bool
+	s jsonscan.Scanner
+	p *Parsed
+	// seen are the fields of the object being read so far, by bit: a
+	// repeated one is left to DecodeEnvelope, which merges them.
+	seen uint32
 }
 
-func (d *rawDecoder) str(i int32) string {
-	if d.t.kind(i) != kindString {
-		d.ok = false // null leaves a field as it was, other types are errors
-		return ""
+// object scans the object at d.s.I, giving each member to field (its
+// name, unescaped, and a bit of its own), which scans the value.
+func (d *rawDecoder) object(field func(name string) (bit uint32, ok bool)) bool {
+	if d.s.I >= len(d.s.B) || d.s.B[d.s.I] != '{' {
+		return false // null or another type: DecodeEnvelope's to judge
 	}
-	return d.t.val(i)
+	outer := d.seen
+	d.seen = 0
+	defer func() { d.seen = outer }()
+	more, ok := d.s.Open('}')
+	for ok && more {
+		var name []byte
+		if name, ok = scanKey(&d.s); !ok {
+			return false
+		}
+		var bit uint32
+		if bit, ok = field(unsafe.String(unsafe.SliceData(name), len(name))); !ok || d.seen&bit != 0 {
+			return false
+		}
+		d.seen |= bit
+		more, ok = d.s.After('}')
+	}
+	return ok
 }
 
-func (d *rawDecoder) bool(i int32) bool {
-	switch d.t.kind(i) {
-	case kindTrue:
-		return true
-	case kindFalse:
+func (d *rawDecoder) envelopeField(name string) (uint32, bool) {
+	env := &d.p.Env
+	switch name {
+	case "schemaVersion":
+		// The one version there is; others are refused, by DecodeEnvelope.
+		start := d.s.I
+		if !d.s.Number() || string(d.s.B[start:d.s.I]) != "1" {
+			return 0, false
+		}
+		env.SchemaVersion = 1
+		return 1 << 0, true
+	case "messageId":
+		return 1 << 1, d.str(&env.MessageID)
+	case "receivedAt":
+		return 1 << 2, d.time(&env.ReceivedAt)
+	case "sourceId":
+		return 1 << 3, d.str(&env.SourceID)
+	case "region":
+		return 1 << 4, d.str(&env.Region)
+	case "signals":
+		return 1 << 5, d.object(d.signalsField)
+	case "event":
+		return 1 << 6, d.object(d.eventField)
+	}
+	return 0, false
+}
+
+func (d *rawDecoder) signalsField(name string) (uint32, bool) {
+	s := &d.p.Env.Signals
+	switch name {
+	case "dnt":
+		return 1 << 0, d.bool(&s.DNT)
+	case "gpc":
+		return 1 << 1, d.bool(&s.GPC)
+	case "ip":
+		return 1 << 2, d.str(&s.IP)
+	case "userAgent":
+		return 1 << 3, d.str(&s.UserAgent)
+	case "trustContextIp":
+		return 1 << 4, d.bool(&s.TrustContextIP)
+	case "serverSource":
+		return 1 << 5, d.bool(&s.ServerSource)
+	}
+	return 0, false
+}
+
+func (d *rawDecoder) eventField(name string) (uint32, bool) {
+	e := &d.p.Env.Event
+	switch name {
+	case "type":
+		return 1 << 0, d.str(&e.Type)
+	case "messageId":
+		return 1 << 1, d.str(&e.MessageID)
+	case "userId":
+		return 1 << 2, d.str(&e.UserID)
+	case "anonymousId":
+		return 1 << 3, d.str(&e.AnonymousID)
+	case "event":
+		return 1 << 4, d.str(&e.Event)
+	case "name":
+		return 1 << 5, d.str(&e.Name)
+	case "groupId":
+		return 1 << 6, d.str(&e.GroupID)
+	case "previousId":
+		return 1 << 7, d.str(&e.PreviousID)
+	case "timestamp":
+		return 1 << 8, d.str(&e.Timestamp)
+	case "originalTimestamp":
+		return 1 << 9, d.str(&e.OriginalTimestamp)
+	case "sentAt":
+		return 1 << 10, d.str(&e.SentAt)
+	case "context":
+		start := d.s.I
+		if d.s.I < len(d.s.B) && d.s.B[d.s.I] == '{' {
+			end, ok := d.p.scanContext(d.s.B[start:], jsonscan.DefaultLimit-d.s.Depth)
+			d.s.I += end
+			e.Context = d.s.B[start:d.s.I:d.s.I]
+			return 1 << 11, ok
+		}
+		return 1 << 11, d.rawValue(&e.Context)
+	case "properties":
+		ok := d.rawValue(&e.Properties)
+		d.p.props, d.p.hasProps = e.Properties, ok && e.Properties[0] == '{'
+		return 1 << 12, ok
+	case "traits":
+		ok := d.rawValue(&e.Traits)
+		d.p.traits, d.p.hasTraits = e.Traits, ok && e.Traits[0] == '{'
+		return 1 << 13, ok
+	case "integrations":
+		return 1 << 14, d.rawValue(&e.Integrations)
+	}
+	return 0, false
+}
+
+// str reads a string: null leaves a field as it was, other types are
+// errors, both DecodeEnvelope's.
+func (d *rawDecoder) str(dst *string) bool {
+	if d.s.I >= len(d.s.B) || d.s.B[d.s.I] != '"' {
 		return false
 	}
-	d.ok = false
-	return false
+	start, end, ok := d.s.Str()
+	if !ok {
+		return false
+	}
+	*dst = stringOf(d.s.B[start:end], d.s.Escaped)
+	return true
+}
+
+func (d *rawDecoder) bool(dst *bool) bool {
+	switch {
+	case d.s.Literal("true"):
+		*dst = true
+	case d.s.Literal("false"):
+		*dst = false
+	default:
+		return false
+	}
+	return true
 }
 
 // time reads a time as encoding/json's v1 semantics do (time.Time's
 // UnmarshalText and its checks of RFC 3339), in UTC only.
-func (d *rawDecoder) time(i int32) time.Time {
-	s := d.str(i)
-	n := &d.t.nodes[i]
-	var t time.Time
-	if !d.ok || int(n.valOff+n.valLen) > len(d.raw) || // escaped
-		len(s) < len("2006-01-02T15:04:05Z") || s[len(s)-1] != 'Z' || s[len("2006-01-02T")+1] == ':' ||
-		s[len("2006-01-02T15:04:05")] == ',' || t.UnmarshalText(d.raw[n.valOff:n.valOff+n.valLen]) != nil {
-		d.ok = false
-		return time.Time{}
+func (d *rawDecoder) time(dst *time.Time) bool {
+	if d.s.I >= len(d.s.B) || d.s.B[d.s.I] != '"' {
+		return false
 	}
-	return t
+	start, end, ok := d.s.Str()
+	s := d.s.B[start:end]
+	return ok && !d.s.Escaped &&
+		len(s) >= len("2006-01-02T15:04:05Z") && s[len(s)-1] == 'Z' && s[len("2006-01-02T")+1] != ':' &&
+		s[len("2006-01-02T15:04:05")] != ',' && dst.UnmarshalText(s) == nil
 }
 
-// rawValue is node i as JSON, a slice of the input: an object or null.
-func (d *rawDecoder) rawValue(i int32) json.RawMessage {
-	n := &d.t.nodes[i]
-	if k := n.kind; k != kindObject && k != kindNull {
-		d.ok = false // refused by Event.Validate
-		return nil
+// rawValue takes the value at d.s.I as it is: an object or null, else
+// refused by Event.Validate.
+func (d *rawDecoder) rawValue(dst *json.RawMessage) bool {
+	start := d.s.I
+	if start >= len(d.s.B) || d.s.B[start] != '{' && d.s.B[start] != 'n' || !d.s.Value() {
+		return false
 	}
-	end := n.valOff + n.valLen
-	return json.RawMessage(d.raw[n.valOff:end:end])
-}
-
-func (d *rawDecoder) signals(i int32, s *event.Signals) {
-	if d.t.kind(i) != kindObject {
-		d.ok = false
-		return
-	}
-	for _, k := range d.t.children(i) {
-		switch d.t.key(k) {
-		case "dnt":
-			s.DNT = d.bool(k)
-		case "gpc":
-			s.GPC = d.bool(k)
-		case "ip":
-			s.IP = d.str(k)
-		case "userAgent":
-			s.UserAgent = d.str(k)
-		case "trustContextIp":
-			s.TrustContextIP = d.bool(k)
-		case "serverSource":
-			s.ServerSource = d.bool(k)
-		default:
-			d.ok = false
-		}
-		if !d.ok {
-			return
-		}
-	}
-}
-
-func (d *rawDecoder) event(i int32, p *Parsed) {
-	if d.t.kind(i) != kindObject {
-		d.ok = false
-		return
-	}
-	e := &p.Env.Event
-	for _, k := range d.t.children(i) {
-		switch d.t.key(k) {
-		case "type":
-			e.Type = d.str(k)
-		case "messageId":
-			e.MessageID = d.str(k)
-		case "userId":
-			e.UserID = d.str(k)
-		case "anonymousId":
-			e.AnonymousID = d.str(k)
-		case "event":
-			e.Event = d.str(k)
-		case "name":
-			e.Name = d.str(k)
-		case "groupId":
-			e.GroupID = d.str(k)
-		case "previousId":
-			e.PreviousID = d.str(k)
-		case "timestamp":
-			e.Timestamp = d.str(k)
-		case "originalTimestamp":
-			e.OriginalTimestamp = d.str(k)
-		case "sentAt":
-			e.SentAt = d.str(k)
-		case "context":
-			if e.Context = d.rawValue(k); d.t.kind(k) == kindObject {
-				p.ctx, p.ctxRoot = *d.t, k
-			}
-		case "properties":
-			if e.Properties = d.rawValue(k); d.t.kind(k) == kindObject {
-				p.props, p.propsRoot, p.hasProps = *d.t, k, true
-			}
-		case "traits":
-			if e.Traits = d.rawValue(k); d.t.kind(k) == kindObject {
-				p.traits, p.traitsRoot, p.hasTraits = *d.t, k, true
-			}
-		case "integrations":
-			e.Integrations = d.rawValue(k)
-		default:
-			d.ok = false
-		}
-		if !d.ok {
-			return
-		}
-	}
+	*dst = d.s.B[start:d.s.I:d.s.I]
+	return true
 }

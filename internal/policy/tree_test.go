@@ -1,5 +1,8 @@
 package policy
 
+// The flat tree the de-identifier read its input from before the single
+// pass (text.go): the reference implementation's (reference_test.go).
+
 import (
 	"bytes"
 	"encoding/json"
@@ -44,27 +47,7 @@ type jsonNode struct {
 	kind byte
 }
 
-// Node kinds.
-const (
-	kindObject = '{'
-	kindArray  = '['
-	kindString = '"'
-	kindNumber = '0'
-	kindTrue   = 't'
-	kindFalse  = 'f'
-	kindNull   = 'n'
-)
-
 func (t *jsonTree) kind(i int32) byte { return t.nodes[i].kind }
-
-// compareNames is strings.Compare, deciding on the first bytes where they
-// differ, as member names mostly do, without a call.
-func compareNames(a, b string) int {
-	if len(a) > 0 && len(b) > 0 && a[0] != b[0] {
-		return int(a[0]) - int(b[0])
-	}
-	return strings.Compare(a, b)
-}
 
 // key is node i's member name.
 func (t *jsonTree) key(i int32) string {
@@ -636,12 +619,4 @@ func (b *treeBuilder) add(keyOff, keyLen uint32, v any) int32 {
 	n.kind, n.valOff, n.valLen, n.first, n.n = kind, valOff, valLen, int32(len(b.t.kids)), int32(len(members))
 	b.t.kids = append(b.t.kids, members...)
 	return idx
-}
-
-// decodeWithEncodingJSON decodes the first JSON value of raw as
-// encoding/json does with UseNumber, into v.
-func decodeWithEncodingJSON(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // numbers pass through unchanged
-	return dec.Decode(v)
 }
