@@ -6,11 +6,14 @@
 // Profile.Deidentify turns an event.Envelope (raw PI) into an event.Clean in
 // which every identifier is a keyed pseudonym under the profile's key, the
 // country is derived and the IP truncated or dropped, the user agent is
-// generalized, the context keeps only an allow-list, and e-mail addresses,
-// phone, IMEI and identity numbers in the properties are replaced by what
-// they were (scrubProperties). Export wraps an export-profile event in the
-// only type the export producer accepts, after a last check for raw
-// identifiers.
+// generalized, the context keeps only an allow-list, and properties are
+// kept as the event catalogue declares them (declared.go): in region
+// scrubbed of personal data (internal/pii), personal values pseudonymized
+// or dropped; abroad declared public values only. Departures from the
+// catalogue come back as Violations, by path. Export wraps an
+// export-profile event in the only type the export producer accepts,
+// after a last check for raw identifiers and for anything the scrubbers
+// find in what was kept as sent.
 package policy
 
 import (
