@@ -1,6 +1,7 @@
 package pii
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -75,4 +76,26 @@ func BenchmarkKeyKind(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
+}
+
+// BenchmarkScrubAdversarial scrubs matches side by side, 1 KB and 32 KB of
+// them: ns/byte should not grow with the length (TestScrubWorkIsLinear
+// holds the work a test hook counts so; this shows the time).
+func BenchmarkScrubAdversarial(b *testing.B) {
+	sc := NewScrubber()
+	for _, bc := range []struct{ name, unit string }{
+		{"nanp", "(415) 555-0132"}, {"location", "31.2304,121.4737-"}, {"email", "leak.用户@example.cn"},
+		{"mac", "a483e7123456 "}, {"chain", "415-555-0132+31.2304,121.4737 "},
+	} {
+		for _, n := range []int{1 << 10, 32 << 10} {
+			s := repeatTo(bc.unit, "", n)
+			b.Run(fmt.Sprintf("%s/%dKB", bc.name, n>>10), func(b *testing.B) {
+				b.SetBytes(int64(len(s)))
+				for b.Loop() {
+					sc.Scrub(s)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(s)), "ns/byte")
+			})
+		}
+	}
 }

@@ -33,7 +33,7 @@ var keyPhrases = map[string]Kind{
 	"longitude": Location, "latlng": Location, "latlon": Location, "latlong": Location,
 	"geo": Location, "gps": Location, "location": Location, "geolocation": Location,
 	"geopoint": Location, "coordinates": Location, "coords": Location, "address": Location,
-	"addressline": Location,
+	"addr": Location, "addresses": Location, "addressline": Location, "addrline": Location,
 
 	"idnumber": IDNumber, "idno": IDNumber, "idcard": IDNumber, "identitycard": IDNumber,
 	"identitynumber": IDNumber, "passport": IDNumber, "nationalid": IDNumber, "residentid": IDNumber,
@@ -60,14 +60,20 @@ var suffixWords = map[string]bool{
 // them ("phonenumber", "mobileno").
 var gluedSuffixes = []string{"address", "addr", "number", "num", "no", "nr"}
 
-// flagWords, first in a key, make it a question about PI ("is_mobile",
-// "has_email"), whose value is not PI.
-var flagWords = map[string]bool{
-	"is": true, "has": true, "can": true, "should": true, "allow": true, "allows": true,
-	"enable": true, "enabled": true, "disable": true, "disabled": true, "show": true,
-	"hide": true, "use": true, "uses": true, "need": true, "needs": true, "require": true,
-	"requires": true, "did": true, "does": true, "was": true, "num": true, "count": true,
-	"total": true,
+// isCountWord reports whether w (in lower case), first in a key, makes it
+// a count of PI ("num_phones", "total_emails"), whose value is not PI. A
+// question ("is_", "has_", "use_"...) cancels nothing: "use_lat" and
+// "is_mobile" end in a phrase and match, while "is_location_enabled" and
+// "has_email_verified" end in a word that ends no phrase (nor is a
+// suffixWord), and so match nothing. Boolean flags named after PI alone
+// ("is_mobile", "has_email") are so taken for it, a risk accepted, as it
+// only takes away.
+func isCountWord(w []byte) bool {
+	switch string(w) {
+	case "num", "count", "total":
+		return true
+	}
+	return false
 }
 
 // KeyKind reports whether an object key's name itself says that its value
@@ -77,9 +83,9 @@ var flagWords = map[string]bool{
 // (anything but ASCII letters and digits) and at camelCase humps ("clientIp",
 // "Client-IP", "client_ip" and "IPAddress" all hold the word "ip"); words
 // compare in any case. The phrase must end the key, but for suffixWords
-// after it and digits ("email_2"): "email_verified" and "location_id" name
-// no PI. A key starting with a flagWord asks about PI rather than holding
-// it. It allocates nothing.
+// after it and digits ("email_2"): "email_verified", "location_enabled"
+// and "location_id" name no PI. A key starting with a count word counts PI
+// rather than holding it. It allocates nothing.
 func KeyKind(key string) (Kind, bool) {
 	var words [32]span
 	n := splitWords(key, words[:])
@@ -88,7 +94,7 @@ func KeyKind(key string) (Kind, bool) {
 	}
 	w := words[:n]
 	var buf [64]byte
-	if n > 1 && flagWords[string(lowerInto(buf[:0], key, w[:1]))] {
+	if n > 1 && isCountWord(lowerInto(buf[:0], key, w[:1])) {
 		return "", false
 	}
 	t := 0 // trailing suffix words

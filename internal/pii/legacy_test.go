@@ -63,10 +63,10 @@ func legacyScrubEmails(s string) string {
 		}
 		at := from + i
 		start := at
-		for start > from && isEmailLocal(s[start-1]) {
+		for start > from && legacyIsEmailLocal(s[start-1]) {
 			start--
 		}
-		if end := emailDomainEnd(s, at+1); start < at && end > 0 {
+		if end := legacyEmailDomainEnd(s, at+1); start < at && end > 0 {
 			if b == nil {
 				b = make([]byte, 0, len(s))
 			}
@@ -82,17 +82,65 @@ func legacyScrubEmails(s string) string {
 	return string(append(b, s[copied:]...))
 }
 
+// legacyEmailDomainEnd is internal/policy's emailDomainEnd: where the
+// domain of emailPattern that starts at i ends, or -1 when none does.
+func legacyEmailDomainEnd(s string, i int) int {
+	j := i
+	for j < len(s) && isLabelChar(s[j]) {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	end := -1
+	for j < len(s) && s[j] == '.' {
+		k := j + 1
+		for k < len(s) && isLetter(s[k]) {
+			k++
+		}
+		if k-(j+1) >= 2 {
+			end = k
+		}
+		for k < len(s) && isLabelChar(s[k]) {
+			k++
+		}
+		if k == j+1 {
+			break
+		}
+		j = k
+	}
+	return end
+}
+
+func legacyIsEmailLocal(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
+}
+
 // legacySteps pairs each hand-written scanner of a kind the pipeline had
 // with the regular expression it replaces.
+// The e-mail scanner goes beyond its expression on text with "%40" or
+// beyond ASCII, which legacyText keeps out.
 var legacySteps = []struct {
 	next func(s string, from int) (int, int)
 	re   *regexp.Regexp
+	only func(s string) bool // the inputs where the two agree; nil: all
 }{
-	{nextEmail, regexp.MustCompile(emailPattern)},
-	{nextIDNumber, regexp.MustCompile(idNumberPattern)},
-	{nextIMEI, regexp.MustCompile(imeiPattern)},
-	{nextPhoneCN, regexp.MustCompile(phonePatternCN)},
-	{nextPhoneIntl, regexp.MustCompile(phonePatternIntl)},
+	{nextEmail, regexp.MustCompile(emailPattern), legacyText},
+	{nextIDNumber, regexp.MustCompile(idNumberPattern), nil},
+	{nextIMEI, regexp.MustCompile(imeiPattern), nil},
+	{nextPhoneCN, regexp.MustCompile(phonePatternCN), nil},
+	{nextPhoneIntl, regexp.MustCompile(phonePatternIntl), nil},
+}
+
+// legacyText reports whether s is ASCII without "%40": text that the
+// scanners of the legacy kinds read as their expressions did.
+func legacyText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return !strings.Contains(s, "%40")
 }
 
 var legacySeeds = []string{
@@ -125,6 +173,9 @@ func FuzzLegacyScanners(f *testing.F) {
 
 func checkLegacy(t *testing.T, s string) {
 	for i, ls := range legacySteps {
+		if ls.only != nil && !ls.only(s) {
+			continue
+		}
 		st := &step{replacement: "[x]", next: ls.next}
 		got, _ := replaceAll(s, st)
 		if want := ls.re.ReplaceAllString(s, "[x]"); got != want {
@@ -134,10 +185,13 @@ func checkLegacy(t *testing.T, s string) {
 }
 
 // TestLegacyScrubText checks that Scrub agrees with the old scrubber where
-// the new kinds have nothing to say.
+// the new kinds have nothing to say, on ASCII text without "%40".
 func TestLegacyScrubText(t *testing.T) {
 	sc := NewScrubber()
 	for _, s := range legacySeeds {
+		if !legacyText(s) {
+			continue
+		}
 		want := legacyScrubText(s, legacyPatterns)
 		if got := sc.Scrub(s); got != want {
 			t.Errorf("Scrub(%q) = %q, the old scrubber %q", s, got, want)

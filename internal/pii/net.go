@@ -258,3 +258,71 @@ func nextCiscoMAC(s string, from int) (int, int) {
 	}
 	return -1, -1
 }
+
+// nextBareMAC finds a MAC address written without separators, twelve hex
+// digits as a whole word ("a483e7123456"), with at least one digit and one
+// letter (a run of twelve digits is a number) and the first octet's
+// multicast bit clear, as a device's own address has it: half of the
+// random hex ids of that length (Docker's and Git's short ids) are so told
+// from an address, the other half is taken for one, a risk accepted, as
+// it only takes away. A word in a chain of hex words ("-", ":" or "."
+// between), as the last group of a UUID or an id such as
+// "run-0a1b2c3d-4e5f-a483e7123456", is not one.
+func nextBareMAC(s string, from int) (int, int) {
+	for i := wordRunStart(s, from); i >= 0; i = wordRunStart(s, i) {
+		j := wordRunEnd(s, i)
+		if j-i == 12 && mixedHex(s[i:j]) && unicastOctet(s[i+1]) &&
+			!hexWordBefore(s, i) && !hexWordAfter(s, j) {
+			return i, j
+		}
+		i = j
+	}
+	return -1, -1
+}
+
+// unicastOctet reports whether c, the second hex digit of an octet, has
+// the multicast bit (the lowest) clear.
+func unicastOctet(c byte) bool {
+	switch {
+	case isDigit(c):
+		return (c-'0')&1 == 0
+	case c >= 'a':
+		return (c-'a')&1 == 0 // a=10, c=12, e=14
+	default:
+		return (c-'A')&1 == 0
+	}
+}
+
+func isHexChainSep(c byte) bool { return c == '-' || c == ':' || c == '.' }
+
+// hexWordBefore reports whether a separator of a hex chain and a word of
+// hex digits stand just before i.
+func hexWordBefore(s string, i int) bool {
+	if !isHexChainSep(byteAt(s, i-1)) {
+		return false
+	}
+	k := i - 1
+	for k > 0 && isWord(s[k-1]) {
+		k--
+	}
+	return k < i-1 && allHex(s[k:i-1])
+}
+
+// hexWordAfter reports whether a separator of a hex chain and a word of
+// hex digits stand just after j.
+func hexWordAfter(s string, j int) bool {
+	if !isHexChainSep(byteAt(s, j)) {
+		return false
+	}
+	k := wordRunEnd(s, j+1)
+	return k > j+1 && allHex(s[j+1:k])
+}
+
+func allHex(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if !isHex(t[i]) {
+			return false
+		}
+	}
+	return true
+}

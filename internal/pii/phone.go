@@ -13,10 +13,14 @@ import "strings"
 //   - a "00" international prefix with the country code as a group of its
 //     own, then the national number in groups (nextPhone00);
 //   - a North American number, 3-3-4 with the same separator, or with the
-//     area code in parentheses (nextPhoneNANP).
+//     area code in parentheses; or ten digits without separators after a
+//     word that says it is a phone number, or as the whole string
+//     (nextPhoneNANP);
+//   - a PRC mobile number with dots, 138.0013.8000, or a UK mobile number
+//     in its national form, 07911 123456 (nextPhoneNational).
 //
-// Bare digit runs (order numbers, timestamps, ids) are none of these, nor
-// are dates (4-2-2), times, prices and versions.
+// Other bare digit runs (order numbers, timestamps, ids) are none of
+// these, nor are dates (4-2-2), times, prices and versions.
 
 // phonePatternCN is what nextPhoneCN matches; tests hold the two equal.
 const phonePatternCN = `(?:\+|\b)(?:86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}\b`
@@ -224,6 +228,14 @@ func phone00At(s string, i int) int {
 // separator twice), or (415) 555-0132; optionally after "1" or "+1" and a
 // separator. A number in a longer run of numbers (an id such as
 // sku-415-555-0132, or 12 415 555 0132) is not one.
+//
+// Ten digits without separators, 4155550132, are one only after a word
+// that names a phone ("tel", "phone", "call", "mobile" or "cell", at most
+// a few letters and punctuation between: "Phone number: 4155550132"), or
+// as the whole string: an order number or other id of ten digits, with an
+// area code and exchange that start with 2-9, given alone (as a JSON
+// number's literal is) reads as a phone number, a risk accepted, as it
+// only takes away. Ten-digit Unix times start with 1 until 2033.
 func nextPhoneNANP(s string, from int) (int, int) {
 	for i := from; i < len(s); i++ {
 		c := s[i]
@@ -236,8 +248,71 @@ func nextPhoneNANP(s string, from int) (int, int) {
 		if e := phoneNANPAt(s, i); e >= 0 {
 			return i, e
 		}
+		if e := plainNANPAt(s, i); e >= 0 {
+			return i, e
+		}
 	}
 	return -1, -1
+}
+
+// plainNANPAt returns the end of a North American number written as ten
+// digits from p, where something says it is one, or -1.
+func plainNANPAt(s string, p int) int {
+	if digitRun(s, p) != 10 || !nxx(s, p) || !nxx(s, p+3) {
+		return -1
+	}
+	e := p + 10
+	if c := byteAt(s, e); isWord(c) || isNANPSep(c) && digitAt(s, e+1) {
+		return -1
+	}
+	if p == 0 && e == len(s) || phoneWordBefore(s, p) {
+		return e
+	}
+	return -1
+}
+
+// phoneWords name a phone; maxPhoneWordGap is how many bytes, none of them
+// a digit or a bracket, may stand between one and the number.
+var phoneWords = []string{"tel", "telephone", "phone", "phonenumber", "call", "mobile", "cell", "cellphone"}
+
+const maxPhoneWordGap = 12
+
+// phoneWordBefore reports whether one of phoneWords, as a word of its own
+// (in any case, or ending where a camelCase word starts: "phoneNumber";
+// "hotel", "iPhone", "telemetry" and "calls" do not count), ends at most
+// maxPhoneWordGap bytes before p, with no digit and no '[' or ']' between:
+// a replacement ("[phone]") is no word of the text.
+func phoneWordBefore(s string, p int) bool {
+	for gap := 1; gap <= maxPhoneWordGap && gap < p; gap++ {
+		e := p - gap
+		if c := s[e]; isDigit(c) || c == '[' || c == ']' {
+			return false
+		}
+		if isLower(s[e]) || !isLetter(s[e-1]) {
+			continue
+		}
+		for _, w := range phoneWords {
+			if e >= len(w) && asciiEqualFold(s[e-len(w):e], w) && !isLetter(byteAt(s, e-len(w)-1)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// asciiEqualFold reports whether t is lower, a lower-case ASCII word, in
+// any case.
+func asciiEqualFold(t, lower string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if isUpper(c) {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func isNANPSep(c byte) bool { return c == '-' || c == '.' || c == ' ' }
@@ -287,4 +362,74 @@ func phoneNANPAt(s string, p int) int {
 		return -1
 	}
 	return p
+}
+
+// nextPhoneNational finds a PRC mobile number written with dots,
+// 138.0013.8000 (1[3-9]x.xxxx.xxxx, optionally after 86 or +86 and a
+// space, a dash or a dot), and a UK mobile number in its national form,
+// 07xxx xxxxxx or 07xxx xxx xxx (07 then 1-9: 070 and 076 are personal
+// numbers and pagers, but few write them so). Neither is part of a word, of
+// a longer dotted number ("1.138.0013.8000") or of a longer run of
+// numbers, as for nextPhoneNANP.
+func nextPhoneNational(s string, from int) (int, int) {
+	for i := from; i < len(s); i++ {
+		c := s[i]
+		if c != '+' && c != '0' && c != '1' && c != '8' {
+			continue
+		}
+		if p := byteAt(s, i-1); isWord(p) || p == '+' || p == '.' || p == '-' || p == ' ' && digitAt(s, i-2) {
+			continue
+		}
+		e := -1
+		if c == '0' {
+			e = ukMobileAt(s, i)
+		} else {
+			e = dottedCNAt(s, i)
+		}
+		if e >= 0 {
+			if c := byteAt(s, e); !isWord(c) && !(isNANPSep(c) && digitAt(s, e+1)) {
+				return i, e
+			}
+		}
+	}
+	return -1, -1
+}
+
+// dottedCNAt returns the end of 1[3-9]x.xxxx.xxxx from p, after 86 or
+// +86 and an optional separator, or -1.
+func dottedCNAt(s string, p int) int {
+	plus := s[p] == '+'
+	if plus {
+		p++
+	}
+	if strings.HasPrefix(s[p:], "86") {
+		p += 2
+		if isNANPSep(byteAt(s, p)) {
+			p++
+		}
+	} else if plus {
+		return -1
+	}
+	if byteAt(s, p) != '1' || byteAt(s, p+1) < '3' || byteAt(s, p+1) > '9' || digitRun(s, p) != 3 ||
+		byteAt(s, p+3) != '.' || digitRun(s, p+4) != 4 || byteAt(s, p+8) != '.' || digitRun(s, p+9) != 4 {
+		return -1
+	}
+	return p + 13
+}
+
+// ukMobileAt returns the end of 07xxx xxxxxx or 07xxx xxx xxx from p, or
+// -1.
+func ukMobileAt(s string, p int) int {
+	if byteAt(s, p+1) != '7' || byteAt(s, p+2) == '0' || digitRun(s, p) != 5 || byteAt(s, p+5) != ' ' {
+		return -1
+	}
+	switch p += 6; digitRun(s, p) {
+	case 6:
+		return p + 6
+	case 3:
+		if byteAt(s, p+3) == ' ' && digitRun(s, p+4) == 3 {
+			return p + 7
+		}
+	}
+	return -1
 }

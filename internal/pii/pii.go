@@ -6,10 +6,17 @@
 //
 //   - Scrub replaces every match of a kind with "[<kind>]" (an extra
 //     pattern's with "[<name>]"). Replacements only take away: a replacement
-//     text never holds a kind, and Scrub repeats its passes until nothing
-//     more matches, so that a replacement which changed the context of a
-//     neighbour (one refused before because of what stood next to it) cannot
-//     leave PI behind. With the built-in kinds alone Scrub is idempotent and
+//     text never holds a kind, and every scanner takes a replacement beside
+//     a match as it takes the start or end of the string, so that a match
+//     refused only because the text beside it was another match of its kind
+//     is taken in the same pass. A replacement can still change the context
+//     of a neighbour of an earlier kind (one refused because of what stood
+//     next to it), so Scrub repeats its passes until nothing more matches,
+//     at most maxPasses times: input that would still change after those
+//     (only input built to chain refusals, as "a match of kind A next to one
+//     of kind B next to one of kind A..." does) comes back as "[redacted]",
+//     whole. Scrubbing is so linear in the length of the input, whatever it
+//     holds. With the built-in kinds alone Scrub is idempotent and
 //     Find(Scrub(s)) finds nothing.
 //   - Find(s) reports a kind exactly when Scrub(s) != s, so that a last check
 //     can refuse output that Scrub would have changed.
@@ -53,7 +60,8 @@ const (
 	DeviceID Kind = "device_id"
 	// PushToken is an APNs, FCM or Expo push token: it reaches one device.
 	PushToken Kind = "push_token"
-	// Location is a latitude,longitude pair precise enough to find a place.
+	// Location is a pair of coordinates precise enough to find a place,
+	// latitude first or longitude first.
 	Location Kind = "location"
 	// Card is a payment card number.
 	Card Kind = "card"
@@ -77,8 +85,8 @@ func Kinds() []Kind {
 // that only a deployment knows the shape of. Scrubber applies extra patterns
 // after the built-in kinds, in the order given, and writes "[<Name>]" for a
 // match. A pattern should match neither the empty string nor any
-// replacement text: one that does still ends (Scrub stops after a few
-// passes), but Scrub is then not idempotent.
+// replacement text (nor "[redacted]"): one that does still ends (Scrub
+// stops after a few passes), but Scrub is then not idempotent.
 type Pattern struct {
 	Name string
 	Re   *regexp.Regexp
@@ -96,12 +104,18 @@ type extraPattern struct {
 	replacement string
 }
 
-// maxPassesWithExtra bounds Scrub's passes when extra patterns are set: an
-// extra pattern that matches its own replacement would otherwise never stop
-// changing the string. The built-in kinds need no bound: each pass that
-// changes anything replaces text that no replacement holds, so there is
-// less of it every time.
-const maxPassesWithExtra = 4
+// redacted is what Scrub returns, in place of the whole string, for input
+// that would still change after maxPasses passes. No kind matches it, nor
+// any extra pattern that matches no replacement text ("[" and a name).
+const redacted = "[redacted]"
+
+// maxPasses bounds Scrub's passes, each linear in the length of the
+// string. Real text needs one pass, or two where a replacement freed the
+// neighbour of an earlier kind; each pass after that undoes one more link
+// of a chain of refusals that only input built for it holds. An extra
+// pattern that matches its own replacement would, without the bound, never
+// stop changing the string.
+const maxPasses = 4
 
 // NewScrubber returns a Scrubber for the built-in kinds and extra. It
 // panics on a pattern without a regular expression, as regexp.MustCompile
@@ -120,13 +134,18 @@ func NewScrubber(extra ...Pattern) *Scrubber {
 // Scrub returns s with every match replaced by "[<kind>]" (or "[<name>]" for
 // an extra pattern); s itself (the same string, no allocation) when nothing
 // matches.
+//
+// Input that would still change after maxPasses passes comes back as
+// "[redacted]", when the built-in kinds would change it: a string that
+// only an extra pattern matching its own replacement keeps changing comes
+// back as the last pass left it.
 func (sc *Scrubber) Scrub(s string) string {
 	s, changed := sc.pass(s)
-	for n := 1; changed; n++ {
-		if len(sc.extra) > 0 && n >= maxPassesWithExtra {
-			break
-		}
+	for n := 1; changed && n < maxPasses; n++ {
 		s, changed = sc.pass(s)
+	}
+	if changed && sc.findBuiltin(s) >= 0 {
+		return redacted
 	}
 	return s
 }
@@ -134,6 +153,9 @@ func (sc *Scrubber) Scrub(s string) string {
 // pass applies every step once, in order, each to what the one before left.
 func (sc *Scrubber) pass(s string) (string, bool) {
 	c := count(s)
+	if workHook != nil {
+		workHook(len(s))
+	}
 	changed := false
 	for i := range steps {
 		st := &steps[i]
@@ -162,14 +184,8 @@ func (sc *Scrubber) pass(s string) (string, bool) {
 // because the first step of Scrub's first pass that changes anything sees s
 // itself, and Find asks each step, in the same order, about s.
 func (sc *Scrubber) Find(s string) (Kind, bool) {
-	c := count(s)
-	for i := range steps {
-		st := &steps[i]
-		if c.holds(&st.need) {
-			if start, _ := st.next(s, 0); start >= 0 {
-				return st.kind, true
-			}
-		}
+	if i := sc.findBuiltin(s); i >= 0 {
+		return steps[i].kind, true
 	}
 	for i := range sc.extra {
 		p := &sc.extra[i]
@@ -180,8 +196,27 @@ func (sc *Scrubber) Find(s string) (Kind, bool) {
 	return "", false
 }
 
+// findBuiltin returns the index of the first step that matches in s, or -1.
+func (sc *Scrubber) findBuiltin(s string) int {
+	c := count(s)
+	for i := range steps {
+		st := &steps[i]
+		if c.holds(&st.need) {
+			if start, _ := st.next(s, 0); start >= 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// workHook, when a test sets it, is told how many bytes each pass and each
+// scanner call covered, so that a test can count Scrub's work rather than
+// time it. It is nil otherwise, and never set while Scrub runs elsewhere.
+var workHook func(n int)
+
 // A step is one scanner of one kind; a kind may have several (phone has
-// four forms), applied in turn.
+// six), applied in turn.
 type step struct {
 	kind        Kind
 	replacement string
@@ -190,9 +225,12 @@ type step struct {
 	// cost of a string with no PI.
 	need need
 	// next returns the first match in s that starts at or after from, or
-	// -1, -1. It may look at s before from, for context: matches are
-	// decided on the string as the step found it, as a regular
-	// expression's ReplaceAll decides them.
+	// -1, -1. It may look at s before from, for context. It takes what is
+	// outside s as it takes a replacement, "[" or "]": replaceAll hands it
+	// the rest of the string after a match as a string of its own, so that
+	// what the match was does not count against its neighbour. A scanner
+	// must cover no more than a constant times the bytes from from to the
+	// end of the match it returns (to the end of s when it returns none).
 	next func(s string, from int) (start, end int)
 }
 
@@ -208,6 +246,7 @@ var steps = []step{
 	{kind: MAC, need: need{n: classes{cColon: 5}, hexish: 12}, next: nextMACColon},
 	{kind: MAC, need: need{n: classes{cDash: 5}, hexish: 12}, next: nextMACDash},
 	{kind: MAC, need: need{n: classes{cDot: 2, cHex: 1}, hexish: 12}, next: nextCiscoMAC},
+	{kind: MAC, need: need{n: classes{cDigit: 1, cHex: 1}, hexish: 12}, next: nextBareMAC},
 	// IPv6 before IPv4: "::ffff:192.0.2.1" is one IPv6 address.
 	{kind: IPv6, need: need{n: classes{cColon: 2, cDigit: 1}}, next: nextIPv6},
 	{kind: IPv4, need: need{n: classes{cDigit: 4, cDot: 3}}, next: nextIPv4},
@@ -223,27 +262,52 @@ var steps = []step{
 	{kind: Phone, need: need{n: classes{cDigit: 11}}, next: nextPhoneCN},
 	{kind: Phone, need: need{n: classes{cPlus: 1, cDigit: 6}}, next: nextPhoneIntl},
 	{kind: Phone, need: need{n: classes{cDigit: 10}}, next: nextPhoneNANP},
+	{kind: Phone, need: need{n: classes{cDigit: 11}}, next: nextPhoneNational},
 }
 
 func init() {
 	for i := range steps {
-		steps[i].replacement = "[" + string(steps[i].kind) + "]"
+		st := &steps[i]
+		st.replacement = "[" + string(st.kind) + "]"
+		for k := cDigit; k < nClasses; k++ {
+			if st.need.n[k] > laneMax || st.need.hexish > laneMax {
+				panic("pii: a step needs more of a class than census counts")
+			}
+			st.need.lanes |= uint64(st.need.n[k]) << (8 * (k - 1))
+		}
 	}
 }
 
 // replaceAll replaces every match of st in s, left to right, each search
-// starting where the last match ended, as regexp's ReplaceAllString does.
+// starting where the last match ended, as regexp's ReplaceAllString does;
+// but the search after a match is in the rest of s as a string of its
+// own, which is what the rest is next to once the match is replaced: a
+// neighbour refused only because of the match before it ("(415) 555-0132"
+// just after another) is taken now, not on a later pass. The regular
+// expressions that the legacy kinds match agree, as what ends their
+// matches (\b, a domain) cannot go on into the next.
 func replaceAll(s string, st *step) (string, bool) {
 	start, end := st.next(s, 0)
 	if start < 0 {
+		if workHook != nil {
+			workHook(len(s))
+		}
 		return s, false
 	}
 	b := make([]byte, 0, len(s)+len(st.replacement))
 	copied := 0
 	for start >= 0 {
+		if workHook != nil {
+			workHook(end - copied)
+		}
 		b = append(append(b, s[copied:start]...), st.replacement...)
 		copied = end
-		start, end = st.next(s, end)
+		if start, end = st.next(s[copied:], 0); start >= 0 {
+			start, end = start+copied, end+copied
+		}
+	}
+	if workHook != nil {
+		workHook(len(s) - copied)
 	}
 	return string(append(b, s[copied:]...)), true
 }
@@ -253,7 +317,7 @@ const (
 	cOther = iota
 	cDigit
 	cHex // a-f, A-F
-	cAt
+	cAt  // '@', or '%' of "%40"
 	cPlus
 	cColon
 	cDot
@@ -270,43 +334,71 @@ var classOf = func() (t [256]uint8) {
 		t[c], t[c-'a'+'A'] = cHex, cHex
 	}
 	t['@'], t['+'], t[':'], t['.'], t['-'], t['['] = cAt, cPlus, cColon, cDot, cDash, cBracket
+	t['%'] = cAt // "%40" is an @ too
 	return t
 }()
 
 // classes counts bytes by class.
 type classes [nClasses]int32
 
-// census is what one pass over a string's bytes counts for the prefilters.
+// census is what one pass over a string's bytes counts for the prefilters:
+// the bytes of each class but cOther, each in a lane of 8 bits of lanes
+// (class k in bits 8(k-1) to 8k-1), up to 127 (more counts as 127: no step
+// needs as many), and the length.
 type census struct {
-	n   classes
-	len int
+	lanes uint64
+	len   int
 }
+
+const (
+	laneHigh = 0x8080808080808080 // the top bit of each lane
+	laneMax  = 0x7f               // what a lane counts up to
+)
+
+// laneOf is the lane increment of a byte: one in the lane of its class.
+var laneOf = func() (t [256]uint64) {
+	for c := range t {
+		if k := classOf[c]; k != cOther {
+			t[c] = 1 << (8 * (k - 1))
+		}
+	}
+	return t
+}()
 
 func count(s string) census {
 	c := census{len: len(s)}
-	for i := 0; i < len(s); i++ {
-		c.n[classOf[s[i]]]++
+	for len(s) > 0 {
+		chunk := s[:min(len(s), laneMax)] // no lane can overflow in it
+		var add uint64
+		for i := 0; i < len(chunk); i++ {
+			add += laneOf[chunk[i]]
+		}
+		sum := c.lanes + add                                      // each lane at most 2*laneMax: no carry between
+		c.lanes = (sum | ((sum&laneHigh)>>7)*laneMax) &^ laneHigh // more: laneMax
+		s = s[len(chunk):]
 	}
 	return c
 }
 
+// at is the count of class k, up to laneMax.
+func (c *census) at(k int) int32 { return int32(c.lanes >> (8 * (k - 1)) & laneMax) }
+
 // need is the least a string holds that a step can match in: so many
-// bytes of each class (cOther counts for nothing), hexish hex digits of
-// either kind, len bytes in all.
+// bytes of each class (cOther counts for nothing; at most laneMax), hexish
+// hex digits of either kind, len bytes in all.
 type need struct {
 	n      classes
 	hexish int32
 	len    int
+	lanes  uint64 // n as census counts it, which init sets
 }
 
-// holds reports whether a string counted so holds what nd asks.
+// holds reports whether a string counted so holds what nd asks: a lane
+// with its top bit set, less a lane that is at most laneMax, keeps the top
+// bit exactly when the first is at least the second, and borrows nothing.
 func (c *census) holds(nd *need) bool {
-	for k := cDigit; k < nClasses; k++ {
-		if c.n[k] < nd.n[k] {
-			return false
-		}
-	}
-	return c.n[cDigit]+c.n[cHex] >= nd.hexish && c.len >= nd.len
+	return ((c.lanes|laneHigh)-nd.lanes)&laneHigh == laneHigh &&
+		c.at(cDigit)+c.at(cHex) >= nd.hexish && c.len >= nd.len
 }
 
 // Character predicates. Word characters are those of regexp's \b: ASCII

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -56,7 +57,26 @@ func TestScrubKinds(t *testing.T) {
 			{"zhang.san@example.com.cn, wang@qq.com", "[email], [email]"},
 			{"mailto:a.b@c.io?subject=hi", "mailto:[email]?subject=hi"},
 			{"用户 lee_1990@163.com 下单", "用户 [email] 下单"},
-		}, []string{"@handle", "a@b", "user@localhost", "price@12.99", "a@b.c", "@example.com"}},
+			// Beyond ASCII.
+			{"leak.用户@example.cn", "[email]"},
+			{"sku.josé@example.com", "[email]"},
+			{"sku.jose\u0301@example.com", "[email]"}, // a combining accent
+			{"alice@münchen.de", "[email]"},
+			{"用户@例子.中国", "[email]"},
+			{"邮箱：lee@163.com。", "邮箱：[email]。"},
+			{"é@b.cc", "[email]"},
+			// Invisible characters count as absent, and go with the address.
+			{"bob.app\u200b@example.com", "[email]"},
+			{"bob\u200d@exa\u2060mple.co\ufeffm!", "[email]!"},
+			{"\u200bbob@example.com\u200b", "\u200b[email]\u200b"},
+			{"bob@example.\u00adcom", "[email]"},
+			// "%40" for the @, as in a URL.
+			{"alice%40example.com", "[email]"},
+			{"/unsubscribe?u=alice.w%40example.co.uk&t=1", "/unsubscribe?u=[email]&t=1"},
+			{"a%40b%40c.com", "[email]"},
+		}, []string{"@handle", "a@b", "user@localhost", "price@12.99", "a@b.c", "@example.com", "\u200b@example.com",
+			"bob@\u200b.com", "bob@example.c\u200b", "%40example.com", "a%4example.com", "a%41b.com", "10.5%", "用户@例子",
+			"bob@例子.1中", "bob@\ufffd.com", "bob\xff@x.com"}},
 
 		{Phone, []scrubCase{
 			{"138 0013 8000", "[phone]"},
@@ -77,8 +97,33 @@ func TestScrubKinds(t *testing.T) {
 			{"0044-20-7946-0958", "[phone]"},
 			{"0086 138 0013 8000", "[phone]"},
 			{"tel:001 415 555 0132", "tel:[phone]"},
+			// Ten digits without separators, where something says so.
+			{"4155550132", "[phone]"},
+			{"tel:4155550132", "tel:[phone]"},
+			{"Phone number: 4155550132.", "Phone number: [phone]."},
+			{"call me at 4155550132", "call me at [phone]"},
+			{"?mobile=4155550132&x=1", "?mobile=[phone]&x=1"},
+			{"CELL 4155550132, TEL 2125550199", "CELL [phone], TEL [phone]"},
+			{"phoneNumber=4155550132", "phoneNumber=[phone]"},
+			{"Telephone (home): 4155550132", "Telephone (home): [phone]"},
+			{"cellphone: 4155550132", "cellphone: [phone]"},
+			{"home_phone=4155550132", "home_phone=[phone]"},
+			{"电话Tel：4155550132", "电话Tel：[phone]"},
+			// PRC mobiles with dots, UK mobiles in the national form.
+			{"138.0013.8000", "[phone]"},
+			{"+86 138.0013.8000", "[phone]"},
+			{"86-138.0013.8000", "[phone]"},
+			{"tel 139.0013.9000.", "tel [phone]."},
+			{"07911 123456", "[phone]"},
+			{"call 07911 123 456 now", "call [phone] now"},
 		}, []string{"12.99", "¥459.50", "2026-12-07", "2026-12-07T10:30:00.123Z", "10:30:00", "5.2.1", "v17.4.1",
-			"o-12345", "2026", "ord-202603140001", "4155550132", "123-456-7890", "sku-415-555-0132",
+			"o-12345", "2026", "ord-202603140001", "order 4155550132", "hotel 4155550132", "iPhone 4155550132",
+			"recall 4155550132", "tel 12 4155550132", "telemetry 4155550132", "callback id 4155550132", "calls 4155550132",
+			"cellar 4155550132", "homePhone 4155550132", "phone number of the order 4155550132", "1155550132",
+			"4150550132", "41555501321", "4155550132x", "ts 1795902968", "tel: 4155550132.5", "[phone] 4155550132",
+			"1.138.0013.8000", "138.0013.80001", "138.0013.8000.5", "128.0013.8000", "138.013.8000", "v138.0013.8000",
+			"07011 123456", "07911 12345", "07911 1234567", "17911 123456", "007911 123456", "07911 123456 7",
+			"07911-123456", "123-456-7890", "sku-415-555-0132",
 			"12 415 555 0132", "415-555.0132", "ISBN 978-3-16-148410-0", "1795902968126", "0012345678901",
 			"00447911123456", "iPhone 15 Pro 256GB", "+1", "1+1=2", "Order #12345678", "415-555-01320"}},
 
@@ -121,7 +166,15 @@ func TestScrubKinds(t *testing.T) {
 			{"wifi_mac=00:11:22:33:44:55;", "wifi_mac=[mac];"},
 			{"mac:a4:83:e7:12:34:56", "mac:[mac]"},
 			{"bssid=a4-83-e7-12-34-56-", "bssid=[mac]-"},
-		}, []string{"12:34:56", "a4:83:e7:12:34:56:78", "a4:83-e7:12:34:56", "1234.5678.9012", "#a4b3c2", "a4:83:e7:12:34:5g"}},
+			// Twelve hex digits without separators.
+			{"a483e7123456", "[mac]"},
+			{"mac=A483E7123456&x=1", "mac=[mac]&x=1"},
+			{"mac:a483e7123456.", "mac:[mac]."},
+			{"wifi 00e04c123abc", "wifi [mac]"},
+		}, []string{"12:34:56", "a4:83:e7:12:34:56:78", "a4:83-e7:12:34:56", "1234.5678.9012", "#a4b3c2", "a4:83:e7:12:34:5g",
+			"123456789012", "abcdefabcdef", "a583e7123456", "a483e712345", "a483e71234567", "xa483e7123456", "a483e7123456_",
+			"a483e712345g", "run-0a1b2c3d-4e5f-a483e7123456", "a483e7123456-0a1b", "00:a483e7123456", "a483e7123456.beef",
+			"commit a1b2c3d4e5f6"}},
 
 		{DeviceID, []scrubCase{
 			{"8c1f2e3d-4b5a-6978-8a9b-0c1d2e3f4a5b", "[device_id]"},
@@ -152,7 +205,15 @@ func TestScrubKinds(t *testing.T) {
 			{"https://maps.example.com/@31.2304,121.4737,15z", "https://maps.example.com/@[location],15z"},
 			{"lat/lng: 40.7128, -74.0060", "lat/lng: [location]"},
 			{"90.000,-180.000", "[location]"},
-		}, []string{"12.99, 13.49", "91.0000,10.0000", "90.0001,10.0000", "45.000,181.000", "1.2345.6 7.8910",
+			// Longitude first, as GeoJSON, Amap and Baidu write it.
+			{"121.473701,31.230416", "[location]"},
+			{"lnglat=121.4737,31.2304&z=15", "lnglat=[location]&z=15"},
+			{"-74.0060, 40.7128", "[location]"},
+			{"-180.000,90.000", "[location]"},
+			{"91.0000,10.0000", "[location]"},
+			{"90.0001,10.0000", "[location]"},
+		}, []string{"12.99, 13.49", "45.000,181.000", "181.0000,10.0000", "10.0000,181.0000", "91.0000,91.0000",
+			"90.0001,90.0001", "180.0001,10.0000", "121.4737,121.4737", "1.2345.6 7.8910",
 			"31.23,121.47", "2026.12.07", "ord-12.3456 7.8910", "31.2304,121.4737.5", "31.2304;121.4737"}},
 
 		{Card, []scrubCase{
@@ -210,7 +271,7 @@ func TestScrubMixed(t *testing.T) {
 		// A card number next to one that is not: once the phone beside it
 		// is gone, it stands alone.
 		{"4111111111111111 138 0013 8000", "[card] [phone]"},
-		{"https://example.com/u?ip=203.0.113.9&email=a%40b.com&ll=31.2304,121.4737", "https://example.com/u?ip=[ipv4]&email=a%40b.com&ll=[location]"},
+		{"https://example.com/u?ip=203.0.113.9&email=a%40b.com&ll=31.2304,121.4737", "https://example.com/u?ip=[ipv4]&email=[email]&ll=[location]"},
 	})
 }
 
@@ -279,7 +340,9 @@ func TestExtraPatterns(t *testing.T) {
 func TestNoAllocations(t *testing.T) {
 	sc := NewScrubber(Pattern{Name: "member_no", Re: regexp.MustCompile(`\bM\d{8}\b`)})
 	for _, s := range append(benchNoPI, "ord-202603140001", "2026-12-07T10:30:00.123Z", "10:30:00", "1.2.3.4.5",
-		"4111111111111112", "12:34::zz", "9774d56d682e549", "std::vector", "a4:83:e7:12:34:56:78") {
+		"4111111111111112", "12:34::zz", "9774d56d682e549", "std::vector", "a4:83:e7:12:34:56:78", "10.5% off",
+		"https://x.cn/s?q=%E5%BE%AE%40.html", "order 4155550132", "commit a1b2c3d4e5f6", "用户@例子", "07911 12345",
+		"181.0000,10.0000", "is_location_enabled") {
 		if n := testing.AllocsPerRun(100, func() {
 			if got := sc.Scrub(s); got != s {
 				t.Fatalf("Scrub(%q) = %q", s, got)
@@ -297,6 +360,35 @@ func TestNoAllocations(t *testing.T) {
 	for _, key := range []string{"clientIp", "ship_to_city", "EmailAddress", "x_forwarded_for"} {
 		if n := testing.AllocsPerRun(100, func() { KeyKind(key) }); n != 0 {
 			t.Errorf("KeyKind(%q): %v allocations", key, n)
+		}
+	}
+}
+
+func TestCount(t *testing.T) {
+	for _, s := range append(benchMix, "", strings.Repeat("1", 126), strings.Repeat("1a@+:.-[", 127),
+		strings.Repeat("1", 1000)+strings.Repeat(".", 200)+"@", strings.Repeat("x", 5000)+"1") {
+		checkCensus(t, s, nil)
+	}
+	c := count(strings.Repeat("1", 1000) + "a")
+	if !c.holds(&need{n: classes{cDigit: laneMax, cHex: 1}, lanes: laneMax | 1<<8}) ||
+		c.holds(&need{n: classes{cHex: 2}, lanes: 2 << 8}) {
+		t.Errorf("holds on %v", c)
+	}
+}
+
+// TestEmailInvisible holds that an invisible character anywhere inside an
+// address counts as absent, and is replaced with it.
+func TestEmailInvisible(t *testing.T) {
+	sc := NewScrubber()
+	for _, addr := range []string{"bob.app@example.com", "leak.用户@例子.中国", "alice%40example.co.uk"} {
+		for _, inv := range []string{"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"} {
+			for p := 1; p < len(addr); p++ {
+				if !utf8.RuneStart(addr[p]) || addr[p-1] == '%' || addr[p-1] == '4' && addr[p] == '0' {
+					continue // inside a character, or splitting "%40", which no URL decodes then
+				}
+				s := "to " + addr[:p] + inv + addr[p:] + " now"
+				checkScrub(t, sc, []scrubCase{{s, "to [email] now"}})
+			}
 		}
 	}
 }
