@@ -275,7 +275,7 @@ func TestErasureAPI(t *testing.T) {
 			t.Errorf("request %s not logged", id)
 		}
 	}
-	for _, secret := range []string{`"u-1"`, `"a-1"`, "u-2", "a-2", "u3@example.com", dpoToken, supportToken, dpoToken[:20]} {
+	for _, secret := range []string{`"u-1"`, `"a-1"`, `"u-2"`, `"a-2"`, "u3@example.com", dpoToken, supportToken, dpoToken[:20]} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs reveal %q:\n%s", secret, logs)
 		}
