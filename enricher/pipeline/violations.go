@@ -60,7 +60,7 @@ func newViolationLog(reg prometheus.Registerer) *violationLog {
 	l := &violationLog{groups: map[violationGroup]map[string]*violationEntry{}, sources: map[string]bool{},
 		metric: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_catalogue_violations_total",
-			Help: "Departures from the event catalogue among kept events, by source, event (its declared name, its type, or (undeclared)) and reason: undeclared_event, source_not_allowed, undeclared_field, wrong_type, personal_key, personal_value. The paths are at GET /catalogue/violations on the admin port.",
+			Help: "Departures from the event catalogue among kept events, by source, event (its declared name, its type, or (undeclared)) and reason: undeclared_event, source_not_allowed, undeclared_field, wrong_type, invalid_value, personal_key, personal_value. The paths are at GET /catalogue/violations on the admin port.",
 		}, []string{"source", "event", "reason"})}
 	reg.MustRegister(l.metric)
 	return l

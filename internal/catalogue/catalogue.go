@@ -20,7 +20,9 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -73,6 +75,13 @@ var typeNames = map[string]Type{"string": String, "number": Number, "integer": I
 // String is the type as the catalogue spells it.
 func (t Type) String() string { return nameOf(typeNames, t) }
 
+// Allows says whether the string s is within the field's max_length and
+// values.
+func (f *Field) Allows(s string) bool {
+	return (f.MaxLength == 0 || utf8.RuneCountInString(s) <= f.MaxLength) &&
+		(len(f.Values) == 0 || slices.Contains(f.Values, s))
+}
+
 // Field is one declared value.
 type Field struct {
 	// Path is where it is, as declared: keys joined by dots, "[]" after
@@ -83,6 +92,12 @@ type Field struct {
 	// Pseudonym is the identifier kind a personal value is pseudonymized
 	// under in region ("email", "phone", ...); empty drops it.
 	Pseudonym string
+	// MaxLength bounds a string's length in characters; zero: no bound.
+	// Values, when not empty, are the only strings it may be. Either
+	// narrows a public string to what may leave: a value outside them
+	// does not leave the region.
+	MaxLength int
+	Values    []string
 	// Line is where the field is declared.
 	Line int
 }
@@ -435,9 +450,25 @@ func (p *parser) field(n *yaml.Node, path, fieldPath string) *Field {
 			}
 		case "pseudonym":
 			f.Pseudonym = v.Value
+		case "max_length":
+			if n, err := strconv.Atoi(v.Value); err != nil || n <= 0 {
+				p.fail(v, join(path, key), "%q is not a positive number of characters", v.Value)
+				ok = false
+			} else {
+				f.MaxLength = n
+			}
+		case "values":
+			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+				p.fail(v, join(path, key), "must be a list of the strings the field may be")
+				ok = false
+				break
+			}
+			for _, e := range v.Content {
+				f.Values = append(f.Values, e.Value)
+			}
 		case "description":
 		default:
-			p.fail(k, join(path, key), "unknown key: want type, class, pseudonym or description")
+			p.fail(k, join(path, key), "unknown key: want type, class, pseudonym, max_length, values or description")
 			ok = false
 		}
 	})
@@ -452,6 +483,9 @@ func (p *parser) field(n *yaml.Node, path, fieldPath string) *Field {
 		return nil
 	case f.Pseudonym != "" && !validKind(f.Pseudonym):
 		p.fail(n, path, "pseudonym %q must be 1-32 of a-z, 0-9 and _", f.Pseudonym)
+		return nil
+	case (f.MaxLength > 0 || len(f.Values) > 0) && f.Type != String:
+		p.fail(n, path, "max_length and values apply to strings only, not %s", f.Type)
 		return nil
 	}
 	return f

@@ -23,6 +23,9 @@ func TestShippedCatalogue(t *testing.T) {
 	if f := viewed.Properties.Member("price").Field; f == nil || f.Class != catalogue.Public || f.Type != catalogue.Number {
 		t.Errorf("Product Viewed price: %+v, want a public number", f)
 	}
+	if f := viewed.Properties.Member("currency").Field; f == nil || !f.Allows("CNY") || f.Allows("buyer@example.com") {
+		t.Errorf("Product Viewed currency: %+v, want currency codes only", f)
+	}
 	if f := viewed.Properties.Member("customer_email").Field; f == nil || f.Class != catalogue.Personal || f.Pseudonym != "email" {
 		t.Errorf("customer_email: %+v, want personal, pseudonymized as email", f)
 	}
@@ -77,6 +80,9 @@ func TestBadCatalogues(t *testing.T) {
 		{"missing_class.yaml", "missing_class.yaml:5: track.Signed Up.properties.method: type and class are required"},
 		{"not_yaml.yaml", "not_yaml.yaml: yaml:"},
 		{"wildcard_track.yaml", `wildcard_track.yaml:3: track.*: "*" declares every page or screen`},
+		{"max_length_on_number.yaml", "max_length_on_number.yaml:5: track.Order Completed.properties.revenue: max_length and values apply to strings only, not number"},
+		{"values_not_a_list.yaml", "values_not_a_list.yaml:5: track.Order Completed.properties.currency.values: must be a list"},
+		{"max_length_zero.yaml", `max_length_zero.yaml:5: track.Order Completed.properties.currency.max_length: "0" is not a positive number of characters`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := catalogue.Load(filepath.Join("testdata", "bad", tc.file))

@@ -34,6 +34,9 @@ const (
 	// ReasonPersonalKey: an undeclared key that is, or names, personal
 	// information (an e-mail address as a key, "client_ip"); dropped.
 	ReasonPersonalKey Reason = "personal_key"
+	// ReasonInvalidValue: a string longer than its declared max_length, or
+	// not among its declared values: it does not leave the region.
+	ReasonInvalidValue Reason = "invalid_value"
 	// ReasonPersonalValue: an undeclared value that is personal
 	// information whole, where no scrubber sees it (a [latitude,
 	// longitude] pair of numbers); dropped.
@@ -41,7 +44,8 @@ const (
 )
 
 // Reasons lists every Reason.
-var Reasons = []Reason{ReasonUndeclaredEvent, ReasonSourceNotAllowed, ReasonUndeclaredField, ReasonWrongType, ReasonPersonalKey, ReasonPersonalValue}
+var Reasons = []Reason{ReasonUndeclaredEvent, ReasonSourceNotAllowed, ReasonUndeclaredField, ReasonWrongType, ReasonInvalidValue,
+	ReasonPersonalKey, ReasonPersonalValue}
 
 // Violation is one departure from the catalogue: where (a path such as
 // "properties.products[].sku", with personal information in keys
@@ -275,6 +279,12 @@ func (w *walker) value(b []byte, i span, n *catalogue.Node, undeclared bool) ([]
 
 // field appends a declared scalar as its class says.
 func (w *walker) field(b []byte, i span, f *catalogue.Field) ([]byte, bool) {
+	if kindOf(w.t, i) == kindString && !f.Allows(valOf(w.t, i)) {
+		w.violate(ReasonInvalidValue)
+		if w.export {
+			return b, false
+		}
+	}
 	switch {
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the

@@ -469,7 +469,7 @@ func (p *Profile) keepsContext(ctx []byte, v span, decl *catalogue.Node) bool {
 		return false
 	}
 	if p.declared.Export {
-		return f.Class == catalogue.Public
+		return f.Class == catalogue.Public && (kindOf(ctx, v) != kindString || f.Allows(valOf(ctx, v)))
 	}
 	return f.Class == catalogue.Public || f.Class == catalogue.Internal
 }

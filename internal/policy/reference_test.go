@@ -675,7 +675,7 @@ func (p *Profile) refKeepsContext(ctx *jsonTree, v int32, decl *catalogue.Node) 
 		return false
 	}
 	if p.declared.Export {
-		return f.Class == catalogue.Public
+		return f.Class == catalogue.Public && (ctx.kind(v) != kindString || f.Allows(ctx.val(v)))
 	}
 	return f.Class == catalogue.Public || f.Class == catalogue.Internal
 }
@@ -884,6 +884,12 @@ func (w *refWalker) value(b []byte, i int32, n *catalogue.Node, undeclared bool)
 
 // field appends a declared scalar as its class says.
 func (w *refWalker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) {
+	if w.t.kind(i) == kindString && !f.Allows(w.t.val(i)) {
+		w.violate(ReasonInvalidValue)
+		if w.export {
+			return b, false
+		}
+	}
 	switch {
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the
