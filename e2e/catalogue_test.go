@@ -29,7 +29,7 @@ var catalogueLeaks = []string{
 	"555-0132",      // a US phone number
 	"198.51.100.23", // {"network": {"ip": ...}}
 	"leaky.buyer@example.com",
-	"7911 123456", // a UK phone number, inside free text
+	"7911 123456",                                                        // a UK phone number, inside free text
 	"ua.leak@example.com", "SECRET-MARKER-ZZ", "carol.model@example.com", // in the user agent, a consent category, context.device.model
 }
 
