@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,14 +164,53 @@ type passReport struct {
 }
 
 // check records, abroad, personal data the scrubbers find in s, a value
-// kept as sent at field.
+// kept as sent at field, read as a person would read it (pii.Fold):
+// "１３８１２３４５６７８" is a phone number too.
 func (r *passReport) check(sc *pii.Scrubber, field, s string) {
 	if r.leak != "" {
 		return
 	}
-	if kind, found := sc.Find(s); found {
+	if kind, found := sc.Find(pii.Fold(s)); found {
 		r.leak, r.leakAt = kind, field
 	}
+}
+
+// checkScalar is check for a string or number kept as sent; a number is
+// read as its plain decimal digits, as whoever reads it gets them:
+// 1.3812345678e10 is a phone number. A number too large or too precise
+// to be any measure (an exponent past ±maxExponent) is refused outright.
+func (r *passReport) checkScalar(sc *pii.Scrubber, field string, kind byte, lit string) {
+	switch kind {
+	case kindString:
+		r.check(sc, field, lit)
+	case kindNumber:
+		plain, ok := plainDecimal(lit)
+		if !ok && r.leak == "" {
+			r.leak, r.leakAt = "number", field
+			return
+		}
+		r.check(sc, field, plain)
+	}
+}
+
+// maxExponent bounds the exponents of numbers that leave the region.
+const maxExponent = 30
+
+// plainDecimal writes a JSON number literal without an exponent, exactly;
+// ok is false past maxExponent.
+func plainDecimal(lit string) (string, bool) {
+	e := strings.IndexAny(lit, "eE")
+	if e < 0 {
+		return lit, true
+	}
+	if exp, err := strconv.Atoi(strings.TrimPrefix(lit[e+1:], "+")); err != nil || exp > maxExponent || exp < -maxExponent {
+		return "", false
+	}
+	f, _, err := big.ParseFloat(lit, 10, 256, big.ToNearestEven)
+	if err != nil {
+		return "", false
+	}
+	return f.Text('f', -1), true
 }
 
 // object appends the kept members of the object at i; n declares them
@@ -289,9 +329,7 @@ func (w *walker) field(b []byte, i span, f *catalogue.Field) ([]byte, bool) {
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the
 		// scrubbers find something in, so a mistaken class is caught.
-		if k := kindOf(w.t, i); k == kindString || k == kindNumber {
-			w.r.check(w.p.scrubber, w.path[0].key, valOf(w.t, i))
-		}
+		w.r.checkScalar(w.p.scrubber, w.path[0].key, kindOf(w.t, i), valOf(w.t, i))
 		return appendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
 		return w.p.appendScrubbedScalar(b, w.t, i), true
@@ -448,15 +486,33 @@ func scrubbedPath(scrubber *pii.Scrubber, path []step) string {
 func (p *Profile) appendScrubbedScalar(b []byte, t []byte, i span) []byte {
 	switch kindOf(t, i) {
 	case kindString:
-		return event.AppendString(b, p.scrubber.Scrub(valOf(t, i)))
+		return event.AppendString(b, p.scrub(valOf(t, i)))
 	case kindNumber:
 		lit := valOf(t, i)
-		if s := p.scrubber.Scrub(lit); s != lit {
+		if plain, ok := plainDecimal(lit); ok && plain != lit {
+			lit = plain // 1.3812345678e10 reads as the phone number it is
+		}
+		if s := p.scrub(lit); s != lit {
 			return event.AppendString(b, s)
 		}
-		return append(b, lit...)
+		return append(b, valOf(t, i)...)
 	}
 	return appendScalar(b, t, i)
+}
+
+// scrub is the scrubbers on s, or, when they find nothing there but do
+// in s read as a person reads it (pii.Fold: "１３８…" is a phone number),
+// on that reading.
+func (p *Profile) scrub(s string) string {
+	if out := p.scrubber.Scrub(s); out != s {
+		return out
+	}
+	if folded := pii.Fold(s); folded != s {
+		if out := p.scrubber.Scrub(folded); out != folded {
+			return out
+		}
+	}
+	return s
 }
 
 // appendDeclared appends the properties (root "properties") or traits

@@ -27,6 +27,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -313,9 +314,8 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, r *passRepo
 	if p.settings.UserAgent == "parse" && p.agents != nil {
 		a := p.agents.Parse(ua)
 		c.Browser, c.OS, c.DeviceClass = a.Browser, a.OS, a.DeviceClass
-		if p.declared.Export { // the parser keeps plain names only; checked all the same
-			r.check(p.scrubber, "browser", a.Browser)
-			r.check(p.scrubber, "os", a.OS)
+		if p.declared.Export {
+			c.Browser, c.OS = exportFamily(exportBrowsers, a.Browser), exportFamily(exportSystems, a.OS)
 		}
 		if !coarse {
 			c.BrowserVersion, c.OSVersion = a.BrowserVersion, a.OSVersion
@@ -335,7 +335,7 @@ func (p *Profile) eventName(in *Parsed, decl *catalogue.Event, r *passReport) st
 	case name == "":
 		return ""
 	case !p.declared.Export:
-		return p.scrubber.Scrub(name)
+		return p.scrub(name)
 	case decl.Named():
 		r.check(p.scrubber, "event", name)
 		return name
@@ -394,7 +394,7 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 						// Before url.URL escapes what it rewrites: a
 						// phone number written with spaces would reach
 						// the scrubber as +44%207000%20000000.
-						raw = p.scrubber.Scrub(raw)
+						raw = p.scrub(raw)
 					}
 					ks.text = stripURL(raw)
 				case "path":
@@ -429,7 +429,7 @@ func (p *Profile) appendContext(b []byte, in *Parsed, allowList []allowed, decls
 				r.check(p.scrubber, "context", ks.text)
 				b = event.AppendString(b, ks.text)
 			case ks.rewritten:
-				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
+				b = event.AppendString(b, p.scrub(ks.text))
 			default:
 				b = p.appendContextScalar(b, ctx, ks.v, r)
 			}
@@ -450,9 +450,7 @@ func (p *Profile) appendContextScalar(b []byte, ctx []byte, v span, r *passRepor
 	if !p.declared.Export {
 		return p.appendScrubbedScalar(b, ctx, v)
 	}
-	if k := kindOf(ctx, v); k == kindString || k == kindNumber {
-		r.check(p.scrubber, "context", valOf(ctx, v))
-	}
+	r.checkScalar(p.scrubber, "context", kindOf(ctx, v), valOf(ctx, v))
 	return appendScalar(b, ctx, v)
 }
 
@@ -492,23 +490,47 @@ func (p *Profile) appendConsent(b []byte, written int, ctx []byte, prefs span) (
 		return b, written
 	}
 	var buf [16]member
-	ms := sortedMembers(buf[:0], ctx, prefs)
-	keep := func(m member) bool {
-		if !isBool(ctx, m.v) || len(m.key) > 64 {
-			return false
+	var kept [16]category
+	cats := kept[:0]
+	for _, m := range sortedMembers(buf[:0], ctx, prefs) {
+		if isBool(ctx, m.v) {
+			cats = append(cats, category{m.key, kindOf(ctx, m.v) == kindTrue})
 		}
-		// A category name is free text a client writes: only the names
-		// the consent rules know are kept.
-		if cats := p.declared.Categories; cats != nil {
-			if _, known := cats[strings.ToLower(m.key)]; !known {
-				return false
+	}
+	return p.appendCategories(b, written, cats)
+}
+
+// category is a consent category an event carries: its name and whether
+// it is granted.
+type category struct {
+	name    string
+	granted bool
+}
+
+// appendCategories appends the categories the profile keeps as the
+// context's consent.categoryPreferences, if any. A category name is free
+// text a client writes: with the consent rules' names known, only those
+// are kept, lower-cased as the rules match them and each once (the last
+// given), so no spelling of a name can tag anyone.
+func (p *Profile) appendCategories(b []byte, written int, cats []category) ([]byte, int) {
+	kept := cats[:0]
+	for _, c := range cats {
+		if len(c.name) > 64 {
+			continue
+		}
+		if known := p.declared.Categories; known != nil {
+			c.name = strings.ToLower(c.name)
+			if _, ok := known[c.name]; !ok {
+				continue
 			}
 		}
-		_, personal := p.scrubber.Find(m.key)
-		return !personal
+		if _, personal := p.scrubber.Find(c.name); personal || p.dropsContext("consent", "categoryPreferences", c.name) {
+			continue
+		}
+		kept = append(kept, c)
 	}
-	if !slices.ContainsFunc(ms, keep) ||
-		p.dropsContext("consent") {
+	slices.SortStableFunc(kept, func(a, b category) int { return strings.Compare(a.name, b.name) })
+	if len(kept) == 0 || p.dropsContext("consent") {
 		return b, written
 	}
 	b = appendKey(b, written, "consent")
@@ -517,13 +539,13 @@ func (p *Profile) appendConsent(b []byte, written int, ctx []byte, prefs span) (
 	}
 	b = append(b, `{"categoryPreferences":{`...)
 	inner := 0
-	for _, m := range ms {
-		if !keep(m) || p.dropsContext("consent", "categoryPreferences", m.key) {
-			continue
+	for i, c := range kept {
+		if i+1 < len(kept) && kept[i+1].name == c.name {
+			continue // the last given counts
 		}
-		b = appendKey(b, inner, m.key)
+		b = appendKey(b, inner, c.name)
 		inner++
-		b = appendScalar(b, ctx, m.v)
+		b = strconv.AppendBool(b, c.granted)
 	}
 	return append(b, '}', '}'), written + 1
 }

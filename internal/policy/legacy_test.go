@@ -155,7 +155,7 @@ func (p *Profile) legacyDeidentify(in *legacyParsed, d Decision) (event.Clean, e
 		SchemaVersion: event.SchemaVersion,
 		MessageID:     env.MessageID,
 		Type:          ev.Type,
-		Event:         p.scrubber.Scrub(name),
+		Event:         p.scrub(name),
 		Timestamp:     ts.UTC(),
 		ReceivedAt:    env.ReceivedAt.UTC(),
 		SourceID:      env.SourceID,
@@ -251,7 +251,7 @@ func (p *Profile) legacyAllowContext(ctx map[string]any, allowList map[string][]
 			if str, isStr := sv.(string); isStr && key == "page" {
 				switch {
 				case legacyURLKeys[k]:
-					sv = stripURL(p.scrubber.Scrub(str))
+					sv = stripURL(p.scrub(str))
 				case k == "path":
 					sv, _, _ = strings.Cut(strings.SplitN(str, "#", 2)[0], "?")
 				}
@@ -322,9 +322,13 @@ func (p *Profile) legacyScrubProperties(in *legacyParsed) (json.RawMessage, erro
 func (p *Profile) legacyScrubValue(v any) any {
 	switch x := v.(type) {
 	case string:
-		return p.scrubber.Scrub(x)
+		return p.scrub(x)
 	case json.Number:
-		if s := p.scrubber.Scrub(x.String()); s != x.String() {
+		lit := x.String()
+		if plain, ok := plainDecimal(lit); ok {
+			lit = plain
+		}
+		if s := p.scrub(lit); s != lit {
 			return s
 		}
 		return x

@@ -515,9 +515,8 @@ func (p *Profile) refDeidentifyPass(in *refParsed, d Decision, scratch []byte, r
 	if p.settings.UserAgent == "parse" && p.agents != nil {
 		a := p.agents.Parse(ua)
 		c.Browser, c.OS, c.DeviceClass = a.Browser, a.OS, a.DeviceClass
-		if p.declared.Export { // the parser keeps plain names only; checked all the same
-			r.check(p.scrubber, "browser", a.Browser)
-			r.check(p.scrubber, "os", a.OS)
+		if p.declared.Export {
+			c.Browser, c.OS = exportFamily(exportBrowsers, a.Browser), exportFamily(exportSystems, a.OS)
 		}
 		if !coarse {
 			c.BrowserVersion, c.OSVersion = a.BrowserVersion, a.OSVersion
@@ -537,7 +536,7 @@ func (p *Profile) refEventName(in *refParsed, decl *catalogue.Event, r *passRepo
 	case name == "":
 		return ""
 	case !p.declared.Export:
-		return p.scrubber.Scrub(name)
+		return p.scrub(name)
 	case decl.Named():
 		r.check(p.scrubber, "event", name)
 		return name
@@ -600,7 +599,7 @@ func (p *Profile) refAppendContext(b []byte, ctx *jsonTree, root int32, allowLis
 						// Before url.URL escapes what it rewrites: a
 						// phone number written with spaces would reach
 						// the scrubber as +44%207000%20000000.
-						raw = p.scrubber.Scrub(raw)
+						raw = p.scrub(raw)
 					}
 					ks.text = stripURL(raw)
 				case "path":
@@ -635,7 +634,7 @@ func (p *Profile) refAppendContext(b []byte, ctx *jsonTree, root int32, allowLis
 				r.check(p.scrubber, "context", ks.text)
 				b = event.AppendString(b, ks.text)
 			case ks.rewritten:
-				b = event.AppendString(b, p.scrubber.Scrub(ks.text))
+				b = event.AppendString(b, p.scrub(ks.text))
 			default:
 				b = p.refAppendContextScalar(b, ctx, ks.node, r)
 			}
@@ -656,9 +655,7 @@ func (p *Profile) refAppendContextScalar(b []byte, ctx *jsonTree, v int32, r *pa
 	if !p.declared.Export {
 		return p.refAppendScrubbedScalar(b, ctx, v)
 	}
-	if k := ctx.kind(v); k == kindString || k == kindNumber {
-		r.check(p.scrubber, "context", ctx.val(v))
-	}
+	r.checkScalar(p.scrubber, "context", ctx.kind(v), ctx.val(v))
 	return refAppendScalar(b, ctx, v)
 }
 
@@ -697,39 +694,13 @@ func (p *Profile) refAppendConsent(b []byte, written int, ctx *jsonTree, consent
 	if prefs < 0 || ctx.kind(prefs) != kindObject {
 		return b, written
 	}
-	keep := func(k int32) bool {
-		if !ctx.isBool(k) || ctx.nodes[k].keyLen > 64 {
-			return false
-		}
-		// A category name is free text a client writes: only the names
-		// the consent rules know are kept.
-		if cats := p.declared.Categories; cats != nil {
-			if _, known := cats[strings.ToLower(ctx.key(k))]; !known {
-				return false
-			}
-		}
-		_, personal := p.scrubber.Find(ctx.key(k))
-		return !personal
-	}
-	if !slices.ContainsFunc(ctx.children(prefs), keep) ||
-		p.dropsContext("consent") {
-		return b, written
-	}
-	b = appendKey(b, written, "consent")
-	if p.dropsContext("consent", "categoryPreferences") {
-		return append(b, '{', '}'), written + 1
-	}
-	b = append(b, `{"categoryPreferences":{`...)
-	inner := 0
+	var cats []category
 	for _, k := range ctx.children(prefs) {
-		if !keep(k) || p.dropsContext("consent", "categoryPreferences", ctx.key(k)) {
-			continue
+		if ctx.isBool(k) {
+			cats = append(cats, category{ctx.key(k), ctx.kind(k) == kindTrue})
 		}
-		b = appendKey(b, inner, ctx.key(k))
-		inner++
-		b = refAppendScalar(b, ctx, k)
 	}
-	return append(b, '}', '}'), written + 1
+	return p.appendCategories(b, written, cats)
 }
 
 // appendScalar appends node i, a string, number, boolean or null, as JSON.
@@ -894,9 +865,7 @@ func (w *refWalker) field(b []byte, i int32, f *catalogue.Field) ([]byte, bool) 
 	case f.Class == catalogue.Public && w.export:
 		// As sent: the export gate refuses an event with a value the
 		// scrubbers find something in, so a mistaken class is caught.
-		if k := w.t.kind(i); k == kindString || k == kindNumber {
-			w.r.check(w.p.scrubber, w.path[0].key, w.t.val(i))
-		}
+		w.r.checkScalar(w.p.scrubber, w.path[0].key, w.t.kind(i), w.t.val(i))
 		return refAppendScalar(b, w.t, i), true
 	case f.Class == catalogue.Public || f.Class == catalogue.Internal && !w.export:
 		return w.p.refAppendScrubbedScalar(b, w.t, i), true
@@ -965,10 +934,13 @@ func (w *refWalker) violate(r Reason) {
 func (p *Profile) refAppendScrubbedScalar(b []byte, t *jsonTree, i int32) []byte {
 	switch t.kind(i) {
 	case kindString:
-		return event.AppendString(b, p.scrubber.Scrub(t.val(i)))
+		return event.AppendString(b, p.scrub(t.val(i)))
 	case kindNumber:
 		lit := t.val(i)
-		if s := p.scrubber.Scrub(lit); s != lit {
+		if plain, ok := plainDecimal(lit); ok {
+			lit = plain
+		}
+		if s := p.scrub(lit); s != lit {
 			return event.AppendString(b, s)
 		}
 	}

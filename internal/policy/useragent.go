@@ -140,3 +140,34 @@ func deviceClass(ua string, c *uaparser.Client) string {
 	}
 	return "other"
 }
+
+// Families that may leave the region: the browsers and systems ua-parser
+// names itself. Its generic rules take a family from the user agent,
+// which a client writes ("ZhangSan/1.0 CFNetwork/..."), so abroad any
+// other family is "Other".
+var (
+	exportBrowsers = familySet("Chrome", "Chrome Mobile", "Chrome Mobile iOS", "Chrome Mobile WebView", "Chromium", "Edge", "Edge Mobile",
+		"Firefox", "Firefox Mobile", "Firefox iOS", "Safari", "Mobile Safari", "Mobile Safari UI/WKWebView", "Opera", "Opera Mobile",
+		"Opera Mini", "Samsung Internet", "UC Browser", "QQ Browser", "QQ Browser Mobile", "WeChat", "Baidu Browser", "Sogou Explorer",
+		"Yandex Browser", "IE", "IE Mobile", "Android", "Facebook", "Instagram", "MiuiBrowser", "HeyTapBrowser", "Huawei Browser",
+		"Vivo Browser", "DingTalk", "Alipay", "Googlebot", "bingbot", "Baiduspider", "curl", "Go-http-client", "Python Requests", "okhttp")
+	exportSystems = familySet("Android", "iOS", "iPadOS", "Windows", "Mac OS X", "Linux", "Ubuntu", "Debian", "Fedora", "Chrome OS",
+		"HarmonyOS", "Windows Phone", "KaiOS", "Tizen", "FreeBSD")
+)
+
+func familySet(names ...string) map[string]bool {
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set
+}
+
+// exportFamily is family as it may leave the region: itself if known,
+// "" if empty, else "Other".
+func exportFamily(known map[string]bool, family string) string {
+	if family == "" || known[family] {
+		return family
+	}
+	return "Other"
+}
