@@ -166,54 +166,6 @@ func FuzzParity(f *testing.F) {
 	})
 }
 
-// FuzzDecodeTree checks the fast decoder against encoding/json: when it
-// takes a document, the tree is the one of encoding/json's value.
-func FuzzDecodeTree(f *testing.F) {
-	f.Add([]byte(`{"b":[1,"x",null,true,{"z":1.50,"a":"<&>"}],"a":"\u2028\u00e9","a":-0.5e+7}`))
-	f.Add([]byte(` "plain\t\"\\\/\b\f\n\r" `))
-	f.Add([]byte(`[{"":{}},[],-0,1E9]`))
-	f.Fuzz(func(t *testing.T, doc []byte) {
-		got, ok := decodeTree(doc)
-		var v any
-		err := decodeWithEncodingJSON(doc, &v)
-		if !ok {
-			return
-		}
-		if err != nil || !json.Valid(doc) {
-			t.Fatalf("decodeTree took %q, which encoding/json refuses: %v", doc, err)
-		}
-		if k := got.kind(0); k != kindString && got.val(0) != string(bytes.TrimSpace(doc)) {
-			t.Fatalf("decodeTree(%q): root text %q", doc, got.val(0))
-		}
-		for i := range got.nodes {
-			if k := got.kind(int32(i)); (k == kindObject || k == kindArray) && (got.val(int32(i))[0] != k || !json.Valid([]byte(got.val(int32(i))))) {
-				t.Fatalf("decodeTree(%q): node %d text %q", doc, i, got.val(int32(i)))
-			}
-		}
-		want := treeOf(v)
-		if !reflect.DeepEqual(canonical(&got, 0), canonical(&want, 0)) {
-			t.Fatalf("decodeTree(%q)\n got %v\nwant %v", doc, canonical(&got, 0), canonical(&want, 0))
-		}
-	})
-}
-
-// canonical is a tree's node i as nested values, independent of the order
-// of the node slice.
-func canonical(t *jsonTree, i int32) any {
-	switch k := t.kind(i); k {
-	case kindObject, kindArray:
-		var out []any
-		for _, c := range t.children(i) {
-			out = append(out, []any{t.key(c), canonical(t, c)})
-		}
-		return []any{string(k), out}
-	case kindString, kindNumber:
-		return []any{string(k), t.val(i)}
-	default:
-		return []any{string(k)}
-	}
-}
-
 // checkSameParsed compares two Parsed of one envelope through everything
 // the enricher reads of them.
 func checkSameParsed(t *testing.T, profiles []*Profile, raw []byte, in, want *Parsed) {
