@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/catalogue"
@@ -49,7 +47,7 @@ func InferCatalogue(ctx context.Context, src InferSource, out, errOut io.Writer)
 	if src.Lines != nil {
 		_, err = in.ReadNDJSON(src.Lines, func(line int, err error) { skip(fmt.Sprintf("line %d", line), err) })
 	} else {
-		err = readRawTopic(ctx, src, errOut, func(r *kgo.Record) {
+		err = readRawTopic(ctx, src, func(r *kgo.Record) {
 			if _, err := in.AddRecord(r.Value); err != nil {
 				skip(fmt.Sprintf("partition %d offset %d", r.Partition, r.Offset), err)
 			}
@@ -68,61 +66,34 @@ func InferCatalogue(ctx context.Context, src InferSource, out, errOut io.Writer)
 }
 
 // readRawTopic hands fn the raw topic's records from the earliest offsets,
-// without a consumer group and committing nothing, until src.MaxRecords
-// were read, every partition's end (as at the start) was reached,
-// src.Timeout passed or ctx ended; the last two are no error.
-func readRawTopic(ctx context.Context, src InferSource, errOut io.Writer, fn func(*kgo.Record)) error {
+// without a consumer group and committing nothing (a kafkax.Tail), until
+// src.MaxRecords were read, everything committed before the call was,
+// src.Timeout passed or ctx ended; the last two are no error once records
+// were read (an unreachable broker is).
+func readRawTopic(ctx context.Context, src InferSource, fn func(*kgo.Record)) error {
 	ctx, cancel := context.WithTimeout(ctx, src.Timeout)
 	defer cancel()
 	cfg := src.Raw
-	topic := cfg.Topics.Raw.Name
-	cl, err := kafkax.NewClient(&cfg.Kafka, prometheus.NewRegistry(), "enricher_catalogue_infer", obs.NewLogger(cfg.Log, "enricher", os.Stderr),
-		kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Transaction markers take offsets: seeing them reaches the end.
-		kgo.KeepControlRecords(),
-		// Partitions learnt of during the first fetch wait for its end.
-		kgo.FetchMaxWait(time.Second))
+	read := 0
+	tail, err := kafkax.NewTail(&cfg.Kafka, prometheus.NewRegistry(), "enricher_catalogue_infer", obs.NewLogger(cfg.Log, "enricher", os.Stderr),
+		[]string{cfg.Topics.Raw.Name}, func(records []*kgo.Record) {
+			for _, r := range records[:min(len(records), src.MaxRecords-read)] {
+				fn(r)
+			}
+			if read = min(read+len(records), src.MaxRecords); read == src.MaxRecords {
+				cancel() // enough
+			}
+		})
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
+	err = tail.Start(ctx)
+	// Shutdown waits for the tail to stop: fn is not called afterwards.
+	if stopErr := tail.Shutdown(context.Background()); err == nil {
+		err = stopErr
 	}
-	starts, err2 := adm.ListStartOffsets(ctx, topic)
-	if err == nil && err2 == nil {
-		err = starts.Error()
+	if err != nil && (read == 0 || ctx.Err() == nil) {
+		return fmt.Errorf("read %s: %w", cfg.Topics.Raw.Name, err)
 	}
-	if err = cmp.Or(err, err2); err != nil {
-		return fmt.Errorf("list offsets of %s: %w", topic, err)
-	}
-	left := map[int32]int64{} // partitions not read to their end
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := starts.Lookup(o.Topic, o.Partition); !ok || o.Offset > s.Offset {
-			left[o.Partition] = o.Offset
-		}
-	})
-	for read := 0; len(left) > 0 && read < src.MaxRecords; {
-		fetches := cl.PollRecords(ctx, src.MaxRecords-read)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachError(func(_ string, p int32, err error) {
-			fmt.Fprintf(errOut, "enricher catalogue infer: fetch partition %d: %v\n", p, err)
-		})
-		fetches.EachRecord(func(r *kgo.Record) {
-			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
-			if !r.Attrs.IsControl() && read < src.MaxRecords {
-				read++
-				fn(r)
-			}
-		})
-	}
-	return nil
+	return nil // the time or the count ran out with records read
 }
