@@ -31,6 +31,7 @@ var catalogueLeaks = []string{
 	"leaky.buyer@example.com",
 	"7911 123456",                                                        // a UK phone number, inside free text
 	"ua.leak@example.com", "SECRET-MARKER-ZZ", "carol.model@example.com", // in the user agent, a consent category, context.device.model
+	"１３８１２３４５６７８", "1.3812345678e10", // a phone number in fullwidth digits, and as a number with an exponent
 }
 
 // TestCatalogueEndToEnd posts, through the public write key, events whose
@@ -82,6 +83,14 @@ func TestCatalogueEndToEnd(t *testing.T) {
 		t.Fatalf("track: %+v", a)
 	}
 	batch = append(batch, sdkFields)
+	// In the declared public fields themselves: a phone number in
+	// lookalike digits, and one written as a number with an exponent.
+	lookalikes := map[string]any{"type": "track", "event": "Checkout Started", "userId": user, "messageId": "lookalikes-" + st.run,
+		"properties": map[string]any{"value": json.Number("1.3812345678e10"), "products": []any{map[string]any{"product_id": "１３８１２３４５６７８"}}}}
+	batch = append(batch, lookalikes)
+	if a := send(t, clientKey, st.base+"/v1/track", lookalikes); a.Code != http.StatusOK {
+		t.Fatalf("track: %+v", a)
+	}
 	for testenv.CommittedTotal(t, ctx, st.brokers, st.ecfg.GroupID, st.raw) < int64(len(batch)) {
 		if ctx.Err() != nil {
 			t.Fatal("the enricher did not judge both events")
@@ -89,11 +98,15 @@ func TestCatalogueEndToEnd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	clean, exported := testenv.ReadAll(t, ctx, st.brokers, st.clean), testenv.ReadAll(t, ctx, st.brokers, st.export)
-	if len(clean) != len(batch) || len(exported) != len(batch) {
-		t.Fatalf("%d clean and %d exported records, want all %d events in both", len(clean), len(exported), len(batch))
+	// The lookalikes stay home: the gate refuses the event abroad.
+	if len(clean) != len(batch) || len(exported) != len(batch)-1 {
+		t.Fatalf("%d clean and %d exported records, want %d and %d", len(clean), len(exported), len(batch), len(batch)-1)
+	}
+	if got := counterValue(t, st.enricherReg, "enricher_events_dropped_total", "reason", "gate_refused"); got != 1 {
+		t.Errorf("enricher_events_dropped_total{reason=gate_refused} = %v, want 1 (the lookalikes)", got)
 	}
 	waitRows(t, ctx, st, st.database, len(batch))
-	waitRows(t, ctx, st, st.database+"_intl", len(batch))
+	waitRows(t, ctx, st, st.database+"_intl", len(batch)-1)
 
 	stored := map[string]string{
 		"events.export":  recordValues(exported),
