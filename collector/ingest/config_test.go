@@ -113,7 +113,8 @@ func TestAllKeys(t *testing.T) {
 			{Name: "support", TokenFile: "testdata/secrets/operator-token-2", Token: config.Secret(strings.Repeat("b", 63) + "2")},
 		},
 			Pseudonym: keyring.Config{KeyID: "eu-2025_01", Key: "test-only-collector-pseudonym-key-0123456789", KeyFile: "testdata/secrets/pseudonym.key",
-				Next: keyring.NextKey{KeyID: "eu-2026_01", Key: "test-only-collector-next-pseudonym-key-012345", KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"}},
+				Next:    keyring.NextKey{KeyID: "eu-2026_01", Key: "test-only-collector-next-pseudonym-key-012345", KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"},
+				Retired: []keyring.RetiredKey{{KeyID: "eu-2024_01", KeyFile: "testdata/secrets/retired.key", Key: "test-only-retired-pseudonym-key-0123456789abcdef"}}},
 			Export: ingest.PrivacyExport{
 				ClickHouse: chx.Config{Addr: []string{"ch1.test:9440"}, Username: "privacy_reader", Password: "clickhouse-test-password",
 					PasswordFile: "testdata/secrets/clickhouse-password", DialTimeout: 4 * time.Second, TLS: config.TLS{Enabled: true,

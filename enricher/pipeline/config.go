@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,12 +230,11 @@ func (c *Config) Validate() error {
 	if c.Export.Name != "" {
 		errs = append(errs, c.Export.Topic.Validate("export.topic"),
 			c.Export.Pseudonym.Resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
-		for _, export := range []struct {
-			key    string
-			secret config.Secret
-		}{{"export.pseudonym.key", c.Export.Pseudonym.Key}, {"export.pseudonym.next.key", c.Export.Pseudonym.Next.Key}} {
-			if export.secret != "" && (export.secret == c.Pseudonym.Key || export.secret == c.Pseudonym.Next.Key) {
-				errs = append(errs, config.Invalid(export.key, "must differ from the in-region keys, or exported data could be joined with in-region data"))
+		inRegion := slices.Collect(maps.Values(c.Pseudonym.Secrets("pseudonym")))
+		export := c.Export.Pseudonym.Secrets("export.pseudonym")
+		for _, key := range slices.Sorted(maps.Keys(export)) {
+			if slices.Contains(inRegion, export[key]) {
+				errs = append(errs, config.Invalid(key, "must differ from the in-region keys (pseudonym, its next and retired keys), or exported data could be joined with in-region data"))
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/config/configtest"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
@@ -89,7 +90,8 @@ func TestAllKeys(t *testing.T) {
 		},
 		Pseudonym: pipeline.Pseudonym{KeyID: "eu-2025_01", Key: testKey, KeyFile: "testdata/secrets/pseudonym.key",
 			Next: pipeline.NextKey{KeyID: "eu-2026_01", Key: "test-only-next-pseudonym-key-0123456789abcdef",
-				KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"}},
+				KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"},
+			Retired: []keyring.RetiredKey{{KeyID: "eu-2024_01", KeyFile: "testdata/secrets/retired.key", Key: "test-only-retired-pseudonym-key-0123456789abcdef"}}},
 		Profiles: map[string]policy.Settings{
 			"in_region": {IP: "truncate", DeviceIDs: true, UserAgent: "parse", Detail: "full", Undeclared: "scrub",
 				DropFields:    []string{"properties.internal_note"},
@@ -106,7 +108,8 @@ func TestAllKeys(t *testing.T) {
 				CleanupPolicy: "delete", Retention: 72 * time.Hour},
 			Pseudonym: pipeline.Pseudonym{KeyID: "intl-2025_01", Key: "test-only-export-pseudonym-key-0123456789abcd",
 				KeyFile: "testdata/secrets/export.key", Next: pipeline.NextKey{KeyID: "intl-2026_01",
-					Key: "test-only-export-next-key-0123456789abcdefghi", KeyFile: "testdata/secrets/export-next.key", From: "2026-01-01T00:00:00Z"}},
+					Key: "test-only-export-next-key-0123456789abcdefghi", KeyFile: "testdata/secrets/export-next.key", From: "2026-01-01T00:00:00Z"},
+				Retired: []keyring.RetiredKey{{KeyID: "intl-2024_01", KeyFile: "testdata/secrets/export-retired.key", Key: "test-only-retired-export-key-0123456789abcdef01"}}},
 			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.intl", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
 				CleanupPolicy: "delete", Retention: -time.Second}},
 		Consent: pipeline.Consent{History: 8, SyncTimeout: 5 * time.Second,
@@ -159,6 +162,9 @@ var badConfigs = map[string]configtest.Bad{
 	"export-key-same-as-in-region.yaml":            {Keys: []string{"export.pseudonym.key"}, Msg: "must differ"},
 	"export-key-missing.yaml":                      {Keys: []string{"export.pseudonym"}},
 	"export-next-key-same-as-in-region.yaml":       {Keys: []string{"export.pseudonym.next.key"}, Msg: "must differ"},
+	"export-retired-key-same-as-in-region.yaml":    {Keys: []string{"export.pseudonym.retired[0].key_file"}, Msg: "must differ"},
+	"pseudonym-retired-id-in-service.yaml":         {Keys: []string{"pseudonym.retired[0].key_id"}, Msg: "is also pseudonym.key_id"},
+	"pseudonym-retired-no-file.yaml":               {Keys: []string{"pseudonym.retired[0]"}, Msg: "needs key_id and key_file"},
 	"consent-sync-timeout-too-long.yaml":           {Keys: []string{"consent.sync_timeout"}, Msg: "half of transaction_timeout"},
 	"pseudonym-next-from-invalid.yaml":             {Keys: []string{"pseudonym.next.from"}},
 	"consent-default-unknown-purpose.yaml":         {Keys: []string{"consent.defaults.backend"}, Msg: `unknown purpose "profiling"`},

@@ -1,11 +1,15 @@
 // Package keyring is the configuration of a pseudonymization keyring: a key
-// with its id and, during a rotation, the key that takes over at a given
-// time. The enricher de-identifies with it; the collector's privacy API
-// uses the same in-region keys to find a subject's rows and to name a
-// subject in receipts without its raw identifier.
+// with its id, during a rotation the key that takes over at a given time,
+// and the retired keys whose pseudonyms may still be in the data. The
+// enricher de-identifies with it and names every key's pseudonyms in
+// erasure notices; the collector's privacy API uses the same keys to find a
+// subject's rows and to name a subject in receipts without its raw
+// identifier.
 package keyring
 
 import (
+	"fmt"
+	"maps"
 	"time"
 
 	"github.com/consentflow/consentflow/internal/config"
@@ -24,6 +28,19 @@ type Config struct {
 	// Next is the key that takes over at Next.From (rotation); empty
 	// key_id means no rotation is scheduled.
 	Next NextKey `mapstructure:"next"`
+	// Retired are keys no longer in service whose pseudonyms may still be
+	// stored (ClickHouse rows until retention drops them, backups): they
+	// pseudonymize nothing new, and erasure, its verification and export
+	// compute a subject's pseudonyms under them too. From the file only.
+	Retired []RetiredKey `mapstructure:"retired"`
+}
+
+// RetiredKey is a key taken out of service, kept for erasure and export.
+type RetiredKey struct {
+	KeyID   string `mapstructure:"key_id"`
+	KeyFile string `mapstructure:"key_file"`
+	// Key is read from KeyFile by Resolve.
+	Key config.Secret `mapstructure:"-"`
 }
 
 // NextKey is a scheduled key rotation: events received from From on are
@@ -47,6 +64,9 @@ func (p *Config) Resolve(key, env string) error {
 	if _, err := policy.NewPseudonymizer(p.KeyID, []byte(secret.Reveal())); err != nil {
 		return config.Invalid(key, "%v (set %s.key_id, and %s.key by %s or %s.key_file)", err, key, key, env, key)
 	}
+	if err := p.resolveRetired(key); err != nil {
+		return err
+	}
 	if p.Next.KeyID == "" {
 		return nil
 	}
@@ -67,12 +87,56 @@ func (p *Config) Resolve(key, env string) error {
 	return nil
 }
 
-// Keyring is the key and, when a rotation is scheduled, the next one.
+// resolveRetired reads each retired key's file; ids are unique across the
+// keyring, because a pseudonym names its key.
+func (p *Config) resolveRetired(key string) error {
+	seen := map[string]string{p.KeyID: key + ".key_id"}
+	if p.Next.KeyID != "" {
+		seen[p.Next.KeyID] = key + ".next.key_id"
+	}
+	for i := range p.Retired {
+		r := &p.Retired[i]
+		at := fmt.Sprintf("%s.retired[%d]", key, i)
+		if r.KeyID == "" || r.KeyFile == "" {
+			return config.Invalid(at, "needs key_id and key_file (the key as it was in service)")
+		}
+		if other, ok := seen[r.KeyID]; ok {
+			return config.Invalid(at+".key_id", "%q is also %s: pseudonyms name their key, so ids are unique", r.KeyID, other)
+		}
+		seen[r.KeyID] = at + ".key_id"
+		secret, err := config.ResolveSecret(at+".key", "", r.KeyFile)
+		if err != nil {
+			return err
+		}
+		if _, err := policy.NewPseudonymizer(r.KeyID, []byte(secret.Reveal())); err != nil {
+			return config.Invalid(at, "%v", err)
+		}
+		r.Key = secret
+	}
+	return nil
+}
+
+// Keyring is the key, the next one when a rotation is scheduled, and the
+// retired ones.
 func (p Config) Keyring() (*policy.Keyring, error) {
 	keys := []policy.Key{{ID: p.KeyID, Secret: []byte(p.Key.Reveal())}}
 	if p.Next.KeyID != "" {
 		from, _ := time.Parse(time.RFC3339, p.Next.From) // validated
 		keys = append(keys, policy.Key{ID: p.Next.KeyID, Secret: []byte(p.Next.Key.Reveal()), From: from})
 	}
+	for _, r := range p.Retired {
+		keys = append(keys, policy.Key{ID: r.KeyID, Secret: []byte(r.Key.Reveal()), Retired: true})
+	}
 	return policy.NewKeyring(keys...)
+}
+
+// Secrets are the keyring's keys by the key that sets each (under
+// section), for checks that two keyrings share none.
+func (p Config) Secrets(section string) map[string]config.Secret {
+	out := map[string]config.Secret{section + ".key": p.Key, section + ".next.key": p.Next.Key}
+	for i, r := range p.Retired {
+		out[fmt.Sprintf("%s.retired[%d].key_file", section, i)] = r.Key
+	}
+	maps.DeleteFunc(out, func(_ string, s config.Secret) bool { return s == "" })
+	return out
 }

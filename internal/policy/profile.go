@@ -23,20 +23,25 @@ type Key struct {
 	// From is when the key takes over: events received from then on are
 	// pseudonymized with it. Zero for the first key.
 	From time.Time
+	// Retired keys pseudonymize nothing new; they stay in the keyring while
+	// rows under them may exist, so erasure and export still find them.
+	Retired bool
 }
 
 // Keyring holds a destination's keys in rotation order. Which key applies
 // depends on the event's receivedAt, never on the clock of the moment, so
 // every instance and every replay of an event writes the same pseudonym.
 type Keyring struct {
-	keys  []*Pseudonymizer // by From, oldest first
-	froms []time.Time
+	keys    []*Pseudonymizer // by From, oldest first
+	froms   []time.Time
+	retired []*Pseudonymizer
 }
 
-// NewKeyring checks each key and that ids are unique.
+// NewKeyring checks each key and that ids are unique. At least one key
+// must be in service (not retired).
 func NewKeyring(keys ...Key) (*Keyring, error) {
-	if len(keys) == 0 {
-		return nil, errors.New("no key")
+	if !slices.ContainsFunc(keys, func(k Key) bool { return !k.Retired }) {
+		return nil, errors.New("no key in service")
 	}
 	sorted := slices.Clone(keys)
 	slices.SortStableFunc(sorted, func(a, b Key) int { return a.From.Compare(b.From) })
@@ -50,6 +55,10 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 		p, err := NewPseudonymizer(key.ID, key.Secret)
 		if err != nil {
 			return nil, err
+		}
+		if key.Retired {
+			k.retired = append(k.retired, p)
+			continue
 		}
 		k.keys = append(k.keys, p)
 		k.froms = append(k.froms, key.From)
@@ -68,24 +77,27 @@ func (k *Keyring) At(t time.Time) *Pseudonymizer {
 }
 
 // Pseudonyms returns value's pseudonym under every key of the keyring,
-// oldest key first: what an erasure must delete, whenever the rows were
+// retired keys first, then those in service, oldest first: what an
+// erasure must delete and an export must find, whenever the rows were
 // written.
 func (k *Keyring) Pseudonyms(kind, value string) []string {
-	out := make([]string, len(k.keys))
-	for i, p := range k.keys {
-		out[i] = p.Pseudonym(kind, value)
+	out := make([]string, 0, len(k.retired)+len(k.keys))
+	for _, p := range k.all() {
+		out = append(out, p.Pseudonym(kind, value))
 	}
 	return out
 }
 
-// KeyIDs lists the ids of the keyring, oldest first.
+// KeyIDs lists the ids of the keyring in the order of Pseudonyms.
 func (k *Keyring) KeyIDs() []string {
-	ids := make([]string, len(k.keys))
-	for i, p := range k.keys {
-		ids[i] = p.keyID
+	ids := make([]string, 0, len(k.retired)+len(k.keys))
+	for _, p := range k.all() {
+		ids = append(ids, p.keyID)
 	}
 	return ids
 }
+
+func (k *Keyring) all() []*Pseudonymizer { return slices.Concat(k.retired, k.keys) }
 
 // Settings are what a de-identification profile keeps and how coarsely.
 // Zero values are the strict choice where there is one.
