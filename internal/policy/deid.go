@@ -296,6 +296,12 @@ func (p *Profile) deidentify(in *Parsed, d Decision, scratch []byte, r *passRepo
 	case coarse:
 		c.Timestamp, c.ReceivedAt = c.Timestamp.Truncate(time.Hour), c.ReceivedAt.Truncate(time.Hour)
 		c.MessageID = key.Pseudonym(KindMessage, env.MessageID)
+		// A signed-in event names its device too, under this profile's key:
+		// erasing that device (its anonymousId) must reach these rows, which
+		// the subject alone, the userId's pseudonym, does not tell apart.
+		if ev.UserID != "" {
+			c.AnonymousID = key.Pseudonym(KindAnonymous, ev.AnonymousID)
+		}
 	case ev.UserID != "":
 		c.UserID, c.AnonymousID = c.Subject, key.Pseudonym(KindAnonymous, ev.AnonymousID)
 	default:

@@ -174,6 +174,9 @@ func (p *Profile) legacyDeidentify(in *legacyParsed, d Decision) (event.Clean, e
 	} else {
 		c.Timestamp, c.ReceivedAt = c.Timestamp.Truncate(time.Hour), c.ReceivedAt.Truncate(time.Hour)
 		c.MessageID = key.Pseudonym(KindMessage, env.MessageID)
+		if ev.UserID != "" {
+			c.AnonymousID = key.Pseudonym(KindAnonymous, ev.AnonymousID)
+		}
 	}
 	if p.settings.DeviceIDs {
 		c.DeviceID = key.Pseudonym(KindDevice, device["id"])
