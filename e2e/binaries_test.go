@@ -34,7 +34,8 @@ func TestBinaries(t *testing.T) {
 	run := testenv.Name(t, "bin")
 	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run,
 		"privacy.consent."+run, "privacy.erasures."+run, "events.export."+run,
-		"privacy.receipts."+run, "privacy.identities."+run, "privacy.erasures.cn."+run, "privacy.erasures.intl."+run)
+		"privacy.receipts."+run, "privacy.identities."+run, "privacy.erasures.cn."+run, "privacy.erasures.intl."+run,
+		"privacy.erasure-requests."+run)
 	database := "analytics_" + run
 	ports := freePorts(t, 4)
 	common := []string{
@@ -43,6 +44,7 @@ func TestBinaries(t *testing.T) {
 		"TOPICS_CLEAN_NAME=events.clean." + run,
 		"TOPICS_CONSENT_NAME=privacy.consent." + run,
 		"TOPICS_RECEIPTS_NAME=privacy.receipts." + run,
+		"TOPICS_ERASURE_REQUESTS_NAME=privacy.erasure-requests." + run,
 		"LOG_FORMAT=text",
 	}
 	env := func(prefix string, extra ...string) []string {

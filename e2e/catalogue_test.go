@@ -107,8 +107,8 @@ func TestCatalogueEndToEnd(t *testing.T) {
 	if got := counterValue(t, st.enricherReg, "enricher_events_dropped_total", "reason", "gate_refused"); got != 2 {
 		t.Errorf("enricher_events_dropped_total{reason=gate_refused} = %v, want 2 (the lookalikes)", got)
 	}
-	waitRows(t, ctx, st, st.database, len(batch))
-	waitRows(t, ctx, st, st.database+"_intl", len(batch)-2)
+	waitRows(t, ctx, st.conn, st.database, len(batch))
+	waitRows(t, ctx, st.conn, st.database+"_intl", len(batch)-2)
 
 	stored := map[string]string{
 		"events.export":  recordValues(exported),

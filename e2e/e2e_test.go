@@ -45,8 +45,8 @@ func TestEndToEnd(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
 	run := testenv.Name(t, "e2e")
 	raw, clean, dlq, rawDLQ := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run
-	consent, erasures, export := "privacy.consent."+run, "privacy.erasures."+run, "events.export."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, consent, erasures, export)
+	consent, erasures, export, requests := "privacy.consent."+run, "privacy.erasures."+run, "events.export."+run, "privacy.erasure-requests."+run
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, consent, erasures, export, requests)
 	database := "analytics_" + run
 
 	// The shipped configs, pointed at this run's topics and database.
@@ -65,6 +65,7 @@ func TestEndToEnd(t *testing.T) {
 	ecfg.Kafka.Brokers, ecfg.GroupID, ecfg.TransactionalID = brokers, "enricher-"+run, "enricher-"+run
 	ecfg.Topics.Raw.Name, ecfg.Topics.Clean.Name, ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
 	ecfg.Topics.Consent.Name, ecfg.Topics.Erasures.Name, ecfg.Export.Topic.Name = consent, erasures, export
+	ecfg.Topics.ErasureRequests.Name = requests
 
 	scfg := chwriter.Default()
 	load(t, "../configs/sink.yaml", "SINK", &scfg)

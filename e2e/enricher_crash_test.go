@@ -33,7 +33,7 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 	raw, clean, dlq, consent, erasures := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run, "privacy.consent."+run, "privacy.erasures."+run
 	export := "events.export." + run
 	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, consent, erasures, export,
-		"privacy.identities."+run, "privacy.receipts."+run, "privacy.erasures.cn."+run, "privacy.erasures.intl."+run)
+		"privacy.identities."+run, "privacy.receipts."+run, "privacy.erasures.cn."+run, "privacy.erasures.intl."+run, "privacy.erasure-requests."+run)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +90,7 @@ func TestEnricherExactlyOnceUnderKill(t *testing.T) {
 		"ENRICHER_MAX_POLL_RECORDS=200", "ENRICHER_KAFKA_SESSION_TIMEOUT=6s",
 		"ENRICHER_TOPICS_IDENTITIES_NAME=privacy.identities."+run, "ENRICHER_TOPICS_RECEIPTS_NAME=privacy.receipts."+run,
 		"ENRICHER_TOPICS_ERASURE_NOTICES_NAME=privacy.erasures.cn."+run, "ENRICHER_EXPORT_ERASURE_NOTICES_NAME=privacy.erasures.intl."+run,
+		"ENRICHER_TOPICS_ERASURE_REQUESTS_NAME=privacy.erasure-requests."+run,
 	)
 	start := func() *process {
 		return startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml",

@@ -33,15 +33,15 @@ import (
 // isolatePrivacy points every stage's privacy topics (receipts, identity
 // links, erasure notices) at this run's own, deleted when the test ends.
 func isolatePrivacy(t *testing.T, brokers []string, run string, c *ingest.Config, e *pipeline.Config, sinks ...*chwriter.Config) {
-	receipts, identities := "privacy.receipts."+run, "privacy.identities."+run
+	receipts, identities, requests := "privacy.receipts."+run, "privacy.identities."+run, "privacy.erasure-requests."+run
 	notices := func(dest string) string { return "privacy.erasures." + dest + "." + run }
-	c.Topics.Receipts.Name, c.Topics.Identities.Name = receipts, identities
-	e.Topics.Receipts.Name, e.Topics.Identities.Name = receipts, identities
+	c.Topics.Receipts.Name, c.Topics.Identities.Name, c.Topics.ErasureRequests.Name = receipts, identities, requests
+	e.Topics.Receipts.Name, e.Topics.Identities.Name, e.Topics.ErasureRequests.Name = receipts, identities, requests
 	e.Topics.ErasureNotices.Name, e.Export.ErasureNotices.Name = notices(e.Region), notices(e.Export.Name)
 	for _, s := range sinks {
 		s.Topics.Receipts.Name, s.Topics.Erasures.Name = receipts, notices(s.Region)
 	}
-	testenv.DeleteTopicsAfter(t, brokers, receipts, identities, notices(e.Region), notices(e.Export.Name))
+	testenv.DeleteTopicsAfter(t, brokers, receipts, identities, requests, notices(e.Region), notices(e.Export.Name))
 }
 
 // devKeyring is the keyring of a shipped development key file.
@@ -103,6 +103,12 @@ type exported struct {
 	Rows               []struct {
 		MessageID string `json:"message_id"`
 	} `json:"rows"`
+	Destinations []struct {
+		Name, Subject string
+		Rows          []struct {
+			MessageID string `json:"message_id"`
+		} `json:"rows"`
+	} `json:"destinations"`
 	messageIDs []string
 	body       []byte
 }
@@ -257,6 +263,11 @@ func TestErasureEndToEnd(t *testing.T) {
 	if strings.Contains(string(x.body), user) || strings.Contains(string(x.body), phone) {
 		t.Error("the export holds a raw identifier; the database never should")
 	}
+	// ... and the copy abroad: every row, under the export key (its
+	// message ids are pseudonyms there).
+	if len(x.Destinations) != 1 || x.Destinations[0].Name != "intl" || x.Destinations[0].Subject != intlUsers[0] || len(x.Destinations[0].Rows) != erasedEvents {
+		t.Errorf("export abroad: %+v, want intl's %d rows under %s", x.Destinations, erasedEvents, intlUsers[0])
+	}
 
 	// Bad requests change nothing.
 	erasuresBefore := len(testenv.ReadAll(t, ctx, brokers, erasures))
@@ -315,27 +326,36 @@ func TestErasureEndToEnd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// The erasure log holds the user and, marked linked, both devices; the
-	// user's consent is tombstoned.
+	// The erasure log (the suppression list, kept for good) holds the
+	// user and, marked linked, both devices (the alias's previousId as
+	// both kinds), by their pseudonyms: no raw identifier. The consent of
+	// the user and of both devices is tombstoned.
 	logged := map[string]bool{}
 	for _, r := range testenv.ReadAll(t, ctx, brokers, erasures) {
 		rec, err := event.DecodeErasureRecord(r.Value)
 		if err != nil || rec.RequestID != id || rec.Operator != "dev" {
 			t.Errorf("erasure record %s = %s (%v)", r.Key, r.Value, err)
 		}
+		for _, raw := range []string{user, phone, laptop} {
+			if strings.Contains(string(r.Key)+string(r.Value), raw) {
+				t.Errorf("the erasure log holds the raw identifier %s: %s %s", raw, r.Key, r.Value)
+			}
+		}
 		logged[string(r.Key)] = rec.Linked
 	}
-	if linked, ok := logged[user]; !ok || linked || !logged[phone] || !logged[laptop] || len(logged) != 3 {
-		t.Errorf("erasure log %v, want the user, then its phone and laptop as linked", logged)
+	k1 := cn.At(time.Now())
+	if linked, ok := logged[k1.Pseudonym(policy.KindUser, user)]; !ok || linked || !logged[k1.Pseudonym(policy.KindAnonymous, phone)] ||
+		!logged[k1.Pseudonym(policy.KindAnonymous, laptop)] || !logged[k1.Pseudonym(policy.KindUser, laptop)] || len(logged) != 4 {
+		t.Errorf("erasure log %v, want the user's pseudonym, then its phone's and laptop's as linked", logged)
 	}
-	var latest []byte
+	latest := map[string][]byte{}
 	for _, r := range testenv.ReadAll(t, ctx, brokers, consent) {
-		if string(r.Key) == user {
-			latest = r.Value
-		}
+		latest[string(r.Key)] = r.Value
 	}
-	if latest != nil {
-		t.Errorf("privacy.consent's latest record for the user is %s, want a tombstone", latest)
+	for _, subject := range []string{user, laptop} {
+		if v, ok := latest[subject]; !ok || v != nil {
+			t.Errorf("privacy.consent's latest record for %s is %s, want a tombstone", subject, v)
+		}
 	}
 	// An unknown subject: accepted, and done at once with nothing deleted.
 	unknown := op.erase(t, ctx, map[string]string{"anonymousId": "never-seen-" + run, "reason": "user_request"})

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -57,6 +54,7 @@ func newRunConfigs(t *testing.T, name string) *runConfigs {
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
 	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
+	t.Setenv("COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
 	c := &runConfigs{brokers: brokers, run: run, database: "analytics_" + run, raw: raw, clean: clean, consent: consent, erasures: erasures, export: export,
 		ccfg: ingest.Default(), ecfg: pipeline.Default()}
 
@@ -92,16 +90,10 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	rc := newRunConfigs(t, name)
 	chAddr := testenv.ClickHouseAddr(t)
 	ccfg, ecfg, scfg, xcfg := &rc.ccfg, &rc.ecfg, &rc.scfg, &rc.xcfg
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	log := quietLog()
 	ccfg.Admin.Listen, ecfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
 	scfg.Erasure.Window, xcfg.Erasure.Window = 500*time.Millisecond, 500*time.Millisecond
-	// Exports read as the shipped read-only user, confined to the region.
-	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, rc.database
-	testenv.ClickHousePrivacyReader(t, chAddr, rc.database).Apply(&ccfg.Privacy.Export.ClickHouse)
+	privacyOn(t, ccfg, chAddr, rc.database)
 	if edit != nil {
 		edit(ccfg)
 	}
@@ -114,20 +106,21 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(*xcfg, reg, log) })
 	st.enricher = startOn(t, ctx, st.enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(*ecfg, reg, log) })
 	collector := startOn(t, ctx, st.collectReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(*ccfg, reg, log) }).(*ingest.Server)
-	admin := obs.NewAdmin(ccfg.Admin, st.collectReg, log, map[string]obs.Check{"kafka": collector.Ready})
-	for pattern, h := range collector.AdminRoutes() {
-		admin.Handle(pattern, h)
-	}
-	if err := admin.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
-	token, err := os.ReadFile("../configs/dev-operator.token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.op = operatorClient{base: "http://" + admin.Addr(), token: string(bytes.TrimSpace(token))}
+	st.op = startPrivacyAPI(t, ctx, ccfg, st.collectReg, collector)
 	st.base = "http://" + collector.Addr()
 	st.conn = testenv.ClickHouseDB(t, chAddr, rc.database)
 	return st
+}
+
+// privacyOn switches the collector's privacy admin API on for the dev
+// operator; exports read each database (the region's, and database_intl
+// abroad) as a read-only user confined to it.
+func privacyOn(t *testing.T, ccfg *ingest.Config, chAddr, database string) {
+	t.Helper()
+	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
+	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, database
+	testenv.ClickHousePrivacyReader(t, chAddr, database).Apply(&ccfg.Privacy.Export.ClickHouse)
+	abroad := &ccfg.Privacy.Export.Abroad
+	abroad.ClickHouse.Addr, abroad.Database = []string{chAddr}, database+"_intl"
+	testenv.ClickHousePrivacyReader(t, chAddr, abroad.Database).Apply(&abroad.ClickHouse)
 }

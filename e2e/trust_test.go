@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -239,8 +240,8 @@ func TestTrustEndToEnd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	clean, exported := testenv.ReadAll(t, ctx, st.brokers, st.scfg.Topics.Clean.Name), testenv.ReadAll(t, ctx, st.brokers, st.export)
-	waitRows(t, ctx, st, st.database, len(clean))
-	waitRows(t, ctx, st, st.database+"_intl", len(exported))
+	waitRows(t, ctx, st.conn, st.database, len(clean))
+	waitRows(t, ctx, st.conn, st.database+"_intl", len(exported))
 
 	cn, intl := devKeyring(t, "k1", "../configs/dev-pseudonym.key"), devKeyring(t, "x1", "../configs/dev-export.key")
 	// Abroad: only the two subjects the backend and the token granted.
@@ -338,11 +339,11 @@ func TestTrustEndToEnd(t *testing.T) {
 }
 
 // waitRows waits until database.events holds n rows.
-func waitRows(t *testing.T, ctx context.Context, st *privacyStack, database string, n int) {
+func waitRows(t *testing.T, ctx context.Context, conn driver.Conn, database string, n int) {
 	t.Helper()
 	for {
 		var got uint64
-		err := st.conn.QueryRow(ctx, "SELECT count() FROM "+database+".events").Scan(&got)
+		err := conn.QueryRow(ctx, "SELECT count() FROM "+database+".events").Scan(&got)
 		if err == nil && got == uint64(n) {
 			return
 		}

@@ -39,6 +39,7 @@ go build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
 export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
 export ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=${ENRICHER_EXPORT_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
 export COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE=${COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
+export COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE=${COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
 # The privacy admin API with the development operator (token in
 # configs/dev-operator.token): the shipped config with it switched on.
 sed 's|^  operators: \[\]$|  operators: [{name: dev, token_file: configs/dev-operator.token}]|' \

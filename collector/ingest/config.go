@@ -66,6 +66,23 @@ type PrivacyExport struct {
 	MaxRows int `mapstructure:"max_rows"`
 	// Timeout bounds the query.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// Abroad is the export destination's copy (the enricher's export.name),
+	// which an export covers too. Empty name: none.
+	Abroad PrivacyAbroad `mapstructure:"abroad"`
+}
+
+// PrivacyAbroad is an export destination's database, read under that
+// destination's own keys.
+type PrivacyAbroad struct {
+	// Name is the destination, as the enricher's export.name.
+	Name string `mapstructure:"name"`
+	// ClickHouse should log in as a read-only user confined to Database.
+	ClickHouse chx.Config `mapstructure:"clickhouse"`
+	Database   string     `mapstructure:"database"`
+	// Pseudonym is the enricher's export.pseudonym keyring; the key comes
+	// by environment (COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY) or
+	// key_file.
+	Pseudonym keyring.Config `mapstructure:"pseudonym"`
 }
 
 // Operator is one holder of a privacy admin API token, named in the
@@ -149,9 +166,14 @@ type Topics struct {
 	Raw kafkax.TopicSpec `mapstructure:"raw"`
 	// Consent is the compacted topic of consent states, keyed by subject.
 	Consent kafkax.TopicSpec `mapstructure:"consent"`
-	// Erasures is the erasure log, keyed by subject: the suppression list
-	// the enricher reads. Compacted and never tombstoned.
+	// Erasures is the erasure log, keyed by the subject's pseudonym: the
+	// suppression list the enricher reads. Compacted and never tombstoned.
 	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
+	// ErasureRequests carries each erasure, keyed by the raw identifier,
+	// to the enricher, which names the subject to every destination by its
+	// pseudonyms there. Deleted after its retention: the one place an
+	// erased identifier is written, and only for that long.
+	ErasureRequests kafkax.TopicSpec `mapstructure:"erasure_requests"`
 	// Receipts is where every stage records what it did with a privacy
 	// request; the collector writes the first and reads them all for a
 	// request's status.
@@ -232,17 +254,19 @@ func Default() Config {
 		},
 		Kafka: kafkax.Config{Brokers: []string{"127.0.0.1:9092"}, ClientID: "collector"},
 		Topics: Topics{
-			Raw:        kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
-			Consent:    kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
-			Erasures:   kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
-			Receipts:   kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
-			Identities: kafkax.TopicSpec{Name: "privacy.identities", CleanupPolicy: "compact"},
+			Raw:             kafkax.TopicSpec{Name: "events.raw.cn", Retention: 6 * time.Hour},
+			Consent:         kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
+			Erasures:        kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
+			ErasureRequests: kafkax.TopicSpec{Name: "privacy.erasure-requests", Retention: 7 * 24 * time.Hour},
+			Receipts:        kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
+			Identities:      kafkax.TopicSpec{Name: "privacy.identities", CleanupPolicy: "compact"},
 		},
 		ConsentTokens: consenttoken.Default(),
 		Privacy: Privacy{
 			Pseudonym: keyring.Config{KeyID: "k1"},
 			Export: PrivacyExport{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Database: "analytics_cn",
-				MaxRows: 100000, Timeout: 30 * time.Second},
+				MaxRows: 100000, Timeout: 30 * time.Second,
+				Abroad: PrivacyAbroad{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Pseudonym: keyring.Config{KeyID: "x1"}}},
 		},
 	}
 }
@@ -257,6 +281,7 @@ func (c *Config) Validate() error {
 		c.Topics.Raw.Validate("topics.raw"),
 		c.Topics.Consent.Validate("topics.consent"),
 		c.Topics.Erasures.Validate("topics.erasures"),
+		kafkax.ValidateTransient("topics.erasure_requests", c.Topics.ErasureRequests),
 		c.Topics.Receipts.Validate("topics.receipts"),
 		c.Topics.Identities.Validate("topics.identities"),
 		c.Privacy.validate(),
@@ -417,6 +442,13 @@ func (p *Privacy) validate() error {
 	}
 	if p.Export.Timeout <= 0 {
 		errs = append(errs, config.Invalid("privacy.export.timeout", "must be a positive duration such as 30s"))
+	}
+	if a := &p.Export.Abroad; a.Name != "" {
+		errs = append(errs, a.Pseudonym.Resolve("privacy.export.abroad.pseudonym", "COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY"),
+			a.ClickHouse.Validate("privacy.export.abroad.clickhouse"), chx.ValidateIdentifier("privacy.export.abroad.database", a.Database))
+		if a.Database == p.Export.Database {
+			errs = append(errs, config.Invalid("privacy.export.abroad.database", "is the region's database %q: name the export destination's", a.Database))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -110,8 +110,15 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 		return nil, fmt.Errorf("consent tokens: %w", err)
 	}
 	// The latest change per subject is all the gate asks about, and when
-	// it was recorded.
-	store := consentstore.New(1)
+	// it was recorded. The suppression list is keyed by pseudonyms: without
+	// the privacy API's keyring, the gate does not know who is erased.
+	var keys *policy.Keyring
+	if len(cfg.Privacy.Operators) > 0 {
+		if keys, err = cfg.Privacy.Pseudonym.Keyring(); err != nil {
+			return nil, fmt.Errorf("privacy.pseudonym: %w", err)
+		}
+	}
+	store := consentstore.New(1, keys)
 	store.TrackRecorded()
 	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, "collector", log)
 	if err != nil {

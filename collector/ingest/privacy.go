@@ -5,12 +5,15 @@ package ingest
 //
 //   - POST /v1/privacy/erasures records an erasure of the subject(s) it
 //     names. For each identifier given (userId, anonymousId) it produces a
-//     record keyed by the identifier to topics.erasures (privacy.erasures,
-//     compacted, never tombstoned: the suppression list the enricher
-//     reads) and a tombstone of the identifier to topics.consent; and one
-//     receipt (stage collector, status accepted) to topics.receipts. The
-//     enricher passes the erasure on to every region and destination, whose
-//     sinks delete the rows and write receipts of their own.
+//     record keyed by the identifier's in-region pseudonym to
+//     topics.erasures (privacy.erasures, compacted, never tombstoned: the
+//     suppression list the enricher reads, which holds no raw identifier),
+//     a record keyed by the identifier itself to topics.erasure_requests
+//     (deleted after its retention), and a tombstone of the identifier to
+//     topics.consent; and one receipt (stage collector, status accepted) to
+//     topics.receipts. The enricher reads the request, passes the erasure
+//     on to every region and destination as their pseudonyms, whose sinks
+//     delete the rows and write receipts of their own.
 //   - GET /v1/privacy/erasures/{id} answers a request's status from the
 //     receipts: done once every destination the enricher notified has
 //     verified the deletion of every subject of the request.
@@ -166,18 +169,20 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 			continue
 		}
 		subjects++
-		value, err := json.Marshal(event.ErasureRecord{
+		rec := event.ErasureRecord{
 			SchemaVersion: event.SchemaVersion,
 			RequestID:     requestID,
 			Reason:        req.reason,
 			Operator:      operator,
 			RequestedAt:   now,
-			SubjectKind:   s.consent.store.ErasureKind(id.kind, id.value),
-		})
+			SubjectKind:   id.kind,
+		}
+		suppression := s.consent.store.SuppressionRecords(s.cfg.Topics.Erasures.Name, id.value, rec)
+		value, err := json.Marshal(rec)
 		if err != nil {
 			return nil, err
 		}
-		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Erasures.Name, Key: []byte(id.value), Value: value})
+		records = append(append(records, suppression...), &kgo.Record{Topic: s.cfg.Topics.ErasureRequests.Name, Key: []byte(id.value), Value: value})
 		// A nil Value is a tombstone: compaction removes the consent state.
 		// Not for a device spelt like a user with consent: the record under
 		// that key is the user's (the device never had one, KeyTaken).

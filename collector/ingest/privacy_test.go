@@ -23,6 +23,7 @@ import (
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/obs"
+	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -54,7 +55,8 @@ func (b *lockedBuffer) String() string {
 // its admin server carrying the privacy routes.
 type privacyFixture struct {
 	*apiFixture
-	admin string // base URL of the admin server
+	keys  *policy.Keyring // the in-region keys of privacyConfig
+	admin string          // base URL of the admin server
 	reg   *prometheus.Registry
 	logs  *lockedBuffer
 }
@@ -74,10 +76,12 @@ func newPrivacyFixture(t *testing.T) *privacyFixture {
 	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
 	cfg.Topics.Consent.Name = testenv.Name(t, "consent")
 	cfg.Topics.Erasures.Name = testenv.Name(t, "erasures")
+	cfg.Topics.ErasureRequests.Name = testenv.Name(t, "erasure-requests")
 	cfg.Topics.Receipts.Name = testenv.Name(t, "receipts")
 	cfg.Topics.Identities.Name = testenv.Name(t, "identities")
 	privacyConfig(&cfg)
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, cfg.Topics.Receipts.Name, cfg.Topics.Identities.Name)
+	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, cfg.Topics.ErasureRequests.Name,
+		cfg.Topics.Receipts.Name, cfg.Topics.Identities.Name)
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	reg := prometheus.NewRegistry()
@@ -102,8 +106,13 @@ func newPrivacyFixture(t *testing.T) *privacyFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
+	keys, err := cfg.Privacy.Pseudonym.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &privacyFixture{
 		apiFixture: &apiFixture{s: s, base: "http://" + s.Addr(), brokers: brokers, adm: kadm.NewClient(cl)},
+		keys:       keys,
 		admin:      "http://" + admin.Addr(),
 		reg:        reg,
 		logs:       logs,
@@ -205,40 +214,59 @@ func TestErasureAPI(t *testing.T) {
 		})
 	}
 
-	// The erasure log: keyed by identifier, never null, naming the request.
+	// The erasure log (the suppression list): keyed by the identifier's
+	// pseudonym, never by the identifier, never null, naming the request;
+	// the requests the enricher passes on: keyed by the identifier, the
+	// same value.
 	ctx := testenv.Context(t, 30*time.Second)
-	got := map[string]event.ErasureRecord{}
-	for _, r := range testenv.ReadAll(t, ctx, f.brokers, erasures) {
-		if r.Value == nil {
-			t.Fatalf("erasure record %q is null", r.Key)
-		}
-		var rec event.ErasureRecord
-		if err := json.Unmarshal(r.Value, &rec); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(string(r.Value), string(r.Key)) {
-			t.Errorf("erasure record %s repeats its key %q", r.Value, r.Key)
-		}
-		got[string(r.Key)] = rec
-	}
 	want := map[string]struct{ kind, reason, operator string }{
 		"u-1": {"userId", "account_cancelled", "dpo"},
 		"a-1": {"anonymousId", "consent_withdrawn", "dpo"},
 		"u-2": {"userId", "user_request", "support"},
 		"a-2": {"anonymousId", "user_request", "support"},
 	}
-	if len(got) != len(want) {
-		t.Errorf("erasure log holds %d subjects, want %d: %+v", len(got), len(want), got)
-	}
-	for key, w := range want {
-		rec := got[key]
-		if rec.SchemaVersion != 1 || rec.SubjectKind != w.kind || rec.Reason != w.reason || rec.Operator != w.operator ||
-			!requestIDs[rec.RequestID] || time.Since(rec.RequestedAt) > time.Minute {
-			t.Errorf("erasure record of %s = %+v, want kind %s, reason %s, operator %s, a request id answered", key, rec, w.kind, w.reason, w.operator)
+	key := f.keys.At(time.Now())
+	suppressionKey := map[string]string{}
+	for id, w := range want {
+		kind := policy.KindUser
+		if w.kind == "anonymousId" {
+			kind = policy.KindAnonymous
 		}
+		suppressionKey[id] = key.Pseudonym(kind, id)
 	}
-	if got["u-2"].RequestID != got["a-2"].RequestID {
-		t.Errorf("the two identifiers of one request have request ids %s and %s", got["u-2"].RequestID, got["a-2"].RequestID)
+	for _, topic := range []string{erasures, f.s.cfg.Topics.ErasureRequests.Name} {
+		got := map[string]event.ErasureRecord{}
+		for _, r := range testenv.ReadAll(t, ctx, f.brokers, topic) {
+			if r.Value == nil {
+				t.Fatalf("%s record %q is null", topic, r.Key)
+			}
+			var rec event.ErasureRecord
+			if err := json.Unmarshal(r.Value, &rec); err != nil {
+				t.Fatal(err)
+			}
+			for id := range want {
+				if strings.Contains(string(r.Value), `"`+id+`"`) || (topic == erasures && string(r.Key) == id) {
+					t.Errorf("%s record %s %s holds the identifier %q", topic, r.Key, r.Value, id)
+				}
+			}
+			got[string(r.Key)] = rec
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s holds %d subjects, want %d: %+v", topic, len(got), len(want), got)
+		}
+		for id, w := range want {
+			rec := got[id]
+			if topic == erasures {
+				rec = got[suppressionKey[id]]
+			}
+			if rec.SchemaVersion != 1 || rec.SubjectKind != w.kind || rec.Reason != w.reason || rec.Operator != w.operator ||
+				!requestIDs[rec.RequestID] || time.Since(rec.RequestedAt) > time.Minute {
+				t.Errorf("%s record of %s = %+v, want kind %s, reason %s, operator %s, a request id answered", topic, id, rec, w.kind, w.reason, w.operator)
+			}
+		}
+		if got[suppressionKey["u-2"]].RequestID != got[suppressionKey["a-2"]].RequestID || got["u-2"].RequestID != got["a-2"].RequestID {
+			t.Errorf("the two identifiers of one request have different request ids in %s", topic)
+		}
 	}
 	// The consent topic: a tombstone per identifier, nothing else.
 	tombstones := map[string]bool{}
@@ -360,8 +388,9 @@ func TestDecodeErasure(t *testing.T) {
 
 // TestErasureOfADeviceSpeltLikeAUser: erasing an anonymousId spelt like a
 // userId with consent leaves that user's consent alone (the record under
-// the key is the user's), and erasing an id whose other kind is erased
-// already erases both, so compaction cannot lift the first erasure.
+// the key is the user's), and the suppression list keys the two kinds of
+// an id apart (their pseudonyms differ), so compaction cannot lift one
+// erasure with the other.
 func TestErasureOfADeviceSpeltLikeAUser(t *testing.T) {
 	f := newPrivacyFixture(t)
 	ctx := testenv.Context(t, 30*time.Second)
@@ -388,14 +417,12 @@ func TestErasureOfADeviceSpeltLikeAUser(t *testing.T) {
 		}
 		kinds = append(kinds, string(r.Key)+":"+rec.SubjectKind)
 	}
-	// By subject: the topic's partitions come back in any order, a
-	// subject's records (one partition) in theirs.
-	slices.SortStableFunc(kinds, func(a, b string) int {
-		ka, _, _ := strings.Cut(a, ":")
-		kb, _, _ := strings.Cut(b, ":")
-		return strings.Compare(ka, kb)
-	})
-	if want := []string{"u-gone:userId", "u-gone:previousId", "u-kid:anonymousId"}; !slices.Equal(kinds, want) {
+	key := f.keys.At(time.Now())
+	want := []string{key.Pseudonym(policy.KindUser, "u-gone") + ":userId", key.Pseudonym(policy.KindAnonymous, "u-gone") + ":anonymousId",
+		key.Pseudonym(policy.KindAnonymous, "u-kid") + ":anonymousId"}
+	slices.Sort(want)
+	slices.Sort(kinds)
+	if !slices.Equal(kinds, want) {
 		t.Errorf("erasure records %v, want %v", kinds, want)
 	}
 }

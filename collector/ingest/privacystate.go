@@ -29,12 +29,20 @@ import (
 // database. Nil when no operator is configured (the API refuses all).
 type privacyState struct {
 	cfg          *Config
-	keys         *policy.Keyring
 	receipts     *receiptBook
 	receiptsTail *kafkax.Tail
 	links        *identity.Links
 	linksTail    *kafkax.Tail
-	conn         driver.Conn
+	// copies are the databases an export reads: the region's, then the
+	// export destination's, each with its keys.
+	copies []dataCopy
+}
+
+// dataCopy is one database holding a subject's rows, under its own keys.
+type dataCopy struct {
+	name, database string
+	keys           *policy.Keyring
+	conn           driver.Conn
 }
 
 func newPrivacyState(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*privacyState, error) {
@@ -45,7 +53,7 @@ func newPrivacyState(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("privacy.pseudonym: %w", err)
 	}
-	p := &privacyState{cfg: cfg, keys: keys, receipts: &receiptBook{byRequest: map[string]map[string]event.Receipt{}}, links: identity.New()}
+	p := &privacyState{cfg: cfg, receipts: &receiptBook{byRequest: map[string]map[string]event.Receipt{}}, links: identity.New()}
 	if p.receiptsTail, err = kafkax.NewTail(&cfg.Kafka, reg, "collector_receipts", log, []string{cfg.Topics.Receipts.Name}, p.receipts.apply(log)); err != nil {
 		return nil, err
 	}
@@ -53,9 +61,22 @@ func newPrivacyState(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (
 		_ = p.receiptsTail.Shutdown(context.Background())
 		return nil, err
 	}
-	if p.conn, err = chx.Open(&cfg.Privacy.Export.ClickHouse); err != nil {
+	region, err := chx.Open(&cfg.Privacy.Export.ClickHouse)
+	if err != nil {
 		_ = p.shutdown(context.Background())
 		return nil, err
+	}
+	p.copies = append(p.copies, dataCopy{name: cfg.Region, database: cfg.Privacy.Export.Database, keys: keys, conn: region})
+	if a := &cfg.Privacy.Export.Abroad; a.Name != "" {
+		c := dataCopy{name: a.Name, database: a.Database}
+		if c.keys, err = a.Pseudonym.Keyring(); err == nil {
+			c.conn, err = chx.Open(&a.ClickHouse)
+		}
+		if err != nil {
+			_ = p.shutdown(context.Background())
+			return nil, fmt.Errorf("privacy.export.abroad: %w", err)
+		}
+		p.copies = append(p.copies, c)
 	}
 	return p, nil
 }
@@ -75,20 +96,15 @@ func (p *privacyState) shutdown(ctx context.Context) error {
 	if p.linksTail != nil {
 		errs = append(errs, p.linksTail.Shutdown(ctx))
 	}
-	if p.conn != nil {
-		errs = append(errs, p.conn.Close())
+	for _, c := range p.copies {
+		errs = append(errs, c.conn.Close())
 	}
 	return errors.Join(errs...)
 }
 
 // subject is the request's subject as an in-region pseudonym (its userId's
-// when it names one) under the current key.
-func (p *privacyState) subject(req subjectRequest) string {
-	if req.userID != "" {
-		return p.keys.At(time.Now()).Pseudonym(policy.KindUser, req.userID)
-	}
-	return p.keys.At(time.Now()).Pseudonym(policy.KindAnonymous, req.anonymousID)
-}
+// when it names one) under the key in service.
+func (p *privacyState) subject(req subjectRequest) string { return p.copies[0].subject(req) }
 
 // receipt is r as a receipts record.
 func (p *privacyState) receipt(r *event.Receipt) (*kgo.Record, error) {
@@ -261,7 +277,8 @@ func (s *Server) handleErasureStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-// exportAnswer is the answer of POST /v1/privacy/exports.
+// exportAnswer is the answer of POST /v1/privacy/exports: the region's
+// rows, and those of every other copy (the export destination's).
 type exportAnswer struct {
 	RequestID string `json:"requestId"`
 	// Subject is the subject's in-region pseudonym, as the rows hold it.
@@ -271,6 +288,16 @@ type exportAnswer struct {
 	// are included.
 	LinkedAnonymousIDs int              `json:"linkedAnonymousIds"`
 	Rows               []map[string]any `json:"rows"`
+	// Destinations are the copies abroad, each under its own pseudonyms.
+	Destinations []exportedCopy `json:"destinations"`
+}
+
+// exportedCopy is a subject's rows in one export destination's database.
+type exportedCopy struct {
+	Name     string           `json:"name"`
+	Database string           `json:"database"`
+	Subject  string           `json:"subject"`
+	Rows     []map[string]any `json:"rows"`
 }
 
 // handleExport serves POST /v1/privacy/exports.
@@ -298,38 +325,35 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	if req.userID != "" {
 		linked = slices.DeleteFunc(p.links.Of(req.userID), func(a string) bool { return a == req.anonymousID })
 	}
-	var users, anons []string
-	if req.userID != "" {
-		users = p.keys.Pseudonyms(policy.KindUser, req.userID)
-	}
-	if req.anonymousID != "" {
-		anons = p.keys.Pseudonyms(policy.KindAnonymous, req.anonymousID)
-	}
-	for _, a := range linked {
-		// A linked id is an anonymousId, or an alias's earlier userId.
-		anons = append(anons, p.keys.Pseudonyms(policy.KindAnonymous, a)...)
-		if p.links.Aliased(a) {
-			users = append(users, p.keys.Pseudonyms(policy.KindUser, a)...)
+	copies := make([]exportedCopy, len(p.copies))
+	total := 0
+	for i, c := range p.copies {
+		users, anons := c.pseudonyms(req, linked, p.links)
+		rows, err := c.rows(r.Context(), users, anons, s.cfg.Privacy.Export.MaxRows-total, s.cfg.Privacy.Export.Timeout)
+		total += len(rows)
+		switch {
+		case errors.Is(err, errTooManyRows):
+			refuse(fail(http.StatusRequestEntityTooLarge, "the subject has more than %d rows (privacy.export.max_rows): export it from ClickHouse directly", s.cfg.Privacy.Export.MaxRows))
+			return
+		case err != nil:
+			s.metrics.exports.WithLabelValues("failed").Inc()
+			s.log.Warn("export failed", "request_id", requestID, "operator", op.name, "destination", c.name, "err", err)
+			res := fail(http.StatusServiceUnavailable, "export failed: %v", err)
+			res.retryAfter = time.Second
+			res.write(w)
+			return
 		}
-	}
-	rows, err := p.exportRows(r.Context(), users, anons)
-	switch {
-	case errors.Is(err, errTooManyRows):
-		refuse(fail(http.StatusRequestEntityTooLarge, "the subject has more than %d rows (privacy.export.max_rows): export it from ClickHouse directly", s.cfg.Privacy.Export.MaxRows))
-		return
-	case err != nil:
-		s.metrics.exports.WithLabelValues("failed").Inc()
-		s.log.Warn("export failed", "request_id", requestID, "operator", op.name, "err", err)
-		res := fail(http.StatusServiceUnavailable, "export failed: %v", err)
-		res.retryAfter = time.Second
-		res.write(w)
-		return
+		copies[i] = exportedCopy{Name: c.name, Database: c.database, Subject: c.subject(req), Rows: rows}
 	}
 	now := s.now().UTC()
 	subject := p.subject(req)
+	names := make([]string, len(copies))
+	for i, c := range copies {
+		names[i] = c.Name
+	}
 	receipt, err := p.receipt(&event.Receipt{RequestID: requestID, Kind: event.ReceiptExport, Stage: event.StageCollector,
-		Status: event.StatusServed, Operator: op.name, Subject: subject, RequestedAt: now, At: now, Rows: int64(len(rows)),
-		LinkedAnonymousIDs: len(linked), Destinations: []string{s.cfg.Region}})
+		Status: event.StatusServed, Operator: op.name, Subject: subject, RequestedAt: now, At: now, Rows: int64(total),
+		LinkedAnonymousIDs: len(linked), Destinations: names})
 	if err == nil {
 		err = s.produce([]*kgo.Record{receipt})
 	}
@@ -342,26 +366,55 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.exports.WithLabelValues("served").Inc()
-	s.log.Info("export served", "request_id", requestID, "operator", op.name, "rows", len(rows))
-	writeJSON(w, http.StatusOK, exportAnswer{RequestID: requestID, Subject: subject, Database: s.cfg.Privacy.Export.Database,
-		LinkedAnonymousIDs: len(linked), Rows: rows})
+	s.log.Info("export served", "request_id", requestID, "operator", op.name, "rows", total)
+	writeJSON(w, http.StatusOK, exportAnswer{RequestID: requestID, Subject: subject, Database: copies[0].Database,
+		LinkedAnonymousIDs: len(linked), Rows: copies[0].Rows, Destinations: copies[1:]})
+}
+
+// pseudonyms are the subject's pseudonyms in c under every key of c's
+// keyring: its userId's, its anonymousId's, and those of the devices
+// linked to the userId.
+func (c dataCopy) pseudonyms(req subjectRequest, linked []string, links *identity.Links) (users, anons []string) {
+	if req.userID != "" {
+		users = c.keys.Pseudonyms(policy.KindUser, req.userID)
+	}
+	if req.anonymousID != "" {
+		anons = c.keys.Pseudonyms(policy.KindAnonymous, req.anonymousID)
+	}
+	for _, a := range linked {
+		// A linked id is an anonymousId, or an alias's earlier userId.
+		anons = append(anons, c.keys.Pseudonyms(policy.KindAnonymous, a)...)
+		if links.Aliased(a) {
+			users = append(users, c.keys.Pseudonyms(policy.KindUser, a)...)
+		}
+	}
+	return users, anons
+}
+
+// subject is the request's subject as c's pseudonym (its userId's when
+// it names one) under the key in service.
+func (c dataCopy) subject(req subjectRequest) string {
+	if req.userID != "" {
+		return c.keys.At(time.Now()).Pseudonym(policy.KindUser, req.userID)
+	}
+	return c.keys.At(time.Now()).Pseudonym(policy.KindAnonymous, req.anonymousID)
 }
 
 var errTooManyRows = errors.New("too many rows")
 
-// exportRows reads every column of the subject's rows, oldest first.
-// context and properties, JSON text in the table, stay JSON.
-func (p *privacyState) exportRows(ctx context.Context, users, anonymous []string) ([]map[string]any, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Privacy.Export.Timeout)
+// rows reads every column of the subject's rows in c, oldest first, at
+// most max of them. context and properties, JSON text in the table, stay
+// JSON.
+func (c dataCopy) rows(ctx context.Context, users, anonymous []string, max int, timeout time.Duration) ([]map[string]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	where, args := chx.SubjectsWhere(users, anonymous)
-	max := p.cfg.Privacy.Export.MaxRows
 	// No settings with the query: a readonly=1 user may change none, and
 	// one subject's pseudonyms fit the default max_query_size.
-	rows, err := p.conn.Query(ctx, fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d",
-		p.cfg.Privacy.Export.Database, where, max+1), args...)
+	rows, err := c.conn.Query(ctx, fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d",
+		c.database, where, max+1), args...)
 	if err != nil {
-		return nil, fmt.Errorf("query %s.events: %w", p.cfg.Privacy.Export.Database, err)
+		return nil, fmt.Errorf("query %s.events: %w", c.database, err)
 	}
 	defer rows.Close()
 	types := rows.ColumnTypes()
@@ -375,7 +428,7 @@ func (p *privacyState) exportRows(ctx context.Context, users, anonymous []string
 			values[i] = reflect.New(t.ScanType()).Interface()
 		}
 		if err := rows.Scan(values...); err != nil {
-			return nil, fmt.Errorf("read %s.events: %w", p.cfg.Privacy.Export.Database, err)
+			return nil, fmt.Errorf("read %s.events: %w", c.database, err)
 		}
 		row := make(map[string]any, len(types))
 		for i, t := range types {

@@ -202,7 +202,7 @@ func newLimiter(rl RateLimit) *rate.Limiter {
 func (s *Server) Start(ctx context.Context) error {
 	owned, used := []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent, s.cfg.Topics.Erasures}, []kafkax.TopicSpec(nil)
 	if s.privacy != nil {
-		owned, used = append(owned, s.cfg.Topics.Receipts), append(used, s.cfg.Topics.Identities)
+		owned, used = append(owned, s.cfg.Topics.ErasureRequests, s.cfg.Topics.Receipts), append(used, s.cfg.Topics.Identities)
 	}
 	if err := kafkax.EnsureTopics(ctx, s.client, owned, used, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)

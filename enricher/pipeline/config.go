@@ -70,8 +70,14 @@ type Topics struct {
 	DLQ kafkax.TopicSpec `mapstructure:"dlq"`
 	// Consent is the collector's compacted topic of consent states.
 	Consent kafkax.TopicSpec `mapstructure:"consent"`
-	// Erasures is the suppression list: a subject once in it is dropped.
+	// Erasures is the suppression list, keyed by pseudonyms: a subject
+	// once in it is dropped.
 	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
+	// ErasureRequests are the collector's erasures by raw identifier, which
+	// the erasure notifier passes on as each destination's pseudonyms (and
+	// where it records the erasure of a device linked late to an erased
+	// user). Deleted after its retention.
+	ErasureRequests kafkax.TopicSpec `mapstructure:"erasure_requests"`
 	// Identities links anonymousIds to userIds (from identify and alias),
 	// so an erasure follows a person across devices.
 	Identities kafkax.TopicSpec `mapstructure:"identities"`
@@ -171,6 +177,7 @@ func Default() Config {
 			DLQ:            kafkax.TopicSpec{Name: "events.dlq.raw.cn", Partitions: 1, Retention: 6 * time.Hour},
 			Consent:        kafkax.TopicSpec{Name: "privacy.consent", CleanupPolicy: "compact"},
 			Erasures:       kafkax.TopicSpec{Name: "privacy.erasures", CleanupPolicy: "compact"},
+			ErasureRequests: kafkax.TopicSpec{Name: "privacy.erasure-requests", Retention: 7 * 24 * time.Hour},
 			Identities:     kafkax.TopicSpec{Name: "privacy.identities", CleanupPolicy: "compact"},
 			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.cn", Retention: -1},
 			Receipts:       kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},
@@ -244,6 +251,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Invalid(t.key+".cleanup_policy", "must be compact (latest state per key), got %q", t.spec.CleanupPolicy))
 		}
 	}
+	errs = append(errs, kafkax.ValidateTransient("topics.erasure_requests", c.Topics.ErasureRequests))
 	notices := []keyedTopic{{"topics.erasure_notices", c.Topics.ErasureNotices}}
 	if c.Export.Name != "" {
 		notices = append(notices, keyedTopic{"export.erasure_notices", c.Export.ErasureNotices})

@@ -81,6 +81,8 @@ func TestAllKeys(t *testing.T) {
 				CleanupPolicy: "compact", Retention: 8760 * time.Hour},
 			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.all", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
 				CleanupPolicy: "compact", Retention: 87600 * time.Hour},
+			ErasureRequests: kafkax.TopicSpec{Name: "privacy.erasure-requests.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
+				CleanupPolicy: "delete", Retention: 72 * time.Hour},
 			Identities: kafkax.TopicSpec{Name: "privacy.identities.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,
 				CleanupPolicy: "compact", Retention: 87600 * time.Hour},
 			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.eu", Partitions: 6, ReplicationFactor: 3, MinInsyncReplicas: 2,

@@ -44,8 +44,8 @@ func TestConsentDecisions(t *testing.T) {
 		consent("u-withdraw", now.Add(-time.Minute), event.ConsentUpdate{Purposes: map[string]bool{}}),
 		consent("u-withdraw", now.Add(-2*time.Hour), event.ConsentUpdate{Purposes: analytics}),
 		consent("u-erased", now.Add(-time.Hour), event.ConsentUpdate{Purposes: analytics}),
-		erasure(cfg, "u-erased", event.SubjectUserID),
 	)
+	testenv.Produce(t, ctx, brokers, erasure(cfg, "u-erased", event.SubjectUserID)...)
 	// Events are received a minute after they happen, unless that is
 	// later than now: received says when.
 	received := func(at time.Time) time.Time {

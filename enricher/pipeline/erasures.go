@@ -4,11 +4,14 @@ package pipeline
 // destination, as that destination's pseudonyms: no raw identifier crosses
 // a border.
 //
-// For each record of privacy.erasures (a consumer group, so instances share
-// the work) it writes, in one produce:
-//   - for an erased userId, an erasure record of each anonymousId linked to
-//     it (privacy.identities), marked linked: those devices are suppressed
-//     for good as well;
+// For each erasure request (topics.erasure_requests, keyed by the raw
+// identifier, which the collector writes beside the subject's suppression
+// record; a consumer group, so instances share the work) it writes, in
+// one produce:
+//   - for an erased userId, the suppression records (privacy.erasures,
+//     keyed by pseudonyms) of each anonymousId linked to it
+//     (privacy.identities), marked linked, and tombstones of their consent
+//     records: those devices are suppressed for good as well;
 //   - a notice to topics.erasure_notices and to export.erasure_notices,
 //     with the pseudonyms of the userId and its linked anonymousIds (or of
 //     the anonymousId) under every key of that destination's keyring;
@@ -19,7 +22,8 @@ package pipeline
 // acknowledged all of it; a crash in between sends it all again, and each
 // part is harmless twice (erasing twice leaves the subject erased).
 // Suppression itself does not wait for this: the pipeline's consent store
-// reads privacy.erasures directly.
+// reads privacy.erasures directly. A request is read once: the topic is
+// deleted after its retention, so the raw identifier is not kept.
 
 import (
 	"context"
@@ -59,10 +63,10 @@ type notifier struct {
 	now          func() time.Time
 	// passed are the userIds whose erasure this notifier passed on lately
 	// (eraseLateLinks), hashed by subject.
-	passed  *passedUsers
-	subject func(id string) consentstore.Subject
-	// erasureKind is the store's ErasureKind.
-	erasureKind func(kind, id string) string
+	passed *passedUsers
+	// store keys the suppression records and knows which consent records
+	// are a linked device's own.
+	store *consentstore.Store
 }
 
 // passedUsers remembers, for keep, the users whose erasure was passed on.
@@ -195,9 +199,6 @@ func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
 			out = append(out, kafkax.DeadLetter(r, n.cfg.Topics.DLQ.Name, stage, reasonInvalidErasure, fmt.Errorf("decode erasure record: %w", err)))
 			continue
 		}
-		if rec.Linked {
-			continue // its userId's notice covered it
-		}
 		recs, err := n.pass(string(r.Key), rec)
 		if err != nil {
 			return err
@@ -222,7 +223,7 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 		// Passed before its links are read: a link applied after this is
 		// the links tail's to erase, one applied before is in this notice
 		// (or both, harmless).
-		n.passed.add(n.subject(id), n.now())
+		n.passed.add(n.store.Subject(consentstore.KindUser, id), n.now())
 		anonymous = n.links.Of(id)
 		for _, a := range anonymous {
 			linked := rec
@@ -230,14 +231,14 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 			if n.links.Aliased(a) {
 				linked.SubjectKind = event.SubjectPreviousID
 				aliased = append(aliased, a)
-			} else {
-				linked.SubjectKind = n.erasureKind(event.SubjectAnonymousID, a)
 			}
-			value, err := json.Marshal(linked)
-			if err != nil {
-				return nil, err
+			out = append(out, n.store.SuppressionRecords(n.cfg.Topics.Erasures.Name, a, linked)...)
+			// The device's consent goes with it; not a record under its key
+			// that is a user's spelt alike (KeyTaken), unless the device is
+			// an alias's previousId, erased as a user too.
+			if linked.SubjectKind == event.SubjectPreviousID || !n.store.KeyTaken(a) {
+				out = append(out, &kgo.Record{Topic: n.cfg.Topics.Consent.Name, Key: []byte(a)})
 			}
-			out = append(out, &kgo.Record{Topic: n.cfg.Topics.Erasures.Name, Key: []byte(a), Value: value})
 		}
 	} else {
 		anonymous = []string{id}

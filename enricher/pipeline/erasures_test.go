@@ -18,11 +18,34 @@ import (
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
-// erasure is a privacy.erasures record, as the collector writes it.
-func erasure(cfg Config, id, kind string) *kgo.Record {
-	v, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-" + id, Reason: "user_request",
-		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: kind})
-	return &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte(id), Value: v}
+// erasure is what the collector writes for an erasure of id: its
+// suppression record (keyed by its pseudonym under cfg's key) and its
+// request (keyed by id).
+func erasure(cfg Config, id, kind string) []*kgo.Record {
+	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-" + id, Reason: "user_request",
+		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: kind}
+	v, _ := json.Marshal(rec)
+	return append(suppression(cfg, id, rec), &kgo.Record{Topic: cfg.Topics.ErasureRequests.Name, Key: []byte(id), Value: v})
+}
+
+// suppression is rec's suppression record of id, keyed as the collector
+// keys it.
+func suppression(cfg Config, id string, rec event.ErasureRecord) []*kgo.Record {
+	keys, err := cfg.Pseudonym.Keyring()
+	if err != nil {
+		panic(err)
+	}
+	return consentstore.New(1, keys).SuppressionRecords(cfg.Topics.Erasures.Name, id, rec)
+}
+
+// pseudonymOf is the in-region pseudonym of id under cfg's key in
+// service: how the suppression list names it.
+func pseudonymOf(cfg Config, kind, id string) string {
+	keys, err := cfg.Pseudonym.Keyring()
+	if err != nil {
+		panic(err)
+	}
+	return keys.At(time.Now()).Pseudonym(kind, id)
 }
 
 // rawEvent is an events.raw record of a Segment event of a server source
@@ -77,9 +100,9 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		t.Fatalf("identity links %v", linked)
 	}
 
-	bad := &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-bad"), Value: []byte(`{"schemaVersion":1}`)}
+	bad := &kgo.Record{Topic: cfg.Topics.ErasureRequests.Name, Key: []byte("u-bad"), Value: []byte(`{"schemaVersion":1}`)}
 	beforeErasure := time.Now().UTC().Add(-time.Second)
-	testenv.Produce(t, ctx, brokers, bad, erasure(cfg, "u-1", event.SubjectUserID))
+	testenv.Produce(t, ctx, brokers, append([]*kgo.Record{bad}, erasure(cfg, "u-1", event.SubjectUserID)...)...)
 
 	for _, d := range []struct {
 		name, topic string
@@ -108,15 +131,32 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		t.Error("the export notice uses the in-region pseudonyms")
 	}
 
-	// The linked devices joined the suppression list; the links are gone.
+	// The linked devices joined the suppression list by their pseudonyms
+	// (the alias's previousId as both kinds), holding no raw id; their
+	// consent records are tombstoned; the links are gone.
 	suppressed := map[string]bool{}
 	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Erasures.Name, 4) {
 		if rec, err := event.DecodeErasureRecord(r.Value); err == nil && rec.Linked && rec.RequestID == "req-u-1" {
 			suppressed[string(r.Key)] = true
 		}
+		for _, raw := range []string{"u-1", "a-phone", "a-laptop"} {
+			if string(r.Key) == raw || strings.Contains(string(r.Value), `"`+raw+`"`) {
+				t.Errorf("the suppression list holds the raw identifier %s: %s %s", raw, r.Key, r.Value)
+			}
+		}
 	}
-	if !suppressed["a-phone"] || !suppressed["a-laptop"] || len(suppressed) != 2 {
-		t.Errorf("linked erasure records for %v, want a-phone and a-laptop", suppressed)
+	if !suppressed[pseudonymOf(cfg, policy.KindAnonymous, "a-phone")] || !suppressed[pseudonymOf(cfg, policy.KindAnonymous, "a-laptop")] ||
+		!suppressed[pseudonymOf(cfg, policy.KindUser, "a-laptop")] || len(suppressed) != 3 {
+		t.Errorf("linked suppression records %v, want a-phone's and a-laptop's (both kinds) pseudonyms", suppressed)
+	}
+	consentTombstones := map[string]bool{}
+	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Consent.Name, 2) {
+		if r.Value == nil {
+			consentTombstones[string(r.Key)] = true
+		}
+	}
+	if !consentTombstones["a-phone"] || !consentTombstones["a-laptop"] || len(consentTombstones) != 2 {
+		t.Errorf("consent tombstones of %v, want the linked devices a-phone and a-laptop", consentTombstones)
 	}
 	tombstones := map[string]bool{}
 	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Identities.Name, 5) {
@@ -162,7 +202,7 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 	var tablet event.ErasureRecord
 	for tablet.RequestID == "" {
 		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
-			if string(r.Key) == "a-tablet" {
+			if string(r.Key) == pseudonymOf(cfg, policy.KindAnonymous, "a-tablet") {
 				tablet, _ = event.DecodeErasureRecord(r.Value)
 			}
 		}
@@ -188,7 +228,7 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		}
 	}
 	for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
-		if string(r.Key) == "a-stranger" {
+		if string(r.Key) == pseudonymOf(cfg, policy.KindAnonymous, "a-stranger") {
 			t.Errorf("a device that named the erased user after its erasure was erased: %s", r.Value)
 		}
 	}
@@ -208,7 +248,7 @@ func linkAndAwaitErasure(t *testing.T, ctx context.Context, brokers []string, cf
 	for {
 		var rec event.ErasureRecord
 		for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Erasures.Name) {
-			if string(r.Key) == device {
+			if string(r.Key) == pseudonymOf(cfg, policy.KindAnonymous, device) {
 				rec, _ = event.DecodeErasureRecord(r.Value)
 			}
 		}
@@ -294,10 +334,10 @@ func TestLinkToUserErasedElsewhereIsErasedAfterTheGrace(t *testing.T) {
 	cfg.TransactionTimeout, cfg.Consent.SyncTimeout = time.Second, 500*time.Millisecond // a grace of 2 s
 	p := startIsolated(t, ctx, brokers, &cfg)
 
-	// A linked record: suppressed by the store, skipped by the notifier.
-	v, _ := json.Marshal(event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-elsewhere", Reason: "user_request",
-		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectUserID, Linked: true})
-	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: cfg.Topics.Erasures.Name, Key: []byte("u-elsewhere"), Value: v})
+	// A suppression record without a request: suppressed by the store,
+	// never passed on here.
+	testenv.Produce(t, ctx, brokers, suppression(cfg, "u-elsewhere", event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-elsewhere",
+		Reason: "user_request", Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectUserID})...)
 	for !p.store.Suppressed(consentstore.KindUser, "u-elsewhere") {
 		if ctx.Err() != nil {
 			t.Fatal("the erasure never reached the store")

@@ -113,7 +113,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = Default().MaxPollRecords
 	}
-	store := consentstore.New(cfg.Consent.History)
+	store := consentstore.New(cfg.Consent.History, clean.Keys())
 	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, "enricher", log)
 	if err != nil {
 		return nil, err
@@ -158,8 +158,7 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	cfg := &p.cfg
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
 		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
-		passed:       newPassedUsers(2 * cfg.TransactionTimeout), subject: func(id string) consentstore.Subject { return p.store.Subject(consentstore.KindUser, id) },
-		erasureKind: p.store.ErasureKind}
+		passed: newPassedUsers(2 * cfg.TransactionTimeout), store: p.store}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
@@ -172,7 +171,7 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.client, err = kafkax.NewClient(&cfg.Kafka, reg, "enricher_erasures", p.log, append(kafkax.WorkGroup(cfg.GroupID+"-erasures", cfg.Topics.Erasures.Name),
+	n.client, err = kafkax.NewClient(&cfg.Kafka, reg, "enricher_erasures", p.log, append(kafkax.WorkGroup(cfg.GroupID+"-erasures", cfg.Topics.ErasureRequests.Name),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()))...)
 	if err != nil {
 		_ = n.linksTail.Shutdown(context.Background())
@@ -212,7 +211,7 @@ func (c *Config) NewProfiles(agents *policy.UserAgentParser) (clean, export *pol
 // topics, and starts consuming in the background.
 func (p *Pipeline) Start(ctx context.Context) error {
 	t := p.cfg.Topics
-	owned := []kafkax.TopicSpec{t.Clean, t.DLQ, t.Consent, t.Erasures, t.Identities, t.ErasureNotices}
+	owned := []kafkax.TopicSpec{t.Clean, t.DLQ, t.Consent, t.Erasures, t.ErasureRequests, t.Identities, t.ErasureNotices}
 	if p.export != nil {
 		owned = append(owned, p.cfg.Export.Topic, p.cfg.Export.ErasureNotices)
 	}
@@ -464,8 +463,8 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 		return out, keys
 	}
 	if link, refused := p.linkRecord(it); link != nil {
-		out = append(out, link)
-		if link.Topic == p.cfg.Topics.Identities.Name {
+		out = append(out, link...)
+		if link[0].Topic == p.cfg.Topics.Identities.Name {
 			t.links++
 		}
 	} else if refused != "" {
@@ -507,7 +506,7 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 }
 
 // linkRecord is the privacy.identities record of an identify or alias
-// event, or nil and why not. A link must not be poisoned: it comes only
+// event (or the records of a device erasure), or nil and why not. A link must not be poisoned: it comes only
 // from an event that was kept (whatever purpose kept it: links serve
 // erasure and export), and would have been without the consent it
 // carries itself, and from a source that may assert it
@@ -518,7 +517,7 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 // stood, from an event received before the erasure was asked for: an
 // event naming an erased userId must not erase a device that never had a
 // consented event under it.
-func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
+func (p *Pipeline) linkRecord(it *item) ([]*kgo.Record, string) {
 	env := &it.in.Env
 	from, user, ok := env.Event.Link()
 	aliased := env.Event.Type == "alias"
@@ -543,7 +542,7 @@ func (p *Pipeline) linkRecord(it *item) (*kgo.Record, string) {
 		via = "alias"
 	}
 	value, _ := json.Marshal(event.IdentityLink{SchemaVersion: event.SchemaVersion, UserID: user, LinkedAt: env.ReceivedAt, Via: via})
-	return &kgo.Record{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}, ""
+	return []*kgo.Record{{Topic: p.cfg.Topics.Identities.Name, Key: []byte(from), Value: value}}, ""
 }
 
 // mayLink reports whether an identify or alias that may assert a link may
@@ -555,18 +554,18 @@ func mayLink(it *item, user string) bool {
 		(it.linkOwner == "" || it.linkOwner == user || env.Signals.ServerSource)
 }
 
-// deviceErasure is the erasure record of a device linked to an erased
-// userId; an alias's previousId (aliased) is erased as a userId too.
-func (p *Pipeline) deviceErasure(from string, aliased bool) *kgo.Record {
+// deviceErasure is the erasure of a device linked to an erased userId: its
+// suppression records and the request the notifier passes on. An alias's
+// previousId (aliased) is erased as a userId too.
+func (p *Pipeline) deviceErasure(from string, aliased bool) []*kgo.Record {
 	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "linked-" + newRequestID(),
 		Reason: event.ReasonLinkedToErased, Operator: stage, RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectAnonymousID}
 	if aliased {
 		rec.SubjectKind = event.SubjectPreviousID // it may be a userId
-	} else {
-		rec.SubjectKind = p.store.ErasureKind(rec.SubjectKind, from)
 	}
 	value, _ := json.Marshal(rec)
-	return &kgo.Record{Topic: p.cfg.Topics.Erasures.Name, Key: []byte(from), Value: value}
+	return append(p.store.SuppressionRecords(p.cfg.Topics.Erasures.Name, from, rec),
+		&kgo.Record{Topic: p.cfg.Topics.ErasureRequests.Name, Key: []byte(from), Value: value})
 }
 
 // eraseLateLinks erases the devices of links written after the notifier
@@ -630,14 +629,14 @@ func (p *Pipeline) eraseDevices(links []linkToErased) {
 	if len(links) == 0 {
 		return
 	}
-	out := make([]*kgo.Record, len(links))
-	for i, l := range links {
-		out[i] = p.deviceErasure(l.device, l.aliased)
+	var out []*kgo.Record
+	for _, l := range links {
+		out = append(out, p.deviceErasure(l.device, l.aliased)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
 	defer cancel()
 	if err := p.notifier.client.ProduceSync(ctx, out...).FirstErr(); err != nil {
-		p.log.Error("devices linked to erased users not erased; erase them through the privacy API", "devices", len(out), "err", err)
+		p.log.Error("devices linked to erased users not erased; erase them through the privacy API", "devices", len(links), "err", err)
 	}
 }
 

@@ -56,7 +56,7 @@ func startIsolated(t *testing.T, ctx context.Context, brokers []string, cfg *Con
 func isolate(t *testing.T, brokers []string, cfg *Config) {
 	cfg.GroupID = testenv.Name(t, "enricher")
 	for _, spec := range []*kafkax.TopicSpec{&cfg.Topics.Raw, &cfg.Topics.Clean, &cfg.Topics.DLQ,
-		&cfg.Topics.Consent, &cfg.Topics.Erasures, &cfg.Export.Topic,
+		&cfg.Topics.Consent, &cfg.Topics.Erasures, &cfg.Topics.ErasureRequests, &cfg.Export.Topic,
 		&cfg.Topics.Identities, &cfg.Topics.ErasureNotices, &cfg.Topics.Receipts, &cfg.Export.ErasureNotices} {
 		spec.Name = testenv.Name(t, strings.ReplaceAll(spec.Name, ".", "-"))
 		testenv.DeleteTopicsAfter(t, brokers, spec.Name)

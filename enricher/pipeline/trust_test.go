@@ -98,15 +98,20 @@ func TestIdentityLinksCannotBePoisoned(t *testing.T) {
 	if got := keys(topics[p.cfg.Topics.Identities.Name]); !slices.Equal(got, []string{"a-backend", "a-victim", "a-victim"}) {
 		t.Errorf("links from %v, want the server's alias and the kept identifies (to u-victim) only", got)
 	}
-	erased := topics[p.cfg.Topics.Erasures.Name]
-	if got := keys(erased); !slices.Equal(got, []string{"a-early", "u-gone"}) {
+	requests := topics[p.cfg.Topics.ErasureRequests.Name]
+	if got := keys(requests); !slices.Equal(got, []string{"a-early", "u-gone"}) {
 		t.Fatalf("devices erased %v, want those whose consented identify was received before the erasure", got)
 	}
-	// Keyed alike, the device's record takes the erased userId's place once
-	// compacted: it erases both kinds, so that userId stays erased.
-	for i, want := range []string{event.SubjectAnonymousID, event.SubjectPreviousID} {
-		if rec, err := event.DecodeErasureRecord(erased[i].Value); err != nil || rec.SubjectKind != want {
-			t.Errorf("erasure of %s: %+v (%v), want subjectKind %s", erased[i].Key, rec, err, want)
+	// Suppressed by pseudonym, as devices: the userId spelt like one keeps
+	// its own record, keyed apart.
+	key := p.clean.Keys().At(now)
+	erased := topics[p.cfg.Topics.Erasures.Name]
+	if got, want := keys(erased), []string{key.Pseudonym(policy.KindAnonymous, "a-early"), key.Pseudonym(policy.KindAnonymous, "u-gone")}; !slices.Equal(got, want) {
+		t.Errorf("suppression records keyed %v, want the devices' pseudonyms %v", got, want)
+	}
+	for i, r := range slices.Concat(erased, requests) {
+		if rec, err := event.DecodeErasureRecord(r.Value); err != nil || rec.SubjectKind != event.SubjectAnonymousID || rec.Reason != event.ReasonLinkedToErased {
+			t.Errorf("erasure record %d: %+v (%v), want a device linked to an erased user", i, rec, err)
 		}
 	}
 	if tally.linksRefused[linkClientAlias] != 1 || tally.linksRefused[linkClientRelink] != 2 || tally.linksRefused[linkEventDropped] != 4 || tally.links != 3 {

@@ -21,7 +21,7 @@ func TestCarriedConsentChangesOnlyWhatItNames(t *testing.T) {
 		"withdrawal": func(s *Store) { s.Apply(KindUser, "u", at(5*time.Minute), withdrawal) },
 	}
 	for _, order := range [][]string{{"grant", "carried", "withdrawal"}, {"withdrawal", "carried", "grant"}, {"carried", "grant", "withdrawal"}} {
-		s := New(16)
+		s := New(16, testKeys)
 		for _, name := range order {
 			apply[name](s)
 		}
@@ -43,7 +43,7 @@ func TestCarriedConsentChangesOnlyWhatItNames(t *testing.T) {
 }
 
 func TestCarriedConsentWithoutARecord(t *testing.T) {
-	s := New(16)
+	s := New(16, testKeys)
 	s.ApplyCarried(KindUser, "u", at(0), policy.Carried{Named: policy.Analytics | policy.Marketing, Granted: policy.Analytics})
 	if got := s.At(KindUser, "u", at(-time.Second)); got.Known {
 		t.Errorf("before the event: %+v, want unknown", got)
@@ -58,7 +58,7 @@ func TestCarriedConsentWithoutARecord(t *testing.T) {
 // known, whatever the device says since; without it, the device's. A
 // userId and an anonymousId spelt alike are two subjects.
 func TestInForceOfUserAndAnonymousId(t *testing.T) {
-	s := New(16)
+	s := New(16, testKeys)
 	user, anon, none := s.Subject(KindUser, "u"), s.Subject(KindAnonymous, "a"), Subject{}
 	s.Apply(KindAnonymous, "a", at(0), policy.Consent{Known: true, Purposes: policy.Analytics | policy.Marketing, CrossBorder: true})
 	if got := s.InForce(at(time.Minute), user, anon, none); got.Purposes != policy.Analytics|policy.Marketing || !got.CrossBorder {
@@ -81,7 +81,7 @@ func TestMinorIsStickyAcrossIdentities(t *testing.T) {
 	kinds := map[string]Kind{"user": KindUser, "anon": KindAnonymous, "linked": KindUser}
 	for _, minorAs := range []string{"user", "anon", "linked"} {
 		t.Run(minorAs, func(t *testing.T) {
-			s := New(16)
+			s := New(16, testKeys)
 			user, anon, linked := s.Subject(KindUser, "user"), s.Subject(KindAnonymous, "anon"), s.Subject(KindUser, "linked")
 			// The others' records are newer, and say nothing of a minor.
 			for id, kind := range kinds {
@@ -99,7 +99,7 @@ func TestMinorIsStickyAcrossIdentities(t *testing.T) {
 			}
 		})
 	}
-	s := New(16)
+	s := New(16, testKeys)
 	s.Apply(KindUser, "linked", at(0), policy.Consent{Known: true, Minor: true})
 	if got := s.InForce(at(time.Hour), s.Subject(KindUser, "user"), Subject{}, s.Subject(KindUser, "linked")); !got.Known || !got.Minor {
 		t.Errorf("only the linked user known, a minor: %+v, want known and a minor", got)
@@ -111,7 +111,7 @@ func TestMinorIsStickyAcrossIdentities(t *testing.T) {
 // record beneath them (and its minor flag) stays in force, and repeats
 // take no room.
 func TestCarriedFloodKeepsTheRecordBeneath(t *testing.T) {
-	s := New(4)
+	s := New(4, testKeys)
 	s.Apply(KindUser, "child", at(0), policy.Consent{Known: true, Purposes: policy.Analytics, Minor: true})
 	for i := range 20 {
 		s.ApplyCarried(KindUser, "child", at(time.Duration(2*i+1)*time.Minute), policy.Carried{Named: policy.Marketing})

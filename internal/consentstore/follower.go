@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,8 +106,10 @@ func (f *Follower) apply(r *kgo.Record, d decoded) {
 		// The suppression holds whatever the value; its time serves only
 		// to tell links made before the erasure from later ones.
 		rec, _ := event.DecodeErasureRecord(r.Value)
-		for _, kind := range erasedKinds(rec.SubjectKind) {
-			f.store.Suppress(kind, string(r.Key), rec.RequestedAt)
+		if !f.store.SuppressRecord(string(r.Key), rec) {
+			keyID, _, _ := strings.Cut(string(r.Key), ".")
+			f.log.Error("an erased subject's pseudonym is under a key this service does not hold: add the key to the keyring's retired keys, or the subject's events pass",
+				"key_id", keyID, "partition", r.Partition, "offset", r.Offset)
 		}
 		f.metrics.erasures.Inc()
 	case r.Value == nil:
@@ -134,27 +137,12 @@ func KindOf(st event.ConsentState) Kind {
 }
 
 // KeyTaken reports whether anonymousID is spelt like a userId with consent
-// recorded, or erased: privacy.consent and privacy.erasures key both kinds
-// by the id alone, so a record of the device would take that user's
-// record's place once the topic is compacted.
+// recorded, or erased: privacy.consent keys both kinds by the id alone, so
+// a record of the device would take that user's record's place once the
+// topic is compacted.
 func (s *Store) KeyTaken(anonymousID string) bool {
 	c, _ := s.Latest(KindUser, anonymousID)
 	return c.Known || s.Suppressed(KindUser, anonymousID)
-}
-
-// ErasureKind is the subjectKind to record an erasure of id, of kind, with:
-// the record is keyed by id alone, and compaction keeps one record per key,
-// so when the other kind spelt alike is erased already the record erases
-// both (SubjectPreviousID), lest it lift that erasure.
-func (s *Store) ErasureKind(kind, id string) string {
-	other := KindAnonymous
-	if kind == event.SubjectAnonymousID {
-		other = KindUser
-	}
-	if s.Suppressed(other, id) {
-		return event.SubjectPreviousID
-	}
-	return kind
 }
 
 // erasedKinds are the kinds of identifier an erasure record of kind

@@ -39,7 +39,7 @@ func newFollowerEnv(t *testing.T, consentPartitions int32) *followerEnv {
 		consent:  testenv.Name(t, "consent"),
 		erasures: testenv.Name(t, "erasures"),
 		reg:      prometheus.NewRegistry(),
-		store:    New(4),
+		store:    New(4, testKeys),
 		log:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 
 		consentPartitions:  consentPartitions,

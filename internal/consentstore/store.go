@@ -9,7 +9,12 @@
 // be read makes its subject's consent known to grant nothing (fail
 // closed). A privacy.erasures record suppresses its key's subject for
 // good, whatever its value (its requestedAt, when readable, dates the
-// suppression). Subjects are held as 128-bit hashes, never as raw ids.
+// suppression); its key is the subject's in-region pseudonym (of the kind
+// its subjectKind names) under a key of the keyring, never the raw id, so
+// the log kept forever holds no identifier (SuppressionRecords writes
+// them; a record keyed by a raw id, as before pseudonyms, still counts).
+// A suppressed subject has no consent. Subjects are held as 128-bit
+// hashes, never as raw ids.
 //
 // The enricher judges events by it; the collector judges consent updates
 // by it (who may grant what depends on what is granted). Metrics:
@@ -26,11 +31,17 @@ package consentstore
 
 import (
 	"cmp"
+	"encoding/json"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/policy"
 )
 
@@ -48,6 +59,10 @@ const (
 	KindUser Kind = iota
 	KindAnonymous
 )
+
+// kindNames are the pseudonym kinds of Kinds: a suppression list key is
+// the id's in-region pseudonym.
+var kindNames = [2]string{KindUser: policy.KindUser, KindAnonymous: policy.KindAnonymous}
 
 // change is one consent change packed into 8 bytes: granted purposes in
 // bits 0-3, cross-border, minor and guardian consent in bits 4-6; bit 7
@@ -119,11 +134,17 @@ func (c change) carriedChange() policy.Carried {
 type Store struct {
 	seeds      [2][2]maphash.Seed // by Kind
 	maxHistory int
+	// keys compute the pseudonyms the suppression list is keyed by; nil
+	// (a collector without the privacy API) suppresses nothing.
+	keys *policy.Keyring
+	// listed are the keys the suppression list holds pseudonyms under:
+	// a lookup computes an id's pseudonym under each.
+	listed atomic.Pointer[[]*policy.Pseudonymizer]
 
 	mu         sync.RWMutex
 	latest     map[key]change
 	older      map[key][]change // ascending by time; only subjects with several changes
-	suppressed map[key]int64    // when the erasure was requested, in ms since 1970
+	suppressed map[key]int64    // by pseudonym: when the erasure was requested, in ms since 1970
 	// recorded holds when each subject's latest record was received (ms),
 	// if TrackRecorded was called: what a consent token's age is judged by.
 	recorded map[key]int64
@@ -164,10 +185,14 @@ func (s *Store) Recorded(kind Kind, subject string) time.Time {
 
 // New returns an empty store that remembers, per subject, the latest
 // change and up to maxHistory-1 older ones (the consent in force before an
-// event older than all of them is unknown: fail closed).
-func New(maxHistory int) *Store {
-	return &Store{seeds: [2][2]maphash.Seed{{maphash.MakeSeed(), maphash.MakeSeed()}, {maphash.MakeSeed(), maphash.MakeSeed()}}, maxHistory: max(maxHistory, 1),
-		latest: map[key]change{}, older: map[key][]change{}, suppressed: map[key]int64{}}
+// event older than all of them is unknown: fail closed). keys is the
+// in-region keyring the suppression list is keyed under (nil: nothing is
+// suppressed).
+func New(maxHistory int, keys *policy.Keyring) *Store {
+	s := &Store{seeds: [2][2]maphash.Seed{{maphash.MakeSeed(), maphash.MakeSeed()}, {maphash.MakeSeed(), maphash.MakeSeed()}}, maxHistory: max(maxHistory, 1),
+		keys: keys, latest: map[key]change{}, older: map[key][]change{}, suppressed: map[key]int64{}}
+	s.listed.Store(&[]*policy.Pseudonymizer{})
+	return s
 }
 
 func (s *Store) key(kind Kind, subject string) key {
@@ -192,9 +217,6 @@ func (s *Store) ApplyCarried(kind Kind, subject string, at time.Time, ch policy.
 func (s *Store) insert(k key, ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, gone := s.suppressed[k]; gone {
-		return
-	}
 	cur, ok := s.latest[k]
 	if ok && ch.carried() {
 		// Consent carried in an event that changes nothing is not kept: SDKs
@@ -266,41 +288,70 @@ func (s *Store) Invalidate(subject string) {
 	for _, kind := range [2]Kind{KindUser, KindAnonymous} {
 		k := s.key(kind, subject)
 		delete(s.older, k)
-		if _, gone := s.suppressed[k]; !gone {
-			s.latest[k] = pack(time.UnixMilli(0), policy.Consent{Known: true, Minor: true})
-		}
+		s.latest[k] = pack(time.UnixMilli(0), policy.Consent{Known: true, Minor: true})
 	}
 }
 
-// Suppress marks the subject erased, for good; requestedAt is when its
-// erasure was asked for.
+// Suppress marks the subject erased, for good, as its suppression record
+// under the key in service would (SuppressRecord); requestedAt is when
+// its erasure was asked for. Its consent is forgotten.
 func (s *Store) Suppress(kind Kind, subject string, requestedAt time.Time) {
+	if s.keys == nil || subject == "" {
+		return
+	}
+	key := s.keys.At(time.Now())
+	s.suppress(kind, key, key.Pseudonym(kindNames[kind], subject), requestedAt)
 	k := s.key(kind, subject)
 	s.mu.Lock()
-	if _, ok := s.suppressed[k]; !ok {
-		s.suppressed[k] = requestedAt.UnixMilli()
-	}
 	delete(s.latest, k)
 	delete(s.older, k)
 	s.mu.Unlock()
 }
 
+// suppress adds a pseudonym under key to the suppression list.
+func (s *Store) suppress(kind Kind, key *policy.Pseudonymizer, pseudonym string, requestedAt time.Time) {
+	s.listKey(key)
+	k := s.key(kind, pseudonym)
+	s.mu.Lock()
+	if _, ok := s.suppressed[k]; !ok {
+		s.suppressed[k] = requestedAt.UnixMilli()
+	}
+	s.mu.Unlock()
+}
+
+// listKey makes lookups compute pseudonyms under key too.
+func (s *Store) listKey(key *policy.Pseudonymizer) {
+	for {
+		old := s.listed.Load()
+		if slices.Contains(*old, key) {
+			return
+		}
+		if s.listed.CompareAndSwap(old, new(append(slices.Clone(*old), key))) {
+			return
+		}
+	}
+}
+
 // SuppressedBefore reports whether the subject's erasure was asked for
 // before t (or at an unknown time).
 func (s *Store) SuppressedBefore(kind Kind, subject string, t time.Time) bool {
-	k := s.key(kind, subject)
-	s.mu.RLock()
-	at, ok := s.suppressed[k]
-	s.mu.RUnlock()
+	at, ok := s.suppressedAt(s.Subject(kind, subject))
 	return ok && at <= t.UnixMilli()
 }
 
-// Subject is a subject id as the store keys it. Hashing the id is much of
-// a lookup's work and needs no lock: a caller that judges events one after
-// the other can hash their subjects beforehand, in parallel.
+// Subject is a subject id as the store keys it. Hashing the id, and
+// computing its pseudonyms for the suppression list, is much of a lookup's
+// work and needs no lock: a caller that judges events one after the other
+// can hash their subjects beforehand, in parallel.
 type Subject struct {
 	k     key
 	valid bool // false for the empty id, which is no subject
+	// listed are the id's keys in the suppression list, one per listed
+	// key; more keys than fit are computed at lookup from id.
+	listed  [2]key
+	nListed int
+	kind    Kind
+	id      string
 }
 
 // Subject hashes a subject id of kind for SuppressedSubject and InForce.
@@ -308,7 +359,15 @@ func (s *Store) Subject(kind Kind, id string) Subject {
 	if id == "" {
 		return Subject{}
 	}
-	return Subject{k: s.key(kind, id), valid: true}
+	sub := Subject{k: s.key(kind, id), valid: true, kind: kind, id: id}
+	for _, key := range *s.listed.Load() {
+		if sub.nListed == len(sub.listed) {
+			break
+		}
+		sub.listed[sub.nListed] = s.key(kind, key.Pseudonym(kindNames[kind], id))
+		sub.nListed++
+	}
+	return sub
 }
 
 // Suppressed reports whether the subject was erased.
@@ -318,13 +377,31 @@ func (s *Store) Suppressed(kind Kind, subject string) bool {
 
 // SuppressedSubject is Suppressed for a hashed subject.
 func (s *Store) SuppressedSubject(sub Subject) bool {
+	_, ok := s.suppressedAt(sub)
+	return ok
+}
+
+// suppressedAt is when the subject's erasure was asked for, if it was.
+func (s *Store) suppressedAt(sub Subject) (int64, bool) {
 	if !sub.valid {
-		return false
+		return 0, false
+	}
+	keys := sub.listed[:sub.nListed]
+	if listed := *s.listed.Load(); len(listed) > sub.nListed {
+		// Keys listed since the subject was hashed, or more than it holds.
+		keys = slices.Clone(keys)
+		for _, key := range listed[sub.nListed:] {
+			keys = append(keys, s.key(sub.kind, key.Pseudonym(kindNames[sub.kind], sub.id)))
+		}
 	}
 	s.mu.RLock()
-	_, ok := s.suppressed[sub.k]
-	s.mu.RUnlock()
-	return ok
+	defer s.mu.RUnlock()
+	for _, k := range keys {
+		if at, ok := s.suppressed[k]; ok {
+			return at, true
+		}
+	}
+	return 0, false
 }
 
 // At returns the subject's consent in force at t: the latest full record
@@ -357,7 +434,7 @@ func (s *Store) InForce(t time.Time, user, anon, linked Subject) policy.Consent 
 
 // at is At, and the time of the newest change it took into account.
 func (s *Store) at(sub Subject, t time.Time) (policy.Consent, int64) {
-	if !sub.valid {
+	if !sub.valid || s.SuppressedSubject(sub) {
 		return policy.Consent{}, -1
 	}
 	s.mu.RLock()
@@ -415,4 +492,50 @@ func (s *Store) Size() (subjects, suppressed int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.latest), len(s.suppressed)
+}
+
+// SuppressRecord applies a privacy.erasures record: key is the erased
+// id's pseudonym under a key of the keyring, of the kinds rec.SubjectKind
+// names. A key that is no such pseudonym is a raw id, as records were
+// keyed before pseudonyms: it counts as that id's. It returns false for a
+// pseudonym under a key the keyring does not hold, which cannot be matched.
+func (s *Store) SuppressRecord(key string, rec event.ErasureRecord) bool {
+	if s.keys == nil {
+		return true
+	}
+	keyID, mac, isPseudonym := strings.Cut(key, ".")
+	isPseudonym = isPseudonym && len(mac) == 32 && strings.Trim(mac, "0123456789abcdef") == ""
+	for _, kind := range erasedKinds(rec.SubjectKind) {
+		switch {
+		case !isPseudonym:
+			s.Suppress(kind, key, rec.RequestedAt)
+		case s.keys.ByID(keyID) == nil:
+			return false
+		default:
+			s.suppress(kind, s.keys.ByID(keyID), key, rec.RequestedAt)
+		}
+	}
+	return true
+}
+
+// SuppressionRecords are the privacy.erasures records of an erasure of id
+// (of the kinds rec.SubjectKind names) to topic: keyed by the id's
+// pseudonym under the key in service, never by the id itself. None
+// without a keyring.
+func (s *Store) SuppressionRecords(topic, id string, rec event.ErasureRecord) []*kgo.Record {
+	if s.keys == nil {
+		return nil
+	}
+	key := s.keys.At(time.Now())
+	var out []*kgo.Record
+	for _, kind := range erasedKinds(rec.SubjectKind) {
+		r := rec
+		r.SubjectKind = event.SubjectUserID
+		if kind == KindAnonymous {
+			r.SubjectKind = event.SubjectAnonymousID
+		}
+		value, _ := json.Marshal(r) // plain fields: never fails
+		out = append(out, &kgo.Record{Topic: topic, Key: []byte(key.Pseudonym(kindNames[kind], id)), Value: value})
+	}
+	return out
 }

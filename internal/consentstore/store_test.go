@@ -3,6 +3,7 @@ package consentstore
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func checkProbes(t *testing.T, s *Store, subject string) {
 }
 
 func TestAtFollowsHistory(t *testing.T) {
-	s := New(8)
+	s := New(8, testKeys)
 	for _, h := range history {
 		s.Apply(KindUser, "alice", h.at, h.c)
 	}
@@ -77,7 +78,7 @@ func TestAtFollowsHistory(t *testing.T) {
 // TestEventBeforeEarliestChangeIsUnknown: the store knows nothing of what a
 // subject had agreed to before its earliest change, so it fails closed.
 func TestEventBeforeEarliestChangeIsUnknown(t *testing.T) {
-	s := New(4)
+	s := New(4, testKeys)
 	s.Apply(KindUser, "alice", at(0), consent(policy.Analytics|policy.Personalization|policy.Marketing|policy.ThirdPartySharing))
 	if got := s.At(KindUser, "alice", at(-time.Millisecond)); got != (policy.Consent{}) {
 		t.Errorf("before the earliest change: got %+v, want the zero Consent", got)
@@ -93,7 +94,7 @@ func TestEventBeforeEarliestChangeIsUnknown(t *testing.T) {
 func TestOutOfOrderApplyGivesTheSameAnswers(t *testing.T) {
 	for _, order := range permutations(len(history)) {
 		t.Run(fmt.Sprint(order), func(t *testing.T) {
-			s := New(8)
+			s := New(8, testKeys)
 			for _, i := range order {
 				s.Apply(KindUser, "alice", history[i].at, history[i].c)
 			}
@@ -105,7 +106,7 @@ func TestOutOfOrderApplyGivesTheSameAnswers(t *testing.T) {
 func TestReapplyIsIdempotent(t *testing.T) {
 	// A history bound that holds exactly the three changes: if a replay
 	// added a duplicate, the oldest change would be pushed out.
-	s := New(len(history))
+	s := New(len(history), testKeys)
 	for range 3 {
 		for _, h := range history {
 			s.Apply(KindUser, "alice", h.at, h.c)
@@ -128,7 +129,7 @@ func TestReapplyIsIdempotent(t *testing.T) {
 // cannot both be in force; the one applied last (the later record of the
 // partition) replaces the other, as latest and as history alike.
 func TestSameTimeLastWriteWins(t *testing.T) {
-	s := New(4)
+	s := New(4, testKeys)
 	s.Apply(KindUser, "alice", at(0), consent(policy.Analytics))
 	s.Apply(KindUser, "alice", at(0), consent(policy.Marketing))
 	if got := s.At(KindUser, "alice", at(0)); got != consent(policy.Marketing) {
@@ -161,7 +162,7 @@ func TestHistoryBoundKeepsTheNewest(t *testing.T) {
 	} {
 		for _, limit := range []int{1, 2, 3, n, n + 2} {
 			t.Run(fmt.Sprintf("%s/limit %d", tc.name, limit), func(t *testing.T) {
-				s := New(limit)
+				s := New(limit, testKeys)
 				for _, i := range tc.order {
 					s.Apply(KindUser, "alice", at(time.Duration(i)*time.Hour), changes[i])
 				}
@@ -183,19 +184,19 @@ func TestHistoryBoundKeepsTheNewest(t *testing.T) {
 		}
 	}
 	// A limit under 1 means 1: the latest change only.
-	s := New(0)
+	s := New(0, testKeys)
 	s.Apply(KindUser, "alice", at(0), changes[0])
 	s.Apply(KindUser, "alice", at(time.Hour), changes[1])
 	if got := s.At(KindUser, "alice", at(time.Minute)); got.Known {
-		t.Errorf("New(0), before the latest change: got %+v, want unknown", got)
+		t.Errorf("New(0, testKeys), before the latest change: got %+v, want unknown", got)
 	}
 	if got := s.At(KindUser, "alice", at(time.Hour)); got != changes[1] {
-		t.Errorf("New(0), latest: got %+v", got)
+		t.Errorf("New(0, testKeys), latest: got %+v", got)
 	}
 }
 
 func TestPackRoundTripsEveryConsent(t *testing.T) {
-	s := New(2)
+	s := New(2, testKeys)
 	for p := range policy.Purposes(16) {
 		for flags := range 8 {
 			c := policy.Consent{Known: true, Purposes: p,
@@ -216,7 +217,7 @@ func TestPackRoundTripsEveryConsent(t *testing.T) {
 }
 
 func TestForget(t *testing.T) {
-	s := New(4)
+	s := New(4, testKeys)
 	for _, h := range history {
 		s.Apply(KindUser, "alice", h.at, h.c)
 	}
@@ -252,7 +253,7 @@ func TestForget(t *testing.T) {
 }
 
 func TestSuppress(t *testing.T) {
-	s := New(4)
+	s := New(4, testKeys)
 	for _, h := range history {
 		s.Apply(KindUser, "alice", h.at, h.c)
 	}
@@ -295,13 +296,84 @@ func TestSuppress(t *testing.T) {
 			t.Errorf("consent applied after erasure of %s: %+v", subject, got)
 		}
 	}
-	if subjects, suppressed := s.Size(); subjects != 1 || suppressed != 2 {
-		t.Errorf("Size: got %d, %d, want 1, 2", subjects, suppressed)
+	// carol's record is held (the list is keyed by pseudonyms, which a
+	// consent record's raw id is not checked against on arrival), never
+	// answered.
+	if subjects, suppressed := s.Size(); subjects != 2 || suppressed != 2 {
+		t.Errorf("Size: got %d, %d, want 2, 2", subjects, suppressed)
+	}
+}
+
+// TestSuppressionRecords: the suppression list is keyed by pseudonyms
+// under the key in service, one record per kind erased, and holds no raw
+// id; the store honours records under every key of its keyring (a
+// retired key's after a rotation), records keyed by a raw id as before
+// pseudonyms, and reports one under a key it does not hold.
+func TestSuppressionRecords(t *testing.T) {
+	old, err := policy.NewKeyring(policy.Key{ID: "t0", Secret: []byte("consentstore-old-key-0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := policy.NewKeyring(policy.Key{ID: "t1", Secret: []byte("consentstore-test-key-0123456789abcdef")},
+		policy.Key{ID: "t0", Secret: []byte("consentstore-old-key-0123456789abcdef"), Retired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requested := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "r1", Reason: "user_request", RequestedAt: requested, SubjectKind: event.SubjectPreviousID}
+	// Written before the rotation, under t0: an alias's previousId, both kinds.
+	before := New(2, old).SuppressionRecords("privacy.erasures", "previous-id-raw", rec)
+	if len(before) != 2 {
+		t.Fatalf("SuppressionRecords: %d records, want one per kind", len(before))
+	}
+	rec.SubjectKind = event.SubjectUserID
+	after := New(2, rotated).SuppressionRecords("privacy.erasures", "user-raw", rec)
+	if len(after) != 1 {
+		t.Fatalf("SuppressionRecords: %d records, want 1", len(after))
+	}
+	s := New(2, rotated)
+	for _, r := range slices.Concat(before, after) {
+		if strings.Contains(string(r.Key)+string(r.Value), "-raw") {
+			t.Errorf("suppression record holds a raw id: %s %s", r.Key, r.Value)
+		}
+		got, err := event.DecodeErasureRecord(r.Value)
+		if err != nil || got.SubjectKind == event.SubjectPreviousID {
+			t.Errorf("record %s: %+v, %v (want one kind per record)", r.Value, got, err)
+		}
+		if !s.SuppressRecord(string(r.Key), got) {
+			t.Errorf("record under a key of the keyring not applied: %s", r.Key)
+		}
+	}
+	if !s.Suppressed(KindUser, "previous-id-raw") || !s.Suppressed(KindAnonymous, "previous-id-raw") || !s.Suppressed(KindUser, "user-raw") {
+		t.Error("erased subjects not suppressed")
+	}
+	if s.Suppressed(KindAnonymous, "user-raw") || s.Suppressed(KindUser, "someone-else") {
+		t.Error("a subject never erased is suppressed")
+	}
+	if !s.SuppressedBefore(KindUser, "user-raw", requested) || s.SuppressedBefore(KindUser, "user-raw", requested.Add(-time.Millisecond)) {
+		t.Error("the erasure's time is lost")
+	}
+	// A subject hashed before a key was listed is still found.
+	early := New(2, rotated)
+	sub := early.Subject(KindUser, "user-raw")
+	early.SuppressRecord(string(after[0].Key), rec)
+	if !early.SuppressedSubject(sub) {
+		t.Error("a subject hashed before its key was listed is not suppressed")
+	}
+	// A record keyed by the raw id, as before pseudonyms.
+	legacy := New(2, rotated)
+	legacy.SuppressRecord("legacy-raw", event.ErasureRecord{SubjectKind: event.SubjectAnonymousID, RequestedAt: requested})
+	if !legacy.Suppressed(KindAnonymous, "legacy-raw") || legacy.Suppressed(KindUser, "legacy-raw") {
+		t.Error("a record keyed by a raw id does not suppress its kind")
+	}
+	// Under a key the store does not hold.
+	if New(2, testKeys).SuppressRecord(string(before[0].Key), rec) {
+		t.Error("a pseudonym under an unknown key was reported applied")
 	}
 }
 
 func TestSize(t *testing.T) {
-	s := New(3)
+	s := New(3, testKeys)
 	if subjects, suppressed := s.Size(); subjects != 0 || suppressed != 0 {
 		t.Fatalf("empty store: got %d, %d", subjects, suppressed)
 	}
@@ -327,7 +399,7 @@ func TestSize(t *testing.T) {
 // TestSubjectsAreNotConfused: every subject answers with its own consent
 // (the hashed keys keep similar ids apart).
 func TestSubjectsAreNotConfused(t *testing.T) {
-	s := New(2)
+	s := New(2, testKeys)
 	const n = 50000
 	for i := range n {
 		s.Apply(KindUser, fmt.Sprintf("anon-%08x", i), at(time.Duration(i)*time.Millisecond), consent(policy.Purposes(i%16)))
@@ -348,7 +420,7 @@ func TestSubjectsAreNotConfused(t *testing.T) {
 
 // TestConcurrentUse is for -race: readers and writers at once.
 func TestConcurrentUse(t *testing.T) {
-	s := New(3)
+	s := New(3, testKeys)
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -394,7 +466,7 @@ func permutations(n int) [][]int {
 // TestHashedSubjects checks that lookups by hashed subject answer as
 // lookups by id do.
 func TestHashedSubjects(t *testing.T) {
-	s := New(4)
+	s := New(4, testKeys)
 	at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 	s.Apply(KindUser, "u1", at, policy.Consent{Known: true, Purposes: policy.Analytics})
 	s.Apply(KindUser, "a1", at.Add(time.Minute), policy.Consent{Known: true, Purposes: policy.Marketing, CrossBorder: true})
@@ -426,3 +498,12 @@ func TestErasedKinds(t *testing.T) {
 		}
 	}
 }
+
+// testKeys is the keyring the tests' suppression lists are keyed under.
+var testKeys = func() *policy.Keyring {
+	k, err := policy.NewKeyring(policy.Key{ID: "t1", Secret: []byte("consentstore-test-key-0123456789abcdef")})
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()

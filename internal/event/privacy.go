@@ -11,8 +11,11 @@ import (
 // The privacy records: what erasure requests, identity links, erasure notices
 // and receipts look like on their topics (DESIGN.md §3, §6).
 //
-//   - ErasureRecord: privacy.erasures, keyed by the erased identifier (raw,
-//     in region only). Compacted, never tombstoned: the suppression list.
+//   - ErasureRecord: privacy.erasures, keyed by the erased identifier's
+//     in-region pseudonym, one record per kind of identifier. Compacted,
+//     never tombstoned: the suppression list. The same value goes to
+//     privacy.erasure-requests keyed by the raw identifier (in region
+//     only, deleted after its retention), for the enricher to pass on.
 //   - IdentityLink: privacy.identities, keyed by an anonymousId (or an alias's
 //     previousId); a tombstone forgets the link.
 //   - ErasureNotice: privacy.erasures.<region or destination>, keyed by the
@@ -37,8 +40,9 @@ const (
 	SubjectPreviousID = "previousId"
 )
 
-// ErasureRecord is the value of a privacy.erasures record. The record's key
-// is the erased identifier; the value never repeats it.
+// ErasureRecord is the value of a privacy.erasures record (keyed by the
+// erased identifier's pseudonym) or of an erasure request (keyed by the
+// identifier); the value never names the identifier.
 type ErasureRecord struct {
 	SchemaVersion int    `json:"schemaVersion"`
 	RequestID     string `json:"requestId"`

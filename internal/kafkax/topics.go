@@ -60,6 +60,19 @@ func (t TopicSpec) Validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// ValidateTransient checks a topic that carries raw identifiers in
+// passing: deleted, with a retention of its own, never kept for good.
+func ValidateTransient(prefix string, t TopicSpec) error {
+	errs := []error{t.Validate(prefix)}
+	if t.CleanupPolicy != "" && t.CleanupPolicy != "delete" {
+		errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be delete: the topic holds raw identifiers, for its retention only"))
+	}
+	if t.Retention <= 0 {
+		errs = append(errs, config.Invalid(prefix+".retention", "must be a positive duration such as 168h: the topic holds raw identifiers, never for good"))
+	}
+	return errors.Join(errs...)
+}
+
 func (t TopicSpec) partitions() int32 {
 	if t.Partitions == 0 {
 		return 3

@@ -97,6 +97,16 @@ func (k *Keyring) KeyIDs() []string {
 	return ids
 }
 
+// ByID is the keyring's key of id (retired ones included), or nil.
+func (k *Keyring) ByID(id string) *Pseudonymizer {
+	for _, p := range k.all() {
+		if p.keyID == id {
+			return p
+		}
+	}
+	return nil
+}
+
 func (k *Keyring) all() []*Pseudonymizer { return slices.Concat(k.retired, k.keys) }
 
 // Settings are what a de-identification profile keeps and how coarsely.

@@ -339,10 +339,19 @@ func after(r *result, store *consentstore.Store) {
 	r.StoreSubjects, r.Suppressed = store.Size()
 }
 
+// benchKeys key the suppression list, as the enricher's in-region keyring does.
+var benchKeys = func() *policy.Keyring {
+	k, err := policy.NewKeyring(policy.Key{ID: "b1", Secret: []byte("consentbench-suppression-key-0123456789")})
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func measureMemory(o options) (result, error) {
 	r := result{Part: "in-memory", Subjects: o.subjects}
 	r.HeapBase, r.RSSBase = baseline()
-	store := consentstore.New(o.maxHistory)
+	store := consentstore.New(o.maxHistory, benchKeys)
 	g := newGenerator(o.historyEvery)
 	start := time.Now()
 	for i := range o.subjects {
@@ -366,7 +375,7 @@ func measureRebuild(o options) (result, error) {
 	}
 	r := result{Part: "rebuild"}
 	r.HeapBase, r.RSSBase = baseline()
-	store := consentstore.New(o.maxHistory)
+	store := consentstore.New(o.maxHistory, benchKeys)
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)

@@ -84,9 +84,9 @@ func collectorConfig(e *infra) (string, error) {
 func startPipeline(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*pipeline, error) {
 	o := e.o
 	t := struct {
-		raw, consent, erasures, receipts, identities, clean, export, dlqRaw, noticesCN, noticesIntl, dlqCN, dlqIntl string
+		raw, consent, erasures, requests, receipts, identities, clean, export, dlqRaw, noticesCN, noticesIntl, dlqCN, dlqIntl string
 	}{
-		e.Topic("raw"), e.Topic("consent"), e.Topic("erasures"), e.Topic("receipts"), e.Topic("identities"),
+		e.Topic("raw"), e.Topic("consent"), e.Topic("erasures"), e.Topic("erasure-requests"), e.Topic("receipts"), e.Topic("identities"),
 		e.Topic("clean"), e.Topic("export"), e.Topic("dlq-raw"), e.Topic("erasures-cn"), e.Topic("erasures-intl"),
 		e.Topic("dlq-cn"), e.Topic("dlq-intl"),
 	}
@@ -125,15 +125,16 @@ func startPipeline(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*pipel
 		{e.bins.enricher, "enricher", "", "configs/enricher.yaml", []string{"KAFKA_BROKERS=" + brokers,
 			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CLEAN_NAME=" + t.clean, "TOPICS_DLQ_NAME=" + t.dlqRaw,
 			"TOPICS_CONSENT_NAME=" + t.consent, "TOPICS_ERASURES_NAME=" + t.erasures, "TOPICS_IDENTITIES_NAME=" + t.identities,
-			"TOPICS_ERASURE_NOTICES_NAME=" + t.noticesCN, "TOPICS_RECEIPTS_NAME=" + t.receipts,
+			"TOPICS_ERASURE_REQUESTS_NAME=" + t.requests, "TOPICS_ERASURE_NOTICES_NAME=" + t.noticesCN, "TOPICS_RECEIPTS_NAME=" + t.receipts,
 			"EXPORT_TOPIC_NAME=" + t.export, "EXPORT_ERASURE_NOTICES_NAME=" + t.noticesIntl,
 			"GROUP_ID=" + enricherGroup, "TRANSACTIONAL_ID=" + enricherGroup + "-tx",
 			"PSEUDONYM_KEY_FILE=" + pseudonymKey, "EXPORT_PSEUDONYM_KEY_FILE=" + filepath.Join(o.root, devExportKey), "LOG_LEVEL=warn"}},
 		{e.bins.collector, "collector", "", collectorYAML, []string{"KAFKA_BROKERS=" + brokers,
 			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CONSENT_NAME=" + t.consent, "TOPICS_ERASURES_NAME=" + t.erasures,
-			"TOPICS_RECEIPTS_NAME=" + t.receipts, "TOPICS_IDENTITIES_NAME=" + t.identities,
-			"PRIVACY_PSEUDONYM_KEY_FILE=" + pseudonymKey,
+			"TOPICS_RECEIPTS_NAME=" + t.receipts, "TOPICS_IDENTITIES_NAME=" + t.identities, "TOPICS_ERASURE_REQUESTS_NAME=" + t.requests,
+			"PRIVACY_PSEUDONYM_KEY_FILE=" + pseudonymKey, "PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE=" + filepath.Join(o.root, devExportKey),
 			"PRIVACY_EXPORT_CLICKHOUSE_ADDR=" + o.clickhouse, "PRIVACY_EXPORT_DATABASE=" + p.databases[destRegion],
+			"PRIVACY_EXPORT_ABROAD_CLICKHOUSE_ADDR=" + o.clickhouse, "PRIVACY_EXPORT_ABROAD_DATABASE=" + p.databases[destExport],
 			"HTTP_LISTEN=" + p.httpAddr, "LOG_LEVEL=warn"}},
 	} {
 		label := s.name
