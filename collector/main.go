@@ -23,6 +23,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := obs.NewLogger(cfg.Log, "collector", os.Stderr)
+	config.WarnDevMode(log, &cfg)
 	reg := obs.NewRegistry()
 	srv, err := ingest.New(cfg, reg, log)
 	if err != nil {

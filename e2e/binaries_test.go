@@ -18,9 +18,9 @@ import (
 )
 
 // TestBinaries builds the three commands, runs them as `make run` does
-// (shipped configs, overrides by environment), sends a batch through, and
-// stops them with SIGTERM. It covers what the in-process test cannot: the
-// wiring in each main.go.
+// (shipped configs, overrides by environment, dev_mode on), sends a batch
+// through, and stops them with SIGTERM. It covers what the in-process test
+// cannot: the wiring in each main.go, the dev-mode warning included.
 func TestBinaries(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	chAddr := testenv.ClickHouseAddr(t)
@@ -46,6 +46,8 @@ func TestBinaries(t *testing.T) {
 		"TOPICS_RECEIPTS_NAME=privacy.receipts." + run,
 		"TOPICS_ERASURE_REQUESTS_NAME=privacy.erasure-requests." + run,
 		"LOG_FORMAT=text",
+		// The demo write keys and development keys need dev mode.
+		"DEV_MODE=true",
 	}
 	env := func(prefix string, extra ...string) []string {
 		out := os.Environ()
@@ -114,6 +116,14 @@ func TestBinaries(t *testing.T) {
 	// SIGTERM: each stops cleanly, in the reverse order of start.
 	for _, p := range []*process{collector, enricher, sink} {
 		p.stop(t)
+		// Each says at start-up that it runs in dev mode.
+		if out := p.output.String(); !strings.Contains(out, `level=WARN msg="DEV MODE: `) || !strings.Contains(out, "must not run in production") {
+			t.Errorf("%s did not warn that it runs in dev mode\n%s", p.name, p.log())
+		}
+	}
+	// The collector names where it holds the demo write keys, never the keys.
+	if out := collector.output.String(); !strings.Contains(out, "sources[0].write_key") || strings.Contains(out, "demo-write-key") {
+		t.Errorf("collector's dev-mode warning: want sources[0].write_key named and no key shown\n%s", collector.log())
 	}
 }
 
@@ -139,6 +149,25 @@ func TestBinaryRejectsBadConfig(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr does not name %s: %s", want, stderr.String())
 		}
+	}
+
+	// A valid config with the repository's demo write keys and no dev_mode
+	// (the image's default, for one) fails the same way.
+	cmd = exec.Command(bin+"/collector", "--config", "../configs/collector.yaml")
+	cmd.Env = append(os.Environ(), "COLLECTOR_DEV_MODE=false")
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
+		t.Fatalf("exit with the demo write keys: %v, want code 2; stderr: %s", err, stderr.String())
+	}
+	for _, want := range []string{"sources[0].write_key: is the repository's demo write key", "sources[1].write_key", "dev_mode: true"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr does not say %q: %s", want, stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "demo-write-key") {
+		t.Errorf("stderr shows a write key: %s", stderr.String())
 	}
 }
 

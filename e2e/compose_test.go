@@ -42,12 +42,20 @@ type composeService struct {
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
 	Volumes     []string          `yaml:"volumes"`
+	Secrets     []composeSecret   `yaml:"secrets"`
 	DependsOn   map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
+}
+
+// composeSecret is a secret a service lists, mounted at
+// /run/secrets/<target, else source>.
+type composeSecret struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
 }
 
 // goService is one of the pipeline's services in the compose file.
@@ -59,11 +67,15 @@ type goService struct {
 	check func(t *testing.T)
 }
 
+// secretsDir is where compose mounts a service's secrets.
+const secretsDir = "/run/secrets/"
+
 // TestCompose validates deployments/compose.yaml with docker-compose and
 // checks it against the repository: the services Prometheus scrapes, the
-// Dockerfile's binaries and configs, every environment variable a real
-// config key that loads, the published and probed ports the configs'
-// admin ports, and the Prometheus and Grafana mounts.
+// Dockerfile's binaries and configs (and no secret in the image), every
+// environment variable a real config key that loads, dev mode on and the
+// development keys and token as compose secrets, the published and probed
+// ports the configs' admin ports, and the Prometheus and Grafana mounts.
 func TestCompose(t *testing.T) {
 	tool := composeTool(t)
 	cmd := exec.Command(tool, "-f", composeFile, "config")
@@ -75,6 +87,9 @@ func TestCompose(t *testing.T) {
 	}
 	var file struct {
 		Services map[string]composeService `yaml:"services"`
+		Secrets  map[string]struct {
+			File string `yaml:"file"`
+		} `yaml:"secrets"`
 	}
 	if err := yaml.Unmarshal(out, &file); err != nil {
 		t.Fatalf("decode docker-compose config's output: %v\n%s", err, out)
@@ -182,7 +197,27 @@ func TestCompose(t *testing.T) {
 			if !slices.Contains(img.binaries, gs.binary) {
 				t.Errorf("the Dockerfile does not build and copy %s into the image (it has %v)", gs.binary, img.binaries)
 			}
-			path := img.hostPath(t, svc.Command[2])
+			// A file the service reads: a compose secret, a file mounted
+			// from the repository, or one of the image's.
+			hostPath := func(p string) string {
+				if name, ok := strings.CutPrefix(p, secretsDir); ok {
+					if !slices.ContainsFunc(svc.Secrets, func(s composeSecret) bool {
+						return s.Source == name && (s.Target == "" || s.Target == name)
+					}) {
+						t.Fatalf("%s: the service does not list the secret %s", p, name)
+					}
+					sec, ok := file.Secrets[name]
+					if !ok || sec.File == "" {
+						t.Fatalf("%s: no top-level secret %s with a file", p, name)
+					}
+					return sec.File
+				}
+				if src, ok := mountedFile(svc, p); ok {
+					return src
+				}
+				return img.hostPath(t, p)
+			}
+			path := withHostSecrets(t, hostPath(svc.Command[2]), hostPath)
 
 			// Every variable is a key the loader binds (any other is
 			// silently ignored), and its value is what the service gets.
@@ -192,10 +227,18 @@ func TestCompose(t *testing.T) {
 				if !keys[k] {
 					t.Errorf("environment %s: not a config key of %s (keys are %s_<SECTION>_<KEY>)", k, gs.binary, gs.prefix)
 				}
-				if strings.HasPrefix(v, img.configDir) {
-					v = img.hostPath(t, v)
+				if strings.HasSuffix(k, "_FILE") && !strings.HasPrefix(v, secretsDir) {
+					t.Errorf("environment %s=%s: secret files come as compose secrets (%s<name>), never from the image", k, v, secretsDir)
+				}
+				if strings.HasPrefix(v, "/") {
+					v = hostPath(v)
 				}
 				t.Setenv(k, v)
+			}
+			// A development stack, which says so: the services accept the
+			// repository's secrets only in dev mode.
+			if svc.Environment[gs.prefix+"_DEV_MODE"] != "true" {
+				t.Errorf("environment: want %s_DEV_MODE=true (this stack runs on the repository's development secrets)", gs.prefix)
 			}
 			admin, err := gs.load(path)
 			if err != nil {
@@ -222,6 +265,24 @@ func TestCompose(t *testing.T) {
 			}
 		})
 	}
+
+	// A config mounted from deployments/ is a copy of the shipped one but
+	// for the lists no environment variable can set.
+	t.Run("compose-collector.yaml", func(t *testing.T) {
+		src, ok := mountedFile(services["collector"], services["collector"].Command[2])
+		if !ok {
+			t.Skip("the collector reads a config of the image")
+		}
+		got, want := yamlMap(t, src), yamlMap(t, filepath.Join("..", "configs", "collector.yaml"))
+		for _, m := range []map[string]any{got, want} {
+			if privacy, ok := m["privacy"].(map[string]any); ok {
+				delete(privacy, "operators")
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s differs from configs/collector.yaml outside privacy.operators: change the two together", src)
+		}
+	})
 
 	t.Run("prometheus", func(t *testing.T) {
 		if len(adminPorts) != len(goServices) {
@@ -313,7 +374,77 @@ func TestCompose(t *testing.T) {
 		if img.user == "" || img.user == "root" || img.user == "0" || strings.HasPrefix(img.user, "0:") {
 			t.Errorf("runtime USER %q: want a non-root user", img.user)
 		}
+		// No secret in the image: every file it copies from the
+		// repository is a YAML config, none of them a shipped secret.
+		files := img.contextFiles(t)
+		if len(files) == 0 {
+			t.Fatal("the runtime stage copies no config from the repository")
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, shipped := config.IsShipped(string(b)); shipped || !strings.HasSuffix(f, ".yaml") {
+				t.Errorf("the image gets %s, which is not a YAML config: secrets come from compose secrets or a secret store", f)
+			}
+		}
 	})
+}
+
+// withHostSecrets returns the config at path, or when it names files under
+// /run/secrets (an operator's token_file) outside comments, a copy naming
+// the host files hostPath maps them to.
+func withHostSecrets(t *testing.T, path string, hostPath func(string) string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(regexp.QuoteMeta(secretsDir) + `[\w.-]+`)
+	lines := strings.Split(string(b), "\n")
+	changed := false
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") || !re.MatchString(line) {
+			continue
+		}
+		lines[i] = re.ReplaceAllStringFunc(line, hostPath)
+		changed = true
+	}
+	if !changed {
+		return path
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(out, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// mountedFile returns the host file or folder svc bind-mounts at target,
+// if any.
+func mountedFile(svc composeService, target string) (string, bool) {
+	for _, v := range svc.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && parts[1] == target {
+			return parts[0], true
+		}
+	}
+	return "", false
+}
+
+// yamlMap reads a YAML file into a map.
+func yamlMap(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return m
 }
 
 // composeTool returns the path of docker-compose, skipping without it
@@ -359,14 +490,11 @@ func checkPublished(t *testing.T, svc composeService, listen string) {
 // mountSource returns the host folder svc mounts at target.
 func mountSource(t *testing.T, svc composeService, target string) string {
 	t.Helper()
-	for _, v := range svc.Volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) >= 2 && parts[1] == target {
-			return filepath.Clean(parts[0])
-		}
+	src, ok := mountedFile(svc, target)
+	if !ok {
+		t.Fatalf("volumes %v: nothing mounted at %s", svc.Volumes, target)
 	}
-	t.Fatalf("volumes %v: nothing mounted at %s", svc.Volumes, target)
-	return ""
+	return filepath.Clean(src)
 }
 
 // envKeys lists the environment variables config.Load binds for a config
@@ -428,17 +556,12 @@ type image struct {
 	binaries []string // built (go build ./<name>) and copied into the runtime stage
 	user     string   // the runtime stage's USER
 	hasCurl  bool     // the runtime stage installs curl
-	// configDir is where `COPY configs/ <dir>` puts the shipped configs in
-	// the runtime stage; generated names files built into it by sed.
+	// configDir is where `COPY configs/... <dir>` puts the shipped configs
+	// in the runtime stage.
 	configDir string
-	generated map[string]generated // file name -> how the build stage made it
-	copied    []string             // files copied from the build stage to configDir
-}
-
-// generated is a file the build stage makes from a shipped config with sed.
-type generated struct {
-	script string // s|^<line>$|<replacement>|
-	from   string // its source, under configs/
+	// context are the sources (paths or globs, relative to the
+	// repository root) the runtime stage copies from the build context.
+	context []string
 }
 
 // parseDockerfile reads the instructions of deployments/Dockerfile (as
@@ -464,7 +587,7 @@ func parseDockerfile(t *testing.T) *image {
 		instrs = append(instrs, cur.String())
 		cur.Reset()
 	}
-	img := &image{generated: map[string]generated{}}
+	img := &image{}
 	var built []string
 	stages := 0
 	var runtime []string // the last stage's instructions
@@ -489,9 +612,6 @@ func parseDockerfile(t *testing.T) *image {
 				for _, m := range regexp.MustCompile(`\./(\w+)`).FindAllStringSubmatch(args[strings.Index(args, "go build"):], -1) {
 					built = append(built, m[1])
 				}
-			}
-			if m := regexp.MustCompile(`sed '([^']*)'\s+configs/(\S+)\s*>\s*\S*/([\w.-]+)`).FindStringSubmatch(args); m != nil {
-				img.generated[m[3]] = generated{script: m[1], from: m[2]}
 			}
 		}
 		runtime = append(runtime, in)
@@ -523,11 +643,11 @@ func parseDockerfile(t *testing.T) *image {
 					if slices.Contains(built, name) && dst == "/usr/local/bin/" {
 						img.binaries = append(img.binaries, name)
 					}
-					img.copied = append(img.copied, name)
 				}
 				continue
 			}
-			if fields[0] == "configs/" {
+			img.context = append(img.context, fields[:len(fields)-1]...)
+			if strings.HasPrefix(fields[0], "configs/") {
 				img.configDir = dst
 			}
 		}
@@ -538,62 +658,46 @@ func parseDockerfile(t *testing.T) *image {
 	return img
 }
 
-// hostPath maps a path in the image to the repository file it comes from:
-// configs/ for the shipped files, and for a file the Dockerfile generates
-// from one of them, that file with the Dockerfile's sed applied (in a
-// temporary folder, the image's paths in it mapped too).
+// contextFiles lists the repository files the runtime stage copies from
+// the build context (its COPY sources, folders walked, globs expanded).
+func (img *image) contextFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	for _, src := range img.context {
+		matches, err := filepath.Glob(filepath.Join("..", src))
+		if err != nil {
+			t.Fatalf("Dockerfile: COPY %s: %v", src, err)
+		}
+		for _, m := range matches {
+			err := filepath.WalkDir(m, func(path string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					files = append(files, path)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return files
+}
+
+// hostPath maps a path in the image to the repository file the runtime
+// stage copies there.
 func (img *image) hostPath(t *testing.T, p string) string {
 	t.Helper()
 	rel, ok := strings.CutPrefix(p, img.configDir)
 	if !ok {
 		t.Fatalf("%s is not under %s, where the image has the configs", p, img.configDir)
 	}
-	if gen, ok := img.generated[rel]; ok {
-		if !slices.Contains(img.copied, rel) {
-			t.Fatalf("%s: the build stage makes %s, but the runtime stage does not copy it", p, rel)
-		}
-		return img.generate(t, rel, gen)
-	}
 	host := filepath.Join("..", "configs", rel)
-	if _, err := os.Stat(host); err != nil {
-		t.Fatalf("%s: no such file in the image (%v)", p, err)
+	if !slices.Contains(img.contextFiles(t), host) {
+		t.Fatalf("%s: no such file in the image (the Dockerfile copies %v)", p, img.context)
 	}
 	abs, err := filepath.Abs(host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return abs
-}
-
-// generate applies a Dockerfile sed script of the form
-// s|^<line>$|<replacement>| (the one that switches on the collector's dev
-// operator) to the shipped file it reads.
-func (img *image) generate(t *testing.T, name string, gen generated) string {
-	t.Helper()
-	m := regexp.MustCompile(`^s\|\^(.*)\$\|(.*)\|$`).FindStringSubmatch(gen.script)
-	if m == nil {
-		t.Fatalf("Dockerfile: sed script %q for %s: want s|^<line>$|<replacement>|", gen.script, name)
-	}
-	line := strings.NewReplacer(`\[`, `[`, `\]`, `]`).Replace(m[1])
-	src := gen.from
-	b, err := os.ReadFile(filepath.Join("..", "configs", src))
-	if err != nil {
-		t.Fatalf("%s is generated from configs/%s: %v", name, src, err)
-	}
-	lines := strings.Split(string(b), "\n")
-	i := slices.Index(lines, line)
-	if i < 0 {
-		t.Fatalf("configs/%s has no line %q for the Dockerfile's sed to replace", src, line)
-	}
-	lines[i] = m[2]
-	configs, err := filepath.Abs(filepath.Join("..", "configs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.ReplaceAll(strings.Join(lines, "\n"), img.configDir, configs+string(filepath.Separator))
-	out := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

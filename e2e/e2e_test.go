@@ -49,7 +49,9 @@ func TestEndToEnd(t *testing.T) {
 	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, consent, erasures, export, requests)
 	database := "analytics_" + run
 
-	// The shipped configs, pointed at this run's topics and database.
+	// The shipped configs, pointed at this run's topics and database: a
+	// development setup (demo write keys, development keys).
+	devMode(t)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
 	ccfg := ingest.Default()
@@ -274,6 +276,16 @@ func load(t *testing.T, path, prefix string, cfg config.Validator) {
 	t.Helper()
 	if err := config.Load(path, prefix, cfg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// devMode switches dev_mode on for the three services, as `make run`
+// does: the tests run the shipped configs with the repository's demo write
+// keys and development keys, which config.Load refuses otherwise.
+func devMode(t *testing.T) {
+	t.Helper()
+	for _, prefix := range []string{"COLLECTOR", "ENRICHER", "SINK"} {
+		t.Setenv(prefix+"_DEV_MODE", "true")
 	}
 }
 

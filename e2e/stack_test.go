@@ -51,6 +51,7 @@ func newRunConfigs(t *testing.T, name string) *runConfigs {
 	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
 	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
 	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
+	devMode(t)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
 	t.Setenv("COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")

@@ -39,6 +39,7 @@ func main() {
 
 	cfg := loadConfig(*path)
 	log := obs.NewLogger(cfg.Log, "enricher", os.Stderr)
+	config.WarnDevMode(log, &cfg)
 	reg := obs.NewRegistry()
 	p, err := pipeline.New(cfg, reg, log)
 	if err != nil {

@@ -34,8 +34,11 @@ scripts/deps.sh up
 echo "building services"
 go build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
 
-# Development keys; production sets ENRICHER_PSEUDONYM_KEY(_FILE) and
-# ENRICHER_EXPORT_PSEUDONYM_KEY(_FILE) from a secret store.
+# A development setup: the services accept the repository's demo write keys
+# and the development keys and token below only with dev_mode on (each
+# warns about it at start-up). Production sets none of this: its keys come
+# from a secret store (ENRICHER_PSEUDONYM_KEY(_FILE) and the like).
+export COLLECTOR_DEV_MODE=true ENRICHER_DEV_MODE=true SINK_DEV_MODE=true
 export ENRICHER_PSEUDONYM_KEY_FILE=${ENRICHER_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
 export ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=${ENRICHER_EXPORT_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
 export COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE=${COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
@@ -109,6 +112,8 @@ Privacy API:     curl -H "Authorization: Bearer \$(cat configs/dev-operator.toke
                    http://127.0.0.1:9101/v1/privacy/exports -d '{"userId":"<a userId>"}'
                  (and /v1/privacy/erasures, /v1/privacy/erasures/<requestId>: see README)
 Logs:            $LOG_DIR/
+Dev mode:        on: the services accept the repository's demo write keys,
+                 development keys and token (README, "Development secrets")
 
 Running. Press Ctrl-C to stop.
 EOF

@@ -31,6 +31,7 @@ func main() {
 
 	cfg := loadConfig(*path)
 	log := obs.NewLogger(cfg.Log, "sink", os.Stderr)
+	config.WarnDevMode(log, &cfg)
 	reg := obs.NewRegistry()
 	w, err := chwriter.New(cfg, reg, log)
 	if err != nil {
@@ -51,6 +52,7 @@ func reapply(args []string) int {
 	_ = fs.Parse(args)
 	cfg := loadConfig(*path)
 	log := obs.NewLogger(cfg.Log, "sink", os.Stderr)
+	config.WarnDevMode(log, &cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	report, err := chwriter.Reapply(ctx, cfg, log)

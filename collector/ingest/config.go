@@ -37,6 +37,12 @@ type Config struct {
 	// signs, which let a client source make grants it may not make on its
 	// own word. No keys: tokens are refused.
 	ConsentTokens consenttoken.Config `mapstructure:"consent_tokens"`
+
+	// DevMode lets the service run with the secrets shipped in the
+	// repository (demo write keys, development keys and token), which
+	// config.Load otherwise refuses: for `make run`, the tests and the
+	// compose stack only. False by default.
+	DevMode bool `mapstructure:"dev_mode"`
 }
 
 // Privacy configures the privacy admin API (erasures, their status and

@@ -135,6 +135,7 @@ func TestAllKeys(t *testing.T) {
 			{KeyID: "ct-2026", Key: "test-only-consent-token-key-0123456789abcdef", KeyFile: "testdata/secrets/consent-token.key"}},
 			MaxLifetime: 30 * time.Minute, Leeway: 30 * time.Second},
 	}
+	want.DevMode = true // all-keys.yaml sets dev_mode, with no shipped secret
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
 		// %#v redacts secrets; show them where they differ.
@@ -218,6 +219,7 @@ func TestBadConfigs(t *testing.T) {
 
 func TestShippedConfig(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
+	t.Setenv("COLLECTOR_DEV_MODE", "true") // its demo write keys
 	cfg := configtest.MustLoad(t, load, "../../configs/collector.yaml")
 	def := ingest.Default()
 	if cfg.Region != "cn" || cfg.Admin != def.Admin || cfg.HTTP != def.HTTP {
@@ -261,7 +263,7 @@ func TestDevOperatorToken(t *testing.T) {
 	if tok := strings.TrimRight(string(b), "\n"); len(tok) != 64 || strings.Trim(tok, "0123456789abcdef") != "" {
 		t.Errorf("dev-operator.token = %q, want 64 hex characters", tok)
 	}
-	cfg, err := loadYAML(t, "sources:\n  - name: app\n    write_key: app-write-key\nprivacy:\n  pseudonym:\n    key_file: ../../configs/dev-pseudonym.key\n  operators:\n    - name: dev\n      token_file: ../../configs/dev-operator.token\n")
+	cfg, err := loadYAML(t, "dev_mode: true\nsources:\n  - name: app\n    write_key: app-write-key\nprivacy:\n  pseudonym:\n    key_file: ../../configs/dev-pseudonym.key\n  operators:\n    - name: dev\n      token_file: ../../configs/dev-operator.token\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +296,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("COLLECTOR_TOPICS_RAW_NAME", "events.raw.eu")
 	t.Setenv("COLLECTOR_TRUSTED_PROXIES", "10.0.0.0/8,192.168.0.0/16")
 	t.Setenv("COLLECTOR_REGION", "eu")
+	t.Setenv("COLLECTOR_DEV_MODE", "true") // the shipped demo write keys
 	cfg := configtest.MustLoad(t, load, "../../configs/collector.yaml")
 	for _, c := range []struct {
 		key       string

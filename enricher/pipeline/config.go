@@ -57,6 +57,12 @@ type Config struct {
 	DedupWindow time.Duration `mapstructure:"dedup_window"`
 	// DedupMaxEntries bounds the events remembered (about 85 bytes each).
 	DedupMaxEntries int `mapstructure:"dedup_max_entries"`
+
+	// DevMode lets the service run with the secrets shipped in the
+	// repository (demo write keys, development keys and token), which
+	// config.Load otherwise refuses: for `make run`, the tests and the
+	// compose stack only. False by default.
+	DevMode bool `mapstructure:"dev_mode"`
 }
 
 // Topics the enricher reads and writes.

@@ -119,6 +119,7 @@ func TestAllKeys(t *testing.T) {
 			Categories: map[string][]string{"c0002": {"analytics"}, "c0004": {"marketing", "third_party_sharing"}}},
 		MaxPollRecords: 500, TransactionalID: "enricher-eu-0", TransactionTimeout: 20 * time.Second, DedupWindow: 5 * time.Minute, DedupMaxEntries: 1000,
 	}
+	want.DevMode = true // all-keys.yaml sets dev_mode, with no shipped secret
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(all-keys.yaml):\n got %#v\nwant %#v", cfg, want)
 		if cfg.Pseudonym.Key != want.Pseudonym.Key || cfg.Kafka.SASL.Password != want.Kafka.SASL.Password {
@@ -185,6 +186,7 @@ func TestShippedConfig(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", shippedKeyFile)
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", shippedExportKeyFile)
+	t.Setenv("ENRICHER_DEV_MODE", "true") // the development keys
 	cfg := configtest.MustLoad(t, load, "../../configs/enricher.yaml")
 	def := pipeline.Default()
 	if cfg.Region != def.Region || cfg.GroupID != def.GroupID || cfg.Admin != def.Admin || cfg.MaxPollRecords != def.MaxPollRecords {
@@ -235,6 +237,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "testdata/secrets/pseudonym.key")
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_ID", "k9")
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", shippedExportKeyFile)
+	t.Setenv("ENRICHER_DEV_MODE", "true") // the development export key
 	t.Setenv("ENRICHER_KAFKA_BROKERS", "k1:9092,k2:9092")
 	t.Setenv("ENRICHER_GROUP_ID", "enricher-eu")
 	t.Setenv("ENRICHER_MAX_POLL_RECORDS", "250")

@@ -6,7 +6,10 @@
 // PREFIX_SECTION_KEY, for example COLLECTOR_KAFKA_BROKERS=a:9092,b:9092.
 // Lists of structs (such as sources) come from the file only. Validation
 // errors name the dotted YAML key. Secrets are of type Secret, which never
-// prints its value.
+// prints its value. Secrets shipped in this repository (demo write keys,
+// development keys and tokens) are refused unless the config's dev_mode is
+// true; they are recognised by fingerprint (shipped.go), and a dev-mode
+// service says so at warn level (WarnDevMode).
 package config
 
 import (
@@ -41,6 +44,9 @@ type Relative interface {
 // Load reads the YAML file at path into out (a pointer to a struct already
 // holding the defaults), overlays environment variables named
 // envPrefix_SECTION_KEY, rejects keys the struct does not know, and validates.
+// A valid config that holds a secret this repository ships (a demo write
+// key, a development key or token) is refused, each such key named, unless
+// its top-level dev_mode key is true (see DevModeKey).
 func Load(path, envPrefix string, out Validator) error {
 	v := viper.New()
 	v.SetConfigFile(path)
@@ -69,6 +75,10 @@ func Load(path, envPrefix string, out Validator) error {
 		r.RelativeTo(filepath.Dir(path))
 	}
 	if err := out.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	// After Validate, which reads the secret files: every secret is seen.
+	if err := refuseShipped(out); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil

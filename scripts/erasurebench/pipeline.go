@@ -128,14 +128,16 @@ func startPipeline(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*pipel
 			"TOPICS_ERASURE_REQUESTS_NAME=" + t.requests, "TOPICS_ERASURE_NOTICES_NAME=" + t.noticesCN, "TOPICS_RECEIPTS_NAME=" + t.receipts,
 			"EXPORT_TOPIC_NAME=" + t.export, "EXPORT_ERASURE_NOTICES_NAME=" + t.noticesIntl,
 			"GROUP_ID=" + enricherGroup, "TRANSACTIONAL_ID=" + enricherGroup + "-tx",
-			"PSEUDONYM_KEY_FILE=" + pseudonymKey, "EXPORT_PSEUDONYM_KEY_FILE=" + filepath.Join(o.root, devExportKey), "LOG_LEVEL=warn"}},
+			"PSEUDONYM_KEY_FILE=" + pseudonymKey, "EXPORT_PSEUDONYM_KEY_FILE=" + filepath.Join(o.root, devExportKey), "LOG_LEVEL=warn",
+			"DEV_MODE=true"}}, // the development keys
 		{e.bins.collector, "collector", "", collectorYAML, []string{"KAFKA_BROKERS=" + brokers,
 			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CONSENT_NAME=" + t.consent, "TOPICS_ERASURES_NAME=" + t.erasures,
 			"TOPICS_RECEIPTS_NAME=" + t.receipts, "TOPICS_IDENTITIES_NAME=" + t.identities, "TOPICS_ERASURE_REQUESTS_NAME=" + t.requests,
 			"PRIVACY_PSEUDONYM_KEY_FILE=" + pseudonymKey, "PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE=" + filepath.Join(o.root, devExportKey),
 			"PRIVACY_EXPORT_CLICKHOUSE_ADDR=" + o.clickhouse, "PRIVACY_EXPORT_DATABASE=" + p.databases[destRegion],
 			"PRIVACY_EXPORT_ABROAD_CLICKHOUSE_ADDR=" + o.clickhouse, "PRIVACY_EXPORT_ABROAD_DATABASE=" + p.databases[destExport],
-			"HTTP_LISTEN=" + p.httpAddr, "LOG_LEVEL=warn"}},
+			"HTTP_LISTEN=" + p.httpAddr, "LOG_LEVEL=warn",
+			"DEV_MODE=true"}}, // the demo write keys, the development key and token
 	} {
 		label := s.name
 		if s.dest != "" {

@@ -236,10 +236,10 @@ func setUp(ctx context.Context, o options, runID string, gen *eventGen, cl *benc
 		return nil, err
 	}
 	// The repository's config, with overrides for the listen address,
-	// brokers, topics and log level.
+	// brokers, topics and log level; dev mode for its demo write keys.
 	proc, err := benchkit.StartService(bins[0], o.root, "collector", "HTTP_LISTEN="+httpAddr,
 		"KAFKA_BROKERS="+strings.Join(o.brokers, ","), "TOPICS_RAW_NAME="+topics.raw,
-		"TOPICS_CONSENT_NAME="+topics.consent, "LOG_LEVEL=warn")
+		"TOPICS_CONSENT_NAME="+topics.consent, "LOG_LEVEL=warn", "DEV_MODE=true")
 	if err != nil {
 		return nil, err
 	}

@@ -195,9 +195,11 @@ func runFreshness(ctx context.Context, e *infra, idx int, maxWait string, cl *be
 			"TOPICS_IDENTITIES_NAME=" + privacy.identities, "TOPICS_ERASURE_NOTICES_NAME=" + privacy.notices,
 			"EXPORT_ERASURE_NOTICES_NAME=" + privacy.exportNotices, "TOPICS_RECEIPTS_NAME=" + privacy.receipts,
 			"GROUP_ID=" + enricherGroup, "TRANSACTIONAL_ID=" + e.Prefixes.Group + e.RunID + "-" + tag + "-tx",
-			"PSEUDONYM_KEY_FILE=configs/dev-pseudonym.key", "EXPORT_PSEUDONYM_KEY_FILE=configs/dev-export.key", "LOG_LEVEL=warn"}},
+			"PSEUDONYM_KEY_FILE=configs/dev-pseudonym.key", "EXPORT_PSEUDONYM_KEY_FILE=configs/dev-export.key", "LOG_LEVEL=warn",
+			"DEV_MODE=true"}}, // the development keys
 		{e.bins.collector, "collector", []string{"KAFKA_BROKERS=" + brokers,
-			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CONSENT_NAME=" + t.consent, "HTTP_LISTEN=" + httpAddr, "LOG_LEVEL=warn"}},
+			"TOPICS_RAW_NAME=" + t.raw, "TOPICS_CONSENT_NAME=" + t.consent, "HTTP_LISTEN=" + httpAddr, "LOG_LEVEL=warn",
+			"DEV_MODE=true"}}, // the demo write keys
 	} {
 		svc, err := benchkit.StartService(s.bin, o.root, s.name, s.env...)
 		if err != nil {

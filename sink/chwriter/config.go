@@ -28,6 +28,12 @@ type Config struct {
 	Retention Retention `mapstructure:"retention"`
 	Erasure   Erasure   `mapstructure:"erasure"`
 	Audit     Audit     `mapstructure:"audit"`
+
+	// DevMode lets the service run with the secrets shipped in the
+	// repository (demo write keys, development keys and token), which
+	// config.Load otherwise refuses: for `make run`, the tests and the
+	// compose stack only. False by default.
+	DevMode bool `mapstructure:"dev_mode"`
 }
 
 // Erasure says how the sink carries out the erasure notices of its

@@ -2,14 +2,17 @@
 // (collector, enricher, sink) and of internal/config, chx and kafkax share:
 // listing the keys an error names, hiding the developer's environment,
 // running every file of testdata/good and testdata/bad, finding keys an
-// all-keys file leaves unset and proving a config prints no secret.
+// all-keys file leaves unset, proving a config prints no secret and that
+// the repository's shipped secrets need dev_mode.
 //
 // It is for tests only: import it from _test.go files, never from a service.
 package configtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -194,6 +197,61 @@ func CheckSecretsHidden[C any](t *testing.T, cfg C, secrets ...string) {
 		for _, secret := range secrets {
 			if strings.Contains(out, secret) {
 				t.Errorf("output reveals %q: %s", secret, out)
+			}
+		}
+	}
+}
+
+// CheckDevModeGate checks the shipped-secret gate on a service's config
+// at path, with the environment the caller has set (development key
+// files, say): without dev mode, loading fails naming exactly keys, each
+// told to take a secret of its own or dev_mode; with prefix_DEV_MODE=true
+// it loads, and config.WarnDevMode, which the service's main calls, logs
+// one warning that names the same keys. No error or log line may show any
+// of secrets.
+func CheckDevModeGate[C any](t *testing.T, load LoadFunc[C], path, envPrefix string, keys []string, secrets ...string) {
+	t.Helper()
+	if len(keys) == 0 || len(secrets) == 0 {
+		t.Fatal("CheckDevModeGate: no keys or no secrets to look for")
+	}
+	t.Setenv(envPrefix+"_DEV_MODE", "false")
+	_, err := load(t, path)
+	if got := FieldKeys(err); !slices.Equal(got, keys) {
+		t.Fatalf("Load(%s) without dev mode = %v\nwant exactly %q named", path, err, keys)
+	}
+	for _, k := range keys {
+		if !strings.Contains(err.Error(), k+": ") || !strings.Contains(err.Error(), "set a secret of your own, or dev_mode: true") {
+			t.Errorf("error %q: want %s named and dev_mode suggested", err, k)
+		}
+	}
+	outputs := []string{err.Error()}
+
+	t.Setenv(envPrefix+"_DEV_MODE", "true")
+	cfg, err := load(t, path)
+	if err != nil {
+		t.Fatalf("Load(%s) with %s_DEV_MODE=true: %v", path, envPrefix, err)
+	}
+	var buf bytes.Buffer
+	config.WarnDevMode(slog.New(slog.NewJSONHandler(&buf, nil)), &cfg)
+	outputs = append(outputs, buf.String())
+	var rec struct {
+		Level string   `json:"level"`
+		Msg   string   `json:"msg"`
+		Keys  []string `json:"shipped_secrets_at"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("WarnDevMode: want one JSON record, got %q: %v", buf.String(), err)
+	}
+	if rec.Level != slog.LevelWarn.String() || !strings.Contains(rec.Msg, "must not run in production") {
+		t.Errorf("WarnDevMode logged %+v: want a warning that the service must not run in production", rec)
+	}
+	if got := slices.Sorted(slices.Values(rec.Keys)); !slices.Equal(got, keys) {
+		t.Errorf("WarnDevMode names %q, want %q", got, keys)
+	}
+	for _, out := range outputs {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("output reveals a secret: %s", out)
 			}
 		}
 	}
