@@ -158,7 +158,7 @@ func (p *Pipeline) newNotifier(reg prometheus.Registerer) (*notifier, error) {
 	cfg := &p.cfg
 	n := &notifier{cfg: cfg, log: p.log, metrics: p.metrics, links: identity.New(), now: time.Now,
 		destinations: []noticeDestination{{name: cfg.Region, topic: cfg.Topics.ErasureNotices.Name, keys: p.clean.Keys()}},
-		passed: newPassedUsers(2 * cfg.TransactionTimeout), store: p.store}
+		passed:       newPassedUsers(2 * cfg.TransactionTimeout), store: p.store}
 	if p.export != nil {
 		n.destinations = append(n.destinations, noticeDestination{name: cfg.Export.Name, topic: cfg.Export.ErasureNotices.Name, keys: p.export.Keys()})
 	}
