@@ -503,3 +503,67 @@ func histogramCount(t *testing.T, g prometheus.Gatherer, name string) uint64 {
 	}
 	return 0
 }
+
+// TestErasedDeviceLeavesNoCopy: a person signed in on a phone and a
+// tablet, events abroad too; erasing the phone alone (its anonymousId)
+// deletes every row of the phone, signed in or not, in every destination
+// (abroad a signed-in row names its device under the export key), and
+// only those: the tablet's rows stay. The export before it returned rows
+// from both databases.
+func TestErasedDeviceLeavesNoCopy(t *testing.T) {
+	ctx := testenv.Context(t, 3*time.Minute)
+	stack := startPrivacyStack(t, ctx, "device", nil)
+	run, database, base, op, conn := stack.run, stack.database, stack.base, stack.op, stack.conn
+	user, phone, tablet := "owner-"+run, "phone-"+run, "tablet-"+run
+	for _, c := range []map[string]any{{"userId": user}, {"anonymousId": phone}} {
+		c["purposes"], c["crossBorder"] = map[string]bool{"analytics": true}, true
+		c["timestamp"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+		if resp := postAs(t, serverKey, base+"/v1/consent", c); !resp.Success {
+			t.Fatalf("consent %v: %+v", c, resp)
+		}
+	}
+	var batch []map[string]any
+	for i, ids := range []map[string]string{
+		{"anonymousId": phone}, {"anonymousId": phone}, // before sign-in
+		{"userId": user, "anonymousId": phone}, {"userId": user, "anonymousId": phone}, {"userId": user, "anonymousId": phone},
+		{"userId": user, "anonymousId": tablet}, {"userId": user, "anonymousId": tablet},
+	} {
+		e := map[string]any{"type": "track", "event": "Product Viewed", "messageId": fmt.Sprintf("%s-%d", run, i), "timestamp": time.Now().UTC().Format(time.RFC3339Nano)}
+		for k, v := range ids {
+			e[k] = v
+		}
+		batch = append(batch, e)
+	}
+	if resp := post(t, base+"/v1/batch", map[string]any{"batch": batch}); !resp.Success || len(resp.Rejected) != 0 {
+		t.Fatalf("batch: %+v", resp)
+	}
+	const phoneRows, tabletRows = 5, 2
+	waitRows(t, ctx, conn, database, phoneRows+tabletRows)
+	waitRows(t, ctx, conn, database+"_intl", phoneRows+tabletRows)
+
+	x := op.export(t, ctx, user)
+	if len(x.Rows) != 5 || len(x.Destinations) != 1 || len(x.Destinations[0].Rows) != 5 {
+		t.Errorf("export of the user: %d rows in region, destinations %+v; want its 5 signed-in rows in each", len(x.Rows), x.Destinations)
+	}
+
+	id := op.erase(t, ctx, map[string]string{"anonymousId": phone, "reason": "consent_withdrawn"})
+	if st, _ := op.waitDone(t, ctx, id); st.Destinations["intl"].RowsDeleted != phoneRows || st.Destinations["cn"].RowsDeleted != phoneRows {
+		t.Errorf("status %+v, want the phone's %d rows deleted in each destination", st, phoneRows)
+	}
+	for _, db := range []struct {
+		name string
+		keys *policy.Keyring
+	}{{database, devKeyring(t, "k1", "../configs/dev-pseudonym.key")}, {database + "_intl", devKeyring(t, "x1", "../configs/dev-export.key")}} {
+		if n := subjectRows(t, ctx, conn, db.name, nil, db.keys.Pseudonyms(policy.KindAnonymous, phone)); n != 0 {
+			t.Errorf("%s keeps %d rows of the erased phone", db.name, n)
+		}
+		if n := subjectRows(t, ctx, conn, db.name, nil, db.keys.Pseudonyms(policy.KindAnonymous, tablet)); n != tabletRows {
+			t.Errorf("%s keeps %d rows of the tablet, want %d", db.name, n, tabletRows)
+		}
+		// Rows that do not name their device would escape the lookups above.
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db.name+".events").Scan(&n); err != nil || n != tabletRows {
+			t.Errorf("%s holds %d rows (%v), want the tablet's %d only", db.name, n, err, tabletRows)
+		}
+	}
+}
