@@ -195,6 +195,15 @@ func New(maxHistory int, keys *policy.Keyring) *Store {
 	return s
 }
 
+// listedKey is the suppression list's key of id under a listed key: its
+// pseudonym, hashed as key would hash it, without allocating it.
+func (s *Store) listedKey(kind Kind, key *policy.Pseudonymizer, id string) key {
+	var buf policy.PseudonymBuffer
+	p := key.AppendPseudonym(&buf, kindNames[kind], id)
+	seeds := &s.seeds[kind&1]
+	return [2]uint64{maphash.Bytes(seeds[0], p), maphash.Bytes(seeds[1], p)}
+}
+
 func (s *Store) key(kind Kind, subject string) key {
 	seeds := &s.seeds[kind&1]
 	return key{maphash.String(seeds[0], subject), maphash.String(seeds[1], subject)}
@@ -364,7 +373,7 @@ func (s *Store) Subject(kind Kind, id string) Subject {
 		if sub.nListed == len(sub.listed) {
 			break
 		}
-		sub.listed[sub.nListed] = s.key(kind, key.Pseudonym(kindNames[kind], id))
+		sub.listed[sub.nListed] = s.listedKey(kind, key, id)
 		sub.nListed++
 	}
 	return sub
@@ -391,7 +400,7 @@ func (s *Store) suppressedAt(sub Subject) (int64, bool) {
 		// Keys listed since the subject was hashed, or more than it holds.
 		keys = slices.Clone(keys)
 		for _, key := range listed[sub.nListed:] {
-			keys = append(keys, s.key(sub.kind, key.Pseudonym(kindNames[sub.kind], sub.id)))
+			keys = append(keys, s.listedKey(sub.kind, key, sub.id))
 		}
 	}
 	s.mu.RLock()

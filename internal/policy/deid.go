@@ -95,20 +95,30 @@ func (p *Pseudonymizer) Pseudonym(kind, value string) string {
 	if value == "" {
 		return ""
 	}
+	var out PseudonymBuffer
+	return string(p.AppendPseudonym(&out, kind, value))
+}
+
+// PseudonymBuffer holds a pseudonym: key ids are at most 32 bytes.
+type PseudonymBuffer [32 + 1 + 32]byte
+
+// AppendPseudonym writes value's pseudonym (as Pseudonym, which it must
+// not be empty for) into out and returns it: no allocation, for lookups
+// that only hash it.
+func (p *Pseudonymizer) AppendPseudonym(out *PseudonymBuffer, kind, value string) []byte {
 	m := p.macs.Get().(*macState)
 	m.mac.Reset()
 	// One write of kind, a zero byte and the value.
 	m.in = append(append(append(m.in[:0], kind...), 0), value...)
 	m.mac.Write(m.in)
 	m.sum = m.mac.Sum(m.sum[:0])
-	var out [32 + 1 + 32]byte // key ids are at most 32 bytes
 	n := copy(out[:], p.keyID)
 	out[n] = '.'
 	hex.Encode(out[n+1:], m.sum[:16])
 	if cap(m.in) <= 4096 {
 		p.macs.Put(m)
 	}
-	return string(out[:n+1+32])
+	return out[:n+1+32]
 }
 
 // TruncateIP keeps the network part of an address: /24 for IPv4 and /48 for
