@@ -32,7 +32,7 @@ func TestBinaries(t *testing.T) {
 	}
 
 	run := testenv.Name(t, "bin")
-	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run,
+	testenv.DeleteTopicsAfter(t, brokers, "events.raw."+run, "events.clean."+run, "events.dlq.cn."+run, "events.dlq.raw."+run,
 		"privacy.consent."+run, "privacy.erasures."+run, "events.export."+run,
 		"privacy.receipts."+run, "privacy.identities."+run, "privacy.erasures.cn."+run, "privacy.erasures.intl."+run,
 		"privacy.erasure-requests."+run)
@@ -60,7 +60,7 @@ func TestBinaries(t *testing.T) {
 	chUser := testenv.ClickHouseSinkUser(t, chAddr, database)
 	sink := startBinary(t, ctx, bin+"/sink", "../configs/sink.yaml", env("SINK",
 		"ADMIN_LISTEN="+ports[0], "GROUP_ID=sink-"+run, "DATABASE="+database, "CLICKHOUSE_ADDR="+chAddr,
-		"CLICKHOUSE_USERNAME="+chUser.Name, "CLICKHOUSE_PASSWORD="+chUser.Password, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq."+run,
+		"CLICKHOUSE_USERNAME="+chUser.Name, "CLICKHOUSE_PASSWORD="+chUser.Password, "BATCH_MAX_WAIT=200ms", "TOPICS_DLQ_NAME=events.dlq.cn."+run,
 		"TOPICS_ERASURES_NAME=privacy.erasures.cn."+run))
 	enricher := startBinary(t, ctx, bin+"/enricher", "../configs/enricher.yaml", env("ENRICHER",
 		"ADMIN_LISTEN="+ports[1], "GROUP_ID=enricher-"+run, "TRANSACTIONAL_ID=enricher-"+run, "TOPICS_DLQ_NAME=events.dlq.raw."+run,

@@ -44,9 +44,9 @@ func TestEndToEnd(t *testing.T) {
 	chAddr := testenv.ClickHouseAddr(t)
 	ctx := testenv.Context(t, 3*time.Minute)
 	run := testenv.Name(t, "e2e")
-	raw, clean, dlq, rawDLQ := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run
+	raw, clean, dlq, dlqIntl, rawDLQ := "events.raw."+run, "events.clean."+run, "events.dlq.cn."+run, "events.dlq.intl."+run, "events.dlq.raw."+run
 	consent, erasures, export, requests := "privacy.consent."+run, "privacy.erasures."+run, "events.export."+run, "privacy.erasure-requests."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, consent, erasures, export, requests)
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, dlqIntl, rawDLQ, consent, erasures, export, requests)
 	database := "analytics_" + run
 
 	// The shipped configs, pointed at this run's topics and database: a
@@ -90,7 +90,7 @@ func TestEndToEnd(t *testing.T) {
 	xcfg.Kafka.Brokers, xcfg.GroupID, xcfg.Database = brokers, "sink-intl-"+run, database+"_intl"
 	xcfg.ClickHouse.Addr = []string{chAddr}
 	testenv.ClickHouseSinkUser(t, chAddr, database+"_intl").Apply(&xcfg.ClickHouse)
-	xcfg.Topics.Clean.Name, xcfg.Topics.DLQ.Name = export, dlq
+	xcfg.Topics.Clean.Name, xcfg.Topics.DLQ.Name = export, dlqIntl
 	xcfg.Batch.MaxWait = 200 * time.Millisecond
 	isolatePrivacy(t, brokers, run, &ccfg, &ecfg, &scfg, &xcfg)
 

@@ -24,7 +24,7 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 	chAddr := testenv.ClickHouseAddr(t)
 	ctx := testenv.Context(t, 6*time.Minute)
 	run := testenv.Name(t, "sinkcrash")
-	clean, dlq, database := "events.clean."+run, "events.dlq."+run, "analytics_"+run
+	clean, dlq, database := "events.clean."+run, "events.dlq.cn."+run, "analytics_"+run
 	testenv.DeleteTopicsAfter(t, brokers, clean, dlq, "privacy.erasures.cn."+run, "privacy.receipts."+run)
 	conn := testenv.ClickHouseDB(t, chAddr, database)
 	// The sink logs in as a user that may use its database only; conn is

@@ -48,9 +48,9 @@ func newRunConfigs(t *testing.T, name string) *runConfigs {
 	brokers := testenv.KafkaBrokers(t)
 	chAddr := testenv.ClickHouseAddr(t)
 	run := testenv.Name(t, name)
-	raw, clean, dlq, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq."+run, "events.dlq.raw."+run, "events.export."+run
+	raw, clean, rawDLQ, export := "events.raw."+run, "events.clean."+run, "events.dlq.raw."+run, "events.export."+run
 	consent, erasures := "privacy.consent."+run, "privacy.erasures."+run
-	testenv.DeleteTopicsAfter(t, brokers, raw, clean, dlq, rawDLQ, export, consent, erasures)
+	testenv.DeleteTopicsAfter(t, brokers, raw, clean, "events.dlq.cn."+run, "events.dlq.intl."+run, rawDLQ, export, consent, erasures)
 	devMode(t)
 	t.Setenv("ENRICHER_PSEUDONYM_KEY_FILE", "../configs/dev-pseudonym.key")
 	t.Setenv("ENRICHER_EXPORT_PSEUDONYM_KEY_FILE", "../configs/dev-export.key")
@@ -68,13 +68,14 @@ func newRunConfigs(t *testing.T, name string) *runConfigs {
 	c.ecfg.Topics.Raw.Name, c.ecfg.Topics.Clean.Name, c.ecfg.Topics.DLQ.Name = raw, clean, rawDLQ
 	c.ecfg.Topics.Consent.Name, c.ecfg.Topics.Erasures.Name, c.ecfg.Export.Topic.Name = consent, erasures, export
 
+	// Each destination's dead letters go to its own topic.
 	sinkConfig := func(file, db, topic string) chwriter.Config {
 		s := chwriter.Default()
 		load(t, file, "SINK", &s)
 		s.Kafka.Brokers, s.GroupID, s.Database = brokers, "sink-"+db, db
 		s.ClickHouse.Addr = []string{chAddr}
 		testenv.ClickHouseSinkUser(t, chAddr, db).Apply(&s.ClickHouse)
-		s.Topics.Clean.Name, s.Topics.DLQ.Name = topic, dlq
+		s.Topics.Clean.Name, s.Topics.DLQ.Name = topic, s.Topics.DLQ.Name+"."+run
 		s.Batch.MaxWait = 200 * time.Millisecond
 		return s
 	}

@@ -1,8 +1,14 @@
 -- The sink's ClickHouse user on current releases (SQL users and grants,
 -- ClickHouse 20.4 and later; for 18.16 use users.d/sink.xml instead).
--- Run as an administrator, once per cluster, after replacing the password:
+-- Run as an administrator, once per cluster, with the SHA-256 of the sink's
+-- password filled in by render.sh (it fails when the variable is unset or a
+-- placeholder; run as it is, ClickHouse refuses the '${...}' as a hash), so
+-- that the password itself is in neither this file nor the shell history:
 --
---   clickhouse-client --user admin --ask-password --multiquery < deployments/clickhouse/sink-user.sql
+--   PASSWORD=$(head -c 24 /dev/urandom | base64)   # the sinks' Secret
+--   export SINK_PASSWORD_SHA256=$(printf '%s' "$PASSWORD" | sha256sum | cut -d' ' -f1)
+--   deployments/clickhouse/render.sh deployments/clickhouse/sink-user.sql |
+--     clickhouse-client --user admin --ask-password --multiquery
 --
 -- The administrator creates the databases; the sink never needs CREATE
 -- DATABASE (it runs it only when its database is missing, and it is not
@@ -29,15 +35,10 @@
 CREATE DATABASE IF NOT EXISTS analytics_cn;
 CREATE DATABASE IF NOT EXISTS analytics_intl;
 
--- The password's SHA-256, so that the password itself is in neither this
--- file nor the client's history:
---   printf '%s' "$PASSWORD" | sha256sum | cut -d' ' -f1
--- All zeros matches no password: replace it. (Or give the password itself:
--- IDENTIFIED WITH sha256_password BY '...'; the server keeps only a hash.)
--- HOST: the addresses the sinks connect from (e.g. HOST IP '10.20.0.0/24');
--- never ANY.
+-- HOST: the addresses the sinks connect from. Loopback until you set the
+-- sinks' network (e.g. HOST IP '10.20.0.0/24'); never ANY.
 CREATE USER IF NOT EXISTS sink
-    IDENTIFIED WITH sha256_hash BY '0000000000000000000000000000000000000000000000000000000000000000'
+    IDENTIFIED WITH sha256_hash BY '${SINK_PASSWORD_SHA256}'
     HOST IP '127.0.0.1', IP '::1';
 
 GRANT SELECT, INSERT, CREATE TABLE, ALTER ADD COLUMN, ALTER DELETE ON analytics_cn.* TO sink;

@@ -69,10 +69,11 @@ type Config struct {
 type Topics struct {
 	Raw   kafkax.TopicSpec `mapstructure:"raw"`
 	Clean kafkax.TopicSpec `mapstructure:"clean"`
-	// DLQ receives raw records the enricher cannot read or the
-	// cross-border gate refused. They hold raw PI, so the topic is per
-	// region and keeps them no longer than the raw topic does: it is not
-	// the sink's dead-letter topic.
+	// DLQ receives the dead letters of raw records the enricher cannot
+	// read or the cross-border gate refused: pointers to them in the raw
+	// topic, never copies (kafkax.DeadLetter). Per region, like the
+	// records they point at, and kept as long as those are (the raw
+	// topic's retention); not the sinks' dead-letter topics.
 	DLQ kafkax.TopicSpec `mapstructure:"dlq"`
 	// Consent is the collector's compacted topic of consent states.
 	Consent kafkax.TopicSpec `mapstructure:"consent"`

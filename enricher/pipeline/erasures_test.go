@@ -14,6 +14,7 @@ import (
 	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/kafkax/dlqtest"
 	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
@@ -174,8 +175,8 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 		t.Errorf("receipt %+v (%v)", receipt, err)
 	}
 	dead := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.DLQ.Name, 1)
-	if kafkax.Header(dead[0], kafkax.HeaderReason) != reasonInvalidErasure || string(dead[0].Key) != "u-bad" {
-		t.Errorf("dead letter %s headers %+v", dead[0].Key, dead[0].Headers)
+	if src := dlqtest.Check(t, ctx, brokers, dead[0], []string{"u-bad"}); kafkax.Header(dead[0], kafkax.HeaderReason) != reasonInvalidErasure || string(src.Key) != "u-bad" {
+		t.Errorf("dead letter %s headers %+v", dead[0].Value, dead[0].Headers)
 	}
 
 	// A device linked to the erased user stays suppressed on its own.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/kafkax/dlqtest"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -87,11 +88,9 @@ func TestCleanAndDeadLetter(t *testing.T) {
 		Event:   event.Event{Type: "track", Event: "Viewed", UserID: "user-raw-1", AnonymousID: "anon-raw-1"},
 	})
 	raw := cfg.Topics.Raw.Name
-	testenv.Produce(t, ctx, brokers,
-		&kgo.Record{Topic: raw, Partition: 0, Key: []byte("anon-raw-1"), Value: good},
-		&kgo.Record{Topic: raw, Key: []byte("k2"), Value: []byte("{not json")},
-		&kgo.Record{Topic: raw, Key: []byte("k3"), Value: []byte(`{"schemaVersion":99,"messageId":"m3"}`)},
-	)
+	garbage := &kgo.Record{Topic: raw, Key: []byte("k2"), Value: []byte("{not json")}
+	future := &kgo.Record{Topic: raw, Key: []byte("k3"), Value: []byte(`{"schemaVersion":99,"messageId":"m3"}`)}
+	testenv.Produce(t, ctx, brokers, &kgo.Record{Topic: raw, Partition: 0, Key: []byte("anon-raw-1"), Value: good}, garbage, future)
 
 	clean := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 1)
 	c, err := event.DecodeClean(clean[0].Value)
@@ -105,6 +104,7 @@ func TestCleanAndDeadLetter(t *testing.T) {
 		t.Errorf("clean record leaks a raw identifier: %s", clean[0].Value)
 	}
 
+	// Each dead letter points at its record (dlqtest.Check fetches it).
 	dead := testenv.ReadTopic(t, ctx, brokers, cfg.Topics.DLQ.Name, 2)
 	reasons := map[string]string{}
 	for _, r := range dead {
@@ -112,12 +112,13 @@ func TestCleanAndDeadLetter(t *testing.T) {
 			kafkax.Header(r, kafkax.HeaderTopic) != raw {
 			t.Errorf("dead letter headers %+v", r.Headers)
 		}
-		reasons[string(r.Value)] = kafkax.Header(r, kafkax.HeaderError)
+		src := dlqtest.Check(t, ctx, brokers, r, []string{"anon-raw-1"})
+		reasons[string(src.Value)] = kafkax.Header(r, kafkax.HeaderError)
 	}
-	if e := reasons["{not json"]; !strings.Contains(e, "invalid JSON") {
+	if e := reasons[string(garbage.Value)]; !strings.Contains(e, "invalid JSON") {
 		t.Errorf("garbage record's reason = %q", e)
 	}
-	if e := reasons[`{"schemaVersion":99,"messageId":"m3"}`]; !strings.Contains(e, "schemaVersion: unsupported version 99") {
+	if e := reasons[string(future.Value)]; !strings.Contains(e, "schemaVersion: unsupported version (this build reads 1)") {
 		t.Errorf("future-version record's reason = %q", e)
 	}
 

@@ -45,9 +45,9 @@ type TimeBounds struct {
 func (b TimeBounds) Check(field string, t, receivedAt time.Time) error {
 	switch age := receivedAt.Sub(t); {
 	case b.MaxAge > 0 && age > b.MaxAge:
-		return outOfBounds{&FieldError{field, fmt.Sprintf("corrected for the device's clock it is %s older than its receipt, more than the %s allowed (max_event_age)", age.Round(time.Second), b.MaxAge)}}
+		return outOfBounds{&FieldError{Field: field, Msg: fmt.Sprintf("corrected for the device's clock it is %s older than its receipt, more than the %s allowed (max_event_age)", age.Round(time.Second), b.MaxAge)}}
 	case -age > b.MaxFuture:
-		return outOfBounds{&FieldError{field, fmt.Sprintf("corrected for the device's clock it is %s after its receipt, more than the %s allowed (max_future_skew)", (-age).Round(time.Second), b.MaxFuture)}}
+		return outOfBounds{&FieldError{Field: field, Msg: fmt.Sprintf("corrected for the device's clock it is %s after its receipt, more than the %s allowed (max_future_skew)", (-age).Round(time.Second), b.MaxFuture)}}
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ func (e *Event) CorrectClock(batchSentAt, receivedAt time.Time, bounds TimeBound
 	}
 	t := CorrectTimestamp(device, sentAt, receivedAt).UTC()
 	if !InRange(t) {
-		return &FieldError{"timestamp", fmt.Sprintf("corrected for the device's clock (sentAt %s) it falls outside %d to %d", sentAt.Format(time.RFC3339), MinTime.Year(), MaxTime.Year()-1)}
+		return &FieldError{Field: "timestamp", Msg: fmt.Sprintf("corrected for the device's clock (sentAt %s) it falls outside %d to %d", sentAt.Format(time.RFC3339), MinTime.Year(), MaxTime.Year()-1)}
 	}
 	if err := bounds.Check("timestamp", t, receivedAt); err != nil {
 		return err

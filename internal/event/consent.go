@@ -85,15 +85,15 @@ func DecodeConsentUpdate(raw []byte) (ConsentUpdate, error) {
 		return ConsentUpdate{}, err
 	}
 	if u.UserID == "" && u.AnonymousID == "" {
-		return ConsentUpdate{}, &FieldError{"userId", "userId or anonymousId is required"}
+		return ConsentUpdate{}, &FieldError{Field: "userId", Msg: "userId or anonymousId is required"}
 	}
 	for _, f := range []struct{ name, value string }{{"userId", u.UserID}, {"anonymousId", u.AnonymousID}} {
 		if len(f.value) > MaxIDBytes {
-			return ConsentUpdate{}, &FieldError{f.name, fmt.Sprintf("is %d bytes, more than %d", len(f.value), MaxIDBytes)}
+			return ConsentUpdate{}, &FieldError{Field: f.name, Msg: fmt.Sprintf("is %d bytes, more than %d", len(f.value), MaxIDBytes)}
 		}
 	}
 	if u.Purposes == nil {
-		return ConsentUpdate{}, &FieldError{"purposes", fmt.Sprintf("is required: an object of %s to true or false", strings.Join(Purposes, ", "))}
+		return ConsentUpdate{}, &FieldError{Field: "purposes", Msg: fmt.Sprintf("is required: an object of %s to true or false", strings.Join(Purposes, ", "))}
 	}
 	names := make([]string, 0, len(u.Purposes))
 	for name := range u.Purposes {
@@ -102,12 +102,12 @@ func DecodeConsentUpdate(raw []byte) (ConsentUpdate, error) {
 	slices.Sort(names) // report the same unknown purpose every time
 	for _, name := range names {
 		if !slices.Contains(Purposes, name) {
-			return ConsentUpdate{}, &FieldError{"purposes." + name, fmt.Sprintf("unknown purpose (want %s)", strings.Join(Purposes, ", "))}
+			return ConsentUpdate{}, &FieldError{Field: "purposes." + name, Msg: fmt.Sprintf("unknown purpose (want %s)", strings.Join(Purposes, ", "))}
 		}
 	}
 	for _, f := range []struct{ name, value string }{{"timestamp", u.Timestamp}, {"sentAt", u.SentAt}} {
 		if _, err := ParseTime(f.value); err != nil {
-			return ConsentUpdate{}, &FieldError{f.name, err.Error()}
+			return ConsentUpdate{}, timeFieldError(f.name, err)
 		}
 	}
 	return u, nil
@@ -150,13 +150,13 @@ func DecodeConsentState(raw []byte) (ConsentState, error) {
 		return ConsentState{}, err
 	}
 	if s.SchemaVersion != SchemaVersion {
-		return ConsentState{}, &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", s.SchemaVersion, SchemaVersion)}
+		return ConsentState{}, versionError(s.SchemaVersion)
 	}
 	if s.Subject == "" {
-		return ConsentState{}, &FieldError{"subject", "is required"}
+		return ConsentState{}, &FieldError{Field: "subject", Msg: "is required"}
 	}
 	if !InRange(s.UpdatedAt) {
-		return ConsentState{}, &FieldError{"updatedAt", fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
+		return ConsentState{}, &FieldError{Field: "updatedAt", Msg: fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
 	}
 	return s, nil
 }

@@ -20,11 +20,27 @@ var ErrPermanent = errors.New("permanent")
 // FieldError names the field of an event that is wrong.
 type FieldError struct {
 	Field string
-	Msg   string
+	// Msg says what is wrong, and may quote what the field held: it is
+	// for whoever sent it (the collector's answer).
+	Msg string
+	// Redacted is Msg without what the field held, for dead letters,
+	// which must hold nothing of the input; empty when Msg quotes nothing.
+	// Field itself names a field of the schema, never a key of the input's
+	// own (a property name).
+	Redacted string
 }
 
 // Error reads "field: message".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// RedactedError reads "field: message" without what the field held
+// (kafkax.Redacter).
+func (e *FieldError) RedactedError() string {
+	if e.Redacted != "" {
+		return e.Field + ": " + e.Redacted
+	}
+	return e.Error()
+}
 
 // Is makes every FieldError permanent.
 func (e *FieldError) Is(target error) bool { return target == ErrPermanent }
@@ -59,7 +75,8 @@ func (e Event) ofType(typ string) (Event, error) {
 	case e.Type == "":
 		e.Type = typ
 	case e.Type != typ:
-		return Event{}, &FieldError{"type", fmt.Sprintf("is %q but the endpoint takes %q", e.Type, typ)}
+		return Event{}, &FieldError{Field: "type", Msg: fmt.Sprintf("is %q but the endpoint takes %q", e.Type, typ),
+			Redacted: fmt.Sprintf("is not %q, which the endpoint takes", typ)}
 	}
 	return e, e.Validate()
 }
@@ -68,37 +85,38 @@ func (e Event) ofType(typ string) (Event, error) {
 func (e *Event) Validate() error {
 	switch e.Type {
 	case "":
-		return &FieldError{"type", "is required"}
+		return &FieldError{Field: "type", Msg: "is required"}
 	case "track":
 		if strings.TrimSpace(e.Event) == "" {
-			return &FieldError{"event", "is required for track"}
+			return &FieldError{Field: "event", Msg: "is required for track"}
 		}
 	case "group":
 		if e.GroupID == "" {
-			return &FieldError{"groupId", "is required for group"}
+			return &FieldError{Field: "groupId", Msg: "is required for group"}
 		}
 	case "alias":
 		if e.PreviousID == "" {
-			return &FieldError{"previousId", "is required for alias"}
+			return &FieldError{Field: "previousId", Msg: "is required for alias"}
 		}
 		if e.UserID == "" {
-			return &FieldError{"userId", "is required for alias"}
+			return &FieldError{Field: "userId", Msg: "is required for alias"}
 		}
 	case "identify", "page", "screen":
 	default:
-		return &FieldError{"type", fmt.Sprintf("unknown type %q (want one of %s)", e.Type, strings.Join(Types, ", "))}
+		want := strings.Join(Types, ", ")
+		return &FieldError{Field: "type", Msg: fmt.Sprintf("unknown type %q (want one of %s)", e.Type, want), Redacted: "unknown type (want one of " + want + ")"}
 	}
 	for _, f := range []struct{ name, value string }{{"timestamp", e.Timestamp}, {"originalTimestamp", e.OriginalTimestamp}, {"sentAt", e.SentAt}} {
 		if _, err := ParseTime(f.value); err != nil {
-			return &FieldError{f.name, err.Error()}
+			return timeFieldError(f.name, err)
 		}
 	}
 	if e.UserID == "" && e.AnonymousID == "" {
-		return &FieldError{"userId", "userId or anonymousId is required"}
+		return &FieldError{Field: "userId", Msg: "userId or anonymousId is required"}
 	}
 	for _, f := range []struct{ name, value string }{{"userId", e.UserID}, {"anonymousId", e.AnonymousID}, {"groupId", e.GroupID}, {"previousId", e.PreviousID}, {"messageId", e.MessageID}} {
 		if len(f.value) > MaxIDBytes {
-			return &FieldError{f.name, fmt.Sprintf("is %d bytes, more than %d", len(f.value), MaxIDBytes)}
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("is %d bytes, more than %d", len(f.value), MaxIDBytes)}
 		}
 	}
 	for _, f := range []struct {
@@ -106,7 +124,7 @@ func (e *Event) Validate() error {
 		raw  json.RawMessage
 	}{{"context", e.Context}, {"properties", e.Properties}, {"traits", e.Traits}, {"integrations", e.Integrations}} {
 		if len(f.raw) > 0 && !isObjectOrNull(f.raw) {
-			return &FieldError{f.name, "must be an object"}
+			return &FieldError{Field: f.name, Msg: "must be an object"}
 		}
 	}
 	return nil
@@ -127,14 +145,14 @@ func DecodeEnvelope(raw []byte) (Envelope, error) {
 // Validate checks a decoded envelope as DecodeEnvelope does.
 func (env *Envelope) Validate() error {
 	if env.SchemaVersion != SchemaVersion {
-		return &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", env.SchemaVersion, SchemaVersion)}
+		return versionError(env.SchemaVersion)
 	}
 	if env.MessageID == "" {
-		return &FieldError{"messageId", "is required"}
+		return &FieldError{Field: "messageId", Msg: "is required"}
 	}
 	if !InRange(env.ReceivedAt) {
 		// Events without a timestamp are judged at receivedAt.
-		return &FieldError{"receivedAt", fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
+		return &FieldError{Field: "receivedAt", Msg: fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)}
 	}
 	if err := env.Event.Validate(); err != nil {
 		var fe *FieldError
@@ -153,20 +171,21 @@ func DecodeClean(raw []byte) (Clean, error) {
 		return Clean{}, err
 	}
 	if c.SchemaVersion != SchemaVersion {
-		return Clean{}, &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", c.SchemaVersion, SchemaVersion)}
+		return Clean{}, versionError(c.SchemaVersion)
 	}
 	if c.MessageID == "" {
-		return Clean{}, &FieldError{"messageId", "is required"}
+		return Clean{}, &FieldError{Field: "messageId", Msg: "is required"}
 	}
 	if c.Subject == "" {
-		return Clean{}, &FieldError{"subject", "is required"}
+		return Clean{}, &FieldError{Field: "subject", Msg: "is required"}
 	}
 	for _, f := range []struct {
 		name string
 		t    time.Time
 	}{{"timestamp", c.Timestamp}, {"receivedAt", c.ReceivedAt}} {
 		if !InRange(f.t) {
-			return Clean{}, &FieldError{f.name, fmt.Sprintf("must be between %d and %d, got %s", MinTime.Year(), MaxTime.Year()-1, f.t.Format(time.RFC3339))}
+			bounds := fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)
+			return Clean{}, &FieldError{Field: f.name, Msg: bounds + ", got " + f.t.Format(time.RFC3339), Redacted: bounds}
 		}
 	}
 	return c, nil
@@ -182,13 +201,19 @@ func strictUnmarshal(raw []byte, v any, timeFields string) error {
 	if err := jsonv1.Unmarshal(raw, v); err != nil {
 		var typeErr *jsonv1.UnmarshalTypeError
 		var syntaxErr *jsonv1.SyntaxError
+		// The decoder's words quote the input (a number sent, a character,
+		// the time it could not parse): Redacted keeps its kind only.
 		switch {
 		case errors.As(err, &typeErr) && typeErr.Field != "":
-			return &FieldError{typeErr.Field, fmt.Sprintf("must be a %s, got %s", typeErr.Type, typeErr.Value)}
-		case errors.As(err, &syntaxErr) || timeFields == "":
-			return &FieldError{"(body)", fmt.Sprintf("invalid JSON: %v", err)}
+			kind, _, _ := strings.Cut(typeErr.Value, " ") // "number 1e999"
+			return &FieldError{Field: typeErr.Field, Msg: fmt.Sprintf("must be a %s, got %s", typeErr.Type, typeErr.Value),
+				Redacted: fmt.Sprintf("must be a %s, got a %s", typeErr.Type, kind)}
+		case errors.As(err, &syntaxErr):
+			return &FieldError{Field: "(body)", Msg: fmt.Sprintf("invalid JSON: %v", err), Redacted: fmt.Sprintf("invalid JSON (at byte %d)", syntaxErr.Offset)}
+		case timeFields == "":
+			return &FieldError{Field: "(body)", Msg: fmt.Sprintf("invalid JSON: %v", err), Redacted: "invalid JSON"}
 		default:
-			return &FieldError{timeFields, fmt.Sprintf("must be an RFC 3339 time: %v", err)}
+			return &FieldError{Field: timeFields, Msg: fmt.Sprintf("must be an RFC 3339 time: %v", err), Redacted: "must be an RFC 3339 time"}
 		}
 	}
 	return nil
@@ -216,16 +241,41 @@ func ParseTime(s string) (time.Time, error) {
 	if !ok {
 		var err error
 		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return time.Time{}, fmt.Errorf("must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z, got %q", s)
+			const msg = "must be an ISO 8601 time such as 2026-01-02T15:04:05.000Z"
+			return time.Time{}, &timeError{msg: fmt.Sprintf("%s, got %q", msg, s), redacted: msg}
 		}
 	}
 	if t.IsZero() {
 		return time.Time{}, nil
 	}
 	if !InRange(t) {
-		return time.Time{}, fmt.Errorf("must be between %d and %d, got %q", MinTime.Year(), MaxTime.Year()-1, s)
+		msg := fmt.Sprintf("must be between %d and %d", MinTime.Year(), MaxTime.Year()-1)
+		return time.Time{}, &timeError{msg: fmt.Sprintf("%s, got %q", msg, s), redacted: msg}
 	}
 	return t, nil
+}
+
+// timeError is ParseTime's error: msg quotes the text, redacted does not.
+type timeError struct{ msg, redacted string }
+
+func (e *timeError) Error() string { return e.msg }
+
+// RedactedError is the error without the text (kafkax.Redacter).
+func (e *timeError) RedactedError() string { return e.redacted }
+
+// timeFieldError is field's ParseTime error.
+func timeFieldError(field string, err error) *FieldError {
+	fe := &FieldError{Field: field, Msg: err.Error()}
+	if te, ok := err.(*timeError); ok {
+		fe.Redacted = te.redacted
+	}
+	return fe
+}
+
+// versionError refuses a schema version this build does not read.
+func versionError(v int) *FieldError {
+	return &FieldError{Field: "schemaVersion", Msg: fmt.Sprintf("unsupported version %d (this build reads %d)", v, SchemaVersion),
+		Redacted: fmt.Sprintf("unsupported version (this build reads %d)", SchemaVersion)}
 }
 
 func isObjectOrNull(raw json.RawMessage) bool {

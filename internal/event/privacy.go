@@ -69,13 +69,15 @@ func DecodeErasureRecord(raw []byte) (ErasureRecord, error) {
 	}
 	switch {
 	case r.RequestID == "":
-		return ErasureRecord{}, &FieldError{"requestId", "is required"}
+		return ErasureRecord{}, &FieldError{Field: "requestId", Msg: "is required"}
 	case r.SubjectKind != SubjectUserID && r.SubjectKind != SubjectAnonymousID && r.SubjectKind != SubjectPreviousID:
-		return ErasureRecord{}, &FieldError{"subjectKind", fmt.Sprintf("must be %s, %s or %s, got %q", SubjectUserID, SubjectAnonymousID, SubjectPreviousID, r.SubjectKind)}
+		want := fmt.Sprintf("must be %s, %s or %s", SubjectUserID, SubjectAnonymousID, SubjectPreviousID)
+		return ErasureRecord{}, &FieldError{Field: "subjectKind", Msg: fmt.Sprintf("%s, got %q", want, r.SubjectKind), Redacted: want}
 	case !slices.Contains(ErasureReasons, r.Reason) && r.Reason != ReasonLinkedToErased:
-		return ErasureRecord{}, &FieldError{"reason", fmt.Sprintf("must be one of %s, %s, got %q", strings.Join(ErasureReasons, ", "), ReasonLinkedToErased, r.Reason)}
+		want := fmt.Sprintf("must be one of %s, %s", strings.Join(ErasureReasons, ", "), ReasonLinkedToErased)
+		return ErasureRecord{}, &FieldError{Field: "reason", Msg: fmt.Sprintf("%s, got %q", want, r.Reason), Redacted: want}
 	case !InRange(r.RequestedAt):
-		return ErasureRecord{}, &FieldError{"requestedAt", "is required"}
+		return ErasureRecord{}, &FieldError{Field: "requestedAt", Msg: "is required"}
 	}
 	return r, nil
 }
@@ -107,7 +109,7 @@ func DecodeIdentityLink(raw []byte) (IdentityLink, error) {
 		return IdentityLink{}, err
 	}
 	if l.UserID == "" {
-		return IdentityLink{}, &FieldError{"userId", "is required"}
+		return IdentityLink{}, &FieldError{Field: "userId", Msg: "is required"}
 	}
 	return l, nil
 }
@@ -144,13 +146,13 @@ func DecodeErasureNotice(raw []byte) (ErasureNotice, error) {
 	}
 	switch {
 	case n.RequestID == "":
-		return ErasureNotice{}, &FieldError{"requestId", "is required"}
+		return ErasureNotice{}, &FieldError{Field: "requestId", Msg: "is required"}
 	case len(n.Users)+len(n.AnonymousIDs) == 0:
-		return ErasureNotice{}, &FieldError{"users", "users or anonymousIds must hold a pseudonym"}
+		return ErasureNotice{}, &FieldError{Field: "users", Msg: "users or anonymousIds must hold a pseudonym"}
 	case slices.Contains(n.Users, "") || slices.Contains(n.AnonymousIDs, ""):
-		return ErasureNotice{}, &FieldError{"users", "must not hold an empty pseudonym"}
+		return ErasureNotice{}, &FieldError{Field: "users", Msg: "must not hold an empty pseudonym"}
 	case !InRange(n.RequestedAt):
-		return ErasureNotice{}, &FieldError{"requestedAt", "is required"}
+		return ErasureNotice{}, &FieldError{Field: "requestedAt", Msg: "is required"}
 	}
 	return n, nil
 }
@@ -235,22 +237,23 @@ func DecodeReceipt(raw []byte) (Receipt, error) {
 	}
 	switch {
 	case r.RequestID == "":
-		return Receipt{}, &FieldError{"requestId", "is required"}
+		return Receipt{}, &FieldError{Field: "requestId", Msg: "is required"}
 	case r.Kind != ReceiptErasure && r.Kind != ReceiptExport:
-		return Receipt{}, &FieldError{"kind", fmt.Sprintf("must be %s or %s, got %q", ReceiptErasure, ReceiptExport, r.Kind)}
+		want := fmt.Sprintf("must be %s or %s", ReceiptErasure, ReceiptExport)
+		return Receipt{}, &FieldError{Field: "kind", Msg: fmt.Sprintf("%s, got %q", want, r.Kind), Redacted: want}
 	case r.Stage == "":
-		return Receipt{}, &FieldError{"stage", "is required"}
+		return Receipt{}, &FieldError{Field: "stage", Msg: "is required"}
 	case r.Status == "":
-		return Receipt{}, &FieldError{"status", "is required"}
+		return Receipt{}, &FieldError{Field: "status", Msg: "is required"}
 	case !InRange(r.At):
-		return Receipt{}, &FieldError{"at", "is required"}
+		return Receipt{}, &FieldError{Field: "at", Msg: "is required"}
 	}
 	return r, nil
 }
 
 func checkVersion(v int) error {
 	if v != SchemaVersion {
-		return &FieldError{"schemaVersion", fmt.Sprintf("unsupported version %d (this build reads %d)", v, SchemaVersion)}
+		return versionError(v)
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ type Shape struct {
 // that follows does.
 func (s Shape) Check(raw []byte) error {
 	if !utf8.Valid(raw) {
-		return &FieldError{"(body)", "is not valid UTF-8"}
+		return &FieldError{Field: "(body)", Msg: "is not valid UTF-8"}
 	}
 	depth, keys := 0, 0
 	inString, escaped := false, false
@@ -42,14 +42,14 @@ func (s Shape) Check(raw []byte) error {
 		case '{', '[':
 			depth++
 			if depth > s.MaxDepth {
-				return &FieldError{"(body)", fmt.Sprintf("nests deeper than %d levels", s.MaxDepth)}
+				return &FieldError{Field: "(body)", Msg: fmt.Sprintf("nests deeper than %d levels", s.MaxDepth)}
 			}
 		case '}', ']':
 			depth--
 		case ':':
 			keys++
 			if keys > s.MaxKeys {
-				return &FieldError{"(body)", fmt.Sprintf("has more than %d keys", s.MaxKeys)}
+				return &FieldError{Field: "(body)", Msg: fmt.Sprintf("has more than %d keys", s.MaxKeys)}
 			}
 		}
 	}

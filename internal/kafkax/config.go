@@ -1,5 +1,7 @@
 // Package kafkax builds franz-go clients from config (brokers, TLS, SASL,
-// kprom metrics) and creates or checks the topics a service uses.
+// kprom metrics), creates or checks the topics a service uses, and makes
+// dead letters: pointers to the records a stage refused, which hold
+// nothing of them (DeadLetter).
 //
 // Metrics: every client registers franz-go's kprom metrics under the
 // service's namespace (collector_, enricher_, sink_) in the service's own

@@ -93,23 +93,3 @@ func wantConfig(t *testing.T, adm *kadm.Client, topic, key, want string) {
 	}
 	t.Errorf("%s has no config %s", topic, key)
 }
-
-func TestDeadLetterKeepsRecordAndSaysWhy(t *testing.T) {
-	src := &kgo.Record{Topic: "events.raw.cn", Partition: 2, Offset: 41, Key: []byte("k"), Value: []byte("{bad"),
-		Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}}
-	dl := DeadLetter(src, "events.dlq", "enricher", "invalid_envelope", io.ErrUnexpectedEOF)
-	if dl.Topic != "events.dlq" || string(dl.Key) != "k" || string(dl.Value) != "{bad" {
-		t.Fatalf("dead letter = %+v", dl)
-	}
-	for key, want := range map[string]string{
-		"trace": "t1", HeaderReason: "invalid_envelope", HeaderStage: "enricher", HeaderError: "unexpected EOF",
-		HeaderTopic: "events.raw.cn", HeaderPartition: "2", HeaderOffset: "41",
-	} {
-		if got := Header(dl, key); got != want {
-			t.Errorf("header %s = %q, want %q", key, got, want)
-		}
-	}
-	if len(src.Headers) != 1 {
-		t.Error("DeadLetter changed the source record's headers")
-	}
-}

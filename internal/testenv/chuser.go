@@ -137,8 +137,10 @@ func repoRoot() (string, error) {
 
 // usersXML is a shipped users file (file, whose user and profile are named
 // role) for user name with the password and databases given: the user and
-// its profile renamed, the hash and the database list replaced, the rest
-// (read-only or not, loopback networks, the default quota) as shipped.
+// its profile renamed, the hash filled in where the file has its variable
+// (${..._PASSWORD_SHA256}, as deployments/clickhouse/render.sh does), the
+// database list replaced, the rest (read-only or not, loopback networks,
+// the default quota) as shipped.
 func usersXML(file, shipped, role, name, password string, databases []string) (string, error) {
 	for _, db := range append([]string{name}, databases...) {
 		if err := chx.ValidateIdentifier("name", db); err != nil {
@@ -159,7 +161,7 @@ func usersXML(file, shipped, role, name, password string, databases []string) (s
 		// The profile's name and the user's, and the user's profile.
 		{regexp.MustCompile(`<(/?)` + role + `>`), "<${1}" + name + ">", 4},
 		{regexp.MustCompile(`<profile>` + role + `</profile>`), "<profile>" + name + "</profile>", 1},
-		{regexp.MustCompile(`<password_sha256_hex>[0-9a-fA-F]*</password_sha256_hex>`),
+		{regexp.MustCompile(`<password_sha256_hex>\$\{[A-Z_]+_PASSWORD_SHA256\}</password_sha256_hex>`),
 			"<password_sha256_hex>" + hex.EncodeToString(sum[:]) + "</password_sha256_hex>", 1},
 		{regexp.MustCompile(`(?s)<allow_databases>.*?\n(\s*)</allow_databases>`),
 			"<allow_databases>" + list.String() + "\n${1}</allow_databases>", 1},

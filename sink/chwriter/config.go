@@ -67,7 +67,13 @@ type Audit struct {
 // Topics the sink reads and writes.
 type Topics struct {
 	Clean kafkax.TopicSpec `mapstructure:"clean"`
-	DLQ   kafkax.TopicSpec `mapstructure:"dlq"`
+	// DLQ receives the dead letters of what this sink could not load or
+	// act on (clean records, erasure notices, receipts): pointers to the
+	// records, never copies (kafkax.DeadLetter). One per destination
+	// (events.dlq.<region or destination>), so each destination's
+	// operators see their own; kept a day, a record's pointer being of use
+	// only while its record is retained.
+	DLQ kafkax.TopicSpec `mapstructure:"dlq"`
 	// Erasures are the erasure notices for this destination
 	// (privacy.erasures.<region or destination>), written by the enricher.
 	Erasures kafkax.TopicSpec `mapstructure:"erasures"`
@@ -97,7 +103,7 @@ func Default() Config {
 		Database:   "analytics_cn",
 		Topics: Topics{
 			Clean: kafkax.TopicSpec{Name: "events.clean.cn", Retention: 7 * 24 * time.Hour},
-			DLQ:   kafkax.TopicSpec{Name: "events.dlq", Partitions: 1, Retention: 14 * 24 * time.Hour},
+			DLQ:   kafkax.TopicSpec{Name: "events.dlq.cn", Partitions: 1, Retention: 24 * time.Hour},
 			// Kept forever: a restored backup is cleaned by replaying it.
 			Erasures: kafkax.TopicSpec{Name: "privacy.erasures.cn", Retention: -1},
 			Receipts: kafkax.TopicSpec{Name: "privacy.receipts", CleanupPolicy: "compact"},

@@ -151,8 +151,8 @@ func TestShippedConfig(t *testing.T) {
 }
 
 // TestShippedExportConfig: the export destination's sink differs from the
-// in-region one only in what it loads, where, its admin port, and that the
-// home region's sink loads the audit.
+// in-region one only in what it loads, where, its admin port, its
+// dead-letter topic, and that the home region's sink loads the audit.
 func TestShippedExportConfig(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	cfg := configtest.MustLoad(t, load, "../../configs/sink-intl.yaml")
@@ -162,7 +162,14 @@ func TestShippedExportConfig(t *testing.T) {
 		t.Errorf("sink-intl.yaml loads %q into %q as %q on %q, erasures from %q, audit %v (in-region %v)", cfg.Topics.Clean.Name, cfg.Database, cfg.GroupID,
 			cfg.Admin.Listen, cfg.Topics.Erasures.Name, cfg.Audit.Enabled, inRegion.Audit.Enabled)
 	}
+	// Each destination's dead letters go to a topic of its own, kept a day.
+	for _, c := range []chwriter.Config{inRegion, cfg} {
+		if dlq := c.Topics.DLQ; dlq.Name != "events.dlq."+c.Region || dlq.Retention != 24*time.Hour {
+			t.Errorf("%s sink: dead letters to %q kept %v, want events.dlq.%s kept 24h", c.Region, dlq.Name, dlq.Retention, c.Region)
+		}
+	}
 	cfg.Region, cfg.Admin, cfg.GroupID, cfg.Database, cfg.Topics.Clean.Name = inRegion.Region, inRegion.Admin, inRegion.GroupID, inRegion.Database, inRegion.Topics.Clean.Name
+	cfg.Topics.DLQ.Name = inRegion.Topics.DLQ.Name
 	cfg.Topics.Erasures.Name, cfg.Audit = inRegion.Topics.Erasures.Name, inRegion.Audit
 	if !reflect.DeepEqual(cfg, inRegion) {
 		t.Errorf("sink-intl.yaml differs from sink.yaml beyond destination and port:\n%+v\n%+v", cfg, inRegion)

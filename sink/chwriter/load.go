@@ -1,6 +1,7 @@
 package chwriter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,6 +93,32 @@ func classify(err error, n int, f features) (outcome, string) {
 	return retryLater, kindServer
 }
 
+// refusal is ClickHouse's refusal of a row for its content. ClickHouse's
+// message quotes the value it could not take ("Cannot parse string
+// '...' as UInt32"), so only the exception's code and name go further
+// than the error itself: to the dead letter and the log (kafkax.Redacter).
+type refusal struct {
+	err  error
+	code int32
+}
+
+func refusalOf(err error) *refusal {
+	r := &refusal{err: err}
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		r.code = ex.Code
+	}
+	return r
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// RedactedError names the exception, not what the row held.
+func (r *refusal) RedactedError() string {
+	return fmt.Sprintf("ClickHouse refused the row: code %d (%s)", r.code, cmp.Or(contentCodes[r.code], "unknown"))
+}
+
 // errorKind tells a refusal by ClickHouse from a failure to reach it.
 func errorKind(err error) string {
 	var ex *clickhouse.Exception
@@ -112,10 +139,10 @@ func (w *Writer) load(ctx context.Context, rows []row) error {
 		return err
 	}
 	if len(rows) == 1 {
-		r := rows[0]
+		r, refusal := rows[0], refusalOf(refused)
 		w.log.Warn("ClickHouse rejected a row; sending it to the dead-letter topic",
-			"partition", r.partition, "offset", r.offset, "message_id", r.clean.MessageID, "err", refused)
-		return w.deadLetter(ctx, reasonRejected, kafkax.DeadLetter(r.rec, w.cfg.Topics.DLQ.Name, stage, reasonRejected, refused))
+			"partition", r.partition, "offset", r.offset, "err", refusal.RedactedError())
+		return w.deadLetter(ctx, reasonRejected, kafkax.DeadLetter(r.rec, w.cfg.Topics.DLQ.Name, stage, reasonRejected, refusal))
 	}
 	half := len(rows) / 2
 	if err := w.load(ctx, rows[:half]); err != nil {

@@ -604,7 +604,9 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 		return []string{}, []string{}, nil
 	}
 	notObject := func(err error) error {
-		return &event.FieldError{Field: "properties", Msg: "must be an object: " + err.Error()}
+		// jsontext's words quote the input (a character, the property's
+		// name in their JSON pointer): the redacted form leaves them out.
+		return &event.FieldError{Field: "properties", Msg: "must be an object: " + err.Error(), Redacted: "must be a JSON object"}
 	}
 	// One pass over the top level with jsontext: decoding into a map
 	// scanned the properties twice and allocated every value.

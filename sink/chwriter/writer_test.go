@@ -19,6 +19,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/kafkax/dlqtest"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
 
@@ -197,7 +198,7 @@ func TestLoadAndDeadLetter(t *testing.T) {
 	}
 
 	dead := testenv.ReadTopic(t, ctx, f.brokers, f.cfg.Topics.DLQ.Name, 1)
-	if string(dead[0].Value) != string(poison.Value) || kafkax.Header(dead[0], kafkax.HeaderStage) != "sink" ||
+	if src := dlqtest.Check(t, ctx, f.brokers, dead[0], nil); string(src.Value) != string(poison.Value) || kafkax.Header(dead[0], kafkax.HeaderStage) != "sink" ||
 		!strings.Contains(kafkax.Header(dead[0], kafkax.HeaderError), "subject: is required") {
 		t.Errorf("dead letter %s headers %+v", dead[0].Value, dead[0].Headers)
 	}
