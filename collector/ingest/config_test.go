@@ -84,10 +84,11 @@ func TestAllKeys(t *testing.T) {
 				InsecureSkipVerify: true,
 			},
 			SASL: kafkax.SASL{
-				Mechanism:    "SCRAM-SHA-512",
-				Username:     "collector",
-				Password:     "kafka-test-password",
-				PasswordFile: "testdata/secrets/kafka-password",
+				Mechanism:      "SCRAM-SHA-512",
+				Username:       "collector",
+				Password:       "kafka-test-password",
+				PasswordFile:   "testdata/secrets/kafka-password",
+				AllowPlaintext: true,
 			},
 		},
 		Topics: ingest.Topics{
@@ -176,6 +177,7 @@ var badConfigs = map[string]configtest.Bad{
 	"kafka-sasl-password-and-file.yaml":        {Keys: []string{"kafka.sasl.password"}},
 	"kafka-sasl-password-file-missing.yaml":    {Keys: []string{"kafka.sasl.password_file"}},
 	"kafka-sasl-unknown-key.yaml":              {Msg: "'kafka.sasl' has invalid keys: passwd"},
+	"kafka-sasl-plain-without-tls.yaml":        {Keys: []string{"kafka.sasl.mechanism"}, Msg: "kafka.sasl.allow_plaintext"},
 	"kafka-tls-ca-missing.yaml":                {Keys: []string{"kafka.tls.ca_file"}},
 	"kafka-tls-cert-without-key.yaml":          {Keys: []string{"kafka.tls.cert_file"}},
 	"topics-raw-cleanup-policy.yaml":           {Keys: []string{"topics.raw.cleanup_policy"}},
