@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/collector/privacyapi"
 	"github.com/consentflow/consentflow/enricher/pipeline"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/testenv"
@@ -27,7 +28,7 @@ type privacyStack struct {
 	log                              *slog.Logger
 	enricher                         obs.Component
 	enricherReg, sinkReg, collectReg *prometheus.Registry
-	// base is the collector's public URL; op calls its admin API.
+	// base is the collector's public URL; op calls its privacy API.
 	base string
 	op   operatorClient
 	conn driver.Conn
@@ -96,7 +97,7 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	ccfg.Admin.Listen, ecfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	ccfg.Admin.Listen, ecfg.Admin.Listen, ccfg.Privacy.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
 	scfg.Erasure.Window, xcfg.Erasure.Window = 500*time.Millisecond, 500*time.Millisecond
 	// Exports read as the shipped read-only user, confined to the region.
@@ -114,19 +115,20 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(*xcfg, reg, log) })
 	st.enricher = startOn(t, ctx, st.enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(*ecfg, reg, log) })
 	collector := startOn(t, ctx, st.collectReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(*ccfg, reg, log) }).(*ingest.Server)
-	admin := obs.NewAdmin(ccfg.Admin, st.collectReg, log, map[string]obs.Check{"kafka": collector.Ready})
-	for pattern, h := range collector.AdminRoutes() {
-		admin.Handle(pattern, h)
-	}
-	if err := admin.Start(ctx); err != nil {
+	// The privacy API on its own listener, as the collector's main wires it.
+	privacy, err := privacyapi.New(ccfg.Privacy, collector.AdminRoutes(), log)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
+	if err := privacy.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = privacy.Shutdown(context.Background()) })
 	token, err := os.ReadFile("../configs/dev-operator.token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.op = operatorClient{base: "http://" + admin.Addr(), token: string(bytes.TrimSpace(token))}
+	st.op = operatorClient{base: "http://" + privacy.Addr(), token: string(bytes.TrimSpace(token))}
 	st.base = "http://" + collector.Addr()
 	st.conn = testenv.ClickHouseDB(t, chAddr, rc.database)
 	return st

@@ -182,5 +182,10 @@ func TestShutdownWithoutStart(t *testing.T) {
 }
 
 func TestRegistryLints(t *testing.T) {
-	testenv.LintMetrics(t, NewRegistry())
+	reg := NewRegistry()
+	admin := NewAdmin(config.Admin{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)), map[string]Check{
+		"kafka": func(context.Context) error { return nil },
+	})
+	reg.MustRegister(admin.ReadinessGauge("test"))
+	testenv.LintMetrics(t, reg)
 }
