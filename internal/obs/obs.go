@@ -232,12 +232,14 @@ func (r *readiness) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Handle adds a route to the admin server, such as the collector's privacy
-// API, with a net/http ServeMux pattern ("POST /v1/privacy/erasures"). Call
-// it before Start; like ServeMux.Handle it panics on a pattern that is
-// invalid or already registered (/metrics, /healthz and /readyz are).
-// Routes added here share the admin listener and its timeouts, and are not
-// gated by /readyz.
+// Handle adds a route to the admin server, such as the enricher's
+// catalogue violations, with a net/http ServeMux pattern ("GET
+// /catalogue/violations"). Call it before Start; like ServeMux.Handle it
+// panics on a pattern that is invalid or already registered (/metrics,
+// /healthz and /readyz are). Routes added here share the admin listener
+// and its timeouts, are not gated by /readyz, and are reached by whoever
+// reaches /metrics: nothing that needs a secret or returns personal data
+// belongs here (the collector's privacy API has its own listener).
 func (a *Admin) Handle(pattern string, h http.Handler) {
 	a.mux.Handle(pattern, h)
 }
