@@ -3,12 +3,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/collector/privacyapi"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/obs"
 )
@@ -25,19 +30,40 @@ func main() {
 	log := obs.NewLogger(cfg.Log, "collector", os.Stderr)
 	config.WarnDevMode(log, &cfg)
 	reg := obs.NewRegistry()
-	srv, err := ingest.New(cfg, reg, log)
+	c, err := build(cfg, reg, log)
 	if err != nil {
 		log.Error("build collector", "err", err)
 		os.Exit(1)
 	}
-	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": srv.Ready})
-	reg.MustRegister(admin.ReadinessGauge("collector"))
-	// The privacy admin API listens on the admin port, never the public one.
-	for pattern, h := range srv.AdminRoutes() {
-		admin.Handle(pattern, h)
-	}
-	if err := obs.Run(log, admin, srv, 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second, srv.Done()); err != nil {
+	// The privacy API starts after the ingest server, whose state its
+	// handlers use, and stops before it.
+	if err := obs.Run(log, c.admin, obs.Sequence(c.ingest, c.privacy), 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second,
+		obs.FirstDone(c.ingest.Done(), c.privacy.Done())); err != nil {
 		log.Error("collector failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// collector is the process's parts: the public ingest server, the privacy
+// API on its own listener, and the admin server (/metrics, /healthz,
+// /readyz), which never carries the privacy API.
+type collector struct {
+	ingest  *ingest.Server
+	privacy *privacyapi.Server
+	admin   *obs.Admin
+}
+
+func build(cfg ingest.Config, reg *prometheus.Registry, log *slog.Logger) (*collector, error) {
+	srv, err := ingest.New(cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	papi, err := privacyapi.New(cfg.Privacy, srv.AdminRoutes(), log)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return nil, err
+	}
+	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": srv.Ready})
+	reg.MustRegister(admin.ReadinessGauge("collector"))
+	return &collector{ingest: srv, privacy: papi, admin: admin}, nil
 }

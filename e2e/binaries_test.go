@@ -128,7 +128,8 @@ func TestBinaries(t *testing.T) {
 }
 
 // TestBinaryRejectsBadConfig checks a bad value fails start-up with exit code
-// 2 and an error naming the key, before anything is dialled.
+// 2 and an error naming the key, before anything is dialled: among them the
+// privacy API on the network without TLS, and a Kafka password in clear.
 func TestBinaryRejectsBadConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds a binary")
@@ -137,27 +138,38 @@ func TestBinaryRejectsBadConfig(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin+"/", "../collector").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin+"/collector", "--config", "../configs/collector.yaml")
-	cmd.Env = append(os.Environ(), "COLLECTOR_HTTP_PRODUCE_TIMEOUT=0s", "COLLECTOR_KAFKA_SASL_MECHANISM=GSSAPI")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
-		t.Fatalf("exit: %v, want code 2; stderr: %s", err, stderr.String())
-	}
-	for _, want := range []string{"http.produce_timeout", "kafka.sasl.mechanism"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr does not name %s: %s", want, stderr.String())
+	for _, tc := range []struct {
+		env  []string
+		keys []string
+	}{
+		{[]string{"COLLECTOR_HTTP_PRODUCE_TIMEOUT=0s", "COLLECTOR_KAFKA_SASL_MECHANISM=GSSAPI"}, []string{"http.produce_timeout", "kafka.sasl.mechanism"}},
+		{[]string{"COLLECTOR_PRIVACY_LISTEN=0.0.0.0:9105"}, []string{"privacy.listen", "privacy.tls.cert_file"}},
+		{[]string{"COLLECTOR_KAFKA_SASL_MECHANISM=PLAIN", "COLLECTOR_KAFKA_SASL_USERNAME=collector", "COLLECTOR_KAFKA_SASL_PASSWORD=kafka-password"},
+			[]string{"kafka.sasl.mechanism", "kafka.sasl.allow_plaintext"}},
+	} {
+		cmd := exec.Command(bin+"/collector", "--config", "../configs/collector.yaml")
+		cmd.Env = append(os.Environ(), tc.env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
+			t.Errorf("%v: exit: %v, want code 2; stderr: %s", tc.env, err, stderr.String())
+			continue
+		}
+		for _, want := range tc.keys {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("%v: stderr does not name %s: %s", tc.env, want, stderr.String())
+			}
 		}
 	}
 
 	// A valid config with the repository's demo write keys and no dev_mode
 	// (the image's default, for one) fails the same way.
-	cmd = exec.Command(bin+"/collector", "--config", "../configs/collector.yaml")
+	cmd := exec.Command(bin+"/collector", "--config", "../configs/collector.yaml")
 	cmd.Env = append(os.Environ(), "COLLECTOR_DEV_MODE=false")
-	stderr.Reset()
+	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
 		t.Fatalf("exit with the demo write keys: %v, want code 2; stderr: %s", err, stderr.String())
 	}

@@ -157,6 +157,12 @@ func TestCompose(t *testing.T) {
 					t.Errorf("privacy.export.clickhouse.addr %v, want clickhouse:9000", collector.Privacy.Export.ClickHouse.Addr)
 				}
 				checkPublished(t, services["collector"], collector.HTTP.Listen)
+				// The privacy API on its own port, published like the rest
+				// on the host's loopback only.
+				checkPublished(t, services["collector"], collector.Privacy.Listen)
+				if _, adminPort, _ := net.SplitHostPort(collector.Admin.Listen); strings.HasSuffix(collector.Privacy.Listen, ":"+adminPort) {
+					t.Errorf("privacy.listen %q shares the admin port", collector.Privacy.Listen)
+				}
 			},
 		},
 		{
@@ -471,7 +477,8 @@ func dependencies(service string) []string {
 }
 
 // checkPublished fails unless svc publishes listen's port on the same
-// host port (the port Prometheus scrapes and README names).
+// host port (the port Prometheus scrapes and README names), on the host's
+// 127.0.0.1 only.
 func checkPublished(t *testing.T, svc composeService, listen string) {
 	t.Helper()
 	_, port, err := net.SplitHostPort(listen)
@@ -481,6 +488,9 @@ func checkPublished(t *testing.T, svc composeService, listen string) {
 	for _, p := range svc.Ports {
 		parts := strings.Split(strings.TrimSuffix(p, "/tcp"), ":")
 		if len(parts) >= 2 && parts[len(parts)-1] == port && parts[len(parts)-2] == port {
+			if len(parts) != 3 || parts[0] != "127.0.0.1" {
+				t.Errorf("port %s is published as %q: want 127.0.0.1:%s:%s, on the host's loopback only", port, p, port, port)
+			}
 			return
 		}
 	}

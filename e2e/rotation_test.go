@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/collector/privacyapi"
 	"github.com/consentflow/consentflow/enricher/pipeline"
 	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/obs"
@@ -41,7 +42,6 @@ func eraseAcrossRotation(t *testing.T, keepRetired bool) {
 	chAddr := testenv.ClickHouseAddr(t)
 	log := quietLog()
 	ccfg, ecfg, scfg, xcfg := rc.ccfg, rc.ecfg, rc.scfg, rc.xcfg
-	ccfg.Admin.Listen = "127.0.0.1:0"
 	privacyOn(t, &ccfg, chAddr, rc.database)
 	scfg.Erasure.Window, xcfg.Erasure.Window = 500*time.Millisecond, 500*time.Millisecond
 	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(scfg, reg, log) })
@@ -110,9 +110,8 @@ func eraseAcrossRotation(t *testing.T, keepRetired bool) {
 
 	// The erasure, on the rotated collector and enricher.
 	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
-	reg := prometheus.NewRegistry()
-	collector := startOn(t, ctx, reg, func(r prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, r, log) }).(*ingest.Server)
-	op := startPrivacyAPI(t, ctx, &ccfg, reg, collector)
+	collector := startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) }).(*ingest.Server)
+	op := startPrivacyAPI(t, ctx, &ccfg, collector, log)
 	st, _ := op.waitDone(t, ctx, op.erase(t, ctx, map[string]string{"userId": user, "reason": "user_request"}))
 	if st.Status != "done" {
 		t.Fatalf("erasure status %+v", st)
@@ -152,21 +151,22 @@ func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// startPrivacyAPI serves the collector's privacy admin API and returns
-// an operator client of the development operator.
-func startPrivacyAPI(t *testing.T, ctx context.Context, ccfg *ingest.Config, reg *prometheus.Registry, collector *ingest.Server) operatorClient {
+// startPrivacyAPI serves the collector's privacy admin API on its own
+// listener, as the collector's main wires it, and returns an operator
+// client of the development operator.
+func startPrivacyAPI(t *testing.T, ctx context.Context, ccfg *ingest.Config, collector *ingest.Server, log *slog.Logger) operatorClient {
 	t.Helper()
-	admin := obs.NewAdmin(ccfg.Admin, reg, quietLog(), map[string]obs.Check{"kafka": collector.Ready})
-	for pattern, h := range collector.AdminRoutes() {
-		admin.Handle(pattern, h)
-	}
-	if err := admin.Start(ctx); err != nil {
+	privacy, err := privacyapi.New(ccfg.Privacy, collector.AdminRoutes(), log)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
+	if err := privacy.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = privacy.Shutdown(context.Background()) })
 	token, err := os.ReadFile("../configs/dev-operator.token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return operatorClient{base: "http://" + admin.Addr(), token: string(bytes.TrimSpace(token))}
+	return operatorClient{base: "http://" + privacy.Addr(), token: string(bytes.TrimSpace(token))}
 }

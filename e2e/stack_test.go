@@ -24,7 +24,7 @@ type privacyStack struct {
 	log                              *slog.Logger
 	enricher                         obs.Component
 	enricherReg, sinkReg, collectReg *prometheus.Registry
-	// base is the collector's public URL; op calls its admin API.
+	// base is the collector's public URL; op calls its privacy API.
 	base string
 	op   operatorClient
 	conn driver.Conn
@@ -108,7 +108,7 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) { return chwriter.New(*xcfg, reg, log) })
 	st.enricher = startOn(t, ctx, st.enricherReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(*ecfg, reg, log) })
 	collector := startOn(t, ctx, st.collectReg, func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(*ccfg, reg, log) }).(*ingest.Server)
-	st.op = startPrivacyAPI(t, ctx, ccfg, st.collectReg, collector)
+	st.op = startPrivacyAPI(t, ctx, ccfg, collector, log)
 	st.base = "http://" + collector.Addr()
 	st.conn = testenv.ClickHouseDB(t, chAddr, rc.database)
 	return st
@@ -120,6 +120,7 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 func privacyOn(t *testing.T, ccfg *ingest.Config, chAddr, database string) {
 	t.Helper()
 	ccfg.Privacy.Operators = []ingest.Operator{{Name: "dev", TokenFile: "../configs/dev-operator.token"}}
+	ccfg.Privacy.Listen = "127.0.0.1:0"
 	ccfg.Privacy.Export.ClickHouse.Addr, ccfg.Privacy.Export.Database = []string{chAddr}, database
 	testenv.ClickHousePrivacyReader(t, chAddr, database).Apply(&ccfg.Privacy.Export.ClickHouse)
 	abroad := &ccfg.Privacy.Export.Abroad

@@ -44,7 +44,8 @@ export ENRICHER_EXPORT_PSEUDONYM_KEY_FILE=${ENRICHER_EXPORT_PSEUDONYM_KEY_FILE:-
 export COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE=${COLLECTOR_PRIVACY_PSEUDONYM_KEY_FILE:-configs/dev-pseudonym.key}
 export COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE=${COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY_FILE:-configs/dev-export.key}
 # The privacy admin API with the development operator (token in
-# configs/dev-operator.token): the shipped config with it switched on.
+# configs/dev-operator.token): the shipped config with it switched on. It
+# listens on privacy.listen, 127.0.0.1:9105, not on the admin port.
 sed 's|^  operators: \[\]$|  operators: [{name: dev, token_file: configs/dev-operator.token}]|' \
   configs/collector.yaml >"$LOG_DIR/collector.yaml"
 grep -q 'name: dev, token_file' "$LOG_DIR/collector.yaml" || { echo "run: could not switch on the dev operator in $LOG_DIR/collector.yaml" >&2; exit 1; }
@@ -109,7 +110,7 @@ Metrics:         http://127.0.0.1:9101/metrics  (collector)
 Query:           clickhouse-client --query 'SELECT count() FROM analytics_cn.events'
                  clickhouse-client --query 'SELECT count() FROM analytics_intl.events' (cross-border consent only)
 Privacy API:     curl -H "Authorization: Bearer \$(cat configs/dev-operator.token)" \\
-                   http://127.0.0.1:9101/v1/privacy/exports -d '{"userId":"<a userId>"}'
+                   http://127.0.0.1:9105/v1/privacy/exports -d '{"userId":"<a userId>"}'
                  (and /v1/privacy/erasures, /v1/privacy/erasures/<requestId>: see README)
 Logs:            $LOG_DIR/
 Dev mode:        on: the services accept the repository's demo write keys,

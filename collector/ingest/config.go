@@ -31,7 +31,7 @@ type Config struct {
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 	CORS           CORS     `mapstructure:"cors"`
 	Redirect       Redirect `mapstructure:"redirect"`
-	// Privacy configures the privacy admin API on the admin port.
+	// Privacy configures the privacy admin API, on a listener of its own.
 	Privacy Privacy `mapstructure:"privacy"`
 	// ConsentTokens verifies the consent tokens a first-party backend
 	// signs, which let a client source make grants it may not make on its
@@ -46,11 +46,32 @@ type Config struct {
 }
 
 // Privacy configures the privacy admin API (erasures, their status and
-// exports, on the admin listener).
+// exports), served on a listener of its own (collector/privacyapi), never
+// on the public or the admin port.
 type Privacy struct {
+	// Listen is host:port of the privacy API's listener. Any address but a
+	// loopback one (127.0.0.1, ::1, localhost) needs TLS, unless
+	// AllowPlaintext says otherwise. With no operators nothing listens.
+	Listen string `mapstructure:"listen"`
+	// AllowPlaintext lets a non-loopback Listen serve without TLS: only
+	// where something else encrypts the hop, such as a service mesh's
+	// sidecar, or where the port is published on loopback alone (compose).
+	AllowPlaintext bool `mapstructure:"allow_plaintext"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
+	// a request's headers, its whole reading, the writing of its answer and
+	// a keep-alive connection's wait for the next request. All positive;
+	// WriteTimeout must exceed Export.Timeout, or an export's answer could
+	// not be written.
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	// TLS serves the API over TLS (cert_file, key_file) and, with
+	// client_ca_file, asks every client for a certificate that CA signed.
+	TLS config.ServerTLS `mapstructure:"tls"`
 	// Operators may call the privacy admin API, each with a bearer token of
-	// its own. Empty means none may: every request is refused with 401, and
-	// the keys below are not needed.
+	// its own. Empty means none may: the API is off (nothing listens), and
+	// the pseudonym and export keys below are not needed.
 	Operators []Operator `mapstructure:"operators"`
 	// Pseudonym is the in-region keyring, the enricher's `pseudonym`:
 	// receipts and the audit name subjects by pseudonym, and an export
@@ -269,7 +290,12 @@ func Default() Config {
 		},
 		ConsentTokens: consenttoken.Default(),
 		Privacy: Privacy{
-			Pseudonym: keyring.Config{KeyID: "k1"},
+			Listen:            "127.0.0.1:9105",
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      45 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			Pseudonym:         keyring.Config{KeyID: "k1"},
 			Export: PrivacyExport{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Database: "analytics_cn",
 				MaxRows: 100000, Timeout: 30 * time.Second,
 				Abroad: PrivacyAbroad{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Pseudonym: keyring.Config{KeyID: "x1"}}},
@@ -402,9 +428,30 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validate checks the operators and reads their token files.
+// validate checks the listener and the operators, and reads their token
+// files.
 func (p *Privacy) validate() error {
-	var errs []error
+	errs := []error{config.ValidateListen("privacy.listen", p.Listen), p.TLS.Validate("privacy.tls")}
+	if p.Listen != "" && !config.IsLoopback(p.Listen) && !p.TLS.Enabled() && !p.AllowPlaintext {
+		// Bearer tokens and exports of personal data would cross the network in clear.
+		errs = append(errs, config.Invalid("privacy.listen", "%q is not a loopback address, and the privacy API would serve operator tokens and exports in plaintext there: set privacy.tls.cert_file and privacy.tls.key_file, listen on 127.0.0.1, or, where something else encrypts the hop (a mesh sidecar), set privacy.allow_plaintext: true", p.Listen))
+	}
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"privacy.read_header_timeout", p.ReadHeaderTimeout},
+		{"privacy.read_timeout", p.ReadTimeout},
+		{"privacy.write_timeout", p.WriteTimeout},
+		{"privacy.idle_timeout", p.IdleTimeout},
+	} {
+		if f.d <= 0 {
+			errs = append(errs, config.Invalid(f.key, "must be a positive duration such as 10s, got %v", f.d))
+		}
+	}
+	if p.WriteTimeout > 0 && p.Export.Timeout > 0 && p.WriteTimeout <= p.Export.Timeout {
+		errs = append(errs, config.Invalid("privacy.write_timeout", "must be longer than privacy.export.timeout (%v), or an export's answer could not be written", p.Export.Timeout))
+	}
 	names := map[string]bool{}
 	tokens := map[config.Secret]string{} // token -> operator name
 	for i := range p.Operators {

@@ -84,10 +84,11 @@ func TestAllKeys(t *testing.T) {
 				InsecureSkipVerify: true,
 			},
 			SASL: kafkax.SASL{
-				Mechanism:    "SCRAM-SHA-512",
-				Username:     "collector",
-				Password:     "kafka-test-password",
-				PasswordFile: "testdata/secrets/kafka-password",
+				Mechanism:      "SCRAM-SHA-512",
+				Username:       "collector",
+				Password:       "kafka-test-password",
+				PasswordFile:   "testdata/secrets/kafka-password",
+				AllowPlaintext: true,
 			},
 		},
 		Topics: ingest.Topics{
@@ -109,10 +110,14 @@ func TestAllKeys(t *testing.T) {
 		TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"},
 		CORS:           ingest.CORS{AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}},
 		Redirect:       ingest.Redirect{AllowedHosts: []string{"shop.example", "*.shop.example"}},
-		Privacy: ingest.Privacy{Operators: []ingest.Operator{
-			{Name: "dpo", TokenFile: "testdata/secrets/operator-token", Token: config.Secret(strings.Repeat("a", 63) + "1")},
-			{Name: "support", TokenFile: "testdata/secrets/operator-token-2", Token: config.Secret(strings.Repeat("b", 63) + "2")},
-		},
+		Privacy: ingest.Privacy{Listen: "0.0.0.0:9205", AllowPlaintext: true, ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 8 * time.Second,
+			WriteTimeout: 20 * time.Second, IdleTimeout: 30 * time.Second,
+			TLS: config.ServerTLS{CertFile: "../../internal/config/testdata/tls/client.pem", KeyFile: "../../internal/config/testdata/tls/client-key.pem",
+				ClientCAFile: "../../internal/config/testdata/tls/ca.pem"},
+			Operators: []ingest.Operator{
+				{Name: "dpo", TokenFile: "testdata/secrets/operator-token", Token: config.Secret(strings.Repeat("a", 63) + "1")},
+				{Name: "support", TokenFile: "testdata/secrets/operator-token-2", Token: config.Secret(strings.Repeat("b", 63) + "2")},
+			},
 			Pseudonym: keyring.Config{KeyID: "eu-2025_01", Key: "test-only-collector-pseudonym-key-0123456789", KeyFile: "testdata/secrets/pseudonym.key",
 				Next:    keyring.NextKey{KeyID: "eu-2026_01", Key: "test-only-collector-next-pseudonym-key-012345", KeyFile: "testdata/secrets/next.key", From: "2026-01-01T00:00:00Z"},
 				Retired: []keyring.RetiredKey{{KeyID: "eu-2024_01", KeyFile: "testdata/secrets/retired.key", Key: "test-only-retired-pseudonym-key-0123456789abcdef"}}},
@@ -187,6 +192,7 @@ var badConfigs = map[string]configtest.Bad{
 	"kafka-sasl-password-and-file.yaml":        {Keys: []string{"kafka.sasl.password"}},
 	"kafka-sasl-password-file-missing.yaml":    {Keys: []string{"kafka.sasl.password_file"}},
 	"kafka-sasl-unknown-key.yaml":              {Msg: "'kafka.sasl' has invalid keys: passwd"},
+	"kafka-sasl-plain-without-tls.yaml":        {Keys: []string{"kafka.sasl.mechanism"}, Msg: "kafka.sasl.allow_plaintext"},
 	"kafka-tls-ca-missing.yaml":                {Keys: []string{"kafka.tls.ca_file"}},
 	"kafka-tls-cert-without-key.yaml":          {Keys: []string{"kafka.tls.cert_file"}},
 	"topics-raw-cleanup-policy.yaml":           {Keys: []string{"topics.raw.cleanup_policy"}},
@@ -208,6 +214,12 @@ var badConfigs = map[string]configtest.Bad{
 	"log-level.yaml":                           {Keys: []string{"log.level"}},
 	"log-format.yaml":                          {Keys: []string{"log.format"}},
 	"admin-listen.yaml":                        {Keys: []string{"admin.listen"}},
+	"privacy-listen-not-loopback.yaml":         {Keys: []string{"privacy.listen"}, Msg: "privacy.tls.cert_file"},
+	"privacy-listen-every-interface.yaml":      {Keys: []string{"privacy.listen"}, Msg: "not a loopback address"},
+	"privacy-read-timeout-zero.yaml":           {Keys: []string{"privacy.read_timeout"}},
+	"privacy-write-timeout-not-longer.yaml":    {Keys: []string{"privacy.write_timeout"}, Msg: "privacy.export.timeout"},
+	"privacy-tls-key-missing.yaml":             {Keys: []string{"privacy.tls.key_file"}},
+	"privacy-tls-client-ca-without-cert.yaml":  {Keys: []string{"privacy.tls.client_ca_file"}},
 	"trusted-proxy-not-cidr.yaml":              {Keys: []string{"trusted_proxies[1]"}},
 	"unknown-key.yaml":                         {Msg: "has invalid keys: regoin"},
 	"unknown-nested-key.yaml":                  {Msg: "'http' has invalid keys: listen_addr"},
@@ -222,6 +234,11 @@ func TestShippedConfig(t *testing.T) {
 	t.Setenv("COLLECTOR_DEV_MODE", "true") // its demo write keys
 	cfg := configtest.MustLoad(t, load, "../../configs/collector.yaml")
 	def := ingest.Default()
+	// The privacy API listens on loopback only, without TLS.
+	if p := cfg.Privacy; p.Listen != def.Privacy.Listen || !config.IsLoopback(p.Listen) || p.TLS.Enabled() || p.AllowPlaintext ||
+		p.ReadHeaderTimeout != def.Privacy.ReadHeaderTimeout || p.ReadTimeout != def.Privacy.ReadTimeout || p.WriteTimeout != def.Privacy.WriteTimeout || p.IdleTimeout != def.Privacy.IdleTimeout {
+		t.Errorf("shipped privacy listener = %q %+v, want the defaults (%q, loopback)", p.Listen, p, def.Privacy.Listen)
+	}
 	if cfg.Region != "cn" || cfg.Admin != def.Admin || cfg.HTTP != def.HTTP {
 		t.Errorf("shipped region/admin/http = %q %+v %+v, want the defaults %+v %+v", cfg.Region, cfg.Admin, cfg.HTTP, def.Admin, def.HTTP)
 	}

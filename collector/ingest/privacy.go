@@ -1,7 +1,8 @@
 package ingest
 
-// The privacy admin API, on the admin listener only, for operators with a
-// bearer token (privacy.operators):
+// The privacy admin API, on a listener of its own (privacy.listen,
+// collector/privacyapi), for operators with a bearer token
+// (privacy.operators):
 //
 //   - POST /v1/privacy/erasures records an erasure of the subject(s) it
 //     names. For each identifier given (userId, anonymousId) it produces a
@@ -76,8 +77,9 @@ type operator struct {
 }
 
 // AdminRoutes are the privacy admin API's handlers by ServeMux pattern, for
-// the admin server (obs.Admin.Handle). They authenticate operators
-// themselves and must never be served on the public listener.
+// the privacy API's own listener (collector/privacyapi). They authenticate
+// operators themselves and must never be served on the public listener,
+// nor on the admin port that probes and Prometheus reach.
 func (s *Server) AdminRoutes() map[string]http.Handler {
 	return map[string]http.Handler{
 		ErasureRoute:       http.HandlerFunc(s.handleErasure),

@@ -22,7 +22,6 @@ import (
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/keyring"
-	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
@@ -52,11 +51,11 @@ func (b *lockedBuffer) String() string {
 }
 
 // privacyFixture is a collector on its own topics of the real broker, with
-// its admin server carrying the privacy routes.
+// a server carrying the privacy routes.
 type privacyFixture struct {
 	*apiFixture
 	keys  *policy.Keyring // the in-region keys of privacyConfig
-	admin string          // base URL of the admin server
+	admin string          // base URL of the privacy routes' server
 	reg   *prometheus.Registry
 	logs  *lockedBuffer
 }
@@ -93,14 +92,13 @@ func newPrivacyFixture(t *testing.T) *privacyFixture {
 	if err := s.Start(testenv.Context(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	admin := obs.NewAdmin(config.Admin{Listen: "127.0.0.1:0"}, reg, log, nil)
+	// The routes as collector/privacyapi serves them: on a mux of their own.
+	mux := http.NewServeMux()
 	for pattern, h := range s.AdminRoutes() {
-		admin.Handle(pattern, h)
+		mux.Handle(pattern, h)
 	}
-	if err := admin.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Shutdown(context.Background()) })
+	admin := httptest.NewServer(mux)
+	t.Cleanup(admin.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +111,7 @@ func newPrivacyFixture(t *testing.T) *privacyFixture {
 	return &privacyFixture{
 		apiFixture: &apiFixture{s: s, base: "http://" + s.Addr(), brokers: brokers, adm: kadm.NewClient(cl)},
 		keys:       keys,
-		admin:      "http://" + admin.Addr(),
+		admin:      admin.URL,
 		reg:        reg,
 		logs:       logs,
 	}

@@ -7,9 +7,10 @@
 //
 // Routes: POST /v1/batch, /v1/track, /v1/identify, /v1/page, /v1/screen,
 // /v1/group, /v1/alias, /v1/consent; GET /v1/pixel and /v1/redirect; CORS
-// preflight on all of them. On the admin listener (AdminRoutes): POST
-// /v1/privacy/erasures, which writes the erasure log privacy.erasures and
-// tombstones privacy.consent (see privacy.go).
+// preflight on all of them. On the privacy API's own listener (AdminRoutes,
+// served by collector/privacyapi): POST /v1/privacy/erasures, which writes
+// the erasure log privacy.erasures and tombstones privacy.consent (see
+// privacy.go).
 //
 // Delivery: a request is answered 200 only after Kafka acknowledged every
 // accepted event of it (acks=all, idempotent producer). On a produce error

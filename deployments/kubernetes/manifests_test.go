@@ -4,8 +4,9 @@
 // on the admin port each config listens on, environment variables that are
 // real config overrides (the service's own loader, internal/config.Load,
 // loads its config with them, the mounted ConfigMap and dummy Secret files),
-// references to ConfigMaps and Secrets that exist, the HPA's target and the
-// PodDisruptionBudgets' selectors.
+// references to ConfigMaps and Secrets that exist, the HPA's target, the
+// PodDisruptionBudgets' selectors, TLS on to Kafka, ClickHouse and on the
+// privacy API, and what the NetworkPolicies admit to each port.
 package kubernetes_test
 
 import (
@@ -28,6 +29,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +41,7 @@ import (
 	"github.com/consentflow/consentflow/enricher/pipeline"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/config/configtest"
+	"github.com/consentflow/consentflow/internal/testenv"
 	"github.com/consentflow/consentflow/sink/chwriter"
 )
 
@@ -61,6 +64,7 @@ var kinds = map[string]func() any{
 	"apps/v1/StatefulSet":                    func() any { return &appsv1.StatefulSet{} },
 	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"policy/v1/PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy":     func() any { return &networkingv1.NetworkPolicy{} },
 }
 
 // strictUnmarshal decodes YAML into out, failing on duplicate keys and on
@@ -119,6 +123,7 @@ type manifests struct {
 	statefulSets map[string]*appsv1.StatefulSet
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         map[string]*policyv1.PodDisruptionBudget
+	netpols      map[string]*networkingv1.NetworkPolicy
 }
 
 func loadManifests(t *testing.T) *manifests {
@@ -127,7 +132,7 @@ func loadManifests(t *testing.T) *manifests {
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
 		statefulSets: map[string]*appsv1.StatefulSet{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
-		pdbs: map[string]*policyv1.PodDisruptionBudget{}}
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, netpols: map[string]*networkingv1.NetworkPolicy{}}
 	files, err := filepath.Glob("*.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +173,8 @@ func loadManifests(t *testing.T) *manifests {
 				meta, add = o.ObjectMeta, put(m.hpas, o.Name, o)
 			case *policyv1.PodDisruptionBudget:
 				meta, add = o.ObjectMeta, put(m.pdbs, o.Name, o)
+			case *networkingv1.NetworkPolicy:
+				meta, add = o.ObjectMeta, put(m.netpols, o.Name, o)
 			}
 			kindName := fmt.Sprintf("%T/%s", obj, meta.Name)
 			if meta.Name == "" {
@@ -394,12 +401,39 @@ func dummySecret(secret, key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// pemStandIns are the test's own PEM files standing in for a Secret's TLS
+// keys (Kubernetes' tls.crt and tls.key, and ca.crt), which the services
+// parse: a CA, and a certificate and key it signed.
+func pemStandIns(t *testing.T) map[string]string {
+	t.Helper()
+	f := testenv.NewTLSFiles(t)
+	out := map[string]string{}
+	for key, path := range map[string]string{"ca.crt": f.CA, "tls.crt": f.ServerCert, "tls.key": f.ServerKey} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[key] = string(b)
+	}
+	return out
+}
+
+// secretStandIn is what the test writes for a Secret's key: a PEM stand-in
+// for a TLS key, a dummy value for the rest.
+func secretStandIn(pems map[string]string, secret, key string) string {
+	if pem, ok := pems[key]; ok {
+		return pem
+	}
+	return dummySecret(secret, key) + "\n"
+}
+
 // mountedRoot lays the container's ConfigMap and Secret volumes out under a
-// temporary root (Secrets with dummy values), and returns the root and a
-// replacer that moves a mounted path under it.
+// temporary root (Secrets with dummy values, PEM stand-ins for TLS keys),
+// and returns the root and a replacer that moves a mounted path under it.
 func mountedRoot(t *testing.T, m *manifests, pod corev1.PodSpec, c corev1.Container) (string, *strings.Replacer) {
 	t.Helper()
 	root := t.TempDir()
+	pems := pemStandIns(t)
 	var pairs []string
 	for _, vm := range c.VolumeMounts {
 		pairs = append(pairs, vm.MountPath+"/", filepath.Join(root, vm.MountPath)+"/")
@@ -439,10 +473,10 @@ func mountedRoot(t *testing.T, m *manifests, pod corev1.PodSpec, c corev1.Contai
 				continue
 			}
 			for k := range s.StringData {
-				files[k] = dummySecret(s.Name, k) + "\n"
+				files[k] = secretStandIn(pems, s.Name, k)
 			}
 			for k := range s.Data {
-				files[k] = dummySecret(s.Name, k) + "\n"
+				files[k] = secretStandIn(pems, s.Name, k)
 			}
 			items = vol.Secret.Items
 		default:
@@ -471,6 +505,41 @@ func mountedRoot(t *testing.T, m *manifests, pod corev1.PodSpec, c corev1.Contai
 		}
 	}
 	return root, rewrite
+}
+
+// tlsOn fails the test for every TLS block of the loaded config v that is
+// off: a client's (config.TLS) needs enabled and a CA file, a server's
+// (config.ServerTLS) a certificate and a client CA. It returns the blocks
+// seen.
+func tlsOn(t *testing.T, v reflect.Value, key string) int {
+	t.Helper()
+	for v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	switch tls := v.Interface().(type) {
+	case config.TLS:
+		if !tls.Enabled || tls.CAFile == "" {
+			t.Errorf("%s: %+v, want TLS on with a CA file", key, tls)
+		}
+		return 1
+	case config.ServerTLS:
+		if !tls.Enabled() || tls.ClientCAFile == "" {
+			t.Errorf("%s: %+v, want TLS on with client certificates (client_ca_file)", key, tls)
+		}
+		return 1
+	}
+	if v.Kind() != reflect.Struct {
+		return 0
+	}
+	n := 0
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("mapstructure")
+		if name == "" || name == "-" || !v.Type().Field(i).IsExported() {
+			continue
+		}
+		n += tlsOn(t, v.Field(i), strings.TrimPrefix(key+"."+name, "."))
+	}
+	return n
 }
 
 // envValue resolves a container's variable: a literal or a ConfigMap key.
@@ -724,6 +793,12 @@ func TestWorkloads(t *testing.T) {
 				}
 			}
 
+			// TLS is on: to Kafka and ClickHouse, and on the privacy API
+			// with client certificates.
+			if n := tlsOn(t, reflect.ValueOf(cfg), ""); n == 0 {
+				t.Error("the loaded config has no TLS block")
+			}
+
 			admin := listenPort(t, "admin.listen", svc.admin(cfg))
 			if got := namedPort(c, "admin"); got != admin {
 				t.Errorf("container port \"admin\" is %d, want admin.listen's %d", got, admin)
@@ -770,6 +845,15 @@ func TestWorkloads(t *testing.T) {
 				}
 			}
 			if cmd[0] == "collector" {
+				// The privacy API on a port of its own, reachable from other
+				// pods (NetworkPolicy decides which), never in plaintext.
+				p := cfg.(*ingest.Config).Privacy
+				if got, want := namedPort(c, "privacy"), listenPort(t, "privacy.listen", p.Listen); got != want || got == admin {
+					t.Errorf("container port \"privacy\" is %d, want privacy.listen's %d, apart from the admin port %d", got, want, admin)
+				}
+				if config.IsLoopback(p.Listen) || p.AllowPlaintext {
+					t.Errorf("privacy.listen %q (allow_plaintext %v): want the pod's address, over TLS", p.Listen, p.AllowPlaintext)
+				}
 				if w.kind != "Deployment" || w.replicas != nil {
 					t.Errorf("the collector should be a Deployment without replicas (the HPA sets them, and an apply would reset them); got a %s with replicas set: %v", w.kind, w.replicas != nil)
 				}
@@ -798,6 +882,9 @@ func TestConfigMapsMatchShippedConfigs(t *testing.T) {
 	// collector.yaml's sources and privacy.operators are lists of structs,
 	// which no environment variable overrides: the copy names Secret files.
 	fileOnly := map[string][]string{"collector.yaml": {"sources", "privacy.operators"}}
+	// The privacy API listens on the pod's address in the cluster, on
+	// loopback as shipped (TestWorkloads checks the port and TLS).
+	deployed := map[string][]string{"collector.yaml": {"privacy.listen"}}
 	checked := 0
 	for _, cm := range m.configMaps {
 		for file, text := range cm.Data {
@@ -816,7 +903,7 @@ func TestConfigMapsMatchShippedConfigs(t *testing.T) {
 				}
 				continue
 			}
-			for _, key := range fileOnly[file] {
+			for _, key := range append(slices.Clone(fileOnly[file]), deployed[file]...) {
 				for _, v := range []map[string]any{got, want} {
 					parent, leaf := v, key
 					if a, b, ok := strings.Cut(key, "."); ok {
@@ -829,6 +916,9 @@ func TestConfigMapsMatchShippedConfigs(t *testing.T) {
 			if n := checkReplication(t, cm.Name+"/"+file, got, want); n == 0 {
 				t.Errorf("ConfigMap %s/%s: no topic found", cm.Name, file)
 			}
+			if n := checkTLS(t, cm.Name+"/"+file, "", got, want); n == 0 {
+				t.Errorf("ConfigMap %s/%s: no tls block found", cm.Name, file)
+			}
 			if !reflect.DeepEqual(got, want) {
 				g, _ := json.MarshalIndent(got, "", " ")
 				w, _ := json.MarshalIndent(want, "", " ")
@@ -840,6 +930,41 @@ func TestConfigMapsMatchShippedConfigs(t *testing.T) {
 	if checked != 4 {
 		t.Errorf("checked %d configs, want 4 (collector, enricher, sink, sink-intl)", checked)
 	}
+}
+
+// checkTLS finds every tls block in the ConfigMap's config and the shipped
+// one, checks the ConfigMap's is on (a client's tls.enabled with a CA file;
+// a server's cert_file, key_file and client_ca_file) and that none of the
+// shipped file's is missing, and removes them from both, so the rest can be
+// compared. It returns the blocks seen.
+func checkTLS(t *testing.T, what, key string, got, want map[string]any) int {
+	t.Helper()
+	n := 0
+	if g, ok := got["tls"].(map[string]any); ok {
+		n++
+		k := strings.TrimPrefix(key+".tls", ".")
+		if _, client := g["enabled"]; client {
+			if g["enabled"] != true || g["ca_file"] == nil || g["ca_file"] == "" {
+				t.Errorf("%s: %s = %v, want enabled: true with a ca_file", what, k, g)
+			}
+		} else if g["cert_file"] == nil || g["key_file"] == nil || g["client_ca_file"] == nil {
+			t.Errorf("%s: %s = %v, want a server's cert_file, key_file and client_ca_file", what, k, g)
+		}
+	} else if _, shipped := want["tls"]; shipped {
+		t.Errorf("%s: %s: the shipped config has a tls block here, the ConfigMap none", what, strings.TrimPrefix(key+".tls", "."))
+	}
+	for _, m := range []map[string]any{got, want} {
+		if m != nil {
+			delete(m, "tls")
+		}
+	}
+	for k, v := range got {
+		if sub, ok := v.(map[string]any); ok {
+			wsub, _ := want[k].(map[string]any)
+			n += checkTLS(t, what, strings.TrimPrefix(key+"."+k, "."), sub, wsub)
+		}
+	}
+	return n
 }
 
 // checkReplication finds every topic spec (a map with replication_factor)
@@ -964,5 +1089,182 @@ func TestServicesSelectPods(t *testing.T) {
 		t.Error("no Service collector for the collector's HTTP port")
 	} else if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.TargetPort.String() == "http" }) {
 		t.Error("Service collector: no port targets the container port http")
+	}
+}
+
+// namespace is where kustomization.yaml puts every object.
+const namespace = "consentflow"
+
+// peer is a source of traffic to a pod: a pod (with its labels, in a
+// namespace with its labels) or, with no pod labels, an address outside
+// the cluster.
+type peer struct {
+	name            string
+	namespace       string
+	namespaceLabels labels.Set
+	podLabels       labels.Set // nil: not a pod
+	ip              string
+}
+
+// Peers the checks try against every port of every pod.
+var (
+	prometheus    = peer{"this namespace's Prometheus", namespace, labels.Set{"kubernetes.io/metadata.name": namespace}, labels.Set{"app.kubernetes.io/name": "prometheus"}, "10.244.1.10"}
+	privacyClient = peer{"a privacy client", namespace, labels.Set{"kubernetes.io/metadata.name": namespace}, labels.Set{"consentflow.io/privacy-client": "true"}, "10.244.1.11"}
+	otherPod      = peer{"another pod of the namespace", namespace, labels.Set{"kubernetes.io/metadata.name": namespace}, labels.Set{"app.kubernetes.io/name": "debug"}, "10.244.1.12"}
+	// A pod of another namespace with a Prometheus's or a privacy
+	// client's labels: only the namespace's own are meant.
+	foreignPod = peer{"a pod of another namespace", "tenant", labels.Set{"kubernetes.io/metadata.name": "tenant"},
+		labels.Set{"app.kubernetes.io/name": "prometheus", "consentflow.io/privacy-client": "true"}, "10.244.2.20"}
+	outside = peer{"an address outside the cluster", "", nil, nil, "203.0.113.7"}
+	peers   = []peer{prometheus, privacyClient, otherPod, foreignPod, outside}
+)
+
+// admits reports whether the policies let p reach port of a pod with
+// podLabels in namespace, by the NetworkPolicy API's rules: a pod no
+// policy selects for ingress takes any traffic; one that is selected takes
+// what any of those policies' rules admits, port and source both.
+func admits(t *testing.T, pols map[string]*networkingv1.NetworkPolicy, podLabels labels.Set, port corev1.ContainerPort, p peer) bool {
+	t.Helper()
+	isolated := false
+	for _, pol := range pols {
+		sel, err := metav1.LabelSelectorAsSelector(&pol.Spec.PodSelector)
+		if err != nil {
+			t.Fatalf("NetworkPolicy %s: podSelector: %v", pol.Name, err)
+		}
+		if !sel.Matches(podLabels) {
+			continue
+		}
+		ingress := len(pol.Spec.PolicyTypes) == 0 // Ingress is the default
+		for _, typ := range pol.Spec.PolicyTypes {
+			ingress = ingress || typ == networkingv1.PolicyTypeIngress
+		}
+		if !ingress {
+			continue
+		}
+		isolated = true
+		for _, rule := range pol.Spec.Ingress {
+			if portMatches(rule.Ports, port) && fromMatches(t, pol.Name, rule.From, p) {
+				return true
+			}
+		}
+	}
+	return !isolated
+}
+
+func portMatches(ports []networkingv1.NetworkPolicyPort, port corev1.ContainerPort) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, np := range ports {
+		proto := corev1.ProtocolTCP
+		if np.Protocol != nil {
+			proto = *np.Protocol
+		}
+		cproto := port.Protocol
+		if cproto == "" {
+			cproto = corev1.ProtocolTCP
+		}
+		switch {
+		case proto != cproto:
+		case np.Port == nil:
+			return true
+		case np.Port.Type == intstr.String && np.Port.StrVal == port.Name:
+			return true
+		case np.Port.Type == intstr.Int && np.EndPort != nil && np.Port.IntVal <= port.ContainerPort && port.ContainerPort <= *np.EndPort:
+			return true
+		case np.Port.Type == intstr.Int && np.Port.IntVal == port.ContainerPort:
+			return true
+		}
+	}
+	return false
+}
+
+func fromMatches(t *testing.T, policy string, from []networkingv1.NetworkPolicyPeer, p peer) bool {
+	t.Helper()
+	if len(from) == 0 {
+		return true
+	}
+	for _, f := range from {
+		if f.IPBlock != nil {
+			_, cidr, err := net.ParseCIDR(f.IPBlock.CIDR)
+			if err != nil {
+				t.Fatalf("NetworkPolicy %s: ipBlock %q: %v", policy, f.IPBlock.CIDR, err)
+			}
+			ip, excepted := net.ParseIP(p.ip), false
+			for _, e := range f.IPBlock.Except {
+				if _, ex, err := net.ParseCIDR(e); err == nil && ex.Contains(ip) {
+					excepted = true
+				}
+			}
+			if cidr.Contains(ip) && !excepted {
+				return true
+			}
+			continue
+		}
+		if p.podLabels == nil {
+			continue // pod and namespace selectors select pods only
+		}
+		nsOK := p.namespace == namespace
+		if f.NamespaceSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(f.NamespaceSelector)
+			if err != nil {
+				t.Fatalf("NetworkPolicy %s: namespaceSelector: %v", policy, err)
+			}
+			nsOK = sel.Matches(p.namespaceLabels)
+		}
+		podOK := true
+		if f.PodSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(f.PodSelector)
+			if err != nil {
+				t.Fatalf("NetworkPolicy %s: podSelector: %v", policy, err)
+			}
+			podOK = sel.Matches(p.podLabels)
+		}
+		if nsOK && podOK {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNetworkPolicies checks who reaches each port of each pod: the admin
+// ports only this namespace's Prometheus, the privacy API only a pod
+// labelled as a privacy client, the collector's public API anyone, and
+// anything else (another port, another pod, another namespace, outside)
+// nothing: ingress is denied by default.
+func TestNetworkPolicies(t *testing.T) {
+	m := loadManifests(t)
+	for _, pol := range m.netpols {
+		if pol.Namespace != "" && pol.Namespace != namespace {
+			t.Errorf("NetworkPolicy %s: namespace %q, want kustomization's %s", pol.Name, pol.Namespace, namespace)
+		}
+	}
+	// What each named port admits; any other port admits no one.
+	want := map[string][]peer{
+		"admin":   {prometheus},
+		"privacy": {privacyClient},
+		"http":    peers,
+	}
+	for _, w := range m.workloads() {
+		podLabels := labels.Set(w.pod.Labels)
+		c := w.pod.Spec.Containers[0]
+		// A port no container declares stands for any other.
+		ports := append(slices.Clone(c.Ports), corev1.ContainerPort{Name: "undeclared", ContainerPort: 5555})
+		for _, port := range ports {
+			for _, p := range peers {
+				got, wanted := admits(t, m.netpols, podLabels, port, p), slices.ContainsFunc(want[port.Name], func(q peer) bool { return q.name == p.name })
+				if got != wanted {
+					t.Errorf("%s %s, port %s (%d): %s is admitted: %v, want %v", w.kind, w.name, port.Name, port.ContainerPort, p.name, got, wanted)
+				}
+			}
+		}
+	}
+	// A pod added to the namespace later, whatever its labels, is denied
+	// too: ingress is denied by default, not only to today's workloads.
+	if admits(t, m.netpols, labels.Set{"app.kubernetes.io/name": "future"}, corev1.ContainerPort{Name: "http", ContainerPort: 8080}, otherPod) {
+		t.Error("a new pod of the namespace takes any ingress: want a default-deny NetworkPolicy selecting every pod")
+	}
+	if d, ok := m.deployments["collector"]; !ok || namedPort(d.Spec.Template.Spec.Containers[0], "privacy") == 0 {
+		t.Error("the collector has no container port \"privacy\" for the NetworkPolicies to guard")
 	}
 }

@@ -66,10 +66,11 @@ func TestAllKeys(t *testing.T) {
 				InsecureSkipVerify: true,
 			},
 			SASL: kafkax.SASL{
-				Mechanism:    "SCRAM-SHA-512",
-				Username:     "enricher",
-				Password:     "kafka-test-password",
-				PasswordFile: "testdata/secrets/kafka-password",
+				Mechanism:      "SCRAM-SHA-512",
+				Username:       "enricher",
+				Password:       "kafka-test-password",
+				PasswordFile:   "testdata/secrets/kafka-password",
+				AllowPlaintext: true,
 			},
 		},
 		GroupID: "enricher-eu",
@@ -243,7 +244,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("ENRICHER_MAX_POLL_RECORDS", "250")
 	t.Setenv("ENRICHER_TOPICS_CLEAN_NAME", "events.clean.eu")
 	t.Setenv("ENRICHER_TOPICS_DLQ_RETENTION", "24h")
-	t.Setenv("ENRICHER_KAFKA_SASL_MECHANISM", "PLAIN")
+	t.Setenv("ENRICHER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
 	t.Setenv("ENRICHER_KAFKA_SASL_USERNAME", "enricher")
 	t.Setenv("ENRICHER_KAFKA_SASL_PASSWORD_FILE", "testdata/secrets/kafka-password")
 	cfg := configtest.MustLoad(t, load, "../../configs/enricher.yaml")

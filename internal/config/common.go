@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -74,4 +75,20 @@ func ValidateHostPort(key, addr string) error {
 		return Invalid(key, "must be host:port, got %q", addr)
 	}
 	return nil
+}
+
+// IsLoopback reports whether a listen address (host:port) binds a loopback
+// interface only: a loopback IP literal or localhost. An empty host (":9105")
+// binds every interface, and any other name may resolve to anything, so
+// neither is loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -82,3 +82,73 @@ func (t TLS) Build() (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// ServerTLS configures a server's TLS listener. The zero value means
+// plaintext; CertFile and KeyFile together turn TLS on.
+type ServerTLS struct {
+	// CertFile and KeyFile are the server's PEM certificate (chain) and
+	// key; both or neither. They are read once, at start-up: restart the
+	// service after renewing them.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ClientCAFile is a PEM bundle of the CAs that sign client
+	// certificates. Set, every client must present a certificate one of
+	// them signed (mutual TLS); empty means no client certificate is asked.
+	ClientCAFile string `mapstructure:"client_ca_file"`
+}
+
+// Enabled reports whether TLS is on.
+func (t ServerTLS) Enabled() bool { return t.CertFile != "" }
+
+// Validate checks that files named exist and load, and that pairs are
+// complete; prefix is the YAML key of this block.
+func (t ServerTLS) Validate(prefix string) error {
+	var errs []error
+	switch {
+	case t.CertFile == "" && t.KeyFile != "":
+		errs = append(errs, Invalid(prefix+".cert_file", "is required with key_file"))
+	case t.CertFile != "" && t.KeyFile == "":
+		errs = append(errs, Invalid(prefix+".key_file", "is required with cert_file"))
+	case t.CertFile == "" && t.ClientCAFile != "":
+		errs = append(errs, Invalid(prefix+".client_ca_file", "needs cert_file and key_file: client certificates are asked for only over TLS"))
+	}
+	for _, f := range []struct{ key, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, Invalid(prefix+"."+f.key, "%v", err))
+		}
+	}
+	if len(errs) == 0 {
+		if _, err := t.Build(); err != nil {
+			errs = append(errs, Invalid(prefix, "%v", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Build returns the crypto/tls config, or nil when TLS is off.
+func (t ServerTLS) Build() (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA file %s holds no PEM certificate", t.ClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}

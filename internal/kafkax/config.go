@@ -39,6 +39,12 @@ type Config struct {
 }
 
 // SASL authenticates the client. An empty mechanism means none.
+//
+// PLAIN sends the password itself, so it is refused without TLS unless
+// AllowPlaintext says so. SCRAM is accepted without TLS: it never sends
+// the password, only a proof the broker checks (though an eavesdropper
+// who records the exchange may try to guess a weak password offline, and
+// the records themselves still travel in clear: use TLS in production).
 type SASL struct {
 	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
 	Mechanism string `mapstructure:"mechanism"`
@@ -47,6 +53,9 @@ type SASL struct {
 	// or by PasswordFile.
 	Password     config.Secret `mapstructure:"password"`
 	PasswordFile string        `mapstructure:"password_file"`
+	// AllowPlaintext lets PLAIN run without TLS, its password readable on
+	// the wire: only on a network you trust, such as a local broker.
+	AllowPlaintext bool `mapstructure:"allow_plaintext"`
 }
 
 var mechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
@@ -84,6 +93,9 @@ func (c *Config) Validate(prefix string) error {
 			err = config.Invalid(prefix+".sasl.password", "is required with a SASL mechanism (set it by environment or password_file)")
 		}
 		errs = append(errs, err)
+		if s.Mechanism == "PLAIN" && !c.TLS.Enabled && !s.AllowPlaintext {
+			errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is PLAIN, which sends the password as it is, and %s.tls.enabled is false: turn TLS on, use SCRAM-SHA-256 or SCRAM-SHA-512, or, on a network you trust, set %s.sasl.allow_plaintext: true", prefix, prefix))
+		}
 	} else if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
 		errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is empty, so the SASL username and password set would be ignored: name a mechanism or remove them"))
 	}

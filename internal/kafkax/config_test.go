@@ -43,7 +43,11 @@ func TestConfigValidate(t *testing.T) {
 		keys []string
 	}{
 		{"plaintext", kafkax.Config{Brokers: brokers}, nil},
-		{"plain", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u", Password: "p"}}, nil},
+		{"plain over tls", kafkax.Config{Brokers: brokers, TLS: config.TLS{Enabled: true}, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u", Password: "p"}}, nil},
+		{"plain without tls, allowed", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u", Password: "p", AllowPlaintext: true}}, nil},
+		{"plain without tls", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u", Password: "p"}}, []string{"kafka.sasl.mechanism"}},
+		{"lower-case plain without tls", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "plain", Username: "u", Password: "p"}}, []string{"kafka.sasl.mechanism"}},
+		{"scram without tls", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "SCRAM-SHA-256", Username: "u", Password: "p"}}, nil},
 		{"scram file", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "SCRAM-SHA-512", Username: "u", PasswordFile: pwFile}}, nil},
 		{"lower-case mechanism", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "scram-sha-256", Username: "u", Password: "p"}}, nil},
 		{"tls", kafkax.Config{Brokers: brokers, TLS: config.TLS{Enabled: true, CAFile: testCA, CertFile: testClientCert, KeyFile: testClientKey}}, nil},
@@ -51,10 +55,10 @@ func TestConfigValidate(t *testing.T) {
 		{"broker without port", kafkax.Config{Brokers: []string{"k1:9092", "k2"}}, []string{"kafka.brokers[1]"}},
 		{"negative dial timeout", kafkax.Config{Brokers: brokers, DialTimeout: -time.Second}, []string{"kafka.dial_timeout"}},
 		{"unknown mechanism", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "GSSAPI", Username: "u", Password: "p"}}, []string{"kafka.sasl.mechanism"}},
-		{"no username", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Password: "p"}}, []string{"kafka.sasl.username"}},
-		{"no password", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u"}}, []string{"kafka.sasl.password"}},
-		{"password and file", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u", Password: "p", PasswordFile: pwFile}}, []string{"kafka.sasl.password"}},
-		{"missing password file", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "PLAIN", Username: "u", PasswordFile: missing}}, []string{"kafka.sasl.password_file"}},
+		{"no username", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "SCRAM-SHA-256", Password: "p"}}, []string{"kafka.sasl.username"}},
+		{"no password", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "SCRAM-SHA-256", Username: "u"}}, []string{"kafka.sasl.password"}},
+		{"password and file", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "SCRAM-SHA-256", Username: "u", Password: "p", PasswordFile: pwFile}}, []string{"kafka.sasl.password"}},
+		{"missing password file", kafkax.Config{Brokers: brokers, SASL: kafkax.SASL{Mechanism: "SCRAM-SHA-256", Username: "u", PasswordFile: missing}}, []string{"kafka.sasl.password_file"}},
 		{"tls missing ca", kafkax.Config{Brokers: brokers, TLS: config.TLS{Enabled: true, CAFile: missing}}, []string{"kafka.tls.ca_file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,7 +116,7 @@ func TestOptsSASL(t *testing.T) {
 				Brokers:     []string{"k1:9092", "k2:9092"},
 				ClientID:    "test-client",
 				DialTimeout: 3 * time.Second,
-				SASL:        kafkax.SASL{Mechanism: tc.mechanism, Username: "user", PasswordFile: writePassword(t, "pw\n")},
+				SASL:        kafkax.SASL{Mechanism: tc.mechanism, Username: "user", PasswordFile: writePassword(t, "pw\n"), AllowPlaintext: true},
 			}
 			cl := client(t, c)
 			mechs, _ := cl.OptValue(kgo.SASL).([]sasl.Mechanism)

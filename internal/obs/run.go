@@ -64,3 +64,53 @@ func shutdown(log *slog.Logger, admin *Admin, comp Component, drainDelay, timeou
 	log.Info("stopped")
 	return nil
 }
+
+// Sequence is several components as one, for Run: Start starts them in
+// order and stops at the first failure; Shutdown stops them all in
+// reverse order (the last started, which may depend on the first, stops
+// first; a component never started is safe to shut down, so Run's
+// shutdown after a failed Start covers them all); Ready is nil when every
+// one is.
+func Sequence(comps ...Component) Component { return sequence(comps) }
+
+type sequence []Component
+
+func (s sequence) Start(ctx context.Context) error {
+	for _, c := range s {
+		if err := c.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s sequence) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(s) - 1; i >= 0; i-- {
+		errs = append(errs, s[i].Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func (s sequence) Ready(ctx context.Context) error {
+	var errs []error
+	for _, c := range s {
+		errs = append(errs, c.Ready(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// FirstDone yields the first error any of chans yields, for Run's done
+// when several components may stop on their own. Its goroutines wait as
+// long as the process: call it once, in main.
+func FirstDone(chans ...<-chan error) <-chan error {
+	out := make(chan error, len(chans))
+	for _, ch := range chans {
+		go func() {
+			if err, ok := <-ch; ok {
+				out <- err
+			}
+		}()
+	}
+	return out
+}

@@ -216,11 +216,11 @@ type erasure struct {
 }
 
 // eraseAll posts o.erasures erasure requests (by userId) to the
-// collector's admin API, due evenly over o.spread, 8 at a time at most.
+// collector's privacy API, due evenly over o.spread, 8 at a time at most.
 // Each is of the next subject in a shuffled order that has had an event
 // accepted. A 503 (Kafka did not acknowledge) is retried after its
 // Retry-After, as the API asks, up to 3 attempts in all.
-func eraseAll(ctx context.Context, client *http.Client, adminURL, token string, o options, pop *population, runSeed uint64) ([]*erasure, int, error) {
+func eraseAll(ctx context.Context, client *http.Client, privacyURL, token string, o options, pop *population, runSeed uint64) ([]*erasure, int, error) {
 	order := rand.New(rand.NewPCG(runSeed, 0xe2a5e)).Perm(len(pop.people))
 	interval := o.spread / time.Duration(o.erasures)
 	jobs := make(chan *erasure, 64)
@@ -232,7 +232,7 @@ func eraseAll(ctx context.Context, client *http.Client, adminURL, token string, 
 				e.sent = time.Now()
 				for e.attempts = 1; ; e.attempts++ {
 					var resp []byte
-					resp, e.err = post(ctx, client, adminURL+"/v1/privacy/erasures", token, "", body, http.StatusAccepted)
+					resp, e.err = post(ctx, client, privacyURL+"/v1/privacy/erasures", token, "", body, http.StatusAccepted)
 					if e.err == nil {
 						e.accepted = time.Now()
 						var a struct {

@@ -37,7 +37,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 	rep.pop = pop
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 300, MaxIdleConns: 300}}
 	defer client.CloseIdleConnections()
-	baseURL, adminURL := "http://"+p.httpAddr, "http://"+p.collector.AdminAddr
+	baseURL, privacyURL := "http://"+p.httpAddr, "http://"+p.collector.PrivacyAddr
 
 	benchkit.Progress("recording consent for %d subjects", o.subjects)
 	start := time.Now()
@@ -93,7 +93,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 			benchkit.Progress("  %d events accepted, %d erasures done so far", ld.accepted.Load(), receipts.doneCount())
 		}
 	})
-	rep.erasures, rep.skipped, err = eraseAll(ctx, client, adminURL, token, o, pop, uint64(time.Now().UnixNano()))
+	rep.erasures, rep.skipped, err = eraseAll(ctx, client, privacyURL, token, o, pop, uint64(time.Now().UnixNano()))
 	lastAsked := time.Now()
 	if err != nil {
 		stopTick()
@@ -158,7 +158,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 	if m, err := p.collector.Metrics(); err == nil {
 		rep.collectorMetrics = m
 	}
-	rep.status = crossCheck(ctx, client, adminURL, token, ids, o.statusChecks, receipts)
+	rep.status = crossCheck(ctx, client, privacyURL, token, ids, o.statusChecks, receipts)
 	benchkit.Progress("final check: rows of erased subjects in %s and %s", p.databases[destRegion], p.databases[destExport])
 	if err := finalCheck(ctx, e, p, keys, rep); err != nil {
 		return err

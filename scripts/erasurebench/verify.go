@@ -90,13 +90,13 @@ type statusCheck struct {
 // crossCheck asks the collector's status API about n of ids, evenly
 // spaced, and compares each answer with the receipts: done, and the rows
 // each destination deleted.
-func crossCheck(ctx context.Context, client *http.Client, adminURL, token string, ids []string, n int, log *receiptLog) statusCheck {
+func crossCheck(ctx context.Context, client *http.Client, privacyURL, token string, ids []string, n int, log *receiptLog) statusCheck {
 	var sc statusCheck
 	n = min(n, len(ids))
 	for k := range n {
 		id := ids[k*len(ids)/n]
 		sc.asked++
-		got, err := erasureStatus(ctx, client, adminURL, token, id)
+		got, err := erasureStatus(ctx, client, privacyURL, token, id)
 		if err != nil {
 			sc.problems = append(sc.problems, fmt.Sprintf("%s: %v", id, err))
 			continue
@@ -136,9 +136,9 @@ type erasureStatusAnswer struct {
 	} `json:"destinations"`
 }
 
-func erasureStatus(ctx context.Context, client *http.Client, adminURL, token, id string) (erasureStatusAnswer, error) {
+func erasureStatus(ctx context.Context, client *http.Client, privacyURL, token, id string) (erasureStatusAnswer, error) {
 	var a erasureStatusAnswer
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/v1/privacy/erasures/"+id, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, privacyURL+"/v1/privacy/erasures/"+id, nil)
 	if err != nil {
 		return a, err
 	}

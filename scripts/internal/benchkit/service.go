@@ -46,18 +46,22 @@ func Build(ctx context.Context, root, dir string, pkgs ...string) ([]string, err
 type Service struct {
 	Name      string // collector, enricher or sink
 	AdminAddr string // its admin listener: /readyz, /metrics
-	cmd       *exec.Cmd
-	log       *tailBuffer
-	exited    chan struct{}
-	waitErr   error
-	stopOnce  sync.Once
-	stopErr   error
+	// PrivacyAddr is the collector's privacy API listener (privacy.listen;
+	// it listens only with privacy.operators), "" for the other services.
+	PrivacyAddr string
+	cmd         *exec.Cmd
+	log         *tailBuffer
+	exited      chan struct{}
+	waitErr     error
+	stopOnce    sync.Once
+	stopErr     error
 }
 
 // StartService starts bin as service name (collector, enricher or sink)
 // with its shipped config, configs/<name>.yaml relative to root, and env,
 // the overrides KEY=value without the NAME_ prefix, which it adds. The
-// admin listener goes to a free 127.0.0.1 port. Inherited variables with
+// admin listener, and the collector's privacy API, go to free 127.0.0.1
+// ports. Inherited variables with
 // the prefix are dropped, so only the config file and the overrides decide
 // what runs. It does not wait for readiness: see WaitReady.
 func StartService(bin, root, name string, env ...string) (*Service, error) {
@@ -83,6 +87,12 @@ func StartServiceConfig(bin, root, name, config string, env ...string) (*Service
 		s.cmd.Env = append(s.cmd.Env, prefix+kv)
 	}
 	s.cmd.Env = append(s.cmd.Env, prefix+"ADMIN_LISTEN="+adminAddr)
+	if name == "collector" {
+		if s.PrivacyAddr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+		s.cmd.Env = append(s.cmd.Env, prefix+"PRIVACY_LISTEN="+s.PrivacyAddr)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	// If this process dies without cleaning up, the kernel stops the child
 	// rather than leaving it listening and consuming.
