@@ -25,7 +25,7 @@ func TestShippedConfigNeedsDevMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SINK_CLICKHOUSE_PASSWORD_FILE", devKey)
-	t.Setenv("SINK_KAFKA_SASL_MECHANISM", "PLAIN")
+	t.Setenv("SINK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
 	t.Setenv("SINK_KAFKA_SASL_USERNAME", "sink")
 	t.Setenv("SINK_KAFKA_SASL_PASSWORD", "demo-write-key")
 	for _, path := range []string{"../../configs/sink.yaml", "../../configs/sink-intl.yaml"} {
