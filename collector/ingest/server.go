@@ -844,15 +844,12 @@ func (s *Server) authenticate(r *http.Request, bodyKey string) (*source, result,
 	return match, result{}, true
 }
 
-// maxUserAgent bounds the User-Agent copied into every event of a request:
-// real ones are a few hundred bytes, and a 30 KB one times a batch of small
-// events would multiply the request's size.
-const maxUserAgent = 512
-
 func (s *Server) signals(r *http.Request) event.Signals {
-	ua := r.UserAgent()
-	if len(ua) > maxUserAgent {
-		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	// Copied into every event of the request: a 30 KB User-Agent times a
+	// batch of small events would multiply the request's size.
+	ua, cut := event.CapUserAgent(r.UserAgent())
+	if cut {
+		ua = strings.ToValidUTF8(ua, "")
 	}
 	return event.Signals{
 		// Canonical spellings: Get would allocate to canonicalize others.
