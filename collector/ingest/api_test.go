@@ -523,42 +523,6 @@ func TestConsent(t *testing.T) {
 	}
 }
 
-// TestInFlightLimit holds one request open and checks the next is refused
-// at once rather than queued.
-func TestInFlightLimit(t *testing.T) {
-	f := newAPIFixture(t, func(c *Config) { c.HTTP.MaxInFlightRequests = 1 })
-	pr, pw := io.Pipe()
-	held := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodPost, f.base+"/v1/batch", pr)
-		req.SetBasicAuth("web-write-key", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			held <- 0
-			return
-		}
-		resp.Body.Close()
-		held <- resp.StatusCode
-	}()
-	_, _ = pw.Write([]byte(`{"batch":[`)) // the first request now waits for the rest of its body
-	for testutil.ToFloat64(f.s.metrics.inFlight) < 1 {
-		select {
-		case code := <-held:
-			t.Fatalf("the first request ended (%d) before it could be held", code)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	r := f.do(t, call{method: "POST", path: "/v1/batch", key: "web-write-key", body: batchOf(trackEvent)})
-	if r.code != http.StatusServiceUnavailable || !strings.Contains(r.resp.Error, "serving 1 requests already") || r.header.Get("Retry-After") == "" {
-		t.Errorf("second request: %d %s, Retry-After %q; want 503 at once", r.code, r.body, r.header.Get("Retry-After"))
-	}
-	_, _ = pw.Write([]byte(trackEvent + `]}`))
-	_ = pw.Close()
-	if code := <-held; code != 200 {
-		t.Errorf("held request answered %d once its body arrived, want 200", code)
-	}
-}
-
 // TestHeaderLimit checks oversized headers are refused before any handler
 // runs.
 func TestHeaderLimit(t *testing.T) {

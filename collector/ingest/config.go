@@ -154,6 +154,13 @@ type HTTP struct {
 	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
 	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
 	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	// BodyTimeout is how long a request's body may take to arrive, from
+	// when the collector starts reading it; a body still incomplete then
+	// is answered 408 and the connection closed. It takes over from
+	// ReadTimeout for the body, and may not exceed it. A client holds no
+	// in-flight slot while its body arrives, but it does hold memory and
+	// a connection.
+	BodyTimeout time.Duration `mapstructure:"body_timeout"`
 	// MaxRequestBytes bounds a request body after decompression.
 	MaxRequestBytes int64 `mapstructure:"max_request_bytes"`
 	// MaxEventBytes bounds one event of a batch.
@@ -169,10 +176,19 @@ type HTTP struct {
 	// Kafka; a request that would exceed it is answered 503 at once
 	// instead of queueing.
 	MaxBufferedRecords int `mapstructure:"max_buffered_records"`
-	// MaxInFlightRequests bounds the requests being served at once, and so
-	// the request bodies held in memory (each up to max_request_bytes)
-	// while Kafka is slow; one more is answered 503 at once.
+	// MaxInFlightRequests bounds the requests being served at once, once
+	// their body is read: decoded, validated and waiting for Kafka. One
+	// more is answered 503 at once. A request whose body is still arriving
+	// takes none, so slow clients cannot hold them all.
 	MaxInFlightRequests int `mapstructure:"max_in_flight_requests"`
+	// MaxBodyMemoryBytes bounds the bytes of request bodies held at once:
+	// those arriving (counted as they arrive), being decoded (and a gzip
+	// decoder's state) and being served. A request that would pass it is
+	// answered 503 at once and its connection closed. Buffers grow by
+	// doubling, so the memory behind it is up to about twice as much. At
+	// least twice max_request_bytes plus 64 KiB (one request of the
+	// largest size, gzipped).
+	MaxBodyMemoryBytes int64 `mapstructure:"max_body_memory_bytes"`
 	// MaxEventAge is how much older than its receipt an event or a consent
 	// update may be, by its clock-corrected timestamp (a device that was
 	// offline uploads late); an older one is refused. Positive.
@@ -267,6 +283,7 @@ func Default() Config {
 			Listen:              ":8080",
 			ReadHeaderTimeout:   5 * time.Second,
 			ReadTimeout:         30 * time.Second,
+			BodyTimeout:         10 * time.Second,
 			WriteTimeout:        30 * time.Second,
 			IdleTimeout:         120 * time.Second,
 			MaxRequestBytes:     500 << 10,
@@ -276,6 +293,7 @@ func Default() Config {
 			MaxJSONKeys:         1000,
 			MaxBufferedRecords:  100000,
 			MaxInFlightRequests: 256,
+			MaxBodyMemoryBytes:  128 << 20,
 			MaxEventAge:         7 * 24 * time.Hour,
 			MaxFutureSkew:       time.Hour,
 		},
@@ -355,6 +373,7 @@ func (c *Config) Validate() error {
 	}{
 		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout},
 		{"http.read_timeout", c.HTTP.ReadTimeout},
+		{"http.body_timeout", c.HTTP.BodyTimeout},
 		{"http.write_timeout", c.HTTP.WriteTimeout},
 		{"http.idle_timeout", c.HTTP.IdleTimeout},
 		{"http.produce_timeout", c.HTTP.ProduceTimeout},
@@ -374,8 +393,13 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxFutureSkew < 0 || c.HTTP.MaxFutureSkew > maxFutureSkew {
 		errs = append(errs, config.Invalid("http.max_future_skew", "must be between 0s and %v, got %v", maxFutureSkew, c.HTTP.MaxFutureSkew))
 	}
+	if c.HTTP.ReadTimeout > 0 && c.HTTP.BodyTimeout > c.HTTP.ReadTimeout {
+		errs = append(errs, config.Invalid("http.body_timeout", "must be at most http.read_timeout (%v), got %v", c.HTTP.ReadTimeout, c.HTTP.BodyTimeout))
+	}
 	if c.HTTP.MaxRequestBytes <= 0 {
 		errs = append(errs, config.Invalid("http.max_request_bytes", "must be positive"))
+	} else if least := maxBodyHeld(c.HTTP.MaxRequestBytes); c.HTTP.MaxBodyMemoryBytes < least {
+		errs = append(errs, config.Invalid("http.max_body_memory_bytes", "must hold one request of the largest size: at least %d (twice http.max_request_bytes, a gzip body and its decoding, and a decoder's 64 KiB), got %d", least, c.HTTP.MaxBodyMemoryBytes))
 	}
 	if c.HTTP.MaxEventBytes <= 0 || int64(c.HTTP.MaxEventBytes) > c.HTTP.MaxRequestBytes {
 		errs = append(errs, config.Invalid("http.max_event_bytes", "must be positive and at most http.max_request_bytes"))

@@ -226,11 +226,17 @@ const maxFutureSkew = 24 * time.Hour
 // handleConsent produces a subject's new consent state to privacy.consent,
 // if its source may say it.
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	body, res, ok := s.readBody(r, "consent", nil)
+	hold := bodyHold{budget: &s.bodies}
+	defer hold.release()
+	body, res, ok := s.readBody(w, r, "consent", nil, &hold)
 	if !ok {
 		res.write(w)
 		return
 	}
+	if !s.enter(w) {
+		return
+	}
+	defer s.leave()
 	if len(body) > s.cfg.HTTP.MaxEventBytes {
 		fail(http.StatusRequestEntityTooLarge, "consent update is %d bytes, more than the limit of %d", len(body), s.cfg.HTTP.MaxEventBytes).write(w)
 		return

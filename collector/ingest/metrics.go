@@ -11,6 +11,8 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	inFlight        prometheus.Gauge
 	bodyBytes       *prometheus.HistogramVec
+	bodyMemory      prometheus.Gauge
+	bodiesCut       *prometheus.CounterVec
 	accepted        prometheus.Counter
 	rejected        *prometheus.CounterVec
 	produceDuration prometheus.Histogram
@@ -42,6 +44,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Request body size after gzip decoding, by route.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 8),
 		}, []string{"route"}),
+		bodyMemory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "collector_http_body_memory_bytes",
+			Help: "Bytes of request bodies held: arriving, being decoded or being served (http.max_body_memory_bytes bounds it).",
+		}),
+		bodiesCut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_http_bodies_cut_total",
+			Help: "Requests whose body was cut off and connection closed, by reason: body_timeout (not received within http.body_timeout, 408), body_memory (http.max_body_memory_bytes reached, 503).",
+		}, []string{"reason"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "collector_events_accepted_total",
 			Help: "Events acknowledged by Kafka and answered 200.",
@@ -68,9 +78,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Export requests (POST /v1/privacy/exports) by result: served (answered 200 and audited), refused (400, 401, 413) or failed (503: ClickHouse or Kafka did not answer).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.accepted, m.rejected, m.produceDuration, m.erasures, m.erasureRefusals, m.exports)
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.bodyMemory, m.bodiesCut, m.accepted, m.rejected, m.produceDuration, m.erasures, m.erasureRefusals, m.exports)
 	for _, r := range []string{"served", "refused", "failed"} {
 		m.exports.WithLabelValues(r)
+	}
+	for _, r := range []string{cutBodyTimeout, cutBodyMemory} {
+		m.bodiesCut.WithLabelValues(r)
 	}
 	for _, r := range erasureReasons {
 		m.erasures.WithLabelValues(r)

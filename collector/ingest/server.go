@@ -20,6 +20,11 @@
 // messageId within its de-duplication window. Invalid events are listed in the response
 // and never produced.
 //
+// Slow clients (body.go): a request takes an in-flight slot
+// (http.max_in_flight_requests) only once its body is read; a body has
+// http.body_timeout to arrive, and the bodies held at once are bounded
+// by http.max_body_memory_bytes.
+//
 // Events and consent updates stamped further from their receipt than
 // http.max_event_age or http.max_future_skew are refused; events carry
 // their source's trust (signals.serverSource) to the enricher.
@@ -27,6 +32,7 @@
 // Metrics: collector_http_requests_total{route,code},
 // collector_http_request_duration_seconds{route},
 // collector_http_requests_in_flight, collector_http_request_body_bytes{route},
+// collector_http_body_memory_bytes, collector_http_bodies_cut_total{reason},
 // collector_events_accepted_total, collector_events_rejected_total{reason},
 // collector_produce_duration_seconds,
 // collector_consent_updates_refused_total{reason}, the consent store's
@@ -36,7 +42,6 @@
 package ingest
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -45,7 +50,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -86,8 +90,11 @@ type Server struct {
 	consent *consentGate
 	proxies []netip.Prefix
 	shape   event.Shape
-	// slots holds a token per request being served (http.max_in_flight_requests).
+	// slots holds a token per request being served, once its body is read
+	// (http.max_in_flight_requests).
 	slots chan struct{}
+	// bodies bounds the bytes of request bodies held (http.max_body_memory_bytes).
+	bodies bodyBudget
 	// reserved counts events handed to the producer and not yet acknowledged.
 	reserved atomic.Int64
 	http     *http.Server
@@ -128,15 +135,17 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
+	m := newMetrics(reg)
 	s := &Server{
 		cfg:     cfg,
 		log:     log,
-		metrics: newMetrics(reg),
+		metrics: m,
 		client:  client,
 		shape:   event.Shape{MaxDepth: cfg.HTTP.MaxJSONDepth, MaxKeys: cfg.HTTP.MaxJSONKeys},
 		slots:   make(chan struct{}, cfg.HTTP.MaxInFlightRequests),
 		done:    make(chan error, 1),
 		now:     time.Now,
+		bodies:  bodyBudget{limit: cfg.HTTP.MaxBodyMemoryBytes, gauge: m.bodyMemory},
 	}
 	for _, src := range cfg.Sources {
 		s.sources = append(s.sources, &source{Source: src, keyHash: sha256.Sum256([]byte(src.WriteKey.Reveal())), limiter: newLimiter(src.RateLimit)})
@@ -168,11 +177,11 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 		})))
 	}
 	mux.Handle("POST /v1/consent", s.route("consent", s.handleConsent))
-	mux.Handle("GET /v1/pixel", s.route("pixel", s.handlePixel))
-	mux.Handle("GET /v1/redirect", s.route("redirect", s.handleRedirect))
-	mux.Handle("/", s.route("other", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /v1/pixel", s.route("pixel", s.slotted(s.handlePixel)))
+	mux.Handle("GET /v1/redirect", s.route("redirect", s.slotted(s.handleRedirect)))
+	mux.Handle("/", s.route("other", s.slotted(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, response{Error: fmt.Sprintf("no route %s %s (see the API reference in README.md)", r.Method, r.URL.Path)})
-	}))
+	})))
 	s.http = &http.Server{
 		Addr:              cfg.HTTP.Listen,
 		Handler:           s.cors(mux),
@@ -289,6 +298,8 @@ type result struct {
 	// recordsHeld says the request's records may still be in the producer
 	// (answered before Kafka acknowledged them).
 	recordsHeld bool
+	// closeConn closes the connection after the answer.
+	closeConn bool
 }
 
 func fail(code int, format string, args ...any) result {
@@ -299,6 +310,9 @@ func fail(code int, format string, args ...any) result {
 var succeeded = []byte(`{"success":true}` + "\n")
 
 func (res result) write(w http.ResponseWriter) {
+	if res.closeConn {
+		w.Header().Set("Connection", "close")
+	}
 	if res.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(res.retryAfter.Seconds()))))
 	}
@@ -311,32 +325,51 @@ func (res result) write(w http.ResponseWriter) {
 	writeJSON(w, res.code, res.resp)
 }
 
-// route counts and times every request of one route, and refuses at once
-// one more than http.max_in_flight_requests.
+// route counts and times every request of one route. Its handler takes
+// an in-flight slot itself (enter), once the request is read.
 func (s *Server) route(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		select {
-		case s.slots <- struct{}{}:
-			s.serve(h, sw, r)
-		default:
-			res := fail(http.StatusServiceUnavailable, "the collector is serving %d requests already, retry later", cap(s.slots))
-			res.retryAfter = time.Second
-			res.write(sw)
-		}
+		h(sw, r)
 		s.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		s.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
 }
 
-func (s *Server) serve(h http.HandlerFunc, w http.ResponseWriter, r *http.Request) {
-	s.metrics.inFlight.Inc()
-	defer func() {
-		s.metrics.inFlight.Dec()
-		<-s.slots
-	}()
-	h(w, r)
+// slotted serves h, a route without a body, in an in-flight slot.
+func (s *Server) slotted(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.enter(w) {
+			return
+		}
+		defer s.leave()
+		h(w, r)
+	}
+}
+
+// enter takes an in-flight slot (http.max_in_flight_requests), or
+// answers 503 at once and returns false. A request enters once it is
+// read whole, body included: a client that sends its body slowly, or
+// never, must not hold a slot while it does, or a few hundred such
+// connections would lock every other client out.
+func (s *Server) enter(w http.ResponseWriter) bool {
+	select {
+	case s.slots <- struct{}{}:
+		s.metrics.inFlight.Inc()
+		return true
+	default:
+		res := fail(http.StatusServiceUnavailable, "the collector is serving %d requests already, retry later", cap(s.slots))
+		res.retryAfter = time.Second
+		res.write(w)
+		return false
+	}
+}
+
+// leave gives back the slot enter took.
+func (s *Server) leave() {
+	s.metrics.inFlight.Dec()
+	<-s.slots
 }
 
 type statusWriter struct {
@@ -349,13 +382,16 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // scratch is the memory an events request works in: its body, its
 // decoded batch and its records. Requests take one from scratches and put
 // it back for the next once nothing refers to it any more: the answer is
 // written (event strings are copies of the body, so the answer does not
 // hold on to it), and Kafka is done with the records.
 type scratch struct {
-	body  []byte
+	bufs  bodyBufs
 	batch event.Batch
 	rb    recordBuilder
 }
@@ -372,8 +408,11 @@ func (sc *scratch) release(recordsHeld bool) {
 	if recordsHeld || cap(sc.rb.values) > maxPooledBody {
 		sc.rb = recordBuilder{}
 	}
-	if cap(sc.body) > maxPooledBody {
-		sc.body = nil
+	if cap(sc.bufs.body) > maxPooledBody {
+		sc.bufs.body = nil
+	}
+	if cap(sc.bufs.raw) > maxPooledBody {
+		sc.bufs.raw = nil
 	}
 	scratches.Put(sc)
 }
@@ -382,12 +421,19 @@ func (sc *scratch) release(recordsHeld bool) {
 func (s *Server) handleEvents(route string, decode func([]byte, *scratch) (payload, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sc := scratches.Get().(*scratch)
-		body, res, ok := s.readBody(r, route, &sc.body)
+		hold := bodyHold{budget: &s.bodies}
+		defer hold.release() // once the scratch is released
+		body, res, ok := s.readBody(w, r, route, &sc.bufs, &hold)
 		if !ok {
 			res.write(w)
 			sc.release(false)
 			return
 		}
+		if !s.enter(w) {
+			sc.release(false)
+			return
+		}
+		defer s.leave()
 		p, err := decode(body, sc)
 		if err != nil {
 			fail(http.StatusBadRequest, "%v", err).write(w)
@@ -469,44 +515,6 @@ func (s *Server) redirectTarget(raw string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("host %q is not in redirect.allowed_hosts", host)
-}
-
-// readBody reads at most http.max_request_bytes of the body, after gzip
-// decoding when the request says so, so a small compressed bomb cannot
-// expand past the limit. With buf not nil, the body is read into *buf,
-// grown as needed and left there for reuse.
-func (s *Server) readBody(r *http.Request, route string, buf *[]byte) ([]byte, result, bool) {
-	limit := s.cfg.HTTP.MaxRequestBytes
-	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit)
-	gzipped := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
-	if gzipped {
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return nil, fail(http.StatusBadRequest, "gzip body: %v", err), false
-		}
-		defer zr.Close()
-		body = http.MaxBytesReader(nil, zr, limit)
-	}
-	var b []byte
-	if buf != nil {
-		b = (*buf)[:0]
-	}
-	if n := r.ContentLength; !gzipped && n > 0 && n <= limit && int64(cap(b)) <= n {
-		b = make([]byte, 0, n+1) // the spare byte finds the end without growing
-	}
-	b, err := readAll(body, b)
-	if buf != nil {
-		*buf = b
-	}
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, fail(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", limit), false
-		}
-		return nil, fail(http.StatusBadRequest, "read body: %v", err), false
-	}
-	s.metrics.bodyBytes.WithLabelValues(route).Observe(float64(len(b)))
-	return b, result{}, true
 }
 
 // store validates the request's events and produces the valid ones,
@@ -758,23 +766,6 @@ func (src *source) admit(n int, now time.Time) (*rate.Reservation, time.Duration
 // reserved for the whole request first, so a request is refused whole
 // (errOverloaded, at once) rather than half produced, which a retry would
 // duplicate.
-// readAll is io.ReadAll reading into b.
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = nil
-			}
-			return b, err
-		}
-	}
-}
-
 func (s *Server) produce(records []*kgo.Record) error {
 	n := int64(len(records))
 	if s.reserved.Add(n) > int64(s.cfg.HTTP.MaxBufferedRecords) {
@@ -845,15 +836,12 @@ func (s *Server) authenticate(r *http.Request, bodyKey string) (*source, result,
 	return match, result{}, true
 }
 
-// maxUserAgent bounds the User-Agent copied into every event of a request:
-// real ones are a few hundred bytes, and a 30 KB one times a batch of small
-// events would multiply the request's size.
-const maxUserAgent = 512
-
 func (s *Server) signals(r *http.Request) event.Signals {
-	ua := r.UserAgent()
-	if len(ua) > maxUserAgent {
-		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	// Copied into every event of the request: a 30 KB User-Agent times a
+	// batch of small events would multiply the request's size.
+	ua, cut := event.CapUserAgent(r.UserAgent())
+	if cut {
+		ua = strings.ToValidUTF8(ua, "")
 	}
 	return event.Signals{
 		// Canonical spellings: Get would allocate to canonicalize others.

@@ -33,7 +33,19 @@ type metrics struct {
 	carriedRefused      prometheus.Counter
 	carriedWritten      prometheus.Counter
 	erasuresNotified    prometheus.Counter
+	userAgentsBounded   *prometheus.CounterVec
 }
+
+// Why a kept event's user agent was not generalized whole, the values of
+// the reason label of enricher_user_agents_bounded_total.
+const (
+	// uaTruncated: longer than event.MaxUserAgentBytes, generalized from
+	// its first bytes.
+	uaTruncated = "truncated"
+	// uaUnparsed: shaped to make the parser slow
+	// (policy.ParseableUserAgent), generalized to device class other.
+	uaUnparsed = "unparsed"
+)
 
 // Why an identify or alias writes no identity link.
 const (
@@ -107,9 +119,17 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 			Name: "privacy_erasures_notified_total",
 			Help: "Erasure requests passed on as notices to every region and export destination.",
 		}),
+		userAgentsBounded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enricher_user_agents_bounded_total",
+			Help: "Kept events whose user agent the parser did not read whole, by reason: truncated (longer than 512 bytes, generalized from its first 512), unparsed (more than 32 semicolons, device class other).",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration,
-		m.identityLinks, m.linksRefused, m.carriedRefused, m.carriedWritten, m.erasuresNotified)
+		m.identityLinks, m.linksRefused, m.carriedRefused, m.carriedWritten, m.erasuresNotified,
+		m.userAgentsBounded)
+	for _, r := range []string{uaTruncated, uaUnparsed} {
+		m.userAgentsBounded.WithLabelValues(r)
+	}
 	for _, r := range []string{linkClientAlias, linkClientRelink, linkEventDropped} {
 		m.linksRefused.WithLabelValues(r)
 	}
@@ -142,6 +162,10 @@ type tally struct {
 	purposes          map[string]int
 	defaultGrants     map[string]int
 	violations        []violation
+
+	// uaTruncated and uaUnparsed count kept events by how their user
+	// agent was bounded.
+	uaTruncated, uaUnparsed int
 }
 
 func newTally() *tally {
@@ -158,6 +182,8 @@ func (m *metrics) add(t *tally) {
 	}
 	m.carriedRefused.Add(float64(t.carriedRefused))
 	m.carriedWritten.Add(float64(t.carriedWritten))
+	m.userAgentsBounded.WithLabelValues(uaTruncated).Add(float64(t.uaTruncated))
+	m.userAgentsBounded.WithLabelValues(uaUnparsed).Add(float64(t.uaUnparsed))
 	for r, n := range t.dropped {
 		m.dropped.WithLabelValues(r).Add(float64(n))
 	}

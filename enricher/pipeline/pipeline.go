@@ -36,7 +36,7 @@
 // enricher_identity_links_refused_total{reason}, enricher_dedup_entries,
 // enricher_transactions_total{outcome},
 // enricher_transaction_duration_seconds, enricher_commit_duration_seconds,
-// enricher_consumer_lag_records,
+// enricher_consumer_lag_records, enricher_user_agents_bounded_total{reason},
 // the consent store's enricher_consent_* metrics, and franz-go's client
 // metrics under enricher_ and enricher_consent_.
 package pipeline
@@ -482,6 +482,12 @@ func (p *Pipeline) assemble(it *item, out []*kgo.Record, keys []dedupKey, t *tal
 	keys = append(keys, it.key)
 	out = append(out, it.clean)
 	t.clean++
+	if it.in.UserAgentCut() {
+		t.uaTruncated++
+	}
+	if it.in.UserAgentUnparsed() {
+		t.uaUnparsed++
+	}
 	if len(it.violations) > 0 {
 		label := p.clean.EventLabel(it.in)
 		for _, v := range it.violations {

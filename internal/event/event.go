@@ -42,7 +42,8 @@ type Signals struct {
 	// GPC is true when the request carried "Sec-GPC: 1".
 	GPC bool `json:"gpc"`
 	// IP is the client address, through trusted proxies only.
-	IP        string `json:"ip,omitempty"`
+	IP string `json:"ip,omitempty"`
+	// UserAgent is the request's User-Agent, cut to MaxUserAgentBytes.
 	UserAgent string `json:"userAgent,omitempty"`
 	// TrustContextIP says the source may report the end user's address in
 	// the event's context.ip (a server-side SDK); otherwise IP stands.

@@ -67,6 +67,7 @@ func legacyParse(env event.Envelope) (*legacyParsed, error) {
 		// SDKs the end user's: either says more than the poster's header.
 		p.ua = ctxUA
 	}
+	p.ua, _ = event.CapUserAgent(p.ua)
 	raw := bytes.TrimSpace(env.Event.Properties)
 	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
 		dec := json.NewDecoder(bytes.NewReader(raw))

@@ -34,6 +34,8 @@ type Parsed struct {
 	ctxAt                ctxSpans
 	ctxSub               [slotIP][maxAllowedKeys]span
 	ctxIP, ctxUA, ip, ua string
+	// uaCut says ua was longer than event.MaxUserAgentBytes and is cut.
+	uaCut bool
 	// prefs is context.consent.categoryPreferences if it is an object.
 	prefs span
 	// device holds context.device's identifiers, in deviceIDKeys' order
@@ -302,6 +304,9 @@ func (p *Parsed) finish() {
 		// SDKs the end user's: either says more than the poster's header.
 		p.ua = p.ctxUA
 	}
+	// The collector cuts the User-Agent header, not context.userAgent
+	// (up to an event's size): the parser's cost grows with the length.
+	p.ua, p.uaCut = event.CapUserAgent(p.ua)
 	p.prefs = absent
 	for m := membersOf(p.ctx, p.ctxAt[slotConsent]); m.next(); {
 		if m.key == "categoryPreferences" {
@@ -349,6 +354,15 @@ func (p *Parsed) CarriedPreferences() map[string]bool {
 	}
 	return out
 }
+
+// UserAgentCut reports whether the user agent the profiles generalize
+// (context.userAgent, else the request's) was longer than
+// event.MaxUserAgentBytes and is generalized from its first bytes.
+func (p *Parsed) UserAgentCut() bool { return p.uaCut }
+
+// UserAgentUnparsed reports whether the profiles leave the user agent
+// unparsed for its shape (ParseableUserAgent).
+func (p *Parsed) UserAgentUnparsed() bool { return p.ua != "" && !ParseableUserAgent(p.ua) }
 
 // deviceIDFields name the identifiers of deviceIDKeys in RawIdentifiers.
 var deviceIDFields = [len(deviceIDKeys)]string{"context.device.id", "context.device.advertisingId",

@@ -6,12 +6,18 @@ import (
 
 	"github.com/ua-parser/uap-go/uaparser"
 
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/pii"
 )
 
 // UserAgentParser generalizes user agents with ua-parser's maintained
-// regexes. Parsing one takes tens of microseconds, so results are cached:
-// a fleet sends few distinct user agents.
+// regexes. Parsing one runs up to some 1,200 regexes over it, a
+// millisecond or more of CPU, so results are cached: a fleet sends few
+// distinct user agents. A client chooses its user agent, though, and
+// may make every one unique, so the cost of one is bounded too: the
+// parser reads at most event.MaxUserAgentBytes of it (the regexes' time
+// grows with the length), and leaves unparsed one shaped to make them
+// slow (maxUserAgentSemicolons).
 type UserAgentParser struct {
 	p         *uaparser.Parser
 	cacheSize int
@@ -42,8 +48,10 @@ type Agent struct {
 	DeviceClass string
 }
 
-// Parse generalizes one user agent; "" gives the zero Agent.
+// Parse generalizes one user agent, from its first
+// event.MaxUserAgentBytes; "" gives the zero Agent.
 func (u *UserAgentParser) Parse(ua string) Agent {
+	ua, _ = event.CapUserAgent(ua)
 	if ua == "" {
 		return Agent{}
 	}
@@ -53,6 +61,9 @@ func (u *UserAgentParser) Parse(ua string) Agent {
 	if ok {
 		return a
 	}
+	// ua may be a window on a whole fetch of records (Parsed reads strings
+	// in place); the caches must not keep that alive.
+	ua = strings.Clone(ua)
 	a = u.parse(ua)
 	u.mu.Lock()
 	if len(u.cache) >= u.cacheSize {
@@ -64,6 +75,9 @@ func (u *UserAgentParser) Parse(ua string) Agent {
 }
 
 func (u *UserAgentParser) parse(ua string) Agent {
+	if !ParseableUserAgent(ua) {
+		return Agent{DeviceClass: "other"} // what a user agent no regex knows gives
+	}
 	c := u.p.Parse(ua)
 	a := Agent{Browser: u.family(c.UserAgent.Family), BrowserVersion: major(c.UserAgent.Major),
 		OS: u.family(c.Os.Family), OSVersion: major(c.Os.Major)}
@@ -75,6 +89,22 @@ func (u *UserAgentParser) parse(ua string) Agent {
 	}
 	a.DeviceClass = deviceClass(ua, c)
 	return a
+}
+
+// maxUserAgentSemicolons bounds the semicolons of a user agent that is
+// parsed. Hundreds of ua-parser's device regexes start at "; ", so each
+// semicolon is a place where all of them try to match: 512 semicolons
+// cost the regexes three times what 512 other bytes do, the costliest
+// shape found (README, "User agents"). Real user agents have at most 16
+// (uap-go's sample of 100,000).
+const maxUserAgentSemicolons = 32
+
+// ParseableUserAgent reports whether ua is parsed, cut to
+// event.MaxUserAgentBytes: one with more than 32 semicolons is not, and
+// generalizes to device class other.
+func ParseableUserAgent(ua string) bool {
+	ua, _ = event.CapUserAgent(ua)
+	return strings.Count(ua, ";") <= maxUserAgentSemicolons
 }
 
 // family is a browser or OS family as the parser names it, or "" when
