@@ -57,6 +57,11 @@ type Config struct {
 	DedupWindow time.Duration `mapstructure:"dedup_window"`
 	// DedupMaxEntries bounds the events remembered (about 85 bytes each).
 	DedupMaxEntries int `mapstructure:"dedup_max_entries"`
+	// UserAgentParsesPerSecond bounds the user agents parsed (not found in
+	// the cache) per second, in bursts of ten seconds' worth: each costs
+	// 1-5 ms of CPU, and a client may make every one unique. The others
+	// generalize to device class other (counted). Zero: no bound.
+	UserAgentParsesPerSecond int `mapstructure:"user_agent_parses_per_second"`
 
 	// DevMode lets the service run with the secrets shipped in the
 	// repository (demo write keys, development keys and token), which
@@ -197,11 +202,12 @@ func Default() Config {
 		Export: Export{Name: "intl", Profile: "export", Pseudonym: Pseudonym{KeyID: "x1"},
 			Topic:          kafkax.TopicSpec{Name: "events.export.intl", Retention: 7 * 24 * time.Hour},
 			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.intl", Retention: -1}},
-		Consent:            Consent{History: 16, SyncTimeout: 10 * time.Second},
-		MaxPollRecords:     10000,
-		TransactionTimeout: 30 * time.Second,
-		DedupWindow:        10 * time.Minute,
-		DedupMaxEntries:    500000,
+		Consent:                  Consent{History: 16, SyncTimeout: 10 * time.Second},
+		MaxPollRecords:           10000,
+		TransactionTimeout:       30 * time.Second,
+		DedupWindow:              10 * time.Minute,
+		DedupMaxEntries:          500000,
+		UserAgentParsesPerSecond: 200,
 	}
 }
 
@@ -223,6 +229,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPollRecords < 0 {
 		errs = append(errs, config.Invalid("max_poll_records", "must not be negative"))
+	}
+	if c.UserAgentParsesPerSecond < 0 {
+		errs = append(errs, config.Invalid("user_agent_parses_per_second", "must not be negative (0: no bound), got %d", c.UserAgentParsesPerSecond))
 	}
 	if c.DedupWindow < 0 || c.DedupMaxEntries < 0 {
 		errs = append(errs, config.Invalid("dedup_window", "dedup_window and dedup_max_entries must not be negative"))

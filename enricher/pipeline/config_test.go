@@ -119,6 +119,7 @@ func TestAllKeys(t *testing.T) {
 			Defaults:   map[string][]string{"backend": {"analytics"}},
 			Categories: map[string][]string{"c0002": {"analytics"}, "c0004": {"marketing", "third_party_sharing"}}},
 		MaxPollRecords: 500, TransactionalID: "enricher-eu-0", TransactionTimeout: 20 * time.Second, DedupWindow: 5 * time.Minute, DedupMaxEntries: 1000,
+		UserAgentParsesPerSecond: 50,
 	}
 	want.DevMode = true // all-keys.yaml sets dev_mode, with no shipped secret
 	if !reflect.DeepEqual(cfg, want) {

@@ -45,6 +45,10 @@ const (
 	// uaUnparsed: shaped to make the parser slow
 	// (policy.ParseableUserAgent), generalized to device class other.
 	uaUnparsed = "unparsed"
+	// uaOverBudget: not in the parser's cache when the parses of the
+	// second were spent (user_agent_parses_per_second), generalized to
+	// device class other; counted once per destination.
+	uaOverBudget = "over_budget"
 )
 
 // Why an identify or alias writes no identity link.
@@ -121,13 +125,13 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 		}),
 		userAgentsBounded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_user_agents_bounded_total",
-			Help: "Kept events whose user agent the parser did not read whole, by reason: truncated (longer than 512 bytes, generalized from its first 512), unparsed (more than 32 semicolons, device class other).",
+			Help: "Kept events whose user agent the parser did not read whole, by reason: truncated (longer than 512 bytes, generalized from its first 512), unparsed (more than 32 semicolons, device class other), over_budget (not cached when user_agent_parses_per_second was spent, device class other; once per destination).",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration,
 		m.identityLinks, m.linksRefused, m.carriedRefused, m.carriedWritten, m.erasuresNotified,
 		m.userAgentsBounded)
-	for _, r := range []string{uaTruncated, uaUnparsed} {
+	for _, r := range []string{uaTruncated, uaUnparsed, uaOverBudget} {
 		m.userAgentsBounded.WithLabelValues(r)
 	}
 	for _, r := range []string{linkClientAlias, linkClientRelink, linkEventDropped} {
@@ -163,9 +167,9 @@ type tally struct {
 	defaultGrants     map[string]int
 	violations        []violation
 
-	// uaTruncated and uaUnparsed count kept events by how their user
-	// agent was bounded.
-	uaTruncated, uaUnparsed int
+	// uaTruncated, uaUnparsed and uaOverBudget count kept events by how
+	// their user agent was bounded.
+	uaTruncated, uaUnparsed, uaOverBudget int
 }
 
 func newTally() *tally {
@@ -184,6 +188,7 @@ func (m *metrics) add(t *tally) {
 	m.carriedWritten.Add(float64(t.carriedWritten))
 	m.userAgentsBounded.WithLabelValues(uaTruncated).Add(float64(t.uaTruncated))
 	m.userAgentsBounded.WithLabelValues(uaUnparsed).Add(float64(t.uaUnparsed))
+	m.userAgentsBounded.WithLabelValues(uaOverBudget).Add(float64(t.uaOverBudget))
 	for r, n := range t.dropped {
 		m.dropped.WithLabelValues(r).Add(float64(n))
 	}

@@ -84,7 +84,8 @@ type Pipeline struct {
 	rules      policy.Rules
 	clean      *policy.Profile
 	export     *policy.Profile // nil: no export destination
-	dedup      *dedup          // used by the run loop only
+	agents     *policy.UserAgentParser
+	dedup      *dedup // used by the run loop only
 	lag        *kafkax.Lag
 	notifier   *notifier
 	rechecks   rechecks // of links to users erased elsewhere (eraseLateLinks)
@@ -106,6 +107,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, fmt.Errorf("user agent parser: %w", err)
 	}
+	agents.LimitParses(cfg.UserAgentParsesPerSecond, 10*cfg.UserAgentParsesPerSecond)
 	clean, export, err := cfg.NewProfiles(agents)
 	if err != nil {
 		return nil, err
@@ -138,7 +140,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 		sources = append(sources, s)
 	}
 	p := &Pipeline{cfg: cfg, log: log, metrics: newMetrics(reg, sources), violations: newViolationLog(reg), sess: sess, store: store, follower: follower,
-		rules: rules, clean: clean, export: export, lag: lag,
+		rules: rules, clean: clean, export: export, agents: agents, lag: lag,
 		dedup: newDedup(cfg.DedupWindow, cfg.DedupMaxEntries), done: make(chan error, 2), stopped: make(chan struct{})}
 	if p.notifier, err = p.newNotifier(reg); err != nil {
 		sess.Close()

@@ -81,6 +81,7 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 
 	t = newTally()
 	t.in = len(items)
+	overBudget := p.agents.OverBudget()
 	out = make([]*kgo.Record, 0, len(items)+len(items)/2)
 	for k := range parts {
 		select {
@@ -106,6 +107,7 @@ func (p *Pipeline) processBatch(records []*kgo.Record, consentReady func() error
 		}
 	}
 	workers.Wait()
+	t.uaOverBudget = int(p.agents.OverBudget() - overBudget)
 	return out, keys, t, nil
 }
 

@@ -3,8 +3,10 @@ package policy
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ua-parser/uap-go/uaparser"
+	"golang.org/x/time/rate"
 
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/pii"
@@ -17,15 +19,35 @@ import (
 // may make every one unique, so the cost of one is bounded too: the
 // parser reads at most event.MaxUserAgentBytes of it (the regexes' time
 // grows with the length), and leaves unparsed one shaped to make them
-// slow (maxUserAgentSemicolons).
+// slow (maxUserAgentSemicolons); and LimitParses bounds the parses per
+// second, whatever the user agents.
 type UserAgentParser struct {
 	p         *uaparser.Parser
 	cacheSize int
 	scrubber  *pii.Scrubber
+	// budget, if set, bounds the parses (cache misses) per second: a
+	// client that makes every user agent unique pays for what the budget
+	// allows, and the rest of its user agents generalize to device class
+	// other, uncached, until the budget refills.
+	budget     *rate.Limiter
+	overBudget atomic.Uint64
 
 	mu    sync.RWMutex
 	cache map[string]Agent
 }
+
+// LimitParses bounds the parses to perSecond on average, in bursts of up
+// to burst (0: no bound). Returned for chaining.
+func (u *UserAgentParser) LimitParses(perSecond, burst int) *UserAgentParser {
+	if perSecond > 0 {
+		u.budget = rate.NewLimiter(rate.Limit(perSecond), max(burst, 1))
+	}
+	return u
+}
+
+// OverBudget counts the user agents left unparsed because the budget was
+// spent, since the parser was made.
+func (u *UserAgentParser) OverBudget() uint64 { return u.overBudget.Load() }
 
 // NewUserAgentParser compiles the embedded regexes (a few hundred
 // milliseconds, once per process) and remembers up to cacheSize results.
@@ -60,6 +82,10 @@ func (u *UserAgentParser) Parse(ua string) Agent {
 	u.mu.RUnlock()
 	if ok {
 		return a
+	}
+	if u.budget != nil && !u.budget.Allow() {
+		u.overBudget.Add(1)
+		return Agent{DeviceClass: "other"}
 	}
 	// ua may be a window on a whole fetch of records (Parsed reads strings
 	// in place); the caches must not keep that alive.

@@ -154,3 +154,47 @@ func BenchmarkUserAgentUnique(b *testing.B) {
 		})
 	}
 }
+
+// TestUserAgentParseBudget: once the parses of the second are spent, a user
+// agent not in the cache generalizes to device class other, uncached and
+// counted, while one in the cache is still answered whole.
+func TestUserAgentParseBudget(t *testing.T) {
+	u, err := policy.NewUserAgentParser(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.LimitParses(1, 2) // two at once, then one a second
+	if got := u.Parse(chromeUA); got != chrome {
+		t.Fatalf("first parse: %+v", got)
+	}
+	u.Parse(chromeUA + " a")
+	other := policy.Agent{DeviceClass: "other"}
+	if got := u.Parse(chromeUA + " b"); got != other || u.OverBudget() != 1 {
+		t.Errorf("third unique user agent at once: %+v, over budget %d; want device class other, counted", got, u.OverBudget())
+	}
+	if got := u.Parse(chromeUA); got != chrome {
+		t.Errorf("a cached user agent over budget: %+v, want it whole", got)
+	}
+	time.Sleep(1100 * time.Millisecond) // the budget refills: "b" was not cached as other
+	if got := u.Parse(chromeUA + " b"); got != chrome {
+		t.Errorf("after the budget refilled: %+v, want it parsed", got)
+	}
+}
+
+// BenchmarkUserAgentUniqueBudgeted is BenchmarkUserAgentUnique's 29KB
+// case through a parser with a budget (enricher user_agent_parses_per_second):
+// past it, a unique user agent costs what a cache lookup does, so a flood
+// of them costs the enricher at most the budget's parses a second.
+func BenchmarkUserAgentUniqueBudgeted(b *testing.B) {
+	u, err := policy.NewUserAgentParser(4096)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u.LimitParses(200, 10)
+	pad := strings.Repeat("x", 29<<10)
+	seq := 0
+	for b.Loop() {
+		seq++
+		u.Parse(fmt.Sprintf("%s.%d %s", chromeUA, seq, pad))
+	}
+}
