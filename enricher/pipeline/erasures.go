@@ -8,6 +8,8 @@ package pipeline
 // identifier, which the collector writes beside the subject's suppression
 // record; a consumer group, so instances share the work) it writes, in
 // one produce:
+//   - the subject's suppression records under the enricher's keys (the
+//     collector's may differ by misconfiguration);
 //   - for an erased userId, the suppression records (privacy.erasures,
 //     keyed by pseudonyms) of each anonymousId linked to it
 //     (privacy.identities), marked linked, and tombstones of their consent
@@ -246,6 +248,10 @@ func (n *notifier) pass(id string, rec event.ErasureRecord) ([]*kgo.Record, erro
 			aliased = anonymous
 		}
 	}
+	// The subject's own suppression records, under this enricher's keys:
+	// the collector wrote them under its own, which suppress nothing here
+	// if the two were ever configured apart.
+	out = append(out, n.store.SuppressionRecords(n.cfg.Topics.Erasures.Name, id, rec)...)
 	now := n.now().UTC()
 	subjectKind := policy.KindAnonymous
 	if len(users) > 0 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -136,7 +137,7 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 	// (the alias's previousId as both kinds), holding no raw id; their
 	// consent records are tombstoned; the links are gone.
 	suppressed := map[string]bool{}
-	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Erasures.Name, 4) {
+	for _, r := range testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Erasures.Name, 5) {
 		if rec, err := event.DecodeErasureRecord(r.Value); err == nil && rec.Linked && rec.RequestID == "req-u-1" {
 			suppressed[string(r.Key)] = true
 		}
@@ -346,4 +347,66 @@ func TestLinkToUserErasedElsewhereIsErasedAfterTheGrace(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	linkAndAwaitErasure(t, ctx, brokers, cfg, "a-elsewhere", "u-elsewhere")
+}
+
+// TestErasureSuppressesUnderTheEnrichersKeys: a collector whose pseudonym
+// key differs from the enricher's (a misconfiguration) writes suppression
+// records the enricher cannot match; the notifier's own records, under
+// the enricher's keys, suppress the subject all the same. A record under
+// a key id the enricher does not hold is counted.
+func TestErasureSuppressesUnderTheEnrichersKeys(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg := testConfig(brokers)
+	isolate(t, brokers, &cfg)
+	reg := prometheus.NewRegistry()
+	p, err := New(cfg, reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	collector := cfg
+	collector.Pseudonym = Pseudonym{KeyID: cfg.Pseudonym.KeyID, Key: "another-key-0123456789-0123456789-0123456789"}
+	records := erasure(collector, "u-mismatch", event.SubjectUserID)
+	if string(records[0].Key) == pseudonymOf(cfg, policy.KindUser, "u-mismatch") {
+		t.Fatal("the collector's record is keyed as the enricher's: no mismatch to test")
+	}
+	unknown := suppression(Config{Pseudonym: Pseudonym{KeyID: "gone", Key: "a-key-nobody-holds-0123456789-0123456789"}, Topics: cfg.Topics}, "u-unknown",
+		event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "r", Reason: "user_request", RequestedAt: time.Now().UTC(), SubjectKind: event.SubjectUserID})
+	testenv.Produce(t, ctx, brokers, append(records, unknown...)...)
+	for !p.store.Suppressed(consentstore.KindUser, "u-mismatch") {
+		if ctx.Err() != nil {
+			t.Fatal("the subject erased under the collector's mismatched key was never suppressed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := gaugeOrCounter(t, reg, "enricher_consent_records_total", "kind", "erasure_unknown_key"); n < 1 {
+		t.Errorf("enricher_consent_records_total{kind=erasure_unknown_key} = %v, want the record under key id gone counted", n)
+	}
+}
+
+// gaugeOrCounter is the value of the series of name whose label is value.
+func gaugeOrCounter(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

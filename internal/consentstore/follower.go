@@ -107,6 +107,7 @@ func (f *Follower) apply(r *kgo.Record, d decoded) {
 		// to tell links made before the erasure from later ones.
 		rec, _ := event.DecodeErasureRecord(r.Value)
 		if !f.store.SuppressRecord(string(r.Key), rec) {
+			f.metrics.unknownKey.Inc()
 			keyID, _, _ := strings.Cut(string(r.Key), ".")
 			f.log.Error("an erased subject's pseudonym is under a key this service does not hold: add the key to the keyring's retired keys, or the subject's events pass",
 				"key_id", keyID, "partition", r.Partition, "offset", r.Offset)
