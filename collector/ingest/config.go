@@ -510,6 +510,11 @@ func (p *Privacy) validate() error {
 		errs = append(errs, err)
 	}
 	if len(p.Operators) == 0 {
+		// Without the API, the key is optional: given, the consent gate
+		// knows who is erased (the suppression list is keyed by it).
+		if p.Pseudonym.Key != "" || p.Pseudonym.KeyFile != "" {
+			errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"))
+		}
 		return errors.Join(errs...)
 	}
 	errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"),

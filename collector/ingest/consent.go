@@ -99,6 +99,10 @@ const (
 	// refusedKeyTaken: an anonymousId spelt like a userId with consent
 	// recorded; answered 200, not written.
 	refusedKeyTaken = "key_taken"
+	// refusedErased: the subject is erased; a record under its id would
+	// keep the raw id in the compacted topic for good. Answered 200, not
+	// written, so the answer does not tell who is erased.
+	refusedErased = "erased"
 )
 
 var tokenReasons = []string{consenttoken.ReasonMalformed, consenttoken.ReasonUnknownKey, consenttoken.ReasonBadSignature,
@@ -111,9 +115,10 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	}
 	// The latest change per subject is all the gate asks about, and when
 	// it was recorded. The suppression list is keyed by pseudonyms: without
-	// the privacy API's keyring, the gate does not know who is erased.
+	// the in-region key (privacy.pseudonym), the gate does not know who is
+	// erased.
 	var keys *policy.Keyring
-	if len(cfg.Privacy.Operators) > 0 {
+	if cfg.Privacy.Pseudonym.Key != "" {
 		if keys, err = cfg.Privacy.Pseudonym.Keyring(); err != nil {
 			return nil, fmt.Errorf("privacy.pseudonym: %w", err)
 		}
@@ -127,7 +132,7 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	g := &consentGate{store: store, follower: follower, tokens: tokens, caughtUp: &catchUp{wait: follower.WaitCaughtUp, timeout: cfg.HTTP.ProduceTimeout},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_consent_updates_refused_total",
-			Help: "Consent updates refused with 403 (or 400 for their time), nothing written, by reason: user_grant, cross_border, guardian_consent, minor_cleared, token_subject (who may say what), token_<reason> and token_not_configured (the consent token), out_of_time_bounds; key_taken (an anonymousId spelt like a userId with consent: answered 200, not written).",
+			Help: "Consent updates refused with 403 (or 400 for their time), nothing written, by reason: user_grant, cross_border, guardian_consent, minor_cleared, token_subject (who may say what), token_<reason> and token_not_configured (the consent token), out_of_time_bounds; key_taken (an anonymousId spelt like a userId with consent) and erased (an erased subject: its id would be kept in the compacted topic), both answered 200, not written.",
 		}, []string{"reason"})}
 	reg.MustRegister(g.refused)
 	for _, r := range policy.RefusalReasons {
@@ -138,6 +143,7 @@ func newConsentGate(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*
 	}
 	g.refused.WithLabelValues(refusedTokensOff)
 	g.refused.WithLabelValues(refusedKeyTaken)
+	g.refused.WithLabelValues(refusedErased)
 	g.refused.WithLabelValues(refusedOutOfTimeBounds)
 	return g, nil
 }
@@ -297,11 +303,18 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, "encode consent state: %v", err).write(w)
 		return
 	}
-	if u.UserID == "" && s.consent.store.KeyTaken(u.AnonymousID) {
+	refused := ""
+	switch {
+	case s.consent.store.Suppressed(consentstore.KindOf(state), state.Subject):
+		refused = refusedErased
+	case u.UserID == "" && s.consent.store.KeyTaken(u.AnonymousID):
 		// Keyed alike, it would take the user's record's place once the
 		// topic is compacted. No anonymousId an SDK makes is any user's id:
 		// the answer does not tell whether one is.
-		s.consent.refused.WithLabelValues(refusedKeyTaken).Inc()
+		refused = refusedKeyTaken
+	}
+	if refused != "" {
+		s.consent.refused.WithLabelValues(refused).Inc()
 		succeeded := result{code: http.StatusOK, resp: response{Success: true}}
 		succeeded.write(w)
 		return

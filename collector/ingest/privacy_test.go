@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/policy"
@@ -422,5 +423,34 @@ func TestErasureOfADeviceSpeltLikeAUser(t *testing.T) {
 	slices.Sort(kinds)
 	if !slices.Equal(kinds, want) {
 		t.Errorf("erasure records %v, want %v", kinds, want)
+	}
+}
+
+// TestConsentOfAnErasedSubjectIsNotWritten: after an erasure, a consent
+// update for the erased device (anyone may post one with the public write
+// key) is answered 200 like any other, and not written: a record under
+// the raw id would outlive the tombstone in the compacted topic for good.
+func TestConsentOfAnErasedSubjectIsNotWritten(t *testing.T) {
+	f := newPrivacyFixture(t)
+	consent := f.s.cfg.Topics.Consent.Name
+	if code, _, out := f.erase(t, "POST", "Bearer "+dpoToken, []byte(`{"anonymousId":"a-erased","reason":"consent_withdrawn"}`)); code != 202 {
+		t.Fatalf("erase: %d %s", code, out)
+	}
+	for !f.s.consent.store.Suppressed(consentstore.KindAnonymous, "a-erased") {
+		time.Sleep(20 * time.Millisecond) // the gate reads the suppression list back
+	}
+	before := f.stored(t, consent)
+	for _, body := range []string{`{"anonymousId":"a-erased","purposes":{"analytics":true}}`, `{"anonymousId":"a-other","purposes":{"analytics":true}}`} {
+		if r := f.do(t, call{method: "POST", path: "/v1/consent", key: "web-write-key", body: []byte(body)}); r.code != 200 || !r.resp.Success {
+			t.Fatalf("consent %s: %d %s, want 200 either way", body, r.code, r.body)
+		}
+	}
+	if got := f.stored(t, consent) - before; got != 1 {
+		t.Errorf("%d consent records written, want 1 (the other device's only)", got)
+	}
+	for _, r := range testenv.ReadAll(t, testenv.Context(t, 30*time.Second), f.brokers, consent) {
+		if string(r.Key) == "a-erased" && r.Value != nil {
+			t.Errorf("a consent record of the erased device was written: %s", r.Value)
+		}
 	}
 }
