@@ -97,8 +97,22 @@ func (t TopicSpec) wantConfigs() map[string]string {
 	switch {
 	case t.Retention > 0:
 		want["retention.ms"] = strconv.FormatInt(t.Retention.Milliseconds(), 10)
+		// Kafka deletes whole segments, once their newest record is past
+		// retention, and the open segment rolls only after segment.ms (7
+		// days by default): on a quiet topic, raw data of a 6h retention
+		// would live a week. Rolling at a quarter of the retention (at
+		// least an hour, at most the default) keeps a record at most 1.25
+		// retentions.
+		want["segment.ms"] = strconv.FormatInt(min(max(t.Retention/4, time.Hour), 7*24*time.Hour).Milliseconds(), 10)
 	case t.Retention < 0:
 		want["retention.ms"] = "-1"
+	}
+	if policy == "compact" {
+		// A tombstone removes an identifier only once the cleaner has
+		// compacted its segment, which on a quiet topic may be never:
+		// compact within a day (tombstones then stay delete.retention.ms,
+		// a day by default).
+		want["max.compaction.lag.ms"] = strconv.FormatInt((24 * time.Hour).Milliseconds(), 10)
 	}
 	if t.MinInsyncReplicas > 0 {
 		want["min.insync.replicas"] = strconv.Itoa(t.MinInsyncReplicas)

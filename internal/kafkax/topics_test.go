@@ -45,6 +45,10 @@ func TestEnsureTopics(t *testing.T) {
 	wantConfig(t, adm, del, "retention.ms", "21600000")
 	wantConfig(t, adm, del, "cleanup.policy", "delete")
 	wantConfig(t, adm, cmp, "cleanup.policy", "compact")
+	// Data goes within 1.25 retentions however quiet the topic, and
+	// tombstones take effect within a day.
+	wantConfig(t, adm, del, "segment.ms", "5400000")
+	wantConfig(t, adm, cmp, "max.compaction.lag.ms", "86400000")
 
 	// Second run: nothing to do.
 	if err := EnsureTopics(ctx, cl, specs, nil, quiet); err != nil {
@@ -57,6 +61,7 @@ func TestEnsureTopics(t *testing.T) {
 		t.Fatalf("retention drift: %v", err)
 	}
 	wantConfig(t, adm, del, "retention.ms", "7200000")
+	wantConfig(t, adm, del, "segment.ms", "3600000")
 
 	// A topic the service only reads is its writer's to check: no error,
 	// nothing altered.
