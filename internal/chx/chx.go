@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -28,6 +30,10 @@ type Config struct {
 	TLS          config.TLS    `mapstructure:"tls"`
 	// DialTimeout bounds a connection attempt. Zero means 5s.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// AllowPlaintext lets a password go to a server off this host without
+	// TLS: the native protocol sends it as it is. Only on a network you
+	// trust.
+	AllowPlaintext bool `mapstructure:"allow_plaintext"`
 }
 
 // Validate checks the block under prefix and resolves the password file.
@@ -46,6 +52,9 @@ func (c *Config) Validate(prefix string) error {
 	pw, err := config.ResolveSecret(prefix+".password", c.Password, c.PasswordFile)
 	c.Password = pw
 	errs = append(errs, err)
+	if pw != "" && !c.TLS.Enabled && !c.AllowPlaintext && slices.ContainsFunc(c.Addr, func(a string) bool { return !config.IsLoopback(a) }) {
+		errs = append(errs, config.Invalid(prefix+".tls.enabled", "is false, and the native protocol would send the password as it is to %s: turn TLS on (port 9440), or, on a network you trust, set %s.allow_plaintext: true", strings.Join(c.Addr, ", "), prefix))
+	}
 	return errors.Join(errs...)
 }
 

@@ -72,12 +72,13 @@ func TestAllKeys(t *testing.T) {
 			Receipts: kafkax.TopicSpec{Name: "privacy.receipts.eu", Partitions: 2, ReplicationFactor: 3, MinInsyncReplicas: 2, CleanupPolicy: "compact", Retention: 720 * time.Hour},
 		},
 		ClickHouse: chx.Config{
-			Addr:         []string{"ch1.test:9440", "ch2.test:9440"},
-			Username:     "sink",
-			Password:     "clickhouse-test-password",
-			PasswordFile: "testdata/secrets/clickhouse-password",
-			TLS:          chTLS,
-			DialTimeout:  4 * time.Second,
+			Addr:           []string{"ch1.test:9440", "ch2.test:9440"},
+			Username:       "sink",
+			Password:       "clickhouse-test-password",
+			PasswordFile:   "testdata/secrets/clickhouse-password",
+			TLS:            chTLS,
+			DialTimeout:    4 * time.Second,
+			AllowPlaintext: true,
 		},
 		Database:  "analytics_eu",
 		Batch:     chwriter.Batch{MaxRows: 10000, MaxBytes: 32 << 20, MaxWait: 500 * time.Millisecond},
@@ -115,6 +116,7 @@ var badConfigs = map[string]configtest.Bad{
 	"clickhouse-password-and-file.yaml":     {Keys: []string{"clickhouse.password"}},
 	"clickhouse-password-file-missing.yaml": {Keys: []string{"clickhouse.password_file"}},
 	"clickhouse-tls-ca-missing.yaml":        {Keys: []string{"clickhouse.tls.ca_file"}},
+	"clickhouse-password-without-tls.yaml":  {Keys: []string{"clickhouse.tls.enabled"}, Msg: "send the password as it is"},
 	"clickhouse-dial-timeout-negative.yaml": {Keys: []string{"clickhouse.dial_timeout"}},
 	"clickhouse-unknown-key.yaml":           {Msg: "'clickhouse' has invalid keys: database"},
 	"group-id-empty.yaml":                   {Keys: []string{"group_id"}},
@@ -187,7 +189,8 @@ func TestDefaultIsValid(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("SINK_CLICKHOUSE_PASSWORD", "env-clickhouse-password")
-	t.Setenv("SINK_CLICKHOUSE_ADDR", "ch1:9000,ch2:9000")
+	t.Setenv("SINK_CLICKHOUSE_ADDR", "ch1:9440,ch2:9440")
+	t.Setenv("SINK_CLICKHOUSE_TLS_ENABLED", "true")
 	t.Setenv("SINK_DATABASE", "analytics_eu")
 	t.Setenv("SINK_BATCH_MAX_ROWS", "123")
 	t.Setenv("SINK_BATCH_MAX_WAIT", "250ms")
@@ -199,7 +202,7 @@ func TestEnvOverrides(t *testing.T) {
 		got, want any
 	}{
 		{"clickhouse.password", cfg.ClickHouse.Password.Reveal(), "env-clickhouse-password"},
-		{"clickhouse.addr", cfg.ClickHouse.Addr, []string{"ch1:9000", "ch2:9000"}},
+		{"clickhouse.addr", cfg.ClickHouse.Addr, []string{"ch1:9440", "ch2:9440"}},
 		{"clickhouse.dial_timeout", cfg.ClickHouse.DialTimeout, 2 * time.Second},
 		{"database", cfg.Database, "analytics_eu"},
 		{"batch.max_rows", cfg.Batch.MaxRows, 123},
