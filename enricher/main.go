@@ -9,6 +9,8 @@
 //	                                               print a draft catalogue inferred from raw events:
 //	                                               from --input's lines (raw envelopes, Segment
 //	                                               events or batch bodies), else from the raw topic
+//	enricher erasures rekey [--config FILE]        rewrite suppression records keyed by raw
+//	                                               identifiers (before pseudonym keys) by pseudonyms
 package main
 
 import (
@@ -33,6 +35,9 @@ func main() {
 	}
 	if len(os.Args) > 2 && os.Args[1] == "catalogue" && os.Args[2] == "infer" {
 		os.Exit(catalogueInfer(os.Args[3:]))
+	}
+	if len(os.Args) > 2 && os.Args[1] == "erasures" && os.Args[2] == "rekey" {
+		os.Exit(erasuresRekey(os.Args[3:]))
 	}
 	path := flag.String("config", "configs/enricher.yaml", configHelp)
 	flag.Parse()
@@ -112,4 +117,20 @@ func loadConfig(path string) pipeline.Config {
 		os.Exit(2)
 	}
 	return cfg
+}
+
+// erasuresRekey rewrites the suppression list's raw-keyed records
+// (pipeline.RekeyErasures).
+func erasuresRekey(args []string) int {
+	fs := flag.NewFlagSet("enricher erasures rekey", flag.ExitOnError)
+	path := fs.String("config", "configs/enricher.yaml", configHelp)
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long it may take at most")
+	_ = fs.Parse(args)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if _, err := pipeline.RekeyErasures(ctx, loadConfig(*path), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "enricher erasures rekey:", err)
+		return 1
+	}
+	return 0
 }

@@ -102,6 +102,8 @@ func (f *Follower) apply(r *kgo.Record, d decoded) {
 	switch {
 	case r.Attrs.IsControl():
 		return
+	case r.Topic == f.erasures && r.Value == nil:
+		// A raw key rekeyed (RawKeyed): its pseudonym records came first.
 	case r.Topic == f.erasures:
 		// The suppression holds whatever the value; its time serves only
 		// to tell links made before the erasure from later ones.

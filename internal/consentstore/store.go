@@ -13,6 +13,8 @@
 // its subjectKind names) under a key of the keyring, never the raw id, so
 // the log kept forever holds no identifier (SuppressionRecords writes
 // them; a record keyed by a raw id, as before pseudonyms, still counts).
+// A null value there is `enricher erasures rekey`'s tombstone of a raw key
+// whose pseudonym-keyed records it wrote first, and changes nothing.
 // A suppressed subject has no consent. Subjects are held as 128-bit
 // hashes, never as raw ids.
 //
@@ -512,11 +514,10 @@ func (s *Store) SuppressRecord(key string, rec event.ErasureRecord) bool {
 	if s.keys == nil {
 		return true
 	}
-	keyID, mac, isPseudonym := strings.Cut(key, ".")
-	isPseudonym = isPseudonym && len(mac) == 32 && strings.Trim(mac, "0123456789abcdef") == ""
+	keyID, _, _ := strings.Cut(key, ".")
 	for _, kind := range erasedKinds(rec.SubjectKind) {
 		switch {
-		case !isPseudonym:
+		case RawKeyed(key):
 			s.Suppress(kind, key, rec.RequestedAt)
 		case s.keys.ByID(keyID) == nil:
 			return false
@@ -525,6 +526,14 @@ func (s *Store) SuppressRecord(key string, rec event.ErasureRecord) bool {
 		}
 	}
 	return true
+}
+
+// RawKeyed reports whether a privacy.erasures key is a raw identifier, as
+// before the list was keyed by pseudonyms (`<keyId>.<32 hex>`); `enricher
+// erasures rekey` rewrites such records.
+func RawKeyed(key string) bool {
+	_, mac, ok := strings.Cut(key, ".")
+	return !ok || len(mac) != 32 || strings.Trim(mac, "0123456789abcdef") != ""
 }
 
 // SuppressionRecords are the privacy.erasures records of an erasure of id
