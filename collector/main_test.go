@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/consentflow/consentflow/collector/ingest"
@@ -46,30 +44,11 @@ func testConfig(t *testing.T, edit func(*ingest.Config)) ingest.Config {
 	return cfg
 }
 
-// syncBuffer is a log sink the servers' goroutines may write to while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startParts builds the collector as main does and starts its admin server
 // and privacy API (not the ingest server, which would need Kafka).
-func startParts(t *testing.T, cfg ingest.Config) (*collector, *syncBuffer) {
+func startParts(t *testing.T, cfg ingest.Config) (*collector, *testenv.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	c, err := build(cfg, obs.NewRegistry(), slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

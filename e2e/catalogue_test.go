@@ -104,7 +104,7 @@ func TestCatalogueEndToEnd(t *testing.T) {
 	if len(clean) != len(batch) || len(exported) != len(batch)-2 {
 		t.Fatalf("%d clean and %d exported records, want %d and %d", len(clean), len(exported), len(batch), len(batch)-2)
 	}
-	if got := counterValue(t, st.enricherReg, "enricher_events_dropped_total", "reason", "gate_refused"); got != 2 {
+	if got := testenv.CounterValue(t, st.enricherReg, "enricher_events_dropped_total", "reason", "gate_refused"); got != 2 {
 		t.Errorf("enricher_events_dropped_total{reason=gate_refused} = %v, want 2 (the lookalikes)", got)
 	}
 	waitRows(t, ctx, st.conn, st.database, len(batch))
@@ -162,7 +162,7 @@ func TestCatalogueEndToEnd(t *testing.T) {
 			t.Errorf("violations hold %q", leak)
 		}
 	}
-	if got := counterValue(t, st.enricherReg, "enricher_catalogue_violations_total", "reason", "personal_key"); got < 2 {
+	if got := testenv.CounterValue(t, st.enricherReg, "enricher_catalogue_violations_total", "reason", "personal_key"); got < 2 {
 		t.Errorf("enricher_catalogue_violations_total{reason=personal_key} = %v, want at least 2", got)
 	}
 	var report pipeline.ViolationReport

@@ -404,28 +404,3 @@ func startOn(t *testing.T, ctx context.Context, reg *prometheus.Registry, build 
 	return c
 }
 
-// counterValue is the value of the counter name{label=value} in g (of the
-// counter name when label is empty), 0 if absent.
-func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
-	t.Helper()
-	families, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if label == "" {
-				return m.GetCounter().GetValue()
-			}
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}

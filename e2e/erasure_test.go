@@ -320,7 +320,7 @@ func TestErasureEndToEnd(t *testing.T) {
 			t.Errorf("%s holds %d rows (%v), want the other person's %d", db.name, n, err, keptEvents)
 		}
 	}
-	for counterValue(t, enricherReg, "enricher_events_dropped_total", "reason", "suppressed") != 1 {
+	for testenv.CounterValue(t, enricherReg, "enricher_events_dropped_total", "reason", "suppressed") != 1 {
 		if ctx.Err() != nil {
 			t.Fatal("the event sent after the erasure was not suppressed")
 		}
@@ -379,13 +379,13 @@ func TestErasureEndToEnd(t *testing.T) {
 	}
 	replayReg := prometheus.NewRegistry()
 	startOn(t, ctx, replayReg, func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) })
-	for counterValue(t, replayReg, "enricher_events_in_total", "", "") < erasedEvents+1+keptEvents {
+	for testenv.CounterValue(t, replayReg, "enricher_events_in_total", "", "") < erasedEvents+1+keptEvents {
 		if ctx.Err() != nil {
 			t.Fatal("the replay did not run")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if got := counterValue(t, replayReg, "enricher_events_dropped_total", "reason", "suppressed"); got != erasedEvents+1 {
+	if got := testenv.CounterValue(t, replayReg, "enricher_events_dropped_total", "reason", "suppressed"); got != erasedEvents+1 {
 		t.Errorf("the replay suppressed %v events, want the erased person's %d", got, erasedEvents+1)
 	}
 	// The replayed events of the other person reach ClickHouse again; by

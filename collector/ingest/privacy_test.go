@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,25 +31,6 @@ var (
 	supportToken = strings.Repeat("s", 40) + "-support-token"
 )
 
-// lockedBuffer is a log sink the server's goroutines may write to while the
-// test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // privacyFixture is a collector on its own topics of the real broker, with
 // a server carrying the privacy routes.
 type privacyFixture struct {
@@ -58,7 +38,7 @@ type privacyFixture struct {
 	keys  *policy.Keyring // the in-region keys of privacyConfig
 	admin string          // base URL of the privacy routes' server
 	reg   *prometheus.Registry
-	logs  *lockedBuffer
+	logs  *testenv.LogBuffer
 }
 
 func privacyConfig(cfg *Config) {
@@ -82,7 +62,7 @@ func newPrivacyFixture(t *testing.T) *privacyFixture {
 	privacyConfig(&cfg)
 	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, cfg.Topics.ErasureRequests.Name,
 		cfg.Topics.Receipts.Name, cfg.Topics.Identities.Name)
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	reg := prometheus.NewRegistry()
 	s, err := New(cfg, reg, log)

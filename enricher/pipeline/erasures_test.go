@@ -384,29 +384,7 @@ func TestErasureSuppressesUnderTheEnrichersKeys(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := gaugeOrCounter(t, reg, "enricher_consent_records_total", "kind", "erasure_unknown_key"); n < 1 {
+	if n := testenv.CounterValue(t, reg, "enricher_consent_records_total", "kind", "erasure_unknown_key"); n < 1 {
 		t.Errorf("enricher_consent_records_total{kind=erasure_unknown_key} = %v, want the record under key id gone counted", n)
 	}
-}
-
-// gaugeOrCounter is the value of the series of name whose label is value.
-func gaugeOrCounter(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
-	t.Helper()
-	families, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }

@@ -36,7 +36,22 @@ func (t TLS) Validate(prefix string) error {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		errs = append(errs, Invalid(prefix+".cert_file", "cert_file and key_file go together"))
 	}
-	for _, f := range []struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+	errs = append(errs, statFiles(prefix, []tlsFile{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}})...)
+	if len(errs) == 0 {
+		if _, err := t.Build(); err != nil {
+			errs = append(errs, Invalid(prefix, "%v", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tlsFile is a file a TLS block names, by its key.
+type tlsFile struct{ key, path string }
+
+// statFiles checks that each file named exists, naming its key under prefix.
+func statFiles(prefix string, files []tlsFile) []error {
+	var errs []error
+	for _, f := range files {
 		if f.path == "" {
 			continue
 		}
@@ -44,12 +59,7 @@ func (t TLS) Validate(prefix string) error {
 			errs = append(errs, Invalid(prefix+"."+f.key, "%v", err))
 		}
 	}
-	if len(errs) == 0 {
-		if _, err := t.Build(); err != nil {
-			errs = append(errs, Invalid(prefix, "%v", err))
-		}
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Build returns the crypto/tls config, or nil when TLS is off.
@@ -112,14 +122,7 @@ func (t ServerTLS) Validate(prefix string) error {
 	case t.CertFile == "" && t.ClientCAFile != "":
 		errs = append(errs, Invalid(prefix+".client_ca_file", "needs cert_file and key_file: client certificates are asked for only over TLS"))
 	}
-	for _, f := range []struct{ key, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, Invalid(prefix+"."+f.key, "%v", err))
-		}
-	}
+	errs = append(errs, statFiles(prefix, []tlsFile{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}})...)
 	if len(errs) == 0 {
 		if _, err := t.Build(); err != nil {
 			errs = append(errs, Invalid(prefix, "%v", err))

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,7 +33,7 @@ const brokerErr = "dial tcp 10.1.2.3:9093: connection refused (user collector)"
 func TestAdminEndpoints(t *testing.T) {
 	var kafkaDown atomic.Bool
 	reg := NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	admin := NewAdmin(config.Admin{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(logs, nil)), map[string]Check{
 		"kafka": func(context.Context) error {
 			if kafkaDown.Load() {
@@ -128,7 +127,7 @@ func TestAdminEndpoints(t *testing.T) {
 // TestReadinessLogRepeats checks a check that keeps failing is logged
 // again after failingLogEvery, not at every probe.
 func TestReadinessLogRepeats(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	admin := NewAdmin(config.Admin{Listen: "127.0.0.1:0"}, NewRegistry(), slog.New(slog.NewTextHandler(logs, nil)), map[string]Check{
 		"kafka": func(context.Context) error { return errors.New(brokerErr) },
 	})
@@ -153,25 +152,6 @@ func TestReadinessLogRepeats(t *testing.T) {
 	if got := strings.Count(logs.String(), "readiness check still failing"); got != 1 {
 		t.Errorf("%d \"still failing\" lines after a minute, want 1:\n%s", got, logs)
 	}
-}
-
-// syncBuffer is a log sink the server's goroutines may write to while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
