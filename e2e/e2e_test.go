@@ -403,4 +403,3 @@ func startOn(t *testing.T, ctx context.Context, reg *prometheus.Registry, build 
 	})
 	return c
 }
-
