@@ -170,16 +170,18 @@ func (s Secret) Reveal() string { return string(s) }
 // file key is key+"_file". Giving both is an error, so a stale value cannot
 // silently win.
 func ResolveSecret(key string, value Secret, file string) (Secret, error) {
-	switch {
-	case value != "" && file != "":
-		return "", Invalid(key, "set either %s or %s_file, not both", key, key)
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", Invalid(key+"_file", "read secret file: %v", err)
-		}
-		return Secret(strings.TrimRight(string(b), "\r\n")), nil
-	default:
+	if file == "" {
 		return value, nil
 	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", Invalid(key+"_file", "read secret file: %v", err)
+	}
+	fromFile := Secret(strings.TrimRight(string(b), "\r\n"))
+	// The file's own value is what an earlier Validate resolved: validating
+	// twice is harmless.
+	if value != "" && value != fromFile {
+		return "", Invalid(key, "set either %s or %s_file, not both", key, key)
+	}
+	return fromFile, nil
 }

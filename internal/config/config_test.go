@@ -577,3 +577,23 @@ func TestValidateListen(t *testing.T) {
 		t.Errorf("Admin.Validate = %v, want admin.listen", err)
 	}
 }
+
+// TestResolveSecretTwice: a secret read from its file resolves to itself
+// again (a config validated twice), and one given both inline and by a
+// file that differ is refused, naming the key.
+func TestResolveSecretTwice(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte("the-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first, err := config.ResolveSecret("k.key", "", file)
+	if err != nil || first.Reveal() != "the-secret-0123456789" {
+		t.Fatalf("first: %q, %v", first.Reveal(), err)
+	}
+	if again, err := config.ResolveSecret("k.key", first, file); err != nil || again != first {
+		t.Errorf("again: %q, %v; want the same secret", again.Reveal(), err)
+	}
+	if _, err := config.ResolveSecret("k.key", "another", file); err == nil || !strings.Contains(err.Error(), "k.key: set either") {
+		t.Errorf("inline and file differ: %v, want refused naming k.key", err)
+	}
+}
