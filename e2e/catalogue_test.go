@@ -99,7 +99,13 @@ func TestCatalogueEndToEnd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The offsets commit with the transaction; its markers reach the
+	// output partitions a moment later.
 	clean, exported := testenv.ReadAll(t, ctx, st.brokers, st.clean), testenv.ReadAll(t, ctx, st.brokers, st.export)
+	for (len(clean) < len(batch) || len(exported) < len(batch)-2) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		clean, exported = testenv.ReadAll(t, ctx, st.brokers, st.clean), testenv.ReadAll(t, ctx, st.brokers, st.export)
+	}
 	// The lookalikes stay home: the gate refuses both abroad.
 	if len(clean) != len(batch) || len(exported) != len(batch)-2 {
 		t.Fatalf("%d clean and %d exported records, want %d and %d", len(clean), len(exported), len(batch), len(batch)-2)
