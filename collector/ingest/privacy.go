@@ -178,6 +178,7 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 			Operator:      operator,
 			RequestedAt:   now,
 			SubjectKind:   id.kind,
+			KeyCheck:      s.privacy.keyCheck(),
 		}
 		suppression := s.consent.store.SuppressionRecords(s.cfg.Topics.Erasures.Name, id.value, rec)
 		value, err := json.Marshal(rec)

@@ -102,6 +102,9 @@ func (p *privacyState) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// keyCheck is the in-region key in service's check (event.ErasureRecord).
+func (p *privacyState) keyCheck() string { return p.copies[0].keys.At(time.Now()).Check() }
+
 // subject is the request's subject as an in-region pseudonym (its userId's
 // when it names one) under the key in service.
 func (p *privacyState) subject(req subjectRequest) string { return p.copies[0].subject(req) }

@@ -32,6 +32,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,6 +202,11 @@ func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
 			out = append(out, kafkax.DeadLetter(r, n.cfg.Topics.DLQ.Name, stage, reasonInvalidErasure, fmt.Errorf("decode erasure record: %w", err)))
 			continue
 		}
+		if !n.sameKey(rec.KeyCheck) {
+			n.metrics.erasureKeyMismatches.Inc()
+			n.log.Error("an erasure request was written under a pseudonym key other than this enricher's: give the collector's privacy.pseudonym the enricher's keys, or its exports and receipts miss the subject's rows",
+				"request_id", rec.RequestID, "collector_key_id", strings.SplitN(rec.KeyCheck, ".", 2)[0])
+		}
 		recs, err := n.pass(string(r.Key), rec)
 		if err != nil {
 			return err
@@ -213,6 +219,18 @@ func (n *notifier) notify(ctx context.Context, records []*kgo.Record) error {
 	}
 	n.metrics.erasuresNotified.Add(float64(notified))
 	return nil
+}
+
+// sameKey reports whether a request's key check (event.ErasureRecord) is
+// this enricher's in-region key's of that id; a request without one (the
+// enricher's own) is.
+func (n *notifier) sameKey(check string) bool {
+	if check == "" {
+		return true
+	}
+	id, _, _ := strings.Cut(check, ".")
+	key := n.destinations[0].keys.ByID(id)
+	return key != nil && key.Check() == check
 }
 
 // pass is what one erasure of id writes (see the top of this file).

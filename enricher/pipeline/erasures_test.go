@@ -24,8 +24,12 @@ import (
 // suppression record (keyed by its pseudonym under cfg's key) and its
 // request (keyed by id).
 func erasure(cfg Config, id, kind string) []*kgo.Record {
+	keys, err := cfg.Pseudonym.Keyring()
+	if err != nil {
+		panic(err)
+	}
 	rec := event.ErasureRecord{SchemaVersion: event.SchemaVersion, RequestID: "req-" + id, Reason: "user_request",
-		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: kind}
+		Operator: "test", RequestedAt: time.Now().UTC(), SubjectKind: kind, KeyCheck: keys.At(time.Now()).Check()}
 	v, _ := json.Marshal(rec)
 	return append(suppression(cfg, id, rec), &kgo.Record{Topic: cfg.Topics.ErasureRequests.Name, Key: []byte(id), Value: v})
 }
@@ -188,6 +192,9 @@ func TestErasureFollowsLinksAndCrossesBordersAsPseudonyms(t *testing.T) {
 			t.Fatal("an event of a device linked to the erased user was not suppressed")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(p.metrics.erasureKeyMismatches); n != 0 {
+		t.Errorf("enricher_erasure_key_mismatches_total = %v, want 0: the collector's key is the enricher's", n)
 	}
 	if n := testutil.ToFloat64(p.metrics.erasuresNotified); n != 1 {
 		t.Errorf("privacy_erasures_notified_total = %v, want 1 (linked records need no notice of their own)", n)
@@ -386,5 +393,8 @@ func TestErasureSuppressesUnderTheEnrichersKeys(t *testing.T) {
 	}
 	if n := testenv.CounterValue(t, reg, "enricher_consent_records_total", "kind", "erasure_unknown_key"); n < 1 {
 		t.Errorf("enricher_consent_records_total{kind=erasure_unknown_key} = %v, want the record under key id gone counted", n)
+	}
+	if n := testenv.CounterValue(t, reg, "enricher_erasure_key_mismatches_total", "", ""); n != 1 {
+		t.Errorf("enricher_erasure_key_mismatches_total = %v, want the collector's request under another key counted", n)
 	}
 }

@@ -34,6 +34,9 @@ type metrics struct {
 	carriedWritten      prometheus.Counter
 	erasuresNotified    prometheus.Counter
 	userAgentsBounded   *prometheus.CounterVec
+	// erasureKeyMismatches counts erasure requests whose key check is not
+	// the enricher's (notifier.sameKey).
+	erasureKeyMismatches prometheus.Counter
 }
 
 // Why a kept event's user agent was not generalized whole, the values of
@@ -123,6 +126,10 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 			Name: "privacy_erasures_notified_total",
 			Help: "Erasure requests passed on as notices to every region and export destination.",
 		}),
+		erasureKeyMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "enricher_erasure_key_mismatches_total",
+			Help: "Erasure requests the collector wrote under an in-region pseudonym key other than the enricher's (its exports and receipts miss the subject's rows; the enricher suppresses under its own keys regardless).",
+		}),
 		userAgentsBounded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enricher_user_agents_bounded_total",
 			Help: "Kept events whose user agent the parser did not read whole, by reason: truncated (longer than 512 bytes, generalized from its first 512), unparsed (more than 32 semicolons, device class other), over_budget (not cached when user_agent_parses_per_second was spent, device class other; once per destination).",
@@ -130,7 +137,7 @@ func newMetrics(reg prometheus.Registerer, defaultSources []string) *metrics {
 	}
 	reg.MustRegister(m.in, m.out, m.dropped, m.purposes, m.defaultGrants, m.dedupEntries, m.transactions, m.transactionDuration, m.commitDuration,
 		m.identityLinks, m.linksRefused, m.carriedRefused, m.carriedWritten, m.erasuresNotified,
-		m.userAgentsBounded)
+		m.userAgentsBounded, m.erasureKeyMismatches)
 	for _, r := range []string{uaTruncated, uaUnparsed, uaOverBudget} {
 		m.userAgentsBounded.WithLabelValues(r)
 	}

@@ -56,6 +56,11 @@ type ErasureRecord struct {
 	// Linked is true for an anonymousId erased because it was linked to an
 	// erased userId: the userId's notice already covers it.
 	Linked bool `json:"linked,omitempty"`
+	// KeyCheck is the collector's pseudonym of a fixed value under its key
+	// in service (policy.Pseudonymizer.Check): the enricher compares it with
+	// its own, so a collector keyed apart from it (its exports and receipts
+	// would miss the subject's rows) is seen.
+	KeyCheck string `json:"keyCheck,omitempty"`
 }
 
 // DecodeErasureRecord parses and checks a privacy.erasures value.

@@ -99,6 +99,10 @@ func (p *Pseudonymizer) Pseudonym(kind, value string) string {
 	return string(p.AppendPseudonym(&out, kind, value))
 }
 
+// Check is the pseudonym of a fixed value under this key: equal checks
+// with equal key ids mean equal keys, and a check tells nothing of the key.
+func (p *Pseudonymizer) Check() string { return p.Pseudonym("key_check", "consentflow") }
+
 // PseudonymBuffer holds a pseudonym: key ids are at most 32 bytes.
 type PseudonymBuffer [32 + 1 + 32]byte
 
