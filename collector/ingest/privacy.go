@@ -108,7 +108,7 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
 		refuse(fail(http.StatusBadRequest, "%v", err))
 		return
 	}
-	requestID := newMessageID()
+	requestID := event.NewID()
 	// Which records to write depends on the consent and erasures recorded
 	// under the other kind of identifier spelt alike (consentstore's
 	// ErasureKind, KeyTaken).

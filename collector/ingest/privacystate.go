@@ -318,7 +318,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		refuse(fail(http.StatusBadRequest, "%v", err))
 		return
 	}
-	requestID := newMessageID()
+	requestID := event.NewID()
 	p := s.privacy
 	if err := p.linksTail.WaitCaughtUp(r.Context()); err != nil {
 		refuse(fail(http.StatusServiceUnavailable, "identity links not readable: %v", err))

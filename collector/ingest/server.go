@@ -43,10 +43,8 @@ package ingest
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -671,7 +669,7 @@ func (s *Server) record(i int, p payload, batchCtx batchContext, rb *recordBuild
 		return nil, reasonInvalid, err
 	}
 	if ev.MessageID == "" {
-		ev.MessageID = newMessageID()
+		ev.MessageID = event.NewID()
 	}
 	return rb.add(i, raw, &ev), "", nil
 }
@@ -938,21 +936,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// newMessageID returns a random UUID (version 4) for events sent without a
-// messageId.
-func newMessageID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var id [36]byte
-	hex.Encode(id[0:8], b[0:4])
-	hex.Encode(id[9:13], b[4:6])
-	hex.Encode(id[14:18], b[6:8])
-	hex.Encode(id[19:23], b[8:10])
-	hex.Encode(id[24:], b[10:])
-	id[8], id[13], id[18], id[23] = '-', '-', '-', '-'
-	return string(id[:])
 }
