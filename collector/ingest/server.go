@@ -7,10 +7,9 @@
 //
 // Routes: POST /v1/batch, /v1/track, /v1/identify, /v1/page, /v1/screen,
 // /v1/group, /v1/alias, /v1/consent; GET /v1/pixel and /v1/redirect; CORS
-// preflight on all of them. On the privacy API's own listener (AdminRoutes,
-// served by collector/privacyapi): POST /v1/privacy/erasures, which writes
-// the erasure log privacy.erasures and tombstones privacy.consent (see
-// privacy.go).
+// preflight on all of them. The privacy admin API (collector/privacyapi)
+// writes through Produce and reads the consent the server follows
+// (ConsentStore, WaitConsent).
 //
 // Delivery: a request is answered 200 only after Kafka acknowledged every
 // accepted event of it (acks=all, idempotent producer). On a produce error
@@ -36,9 +35,8 @@
 // collector_events_accepted_total, collector_events_rejected_total{reason},
 // collector_produce_duration_seconds,
 // collector_consent_updates_refused_total{reason}, the consent store's
-// collector_consent_* metrics, privacy_erasure_requests_total{reason},
-// privacy_erasure_requests_refused_total{code}, and franz-go's client
-// metrics under collector_.
+// collector_consent_* metrics, and franz-go's client metrics under
+// collector_.
 package ingest
 
 import (
@@ -80,10 +78,6 @@ type Server struct {
 	metrics *metrics
 	client  *kgo.Client
 	sources []*source
-	// operators may call the privacy admin API (privacy.go), which reads
-	// privacy (nil without operators).
-	operators []operator
-	privacy   *privacyState
 	// consent judges consent updates by who may say what.
 	consent *consentGate
 	proxies []netip.Prefix
@@ -148,18 +142,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Server, erro
 	for _, src := range cfg.Sources {
 		s.sources = append(s.sources, &source{Source: src, keyHash: sha256.Sum256([]byte(src.WriteKey.Reveal())), limiter: newLimiter(src.RateLimit)})
 	}
-	for _, op := range cfg.Privacy.Operators {
-		s.operators = append(s.operators, operator{name: op.Name, tokenHash: sha256.Sum256([]byte(op.Token.Reveal()))})
-	}
-	if s.privacy, err = newPrivacyState(&s.cfg, reg, log); err != nil {
-		client.Close()
-		return nil, err
-	}
 	if s.consent, err = newConsentGate(&s.cfg, reg, log); err != nil {
 		client.Close()
-		if s.privacy != nil {
-			_ = s.privacy.shutdown(context.Background())
-		}
 		return nil, err
 	}
 	for _, cidr := range cfg.TrustedProxies {
@@ -208,17 +192,10 @@ func newLimiter(rl RateLimit) *rate.Limiter {
 
 // Start creates or checks the topics, then serves HTTP in the background.
 func (s *Server) Start(ctx context.Context) error {
-	owned, used := []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent, s.cfg.Topics.Erasures}, []kafkax.TopicSpec(nil)
-	if s.privacy != nil {
-		owned, used = append(owned, s.cfg.Topics.ErasureRequests, s.cfg.Topics.Receipts), append(used, s.cfg.Topics.Identities)
-	}
-	if err := kafkax.EnsureTopics(ctx, s.client, owned, used, s.log); err != nil {
+	// The privacy API's own topics are its to ensure (collector/privacyapi).
+	owned := []kafkax.TopicSpec{s.cfg.Topics.Raw, s.cfg.Topics.Consent, s.cfg.Topics.Erasures}
+	if err := kafkax.EnsureTopics(ctx, s.client, owned, nil, s.log); err != nil {
 		return fmt.Errorf("collector topics: %w", err)
-	}
-	if s.privacy != nil {
-		if err := s.privacy.start(ctx); err != nil {
-			return err
-		}
 	}
 	if err := s.consent.follower.Start(ctx); err != nil {
 		return err
@@ -263,9 +240,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, s.client.Flush(ctx))
 		s.client.Close()
-		if s.privacy != nil {
-			errs = append(errs, s.privacy.shutdown(ctx))
-		}
 		errs = append(errs, s.consent.follower.Shutdown(ctx))
 		s.shutdownErr = errors.Join(errs...)
 	})
@@ -805,6 +779,10 @@ func (s *Server) produce(records []*kgo.Record) error {
 	}
 	return nil
 }
+
+// Produce is produce for the privacy admin API: its records share the
+// buffer (http.max_buffered_records) and the produce timeout with events.
+func (s *Server) Produce(records []*kgo.Record) error { return s.produce(records) }
 
 // authenticate finds the source whose write key the request carries: the
 // HTTP Basic username (Segment's server SDKs) or else writeKey in the body
