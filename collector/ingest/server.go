@@ -37,6 +37,12 @@
 // collector_consent_updates_refused_total{reason}, the consent store's
 // collector_consent_* metrics, and franz-go's client metrics under
 // collector_.
+//
+// Files: server.go (lifecycle, routes, in-flight slots), handlers.go (the
+// routes' handlers and their answers), body.go (reading bodies), request.go
+// (decoding them), produce.go (records, rate limits, producing), edge.go
+// (write keys, client signals and IP, CORS), consent.go (consent updates),
+// config.go.
 package ingest
 
 import (
