@@ -35,9 +35,10 @@ func main() {
 		log.Error("build collector", "err", err)
 		os.Exit(1)
 	}
-	// The privacy API starts after the ingest server, whose state its
-	// handlers use, and stops before it.
-	if err := obs.Run(log, c.admin, obs.Sequence(c.ingest, c.privacy), 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second,
+	// The privacy API starts after the ingest server, whose producer and
+	// consent store its handlers use, and stops before it; its listener
+	// starts last and stops first.
+	if err := obs.Run(log, c.admin, obs.Sequence(c.ingest, c.privacyAPI, c.privacy), 30*time.Second, cfg.Admin.DrainDelay, 15*time.Second,
 		obs.FirstDone(c.ingest.Done(), c.privacy.Done())); err != nil {
 		log.Error("collector failed", "err", err)
 		os.Exit(1)
@@ -45,12 +46,14 @@ func main() {
 }
 
 // collector is the process's parts: the public ingest server, the privacy
-// API on its own listener, and the admin server (/metrics, /healthz,
-// /readyz), which never carries the privacy API.
+// API (its handlers and their state) on its own listener, and the admin
+// server (/metrics, /healthz, /readyz), which never carries the privacy
+// API.
 type collector struct {
-	ingest  *ingest.Server
-	privacy *privacyapi.Server
-	admin   *obs.Admin
+	ingest     *ingest.Server
+	privacyAPI *privacyapi.API
+	privacy    *privacyapi.Server
+	admin      *obs.Admin
 }
 
 func build(cfg ingest.Config, reg *prometheus.Registry, log *slog.Logger) (*collector, error) {
@@ -58,12 +61,18 @@ func build(cfg ingest.Config, reg *prometheus.Registry, log *slog.Logger) (*coll
 	if err != nil {
 		return nil, err
 	}
-	papi, err := privacyapi.New(cfg.Privacy, srv.AdminRoutes(), log)
+	api, err := privacyapi.NewAPI(cfg, privacyapi.Deps{Produce: srv.Produce, Consent: srv.ConsentStore(), WaitConsent: srv.WaitConsent}, reg, log)
 	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return nil, err
+	}
+	papi, err := privacyapi.New(cfg.Privacy, api.Routes(), log)
+	if err != nil {
+		_ = api.Shutdown(context.Background())
 		_ = srv.Shutdown(context.Background())
 		return nil, err
 	}
 	admin := obs.NewAdmin(cfg.Admin, reg, log, map[string]obs.Check{"kafka": srv.Ready})
 	reg.MustRegister(admin.ReadinessGauge("collector"))
-	return &collector{ingest: srv, privacy: papi, admin: admin}, nil
+	return &collector{ingest: srv, privacyAPI: api, privacy: papi, admin: admin}, nil
 }

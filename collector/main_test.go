@@ -45,7 +45,8 @@ func testConfig(t *testing.T, edit func(*ingest.Config)) ingest.Config {
 }
 
 // startParts builds the collector as main does and starts its admin server
-// and privacy API (not the ingest server, which would need Kafka).
+// and the privacy API's listener (not the ingest server nor the privacy
+// API's state, which would need Kafka).
 func startParts(t *testing.T, cfg ingest.Config) (*collector, *testenv.LogBuffer) {
 	t.Helper()
 	logs := &testenv.LogBuffer{}
@@ -56,6 +57,7 @@ func startParts(t *testing.T, cfg ingest.Config) (*collector, *testenv.LogBuffer
 	t.Cleanup(func() {
 		ctx := context.Background()
 		_ = c.privacy.Shutdown(ctx)
+		_ = c.privacyAPI.Shutdown(ctx)
 		_ = c.admin.Shutdown(ctx)
 		_ = c.ingest.Shutdown(ctx)
 	})

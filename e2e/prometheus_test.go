@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/consentflow/consentflow/collector/ingest"
+	"github.com/consentflow/consentflow/collector/privacyapi"
 	"github.com/consentflow/consentflow/enricher/pipeline"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/obs"
@@ -118,8 +119,23 @@ func scrapedStack(t *testing.T, ctx context.Context) promServer {
 		func(c obs.Component) obs.Check { return c.(*chwriter.Writer).Ready })
 	serve("enricher:9102", "enricher", func(reg prometheus.Registerer) (obs.Component, error) { return pipeline.New(ecfg, reg, log) },
 		func(c obs.Component) obs.Check { return c.(*pipeline.Pipeline).Ready })
-	collector := serve("collector:9101", "collector", func(reg prometheus.Registerer) (obs.Component, error) { return ingest.New(ccfg, reg, log) },
-		func(c obs.Component) obs.Check { return c.(*ingest.Server).Ready }).(*ingest.Server)
+	// The collector with its privacy API (off: no operators), whose
+	// handlers' counters the dashboards read, on one registry as main
+	// wires them.
+	var collector *ingest.Server
+	serve("collector:9101", "collector", func(reg prometheus.Registerer) (obs.Component, error) {
+		srv, err := ingest.New(ccfg, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		api, err := privacyapi.NewAPI(ccfg, privacyapi.Deps{Produce: srv.Produce, Consent: srv.ConsentStore(), WaitConsent: srv.WaitConsent}, reg, log)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return nil, err
+		}
+		collector = srv
+		return obs.Sequence(srv, api), nil
+	}, func(obs.Component) obs.Check { return collector.Ready })
 	// One unknown route and one batch, so the request, produce and fetch
 	// counters have their series.
 	if resp, err := http.Get("http://" + collector.Addr() + "/v1/nothing-here"); err == nil {

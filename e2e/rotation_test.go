@@ -156,7 +156,10 @@ func quietLog() *slog.Logger {
 // client of the development operator.
 func startPrivacyAPI(t *testing.T, ctx context.Context, ccfg *ingest.Config, collector *ingest.Server, log *slog.Logger) operatorClient {
 	t.Helper()
-	privacy, err := privacyapi.New(ccfg.Privacy, collector.AdminRoutes(), log)
+	api := startOn(t, ctx, prometheus.NewRegistry(), func(reg prometheus.Registerer) (obs.Component, error) {
+		return privacyapi.NewAPI(*ccfg, privacyapi.Deps{Produce: collector.Produce, Consent: collector.ConsentStore(), WaitConsent: collector.WaitConsent}, reg, log)
+	}).(*privacyapi.API)
+	privacy, err := privacyapi.New(ccfg.Privacy, api.Routes(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

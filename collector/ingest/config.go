@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentflow/consentflow/internal/chx"
+	"github.com/consentflow/consentflow/internal/chx/chconfig"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/consenttoken"
 	"github.com/consentflow/consentflow/internal/event"
@@ -86,8 +86,8 @@ type Privacy struct {
 type PrivacyExport struct {
 	// ClickHouse should log in as a read-only user confined to Database
 	// (deployments/clickhouse: privacy-reader).
-	ClickHouse chx.Config `mapstructure:"clickhouse"`
-	Database   string     `mapstructure:"database"`
+	ClickHouse chconfig.Config `mapstructure:"clickhouse"`
+	Database   string          `mapstructure:"database"`
 	// MaxRows bounds one export; a subject with more rows gets 413 and the
 	// privacy office exports from ClickHouse directly.
 	MaxRows int `mapstructure:"max_rows"`
@@ -104,8 +104,8 @@ type PrivacyAbroad struct {
 	// Name is the destination, as the enricher's export.name.
 	Name string `mapstructure:"name"`
 	// ClickHouse should log in as a read-only user confined to Database.
-	ClickHouse chx.Config `mapstructure:"clickhouse"`
-	Database   string     `mapstructure:"database"`
+	ClickHouse chconfig.Config `mapstructure:"clickhouse"`
+	Database   string          `mapstructure:"database"`
 	// Pseudonym is the enricher's export.pseudonym keyring; the key comes
 	// by environment (COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY) or
 	// key_file.
@@ -314,9 +314,9 @@ func Default() Config {
 			WriteTimeout:      45 * time.Second,
 			IdleTimeout:       60 * time.Second,
 			Pseudonym:         keyring.Config{KeyID: "k1"},
-			Export: PrivacyExport{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Database: "analytics_cn",
+			Export: PrivacyExport{ClickHouse: chconfig.Config{Addr: []string{"127.0.0.1:9000"}}, Database: "analytics_cn",
 				MaxRows: 100000, Timeout: 30 * time.Second,
-				Abroad: PrivacyAbroad{ClickHouse: chx.Config{Addr: []string{"127.0.0.1:9000"}}, Pseudonym: keyring.Config{KeyID: "x1"}}},
+				Abroad: PrivacyAbroad{ClickHouse: chconfig.Config{Addr: []string{"127.0.0.1:9000"}}, Pseudonym: keyring.Config{KeyID: "x1"}}},
 		},
 	}
 }
@@ -518,7 +518,7 @@ func (p *Privacy) validate() error {
 		return errors.Join(errs...)
 	}
 	errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"),
-		p.Export.ClickHouse.Validate("privacy.export.clickhouse"), chx.ValidateIdentifier("privacy.export.database", p.Export.Database))
+		p.Export.ClickHouse.Validate("privacy.export.clickhouse"), chconfig.ValidateIdentifier("privacy.export.database", p.Export.Database))
 	if p.Export.MaxRows <= 0 {
 		errs = append(errs, config.Invalid("privacy.export.max_rows", "must be positive, got %d", p.Export.MaxRows))
 	}
@@ -527,7 +527,7 @@ func (p *Privacy) validate() error {
 	}
 	if a := &p.Export.Abroad; a.Name != "" {
 		errs = append(errs, a.Pseudonym.Resolve("privacy.export.abroad.pseudonym", "COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY"),
-			a.ClickHouse.Validate("privacy.export.abroad.clickhouse"), chx.ValidateIdentifier("privacy.export.abroad.database", a.Database))
+			a.ClickHouse.Validate("privacy.export.abroad.clickhouse"), chconfig.ValidateIdentifier("privacy.export.abroad.database", a.Database))
 		if a.Database == p.Export.Database {
 			errs = append(errs, config.Invalid("privacy.export.abroad.database", "is the region's database %q: name the export destination's", a.Database))
 		}

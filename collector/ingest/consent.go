@@ -219,6 +219,16 @@ func (g *consentGate) authorize(ctx context.Context, u event.ConsentUpdate, src 
 	return v, result{}, true
 }
 
+// ConsentStore is the consent the server follows (privacy.consent and
+// privacy.erasures), for the privacy admin API: its erasures are keyed as
+// the store reads them.
+func (s *Server) ConsentStore() *consentstore.Store { return s.consent.store }
+
+// WaitConsent returns once ConsentStore holds every record acknowledged
+// before the call, or ctx ends. It shares one wait with the consent
+// updates and erasures that arrive meanwhile.
+func (s *Server) WaitConsent(ctx context.Context) error { return s.consent.caughtUp.Wait(ctx) }
+
 // stale reports whether a token issued at iat predates a record received
 // at recorded (zero: none), to the second.
 func stale(iat, recorded time.Time) bool {

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,12 +14,6 @@ type metrics struct {
 	accepted        prometheus.Counter
 	rejected        *prometheus.CounterVec
 	produceDuration prometheus.Histogram
-	// erasures counts accepted erasure requests by reason, erasureRefusals
-	// refused ones by status code (privacy.go).
-	erasures        *prometheus.CounterVec
-	erasureRefusals *prometheus.CounterVec
-	// exports counts export requests by result.
-	exports *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,31 +57,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from handing a request's events to the producer until Kafka acknowledged all of them.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
-		erasures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "privacy_erasure_requests_total",
-			Help: "Erasure requests recorded in the erasure log (answered 202), by reason: account_cancelled, consent_withdrawn, user_request.",
-		}, []string{"reason"}),
-		erasureRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "privacy_erasure_requests_refused_total",
-			Help: "Erasure requests not recorded, by status code: 400 (invalid), 401 (no or unknown operator token), 413 (body too large), 503 (Kafka did not acknowledge; the operator retries).",
-		}, []string{"code"}),
-		exports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "privacy_exports_total",
-			Help: "Export requests (POST /v1/privacy/exports) by result: served (answered 200 and audited), refused (400, 401, 413) or failed (503: ClickHouse or Kafka did not answer).",
-		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.bodyMemory, m.bodiesCut, m.accepted, m.rejected, m.produceDuration, m.erasures, m.erasureRefusals, m.exports)
-	for _, r := range []string{"served", "refused", "failed"} {
-		m.exports.WithLabelValues(r)
-	}
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.bodyBytes, m.bodyMemory, m.bodiesCut, m.accepted, m.rejected, m.produceDuration)
 	for _, r := range []string{cutBodyTimeout, cutBodyMemory} {
 		m.bodiesCut.WithLabelValues(r)
-	}
-	for _, r := range erasureReasons {
-		m.erasures.WithLabelValues(r)
-	}
-	for _, code := range erasureRefusalCodes {
-		m.erasureRefusals.WithLabelValues(strconv.Itoa(code))
 	}
 	for _, r := range []string{reasonInvalid, reasonTooLarge, reasonRateLimited, reasonOverloaded, reasonProduceFailed} {
 		m.rejected.WithLabelValues(r)

@@ -4,70 +4,22 @@
 package chx
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/consentflow/consentflow/internal/config"
+	"github.com/consentflow/consentflow/internal/chx/chconfig"
 )
 
-// Config is how a service reaches ClickHouse.
-type Config struct {
-	// Addr lists native-protocol endpoints, host:port (9000, or 9440 with TLS).
-	Addr []string `mapstructure:"addr"`
-	// Username is the ClickHouse user. Empty means "default".
-	Username string `mapstructure:"username"`
-	// Password is best given by environment (SINK_CLICKHOUSE_PASSWORD) or
-	// PasswordFile.
-	Password     config.Secret `mapstructure:"password"`
-	PasswordFile string        `mapstructure:"password_file"`
-	TLS          config.TLS    `mapstructure:"tls"`
-	// DialTimeout bounds a connection attempt. Zero means 5s.
-	DialTimeout time.Duration `mapstructure:"dial_timeout"`
-	// AllowPlaintext lets a password go to a server off this host without
-	// TLS: the native protocol sends it as it is. Only on a network you
-	// trust.
-	AllowPlaintext bool `mapstructure:"allow_plaintext"`
-}
-
-// Validate checks the block under prefix and resolves the password file.
-func (c *Config) Validate(prefix string) error {
-	var errs []error
-	if len(c.Addr) == 0 {
-		errs = append(errs, config.Invalid(prefix+".addr", "list at least one host:port"))
-	}
-	for i, a := range c.Addr {
-		errs = append(errs, config.ValidateHostPort(fmt.Sprintf("%s.addr[%d]", prefix, i), a))
-	}
-	if c.DialTimeout < 0 {
-		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
-	}
-	errs = append(errs, c.TLS.Validate(prefix+".tls"))
-	pw, err := config.ResolveSecret(prefix+".password", c.Password, c.PasswordFile)
-	c.Password = pw
-	errs = append(errs, err)
-	if pw != "" && !c.TLS.Enabled && !c.AllowPlaintext && slices.ContainsFunc(c.Addr, func(a string) bool { return !config.IsLoopback(a) }) {
-		errs = append(errs, config.Invalid(prefix+".tls.enabled", "is false, and the native protocol would send the password as it is to %s: turn TLS on (port 9440), or, on a network you trust, set %s.allow_plaintext: true", strings.Join(c.Addr, ", "), prefix))
-	}
-	return errors.Join(errs...)
-}
-
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// Config is how a service reaches ClickHouse (chconfig.Config, which a
+// package can hold without the driver).
+type Config = chconfig.Config
 
 // ValidateIdentifier checks a database or table name that will be written
-// into SQL (ClickHouse cannot bind identifiers as parameters).
-func ValidateIdentifier(key, name string) error {
-	if !identifier.MatchString(name) {
-		return config.Invalid(key, "must be letters, digits and _ (not starting with a digit), got %q", name)
-	}
-	return nil
-}
+// into SQL (chconfig.ValidateIdentifier).
+func ValidateIdentifier(key, name string) error { return chconfig.ValidateIdentifier(key, name) }
 
 // Open returns a native-protocol connection pool. It does not dial until
 // first use.

@@ -1,17 +1,3 @@
-// Package privacyapi serves the collector's privacy admin API (erasures,
-// their status and exports: ingest.Server.AdminRoutes) on a listener of
-// its own, never on the public port nor on the admin port with /metrics:
-// what Prometheus and the probes may reach and what the privacy office may
-// reach are separate ports, each with its own network policy.
-//
-// The listener is loopback by default (privacy.listen 127.0.0.1:9105);
-// the config refuses any other address without TLS (privacy.tls) unless
-// privacy.allow_plaintext says so. With privacy.tls.client_ca_file set,
-// a client must also present a certificate that CA signed; the handlers
-// still want an operator's bearer token on every request. With no
-// privacy.operators the API is off and nothing listens.
-//
-// Metrics: none of its own; the handlers count requests (privacy_*).
 package privacyapi
 
 import (
@@ -31,7 +17,8 @@ import (
 // bearer token and little else.
 const maxHeaderBytes = 16 << 10
 
-// Server is the privacy API's HTTP server.
+// Server is the privacy API's HTTP server: API.Routes on a listener of
+// their own (privacy.listen).
 type Server struct {
 	cfg      ingest.Privacy
 	log      *slog.Logger

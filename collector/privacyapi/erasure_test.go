@@ -1,11 +1,7 @@
-package ingest
+package privacyapi
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,108 +11,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
-	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/testenv"
 )
-
-var (
-	dpoToken     = strings.Repeat("d", 40) + "-dpo-token"
-	supportToken = strings.Repeat("s", 40) + "-support-token"
-)
-
-// privacyFixture is a collector on its own topics of the real broker, with
-// a server carrying the privacy routes.
-type privacyFixture struct {
-	*apiFixture
-	keys  *policy.Keyring // the in-region keys of privacyConfig
-	admin string          // base URL of the privacy routes' server
-	reg   *prometheus.Registry
-	logs  *testenv.LogBuffer
-}
-
-func privacyConfig(cfg *Config) {
-	cfg.Privacy.Operators = []Operator{
-		{Name: "dpo", Token: config.Secret(dpoToken)},
-		{Name: "support", Token: config.Secret(supportToken)},
-	}
-	cfg.Privacy.Pseudonym = keyring.Config{KeyID: "t1", Key: "test-key-0123456789-0123456789-0123456789"}
-}
-
-func newPrivacyFixture(t *testing.T) *privacyFixture {
-	t.Helper()
-	brokers := testenv.KafkaBrokers(t)
-	cfg := testConfig(brokers)
-	cfg.Topics.Raw.Name = testenv.Name(t, "raw")
-	cfg.Topics.Consent.Name = testenv.Name(t, "consent")
-	cfg.Topics.Erasures.Name = testenv.Name(t, "erasures")
-	cfg.Topics.ErasureRequests.Name = testenv.Name(t, "erasure-requests")
-	cfg.Topics.Receipts.Name = testenv.Name(t, "receipts")
-	cfg.Topics.Identities.Name = testenv.Name(t, "identities")
-	privacyConfig(&cfg)
-	testenv.DeleteTopicsAfter(t, brokers, cfg.Topics.Raw.Name, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, cfg.Topics.ErasureRequests.Name,
-		cfg.Topics.Receipts.Name, cfg.Topics.Identities.Name)
-	logs := &testenv.LogBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
-	reg := prometheus.NewRegistry()
-	s, err := New(cfg, reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	if err := s.Start(testenv.Context(t, 30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	// The routes as collector/privacyapi serves them: on a mux of their own.
-	mux := http.NewServeMux()
-	for pattern, h := range s.AdminRoutes() {
-		mux.Handle(pattern, h)
-	}
-	admin := httptest.NewServer(mux)
-	t.Cleanup(admin.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	keys, err := cfg.Privacy.Pseudonym.Keyring()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &privacyFixture{
-		apiFixture: &apiFixture{s: s, base: "http://" + s.Addr(), brokers: brokers, adm: kadm.NewClient(cl)},
-		keys:       keys,
-		admin:      admin.URL,
-		reg:        reg,
-		logs:       logs,
-	}
-}
-
-// erase posts an erasure request to the admin server.
-func (f *privacyFixture) erase(t *testing.T, method, auth string, body []byte) (int, http.Header, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, f.admin+"/v1/privacy/erasures", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
-}
 
 // TestErasureAPI runs the erasure endpoint's authentication, validation
 // and limits against a real broker, and checks what reached Kafka: one
@@ -124,7 +25,7 @@ func (f *privacyFixture) erase(t *testing.T, method, auth string, body []byte) (
 // request, nothing for a refused one.
 func TestErasureAPI(t *testing.T) {
 	f := newPrivacyFixture(t)
-	erasures, consent := f.s.cfg.Topics.Erasures.Name, f.s.cfg.Topics.Consent.Name
+	erasures, consent := f.cfg.Topics.Erasures.Name, f.cfg.Topics.Consent.Name
 	bearer := "Bearer " + dpoToken
 	longID := strings.Repeat("x", 1025)
 	cases := []struct {
@@ -213,7 +114,7 @@ func TestErasureAPI(t *testing.T) {
 		}
 		suppressionKey[id] = key.Pseudonym(kind, id)
 	}
-	for _, topic := range []string{erasures, f.s.cfg.Topics.ErasureRequests.Name} {
+	for _, topic := range []string{erasures, f.cfg.Topics.ErasureRequests.Name} {
 		got := map[string]event.ErasureRecord{}
 		for _, r := range testenv.ReadAll(t, ctx, f.brokers, topic) {
 			if r.Value == nil {
@@ -263,12 +164,12 @@ func TestErasureAPI(t *testing.T) {
 
 	// Metrics, by reason and refusal code.
 	for reason, n := range map[string]float64{"account_cancelled": 1, "consent_withdrawn": 1, "user_request": 1} {
-		if got := testutil.ToFloat64(f.s.metrics.erasures.WithLabelValues(reason)); got != n {
+		if got := testutil.ToFloat64(f.api.metrics.erasures.WithLabelValues(reason)); got != n {
 			t.Errorf("privacy_erasure_requests_total{reason=%q} = %v, want %v", reason, got, n)
 		}
 	}
 	for code, n := range map[string]float64{"400": 13, "401": 5, "413": 1, "503": 0} {
-		if got := testutil.ToFloat64(f.s.metrics.erasureRefusals.WithLabelValues(code)); got != n {
+		if got := testutil.ToFloat64(f.api.metrics.erasureRefusals.WithLabelValues(code)); got != n {
 			t.Errorf("privacy_erasure_requests_refused_total{code=%q} = %v, want %v", code, got, n)
 		}
 	}
@@ -289,17 +190,17 @@ func TestErasureAPI(t *testing.T) {
 	}
 }
 
-// TestErasureNotOnPublicPort checks the privacy API is served on the admin
+// TestErasureNotOnPublicPort checks the privacy API is served on its own
 // listener only.
 func TestErasureNotOnPublicPort(t *testing.T) {
 	f := newPrivacyFixture(t)
-	before := f.stored(t, f.s.cfg.Topics.Erasures.Name)
+	before := f.stored(t, f.cfg.Topics.Erasures.Name)
 	r := f.do(t, call{method: "POST", path: "/v1/privacy/erasures", header: map[string]string{"Authorization": "Bearer " + dpoToken},
 		body: []byte(`{"userId":"u-public","reason":"user_request"}`)})
 	if r.code != http.StatusNotFound {
 		t.Errorf("public port answered %d %s, want 404", r.code, r.body)
 	}
-	if got := f.stored(t, f.s.cfg.Topics.Erasures.Name) - before; got != 0 {
+	if got := f.stored(t, f.cfg.Topics.Erasures.Name) - before; got != 0 {
 		t.Errorf("%d erasure records written through the public port", got)
 	}
 }
@@ -311,26 +212,22 @@ func TestErasureBrokerDownAnswers503(t *testing.T) {
 	cfg := testConfig([]string{"127.0.0.1:1"})
 	cfg.HTTP.ProduceTimeout = time.Second
 	privacyConfig(&cfg)
-	s, err := New(cfg, prometheus.NewRegistry(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	_, api := newCollector(t, cfg, prometheus.NewRegistry(), quiet)
 	req := httptest.NewRequest(http.MethodPost, "/v1/privacy/erasures", strings.NewReader(`{"userId":"u-1","reason":"user_request"}`))
 	req.Header.Set("Authorization", "Bearer "+dpoToken)
 	rec := httptest.NewRecorder()
 	start := time.Now()
-	s.AdminRoutes()[ErasureRoute].ServeHTTP(rec, req)
+	api.Routes()[ErasureRoute].ServeHTTP(rec, req)
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("got %d %s (Retry-After %q), want 503 with Retry-After", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
 	}
 	if elapsed := time.Since(start); elapsed > cfg.HTTP.ProduceTimeout+5*time.Second {
 		t.Errorf("answered after %v; the produce deadline is %v", elapsed, cfg.HTTP.ProduceTimeout)
 	}
-	if got := testutil.ToFloat64(s.metrics.erasureRefusals.WithLabelValues("503")); got != 1 {
+	if got := testutil.ToFloat64(api.metrics.erasureRefusals.WithLabelValues("503")); got != 1 {
 		t.Errorf("privacy_erasure_requests_refused_total{code=\"503\"} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(s.metrics.erasures.WithLabelValues("user_request")); got != 0 {
+	if got := testutil.ToFloat64(api.metrics.erasures.WithLabelValues("user_request")); got != 0 {
 		t.Errorf("privacy_erasure_requests_total = %v for a refused request", got)
 	}
 }
@@ -338,11 +235,12 @@ func TestErasureBrokerDownAnswers503(t *testing.T) {
 // TestErasureNoOperators checks that with no operator configured every
 // request is refused.
 func TestErasureNoOperators(t *testing.T) {
-	s, _ := newUnreachable(t)
+	cfg := testConfig([]string{"127.0.0.1:1"})
+	_, api := newCollector(t, cfg, prometheus.NewRegistry(), quiet)
 	req := httptest.NewRequest(http.MethodPost, "/v1/privacy/erasures", strings.NewReader(`{"userId":"u-1","reason":"user_request"}`))
 	req.Header.Set("Authorization", "Bearer "+dpoToken)
 	rec := httptest.NewRecorder()
-	s.AdminRoutes()[ErasureRoute].ServeHTTP(rec, req)
+	api.Routes()[ErasureRoute].ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("got %d %s, want 401", rec.Code, rec.Body)
 	}
@@ -373,7 +271,7 @@ func TestDecodeErasure(t *testing.T) {
 func TestErasureOfADeviceSpeltLikeAUser(t *testing.T) {
 	f := newPrivacyFixture(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	erasures, consent := f.s.cfg.Topics.Erasures.Name, f.s.cfg.Topics.Consent.Name
+	erasures, consent := f.cfg.Topics.Erasures.Name, f.cfg.Topics.Consent.Name
 	kid, _ := json.Marshal(event.ConsentUpdate{UserID: "u-kid", Purposes: map[string]bool{"analytics": true}, Minor: new(true)}.State(time.Now(), "backend", "cn"))
 	testenv.Produce(t, ctx, f.brokers, &kgo.Record{Topic: consent, Key: []byte("u-kid"), Value: kid})
 	bearer := "Bearer " + dpoToken
@@ -412,11 +310,11 @@ func TestErasureOfADeviceSpeltLikeAUser(t *testing.T) {
 // the raw id would outlive the tombstone in the compacted topic for good.
 func TestConsentOfAnErasedSubjectIsNotWritten(t *testing.T) {
 	f := newPrivacyFixture(t)
-	consent := f.s.cfg.Topics.Consent.Name
+	consent := f.cfg.Topics.Consent.Name
 	if code, _, out := f.erase(t, "POST", "Bearer "+dpoToken, []byte(`{"anonymousId":"a-erased","reason":"consent_withdrawn"}`)); code != 202 {
 		t.Fatalf("erase: %d %s", code, out)
 	}
-	for !f.s.consent.store.Suppressed(consentstore.KindAnonymous, "a-erased") {
+	for !f.srv.ConsentStore().Suppressed(consentstore.KindAnonymous, "a-erased") {
 		time.Sleep(20 * time.Millisecond) // the gate reads the suppression list back
 	}
 	before := f.stored(t, consent)

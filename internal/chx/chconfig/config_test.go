@@ -1,4 +1,4 @@
-package chx_test
+package chconfig_test
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentflow/consentflow/internal/chx"
+	"github.com/consentflow/consentflow/internal/chx/chconfig"
 	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/config/configtest"
 )
@@ -22,17 +22,17 @@ func TestConfigValidate(t *testing.T) {
 	addr := []string{"127.0.0.1:9000"}
 	for _, tc := range []struct {
 		name string
-		cfg  chx.Config
+		cfg  chconfig.Config
 		keys []string
 	}{
-		{"minimal", chx.Config{Addr: addr}, nil},
-		{"password", chx.Config{Addr: addr, Username: "u", Password: "p", DialTimeout: time.Second}, nil},
-		{"password file", chx.Config{Addr: addr, PasswordFile: pwFile}, nil},
-		{"no addr", chx.Config{}, []string{"clickhouse.addr"}},
-		{"negative dial timeout", chx.Config{Addr: addr, DialTimeout: -time.Second}, []string{"clickhouse.dial_timeout"}},
-		{"password and file", chx.Config{Addr: addr, Password: "p", PasswordFile: pwFile}, []string{"clickhouse.password"}},
-		{"missing password file", chx.Config{Addr: addr, PasswordFile: missing}, []string{"clickhouse.password_file"}},
-		{"tls missing ca", chx.Config{Addr: addr, TLS: config.TLS{Enabled: true, CAFile: missing}}, []string{"clickhouse.tls.ca_file"}},
+		{"minimal", chconfig.Config{Addr: addr}, nil},
+		{"password", chconfig.Config{Addr: addr, Username: "u", Password: "p", DialTimeout: time.Second}, nil},
+		{"password file", chconfig.Config{Addr: addr, PasswordFile: pwFile}, nil},
+		{"no addr", chconfig.Config{}, []string{"clickhouse.addr"}},
+		{"negative dial timeout", chconfig.Config{Addr: addr, DialTimeout: -time.Second}, []string{"clickhouse.dial_timeout"}},
+		{"password and file", chconfig.Config{Addr: addr, Password: "p", PasswordFile: pwFile}, []string{"clickhouse.password"}},
+		{"missing password file", chconfig.Config{Addr: addr, PasswordFile: missing}, []string{"clickhouse.password_file"}},
+		{"tls missing ca", chconfig.Config{Addr: addr, TLS: config.TLS{Enabled: true, CAFile: missing}}, []string{"clickhouse.tls.ca_file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate("clickhouse")
@@ -42,7 +42,7 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 
-	c := chx.Config{Addr: addr, PasswordFile: pwFile}
+	c := chconfig.Config{Addr: addr, PasswordFile: pwFile}
 	if err := c.Validate("clickhouse"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestValidateIdentifier(t *testing.T) {
 		"a; DROP":      false,
 		"`a`":          false,
 	} {
-		err := chx.ValidateIdentifier("database", name)
+		err := chconfig.ValidateIdentifier("database", name)
 		if (err == nil) != ok {
 			t.Errorf("ValidateIdentifier(%q) = %v, want ok=%v", name, err, ok)
 		}

@@ -1,35 +1,4 @@
-package ingest
-
-// The privacy admin API, on a listener of its own (privacy.listen,
-// collector/privacyapi), for operators with a bearer token
-// (privacy.operators):
-//
-//   - POST /v1/privacy/erasures records an erasure of the subject(s) it
-//     names. For each identifier given (userId, anonymousId) it produces a
-//     record keyed by the identifier's in-region pseudonym to
-//     topics.erasures (privacy.erasures, compacted, never tombstoned: the
-//     suppression list the enricher reads, which holds no raw identifier),
-//     a record keyed by the identifier itself to topics.erasure_requests
-//     (deleted after its retention), and a tombstone of the identifier to
-//     topics.consent; and one receipt (stage collector, status accepted) to
-//     topics.receipts. The enricher reads the request, passes the erasure
-//     on to every region and destination as their pseudonyms, whose sinks
-//     delete the rows and write receipts of their own.
-//   - GET /v1/privacy/erasures/{id} answers a request's status from the
-//     receipts: done once every destination the enricher notified has
-//     verified the deletion of every subject of the request.
-//   - POST /v1/privacy/exports answers every row the region's database
-//     holds about a subject (its userId's, its anonymousId's, and those of
-//     the anonymousIds linked to the userId), read with a read-only user.
-//
-// Delivery: an erasure is answered 202 only after Kafka acknowledged every
-// one of its records (acks=all, idempotent producer); on a produce error or
-// timeout it is 503 with Retry-After, and some of the records may still
-// have landed. A retry is safe: erasing a subject twice leaves it erased (the
-// retry gets a new request id, and compaction keeps the latest record).
-//
-// Raw identifiers never reach a log or a receipt: both name the subject by
-// its in-region pseudonym (privacy.pseudonym).
+package privacyapi
 
 import (
 	"crypto/sha256"
@@ -51,13 +20,6 @@ import (
 	"github.com/consentflow/consentflow/internal/event"
 )
 
-// ServeMux patterns of the privacy admin API.
-const (
-	ErasureRoute       = "POST /v1/privacy/erasures"
-	ErasureStatusRoute = "GET /v1/privacy/erasures/{id}"
-	ExportRoute        = "POST /v1/privacy/exports"
-)
-
 // maxErasureBytes bounds an erasure or export request's body.
 const maxErasureBytes = 16 << 10
 
@@ -69,37 +31,18 @@ var erasureReasons = event.ErasureReasons
 // with, the values of the code label of privacy_erasure_requests_refused_total.
 var erasureRefusalCodes = []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable}
 
-// operator is a configured operator with the hash of its token: hashes all
-// have one length, so comparing them says nothing about the token's.
-type operator struct {
-	name      string
-	tokenHash [sha256.Size]byte
-}
-
-// AdminRoutes are the privacy admin API's handlers by ServeMux pattern, for
-// the privacy API's own listener (collector/privacyapi). They authenticate
-// operators themselves and must never be served on the public listener,
-// nor on the admin port that probes and Prometheus reach.
-func (s *Server) AdminRoutes() map[string]http.Handler {
-	return map[string]http.Handler{
-		ErasureRoute:       http.HandlerFunc(s.handleErasure),
-		ErasureStatusRoute: http.HandlerFunc(s.handleErasureStatus),
-		ExportRoute:        http.HandlerFunc(s.handleExport),
-	}
-}
-
 // erasureAccepted is the 202 answer.
 type erasureAccepted struct {
 	RequestID string `json:"requestId"`
 }
 
 // handleErasure serves POST /v1/privacy/erasures.
-func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
+func (a *API) handleErasure(w http.ResponseWriter, r *http.Request) {
 	refuse := func(res result) {
-		s.metrics.erasureRefusals.WithLabelValues(strconv.Itoa(res.code)).Inc()
+		a.metrics.erasureRefusals.WithLabelValues(strconv.Itoa(res.code)).Inc()
 		res.write(w)
 	}
-	op, body, ok := s.privacyRequest(w, r, refuse)
+	op, body, ok := a.privacyRequest(w, r, refuse)
 	if !ok {
 		return
 	}
@@ -108,42 +51,42 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request) {
 		refuse(fail(http.StatusBadRequest, "%v", err))
 		return
 	}
-	requestID := newMessageID()
+	requestID := event.NewID()
 	// Which records to write depends on the consent and erasures recorded
 	// under the other kind of identifier spelt alike (consentstore's
 	// ErasureKind, KeyTaken).
-	if err := s.consent.caughtUp.Wait(r.Context()); err != nil {
+	if err := a.waitConsent(r.Context()); err != nil {
 		res := fail(http.StatusServiceUnavailable, "erasure not recorded: the consent state could not be read in time, retry later")
 		res.retryAfter = time.Second
 		refuse(res)
 		return
 	}
-	records, err := s.erasureRecords(req, requestID, op.name)
+	records, err := a.erasureRecords(req, requestID, op.name)
 	if err != nil {
 		refuse(fail(http.StatusInternalServerError, "encode erasure record: %v", err))
 		return
 	}
-	if err := s.produce(records); err != nil {
+	if err := a.produce(records); err != nil {
 		// The error never holds a record's key or value.
-		s.log.Warn("erasure request not recorded; answering 503", "request_id", requestID, "operator", op.name, "err", err)
+		a.log.Warn("erasure request not recorded; answering 503", "request_id", requestID, "operator", op.name, "err", err)
 		res := fail(http.StatusServiceUnavailable, "erasure not recorded: Kafka did not acknowledge it in time, retry later (erasing twice is harmless)")
 		res.retryAfter = time.Second
 		refuse(res)
 		return
 	}
-	s.metrics.erasures.WithLabelValues(req.reason).Inc()
+	a.metrics.erasures.WithLabelValues(req.reason).Inc()
 	// Never the identifiers themselves: the log would keep what was erased.
-	s.log.Info("erasure request recorded", "request_id", requestID, "operator", op.name, "reason", req.reason)
+	a.log.Info("erasure request recorded", "request_id", requestID, "operator", op.name, "reason", req.reason)
 	writeJSON(w, http.StatusAccepted, erasureAccepted{RequestID: requestID})
 }
 
 // privacyRequest authenticates an operator, then reads the body. Without a
 // token, nothing more is read.
-func (s *Server) privacyRequest(w http.ResponseWriter, r *http.Request, refuse func(result)) (operator, []byte, bool) {
-	op, ok := s.operator(r)
+func (a *API) privacyRequest(w http.ResponseWriter, r *http.Request, refuse func(result)) (operator, []byte, bool) {
+	op, ok := a.operator(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="consentflow privacy"`)
-		s.log.Warn("privacy request refused: no or unknown operator token", "path", r.URL.Path, "remote", r.RemoteAddr)
+		a.log.Warn("privacy request refused: no or unknown operator token", "path", r.URL.Path, "remote", r.RemoteAddr)
 		refuse(fail(http.StatusUnauthorized, "missing or unknown operator token (send Authorization: Bearer <token>)"))
 		return operator{}, nil, false
 	}
@@ -162,8 +105,8 @@ func (s *Server) privacyRequest(w http.ResponseWriter, r *http.Request, refuse f
 
 // erasureRecords builds, for each identifier of req, its erasure record and
 // its consent tombstone.
-func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) ([]*kgo.Record, error) {
-	now := s.now().UTC()
+func (a *API) erasureRecords(req subjectRequest, requestID, operator string) ([]*kgo.Record, error) {
+	now := a.now().UTC()
 	var records []*kgo.Record
 	subjects := 0
 	for _, id := range []struct{ kind, value string }{{event.SubjectUserID, req.userID}, {event.SubjectAnonymousID, req.anonymousID}} {
@@ -178,23 +121,23 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 			Operator:      operator,
 			RequestedAt:   now,
 			SubjectKind:   id.kind,
-			KeyCheck:      s.privacy.keyCheck(),
+			KeyCheck:      a.state.keyCheck(),
 		}
-		suppression := s.consent.store.SuppressionRecords(s.cfg.Topics.Erasures.Name, id.value, rec)
+		suppression := a.consent.SuppressionRecords(a.cfg.Topics.Erasures.Name, id.value, rec)
 		value, err := json.Marshal(rec)
 		if err != nil {
 			return nil, err
 		}
-		records = append(append(records, suppression...), &kgo.Record{Topic: s.cfg.Topics.ErasureRequests.Name, Key: []byte(id.value), Value: value})
+		records = append(append(records, suppression...), &kgo.Record{Topic: a.cfg.Topics.ErasureRequests.Name, Key: []byte(id.value), Value: value})
 		// A nil Value is a tombstone: compaction removes the consent state.
 		// Not for a device spelt like a user with consent: the record under
 		// that key is the user's (the device never had one, KeyTaken).
-		if id.kind == event.SubjectUserID || !s.consent.store.KeyTaken(id.value) {
-			records = append(records, &kgo.Record{Topic: s.cfg.Topics.Consent.Name, Key: []byte(id.value)})
+		if id.kind == event.SubjectUserID || !a.consent.KeyTaken(id.value) {
+			records = append(records, &kgo.Record{Topic: a.cfg.Topics.Consent.Name, Key: []byte(id.value)})
 		}
 	}
-	receipt, err := s.privacy.receipt(&event.Receipt{RequestID: requestID, Kind: event.ReceiptErasure, Stage: event.StageCollector,
-		Status: event.StatusAccepted, Operator: operator, Reason: req.reason, Subject: s.privacy.subject(req),
+	receipt, err := a.state.receipt(&event.Receipt{RequestID: requestID, Kind: event.ReceiptErasure, Stage: event.StageCollector,
+		Status: event.StatusAccepted, Operator: operator, Reason: req.reason, Subject: a.state.subject(req),
 		RequestedAt: now, At: now, Subjects: subjects})
 	if err != nil {
 		return nil, err
@@ -205,7 +148,7 @@ func (s *Server) erasureRecords(req subjectRequest, requestID, operator string) 
 // operator finds the operator whose token the request carries as
 // "Authorization: Bearer <token>". Every token is compared in constant time
 // and the loop never exits early, so timing says nothing about near misses.
-func (s *Server) operator(r *http.Request) (operator, bool) {
+func (a *API) operator(r *http.Request) (operator, bool) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
@@ -213,15 +156,15 @@ func (s *Server) operator(r *http.Request) (operator, bool) {
 	}
 	given := sha256.Sum256([]byte(token))
 	match := -1
-	for i := range s.operators {
-		if subtle.ConstantTimeCompare(given[:], s.operators[i].tokenHash[:]) == 1 {
+	for i := range a.operators {
+		if subtle.ConstantTimeCompare(given[:], a.operators[i].tokenHash[:]) == 1 {
 			match = i
 		}
 	}
 	if match < 0 {
 		return operator{}, false
 	}
-	return s.operators[match], true
+	return a.operators[match], true
 }
 
 // subjectRequest is a decoded, valid erasure or export request body.

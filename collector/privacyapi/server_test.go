@@ -13,8 +13,8 @@ import (
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// config is the default privacy block with one operator on a free port.
-func config() ingest.Privacy {
+// serverConfig is the default privacy block with one operator on a free port.
+func serverConfig() ingest.Privacy {
 	cfg := ingest.Default().Privacy
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Operators = []ingest.Operator{{Name: "dpo"}}
@@ -22,7 +22,7 @@ func config() ingest.Privacy {
 }
 
 func TestServerTakesTheConfiguredTimeouts(t *testing.T) {
-	cfg := config()
+	cfg := serverConfig()
 	cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout = time.Second, 2*time.Second, 3*time.Second, 4*time.Second
 	s, err := New(cfg, nil, discard)
 	if err != nil {
@@ -37,7 +37,7 @@ func TestServerTakesTheConfiguredTimeouts(t *testing.T) {
 }
 
 func TestStartServeShutdown(t *testing.T) {
-	s, err := New(config(), map[string]http.Handler{"GET /v1/privacy/erasures/{id}": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s, err := New(serverConfig(), map[string]http.Handler{"GET /v1/privacy/erasures/{id}": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})}, discard)
 	if err != nil {
@@ -65,7 +65,7 @@ func TestStartServeShutdown(t *testing.T) {
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
-	s, err := New(config(), nil, discard)
+	s, err := New(serverConfig(), nil, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
