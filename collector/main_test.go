@@ -38,7 +38,7 @@ func testConfig(t *testing.T, edit func(*ingest.Config)) ingest.Config {
 	if edit != nil {
 		edit(&cfg)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := config.Check(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	return cfg

@@ -48,7 +48,7 @@ func isolatePrivacy(t *testing.T, brokers []string, run string, c *ingest.Config
 func devKeyring(t *testing.T, id, file string) *policy.Keyring {
 	t.Helper()
 	c := keyring.Config{KeyID: id, KeyFile: file}
-	if err := c.Resolve("key", "KEY"); err != nil {
+	if err := c.Resolve("key"); err != nil {
 		t.Fatal(err)
 	}
 	k, err := c.Keyring()

@@ -16,6 +16,7 @@ import (
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/collector/privacyapi"
 	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/keyring"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/policy"
@@ -81,7 +82,7 @@ func eraseAcrossRotation(t *testing.T, keepRetired bool) {
 			}
 		}
 	}
-	if err := ccfg.Validate(); err != nil { // reads the token and key files
+	if err := config.Check(&ccfg); err != nil { // reads the token and key files
 		t.Fatal(err)
 	}
 	phase("before")
@@ -101,8 +102,8 @@ func eraseAcrossRotation(t *testing.T, keepRetired bool) {
 	rotate(&ecfg.Pseudonym, "k2", "k1", "../configs/dev-pseudonym.key")
 	rotate(&ecfg.Export.Pseudonym, "x2", "x1", "../configs/dev-export.key")
 	ccfg.Privacy.Pseudonym, ccfg.Privacy.Export.Abroad.Pseudonym = ecfg.Pseudonym, ecfg.Export.Pseudonym
-	for _, c := range []interface{ Validate() error }{&ccfg, &ecfg} {
-		if err := c.Validate(); err != nil { // reads the new key files
+	for _, c := range []config.Validator{&ccfg, &ecfg} {
+		if err := config.Check(c); err != nil { // reads the new key files
 			t.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentflow/consentflow/collector/ingest"
 	"github.com/consentflow/consentflow/enricher/pipeline"
+	"github.com/consentflow/consentflow/internal/config"
 	"github.com/consentflow/consentflow/internal/obs"
 	"github.com/consentflow/consentflow/internal/testenv"
 	"github.com/consentflow/consentflow/sink/chwriter"
@@ -99,7 +100,7 @@ func startPrivacyStack(t *testing.T, ctx context.Context, name string, edit func
 	if edit != nil {
 		edit(ccfg)
 	}
-	if err := ccfg.Validate(); err != nil { // reads the token and key files
+	if err := config.Check(ccfg); err != nil { // reads the token and key files
 		t.Fatal(err)
 	}
 

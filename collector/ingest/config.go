@@ -122,7 +122,7 @@ type Operator struct {
 	// relative path is relative to the working directory. Tokens come only
 	// from files, never from the YAML itself.
 	TokenFile string `mapstructure:"token_file"`
-	// Token is read from TokenFile by Validate.
+	// Token is read from TokenFile by Resolve.
 	Token config.Secret `mapstructure:"-"`
 }
 
@@ -321,96 +321,127 @@ func Default() Config {
 	}
 }
 
-// Validate checks every key and resolves write key files.
+// Resolve reads the secrets the config's files hold (write keys, the
+// Kafka password, consent token keys, and for the privacy API operator
+// tokens, pseudonym keys and ClickHouse passwords), checks the TLS files,
+// and makes an unset source trust TrustClient (config.Resolver).
+func (c *Config) Resolve() error {
+	errs := []error{c.Kafka.Resolve("kafka"), c.ConsentTokens.Resolve("consent_tokens"), c.Privacy.resolve()}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		key := fmt.Sprintf("sources[%d]", i)
+		wk, err := config.ResolveSecret(key+".write_key", s.WriteKey, s.WriteKeyFile)
+		s.WriteKey = wk
+		errs = append(errs, err)
+		if s.Trust == "" {
+			s.Trust = TrustClient
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks every key of the resolved config, one section at a time.
 func (c *Config) Validate() error {
 	errs := []error{
 		c.Log.Validate("log"),
 		c.Admin.Validate("admin"),
-		config.ValidateListen("http.listen", c.HTTP.Listen),
+		c.HTTP.validate(),
 		c.Kafka.Validate("kafka"),
-		c.Topics.Raw.Validate("topics.raw"),
-		c.Topics.Consent.Validate("topics.consent"),
-		c.Topics.Erasures.Validate("topics.erasures"),
-		kafkax.ValidateTransient("topics.erasure_requests", c.Topics.ErasureRequests),
-		c.Topics.Receipts.Validate("topics.receipts"),
-		c.Topics.Identities.Validate("topics.identities"),
+		c.Topics.validate(),
+		c.validateSources(),
+		validateTrustedProxies(c.TrustedProxies),
+		c.CORS.validate(),
+		c.Redirect.validate(),
 		c.Privacy.validate(),
-		c.ConsentTokens.Resolve("consent_tokens"),
-	}
-	if c.Topics.Consent.CleanupPolicy != "compact" {
-		errs = append(errs, config.Invalid("topics.consent.cleanup_policy", "must be compact: the topic holds the latest consent per subject"))
-	}
-	if c.Topics.Receipts.CleanupPolicy != "compact" {
-		errs = append(errs, config.Invalid("topics.receipts.cleanup_policy", "must be compact: the topic holds each stage's latest receipt per request"))
-	}
-	if c.Topics.Erasures.CleanupPolicy != "compact" {
-		errs = append(errs, config.Invalid("topics.erasures.cleanup_policy", "must be compact: the erasure log is kept for good, the latest request per subject"))
-	}
-	for _, f := range []struct {
-		key string
-		n   int
-	}{{"http.max_json_depth", c.HTTP.MaxJSONDepth}, {"http.max_json_keys", c.HTTP.MaxJSONKeys}, {"http.max_buffered_records", c.HTTP.MaxBufferedRecords}, {"http.max_in_flight_requests", c.HTTP.MaxInFlightRequests}} {
-		if f.n <= 0 {
-			errs = append(errs, config.Invalid(f.key, "must be positive, got %d", f.n))
-		}
-	}
-	for i, o := range c.CORS.AllowedOrigins {
-		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.HasSuffix(o, "/")) {
-			errs = append(errs, config.Invalid(fmt.Sprintf("cors.allowed_origins[%d]", i), "must be \"*\" or scheme://host[:port] with no path, got %q", o))
-		}
-	}
-	for i, h := range c.Redirect.AllowedHosts {
-		if h == "" || strings.ContainsAny(h, "/:@ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") {
-			errs = append(errs, config.Invalid(fmt.Sprintf("redirect.allowed_hosts[%d]", i), "must be a host name such as shop.example or *.shop.example, got %q", h))
-		}
+		c.ConsentTokens.Validate("consent_tokens"),
 	}
 	if c.Region == "" {
 		errs = append(errs, config.Invalid("region", "is required"))
 	}
+	return errors.Join(errs...)
+}
+
+// validate checks each topic as the kind it is.
+func (t Topics) validate() error {
+	return errors.Join(
+		kafkax.Transient.Validate("topics.raw", t.Raw),
+		kafkax.Compacted.Validate("topics.consent", t.Consent),
+		kafkax.Compacted.Validate("topics.erasures", t.Erasures),
+		kafkax.Transient.Validate("topics.erasure_requests", t.ErasureRequests),
+		kafkax.Compacted.Validate("topics.receipts", t.Receipts),
+		kafkax.Compacted.Validate("topics.identities", t.Identities),
+	)
+}
+
+// validate checks the public server's section: its listener, timeouts and
+// limits.
+func (h HTTP) validate() error {
+	errs := []error{config.ValidateListen("http.listen", h.Listen), h.validateTimeouts()}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"http.max_json_depth", h.MaxJSONDepth}, {"http.max_json_keys", h.MaxJSONKeys}, {"http.max_buffered_records", h.MaxBufferedRecords}, {"http.max_in_flight_requests", h.MaxInFlightRequests}} {
+		if f.n <= 0 {
+			errs = append(errs, config.Invalid(f.key, "must be positive, got %d", f.n))
+		}
+	}
+	if h.MaxRequestBytes <= 0 {
+		errs = append(errs, config.Invalid("http.max_request_bytes", "must be positive"))
+	} else if least := maxBodyHeld(h.MaxRequestBytes); h.MaxBodyMemoryBytes < least {
+		errs = append(errs, config.Invalid("http.max_body_memory_bytes", "must hold one request of the largest size: at least %d (twice http.max_request_bytes, a gzip body and its decoding, and a decoder's 64 KiB), got %d", least, h.MaxBodyMemoryBytes))
+	}
+	if h.MaxEventBytes <= 0 || int64(h.MaxEventBytes) > h.MaxRequestBytes {
+		errs = append(errs, config.Invalid("http.max_event_bytes", "must be positive and at most http.max_request_bytes"))
+	}
+	return errors.Join(errs...)
+}
+
+// validateTimeouts checks the public server's timeouts and event time
+// bounds, and how they must relate.
+func (h HTTP) validateTimeouts() error {
+	var errs []error
 	for _, f := range []struct {
 		key string
 		d   time.Duration
 	}{
-		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout},
-		{"http.read_timeout", c.HTTP.ReadTimeout},
-		{"http.body_timeout", c.HTTP.BodyTimeout},
-		{"http.write_timeout", c.HTTP.WriteTimeout},
-		{"http.idle_timeout", c.HTTP.IdleTimeout},
-		{"http.produce_timeout", c.HTTP.ProduceTimeout},
-		{"http.max_event_age", c.HTTP.MaxEventAge},
+		{"http.read_header_timeout", h.ReadHeaderTimeout},
+		{"http.read_timeout", h.ReadTimeout},
+		{"http.body_timeout", h.BodyTimeout},
+		{"http.write_timeout", h.WriteTimeout},
+		{"http.idle_timeout", h.IdleTimeout},
+		{"http.produce_timeout", h.ProduceTimeout},
+		{"http.max_event_age", h.MaxEventAge},
 	} {
 		if f.d <= 0 {
 			errs = append(errs, config.Invalid(f.key, "must be a positive duration such as 5s, got %v", f.d))
 		}
 	}
-	if c.HTTP.ProduceTimeout > 0 && c.HTTP.ProduceTimeout < time.Second {
+	if h.ProduceTimeout > 0 && h.ProduceTimeout < time.Second {
 		// franz-go's record delivery timeout, which this also sets, has a 1s floor.
-		errs = append(errs, config.Invalid("http.produce_timeout", "must be at least 1s, got %v", c.HTTP.ProduceTimeout))
+		errs = append(errs, config.Invalid("http.produce_timeout", "must be at least 1s, got %v", h.ProduceTimeout))
 	}
-	if c.HTTP.ProduceTimeout >= c.HTTP.WriteTimeout {
-		errs = append(errs, config.Invalid("http.produce_timeout", "must be shorter than http.write_timeout (%v), or the 503 could not be written", c.HTTP.WriteTimeout))
+	if h.ProduceTimeout >= h.WriteTimeout {
+		errs = append(errs, config.Invalid("http.produce_timeout", "must be shorter than http.write_timeout (%v), or the 503 could not be written", h.WriteTimeout))
 	}
-	if c.HTTP.MaxFutureSkew < 0 || c.HTTP.MaxFutureSkew > maxFutureSkew {
-		errs = append(errs, config.Invalid("http.max_future_skew", "must be between 0s and %v, got %v", maxFutureSkew, c.HTTP.MaxFutureSkew))
+	if h.MaxFutureSkew < 0 || h.MaxFutureSkew > maxFutureSkew {
+		errs = append(errs, config.Invalid("http.max_future_skew", "must be between 0s and %v, got %v", maxFutureSkew, h.MaxFutureSkew))
 	}
-	if c.HTTP.ReadTimeout > 0 && c.HTTP.BodyTimeout > c.HTTP.ReadTimeout {
-		errs = append(errs, config.Invalid("http.body_timeout", "must be at most http.read_timeout (%v), got %v", c.HTTP.ReadTimeout, c.HTTP.BodyTimeout))
+	if h.ReadTimeout > 0 && h.BodyTimeout > h.ReadTimeout {
+		errs = append(errs, config.Invalid("http.body_timeout", "must be at most http.read_timeout (%v), got %v", h.ReadTimeout, h.BodyTimeout))
 	}
-	if c.HTTP.MaxRequestBytes <= 0 {
-		errs = append(errs, config.Invalid("http.max_request_bytes", "must be positive"))
-	} else if least := maxBodyHeld(c.HTTP.MaxRequestBytes); c.HTTP.MaxBodyMemoryBytes < least {
-		errs = append(errs, config.Invalid("http.max_body_memory_bytes", "must hold one request of the largest size: at least %d (twice http.max_request_bytes, a gzip body and its decoding, and a decoder's 64 KiB), got %d", least, c.HTTP.MaxBodyMemoryBytes))
-	}
-	if c.HTTP.MaxEventBytes <= 0 || int64(c.HTTP.MaxEventBytes) > c.HTTP.MaxRequestBytes {
-		errs = append(errs, config.Invalid("http.max_event_bytes", "must be positive and at most http.max_request_bytes"))
-	}
+	return errors.Join(errs...)
+}
+
+// validateSources checks the sources: names and write keys unique, trust
+// levels known, every source in the collector's region.
+func (c *Config) validateSources() error {
 	if len(c.Sources) == 0 {
-		errs = append(errs, config.Invalid("sources", "list at least one source with a write key"))
+		return config.Invalid("sources", "list at least one source with a write key")
 	}
+	var errs []error
 	names := map[string]bool{}
 	keys := map[config.Secret]string{} // write key -> source name
-	for i := range c.Sources {
-		s := &c.Sources[i]
+	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d]", i)
 		if s.Name == "" {
 			errs = append(errs, config.Invalid(key+".name", "is required"))
@@ -418,22 +449,16 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Invalid(key+".name", "duplicate source name %q", s.Name))
 		}
 		names[s.Name] = true
-		wk, err := config.ResolveSecret(key+".write_key", s.WriteKey, s.WriteKeyFile)
-		s.WriteKey = wk
 		switch {
-		case err != nil:
-		case len(wk) < 8:
-			err = config.Invalid(key+".write_key", "must be at least 8 characters (set write_key or write_key_file)")
-		case keys[wk] != "":
+		case len(s.WriteKey) < 8:
+			errs = append(errs, config.Invalid(key+".write_key", "must be at least 8 characters (set write_key or write_key_file)"))
+		case keys[s.WriteKey] != "":
 			// One key, two sources: events would be credited to either.
-			err = config.Invalid(key+".write_key", "is the same as the write key of source %q", keys[wk])
+			errs = append(errs, config.Invalid(key+".write_key", "is the same as the write key of source %q", keys[s.WriteKey]))
 		}
-		keys[wk] = s.Name
-		errs = append(errs, err)
+		keys[s.WriteKey] = s.Name
 		switch s.Trust {
-		case "":
-			s.Trust = TrustClient
-		case TrustClient, TrustServer:
+		case "", TrustClient, TrustServer: // Resolve makes "" TrustClient
 		default:
 			errs = append(errs, config.Invalid(key+".trust", "must be %s (a key that ships in web pages and apps) or %s (a secret key of a first-party backend), got %q", TrustClient, TrustServer, s.Trust))
 		}
@@ -444,7 +469,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Invalid(key+".rate_limit", "events_per_second and burst must be between 0 and 10,000,000"))
 		}
 	}
-	for i, cidr := range c.TrustedProxies {
+	return errors.Join(errs...)
+}
+
+// validateTrustedProxies checks that each trusted proxy is a CIDR.
+func validateTrustedProxies(cidrs []string) error {
+	var errs []error
+	for i, cidr := range cidrs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			errs = append(errs, config.Invalid(fmt.Sprintf("trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8: %v", err))
 		}
@@ -452,10 +483,62 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validate checks the listener and the operators, and reads their token
-// files.
+// validate checks that each allowed origin is "*" or an origin.
+func (c CORS) validate() error {
+	var errs []error
+	for i, o := range c.AllowedOrigins {
+		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.HasSuffix(o, "/")) {
+			errs = append(errs, config.Invalid(fmt.Sprintf("cors.allowed_origins[%d]", i), "must be \"*\" or scheme://host[:port] with no path, got %q", o))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validate checks that each allowed host is a host name or a wildcard of
+// one.
+func (r Redirect) validate() error {
+	var errs []error
+	for i, h := range r.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/:@ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") {
+			errs = append(errs, config.Invalid(fmt.Sprintf("redirect.allowed_hosts[%d]", i), "must be a host name such as shop.example or *.shop.example, got %q", h))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resolve reads what the privacy API's files hold: the operators' tokens,
+// and the pseudonym keys and ClickHouse passwords of its exports, which
+// only an API with operators needs (a pseudonym key given is read even
+// without: the consent gate keys the suppression list by it).
+func (p *Privacy) resolve() error {
+	errs := []error{p.TLS.Resolve("privacy.tls")}
+	if len(p.Operators) > 0 || p.Pseudonym.Key != "" || p.Pseudonym.KeyFile != "" {
+		errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym"))
+	}
+	for i := range p.Operators {
+		op := &p.Operators[i]
+		if op.TokenFile == "" {
+			continue // Validate says it is required
+		}
+		// ResolveSecret names key+"_file" when the file cannot be read.
+		token, err := config.ResolveSecret(fmt.Sprintf("privacy.operators[%d].token", i), "", op.TokenFile)
+		op.Token = token
+		errs = append(errs, err)
+	}
+	if len(p.Operators) == 0 {
+		return errors.Join(errs...)
+	}
+	errs = append(errs, p.Export.ClickHouse.Resolve("privacy.export.clickhouse"))
+	if a := &p.Export.Abroad; a.Name != "" {
+		errs = append(errs, a.Pseudonym.Resolve("privacy.export.abroad.pseudonym"), a.ClickHouse.Resolve("privacy.export.abroad.clickhouse"))
+	}
+	return errors.Join(errs...)
+}
+
+// validate checks the privacy API's section: its listener, operators and
+// exports.
 func (p *Privacy) validate() error {
-	errs := []error{config.ValidateListen("privacy.listen", p.Listen), p.TLS.Validate("privacy.tls")}
+	errs := []error{config.ValidateListen("privacy.listen", p.Listen), p.TLS.Validate("privacy.tls"), p.validateOperators()}
 	if p.Listen != "" && !config.IsLoopback(p.Listen) && !p.TLS.Enabled() && !p.AllowPlaintext {
 		// Bearer tokens and exports of personal data would cross the network in clear.
 		errs = append(errs, config.Invalid("privacy.listen", "%q is not a loopback address, and the privacy API would serve operator tokens and exports in plaintext there: set privacy.tls.cert_file and privacy.tls.key_file, listen on 127.0.0.1, or, where something else encrypts the hop (a mesh sidecar), set privacy.allow_plaintext: true", p.Listen))
@@ -476,10 +559,25 @@ func (p *Privacy) validate() error {
 	if p.WriteTimeout > 0 && p.Export.Timeout > 0 && p.WriteTimeout <= p.Export.Timeout {
 		errs = append(errs, config.Invalid("privacy.write_timeout", "must be longer than privacy.export.timeout (%v), or an export's answer could not be written", p.Export.Timeout))
 	}
+	if len(p.Operators) == 0 {
+		// Without the API, the key is optional: given, the consent gate
+		// knows who is erased (the suppression list is keyed by it).
+		if p.Pseudonym.Key != "" || p.Pseudonym.KeyFile != "" {
+			errs = append(errs, p.Pseudonym.Validate("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"))
+		}
+		return errors.Join(errs...)
+	}
+	errs = append(errs, p.Pseudonym.Validate("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"), p.Export.validate())
+	return errors.Join(errs...)
+}
+
+// validateOperators checks that operators have unique names and tokens,
+// each a bearer token long enough.
+func (p *Privacy) validateOperators() error {
+	var errs []error
 	names := map[string]bool{}
 	tokens := map[config.Secret]string{} // token -> operator name
-	for i := range p.Operators {
-		op := &p.Operators[i]
+	for i, op := range p.Operators {
 		key := fmt.Sprintf("privacy.operators[%d]", i)
 		if op.Name == "" {
 			errs = append(errs, config.Invalid(key+".name", "is required"))
@@ -487,48 +585,37 @@ func (p *Privacy) validate() error {
 			errs = append(errs, config.Invalid(key+".name", "duplicate operator name %q", op.Name))
 		}
 		names[op.Name] = true
-		if op.TokenFile == "" {
-			errs = append(errs, config.Invalid(key+".token_file", "is required: a file holding the operator's token (tokens are never written in the YAML)"))
-			continue
-		}
-		// ResolveSecret names key+"_file" when the file cannot be read.
-		token, err := config.ResolveSecret(key+".token", "", op.TokenFile)
-		op.Token = token
 		switch {
-		case err != nil:
-		case len(token) < minOperatorToken:
-			err = config.Invalid(key+".token_file", "the token is %d bytes, want at least %d (e.g. openssl rand -hex 32)", len(token), minOperatorToken)
-		case !isBearerToken(token.Reveal()):
-			err = config.Invalid(key+".token_file", "the token may hold only A-Z a-z 0-9 - . _ ~ + / = (a bearer token)")
-		case tokens[token] != "":
+		case op.TokenFile == "":
+			errs = append(errs, config.Invalid(key+".token_file", "is required: a file holding the operator's token (tokens are never written in the YAML)"))
+		case len(op.Token) < minOperatorToken:
+			errs = append(errs, config.Invalid(key+".token_file", "the token is %d bytes, want at least %d (e.g. openssl rand -hex 32)", len(op.Token), minOperatorToken))
+		case !isBearerToken(op.Token.Reveal()):
+			errs = append(errs, config.Invalid(key+".token_file", "the token may hold only A-Z a-z 0-9 - . _ ~ + / = (a bearer token)"))
+		case tokens[op.Token] != "":
 			// One token, two operators: the erasure log could not say who asked.
-			err = config.Invalid(key+".token_file", "holds the same token as operator %q", tokens[token])
+			errs = append(errs, config.Invalid(key+".token_file", "holds the same token as operator %q", tokens[op.Token]))
+		default:
+			tokens[op.Token] = op.Name
 		}
-		if err == nil {
-			tokens[token] = op.Name
-		}
-		errs = append(errs, err)
 	}
-	if len(p.Operators) == 0 {
-		// Without the API, the key is optional: given, the consent gate
-		// knows who is erased (the suppression list is keyed by it).
-		if p.Pseudonym.Key != "" || p.Pseudonym.KeyFile != "" {
-			errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"))
-		}
-		return errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// validate checks where exports read: the region's database and, when an
+// export destination is named, its own.
+func (e PrivacyExport) validate() error {
+	errs := []error{e.ClickHouse.Validate("privacy.export.clickhouse"), chconfig.ValidateIdentifier("privacy.export.database", e.Database)}
+	if e.MaxRows <= 0 {
+		errs = append(errs, config.Invalid("privacy.export.max_rows", "must be positive, got %d", e.MaxRows))
 	}
-	errs = append(errs, p.Pseudonym.Resolve("privacy.pseudonym", "COLLECTOR_PRIVACY_PSEUDONYM_KEY"),
-		p.Export.ClickHouse.Validate("privacy.export.clickhouse"), chconfig.ValidateIdentifier("privacy.export.database", p.Export.Database))
-	if p.Export.MaxRows <= 0 {
-		errs = append(errs, config.Invalid("privacy.export.max_rows", "must be positive, got %d", p.Export.MaxRows))
-	}
-	if p.Export.Timeout <= 0 {
+	if e.Timeout <= 0 {
 		errs = append(errs, config.Invalid("privacy.export.timeout", "must be a positive duration such as 30s"))
 	}
-	if a := &p.Export.Abroad; a.Name != "" {
-		errs = append(errs, a.Pseudonym.Resolve("privacy.export.abroad.pseudonym", "COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY"),
+	if a := e.Abroad; a.Name != "" {
+		errs = append(errs, a.Pseudonym.Validate("privacy.export.abroad.pseudonym", "COLLECTOR_PRIVACY_EXPORT_ABROAD_PSEUDONYM_KEY"),
 			a.ClickHouse.Validate("privacy.export.abroad.clickhouse"), chconfig.ValidateIdentifier("privacy.export.abroad.database", a.Database))
-		if a.Database == p.Export.Database {
+		if a.Database == e.Database {
 			errs = append(errs, config.Invalid("privacy.export.abroad.database", "is the region's database %q: name the export destination's", a.Database))
 		}
 	}

@@ -204,6 +204,8 @@ var badConfigs = map[string]configtest.Bad{
 	"topics-raw-name-empty.yaml":               {Keys: []string{"topics.raw.name"}},
 	"topics-raw-partitions-negative.yaml":      {Keys: []string{"topics.raw.partitions"}},
 	"topics-raw-retention-not-duration.yaml":   {Msg: "'topics.raw.retention' time: invalid duration"},
+	"topics-raw-retention-forever.yaml":        {Keys: []string{"topics.raw.retention"}, Msg: "raw identifiers"},
+	"topics-identities-not-compact.yaml":       {Keys: []string{"topics.identities.cleanup_policy"}, Msg: "must be compact"},
 	"topics-erasures-cleanup-policy.yaml":      {Keys: []string{"topics.erasures.cleanup_policy"}},
 	"privacy-operator-name-missing.yaml":       {Keys: []string{"privacy.operators[0].name"}},
 	"privacy-operator-name-duplicate.yaml":     {Keys: []string{"privacy.operators[1].name"}, Msg: `duplicate operator name "dpo"`},
@@ -302,6 +304,26 @@ func TestDefaultNeedsOnlySources(t *testing.T) {
 	cfg.Sources = []ingest.Source{{Name: "s", WriteKey: "12345678"}}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Default() with a source: %v", err)
+	}
+}
+
+// TestValidateIsPure: Validate reads none of the files the config names
+// (write keys, tokens, keys, passwords, TLS) and changes nothing.
+func TestValidateIsPure(t *testing.T) {
+	configtest.ClearEnv(t, envPrefix)
+	configtest.CheckValidatePure(t, load, "testdata/good/all-keys.yaml")
+}
+
+// TestResolveDefaultsTrust: Resolve makes an unset trust TrustClient;
+// Validate accepts it unset and leaves it so.
+func TestResolveDefaultsTrust(t *testing.T) {
+	cfg := ingest.Default()
+	cfg.Sources = []ingest.Source{{Name: "s", WriteKey: "12345678"}}
+	if err := cfg.Validate(); err != nil || cfg.Sources[0].Trust != "" {
+		t.Errorf("Validate = %v, trust %q; want no error and trust left unset", err, cfg.Sources[0].Trust)
+	}
+	if err := cfg.Resolve(); err != nil || cfg.Sources[0].Trust != ingest.TrustClient {
+		t.Errorf("Resolve = %v, trust %q; want %q", err, cfg.Sources[0].Trust, ingest.TrustClient)
 	}
 }
 

@@ -40,7 +40,7 @@ type Config struct {
 	// Consent is how consent is kept and judged.
 	Consent Consent `mapstructure:"consent"`
 	// MaxPollRecords bounds one processing batch, and so one transaction.
-	// Zero means 4000. Each transaction costs the broker and the enricher
+	// Zero means 10000 (defaultMaxPollRecords). Each transaction costs the broker and the enricher
 	// about the same whatever its size (offsets, markers, the consent
 	// sync), so bigger batches cost less per event; a batch is held in
 	// memory (a few KiB per event) and read again after an abort.
@@ -48,7 +48,8 @@ type Config struct {
 	// TransactionalID names this instance's transactions. It must be unique
 	// per instance and the same across its restarts, so that a restarted
 	// instance fences what its previous run left unfinished. Empty means
-	// <group_id>-<hostname>, which suits one instance per host or pod.
+	// <group_id>-<hostname> (set by Resolve), which suits one instance per
+	// host or pod.
 	TransactionalID string `mapstructure:"transactional_id"`
 	// TransactionTimeout bounds producing and committing one batch.
 	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
@@ -176,6 +177,9 @@ type Pseudonym = keyring.Config
 // NextKey is a scheduled key rotation.
 type NextKey = keyring.NextKey
 
+// defaultMaxPollRecords is max_poll_records when unset or zero.
+const defaultMaxPollRecords = 10000
+
 // Default returns the config with every default filled in.
 func Default() Config {
 	return Config{
@@ -203,7 +207,7 @@ func Default() Config {
 			Topic:          kafkax.TopicSpec{Name: "events.export.intl", Retention: 7 * 24 * time.Hour},
 			ErasureNotices: kafkax.TopicSpec{Name: "privacy.erasures.intl", Retention: -1}},
 		Consent:                  Consent{History: 16, SyncTimeout: 10 * time.Second},
-		MaxPollRecords:           10000,
+		MaxPollRecords:           defaultMaxPollRecords,
 		TransactionTimeout:       30 * time.Second,
 		DedupWindow:              10 * time.Minute,
 		DedupMaxEntries:          500000,
@@ -211,15 +215,43 @@ func Default() Config {
 	}
 }
 
-// Validate checks every key and resolves the key file.
+// Resolve reads the key files and the Kafka password file, checks the TLS
+// files and the catalogue, and fills in max_poll_records and
+// transactional_id when they are zero (config.Resolver).
+func (c *Config) Resolve() error {
+	errs := []error{c.Kafka.Resolve("kafka"), c.Pseudonym.Resolve("pseudonym")}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = defaultMaxPollRecords
+	}
+	if c.TransactionalID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			errs = append(errs, config.Invalid("transactional_id", "is empty and the hostname is unknown (%v): set it", err))
+		} else {
+			c.TransactionalID = c.GroupID + "-" + host
+		}
+	}
+	if _, err := c.Catalogue.Load(); err != nil {
+		errs = append(errs, config.Invalid("catalogue.file", "%v", err))
+	}
+	if c.Export.Name != "" {
+		errs = append(errs, c.Export.Pseudonym.Resolve("export.pseudonym"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks every key of the resolved config.
 func (c *Config) Validate() error {
 	errs := []error{
 		c.Log.Validate("log"),
 		c.Admin.Validate("admin"),
 		c.Kafka.Validate("kafka"),
-		c.Topics.Raw.Validate("topics.raw"),
-		c.Topics.Clean.Validate("topics.clean"),
-		c.Topics.DLQ.Validate("topics.dlq"),
+		c.validateTopics(),
+		c.validateBatches(),
+		c.Pseudonym.Validate("pseudonym", "ENRICHER_PSEUDONYM_KEY"),
+		c.validateProfiles(),
+		c.validateConsent(),
+		c.validateExport(),
 	}
 	if c.Region == "" {
 		errs = append(errs, config.Invalid("region", "is required"))
@@ -227,55 +259,63 @@ func (c *Config) Validate() error {
 	if c.GroupID == "" {
 		errs = append(errs, config.Invalid("group_id", "is required"))
 	}
-	if c.MaxPollRecords < 0 {
-		errs = append(errs, config.Invalid("max_poll_records", "must not be negative"))
-	}
 	if c.UserAgentParsesPerSecond < 0 {
 		errs = append(errs, config.Invalid("user_agent_parses_per_second", "must not be negative (0: no bound), got %d", c.UserAgentParsesPerSecond))
 	}
 	if c.DedupWindow < 0 || c.DedupMaxEntries < 0 {
 		errs = append(errs, config.Invalid("dedup_window", "dedup_window and dedup_max_entries must not be negative"))
 	}
+	return errors.Join(errs...)
+}
+
+// validateTopics checks each topic as the kind it is.
+func (c *Config) validateTopics() error {
+	t := c.Topics
+	errs := []error{
+		kafkax.Transient.Validate("topics.raw", t.Raw),
+		kafkax.Plain.Validate("topics.clean", t.Clean),
+		kafkax.Plain.Validate("topics.dlq", t.DLQ),
+		kafkax.Compacted.Validate("topics.consent", t.Consent),
+		kafkax.Compacted.Validate("topics.erasures", t.Erasures),
+		kafkax.Compacted.Validate("topics.identities", t.Identities),
+		kafkax.Compacted.Validate("topics.receipts", t.Receipts),
+		kafkax.Transient.Validate("topics.erasure_requests", t.ErasureRequests),
+		kafkax.KeptForever.Validate("topics.erasure_notices", t.ErasureNotices),
+	}
+	if c.Export.Name != "" {
+		errs = append(errs, kafkax.Plain.Validate("export.topic", c.Export.Topic),
+			kafkax.KeptForever.Validate("export.erasure_notices", c.Export.ErasureNotices))
+	}
+	return errors.Join(errs...)
+}
+
+// validateBatches checks what bounds a batch and its transaction.
+func (c *Config) validateBatches() error {
+	var errs []error
+	if c.MaxPollRecords <= 0 {
+		errs = append(errs, config.Invalid("max_poll_records", "must be positive (zero in the file means %d), got %d", defaultMaxPollRecords, c.MaxPollRecords))
+	}
+	if c.TransactionalID == "" {
+		errs = append(errs, config.Invalid("transactional_id", "is required (empty in the file means <group_id>-<hostname>)"))
+	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 2s, got %v", c.TransactionTimeout))
 	}
-	if c.TransactionalID == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			errs = append(errs, config.Invalid("transactional_id", "is empty and the hostname is unknown (%v): set it", err))
-		}
-		c.TransactionalID = c.GroupID + "-" + host
+	return errors.Join(errs...)
+}
+
+// validateExport checks the export destination's keyring, whose keys must
+// all differ from the in-region ones.
+func (c *Config) validateExport() error {
+	if c.Export.Name == "" {
+		return nil
 	}
-	errs = append(errs, c.Pseudonym.Resolve("pseudonym", "ENRICHER_PSEUDONYM_KEY"), c.validateProfiles(), c.validateConsent())
-	if _, err := c.Catalogue.Load(); err != nil {
-		errs = append(errs, config.Invalid("catalogue.file", "%v", err))
-	}
-	if c.Export.Name != "" {
-		errs = append(errs, c.Export.Topic.Validate("export.topic"),
-			c.Export.Pseudonym.Resolve("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY"))
-		inRegion := slices.Collect(maps.Values(c.Pseudonym.Secrets("pseudonym")))
-		export := c.Export.Pseudonym.Secrets("export.pseudonym")
-		for _, key := range slices.Sorted(maps.Keys(export)) {
-			if slices.Contains(inRegion, export[key]) {
-				errs = append(errs, config.Invalid(key, "must differ from the in-region keys (pseudonym, its next and retired keys), or exported data could be joined with in-region data"))
-			}
-		}
-	}
-	for _, t := range []keyedTopic{{"topics.consent", c.Topics.Consent}, {"topics.erasures", c.Topics.Erasures}, {"topics.identities", c.Topics.Identities}, {"topics.receipts", c.Topics.Receipts}} {
-		errs = append(errs, t.spec.Validate(t.key))
-		if t.spec.CleanupPolicy != "compact" {
-			errs = append(errs, config.Invalid(t.key+".cleanup_policy", "must be compact (latest state per key), got %q", t.spec.CleanupPolicy))
-		}
-	}
-	errs = append(errs, kafkax.ValidateTransient("topics.erasure_requests", c.Topics.ErasureRequests))
-	notices := []keyedTopic{{"topics.erasure_notices", c.Topics.ErasureNotices}}
-	if c.Export.Name != "" {
-		notices = append(notices, keyedTopic{"export.erasure_notices", c.Export.ErasureNotices})
-	}
-	for _, t := range notices {
-		errs = append(errs, t.spec.Validate(t.key))
-		if t.spec.Retention >= 0 {
-			errs = append(errs, config.Invalid(t.key+".retention", "must be negative (-1s: kept forever): restored backups and replays are cleaned by reading it whole, got %v", t.spec.Retention))
+	errs := []error{c.Export.Pseudonym.Validate("export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY")}
+	inRegion := slices.Collect(maps.Values(c.Pseudonym.Secrets("pseudonym")))
+	export := c.Export.Pseudonym.Secrets("export.pseudonym")
+	for _, key := range slices.Sorted(maps.Keys(export)) {
+		if slices.Contains(inRegion, export[key]) {
+			errs = append(errs, config.Invalid(key, "must differ from the in-region keys (pseudonym, its next and retired keys), or exported data could be joined with in-region data"))
 		}
 	}
 	return errors.Join(errs...)
@@ -356,10 +396,4 @@ func (c Consent) Rules() policy.Rules {
 		r.Categories[strings.ToLower(category)], _ = policy.ParsePurposes(names)
 	}
 	return r
-}
-
-// keyedTopic is a topic spec with its config key, for checks that name it.
-type keyedTopic struct {
-	key  string
-	spec kafkax.TopicSpec
 }

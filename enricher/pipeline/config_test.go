@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -152,6 +153,7 @@ var badConfigs = map[string]configtest.Bad{
 	"topics-dlq-retention-too-short.yaml":          {Keys: []string{"topics.dlq.retention"}},
 	"topics-erasure-notices-retention-finite.yaml": {Keys: []string{"topics.erasure_notices.retention"}},
 	"topics-raw-retention-not-duration.yaml":       {Msg: "'topics.raw.retention' time: invalid duration"},
+	"topics-raw-retention-forever.yaml":            {Keys: []string{"topics.raw.retention"}, Msg: "raw identifiers"},
 	"topics-unknown-topic.yaml":                    {Msg: "'topics' has invalid keys: export"},
 	"kafka-brokers-empty.yaml":                     {Keys: []string{"kafka.brokers"}},
 	"kafka-sasl-mechanism.yaml":                    {Keys: []string{"kafka.sasl.mechanism"}},
@@ -224,13 +226,46 @@ func TestShippedConfigNeedsKey(t *testing.T) {
 
 func TestDefaultNeedsOnlyKeys(t *testing.T) {
 	cfg := pipeline.Default()
-	if err := cfg.Validate(); !slices.Equal(configtest.FieldKeys(err), []string{"export.pseudonym", "pseudonym"}) {
+	if err := config.Check(&cfg); !slices.Equal(configtest.FieldKeys(err), []string{"export.pseudonym", "pseudonym"}) {
 		t.Errorf("Default().Validate() = %v, want only the two keys missing", err)
 	}
 	cfg.Pseudonym = pipeline.Pseudonym{KeyID: "k1", Key: testKey}
 	cfg.Export.Pseudonym.Key = "test-only-export-key-0123456789abcdef"
-	if err := cfg.Validate(); err != nil {
+	if err := config.Check(&cfg); err != nil {
 		t.Errorf("Default() with keys: %v", err)
+	}
+}
+
+// TestValidateIsPure: Validate reads none of the files the config names
+// (keys, the Kafka password, TLS, the catalogue) and changes nothing.
+func TestValidateIsPure(t *testing.T) {
+	configtest.ClearEnv(t, envPrefix)
+	configtest.CheckValidatePure(t, load, "testdata/good/all-keys.yaml")
+}
+
+// TestResolveFillsDefaults: Resolve, and only Resolve, fills in a zero
+// max_poll_records and an empty transactional_id.
+func TestResolveFillsDefaults(t *testing.T) {
+	configtest.ClearEnv(t, envPrefix)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	cfg := configtest.MustLoad(t, load, "testdata/good/max-poll-records-zero.yaml")
+	if cfg.MaxPollRecords != 10000 || cfg.TransactionalID != "enricher-cn-"+host {
+		t.Errorf("loaded max_poll_records %d, transactional_id %q; want 10000 and enricher-cn-%s", cfg.MaxPollRecords, cfg.TransactionalID, host)
+	}
+
+	unresolved := pipeline.Default()
+	unresolved.MaxPollRecords = 0
+	unresolved.Pseudonym = pipeline.Pseudonym{KeyID: "k1", Key: testKey}
+	unresolved.Export.Pseudonym.Key = "test-only-export-key-0123456789abcdef"
+	err = unresolved.Validate()
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"max_poll_records", "transactional_id"}) {
+		t.Errorf("Validate of an unresolved config = %v, want max_poll_records and transactional_id named", err)
+	}
+	if unresolved.MaxPollRecords != 0 || unresolved.TransactionalID != "" {
+		t.Errorf("Validate filled in max_poll_records %d, transactional_id %q", unresolved.MaxPollRecords, unresolved.TransactionalID)
 	}
 }
 

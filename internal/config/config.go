@@ -1,5 +1,11 @@
 // Package config loads a service's YAML file with viper, applies environment
-// overrides, rejects unknown keys and validates the result.
+// overrides, rejects unknown keys, resolves the result and validates it.
+//
+// Loading has two steps after decoding. Resolve (a Resolver) reads what the
+// config's files hold (secrets from their *_file keys, TLS certificates, a
+// catalogue) and fills in the defaults that depend on other keys or on the
+// host, once. Validate (a Validator) then only checks: it reads no file and
+// changes nothing, so it may run any number of times on a resolved config.
 //
 // Data contract: every key of a service's config struct (its `mapstructure`
 // tags, dotted by nesting) can be overridden by the environment variable
@@ -27,9 +33,32 @@ import (
 )
 
 // Validator is a config that checks itself. Validate returns every problem
-// it finds, each naming the YAML key.
+// it finds, each naming the YAML key. It reads no file and changes nothing:
+// what needs a file or a default is Resolve's.
 type Validator interface {
 	Validate() error
+}
+
+// Resolver is a config with work to do before it is validated: reading the
+// secrets its *_file keys name (a Secret then holds the file's content),
+// checking that the other files it names load, and filling in defaults
+// that depend on other keys or on the host. Resolve's errors name the key,
+// as Validate's do. Resolving twice gives the same config.
+type Resolver interface {
+	Resolve() error
+}
+
+// Check does what Load does once the file is decoded: it resolves cfg, when
+// cfg is a Resolver, and then validates it. A config that cannot be
+// resolved is not validated, so a secret whose file is missing is reported
+// once, by its *_file key, and not again as absent.
+func Check(cfg Validator) error {
+	if r, ok := cfg.(Resolver); ok {
+		if err := r.Resolve(); err != nil {
+			return err
+		}
+	}
+	return cfg.Validate()
 }
 
 // Relative is a config that names files relative to its own file's
@@ -43,7 +72,8 @@ type Relative interface {
 
 // Load reads the YAML file at path into out (a pointer to a struct already
 // holding the defaults), overlays environment variables named
-// envPrefix_SECTION_KEY, rejects keys the struct does not know, and validates.
+// envPrefix_SECTION_KEY, rejects keys the struct does not know, then
+// resolves and validates it (Check).
 // A valid config that holds a secret this repository ships (a demo write
 // key, a development key or token) is refused, each such key named, unless
 // its top-level dev_mode key is true (see DevModeKey).
@@ -74,10 +104,10 @@ func Load(path, envPrefix string, out Validator) error {
 	if r, ok := out.(Relative); ok {
 		r.RelativeTo(filepath.Dir(path))
 	}
-	if err := out.Validate(); err != nil {
+	if err := Check(out); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
-	// After Validate, which reads the secret files: every secret is seen.
+	// After Resolve, which reads the secret files: every secret is seen.
 	if err := refuseShipped(out); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
@@ -178,8 +208,8 @@ func ResolveSecret(key string, value Secret, file string) (Secret, error) {
 		return "", Invalid(key+"_file", "read secret file: %v", err)
 	}
 	fromFile := Secret(strings.TrimRight(string(b), "\r\n"))
-	// The file's own value is what an earlier Validate resolved: validating
-	// twice is harmless.
+	// The file's own value is what an earlier Resolve read: resolving twice
+	// is harmless.
 	if value != "" && value != fromFile {
 		return "", Invalid(key, "set either %s or %s_file, not both", key, key)
 	}

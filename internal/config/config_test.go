@@ -44,6 +44,13 @@ func defaultTestConfig() testConfig {
 	}
 }
 
+// Resolve reads the token file, like the service configs.
+func (c *testConfig) Resolve() error {
+	tok, err := config.ResolveSecret("token", c.Token, c.TokenFile)
+	c.Token = tok
+	return err
+}
+
 // Validate names the dotted key of every problem, like the service configs.
 func (c *testConfig) Validate() error {
 	errs := []error{config.ValidateListen("server.listen", c.Server.Listen)}
@@ -53,13 +60,13 @@ func (c *testConfig) Validate() error {
 	if c.Server.Retries < 0 {
 		errs = append(errs, config.Invalid("server.retries", "must not be negative"))
 	}
-	tok, err := config.ResolveSecret("token", c.Token, c.TokenFile)
-	c.Token = tok
-	errs = append(errs, err)
 	return errors.Join(errs...)
 }
 
-var _ config.Validator = (*testConfig)(nil)
+var (
+	_ config.Validator = (*testConfig)(nil)
+	_ config.Resolver  = (*testConfig)(nil)
+)
 
 // writeFile writes content into dir/name and returns the path.
 func writeFile(t *testing.T, dir, name, content string) string {
@@ -595,5 +602,48 @@ func TestResolveSecretTwice(t *testing.T) {
 	}
 	if _, err := config.ResolveSecret("k.key", "another", file); err == nil || !strings.Contains(err.Error(), "k.key: set either") {
 		t.Errorf("inline and file differ: %v, want refused naming k.key", err)
+	}
+}
+
+// stepConfig records the order of Load's steps.
+type stepConfig struct {
+	Fail  string `mapstructure:"fail"`
+	Steps []string
+}
+
+func (c *stepConfig) Resolve() error {
+	c.Steps = append(c.Steps, "resolve")
+	if c.Fail == "resolve" {
+		return config.Invalid("fail", "resolve failed")
+	}
+	return nil
+}
+
+func (c *stepConfig) Validate() error {
+	c.Steps = append(c.Steps, "validate")
+	if c.Fail != "" {
+		return config.Invalid("fail", "%s", c.Fail)
+	}
+	return nil
+}
+
+// TestLoadResolvesThenValidates: Load resolves once, before Validate, and
+// a config that could not be resolved is not validated (its missing
+// secret would be reported twice).
+func TestLoadResolvesThenValidates(t *testing.T) {
+	configtest.ClearEnv(t, "STEPTEST")
+	for yaml, want := range map[string][]string{
+		"fail: \"\"\n":    {"resolve", "validate"},
+		"fail: invalid\n": {"resolve", "validate"},
+		"fail: resolve\n": {"resolve"},
+	} {
+		var cfg stepConfig
+		err := config.Load(writeFile(t, t.TempDir(), "steps.yaml", yaml), "STEPTEST", &cfg)
+		if !slices.Equal(cfg.Steps, want) {
+			t.Errorf("%q: steps %q, want %q", yaml, cfg.Steps, want)
+		}
+		if (err != nil) != (cfg.Fail != "") || (err != nil && !slices.Equal(configtest.FieldKeys(err), []string{"fail"})) {
+			t.Errorf("%q: Load = %v", yaml, err)
+		}
 	}
 }

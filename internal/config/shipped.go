@@ -75,7 +75,7 @@ type ShippedUse struct {
 }
 
 // ShippedIn lists the keys of cfg, a pointer to a loaded config (after
-// Validate, which reads secret files), whose Secret values are secrets
+// Resolve, which reads secret files), whose Secret values are secrets
 // this repository ships. It finds every Secret by reflection, so a secret
 // added to a config later is checked too.
 func ShippedIn(cfg any) []ShippedUse {

@@ -37,7 +37,9 @@ type devOperator struct {
 	Token     config.Secret `mapstructure:"-"`
 }
 
-func (c *devConfig) Validate() error {
+func (c *devConfig) Validate() error { return nil }
+
+func (c *devConfig) Resolve() error {
 	tok, err := config.ResolveSecret("token", c.Token, c.TokenFile)
 	c.Token = tok
 	errs := []error{err}

@@ -26,24 +26,34 @@ type TLS struct {
 	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
 }
 
-// Validate checks that files named exist and pairs are complete; prefix is
-// the YAML key of this block.
-func (t TLS) Validate(prefix string) error {
+// Resolve checks that the files named exist and, when cert_file and
+// key_file go together, that they load; prefix is the YAML key of this
+// block. The files are read again when the client is built.
+func (t TLS) Resolve(prefix string) error {
 	if !t.Enabled {
 		return nil
 	}
-	var errs []error
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		errs = append(errs, Invalid(prefix+".cert_file", "cert_file and key_file go together"))
-	}
-	errs = append(errs, statFiles(prefix, []tlsFile{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}})...)
-	if len(errs) == 0 {
+	errs := statFiles(prefix, []tlsFile{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}})
+	if len(errs) == 0 && t.pairComplete() {
 		if _, err := t.Build(); err != nil {
 			errs = append(errs, Invalid(prefix, "%v", err))
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// Validate checks that cert_file and key_file go together; prefix is the
+// YAML key of this block.
+func (t TLS) Validate(prefix string) error {
+	if t.Enabled && !t.pairComplete() {
+		return Invalid(prefix+".cert_file", "cert_file and key_file go together")
+	}
+	return nil
+}
+
+// pairComplete reports whether cert_file and key_file are both set or both
+// empty.
+func (t TLS) pairComplete() bool { return (t.CertFile == "") == (t.KeyFile == "") }
 
 // tlsFile is a file a TLS block names, by its key.
 type tlsFile struct{ key, path string }
@@ -110,25 +120,31 @@ type ServerTLS struct {
 // Enabled reports whether TLS is on.
 func (t ServerTLS) Enabled() bool { return t.CertFile != "" }
 
-// Validate checks that files named exist and load, and that pairs are
-// complete; prefix is the YAML key of this block.
-func (t ServerTLS) Validate(prefix string) error {
-	var errs []error
-	switch {
-	case t.CertFile == "" && t.KeyFile != "":
-		errs = append(errs, Invalid(prefix+".cert_file", "is required with key_file"))
-	case t.CertFile != "" && t.KeyFile == "":
-		errs = append(errs, Invalid(prefix+".key_file", "is required with cert_file"))
-	case t.CertFile == "" && t.ClientCAFile != "":
-		errs = append(errs, Invalid(prefix+".client_ca_file", "needs cert_file and key_file: client certificates are asked for only over TLS"))
-	}
-	errs = append(errs, statFiles(prefix, []tlsFile{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}})...)
-	if len(errs) == 0 {
+// Resolve checks that the files named exist and, with cert_file and
+// key_file both set, that they load; prefix is the YAML key of this block.
+// The files are read again when the server is built.
+func (t ServerTLS) Resolve(prefix string) error {
+	errs := statFiles(prefix, []tlsFile{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}})
+	if len(errs) == 0 && t.CertFile != "" && t.KeyFile != "" {
 		if _, err := t.Build(); err != nil {
 			errs = append(errs, Invalid(prefix, "%v", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Validate checks that pairs are complete; prefix is the YAML key of this
+// block.
+func (t ServerTLS) Validate(prefix string) error {
+	switch {
+	case t.CertFile == "" && t.KeyFile != "":
+		return Invalid(prefix+".cert_file", "is required with key_file")
+	case t.CertFile != "" && t.KeyFile == "":
+		return Invalid(prefix+".key_file", "is required with cert_file")
+	case t.CertFile == "" && t.ClientCAFile != "":
+		return Invalid(prefix+".client_ca_file", "needs cert_file and key_file: client certificates are asked for only over TLS")
+	}
+	return nil
 }
 
 // Build returns the crypto/tls config, or nil when TLS is off.

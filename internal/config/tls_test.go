@@ -36,12 +36,27 @@ func TestTLSValidate(t *testing.T) {
 		{"missing key file", config.TLS{Enabled: true, CertFile: testClientCert, KeyFile: missing}, []string{"kafka.tls.key_file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.tls.Validate("kafka.tls")
+			err := checkBlock(tc.tls, "kafka.tls")
 			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}
 		})
 	}
+}
+
+// block is a section of a config, resolved and validated under its key.
+type block interface {
+	Resolve(prefix string) error
+	Validate(prefix string) error
+}
+
+// checkBlock resolves b and then validates it, as config.Check does a
+// service's config.
+func checkBlock(b block, prefix string) error {
+	if err := b.Resolve(prefix); err != nil {
+		return err
+	}
+	return b.Validate(prefix)
 }
 
 func TestTLSBuild(t *testing.T) {
@@ -92,7 +107,7 @@ func TestServerTLSValidate(t *testing.T) {
 		{"key of another cert", config.ServerTLS{CertFile: f.ServerCert, KeyFile: f.ClientKey}, []string{"privacy.tls"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.tls.Validate("privacy.tls")
+			err := checkBlock(tc.tls, "privacy.tls")
 			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}

@@ -42,15 +42,27 @@ func Default() Config {
 	return Config{MaxLifetime: time.Hour, Leeway: time.Minute}
 }
 
-// Resolve reads each key's secret from its inline value or file and checks
-// the section as NewVerifier would; prefix is the section's dotted key
-// (consent_tokens). It returns every problem found, each a
-// *config.FieldError naming its key.
+// Resolve reads each key's secret from its inline value or file; prefix is
+// the section's dotted key (consent_tokens). It returns every problem
+// found, each a *config.FieldError naming its key.
 func (c *Config) Resolve(prefix string) error {
 	var errs []error
-	seen := make(map[string]int, len(c.Keys))
 	for i := range c.Keys {
 		k := &c.Keys[i]
+		secret, err := config.ResolveSecret(fmt.Sprintf("%s.keys[%d].key", prefix, i), k.Key, k.KeyFile)
+		k.Key = secret
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the resolved section as NewVerifier would; prefix is the
+// section's dotted key (consent_tokens). It returns every problem found,
+// each a *config.FieldError naming its key.
+func (c *Config) Validate(prefix string) error {
+	var errs []error
+	seen := make(map[string]int, len(c.Keys))
+	for i, k := range c.Keys {
 		key := fmt.Sprintf("%s.keys[%d]", prefix, i)
 		if err := checkKeyID(k.KeyID); err != nil {
 			errs = append(errs, config.Invalid(key+".key_id", "%v", err))
@@ -59,18 +71,14 @@ func (c *Config) Resolve(prefix string) error {
 		} else {
 			seen[k.KeyID] = i
 		}
-		secret, err := config.ResolveSecret(key+".key", k.Key, k.KeyFile)
-		k.Key = secret
 		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case secret == "":
+		case k.Key == "":
 			errs = append(errs, config.Invalid(key+".key", "is required: set %s.key_file to a file holding at least %d bytes", key, MinSecretBytes))
-		case len(secret) < MinSecretBytes:
-			errs = append(errs, config.Invalid(key+".key", "is %d bytes, want at least %d", len(secret), MinSecretBytes))
+		case len(k.Key) < MinSecretBytes:
+			errs = append(errs, config.Invalid(key+".key", "is %d bytes, want at least %d", len(k.Key), MinSecretBytes))
 		default:
 			for j := range i {
-				if prev := c.Keys[j].Key; prev != "" && sameSecret([]byte(prev.Reveal()), []byte(secret.Reveal())) {
+				if prev := c.Keys[j].Key; prev != "" && sameSecret([]byte(prev.Reveal()), []byte(k.Key.Reveal())) {
 					errs = append(errs, config.Invalid(key+".key", "same secret as %s.keys[%d]: each key id needs its own secret", prefix, j))
 					break
 				}
@@ -86,7 +94,8 @@ func (c *Config) Resolve(prefix string) error {
 	return errors.Join(errs...)
 }
 
-// Verifier returns the verifier for the resolved keys (call Resolve first),
+// Verifier returns the verifier for the resolved, valid keys (call Resolve
+// and Validate first),
 // or nil and no error when there are none and consent tokens are off.
 func (c Config) Verifier() (*Verifier, error) {
 	if len(c.Keys) == 0 {

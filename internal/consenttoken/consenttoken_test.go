@@ -522,12 +522,21 @@ func writeFile(t *testing.T, name, content string) string {
 	return path
 }
 
+// check resolves c and then validates it, as config.Check does the
+// collector's config.
+func (c *Config) check() error {
+	if err := c.Resolve("consent_tokens"); err != nil {
+		return err
+	}
+	return c.Validate("consent_tokens")
+}
+
 func TestConfigResolve(t *testing.T) {
 	f1 := writeFile(t, "t1.key", string(key1.Secret)+"\n")
 	f2 := writeFile(t, "t2.key", string(key2.Secret))
 	c := Default()
 	c.Keys = []KeyConfig{{KeyID: "t1", KeyFile: f1}, {KeyID: "t2", KeyFile: f2}}
-	if err := c.Resolve("consent_tokens"); err != nil {
+	if err := c.check(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Keys[0].Key.Reveal() != string(key1.Secret) {
@@ -547,7 +556,7 @@ func TestConfigResolve(t *testing.T) {
 	}
 
 	off := Default()
-	if err := off.Resolve("consent_tokens"); err != nil {
+	if err := off.check(); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := off.Verifier(); v != nil || err != nil {
@@ -596,7 +605,7 @@ func TestConfigResolveErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := Default()
 			tc.edit(&c)
-			err := c.Resolve("consent_tokens")
+			err := c.check()
 			var fe *config.FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v (%T), want a *config.FieldError", err, err)
@@ -615,7 +624,7 @@ func TestConfigResolveErrors(t *testing.T) {
 
 	// Every problem is reported at once.
 	c := Config{Keys: []KeyConfig{{KeyFile: fshort}}, Leeway: -1}
-	err := c.Resolve("consent_tokens")
+	err := c.check()
 	for _, key := range []string{"keys[0].key_id", "keys[0].key:", "max_lifetime", "leeway"} {
 		if err == nil || !strings.Contains(err.Error(), "consent_tokens."+key) {
 			t.Errorf("error %v does not name consent_tokens.%s", err, key)

@@ -60,8 +60,22 @@ type SASL struct {
 
 var mechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
-// Validate checks the block under prefix (usually "kafka") and resolves the
-// SASL password file.
+// Resolve upper-cases the SASL mechanism, reads the SASL password file
+// when a mechanism is named, and checks the TLS files; prefix is the
+// block's key (usually "kafka").
+func (c *Config) Resolve(prefix string) error {
+	errs := []error{c.TLS.Resolve(prefix + ".tls")}
+	s := &c.SASL
+	if s.Mechanism != "" {
+		s.Mechanism = strings.ToUpper(s.Mechanism)
+		pw, err := config.ResolveSecret(prefix+".sasl.password", s.Password, s.PasswordFile)
+		s.Password = pw
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the resolved block under prefix (usually "kafka").
 func (c *Config) Validate(prefix string) error {
 	var errs []error
 	if len(c.Brokers) == 0 {
@@ -77,27 +91,30 @@ func (c *Config) Validate(prefix string) error {
 		// Brokers refuse sessions under group.min.session.timeout.ms (6s).
 		errs = append(errs, config.Invalid(prefix+".session_timeout", "must be zero (45s) or at least 6s, got %v", c.SessionTimeout))
 	}
-	errs = append(errs, c.TLS.Validate(prefix+".tls"))
-	s := &c.SASL
-	if s.Mechanism != "" {
-		s.Mechanism = strings.ToUpper(s.Mechanism)
-		if !slices.Contains(mechanisms, s.Mechanism) {
-			errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), s.Mechanism))
+	errs = append(errs, c.TLS.Validate(prefix+".tls"), c.SASL.validate(prefix, c.TLS.Enabled))
+	return errors.Join(errs...)
+}
+
+// validate checks the SASL block of the Kafka block under prefix.
+func (s SASL) validate(prefix string, tls bool) error {
+	if s.Mechanism == "" {
+		if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
+			return config.Invalid(prefix+".sasl.mechanism", "is empty, so the SASL username and password set would be ignored: name a mechanism or remove them")
 		}
-		if s.Username == "" {
-			errs = append(errs, config.Invalid(prefix+".sasl.username", "is required with a SASL mechanism"))
-		}
-		pw, err := config.ResolveSecret(prefix+".sasl.password", s.Password, s.PasswordFile)
-		s.Password = pw
-		if err == nil && pw == "" {
-			err = config.Invalid(prefix+".sasl.password", "is required with a SASL mechanism (set it by environment or password_file)")
-		}
-		errs = append(errs, err)
-		if s.Mechanism == "PLAIN" && !c.TLS.Enabled && !s.AllowPlaintext {
-			errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is PLAIN, which sends the password as it is, and %s.tls.enabled is false: turn TLS on, use SCRAM-SHA-256 or SCRAM-SHA-512, or, on a network you trust, set %s.sasl.allow_plaintext: true", prefix, prefix))
-		}
-	} else if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
-		errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is empty, so the SASL username and password set would be ignored: name a mechanism or remove them"))
+		return nil
+	}
+	var errs []error
+	if !slices.Contains(mechanisms, s.Mechanism) {
+		errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), s.Mechanism))
+	}
+	if s.Username == "" {
+		errs = append(errs, config.Invalid(prefix+".sasl.username", "is required with a SASL mechanism"))
+	}
+	if s.Password == "" {
+		errs = append(errs, config.Invalid(prefix+".sasl.password", "is required with a SASL mechanism (set it by environment or password_file)"))
+	}
+	if s.Mechanism == "PLAIN" && !tls && !s.AllowPlaintext {
+		errs = append(errs, config.Invalid(prefix+".sasl.mechanism", "is PLAIN, which sends the password as it is, and %s.tls.enabled is false: turn TLS on, use SCRAM-SHA-256 or SCRAM-SHA-512, or, on a network you trust, set %s.sasl.allow_plaintext: true", prefix, prefix))
 	}
 	return errors.Join(errs...)
 }

@@ -62,7 +62,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tls missing ca", kafkax.Config{Brokers: brokers, TLS: config.TLS{Enabled: true, CAFile: missing}}, []string{"kafka.tls.ca_file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.cfg.Validate("kafka")
+			err := check(&tc.cfg)
 			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}
@@ -70,10 +70,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestConfigValidateResolvesPassword(t *testing.T) {
+// check resolves c and then validates it, as config.Check does a service's
+// config.
+func check(c *kafkax.Config) error {
+	if err := c.Resolve("kafka"); err != nil {
+		return err
+	}
+	return c.Validate("kafka")
+}
+
+func TestConfigResolveReadsPassword(t *testing.T) {
 	c := kafkax.Config{Brokers: []string{"k:9092"}, SASL: kafkax.SASL{Mechanism: "scram-sha-512", Username: "u", PasswordFile: writePassword(t, "s3cret\r\n")}}
-	if err := c.Validate("kafka"); err != nil {
-		t.Fatalf("Validate: %v", err)
+	if err := c.Resolve("kafka"); err != nil {
+		t.Fatalf("Resolve: %v", err)
 	}
 	if c.SASL.Password.Reveal() != "s3cret" {
 		t.Errorf("password = %q, want the file's s3cret", c.SASL.Password.Reveal())
@@ -87,8 +96,8 @@ func TestConfigValidateResolvesPassword(t *testing.T) {
 // options Opts returned can be read back.
 func client(t *testing.T, c *kafkax.Config) *kgo.Client {
 	t.Helper()
-	if err := c.Validate("kafka"); err != nil {
-		t.Fatalf("Validate: %v", err)
+	if err := check(c); err != nil {
+		t.Fatalf("Resolve and Validate: %v", err)
 	}
 	opts, err := c.Opts()
 	if err != nil {
@@ -196,8 +205,41 @@ func TestTopicSpecValidate(t *testing.T) {
 	}
 }
 
+// TestTopicKindValidate: each kind's rule, and no key named twice when the
+// spec's own check already refuses it.
+func TestTopicKindValidate(t *testing.T) {
+	for _, tc := range []struct {
+		kind kafkax.TopicKind
+		spec kafkax.TopicSpec
+		keys []string
+	}{
+		{kafkax.Plain, kafkax.TopicSpec{Name: "t", Retention: -time.Second}, nil},
+		{kafkax.Plain, kafkax.TopicSpec{Name: "t", CleanupPolicy: "compact"}, nil},
+		{kafkax.Plain, kafkax.TopicSpec{}, []string{"t.name"}},
+		{kafkax.Compacted, kafkax.TopicSpec{Name: "t", CleanupPolicy: "compact"}, nil},
+		{kafkax.Compacted, kafkax.TopicSpec{Name: "t"}, []string{"t.cleanup_policy"}},
+		{kafkax.Compacted, kafkax.TopicSpec{Name: "t", CleanupPolicy: "delete"}, []string{"t.cleanup_policy"}},
+		{kafkax.Compacted, kafkax.TopicSpec{Name: "t", CleanupPolicy: "forever"}, []string{"t.cleanup_policy"}},
+		{kafkax.KeptForever, kafkax.TopicSpec{Name: "t", Retention: -time.Second}, nil},
+		{kafkax.KeptForever, kafkax.TopicSpec{Name: "t"}, []string{"t.retention"}},
+		{kafkax.KeptForever, kafkax.TopicSpec{Name: "t", Retention: time.Hour}, []string{"t.retention"}},
+		{kafkax.KeptForever, kafkax.TopicSpec{Name: "t", Retention: time.Microsecond}, []string{"t.retention"}},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t", Retention: 6 * time.Hour}, nil},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t", CleanupPolicy: "delete", Retention: time.Hour}, nil},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t", CleanupPolicy: "compact", Retention: time.Hour}, []string{"t.cleanup_policy"}},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t", CleanupPolicy: "forever", Retention: time.Hour}, []string{"t.cleanup_policy"}},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t"}, []string{"t.retention"}},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t", Retention: -time.Second}, []string{"t.retention"}},
+		{kafkax.Transient, kafkax.TopicSpec{Name: "t", Retention: time.Microsecond}, []string{"t.retention"}},
+	} {
+		if got := configtest.FieldKeys(tc.kind.Validate("t", tc.spec)); !slices.Equal(got, tc.keys) {
+			t.Errorf("kind %d, %+v: keys %q, want %q", tc.kind, tc.spec, got, tc.keys)
+		}
+	}
+}
+
 // TestOptsUnvalidatedMechanism documents a gap: Opts on a config that did not
-// pass through Validate (which upper-cases the mechanism) silently drops SASL
+// pass through Resolve (which upper-cases the mechanism) silently drops SASL
 // for a lower-case or unknown mechanism instead of failing.
 func TestOptsUnvalidatedMechanism(t *testing.T) {
 	for _, m := range []string{"scram-sha-512", "GSSAPI"} {

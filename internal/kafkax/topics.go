@@ -60,15 +60,49 @@ func (t TopicSpec) Validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
-// ValidateTransient checks a topic that carries raw identifiers in
-// passing: deleted, with a retention of its own, never kept for good.
-func ValidateTransient(prefix string, t TopicSpec) error {
-	errs := []error{t.Validate(prefix)}
-	if t.CleanupPolicy != "" && t.CleanupPolicy != "delete" {
-		errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be delete: the topic holds raw identifiers, for its retention only"))
-	}
-	if t.Retention <= 0 {
-		errs = append(errs, config.Invalid(prefix+".retention", "must be a positive duration such as 168h: the topic holds raw identifiers, never for good"))
+// TopicKind is what a topic keeps, and so how it must be configured. Each
+// kind's rule is declared here once; every service names the kind of each
+// topic it declares (TopicKind.Validate) instead of writing the rule out.
+type TopicKind int
+
+const (
+	// Plain topics have no rule beyond TopicSpec.Validate: clean and
+	// export events, dead letters.
+	Plain TopicKind = iota
+	// Compacted topics hold the latest record per key (a subject's consent
+	// or identity links, a request's receipts, the erasure log): their
+	// cleanup policy is compact.
+	Compacted
+	// KeptForever topics are read whole to clean restored backups and
+	// replays (erasure notices): their retention is negative.
+	KeptForever
+	// Transient topics carry raw identifiers in passing (raw events,
+	// erasure requests): deleted, with a positive retention, never kept
+	// for good.
+	Transient
+)
+
+// Validate checks spec, the topic declared under prefix (for example
+// topics.raw), as a topic of kind k: TopicSpec.Validate, then the kind's
+// rule. A key the spec's own check refuses is not judged again by the
+// kind.
+func (k TopicKind) Validate(prefix string, spec TopicSpec) error {
+	errs := []error{spec.Validate(prefix)}
+	policy, retention := spec.CleanupPolicy, spec.Retention
+	policyOK := policy == "" || policy == "delete" || policy == "compact"
+	retentionOK := retention <= 0 || retention >= time.Millisecond
+	switch {
+	case k == Compacted && policyOK && policy != "compact":
+		errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be compact: the topic holds the latest record per key, got %q", policy))
+	case k == KeptForever && retentionOK && retention >= 0:
+		errs = append(errs, config.Invalid(prefix+".retention", "must be negative (-1s: kept forever): restored backups and replays are cleaned by reading it whole, got %v", retention))
+	case k == Transient:
+		if policyOK && policy == "compact" {
+			errs = append(errs, config.Invalid(prefix+".cleanup_policy", "must be delete: the topic holds raw identifiers, for its retention only"))
+		}
+		if retentionOK && retention <= 0 {
+			errs = append(errs, config.Invalid(prefix+".retention", "must be a positive duration such as 6h: the topic holds raw identifiers, never for good"))
+		}
 	}
 	return errors.Join(errs...)
 }

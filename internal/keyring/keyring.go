@@ -53,29 +53,46 @@ type NextKey struct {
 	From string `mapstructure:"from"`
 }
 
-// Resolve reads the key (and the next key) from inline values or files and
-// checks them; key names the section, env the variable that sets the key.
-func (p *Config) Resolve(key, env string) error {
+// Resolve reads the key, each retired key and, when a rotation is
+// scheduled, the next key, from their inline values or files; key names
+// the section. It stops at the first problem, as Validate does.
+func (p *Config) Resolve(key string) error {
 	secret, err := config.ResolveSecret(key+".key", p.Key, p.KeyFile)
 	p.Key = secret
 	if err != nil {
 		return err
 	}
-	if _, err := policy.NewPseudonymizer(p.KeyID, []byte(secret.Reveal())); err != nil {
-		return config.Invalid(key, "%v (set %s.key_id, and %s.key by %s or %s.key_file)", err, key, key, env, key)
-	}
-	if err := p.resolveRetired(key); err != nil {
-		return err
+	for i := range p.Retired {
+		r := &p.Retired[i]
+		if r.KeyID == "" || r.KeyFile == "" {
+			continue // Validate names what is missing
+		}
+		if r.Key, err = config.ResolveSecret(fmt.Sprintf("%s.retired[%d].key", key, i), "", r.KeyFile); err != nil {
+			return err
+		}
 	}
 	if p.Next.KeyID == "" {
 		return nil
 	}
 	next, err := config.ResolveSecret(key+".next.key", p.Next.Key, p.Next.KeyFile)
 	p.Next.Key = next
-	if err != nil {
+	return err
+}
+
+// Validate checks the resolved keyring; key names the section, env the
+// variable that sets the key. It returns the first problem only: one
+// missing key would otherwise be reported again by every key beside it.
+func (p *Config) Validate(key, env string) error {
+	if _, err := policy.NewPseudonymizer(p.KeyID, []byte(p.Key.Reveal())); err != nil {
+		return config.Invalid(key, "%v (set %s.key_id, and %s.key by %s or %s.key_file)", err, key, key, env, key)
+	}
+	if err := p.validateRetired(key); err != nil {
 		return err
 	}
-	if _, err := policy.NewPseudonymizer(p.Next.KeyID, []byte(next.Reveal())); err != nil {
+	if p.Next.KeyID == "" {
+		return nil
+	}
+	if _, err := policy.NewPseudonymizer(p.Next.KeyID, []byte(p.Next.Key.Reveal())); err != nil {
 		return config.Invalid(key+".next", "%v (set by %s_NEXT_KEY or %s.next.key_file)", err, env, key)
 	}
 	if p.Next.KeyID == p.KeyID {
@@ -87,15 +104,14 @@ func (p *Config) Resolve(key, env string) error {
 	return nil
 }
 
-// resolveRetired reads each retired key's file; ids are unique across the
+// validateRetired checks each retired key; ids are unique across the
 // keyring, because a pseudonym names its key.
-func (p *Config) resolveRetired(key string) error {
+func (p *Config) validateRetired(key string) error {
 	seen := map[string]string{p.KeyID: key + ".key_id"}
 	if p.Next.KeyID != "" {
 		seen[p.Next.KeyID] = key + ".next.key_id"
 	}
-	for i := range p.Retired {
-		r := &p.Retired[i]
+	for i, r := range p.Retired {
 		at := fmt.Sprintf("%s.retired[%d]", key, i)
 		if r.KeyID == "" || r.KeyFile == "" {
 			return config.Invalid(at, "needs key_id and key_file (the key as it was in service)")
@@ -104,14 +120,9 @@ func (p *Config) resolveRetired(key string) error {
 			return config.Invalid(at+".key_id", "%q is also %s: pseudonyms name their key, so ids are unique", r.KeyID, other)
 		}
 		seen[r.KeyID] = at + ".key_id"
-		secret, err := config.ResolveSecret(at+".key", "", r.KeyFile)
-		if err != nil {
-			return err
-		}
-		if _, err := policy.NewPseudonymizer(r.KeyID, []byte(secret.Reveal())); err != nil {
+		if _, err := policy.NewPseudonymizer(r.KeyID, []byte(r.Key.Reveal())); err != nil {
 			return config.Invalid(at, "%v", err)
 		}
-		r.Key = secret
 	}
 	return nil
 }

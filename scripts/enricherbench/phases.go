@@ -147,7 +147,7 @@ func benchConfig(o options, t benchTopics, group string) (pipeline.Config, error
 	if o.maxPollRecords > 0 {
 		cfg.MaxPollRecords = o.maxPollRecords
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := config.Check(&cfg); err != nil {
 		return cfg, fmt.Errorf("enricher config: %w", err)
 	}
 	return cfg, nil

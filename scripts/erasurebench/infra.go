@@ -50,7 +50,11 @@ func loadKeys(root string) (keyrings, error) {
 		{"x1", devExportKey, "export.pseudonym", "ENRICHER_EXPORT_PSEUDONYM_KEY", &k.export},
 	} {
 		cfg := keyring.Config{KeyID: c.id, KeyFile: filepath.Join(root, c.file)}
-		if err := cfg.Resolve(c.section, c.env); err != nil {
+		err := cfg.Resolve(c.section)
+		if err == nil {
+			err = cfg.Validate(c.section, c.env)
+		}
+		if err != nil {
 			return k, fmt.Errorf("dev key %s: %w", c.file, err)
 		}
 		kr, err := cfg.Keyring()

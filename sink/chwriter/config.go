@@ -116,16 +116,19 @@ func Default() Config {
 	}
 }
 
-// Validate checks every key and resolves the password file.
+// Resolve reads the Kafka and ClickHouse password files and checks the
+// TLS files (config.Resolver).
+func (c *Config) Resolve() error {
+	return errors.Join(c.Kafka.Resolve("kafka"), c.ClickHouse.Resolve("clickhouse"))
+}
+
+// Validate checks every key of the resolved config.
 func (c *Config) Validate() error {
 	errs := []error{
 		c.Log.Validate("log"),
 		c.Admin.Validate("admin"),
 		c.Kafka.Validate("kafka"),
-		c.Topics.Clean.Validate("topics.clean"),
-		c.Topics.DLQ.Validate("topics.dlq"),
-		c.Topics.Erasures.Validate("topics.erasures"),
-		c.Topics.Receipts.Validate("topics.receipts"),
+		c.Topics.validate(),
 		c.ClickHouse.Validate("clickhouse"),
 		chx.ValidateIdentifier("database", c.Database),
 	}
@@ -159,13 +162,17 @@ func (c *Config) Validate() error {
 	if c.Erasure.Timeout <= 0 {
 		errs = append(errs, config.Invalid("erasure.timeout", "must be a positive duration such as 5m"))
 	}
-	if c.Topics.Erasures.Retention >= 0 {
-		errs = append(errs, config.Invalid("topics.erasures.retention", "must be negative (-1s: kept forever): restored backups and replays are cleaned by reading it whole, got %v", c.Topics.Erasures.Retention))
-	}
-	if c.Topics.Receipts.CleanupPolicy != "compact" {
-		errs = append(errs, config.Invalid("topics.receipts.cleanup_policy", "must be compact: a receipt per request and stage is kept"))
-	}
 	return errors.Join(errs...)
+}
+
+// validate checks each topic as the kind it is.
+func (t Topics) validate() error {
+	return errors.Join(
+		kafkax.Plain.Validate("topics.clean", t.Clean),
+		kafkax.Plain.Validate("topics.dlq", t.DLQ),
+		kafkax.KeptForever.Validate("topics.erasures", t.Erasures),
+		kafkax.Compacted.Validate("topics.receipts", t.Receipts),
+	)
 }
 
 // erasureGroup and auditGroup are the consumer groups of the erasure

@@ -186,6 +186,13 @@ func TestDefaultIsValid(t *testing.T) {
 	}
 }
 
+// TestValidateIsPure: Validate reads none of the files the config names
+// (passwords, TLS) and changes nothing.
+func TestValidateIsPure(t *testing.T) {
+	configtest.ClearEnv(t, envPrefix)
+	configtest.CheckValidatePure(t, load, "testdata/good/all-keys.yaml")
+}
+
 func TestEnvOverrides(t *testing.T) {
 	configtest.ClearEnv(t, envPrefix)
 	t.Setenv("SINK_CLICKHOUSE_PASSWORD", "env-clickhouse-password")

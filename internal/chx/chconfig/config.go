@@ -34,7 +34,15 @@ type Config struct {
 	AllowPlaintext bool `mapstructure:"allow_plaintext"`
 }
 
-// Validate checks the block under prefix and resolves the password file.
+// Resolve reads the password file and checks the TLS files; prefix is the
+// block's key.
+func (c *Config) Resolve(prefix string) error {
+	pw, err := config.ResolveSecret(prefix+".password", c.Password, c.PasswordFile)
+	c.Password = pw
+	return errors.Join(c.TLS.Resolve(prefix+".tls"), err)
+}
+
+// Validate checks the resolved block under prefix.
 func (c *Config) Validate(prefix string) error {
 	var errs []error
 	if len(c.Addr) == 0 {
@@ -47,10 +55,7 @@ func (c *Config) Validate(prefix string) error {
 		errs = append(errs, config.Invalid(prefix+".dial_timeout", "must not be negative"))
 	}
 	errs = append(errs, c.TLS.Validate(prefix+".tls"))
-	pw, err := config.ResolveSecret(prefix+".password", c.Password, c.PasswordFile)
-	c.Password = pw
-	errs = append(errs, err)
-	if pw != "" && !c.TLS.Enabled && !c.AllowPlaintext && slices.ContainsFunc(c.Addr, func(a string) bool { return !config.IsLoopback(a) }) {
+	if c.Password != "" && !c.TLS.Enabled && !c.AllowPlaintext && slices.ContainsFunc(c.Addr, func(a string) bool { return !config.IsLoopback(a) }) {
 		errs = append(errs, config.Invalid(prefix+".tls.enabled", "is false, and the native protocol would send the password as it is to %s: turn TLS on (port 9440), or, on a network you trust, set %s.allow_plaintext: true", strings.Join(c.Addr, ", "), prefix))
 	}
 	return errors.Join(errs...)

@@ -35,7 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tls missing ca", chconfig.Config{Addr: addr, TLS: config.TLS{Enabled: true, CAFile: missing}}, []string{"clickhouse.tls.ca_file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.cfg.Validate("clickhouse")
+			err := check(&tc.cfg)
 			if got := configtest.FieldKeys(err); !slices.Equal(got, tc.keys) {
 				t.Errorf("Validate = %v (keys %q), want keys %q", err, got, tc.keys)
 			}
@@ -43,12 +43,21 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	c := chconfig.Config{Addr: addr, PasswordFile: pwFile}
-	if err := c.Validate("clickhouse"); err != nil {
+	if err := c.Resolve("clickhouse"); err != nil {
 		t.Fatal(err)
 	}
 	if c.Password.Reveal() != "ch-secret" {
 		t.Errorf("password = %q, want ch-secret from the file", c.Password.Reveal())
 	}
+}
+
+// check resolves c and then validates it, as config.Check does a service's
+// config.
+func check(c *chconfig.Config) error {
+	if err := c.Resolve("clickhouse"); err != nil {
+		return err
+	}
+	return c.Validate("clickhouse")
 }
 
 func TestValidateIdentifier(t *testing.T) {

@@ -256,3 +256,61 @@ func CheckDevModeGate[C any](t *testing.T, load LoadFunc[C], path, envPrefix str
 		}
 	}
 }
+
+// CheckValidatePure proves that the service's Validate only checks, as
+// config.Validator says: it loads the file at path twice, points every
+// file key of both copies (each *_file key, and file) at a path that does
+// not exist, then validates one copy. Validate must still pass, reading
+// none of the files, and leave that copy equal to the other. The file at
+// path must name at least one file.
+func CheckValidatePure[C any, P interface {
+	*C
+	config.Validator
+}](t *testing.T, load LoadFunc[C], path string) {
+	t.Helper()
+	gone := filepath.Join(t.TempDir(), "gone")
+	validated, kept := MustLoad(t, load, path), MustLoad(t, load, path)
+	if moveFiles(reflect.ValueOf(&validated).Elem(), gone) == 0 {
+		t.Fatalf("%s names no file", path)
+	}
+	moveFiles(reflect.ValueOf(&kept).Elem(), gone)
+	if err := P(&validated).Validate(); err != nil {
+		t.Errorf("Validate of the loaded %s, its files moved away: %v (Validate reads a file)", path, err)
+	}
+	if !reflect.DeepEqual(validated, kept) {
+		t.Errorf("Validate changed the loaded %s:\n got %+v\nwant %+v", path, validated, kept)
+	}
+}
+
+// moveFiles sets every non-empty string field of v tagged file or *_file
+// to gone, through structs, pointers and slices, and says how many.
+func moveFiles(v reflect.Value, gone string) int {
+	n := 0
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			n += moveFiles(v.Elem(), gone)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			n += moveFiles(v.Index(i), gone)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f, fv := v.Type().Field(i), v.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name := f.Tag.Get("mapstructure")
+			if fv.Kind() == reflect.String && (name == "file" || strings.HasSuffix(name, "_file")) {
+				if fv.String() != "" {
+					fv.SetString(gone)
+					n++
+				}
+				continue
+			}
+			n += moveFiles(fv, gone)
+		}
+	}
+	return n
+}
