@@ -43,6 +43,7 @@ import (
 	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/policy"
+	"github.com/consentflow/consentflow/internal/retry"
 )
 
 // reasonInvalidErasure: a privacy.erasures record that does not decode.
@@ -173,12 +174,9 @@ func (n *notifier) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			backoff := min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 10*time.Second)
-			n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
+			n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", retry.Default.Delay(attempt), "err", err)
+			if retry.Default.Wait(ctx, attempt) != nil {
 				return nil
-			case <-time.After(backoff):
 			}
 		}
 		n.client.AllowRebalance()

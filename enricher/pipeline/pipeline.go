@@ -273,7 +273,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 }
 
 func (p *Pipeline) run(ctx context.Context) error {
-	backoff := retry.Default.Initial
+	aborted := 0 // transactions aborted in a row
 	for {
 		fetches := p.sess.PollRecords(ctx, p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -292,17 +292,15 @@ func (p *Pipeline) run(ctx context.Context) error {
 			return err
 		}
 		if committed {
-			backoff = retry.Default.Initial
+			aborted = 0
 			continue
 		}
 		// An aborted batch is consumed again at once; wait a little first
 		// so a broker that keeps failing is not hammered.
-		select {
-		case <-ctx.Done():
+		if retry.Default.Wait(ctx, aborted) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, retry.Default.Max)
+		aborted++
 	}
 }
 

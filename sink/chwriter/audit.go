@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,7 +31,7 @@ type auditor struct {
 }
 
 func (a *auditor) run(ctx context.Context) error {
-	for attempt := 0; ; {
+	for {
 		fetches := a.client.PollRecords(ctx, 10000)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
@@ -41,10 +40,9 @@ func (a *auditor) run(ctx context.Context) error {
 			a.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
 		records := fetches.Records()
-		for len(records) > 0 {
+		for attempt := 0; len(records) > 0; attempt++ {
 			err := a.load(ctx, records)
 			if err == nil {
-				attempt = 0
 				if err := a.client.CommitRecords(ctx, records...); err != nil {
 					a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
 				}
@@ -53,13 +51,9 @@ func (a *auditor) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			attempt++
-			backoff := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
-			a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
+			a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", privacyBackoff.Delay(attempt), "err", err)
+			if privacyBackoff.Wait(ctx, attempt) != nil {
 				return nil
-			case <-time.After(backoff):
 			}
 		}
 		a.client.AllowRebalance()
