@@ -162,21 +162,15 @@ func (n *notifier) run(ctx context.Context) error {
 		fetches.EachError(func(topic string, partition int32, err error) {
 			n.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
-		records := fetches.Records()
-		for attempt := 0; len(records) > 0; attempt++ {
-			err := n.notify(ctx, records)
-			if err == nil {
-				if err := n.client.CommitRecords(ctx, records...); err != nil {
-					n.log.Warn("commit of erasure records failed; they will be passed on again", "err", err)
-				}
-				break
+		if records := fetches.Records(); len(records) > 0 {
+			err := retry.Default.Do(ctx, func(ctx context.Context) error { return n.notify(ctx, records) }, func(err error, wait time.Duration) {
+				n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", wait, "err", err)
+			})
+			if err != nil {
+				return nil // ctx ended
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", retry.Default.Delay(attempt), "err", err)
-			if retry.Default.Wait(ctx, attempt) != nil {
-				return nil
+			if err := n.client.CommitRecords(ctx, records...); err != nil {
+				n.log.Warn("commit of erasure records failed; they will be passed on again", "err", err)
 			}
 		}
 		n.client.AllowRebalance()

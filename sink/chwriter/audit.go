@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,21 +40,15 @@ func (a *auditor) run(ctx context.Context) error {
 		fetches.EachError(func(topic string, partition int32, err error) {
 			a.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
-		records := fetches.Records()
-		for attempt := 0; len(records) > 0; attempt++ {
-			err := a.load(ctx, records)
-			if err == nil {
-				if err := a.client.CommitRecords(ctx, records...); err != nil {
-					a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
-				}
-				break
+		if records := fetches.Records(); len(records) > 0 {
+			err := privacyBackoff.Do(ctx, func(ctx context.Context) error { return a.load(ctx, records) }, func(err error, wait time.Duration) {
+				a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", wait, "err", err)
+			})
+			if err != nil {
+				return nil // ctx ended
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", privacyBackoff.Delay(attempt), "err", err)
-			if privacyBackoff.Wait(ctx, attempt) != nil {
-				return nil
+			if err := a.client.CommitRecords(ctx, records...); err != nil {
+				a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
 			}
 		}
 		a.client.AllowRebalance()
