@@ -43,6 +43,7 @@ import (
 	"github.com/consentflow/consentflow/internal/identity"
 	"github.com/consentflow/consentflow/internal/kafkax"
 	"github.com/consentflow/consentflow/internal/policy"
+	"github.com/consentflow/consentflow/internal/retry"
 )
 
 // reasonInvalidErasure: a privacy.erasures record that does not decode.
@@ -161,24 +162,15 @@ func (n *notifier) run(ctx context.Context) error {
 		fetches.EachError(func(topic string, partition int32, err error) {
 			n.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
-		records := fetches.Records()
-		for attempt := 0; len(records) > 0; attempt++ {
-			err := n.notify(ctx, records)
-			if err == nil {
-				if err := n.client.CommitRecords(ctx, records...); err != nil {
-					n.log.Warn("commit of erasure records failed; they will be passed on again", "err", err)
-				}
-				break
+		if records := fetches.Records(); len(records) > 0 {
+			err := retry.Default.Do(ctx, func(ctx context.Context) error { return n.notify(ctx, records) }, func(err error, wait time.Duration) {
+				n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", wait, "err", err)
+			})
+			if err != nil {
+				return nil // ctx ended
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			backoff := min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 10*time.Second)
-			n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
+			if err := n.client.CommitRecords(ctx, records...); err != nil {
+				n.log.Warn("commit of erasure records failed; they will be passed on again", "err", err)
 			}
 		}
 		n.client.AllowRebalance()

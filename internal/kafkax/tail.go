@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/retry"
 )
 
 // Tail reads every partition of some topics from the beginning and keeps
@@ -162,7 +164,7 @@ func (t *Tail) offsets(ctx context.Context, open bool) (ends, starts kadm.Listed
 	if open {
 		list = t.adm.ListEndOffsets
 	}
-	for {
+	for attempt := 0; ; attempt++ {
 		ends, err = list(ctx, t.topics...)
 		if err == nil {
 			err = ends.Error()
@@ -182,12 +184,18 @@ func (t *Tail) offsets(ctx context.Context, open bool) (ends, starts kadm.Listed
 		select {
 		case <-t.stopped:
 			return nil, nil, fmt.Errorf("reading %v: stopped", t.topics)
-		case <-ctx.Done():
+		default:
+		}
+		if offsetsRetry.Wait(ctx, attempt) != nil {
 			return nil, nil, fmt.Errorf("list offsets of %v: %w", t.topics, err)
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
+
+// offsetsRetry spaces the listings of offsets: constant, as the usual
+// failure (a new topic without a leader yet) lasts well under a second.
+// Stopping the tail closes the client, which ends the retries.
+var offsetsRetry = retry.Backoff{Initial: 100 * time.Millisecond}
 
 func (t *Tail) reached(ends, starts kadm.ListedOffsets) bool {
 	caughtUp := true

@@ -32,7 +32,7 @@ type auditor struct {
 }
 
 func (a *auditor) run(ctx context.Context) error {
-	for attempt := 0; ; {
+	for {
 		fetches := a.client.PollRecords(ctx, 10000)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
@@ -40,26 +40,15 @@ func (a *auditor) run(ctx context.Context) error {
 		fetches.EachError(func(topic string, partition int32, err error) {
 			a.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
-		records := fetches.Records()
-		for len(records) > 0 {
-			err := a.load(ctx, records)
-			if err == nil {
-				attempt = 0
-				if err := a.client.CommitRecords(ctx, records...); err != nil {
-					a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
-				}
-				break
+		if records := fetches.Records(); len(records) > 0 {
+			err := privacyBackoff.Do(ctx, func(ctx context.Context) error { return a.load(ctx, records) }, func(err error, wait time.Duration) {
+				a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", wait, "err", err)
+			})
+			if err != nil {
+				return nil // ctx ended
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			attempt++
-			backoff := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
-			a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
+			if err := a.client.CommitRecords(ctx, records...); err != nil {
+				a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
 			}
 		}
 		a.client.AllowRebalance()

@@ -39,6 +39,7 @@ import (
 	"github.com/consentflow/consentflow/internal/chx"
 	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/kafkax"
+	"github.com/consentflow/consentflow/internal/retry"
 )
 
 // maxSubjectsPerMutation bounds erasure.max_subjects: the mutation's text
@@ -202,7 +203,7 @@ func (d *deleter) count(ctx context.Context, s *subjects) ([]matchCount, error) 
 func (d *deleter) waitMutations(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	for polls := 0; ; polls++ {
 		var pending uint64
 		err := d.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND table = 'events' AND is_done = 0", d.db).Scan(&pending)
 		if err != nil {
@@ -211,10 +212,8 @@ func (d *deleter) waitMutations(ctx context.Context) error {
 		if pending == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d mutations of %s.events unfinished after %v (erasure.timeout): %w", pending, d.db, d.timeout, ctx.Err())
-		case <-time.After(wait):
+		if err := mutationPolls.Wait(ctx, polls); err != nil {
+			return fmt.Errorf("%d mutations of %s.events unfinished after %v (erasure.timeout): %w", pending, d.db, d.timeout, err)
 		}
 	}
 }
@@ -305,6 +304,16 @@ type progress struct {
 // receipts say failed (the deletion goes on being retried).
 const failedAfter = 3
 
+// privacyBackoff spaces the retries of a window's deletion and of an
+// audit insert: slower than the loader's retry.Default, as each attempt
+// of a deletion costs ClickHouse a mutation that rewrites parts, and
+// neither is on the path of the events.
+var privacyBackoff = retry.Backoff{Initial: time.Second, Max: 30 * time.Second}
+
+// mutationPolls spaces the reads of system.mutations: a small deletion is
+// done in tens of milliseconds, a large one in seconds.
+var mutationPolls = retry.Backoff{Initial: 20 * time.Millisecond, Max: time.Second}
+
 // pending is one notice waiting for its window's deletion.
 type pending struct {
 	notice  event.ErasureNotice
@@ -333,12 +342,9 @@ func (e *eraser) run(ctx context.Context) error {
 			if attempt+1 >= failedAfter && !done.failedReported {
 				done.failedReported = e.reportFailed(ctx, notices, err)
 			}
-			backoff := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
-			e.log.Warn("erasure not verified; retrying", "notices", len(notices), "attempt", attempt+1, "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
+			e.log.Warn("erasure not verified; retrying", "notices", len(notices), "attempt", attempt+1, "in", privacyBackoff.Delay(attempt), "err", err)
+			if privacyBackoff.Wait(ctx, attempt) != nil {
 				return nil
-			case <-time.After(backoff):
 			}
 		}
 		if len(records) > 0 {
