@@ -105,9 +105,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, er
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MaxPollRecords == 0 {
-		cfg.MaxPollRecords = Default().MaxPollRecords
-	}
 	store := consentstore.New(cfg.Consent.History, clean.Keys())
 	follower, err := consentstore.NewFollower(&cfg.Kafka, cfg.Topics.Consent.Name, cfg.Topics.Erasures.Name, store, reg, "enricher", log)
 	if err != nil {
