@@ -577,7 +577,9 @@ func TestConfigResolveErrors(t *testing.T) {
 			"consent_tokens.keys[0].key_id", "printable"},
 		"no key": {func(c *Config) { c.Keys = []KeyConfig{{KeyID: "t1"}} },
 			"consent_tokens.keys[0].key", "consent_tokens.keys[0].key: is required"},
-		"key and file": {func(c *Config) { c.Keys = []KeyConfig{{KeyID: "t1", Key: config.Secret("not-" + string(key1.Secret)), KeyFile: f1}} },
+		"key and file": {func(c *Config) {
+			c.Keys = []KeyConfig{{KeyID: "t1", Key: config.Secret("not-" + string(key1.Secret)), KeyFile: f1}}
+		},
 			"consent_tokens.keys[0].key", "not both"},
 		"missing file": {func(c *Config) { c.Keys = []KeyConfig{{KeyID: "t1", KeyFile: missing}} },
 			"consent_tokens.keys[0].key_file", "read secret file"},
