@@ -2,16 +2,22 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-instructions fuzz lint clean
+.PHONY: run test test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
 
-test: deps-up ## unit, integration and end-to-end tests against real Kafka and ClickHouse
+test: race-ready deps-up ## unit tests under the race detector, then unit, integration and end-to-end tests against real Kafka and ClickHouse
+	$(GO) test -race -short -count=1 ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
-test-short: ## unit tests only; needs no service
-	$(GO) test -short ./...
+test-short: race-ready ## unit tests only, under the race detector; needs no service
+	$(GO) test -race -short ./...
+
+# The race detector needs cgo, which Go turns off when it finds no C
+# compiler; say so rather than let go test suggest CGO_ENABLED=1.
+race-ready:
+	@[ "$$($(GO) env CGO_ENABLED)" = 1 ] || { echo "the race detector needs cgo and a C compiler: apt-get install gcc" >&2; exit 1; }
 
 build: ## build the services into bin/
 	$(GO) build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
