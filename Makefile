@@ -2,16 +2,27 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-instructions fuzz lint clean
+.PHONY: run test test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
 
-test: deps-up ## unit, integration and end-to-end tests against real Kafka and ClickHouse
+# deployments/ is a module of its own (its tests' Kubernetes API types stay
+# out of the services' go.mod), which ./... does not reach: -C deployments.
+test: race-ready deps-up ## unit tests under the race detector, then unit, integration and end-to-end tests against real Kafka and ClickHouse
+	$(GO) test -race -short -count=1 ./...
+	$(GO) test -C deployments -race -short -count=1 ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -C deployments -count=1 ./...
 
-test-short: ## unit tests only; needs no service
-	$(GO) test -short ./...
+test-short: race-ready ## unit tests only, under the race detector; needs no service
+	$(GO) test -race -short ./...
+	$(GO) test -C deployments -race -short ./...
+
+# The race detector needs cgo, which Go turns off when it finds no C
+# compiler; say so rather than let go test suggest CGO_ENABLED=1.
+race-ready:
+	@[ "$$($(GO) env CGO_ENABLED)" = 1 ] || { echo "the race detector needs cgo and a C compiler: apt-get install gcc" >&2; exit 1; }
 
 build: ## build the services into bin/
 	$(GO) build -o bin/ ./collector ./enricher ./sink ./scripts/loadgen
@@ -56,6 +67,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)
 	$(GO) vet ./...
+	$(GO) vet -C deployments ./...
 
 clean:
 	rm -rf bin

@@ -418,34 +418,125 @@ func TestSubjectsAreNotConfused(t *testing.T) {
 	}
 }
 
-// TestConcurrentUse is for -race: readers and writers at once.
+// TestConcurrentUse has writers apply the changes of the same subjects at
+// once, in different orders, while readers watch: every answer a reader
+// gets must be one whole change of its subject (no torn or foreign
+// value), a subject's latest change must never go back in time and its
+// suppression never lift, and once the writers are done the store must
+// answer, at every time, exactly as one that applied the same changes one
+// after the other (no change lost or misplaced). Under -race it also
+// proves the locking.
 func TestConcurrentUse(t *testing.T) {
-	s := New(3, testKeys)
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := range 2000 {
-				subject := fmt.Sprintf("user-%d", i%200)
-				switch {
-				case w == 0 && i%97 == 0:
-					s.Suppress(KindUser, subject, time.Time{})
-				case w == 1 && i%89 == 0:
-					s.Forget(subject)
-				default:
-					s.Apply(KindUser, subject, at(time.Duration(i)*time.Second), consent(policy.Purposes(i%16)))
+	const (
+		writers  = 4
+		rounds   = 400 // changes per writer and subject
+		subjects = 6
+	)
+	name := make([]string, subjects)
+	for j := range name {
+		name[j] = fmt.Sprintf("user-%d", j)
+	}
+	// The change at second n of subject j, n = round*writers + writer:
+	// times never collide, and the value says whose change it is.
+	change := func(j, n int) policy.Consent {
+		return policy.Consent{Known: true, Purposes: policy.Purposes((j + n) % 16), CrossBorder: (j+n)%3 == 0}
+	}
+	erased := func(j int) bool { return j%3 == 1 }
+	// Every change is kept, so that one lost shows in the end.
+	const history = writers * rounds
+
+	s := New(history, testKeys)
+	var writing, reading sync.WaitGroup
+	start := make(chan struct{}) // so that the writers overlap
+	for w := range writers {
+		writing.Go(func() {
+			<-start
+			for i := range rounds {
+				for k := range subjects {
+					j := (k + i) % subjects // together on one subject at a time
+					n := i*writers + w
+					s.Apply(KindUser, name[j], at(time.Duration(n)*time.Second), change(j, n))
+					if erased(j) && i == rounds/2 && w == j%writers {
+						s.Suppress(KindUser, name[j], at(time.Duration(n)*time.Second))
+					}
 				}
 			}
 		})
-		wg.Go(func() {
-			for i := range 2000 {
-				subject := fmt.Sprintf("user-%d", i%200)
-				_ = s.At(KindUser, subject, at(time.Duration(i)*time.Second))
-				_ = s.Suppressed(KindUser, subject)
-				_, _ = s.Size()
+	}
+	done := make(chan struct{})
+	for range 2 {
+		reading.Go(func() {
+			<-start
+			latest := make([]time.Time, subjects)
+			suppressed := make([]bool, subjects)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for j := range subjects {
+					c, when := s.Latest(KindUser, name[j])
+					if c.Known {
+						n := int(when.Sub(t0) / time.Second)
+						if c != change(j, n) {
+							t.Errorf("%s: Latest is %+v at %v, not the change made then (%+v)", name[j], c, when, change(j, n))
+							return
+						}
+						if when.Before(latest[j]) {
+							t.Errorf("%s: latest change went back from %v to %v", name[j], latest[j], when)
+							return
+						}
+						latest[j] = when
+					}
+					if got := s.Suppressed(KindUser, name[j]); got {
+						suppressed[j] = true
+						if !erased(j) {
+							t.Errorf("%s is suppressed, and was never erased", name[j])
+							return
+						}
+						if c, _ := s.Latest(KindUser, name[j]); c.Known {
+							t.Errorf("%s: suppressed, yet consent %+v", name[j], c)
+							return
+						}
+					} else if suppressed[j] {
+						t.Errorf("%s: suppression lifted", name[j])
+						return
+					}
+				}
 			}
 		})
 	}
-	wg.Wait()
+	close(start)
+	writing.Wait()
+	close(done)
+	reading.Wait()
+
+	want, erasedSubjects := New(history, testKeys), 0
+	for j := range subjects {
+		for n := range rounds * writers {
+			want.Apply(KindUser, name[j], at(time.Duration(n)*time.Second), change(j, n))
+		}
+		if erased(j) {
+			want.Suppress(KindUser, name[j], time.Time{})
+			erasedSubjects++
+		}
+	}
+	for j := range subjects {
+		if got := s.Suppressed(KindUser, name[j]); got != erased(j) {
+			t.Errorf("%s: Suppressed = %v, want %v", name[j], got, erased(j))
+		}
+		for half := -1; half <= 2*rounds*writers; half++ {
+			probe := at(time.Duration(half) * time.Second / 2)
+			if got, w := s.At(KindUser, name[j], probe), want.At(KindUser, name[j], probe); got != w {
+				t.Errorf("%s at %v: %+v, applied one by one %+v", name[j], probe, got, w)
+				break
+			}
+		}
+	}
+	if _, got := s.Size(); got != erasedSubjects {
+		t.Errorf("suppressed subjects = %d, want %d", got, erasedSubjects)
+	}
 }
 
 // permutations returns every order of 0..n-1.

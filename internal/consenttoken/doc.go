@@ -1,9 +1,9 @@
 // Package consenttoken verifies signed consent tokens: short-lived JWTs with
 // which a first party's backend vouches for consent grants that a public
-// client source cannot make on its own (DESIGN.md §5): consent for a subject
-// other than the client's own anonymousId, cross-border transfer, guardian
-// consent, and clearing the minor flag. A web page receives the token from
-// its backend and passes it along in its consent update
+// client source cannot make on its own (README, Trust model): consent for a
+// subject other than the client's own anonymousId, cross-border transfer,
+// guardian consent, and clearing the minor flag. A web page receives the
+// token from its backend and passes it along in its consent update
 // ("consentToken": "<jwt>" in POST /v1/consent); the collector verifies it
 // with the keys in its config.
 //

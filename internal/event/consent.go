@@ -8,8 +8,8 @@ import (
 )
 
 // Purposes are the uses of personal information a subject consents to, one
-// by one (DESIGN.md §5). An event is used for a purpose only when consent
-// for it is known and granted.
+// by one. An event is used for a purpose only when consent for it is known
+// and granted.
 var Purposes = []string{"analytics", "personalization", "marketing", "third_party_sharing"}
 
 // ConsentUpdate is the body of POST /v1/consent: the subject's whole consent

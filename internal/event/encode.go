@@ -139,18 +139,20 @@ var plain = func() (t [256]bool) {
 }()
 
 // plainPrefix is how many bytes at the start of s are plain, eight at a
-// time: the lowest byte a mask below marks is not plain (a mark above it
-// may be a borrow's).
+// time, as lanes of a uint64 (internal/jsonscan's lookMask, with the same
+// names: ones holds 1 in every lane, highs the top bit of every lane;
+// hasZero marks the zero lanes): the lowest byte a mask below marks is not
+// plain (a mark above it may be a borrow's).
 func plainPrefix(s string) int {
-	const lsb, msb = 0x0101010101010101, 0x8080808080808080
-	zero := func(w uint64) uint64 { return (w - lsb) &^ w & msb }
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - ones) &^ v & highs }
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
 		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		m := zero(w^(lsb*'"')) | zero(w^(lsb*'\\')) | zero(w^(lsb*'<')) | zero(w^(lsb*'>')) | zero(w^(lsb*'&')) |
-			(w-lsb*0x20)&^w&msb | // control characters
-			w&msb // not ASCII
+		m := hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | hasZero(w^(ones*'<')) | hasZero(w^(ones*'>')) | hasZero(w^(ones*'&')) |
+			(w-ones*0x20)&^w&highs | // control characters
+			w&highs // not ASCII
 		if m != 0 {
 			return i + bits.TrailingZeros64(m)/8
 		}

@@ -154,7 +154,7 @@ type fields struct {
 	shape Shape
 }
 
-// object scans the object at s.I, storing the members of set into f. str is
+// fields scans the object at s.I, storing the members of set into f. str is
 // s.B as a string, for substrings.
 func (s *scanner) fields(str string, set uint32, f *fields) bool {
 	if s.I >= len(s.B) || s.B[s.I] != '{' || !s.Enter() {

@@ -9,7 +9,7 @@ import (
 )
 
 // The privacy records: what erasure requests, identity links, erasure notices
-// and receipts look like on their topics (DESIGN.md §3, §6).
+// and receipts look like on their topics (ARCHITECTURE.md has the flow).
 //
 //   - ErasureRecord: privacy.erasures, keyed by the erased identifier's
 //     in-region pseudonym, one record per kind of identifier. Compacted,
@@ -20,7 +20,7 @@ import (
 //     previousId); a tombstone forgets the link.
 //   - ErasureNotice: privacy.erasures.<region or destination>, keyed by the
 //     subject's pseudonym. Pseudonyms only: it may cross a border.
-//   - Receipt: privacy.receipts, keyed by ReceiptKey. Pseudonyms only.
+//   - Receipt: privacy.receipts, keyed by Receipt.Key. Pseudonyms only.
 
 // ErasureReasons are the reasons an erasure may be asked for.
 var ErasureReasons = []string{"account_cancelled", "consent_withdrawn", "user_request"}

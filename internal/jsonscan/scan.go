@@ -52,13 +52,21 @@ var hexDigit = func() (t [256]bool) {
 	return t
 }()
 
+// Eight bytes at a time, as lanes of a uint64 (internal/event's
+// plainPrefix and internal/pii's census use the same names): ones holds 1
+// in every lane, highs the top bit of every lane.
+const ones, highs = 0x0101010101010101, 0x8080808080808080
+
+// hasZero marks the top bit of the zero lanes of v. A borrow out of a zero
+// lane may also mark the lane above it, never one below: the lowest mark
+// is always a zero lane. v^(ones*c) makes the lanes equal to c zero.
+func hasZero(v uint64) uint64 { return (v - ones) &^ v & highs }
+
 // lookMask marks the bytes of w (eight, little-endian) that strSafe
 // refuses: '"', '\\', a control character, or not ASCII. Its lowest mark is
 // always such a byte (the bit tricks can only err towards a mark above a
 // true one), so it locates the first byte to look at.
 func lookMask(w uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
 	return hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | (w-ones*0x20)&^w&highs | w&highs
 }
 
@@ -421,7 +429,6 @@ func (s *Scanner) Skip() {
 // SkipStr is Str for text that a Scanner validated before: it only finds
 // the closing quote (and sets Escaped).
 func (s *Scanner) SkipStr() (start, end int) {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	b := s.B
 	i := s.I + 1
 	start = i
@@ -429,8 +436,7 @@ func (s *Scanner) SkipStr() (start, end int) {
 	for {
 		for i+8 <= len(b) {
 			w := binary.LittleEndian.Uint64(b[i:])
-			q, e := w^(ones*'"'), w^(ones*'\\')
-			if m := (q-ones)&^q&highs | (e-ones)&^e&highs; m != 0 {
+			if m := hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')); m != 0 {
 				i += bits.TrailingZeros64(m) / 8
 				break
 			}

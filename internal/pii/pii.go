@@ -350,9 +350,11 @@ type census struct {
 	len   int
 }
 
+// The lanes of a census are the eight bytes of a uint64, as in
+// internal/jsonscan and internal/event, which name highs so too.
 const (
-	laneHigh = 0x8080808080808080 // the top bit of each lane
-	laneMax  = 0x7f               // what a lane counts up to
+	highs   = 0x8080808080808080 // the top bit of each lane
+	laneMax = 0x7f               // what a lane counts up to
 )
 
 // laneOf is the lane increment of a byte: one in the lane of its class.
@@ -373,8 +375,8 @@ func count(s string) census {
 		for i := 0; i < len(chunk); i++ {
 			add += laneOf[chunk[i]]
 		}
-		sum := c.lanes + add                                      // each lane at most 2*laneMax: no carry between
-		c.lanes = (sum | ((sum&laneHigh)>>7)*laneMax) &^ laneHigh // more: laneMax
+		sum := c.lanes + add                                // each lane at most 2*laneMax: no carry between
+		c.lanes = (sum | ((sum&highs)>>7)*laneMax) &^ highs // more: laneMax
 		s = s[len(chunk):]
 	}
 	return c
@@ -397,7 +399,7 @@ type need struct {
 // with its top bit set, less a lane that is at most laneMax, keeps the top
 // bit exactly when the first is at least the second, and borrows nothing.
 func (c *census) holds(nd *need) bool {
-	return ((c.lanes|laneHigh)-nd.lanes)&laneHigh == laneHigh &&
+	return ((c.lanes|highs)-nd.lanes)&highs == highs &&
 		c.at(cDigit)+c.at(cHex) >= nd.hexish && c.len >= nd.len
 }
 

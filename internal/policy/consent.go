@@ -214,7 +214,7 @@ type Decision struct {
 	ByDefault bool
 }
 
-// Decide applies the consent rules of DESIGN.md §5 to one event: c is the
+// Decide applies the consent rules (README, Decisions) to one event: c is the
 // consent in force (Both combines the decisions at the event's time and at
 // its receipt), defaults what config grants the event's source when no
 // consent is known.

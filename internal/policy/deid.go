@@ -1,5 +1,11 @@
-// Package policy holds the pure privacy rules of the pipeline: no I/O, no
-// clocks, no globals, so every rule is golden-tested.
+// Package policy holds the privacy rules of the pipeline as pure functions
+// of their inputs: no I/O, and no clock but the optional parse budget of a
+// UserAgentParser (LimitParses), so every rule is golden-tested. The state
+// it keeps never changes a result: package-level pools of scratch memory
+// (parsedPool for ParseRaw, scratches for AppendDeidentified), each
+// Pseudonymizer's pool of keyed HMAC states, and memos (a
+// UserAgentParser's cache of parsed user agents, a Profile's violation
+// paths); its package-level tables are built at init and only read.
 //
 // Data contract: Decide judges an event by the consent in force at its
 // time (kept for which purposes, exported or not, or dropped and why).

@@ -137,8 +137,6 @@ func TestDeidentifyGolden(t *testing.T) {
 	}
 }
 
-// compareGolden compares got with the golden file, after rewriting it
-// under -update.
 // forEachCase runs f as a subtest on every <dir>/<case>.json, with the
 // case's name and its bytes decoded strictly into a new T (a typo in a
 // testdata key fails loudly); it fails when there is no case.
@@ -166,6 +164,8 @@ func forEachCase[T any](t *testing.T, dir string, f func(t *testing.T, name stri
 	}
 }
 
+// compareGolden compares got with the golden file, after rewriting it
+// under -update.
 func compareGolden(t *testing.T, golden string, got []byte) {
 	t.Helper()
 	if *update {

@@ -55,14 +55,15 @@ func require(t testing.TB, name, addr string) {
 	t.Skip(msg)
 }
 
-var unsafe = regexp.MustCompile(`[^a-z0-9]+`)
+// notNameChars are the runs of characters a name may not hold.
+var notNameChars = regexp.MustCompile(`[^a-z0-9]+`)
 
 // Name returns a name unique to this test run, safe as a Kafka topic, group
 // or ClickHouse database name: prefix, the test's name and a random suffix.
 func Name(t testing.TB, prefix string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	name := unsafe.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	name := notNameChars.ReplaceAllString(strings.ToLower(t.Name()), "_")
 	if len(name) > 40 {
 		name = name[:40]
 	}

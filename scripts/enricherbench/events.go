@@ -108,7 +108,7 @@ func (g *eventGen) sample(n int) [][]byte {
 	return out
 }
 
-// producer is a fast franz-go producer for setting up the topics: lz4 and
+// newProducer returns a fast franz-go producer for setting up the topics: lz4 and
 // a short linger, like a busy collector's batches.
 func newProducer(brokers []string) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("enricherbench-setup"),

@@ -136,7 +136,7 @@ func rawSender(cl *kgo.Client, gen *eventGen, async bool) sendFunc {
 	}
 }
 
-// relayServer is baseline C: HTTP in, one record per event out, answered
+// startRelay serves baseline C: HTTP in, one record per event out, answered
 // once Kafka acknowledged them all, and nothing else: no authentication,
 // validation, limits or envelope. It splits a /v1/batch body at the
 // top-level commas of its array and keys each record by the anonymousId it

@@ -34,8 +34,13 @@
 // sink_insert_duration_seconds, sink_insert_errors_total{kind="server|connection|rejected"},
 // sink_flushes_total{reason}, sink_dead_lettered_total{reason="invalid_clean_event|rejected_by_clickhouse"},
 // sink_held_records, sink_clickhouse_server_info{version},
-// sink_partitions_dropped_total, sink_consumer_lag_records, and franz-go's
-// client metrics under sink_.
+// sink_partitions_dropped_total, sink_consumer_lag_records,
+// sink_rows_suppressed_total, sink_audit_rows_inserted_total (audit.go),
+// the erasure worker's (erasure.go) privacy_erasure_duration_seconds,
+// privacy_erasures_pending, privacy_erasure_rows_deleted_total,
+// privacy_erasure_mutations_total, privacy_erasure_failures_total and
+// privacy_erasure_notices_dead_lettered_total, each with a constant
+// destination label, and franz-go's client metrics under sink_.
 package chwriter
 
 import (
