@@ -76,6 +76,17 @@ compose_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 }
 
+# gcc_install installs a C compiler: the race detector, under which `make
+# test` runs the unit tests, needs cgo, which Go turns off without one.
+gcc_install() {
+  if command -v gcc >/dev/null; then
+    return
+  fi
+  log "installing gcc (for go test -race) from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+}
+
 # --- ClickHouse ---------------------------------------------------------
 
 ch_install() {
@@ -318,6 +329,7 @@ case ${1:-} in
     kafka_up
     prom_install
     compose_install
+    gcc_install
     status
     ;;
   down)

@@ -52,9 +52,9 @@ func (a *API) handleErasure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	requestID := event.NewID()
-	// Which records to write depends on the consent and erasures recorded
-	// under the other kind of identifier spelt alike (consentstore's
-	// ErasureKind, KeyTaken).
+	// Whether a device's consent record is tombstoned depends on the
+	// consent recorded under a userId spelt alike (consentstore's
+	// KeyTaken).
 	if err := a.waitConsent(r.Context()); err != nil {
 		res := fail(http.StatusServiceUnavailable, "erasure not recorded: the consent state could not be read in time, retry later")
 		res.retryAfter = time.Second
