@@ -400,22 +400,14 @@ func (h HTTP) validate() error {
 // bounds, and how they must relate.
 func (h HTTP) validateTimeouts() error {
 	var errs []error
-	for _, f := range []struct {
-		key string
-		d   time.Duration
-	}{
-		{"http.read_header_timeout", h.ReadHeaderTimeout},
-		{"http.read_timeout", h.ReadTimeout},
-		{"http.body_timeout", h.BodyTimeout},
-		{"http.write_timeout", h.WriteTimeout},
-		{"http.idle_timeout", h.IdleTimeout},
-		{"http.produce_timeout", h.ProduceTimeout},
-		{"http.max_event_age", h.MaxEventAge},
-	} {
-		if f.d <= 0 {
-			errs = append(errs, config.Invalid(f.key, "must be a positive duration such as 5s, got %v", f.d))
-		}
-	}
+	errs = append(errs, config.PositiveDurations("5s",
+		config.KeyedDuration{Key: "http.read_header_timeout", D: h.ReadHeaderTimeout},
+		config.KeyedDuration{Key: "http.read_timeout", D: h.ReadTimeout},
+		config.KeyedDuration{Key: "http.body_timeout", D: h.BodyTimeout},
+		config.KeyedDuration{Key: "http.write_timeout", D: h.WriteTimeout},
+		config.KeyedDuration{Key: "http.idle_timeout", D: h.IdleTimeout},
+		config.KeyedDuration{Key: "http.produce_timeout", D: h.ProduceTimeout},
+		config.KeyedDuration{Key: "http.max_event_age", D: h.MaxEventAge})...)
 	if h.ProduceTimeout > 0 && h.ProduceTimeout < time.Second {
 		// franz-go's record delivery timeout, which this also sets, has a 1s floor.
 		errs = append(errs, config.Invalid("http.produce_timeout", "must be at least 1s, got %v", h.ProduceTimeout))
@@ -543,19 +535,11 @@ func (p *Privacy) validate() error {
 		// Bearer tokens and exports of personal data would cross the network in clear.
 		errs = append(errs, config.Invalid("privacy.listen", "%q is not a loopback address, and the privacy API would serve operator tokens and exports in plaintext there: set privacy.tls.cert_file and privacy.tls.key_file, listen on 127.0.0.1, or, where something else encrypts the hop (a mesh sidecar), set privacy.allow_plaintext: true", p.Listen))
 	}
-	for _, f := range []struct {
-		key string
-		d   time.Duration
-	}{
-		{"privacy.read_header_timeout", p.ReadHeaderTimeout},
-		{"privacy.read_timeout", p.ReadTimeout},
-		{"privacy.write_timeout", p.WriteTimeout},
-		{"privacy.idle_timeout", p.IdleTimeout},
-	} {
-		if f.d <= 0 {
-			errs = append(errs, config.Invalid(f.key, "must be a positive duration such as 10s, got %v", f.d))
-		}
-	}
+	errs = append(errs, config.PositiveDurations("10s",
+		config.KeyedDuration{Key: "privacy.read_header_timeout", D: p.ReadHeaderTimeout},
+		config.KeyedDuration{Key: "privacy.read_timeout", D: p.ReadTimeout},
+		config.KeyedDuration{Key: "privacy.write_timeout", D: p.WriteTimeout},
+		config.KeyedDuration{Key: "privacy.idle_timeout", D: p.IdleTimeout})...)
 	if p.WriteTimeout > 0 && p.Export.Timeout > 0 && p.WriteTimeout <= p.Export.Timeout {
 		errs = append(errs, config.Invalid("privacy.write_timeout", "must be longer than privacy.export.timeout (%v), or an export's answer could not be written", p.Export.Timeout))
 	}

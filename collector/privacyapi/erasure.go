@@ -42,13 +42,8 @@ func (a *API) handleErasure(w http.ResponseWriter, r *http.Request) {
 		a.metrics.erasureRefusals.WithLabelValues(strconv.Itoa(res.code)).Inc()
 		res.write(w)
 	}
-	op, body, ok := a.privacyRequest(w, r, refuse)
+	op, req, ok := a.subjectRequest(w, r, refuse, true)
 	if !ok {
-		return
-	}
-	req, err := decodeSubject(body, true)
-	if err != nil {
-		refuse(fail(http.StatusBadRequest, "%v", err))
 		return
 	}
 	requestID := event.NewID()
@@ -78,6 +73,21 @@ func (a *API) handleErasure(w http.ResponseWriter, r *http.Request) {
 	// Never the identifiers themselves: the log would keep what was erased.
 	a.log.Info("erasure request recorded", "request_id", requestID, "operator", op.name, "reason", req.reason)
 	writeJSON(w, http.StatusAccepted, erasureAccepted{RequestID: requestID})
+}
+
+// subjectRequest is privacyRequest, then the body decoded as an erasure's
+// (withReason) or an export's, refused with 400 naming the field.
+func (a *API) subjectRequest(w http.ResponseWriter, r *http.Request, refuse func(result), withReason bool) (operator, subjectRequest, bool) {
+	op, body, ok := a.privacyRequest(w, r, refuse)
+	if !ok {
+		return operator{}, subjectRequest{}, false
+	}
+	req, err := decodeSubject(body, withReason)
+	if err != nil {
+		refuse(fail(http.StatusBadRequest, "%v", err))
+		return operator{}, subjectRequest{}, false
+	}
+	return op, req, true
 }
 
 // privacyRequest authenticates an operator, then reads the body. Without a

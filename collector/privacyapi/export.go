@@ -48,13 +48,8 @@ func (a *API) handleExport(w http.ResponseWriter, r *http.Request) {
 		a.metrics.exports.WithLabelValues("refused").Inc()
 		res.write(w)
 	}
-	op, body, ok := a.privacyRequest(w, r, refuse)
+	op, req, ok := a.subjectRequest(w, r, refuse, false)
 	if !ok {
-		return
-	}
-	req, err := decodeSubject(body, false)
-	if err != nil {
-		refuse(fail(http.StatusBadRequest, "%v", err))
 		return
 	}
 	requestID := event.NewID()

@@ -154,27 +154,8 @@ func (u *passedUsers) has(s consentstore.Subject, now time.Time) bool {
 }
 
 func (n *notifier) run(ctx context.Context) error {
-	for {
-		fetches := n.client.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			n.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
-		})
-		if records := fetches.Records(); len(records) > 0 {
-			err := retry.Default.Do(ctx, func(ctx context.Context) error { return n.notify(ctx, records) }, func(err error, wait time.Duration) {
-				n.log.Warn("erasures not passed on; retrying", "records", len(records), "in", wait, "err", err)
-			})
-			if err != nil {
-				return nil // ctx ended
-			}
-			if err := n.client.CommitRecords(ctx, records...); err != nil {
-				n.log.Warn("commit of erasure records failed; they will be passed on again", "err", err)
-			}
-		}
-		n.client.AllowRebalance()
-	}
+	kafkax.PollWork(ctx, n.client, 1000, retry.Default, n.log, "passing erasures on", n.notify)
+	return nil
 }
 
 // notify passes a poll's erasure records on. Links written before it was

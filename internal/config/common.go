@@ -92,3 +92,21 @@ func IsLoopback(addr string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
 }
+
+// KeyedDuration is a duration and its key, for PositiveDurations.
+type KeyedDuration struct {
+	Key string
+	D   time.Duration
+}
+
+// PositiveDurations refuses each duration not above zero, naming its key;
+// example is a duration the message suggests.
+func PositiveDurations(example string, ds ...KeyedDuration) []error {
+	var errs []error
+	for _, d := range ds {
+		if d.D <= 0 {
+			errs = append(errs, Invalid(d.Key, "must be a positive duration such as %s, got %v", example, d.D))
+		}
+	}
+	return errs
+}

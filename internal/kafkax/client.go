@@ -1,12 +1,16 @@
 package kafkax
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/consentflow/consentflow/internal/retry"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
 )
@@ -15,16 +19,24 @@ import (
 // registered in reg under namespace (the service name) and franz-go's own
 // logs at warn and above routed to log.
 func NewClient(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger, extra ...kgo.Opt) (*kgo.Client, error) {
+	return build(cfg, reg, namespace, log, extra, "kafka client", kgo.NewClient, func(c *kgo.Client) *kgo.Client { return c })
+}
+
+// build makes a client of cfg plus extra with newClient, its metrics
+// registered; client is its kgo.Client, what names it in errors.
+func build[C any](cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger, extra []kgo.Opt, what string,
+	newClient func(...kgo.Opt) (C, error), client func(C) *kgo.Client) (C, error) {
+	var zero C
 	opts, err := clientOpts(cfg, reg, namespace, log)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	client, err := kgo.NewClient(append(opts, extra...)...)
+	c, err := newClient(append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+		return zero, fmt.Errorf("%s: %w", what, err)
 	}
-	registerBuffered(reg, namespace, client)
-	return client, nil
+	registerBuffered(reg, namespace, client(c))
+	return c, nil
 }
 
 // WorkGroup is the options of a consumer group that commits by hand once
@@ -41,19 +53,40 @@ func WorkGroup(group string, topics ...string) []kgo.Opt {
 	}
 }
 
+// PollWork is the loop of a WorkGroup client: poll up to max records, do
+// work on them until it succeeds (waiting on backoff between attempts),
+// commit them, allow a rebalance; until ctx ends or the client closes.
+// Delivery: at least once: a crash between the work and the commit does
+// the work again, so work must be harmless twice. what names the work in
+// logs.
+func PollWork(ctx context.Context, cl *kgo.Client, max int, backoff retry.Backoff, log *slog.Logger, what string, work func(context.Context, []*kgo.Record) error) {
+	for {
+		fetches := cl.PollRecords(ctx, max)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		if records := fetches.Records(); len(records) > 0 {
+			err := backoff.Do(ctx, func(ctx context.Context) error { return work(ctx, records) }, func(err error, wait time.Duration) {
+				log.Warn(what+" failed; retrying", "records", len(records), "in", wait, "err", err)
+			})
+			if err != nil {
+				return // ctx ended
+			}
+			if err := cl.CommitRecords(ctx, records...); err != nil {
+				log.Warn("commit failed; the records' "+what+" will be done again", "err", err)
+			}
+		}
+		cl.AllowRebalance()
+	}
+}
+
 // NewTransactSession is NewClient for a consume-transform-produce loop:
 // extra must name a consumer group and a transactional ID.
 func NewTransactSession(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger, extra ...kgo.Opt) (*kgo.GroupTransactSession, error) {
-	opts, err := clientOpts(cfg, reg, namespace, log)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := kgo.NewGroupTransactSession(append(opts, extra...)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka transact session: %w", err)
-	}
-	registerBuffered(reg, namespace, sess.Client())
-	return sess, nil
+	return build(cfg, reg, namespace, log, extra, "kafka transact session", kgo.NewGroupTransactSession, (*kgo.GroupTransactSession).Client)
 }
 
 func clientOpts(cfg *Config, reg prometheus.Registerer, namespace string, log *slog.Logger) ([]kgo.Opt, error) {

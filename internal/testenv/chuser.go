@@ -53,30 +53,24 @@ func (u ClickHouseUser) Apply(c *chx.Config) {
 // test, or fails it when CI=true.
 func ClickHouseSinkUser(t testing.TB, addr string, databases ...string) ClickHouseUser {
 	t.Helper()
+	return addUser(t, addr, sharedUsers(t), SinkUsersFile, "sink", databases)
+}
+
+// sharedUsers is the users.d folder of the shared server, or no test.
+func sharedUsers(t testing.TB) string {
+	t.Helper()
 	dir, err := sharedUsersDir()
 	if err != nil {
-		msg := "cannot add a ClickHouse user for the test (start ClickHouse with scripts/deps.sh up, as root): " + err.Error()
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		unavailable(t, "cannot add a ClickHouse user for the test (start ClickHouse with scripts/deps.sh up, as root): "+err.Error())
 	}
-	return addUser(t, addr, dir, SinkUsersFile, "sink", databases)
+	return dir
 }
 
 // ClickHousePrivacyReader is ClickHouseSinkUser for the shipped read-only
 // user of the privacy API (PrivacyReaderUsersFile).
 func ClickHousePrivacyReader(t testing.TB, addr string, databases ...string) ClickHouseUser {
 	t.Helper()
-	dir, err := sharedUsersDir()
-	if err != nil {
-		msg := "cannot add a ClickHouse user for the test (start ClickHouse with scripts/deps.sh up, as root): " + err.Error()
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return addUser(t, addr, dir, PrivacyReaderUsersFile, "privacy_reader", databases)
+	return addUser(t, addr, sharedUsers(t), PrivacyReaderUsersFile, "privacy_reader", databases)
 }
 
 // SinkUser is ClickHouseSinkUser on this private server.

@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,27 +31,8 @@ type auditor struct {
 }
 
 func (a *auditor) run(ctx context.Context) error {
-	for {
-		fetches := a.client.PollRecords(ctx, 10000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			a.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
-		})
-		if records := fetches.Records(); len(records) > 0 {
-			err := privacyBackoff.Do(ctx, func(ctx context.Context) error { return a.load(ctx, records) }, func(err error, wait time.Duration) {
-				a.log.Warn("audit insert failed; retrying", "receipts", len(records), "in", wait, "err", err)
-			})
-			if err != nil {
-				return nil // ctx ended
-			}
-			if err := a.client.CommitRecords(ctx, records...); err != nil {
-				a.log.Warn("commit of audit receipts failed; they will be loaded again", "err", err)
-			}
-		}
-		a.client.AllowRebalance()
-	}
+	kafkax.PollWork(ctx, a.client, 10000, privacyBackoff, a.log, "loading audit receipts", a.load)
+	return nil
 }
 
 // load inserts the receipts among records; tombstones are skipped and
