@@ -299,7 +299,7 @@ func (c *Config) validateBatches() error {
 		errs = append(errs, config.Invalid("transactional_id", "is required (empty in the file means <group_id>-<hostname>)"))
 	}
 	if c.TransactionTimeout < time.Second {
-		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 2s, got %v", c.TransactionTimeout))
+		errs = append(errs, config.Invalid("transaction_timeout", "must be at least 1s, got %v", c.TransactionTimeout))
 	}
 	return errors.Join(errs...)
 }
