@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-instructions fuzz lint clean
+.PHONY: run test test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -53,6 +53,9 @@ bench-sink: deps-up ## sink vs raw clickhouse-go insert of the same rows (altern
 
 bench-erasure: deps-up ## erasure latency p50/p99 (request -> verified deletion in both destinations) of 1,000 erasures over a minute at 5,000 events/s, and mutations per destination (~2.5 min); ERASUREBENCH_FLAGS to change
 	$(GO) run ./scripts/erasurebench $(ERASUREBENCH_FLAGS)
+
+bench-pipeline: deps-up ## the whole pipeline (collector, enricher, both sinks as processes) stepped up open-loop until it cannot keep up: the highest rate with bounded lag and freshness p99 <= 2 s, CPU per event per process, chart (~6 min); PIPELINEBENCH_FLAGS to change
+	$(GO) run ./scripts/pipelinebench $(PIPELINEBENCH_FLAGS)
 
 bench-consent: deps-up ## consent store memory per 1M subjects (10M in memory) and rebuild from Kafka (1M); CONSENTBENCH_FLAGS to change
 	$(GO) run ./scripts/consentbench $(CONSENTBENCH_FLAGS)
