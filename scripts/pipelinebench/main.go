@@ -16,8 +16,8 @@
 // Then the load, Segment-shaped (page views, product views, checkouts and
 // one event in ten an identify; half the subjects signed in), is posted
 // open-loop in /v1/batch requests of -batch events, at a rate starting at
-// -start events/s and multiplied by -factor each step of -step, until a
-// step is not sustained or -max-steps have run. After each step the load
+// -start events/s and multiplied by -factor each step of -step, until
+// -misses steps in a row are not sustained or -max-steps have run. After each step the load
 // pauses until the step's followed events are queryable (at most -settle),
 // so each step starts from an empty pipeline.
 //
@@ -31,7 +31,9 @@
 // service. A step is sustained when at least 95% of the offered events
 // were accepted, no request failed, the lag at its end is under what the
 // offered rate brings in 2 s, and freshness p99 is at most 2 s; the answer
-// is the highest such rate. The report is printed and written, with a
+// is the highest such rate. The knee is the first step missed after the
+// last one sustained, and the stage that fell behind in it (the collector
+// if it refused load, else the consumer group lagging most) holds it. The report is printed and written, with a
 // chart (chart.svg: offered vs accepted and queryable rate, and freshness
 // p99, per step), to -out, which it prints.
 //
@@ -42,7 +44,7 @@
 // Usage, from the repository root with Kafka and ClickHouse running:
 //
 //	go run ./scripts/pipelinebench [-start 2000] [-factor 1.5] [-step 30s] [-max-steps 8]
-//	go run ./scripts/pipelinebench -step 8s -start 2000 -factor 2 -max-steps 4
+//	go run ./scripts/pipelinebench -step 10s -start 4000 -factor 1.4 -max-steps 6
 //	go run ./scripts/pipelinebench -check
 package main
 
@@ -77,6 +79,7 @@ type options struct {
 	step     time.Duration
 	settle   time.Duration
 	maxSteps int
+	misses   int
 	batch    int
 	senders  int
 	subjects int
@@ -101,6 +104,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.step, "step", 30*time.Second, "duration of each step (5s-10m)")
 	flag.DurationVar(&o.settle, "settle", 15*time.Second, "after each step, wait at most this long for its followed events to be queryable (2s-5m)")
 	flag.IntVar(&o.maxSteps, "max-steps", 8, "at most this many steps (1-30)")
+	flag.IntVar(&o.misses, "misses", 2, "stop after this many steps in a row not sustained: on a shared machine one can be noise (1-5)")
 	flag.IntVar(&o.batch, "batch", 50, "events per /v1/batch request (1-100)")
 	flag.IntVar(&o.senders, "senders", 64, "concurrent clients posting the events (1-512)")
 	flag.IntVar(&o.subjects, "subjects", 3000, "subjects the events are about, each with consent recorded first (30-100000)")
@@ -123,6 +127,8 @@ func parseFlags() (options, error) {
 		return o, fmt.Errorf("-settle %v: want 2s-5m", o.settle)
 	case o.maxSteps < 1 || o.maxSteps > 30:
 		return o, fmt.Errorf("-max-steps %d: want 1-30", o.maxSteps)
+	case o.misses < 1 || o.misses > 5:
+		return o, fmt.Errorf("-misses %d: want 1-5", o.misses)
 	case o.batch < 1 || o.batch > 100:
 		return o, fmt.Errorf("-batch %d: want 1-100", o.batch)
 	case o.senders < 1 || o.senders > 512:

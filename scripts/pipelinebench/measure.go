@@ -200,7 +200,7 @@ func lags(ctx context.Context, e *benchkit.Infra, p *pipeline) (map[string]int64
 }
 
 // measure records consent, then runs the steps, each followed by its
-// settle, until one is not sustained or o.maxSteps have run.
+// settle, until o.misses in a row are not sustained or o.maxSteps have run.
 func measure(ctx context.Context, e *benchkit.Infra, o options, p *pipeline, rep *report) error {
 	pop, err := newPopulation(e.RunID, o.subjects)
 	if err != nil {
@@ -224,6 +224,7 @@ func measure(ctx context.Context, e *benchkit.Infra, o options, p *pipeline, rep
 		cSinkExport: p.sinks[destExport].PID(), cKafka: e.KafkaPID, cClickHouse: e.ClickHousePID, cSelf: benchkit.Self}
 	l := &loader{client: client, baseURL: baseURL, o: o, pop: pop, tr: tr}
 	rate := float64(o.start)
+	missed := 0
 	for n := range o.maxSteps {
 		s := step{n: n + 1}
 		benchkit.Progress("step %d: %d events/s for %v", s.n, int(rate), o.step)
@@ -275,7 +276,11 @@ func measure(ctx context.Context, e *benchkit.Infra, o options, p *pipeline, rep
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !s.verdict.ok() {
+		missed++
+		if s.verdict.ok() {
+			missed = 0
+		}
+		if missed == o.misses {
 			break
 		}
 		rate *= o.factor

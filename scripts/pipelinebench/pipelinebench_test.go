@@ -157,6 +157,12 @@ func TestKneeNamesTheStageThatFellBehind(t *testing.T) {
 	if s, stage, found := knee([]step{ok, lagging, refused}); !found || s.n != 2 || stage != "sink cn" {
 		t.Errorf("knee = step %d, %q, %v; want step 2, sink cn (the most lag)", s.n, stage, found)
 	}
+	// A miss followed by a sustained step is noise: the knee is past it.
+	later := lagging
+	later.n = 4
+	if s, _, found := knee([]step{ok, refused, ok, later}); !found || s.n != 4 {
+		t.Errorf("knee after a miss and a recovery = step %d, %v; want step 4", s.n, found)
+	}
 	if _, stage, _ := knee([]step{ok, refused}); stage != "collector" {
 		t.Errorf("knee of a step whose load was refused = %q; want collector", stage)
 	}

@@ -210,28 +210,33 @@ func hottest(s step) (string, float64) {
 	return name, most
 }
 
-// knee is the first step not sustained and the stage that fell behind in
-// it: the collector when it did not accept the load, else the consumer
-// group with the most lag at the step's end. ok is false when every step
-// was sustained.
+// knee is the first step not sustained after the last sustained one (a
+// miss before it is taken for noise of the shared machine), and the stage
+// that fell behind in it: the collector when it did not accept the load,
+// else the consumer group with the most lag at the step's end. ok is false
+// when the last step was sustained.
 func knee(steps []step) (s step, stage string, ok bool) {
-	for _, s := range steps {
+	from := 0
+	for i, s := range steps {
 		if s.verdict.ok() {
-			continue
+			from = i + 1
 		}
-		offered := float64(s.load.offered) * s.load.elapsed.Seconds()
-		if s.load.failed > 0 || float64(s.load.accepted) < minAccepted*offered {
-			return s, "collector", true
-		}
-		var most int64 = -1
-		for _, g := range slices.Sorted(maps.Keys(s.lag)) {
-			if s.lag[g] > most {
-				stage, most = g, s.lag[g]
-			}
-		}
-		return s, stage, true
 	}
-	return step{}, "", false
+	if from == len(steps) {
+		return step{}, "", false
+	}
+	s = steps[from]
+	offered := float64(s.load.offered) * s.load.elapsed.Seconds()
+	if s.load.failed > 0 || float64(s.load.accepted) < minAccepted*offered {
+		return s, "collector", true
+	}
+	var most int64 = -1
+	for _, g := range slices.Sorted(maps.Keys(s.lag)) {
+		if s.lag[g] > most {
+			stage, most = g, s.lag[g]
+		}
+	}
+	return s, stage, true
 }
 
 // write writes report.txt and chart.svg to r.dir.
