@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -141,7 +142,13 @@ type property struct{ key, value string }
 // decodeFast fills r from raw in one pass: false, with r partly written,
 // when raw is not the plain case.
 func decodeFast(raw []byte, r *row) bool {
-	d := cleanDecoder{Scanner: jsonscan.Scanner{B: raw, RefuseSurrogates: true}, text: string(raw), r: r}
+	// The row's strings share the record's memory rather than copy it: a
+	// record's value is never written after franz-go hands it over (the
+	// sink gives it no buffer pool, kgo.WithPools), the row keeps the
+	// record for the dead-letter topic anyway, and the insert copies
+	// every value into clickhouse-go's buffers.
+	text := unsafe.String(unsafe.SliceData(raw), len(raw))
+	d := cleanDecoder{Scanner: jsonscan.Scanner{B: raw, RefuseSurrogates: true}, text: text, r: r}
 	d.WS()
 	if !d.object() {
 		return false
@@ -385,7 +392,8 @@ func (d *cleanDecoder) properties() bool {
 		return false // not an object: the reference refuses it
 	}
 	more, ok := d.Open('}')
-	props := d.props[:0]
+	var room [16]property
+	props := room[:0]
 	for ok && more {
 		if d.I >= len(d.B) || d.B[d.I] != '"' {
 			return false
@@ -429,7 +437,6 @@ func (d *cleanDecoder) properties() bool {
 		values = append(values, p.value)
 	}
 	d.r.propKeys, d.r.propValues = keys, values
-	d.props = props
 	return true
 }
 

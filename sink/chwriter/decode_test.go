@@ -140,7 +140,7 @@ func TestEventColumnsOf(t *testing.T) {
 	}
 	c := rows[0].clean
 	want := map[string]any{"message_id": c.MessageID, "event_time": c.Timestamp, "received_at": c.ReceivedAt,
-		"ip_truncated": c.IP, "dnt": uint8(1), "context": string(c.Context), "prop_keys": rows[0].propKeys,
+		"ip_truncated": c.IP, "dnt": uint8(1), "context": c.Context, "prop_keys": rows[0].propKeys,
 		"kafka_offset": int64(0), "purposes": c.Purposes, "device_class": c.DeviceClass, "advertising_pseudonym": c.AdvertisingID}
 	for i, name := range names {
 		col := reflect.ValueOf(cols[i])

@@ -559,7 +559,7 @@ func (w *Writer) insert(ctx context.Context, rows []row) error {
 	// of the 31 values through an interface, which cost as much CPU as
 	// decoding the record.
 	for i, col := range eventColumnsOf(rows) {
-		if err := batch.Column(i).Append(col); err != nil {
+		if err := appendColumn(batch.Column(i), col); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append column %d: %w", i, err)
 		}
@@ -570,6 +570,22 @@ func (w *Writer) insert(ctx context.Context, rows []row) error {
 	w.metrics.insertDuration.Observe(time.Since(start).Seconds())
 	w.metrics.batchRows.Observe(float64(len(rows)))
 	w.metrics.rowsInserted.Add(float64(len(rows)))
+	return nil
+}
+
+// appendColumn appends a whole column. An array column goes row by row:
+// clickhouse-go appends a [][]string through reflection, a []string
+// without.
+func appendColumn(c driver.BatchColumn, col any) error {
+	arrays, ok := col.([][]string)
+	if !ok {
+		return c.Append(col)
+	}
+	for _, a := range arrays {
+		if err := c.AppendRow(a); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -595,6 +611,15 @@ func eventColumnsOf(rows []row) []any {
 		col := make([]uint8, n)
 		for i := range rows {
 			col[i] = boolByte(f(&rows[i]))
+		}
+		return col
+	}
+	// clickhouse-go copies raw JSON into its buffer without a string of
+	// its own in between.
+	raws := func(f func(r *row) json.RawMessage) []json.RawMessage {
+		col := make([]json.RawMessage, n)
+		for i := range rows {
+			col[i] = f(&rows[i])
 		}
 		return col
 	}
@@ -625,8 +650,8 @@ func eventColumnsOf(rows []row) []any {
 		strs(func(r *row) string { return r.clean.IP }),
 		bytes(func(r *row) bool { return r.clean.DNT }),
 		bytes(func(r *row) bool { return r.clean.GPC }),
-		strs(func(r *row) string { return string(r.clean.Context) }),
-		strs(func(r *row) string { return string(r.clean.Properties) }),
+		raws(func(r *row) json.RawMessage { return r.clean.Context }),
+		raws(func(r *row) json.RawMessage { return r.clean.Properties }),
 		arrays(func(r *row) []string { return r.propKeys }),
 		arrays(func(r *row) []string { return r.propValues }),
 		partitions, offsets,
