@@ -121,19 +121,27 @@ func BenchmarkDecodeRow(b *testing.B) {
 	})
 }
 
-// TestEventColumnsOf: one column per name of eventColumns, in its order,
+// TestEachEventColumn: one column per name of eventColumns, in its order,
 // each holding every row.
-func TestEventColumnsOf(t *testing.T) {
+func TestEachEventColumn(t *testing.T) {
 	plain, _ := cleanSeeds()
-	var rows []row
+	var rows []*row
 	for _, raw := range plain {
 		r, err := decodeRow(&kgo.Record{Value: raw, Partition: 1, Offset: int64(len(rows))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, r)
+		rows = append(rows, &r)
 	}
-	cols := eventColumnsOf(rows)
+	var cols []any
+	err := eachEventColumn(rows, func(i int, col any) error {
+		v := reflect.ValueOf(col) // a copy: the next column of its type overwrites it
+		cols = append(cols, reflect.AppendSlice(reflect.MakeSlice(v.Type(), 0, v.Len()), v).Interface())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	names := strings.Split(eventColumns, ",")
 	if len(cols) != len(names) {
 		t.Fatalf("%d columns, eventColumns names %d", len(cols), len(names))

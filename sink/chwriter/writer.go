@@ -481,7 +481,7 @@ func (w *Writer) poll(ctx context.Context, deadline time.Time, max int) kgo.Fetc
 // Delivery paragraph explains.
 func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 	records := b.records
-	rows := make([]row, 0, len(records))
+	rows := make([]*row, 0, len(records)) // pointers: a row is a few hundred bytes
 	var dead []*kgo.Record
 	suppressed := 0
 	b.wait()
@@ -497,7 +497,7 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 				suppressed++
 				continue
 			}
-			rows = append(rows, c.rows[i])
+			rows = append(rows, &c.rows[i])
 		}
 	}
 	w.erasureMetrics.suppressed.Add(float64(suppressed))
@@ -529,7 +529,7 @@ func (w *Writer) flush(ctx context.Context, b *batch, reason string) error {
 // own erased set learned of meanwhile. (Within one instance the eraser
 // waits for the load, and the next window finds nothing: its count costs
 // a query, not a mutation.)
-func (w *Writer) eraseLate(rows []row) {
+func (w *Writer) eraseLate(rows []*row) {
 	var late subjects
 	for i := range rows {
 		c := &rows[i].clean
@@ -549,7 +549,7 @@ func (w *Writer) eraseLate(rows []row) {
 	}
 }
 
-func (w *Writer) insert(ctx context.Context, rows []row) error {
+func (w *Writer) insert(ctx context.Context, rows []*row) error {
 	start := time.Now()
 	batch, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.cfg.Database+".events ("+eventColumns+")")
 	if err != nil {
@@ -558,11 +558,15 @@ func (w *Writer) insert(ctx context.Context, rows []row) error {
 	// Whole columns at once: clickhouse-go's per-row Append converts each
 	// of the 31 values through an interface, which cost as much CPU as
 	// decoding the record.
-	for i, col := range eventColumnsOf(rows) {
+	err = eachEventColumn(rows, func(i int, col any) error {
 		if err := appendColumn(batch.Column(i), col); err != nil {
-			_ = batch.Abort()
 			return fmt.Errorf("append column %d: %w", i, err)
 		}
+		return nil
+	})
+	if err != nil {
+		_ = batch.Abort()
+		return err
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("send insert: %w", err)
@@ -589,83 +593,98 @@ func appendColumn(c driver.BatchColumn, col any) error {
 	return nil
 }
 
-// eventColumnsOf lays rows out as the columns of eventColumns, in its
-// order.
-func eventColumnsOf(rows []row) []any {
+// eachEventColumn lays rows out as the columns of eventColumns and hands
+// them to add in that order. One scratch slice per Go type serves every
+// column of that type, each column overwriting the last: clickhouse-go
+// copies the values into its own buffers as they are appended, and
+// thirty slices of a batch's length each would be garbage to collect.
+func eachEventColumn(rows []*row, add func(i int, col any) error) error {
 	n := len(rows)
-	strs := func(f func(r *row) string) []string {
-		col := make([]string, n)
+	strs, raws, arrays := make([]string, n), make([]json.RawMessage, n), make([][]string, n)
+	times, flags := make([]time.Time, n), make([]uint8, n)
+	str := func(f func(c *event.Clean) string) any {
 		for i := range rows {
-			col[i] = f(&rows[i])
+			strs[i] = f(&rows[i].clean)
 		}
-		return col
+		return strs
 	}
-	times := func(f func(r *row) time.Time) []time.Time {
-		col := make([]time.Time, n)
+	raw := func(f func(c *event.Clean) json.RawMessage) any {
 		for i := range rows {
-			col[i] = f(&rows[i])
+			raws[i] = f(&rows[i].clean)
 		}
-		return col
+		return raws
 	}
-	bytes := func(f func(r *row) bool) []uint8 {
-		col := make([]uint8, n)
+	array := func(f func(r *row) []string) any {
 		for i := range rows {
-			col[i] = boolByte(f(&rows[i]))
+			arrays[i] = f(rows[i])
 		}
-		return col
+		return arrays
 	}
-	// clickhouse-go copies raw JSON into its buffer without a string of
-	// its own in between.
-	raws := func(f func(r *row) json.RawMessage) []json.RawMessage {
-		col := make([]json.RawMessage, n)
+	tm := func(f func(c *event.Clean) time.Time) any {
 		for i := range rows {
-			col[i] = f(&rows[i])
+			times[i] = f(&rows[i].clean)
 		}
-		return col
+		return times
 	}
-	arrays := func(f func(r *row) []string) [][]string {
-		col := make([][]string, n)
+	flag := func(f func(c *event.Clean) bool) any {
 		for i := range rows {
-			col[i] = f(&rows[i])
+			flags[i] = boolByte(f(&rows[i].clean))
 		}
-		return col
+		return flags
 	}
-	partitions, offsets := make([]int32, n), make([]int64, n)
-	for i := range rows {
-		partitions[i], offsets[i] = rows[i].partition, rows[i].offset
+	columns := []func() any{
+		func() any { return str(func(c *event.Clean) string { return c.MessageID }) },
+		func() any { return str(func(c *event.Clean) string { return c.Type }) },
+		func() any { return str(func(c *event.Clean) string { return c.Event }) },
+		func() any { return tm(func(c *event.Clean) time.Time { return c.Timestamp }) },
+		func() any { return tm(func(c *event.Clean) time.Time { return c.ReceivedAt }) },
+		func() any { return str(func(c *event.Clean) string { return c.SourceID }) },
+		func() any { return str(func(c *event.Clean) string { return c.Region }) },
+		func() any { return str(func(c *event.Clean) string { return c.Subject }) },
+		func() any { return str(func(c *event.Clean) string { return c.UserID }) },
+		func() any { return str(func(c *event.Clean) string { return c.AnonymousID }) },
+		func() any { return str(func(c *event.Clean) string { return c.DeviceID }) },
+		func() any { return str(func(c *event.Clean) string { return c.AdvertisingID }) },
+		func() any { return str(func(c *event.Clean) string { return c.IP }) },
+		func() any { return flag(func(c *event.Clean) bool { return c.DNT }) },
+		func() any { return flag(func(c *event.Clean) bool { return c.GPC }) },
+		// Raw JSON is copied into clickhouse-go's buffer without a string
+		// in between.
+		func() any { return raw(func(c *event.Clean) json.RawMessage { return c.Context }) },
+		func() any { return raw(func(c *event.Clean) json.RawMessage { return c.Properties }) },
+		func() any { return array(func(r *row) []string { return r.propKeys }) },
+		func() any { return array(func(r *row) []string { return r.propValues }) },
+		func() any {
+			col := make([]int32, n)
+			for i := range rows {
+				col[i] = rows[i].partition
+			}
+			return col
+		},
+		func() any {
+			col := make([]int64, n)
+			for i := range rows {
+				col[i] = rows[i].offset
+			}
+			return col
+		},
+		func() any { return array(func(r *row) []string { return r.clean.Purposes }) },
+		func() any { return str(func(c *event.Clean) string { return c.IMEI }) },
+		func() any { return str(func(c *event.Clean) string { return c.AndroidID }) },
+		func() any { return str(func(c *event.Clean) string { return c.MAC }) },
+		func() any { return str(func(c *event.Clean) string { return c.Country }) },
+		func() any { return str(func(c *event.Clean) string { return c.Browser }) },
+		func() any { return str(func(c *event.Clean) string { return c.BrowserVersion }) },
+		func() any { return str(func(c *event.Clean) string { return c.OS }) },
+		func() any { return str(func(c *event.Clean) string { return c.OSVersion }) },
+		func() any { return str(func(c *event.Clean) string { return c.DeviceClass }) },
 	}
-	return []any{
-		strs(func(r *row) string { return r.clean.MessageID }),
-		strs(func(r *row) string { return r.clean.Type }),
-		strs(func(r *row) string { return r.clean.Event }),
-		times(func(r *row) time.Time { return r.clean.Timestamp }),
-		times(func(r *row) time.Time { return r.clean.ReceivedAt }),
-		strs(func(r *row) string { return r.clean.SourceID }),
-		strs(func(r *row) string { return r.clean.Region }),
-		strs(func(r *row) string { return r.clean.Subject }),
-		strs(func(r *row) string { return r.clean.UserID }),
-		strs(func(r *row) string { return r.clean.AnonymousID }),
-		strs(func(r *row) string { return r.clean.DeviceID }),
-		strs(func(r *row) string { return r.clean.AdvertisingID }),
-		strs(func(r *row) string { return r.clean.IP }),
-		bytes(func(r *row) bool { return r.clean.DNT }),
-		bytes(func(r *row) bool { return r.clean.GPC }),
-		raws(func(r *row) json.RawMessage { return r.clean.Context }),
-		raws(func(r *row) json.RawMessage { return r.clean.Properties }),
-		arrays(func(r *row) []string { return r.propKeys }),
-		arrays(func(r *row) []string { return r.propValues }),
-		partitions, offsets,
-		arrays(func(r *row) []string { return r.clean.Purposes }),
-		strs(func(r *row) string { return r.clean.IMEI }),
-		strs(func(r *row) string { return r.clean.AndroidID }),
-		strs(func(r *row) string { return r.clean.MAC }),
-		strs(func(r *row) string { return r.clean.Country }),
-		strs(func(r *row) string { return r.clean.Browser }),
-		strs(func(r *row) string { return r.clean.BrowserVersion }),
-		strs(func(r *row) string { return r.clean.OS }),
-		strs(func(r *row) string { return r.clean.OSVersion }),
-		strs(func(r *row) string { return r.clean.DeviceClass }),
+	for i, col := range columns {
+		if err := add(i, col()); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // row is one clean event with what the table adds to it.
