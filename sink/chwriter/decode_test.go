@@ -160,3 +160,12 @@ func TestEachEventColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanIndex: every name of cleanNames finds its own index.
+func TestCleanIndex(t *testing.T) {
+	for i, n := range cleanNames {
+		if got := cleanIndex([]byte(n)); got != i {
+			t.Errorf("cleanIndex(%q) = %d, want %d", n, got, i)
+		}
+	}
+}
