@@ -308,7 +308,7 @@ func TestLateRowsAreDeleted(t *testing.T) {
 	testenv.Produce(t, ctx, f.brokers, f.cleanOf("late-1", "k1.late", "k1.late-device"), f.cleanOf("kept-1", "k1.kept", ""))
 	f.waitRows(t, ctx, 2)
 	f.w.erased.add("k1.late") // the notice reached the set while the row loaded
-	f.w.eraseLate([]row{{clean: event.Clean{Subject: "k1.late", UserID: "k1.late", AnonymousID: "k1.late-device"}}})
+	f.w.eraseLate([]*row{{clean: event.Clean{Subject: "k1.late", UserID: "k1.late", AnonymousID: "k1.late-device"}}})
 	for f.count(t, ctx, "message_id = 'late-1'") != 0 {
 		if ctx.Err() != nil {
 			t.Fatal("the late row was never deleted")

@@ -133,7 +133,7 @@ func errorKind(err error) string {
 // rows themselves splits them in halves, left before right, down to the
 // single rows refused, which go to the DLQ before any row after them is
 // inserted (see the package doc for why that order matters).
-func (w *Writer) load(ctx context.Context, rows []row) error {
+func (w *Writer) load(ctx context.Context, rows []*row) error {
 	rows, refused, err := w.insertRetrying(ctx, rows)
 	if err != nil || refused == nil {
 		return err
@@ -161,7 +161,7 @@ func (w *Writer) load(ctx context.Context, rows []row) error {
 // any failure, before trying again, it asks ClickHouse which of the rows
 // it holds and sends only the others; inserting again blindly would store
 // those twice. The rows refused are then those others only.
-func (w *Writer) insertRetrying(ctx context.Context, rows []row) (left []row, refused, err error) {
+func (w *Writer) insertRetrying(ctx context.Context, rows []*row) (left []*row, refused, err error) {
 	unsure := false
 	err = retry.Default.Do(ctx, func(ctx context.Context) error {
 		if unsure {
@@ -201,7 +201,7 @@ func (w *Writer) insertRetrying(ctx context.Context, rows []row) (left []row, re
 // notStored returns the rows that ClickHouse does not hold, matching them
 // by Kafka partition and offset. The event_time bounds let ClickHouse skip
 // the months (partitions) the rows cannot be in.
-func (w *Writer) notStored(ctx context.Context, rows []row) ([]row, error) {
+func (w *Writer) notStored(ctx context.Context, rows []*row) ([]*row, error) {
 	type span struct{ lo, hi int64 }
 	spans := map[int32]*span{}
 	var order []int32
@@ -249,7 +249,7 @@ func (w *Writer) notStored(ctx context.Context, rows []row) ([]row, error) {
 	if len(stored) == 0 {
 		return rows, nil
 	}
-	missing := make([]row, 0, len(rows)-len(stored))
+	missing := make([]*row, 0, len(rows)-len(stored))
 	for _, r := range rows {
 		if !stored[key{r.partition, r.offset}] {
 			missing = append(missing, r)

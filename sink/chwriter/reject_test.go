@@ -151,7 +151,7 @@ func TestNotStoredFindsWhatAFailedInsertStored(t *testing.T) {
 	if err := f.w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var rows []row
+	var rows []*row
 	for i := range 10 {
 		rec := f.clean(fmt.Sprintf("n-%d", i))
 		rec.Partition, rec.Offset = int32(i%2), int64(1000+i)
@@ -162,10 +162,10 @@ func TestNotStoredFindsWhatAFailedInsertStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, r)
+		rows = append(rows, &r)
 	}
 	stored := []int{0, 3, 4, 9}
-	var some []row
+	var some []*row
 	for _, i := range stored {
 		some = append(some, rows[i])
 	}
