@@ -64,7 +64,7 @@
 // How to read it: the machine is shared and has 2 cores that the bench,
 // the sink, ClickHouse and Kafka all compete for, so read the ratios of
 // phases measured seconds apart, not the absolute rates. Goals: sink/raw
-// rows/s at least 0.7; freshness p99 under 2 s at 5,000 events/s.
+// rows/s at least 0.9; freshness p99 under 2 s at 5,000 events/s.
 //
 // Usage, from the repository root with Kafka and ClickHouse running
 // (scripts/deps.sh up):
