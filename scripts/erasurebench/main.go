@@ -241,7 +241,7 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 	}
 	rep.databases = p.databases
 	err = measure(ctx, e, p, keys, strings.TrimSpace(string(token)), rep)
-	rep.stopErr = p.stop()
+	rep.stopErr = p.Stop()
 	if err == nil {
 		err = ctx.Err()
 	}

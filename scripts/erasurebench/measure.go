@@ -77,7 +77,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 		return ctx.Err()
 	case <-time.After(o.warmup):
 	}
-	if err := p.alive(); err != nil {
+	if err := p.Alive(); err != nil {
 		return err
 	}
 
@@ -115,7 +115,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 			stopTick()
 			return *p
 		}
-		if err := p.alive(); err != nil {
+		if err := p.Alive(); err != nil {
 			stopTick()
 			return err
 		}
@@ -143,7 +143,7 @@ func measure(ctx context.Context, e *infra, p *pipeline, keys keyrings, token st
 	benchkit.Progress("load stopped: %.0f events/s accepted over %v; waiting for the pipeline to load them", rep.load.eventsPerSec(), rep.load.elapsed.Round(time.Millisecond))
 
 	rep.settle, rep.settled = settle(ctx, p, rep.load.events)
-	if err := p.alive(); err != nil {
+	if err := p.Alive(); err != nil {
 		return err
 	}
 	if rep.enricherMetrics, err = p.enricher.Metrics(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
@@ -30,32 +29,7 @@ type pipeline struct {
 	receipts            string                       // the run's privacy.receipts
 	databases           map[string]string            // by destination
 
-	procs    []*benchkit.Service // in start order
-	stopOnce sync.Once
-	stopErr  error
-}
-
-// stop stops the services in reverse start order (the collector first, the
-// sinks last, so they can finish what is in flight). Safe to call twice.
-func (p *pipeline) stop() error {
-	p.stopOnce.Do(func() {
-		var errs []error
-		for i := len(p.procs) - 1; i >= 0; i-- {
-			errs = append(errs, p.procs[i].Stop())
-		}
-		p.stopErr = errors.Join(errs...)
-	})
-	return p.stopErr
-}
-
-// alive fails once a service has exited.
-func (p *pipeline) alive() error {
-	for _, s := range p.procs {
-		if err := s.Alive(); err != nil {
-			return err
-		}
-	}
-	return nil
+	benchkit.Services // in start order
 }
 
 // operatorsLine is the shipped collector.yaml's (empty) operator list.
@@ -100,7 +74,7 @@ func startPipeline(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*pipel
 	}
 	p := &pipeline{sinks: map[string]*benchkit.Service{}, receipts: t.receipts,
 		databases: map[string]string{destRegion: e.Database(destRegion), destExport: e.Database(destExport)}}
-	cl.Add(func() error { _ = p.stop(); return nil }) // after an error; the report carries a normal stop's errors
+	cl.Add(func() error { _ = p.Stop(); return nil }) // after an error; the report carries a normal stop's errors
 	var err error
 	if p.httpAddr, err = benchkit.FreeAddr(); err != nil {
 		return nil, err
@@ -148,7 +122,7 @@ func startPipeline(ctx context.Context, e *infra, cl *benchkit.Cleanups) (*pipel
 		if err != nil {
 			return nil, err
 		}
-		p.procs = append(p.procs, svc)
+		p.Add(svc)
 		if _, err := svc.WaitReady(ctx); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}

@@ -195,7 +195,7 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 		return rep, err
 	}
 	err = measure(ctx, kit, o, p, rep)
-	rep.stopErr = p.stop()
+	rep.stopErr = p.Stop()
 	if err == nil {
 		err = ctx.Err()
 	}

@@ -258,7 +258,7 @@ func measure(ctx context.Context, e *benchkit.Infra, o options, p *pipeline, rep
 		ages, missing := tr.ages(s.n, time.Now())
 		s.fresh = summarize(ages, missing)
 		s.peakRSS = map[string]int64{}
-		for _, svc := range p.procs {
+		for _, svc := range p.Procs {
 			label := svc.Name
 			for d, sk := range p.sinks {
 				if sk == svc {
@@ -270,7 +270,7 @@ func measure(ctx context.Context, e *benchkit.Infra, o options, p *pipeline, rep
 		s.verdict = judge(s.load, s.lag, s.fresh)
 		rep.steps = append(rep.steps, s)
 		benchkit.Progress("step %d: accepted %.0f/s, freshness p99 %v, lag %v: %s", s.n, s.accepted(), s.fresh.p99, s.lag, s.verdict)
-		if err := p.alive(); err != nil {
+		if err := p.Alive(); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
@@ -36,32 +34,7 @@ type pipeline struct {
 	databases           map[string]string            // by destination
 	groups              map[string]string            // consumer group by service label: enricher, sink cn, sink intl
 
-	procs    []*benchkit.Service // in start order
-	stopOnce sync.Once
-	stopErr  error
-}
-
-// stop stops the services in reverse start order (the collector first, the
-// sinks last, so they can finish what is in flight). Safe to call twice.
-func (p *pipeline) stop() error {
-	p.stopOnce.Do(func() {
-		var errs []error
-		for i := len(p.procs) - 1; i >= 0; i-- {
-			errs = append(errs, p.procs[i].Stop())
-		}
-		p.stopErr = errors.Join(errs...)
-	})
-	return p.stopErr
-}
-
-// alive fails once a service has exited.
-func (p *pipeline) alive() error {
-	for _, s := range p.procs {
-		if err := s.Alive(); err != nil {
-			return err
-		}
-	}
-	return nil
+	benchkit.Services // in start order
 }
 
 // startPipeline starts both sinks, the enricher and the collector, in that
@@ -85,7 +58,7 @@ func startPipeline(ctx context.Context, e *benchkit.Infra, o options, bins binar
 		e.Group("sink-" + d + "-erasures") // the erasure worker's
 		e.Group("sink-" + d + "-audit")    // the audit loader's (the region's sink only)
 	}
-	cl.Add(func() error { _ = p.stop(); return nil }) // after an error; the report carries a normal stop's errors
+	cl.Add(func() error { _ = p.Stop(); return nil }) // after an error; the report carries a normal stop's errors
 	var err error
 	if p.httpAddr, err = benchkit.FreeAddr(); err != nil {
 		return nil, err
@@ -128,7 +101,7 @@ func startPipeline(ctx context.Context, e *benchkit.Infra, o options, bins binar
 		if err != nil {
 			return nil, err
 		}
-		p.procs = append(p.procs, svc)
+		p.Add(svc)
 		if _, err := svc.WaitReady(ctx); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}

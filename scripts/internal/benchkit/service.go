@@ -2,6 +2,7 @@ package benchkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -219,4 +220,38 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// Services are services started in order: Stop stops them in reverse
+// (the first started, those others feed, last, so they finish what is in
+// flight), once.
+type Services struct {
+	Procs    []*Service // in start order
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Add records a started service.
+func (s *Services) Add(svc *Service) { s.Procs = append(s.Procs, svc) }
+
+// Stop stops the services in reverse start order. Safe to call twice.
+func (s *Services) Stop() error {
+	s.stopOnce.Do(func() {
+		var errs []error
+		for i := len(s.Procs) - 1; i >= 0; i-- {
+			errs = append(errs, s.Procs[i].Stop())
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
+
+// Alive fails once a service has exited.
+func (s *Services) Alive() error {
+	for _, svc := range s.Procs {
+		if err := svc.Alive(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
