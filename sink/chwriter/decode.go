@@ -3,7 +3,6 @@ package chwriter
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -482,17 +481,7 @@ func (d *cleanDecoder) properties() bool {
 	if !ok {
 		return false
 	}
-	slices.SortStableFunc(props, func(a, b property) int { return strings.Compare(a.key, b.key) })
-	keys := make([]string, 0, len(props))
-	values := make([]string, 0, len(props))
-	for i, p := range props {
-		if i+1 < len(props) && props[i+1].key == p.key {
-			continue
-		}
-		keys = append(keys, p.key)
-		values = append(values, p.value)
-	}
-	d.r.propKeys, d.r.propValues = keys, values
+	d.r.propKeys, d.r.propValues = sortedProperties(props)
 	return true
 }
 

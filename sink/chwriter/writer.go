@@ -720,7 +720,6 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 		}
 		return nil, nil, notObject(err)
 	}
-	type property struct{ key, value string }
 	var props []property
 	for dec.PeekKind() != '}' {
 		name, err := dec.ReadToken()
@@ -745,10 +744,16 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, nil, notObject(err)
 	}
-	// Sorted by key; of a repeated key the last value counts, as in a map.
+	keys, values := sortedProperties(props)
+	return keys, values, nil
+}
+
+// sortedProperties are props sorted by key, as parallel columns; of a
+// repeated key the last value counts, as in a map.
+func sortedProperties(props []property) (keys, values []string) {
 	slices.SortStableFunc(props, func(a, b property) int { return strings.Compare(a.key, b.key) })
-	keys := make([]string, 0, len(props))
-	values := make([]string, 0, len(props))
+	keys = make([]string, 0, len(props))
+	values = make([]string, 0, len(props))
 	for i, p := range props {
 		if i+1 < len(props) && props[i+1].key == p.key {
 			continue
@@ -756,7 +761,7 @@ func flattenProperties(raw json.RawMessage) ([]string, []string, error) {
 		keys = append(keys, p.key)
 		values = append(values, p.value)
 	}
-	return keys, values, nil
+	return keys, values
 }
 
 func boolByte(b bool) uint8 {
