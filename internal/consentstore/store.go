@@ -397,6 +397,15 @@ func (s *Store) suppressedAt(sub Subject) (int64, bool) {
 	if !sub.valid {
 		return 0, false
 	}
+	keys := s.suppressionKeys(sub)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.suppressedLocked(sub, keys)
+}
+
+// suppressionKeys are the subject's keys in the suppression list, one per
+// listed pseudonym key. Computing them needs no lock.
+func (s *Store) suppressionKeys(sub Subject) []key {
 	keys := sub.listed[:sub.nListed]
 	if listed := *s.listed.Load(); len(listed) > sub.nListed {
 		// Keys listed since the subject was hashed, or more than it holds.
@@ -405,8 +414,17 @@ func (s *Store) suppressedAt(sub Subject) (int64, bool) {
 			keys = append(keys, s.listedKey(sub.kind, key, sub.id))
 		}
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	return keys
+}
+
+// suppressedLocked is suppressedAt for the subject's keys computed
+// beforehand, with s.mu held. A key listed since then is taken in too:
+// suppress lists its key before it takes the lock, so an erasure under a
+// new key is never missed.
+func (s *Store) suppressedLocked(sub Subject, keys []key) (int64, bool) {
+	if len(*s.listed.Load()) > len(keys) {
+		keys = s.suppressionKeys(sub)
+	}
 	for _, k := range keys {
 		if at, ok := s.suppressed[k]; ok {
 			return at, true
@@ -444,12 +462,20 @@ func (s *Store) InForce(t time.Time, user, anon, linked Subject) policy.Consent 
 }
 
 // at is At, and the time of the newest change it took into account.
+//
+// Suppression and consent are read under one lock: read apart, an erasure
+// and a late older change falling between them would make the answer go
+// back in time.
 func (s *Store) at(sub Subject, t time.Time) (policy.Consent, int64) {
-	if !sub.valid || s.SuppressedSubject(sub) {
+	if !sub.valid {
 		return policy.Consent{}, -1
 	}
+	keys := s.suppressionKeys(sub)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if _, erased := s.suppressedLocked(sub, keys); erased {
+		return policy.Consent{}, -1
+	}
 	cur, ok := s.latest[sub.k]
 	if !ok {
 		return policy.Consent{}, -1
