@@ -271,8 +271,8 @@ func TestPrometheusScrapesTheServices(t *testing.T) {
 				}
 			}
 		}
-		if n != 11 {
-			t.Errorf("Prometheus loaded %d rules, want the 11 of alerts.yml", n)
+		if n != 12 {
+			t.Errorf("Prometheus loaded %d rules, want the 12 of alerts.yml", n)
 		}
 	})
 	t.Run("DashboardQueries", func(t *testing.T) { checkDashboardQueries(t, ctx, prom) })
