@@ -80,12 +80,23 @@ type ShippedUse struct {
 // added to a config later is checked too.
 func ShippedIn(cfg any) []ShippedUse {
 	var uses []ShippedUse
-	walkSecrets(reflect.ValueOf(cfg), "", func(key string, s Secret, fromFile bool) {
+	walkConfig(reflect.ValueOf(cfg), "", configVisitor{secret: func(key string, s Secret, fromFile bool) {
 		if what, ok := IsShipped(s.Reveal()); ok {
 			uses = append(uses, ShippedUse{Key: key, What: what, FromFile: fromFile})
 		}
-	})
+	}})
 	return uses
+}
+
+// insecureTLSIn lists the insecure_skip_verify keys of cfg that are on.
+func insecureTLSIn(cfg any) []string {
+	var keys []string
+	walkConfig(reflect.ValueOf(cfg), "", configVisitor{tls: func(key string, t TLS) {
+		if t.InsecureSkipVerify {
+			keys = append(keys, join(key, "insecure_skip_verify"))
+		}
+	}})
+	return keys
 }
 
 // DevMode reports whether cfg, a pointer to a config struct, has its
@@ -105,9 +116,10 @@ func DevMode(cfg any) bool {
 	return false
 }
 
-// refuseShipped fails with an error per key of cfg that holds a shipped
-// secret, unless cfg is in dev mode.
-func refuseShipped(cfg any) error {
+// refuseDevOnly fails with an error per key of cfg that holds a shipped
+// secret or turns TLS certificate checks off, unless cfg is in dev mode:
+// either lets anyone in (a public secret) or between (any certificate).
+func refuseDevOnly(cfg any) error {
 	if DevMode(cfg) {
 		return nil
 	}
@@ -118,6 +130,9 @@ func refuseShipped(cfg any) error {
 			verb = "holds"
 		}
 		errs = append(errs, Invalid(u.Key, "%s %s; set a secret of your own, or %s: true for a development setup", verb, u.What, DevModeKey))
+	}
+	for _, key := range insecureTLSIn(cfg) {
+		errs = append(errs, Invalid(key, "turns certificate checks off, which lets anyone on the path read and change the traffic; give the CA (ca_file) instead, or %s: true for a development setup", DevModeKey))
 	}
 	return errors.Join(errs...)
 }
@@ -138,22 +153,41 @@ func WarnDevMode(log *slog.Logger, cfg any) {
 		"dev_mode", true, "shipped_secrets_at", keys)
 }
 
-var secretType = reflect.TypeFor[Secret]()
+var (
+	secretType = reflect.TypeFor[Secret]()
+	tlsType    = reflect.TypeFor[TLS]()
+)
 
-// walkSecrets calls visit with every Secret in v and its dotted key, as
-// Validate errors name keys: sources[0].write_key, consent_tokens.keys[1].key.
-// A Secret read from a file is named by its *_file key. A Secret field
-// tagged mapstructure:"-" (read from a file only, such as an operator's
-// token) takes its name from its field: Token is token, read from token_file.
-func walkSecrets(v reflect.Value, key string, visit func(key string, s Secret, fromFile bool)) {
+// configVisitor is what walkConfig calls on the values it looks for; a nil
+// function is not called.
+type configVisitor struct {
+	secret func(key string, s Secret, fromFile bool)
+	tls    func(key string, t TLS)
+}
+
+// walkConfig calls visit with every Secret and TLS block in v and its
+// dotted key, as Validate errors name keys: sources[0].write_key,
+// consent_tokens.keys[1].key. A Secret read from a file is named by its
+// *_file key. A Secret field tagged mapstructure:"-" (read from a file
+// only, such as an operator's token) takes its name from its field: Token
+// is token, read from token_file.
+func walkConfig(v reflect.Value, key string, visit configVisitor) {
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
 		if v.IsNil() {
 			return
 		}
 		v = v.Elem()
 	}
-	if v.Type() == secretType {
-		visit(key, Secret(v.String()), false)
+	switch v.Type() {
+	case secretType:
+		if visit.secret != nil {
+			visit.secret(key, Secret(v.String()), false)
+		}
+		return
+	case tlsType:
+		if visit.tls != nil {
+			visit.tls(key, v.Interface().(TLS))
+		}
 		return
 	}
 	switch v.Kind() {
@@ -174,14 +208,16 @@ func walkSecrets(v reflect.Value, key string, visit func(key string, s Secret, f
 				if file != "" {
 					child = join(key, name+"_file")
 				}
-				visit(child, Secret(v.Field(i).String()), file != "")
+				if visit.secret != nil {
+					visit.secret(child, Secret(v.Field(i).String()), file != "")
+				}
 				continue
 			}
-			walkSecrets(v.Field(i), child, visit)
+			walkConfig(v.Field(i), child, visit)
 		}
 	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
-			walkSecrets(v.Index(i), fmt.Sprintf("%s[%d]", key, i), visit)
+			walkConfig(v.Index(i), fmt.Sprintf("%s[%d]", key, i), visit)
 		}
 	case reflect.Map:
 		if v.Type().Key().Kind() != reflect.String {
@@ -190,7 +226,7 @@ func walkSecrets(v reflect.Value, key string, visit func(key string, s Secret, f
 		keys := v.MapKeys()
 		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
 		for _, k := range keys {
-			walkSecrets(v.MapIndex(k), join(key, k.String()), visit)
+			walkConfig(v.MapIndex(k), join(key, k.String()), visit)
 		}
 	}
 }

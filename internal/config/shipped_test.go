@@ -26,6 +26,11 @@ type devConfig struct {
 	Sources   []devSource          `mapstructure:"sources"`
 	Peers     map[string]devSource `mapstructure:"peers"`
 	Operator  devOperator          `mapstructure:"operator"`
+	Kafka     devKafka             `mapstructure:"kafka"`
+}
+
+type devKafka struct {
+	TLS config.TLS `mapstructure:"tls"`
 }
 
 type devSource struct {
@@ -112,6 +117,26 @@ func TestLoadRefusesShippedSecretFromEnv(t *testing.T) {
 	t.Setenv("DEVTEST_TOKEN", " demo-write-key\t")
 	if _, err := loadDev(t, "sources: []\n"); !slices.Equal(configtest.FieldKeys(err), []string{"token"}) {
 		t.Errorf("Load with the demo key padded = %v, want token named", err)
+	}
+}
+
+// TestLoadRefusesInsecureTLS: certificate checks turned off are refused,
+// with the key named, unless the config is a development setup.
+func TestLoadRefusesInsecureTLS(t *testing.T) {
+	configtest.ClearEnv(t, devPrefix)
+	const insecure = "kafka:\n  tls:\n    enabled: true\n    insecure_skip_verify: true\n"
+	_, err := loadDev(t, insecure)
+	if got := configtest.FieldKeys(err); !slices.Equal(got, []string{"kafka.tls.insecure_skip_verify"}) {
+		t.Fatalf("Load = %v, want kafka.tls.insecure_skip_verify named", err)
+	}
+	if !strings.Contains(err.Error(), "turns certificate checks off") || !strings.Contains(err.Error(), "dev_mode: true") {
+		t.Errorf("error %q does not say why nor how to allow it", err)
+	}
+	if _, err := loadDev(t, "dev_mode: true\n"+insecure); err != nil {
+		t.Errorf("Load with dev_mode: true: %v", err)
+	}
+	if _, err := loadDev(t, "kafka:\n  tls:\n    enabled: true\n"); err != nil {
+		t.Errorf("Load with certificate checks on: %v", err)
 	}
 }
 
