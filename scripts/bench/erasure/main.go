@@ -106,15 +106,12 @@ type options struct {
 // Run runs the benchmark with its flags, args.
 func Run(ctx context.Context, args []string) error {
 	o, err := parseFlags(args)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case o.Check:
-		return benchkit.CheckLeftovers(bench, o.Brokers, o.ClickHouse)
 	}
 	// A hard bound on the whole run, in case something hangs: building,
 	// starting, consent and stopping take a few minutes at worst.
-	return benchkit.Measure(ctx, 8*time.Minute+o.warmup+o.spread+o.drain, func(ctx context.Context, cl *benchkit.Cleanups) (*report, error) {
+	return benchkit.MeasureOrCheck(ctx, bench, &o.StoreFlags, 8*time.Minute+o.warmup+o.spread+o.drain, func(ctx context.Context, cl *benchkit.Cleanups) (*report, error) {
 		return benchmark(ctx, o, cl)
 	})
 }

@@ -83,16 +83,13 @@ type options struct {
 // Run runs the benchmark with its flags, args.
 func Run(ctx context.Context, args []string) error {
 	o, err := parseFlags(args)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case o.Check:
-		return benchkit.CheckLeftovers(bench, o.Brokers, o.ClickHouse)
 	}
 	// A hard bound on the whole run, in case something hangs: building,
 	// starting, consent and stopping take a few minutes at worst.
 	bound := 8*time.Minute + time.Duration(o.maxSteps)*(o.step+o.settle+10*time.Second)
-	return benchkit.Measure(ctx, bound, func(ctx context.Context, cl *benchkit.Cleanups) (*report, error) {
+	return benchkit.MeasureOrCheck(ctx, bench, &o.StoreFlags, bound, func(ctx context.Context, cl *benchkit.Cleanups) (*report, error) {
 		return benchmark(ctx, o, cl)
 	})
 }

@@ -34,25 +34,16 @@ const pollInterval = 100 * time.Millisecond
 // sent: queryable by then at the latest (a row inserted while the query
 // runs may be missed and found on the next poll).
 func poll(ctx context.Context, conn driver.Conn, db string, tr *benchkit.Tracker) error {
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return benchkit.Every(ctx, pollInterval, func() error {
 		found, err := tr.Lookup(ctx, conn, db)
 		for _, f := range found {
 			tr.SawVisible(f.IDs, f.Sent)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+		if ctx.Err() != nil {
+			return nil
 		}
-	}
+		return err
+	})
 }
 
 // lags is the consumer lag of each of the pipeline's groups (by label),

@@ -329,14 +329,7 @@ func watchClean(ctx context.Context, brokers []string, topic string, tr *benchki
 // bound, late by at most one poll interval and the queries' time.
 func pollClickHouse(ctx context.Context, e *infra, db string, tr *benchkit.Tracker, rep *freshReport) error {
 	var last uint64
-	tick := time.NewTicker(e.o.freshPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return benchkit.Every(ctx, e.o.freshPoll, func() error {
 		start := time.Now()
 		n, err := benchkit.CountRows(ctx, e.Conn, db)
 		if err != nil {
@@ -346,7 +339,7 @@ func pollClickHouse(ctx context.Context, e *infra, db string, tr *benchkit.Track
 		rep.polls++
 		rep.pollTime += counted.Sub(start)
 		if n == last {
-			continue
+			return nil
 		}
 		last = n
 		var found []string
@@ -366,7 +359,8 @@ func pollClickHouse(ctx context.Context, e *infra, db string, tr *benchkit.Track
 			rep.lateStamps++
 		}
 		tr.SawVisible(found, stamp)
-	}
+		return nil
+	})
 }
 
 func ms(d time.Duration) string {

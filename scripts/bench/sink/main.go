@@ -116,11 +116,8 @@ type options struct {
 // Run runs the benchmark with its flags, args.
 func Run(ctx context.Context, args []string) error {
 	o, err := parseFlags(args)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case o.Check:
-		return benchkit.CheckLeftovers(bench, o.Brokers, o.ClickHouse)
 	}
 	// A hard bound on the whole run, in case something hangs.
 	bound := 10 * time.Minute
@@ -130,7 +127,7 @@ func Run(ctx context.Context, args []string) error {
 	if o.throughput {
 		bound += time.Duration(o.rounds) * 4 * time.Minute * time.Duration(max(1, o.events/500000))
 	}
-	return benchkit.Measure(ctx, bound, func(ctx context.Context, cl *benchkit.Cleanups) (*report, error) {
+	return benchkit.MeasureOrCheck(ctx, bench, &o.StoreFlags, bound, func(ctx context.Context, cl *benchkit.Cleanups) (*report, error) {
 		return benchmark(ctx, o, cl)
 	})
 }

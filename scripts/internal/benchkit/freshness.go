@@ -165,3 +165,20 @@ func (t *Tracker) Lookup(ctx context.Context, conn driver.Conn, db string) ([]Fo
 	}
 	return out, nil
 }
+
+// Every calls f every d until ctx ends, then returns nil, or until f
+// fails, and returns its error: a poller's loop.
+func Every(ctx context.Context, d time.Duration, f func() error) error {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if err := f(); err != nil {
+			return err
+		}
+	}
+}

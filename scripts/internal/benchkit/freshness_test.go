@@ -1,6 +1,8 @@
 package benchkit
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -49,5 +51,30 @@ func TestTrackerStampsOnce(t *testing.T) {
 	// Freshness is never negative.
 	if ages, _ := tr.Ages(0, t0); len(ages) != 1 || ages[0] != 0 {
 		t.Errorf("Ages = %v; want [0]", ages)
+	}
+}
+
+func TestEveryRunsUntilAnErrorOrTheEnd(t *testing.T) {
+	calls := 0
+	stop := errors.New("stop")
+	err := Every(context.Background(), time.Millisecond, func() error {
+		if calls++; calls == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 3 {
+		t.Errorf("Every = %v after %d calls; want stop after 3", err, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = 0
+	err = Every(ctx, time.Millisecond, func() error {
+		if calls++; calls == 2 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Errorf("Every = %v after %d calls; want nil once ctx ended, after 2", err, calls)
 	}
 }

@@ -258,3 +258,13 @@ func WriteFiles(dir string, files map[string][]byte) error {
 	}
 	return nil
 }
+
+// MeasureOrCheck is what a benchmark of the pipeline's services does once
+// its flags are parsed: with -check (s.Check), list what earlier runs of
+// bench left behind (CheckLeftovers); else Measure within bound.
+func MeasureOrCheck[R Report](ctx context.Context, bench string, s *StoreFlags, bound time.Duration, run func(context.Context, *Cleanups) (R, error)) error {
+	if s.Check {
+		return CheckLeftovers(bench, s.Brokers, s.ClickHouse)
+	}
+	return Measure(ctx, bound, run)
+}
