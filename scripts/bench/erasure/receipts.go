@@ -2,7 +2,6 @@ package erasure
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/scripts/internal/benchkit"
 )
 
 // request is what the receipts say of one erasure request.
@@ -180,29 +180,9 @@ func (l *receiptLog) progress(ids []string) (done, failed int) {
 // ctx ends. Receipts are written outside transactions; read_committed
 // makes no difference to them but would to any written inside one.
 func followReceipts(ctx context.Context, brokers []string, topic string, log *receiptLog) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("erasurebench-receipts"), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
-				ferr = err
-			}
-		})
-		if ferr != nil {
-			return fmt.Errorf("read %s: %w", topic, ferr)
-		}
-		fetches.EachRecord(func(r *kgo.Record) { log.add(r.Key, r.Value) })
-	}
+	return benchkit.Follow(ctx, brokers, "erasurebench-receipts", topic, 100*time.Millisecond, func(r *kgo.Record, _ time.Time) {
+		log.add(r.Key, r.Value)
+	})
 }
 
 // doneCount is how many requests are done so far.

@@ -3,7 +3,6 @@ package sink
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -285,40 +284,17 @@ func paced(ctx context.Context, client *http.Client, baseURL string, o options, 
 // record shows once the enricher's transaction has committed) and stamps
 // the followed events it sees.
 func watchClean(ctx context.Context, brokers []string, topic string, tr *benchkit.Tracker) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("sinkbench-watch"), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	key := []byte(`"messageId":"`)
-	for {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
+	return benchkit.Follow(ctx, brokers, "sinkbench-watch", topic, 200*time.Millisecond, func(r *kgo.Record, polled time.Time) {
+		i := bytes.Index(r.Value, key)
+		if i < 0 {
+			return
 		}
-		now := time.Now()
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
-				ferr = err
-			}
-		})
-		if ferr != nil {
-			return fmt.Errorf("watch %s: %w", topic, ferr)
+		v := r.Value[i+len(key):]
+		if j := bytes.IndexByte(v, '"'); j > 0 {
+			tr.SawClean(string(v[:j]), polled)
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			i := bytes.Index(r.Value, key)
-			if i < 0 {
-				return
-			}
-			v := r.Value[i+len(key):]
-			if j := bytes.IndexByte(v, '"'); j > 0 {
-				tr.SawClean(string(v[:j]), now)
-			}
-		})
-	}
+	})
 }
 
 // pollClickHouse counts db.events every -poll; when the count has grown it
