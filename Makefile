@@ -40,25 +40,25 @@ bench: deps-up bench-ingest bench-enricher bench-sink bench-erasure ## Go benchm
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 bench-ingest: deps-up ## collector vs raw franz-go producer, minimal HTTP-to-Kafka relay and no-op HTTP (~2 min); read the ratios
-	$(GO) run ./scripts/ingestbench $(INGESTBENCH_FLAGS)
+	$(GO) run ./scripts/bench ingest $(INGESTBENCH_FLAGS)
 
 bench-enricher: deps-up ## enricher (transactions, full policy) vs plain consume-then-produce on the same broker, alternating rounds; ENRICHERBENCH_FLAGS to change
-	$(GO) run ./scripts/enricherbench $(ENRICHERBENCH_FLAGS)
+	$(GO) run ./scripts/bench enricher $(ENRICHERBENCH_FLAGS)
 
 bench-instructions: ## instructions per event of the enricher's processing (BenchmarkProcess, no Kafka) counted by callgrind: steadier than time on a shared machine (~2 min)
 	scripts/instructions.sh
 
 bench-sink: deps-up ## sink vs raw clickhouse-go insert of the same rows (alternating rounds), then freshness 200 -> queryable at 5,000 events/s (~3.5 min); SINKBENCH_FLAGS to change
-	$(GO) run ./scripts/sinkbench $(SINKBENCH_FLAGS)
+	$(GO) run ./scripts/bench sink $(SINKBENCH_FLAGS)
 
 bench-erasure: deps-up ## erasure latency p50/p99 (request -> verified deletion in both destinations) of 1,000 erasures over a minute at 5,000 events/s, and mutations per destination (~2.5 min); ERASUREBENCH_FLAGS to change
-	$(GO) run ./scripts/erasurebench $(ERASUREBENCH_FLAGS)
+	$(GO) run ./scripts/bench erasure $(ERASUREBENCH_FLAGS)
 
 bench-pipeline: deps-up ## the whole pipeline (collector, enricher, both sinks as processes) stepped up open-loop until it cannot keep up: the highest rate with bounded lag and freshness p99 <= 2 s, CPU per event per process, chart (~6 min); PIPELINEBENCH_FLAGS to change
-	$(GO) run ./scripts/pipelinebench $(PIPELINEBENCH_FLAGS)
+	$(GO) run ./scripts/bench pipeline $(PIPELINEBENCH_FLAGS)
 
 bench-consent: deps-up ## consent store memory per 1M subjects (10M in memory) and rebuild from Kafka (1M); CONSENTBENCH_FLAGS to change
-	$(GO) run ./scripts/consentbench $(CONSENTBENCH_FLAGS)
+	$(GO) run ./scripts/bench consent $(CONSENTBENCH_FLAGS)
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

@@ -82,3 +82,34 @@ func DeleteTopicsAndGroups(adm *kadm.Client, topics, groups []string) error {
 	}
 	return fmt.Errorf("topics %v still listed 10 s after deletion", topics)
 }
+
+// Follow reads topic from its start as client clientID, read_committed
+// (a record of a transaction shows once it has committed), polling for at
+// most maxWait, and hands each record to f with when its poll returned,
+// until ctx ends (nil) or a fetch fails (the error).
+func Follow(ctx context.Context, brokers []string, clientID, topic string, maxWait time.Duration, f func(r *kgo.Record, polled time.Time)) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID(clientID), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(maxWait))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		polled := time.Now()
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.Canceled) && ferr == nil {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		fetches.EachRecord(func(r *kgo.Record) { f(r, polled) })
+	}
+}

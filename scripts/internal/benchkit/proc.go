@@ -1,11 +1,17 @@
-// Package benchkit is what the load benchmarks under scripts/ share:
-// reading CPU time and memory of processes from /proc, sampling the
-// machine's background load, creating and deleting a run's Kafka topics,
-// consumer groups and ClickHouse databases, building and starting the
-// services as child processes and scraping their metrics, the synthetic
-// subjects the events are about, the benchmarks' main function and common
-// flags, and small pieces of report formatting. It is Linux-only, as the
-// benchmarks are.
+// Package benchkit is what the load benchmarks of the bench tool
+// (scripts/bench, `go run ./scripts/bench <name>`) share, written once:
+// the tool's dispatch, exit status and Ctrl-C handling (Main), flag
+// parsing with clear errors (Parse, Limits, BrokerFlags, StoreFlags), a
+// run's setup (NewRun: names, connections, binaries built, background
+// load) and its cleanup before the report (Measure, Cleanups), starting
+// the pipeline's services on the run's names (StartPipeline) and stopping
+// them in reverse, the load's subjects and events (Population,
+// BatchBody), requests to the collector (PostJSON, GrantConsent),
+// freshness (Tracker, LookupIDs, CountRows), reading CPU time and memory
+// of processes from /proc, the machine's background load, creating and
+// deleting a run's topics, groups and databases, scraping metrics, and
+// report formatting (NewTable, Quantile, WriteFiles). It is Linux-only, as
+// the benchmarks are.
 package benchkit
 
 import (

@@ -2,9 +2,11 @@ package benchkit
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,8 +15,15 @@ import (
 
 // TestMain lets the test binary stand in for a service: started by
 // StartService as "fake", it finds FAKE_ADMIN_LISTEN, answers /readyz
-// there and exits 0 on SIGTERM, or given FAIL=1 exits 3 at once.
+// there and exits 0 on SIGTERM, or given FAIL=1 exits 3 at once. Started
+// as the collector, enricher or sink (StartPipeline's tests), it first
+// writes its arguments and environment to a file in BENCHKIT_FAKE_DIR.
 func TestMain(m *testing.M) {
+	for _, name := range []string{"SINK", "ENRICHER", "COLLECTOR"} {
+		if addr := os.Getenv(name + "_ADMIN_LISTEN"); addr != "" && os.Getenv("BENCHKIT_FAKE_DIR") != "" {
+			fakeService(name, addr)
+		}
+	}
 	if addr := os.Getenv("FAKE_ADMIN_LISTEN"); addr != "" {
 		if os.Getenv("FAKE_FAIL") != "" {
 			os.Stderr.WriteString("fake: failing as asked\n")
@@ -29,6 +38,24 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// fakeService records how it was started, as <name>-<pid>.env (its
+// arguments, then its environment, a line each), and serves /readyz on
+// addr until SIGTERM.
+func fakeService(name, addr string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	record := strings.Join(append(os.Args[1:], os.Environ()...), "\n")
+	file := filepath.Join(os.Getenv("BENCHKIT_FAKE_DIR"), fmt.Sprintf("%s-%d.env", strings.ToLower(name), os.Getpid()))
+	if err := os.WriteFile(file, []byte(record), 0o600); err != nil {
+		os.Exit(4)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", func(http.ResponseWriter, *http.Request) {})
+	go func() { _ = http.ListenAndServe(addr, mux) }()
+	<-sig
+	os.Exit(0)
 }
 
 func TestServiceStartsReadiesAndStops(t *testing.T) {
