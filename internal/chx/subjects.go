@@ -2,6 +2,7 @@ package chx
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -24,6 +25,15 @@ func SubjectsWhere(users, anonymous []string) (string, []any) {
 		conds, args = append(conds, "anonymous_pseudonym IN ?"), append(args, groupSet(anonymous))
 	}
 	return strings.Join(conds, " OR "), args
+}
+
+// ExportQuery reads every column of the subjects' rows in db's events
+// table, oldest first, at most limit of them: the privacy API's export.
+// It is here, beside the condition it shares with erasure, so the sink's
+// test of every statement on a current ClickHouse engine runs it too.
+func ExportQuery(db string, users, anonymous []string, limit int) (string, []any) {
+	where, args := SubjectsWhere(users, anonymous)
+	return fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d", db, where, limit), args
 }
 
 // groupSet binds as ('a', 'b'), each value quoted; a bare slice would bind
