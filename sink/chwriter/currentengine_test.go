@@ -27,10 +27,12 @@ import (
 // schema.go, chx.ExportQuery), on a current ClickHouse release: chdb-core's
 // engine (scripts/chdb.sh). The other tests run them on 18.16. The schema
 // is migrated as a sink does on a server of the engine's version (so with
-// its version-gated statements), twice, as two sinks starting at once do;
-// rows are inserted in the loader's column shapes, then retention,
-// erasure and its verification, the audit and the README's queries run
-// with their answers checked.
+// its version-gated statements), twice, as two sinks starting at once do,
+// in both destinations' databases; the error codes the sink acts on are
+// checked (no table yet, a row refused for its content, an insert of too
+// many months, which the gated path splits); rows are inserted in the
+// loader's column shapes, then retention, erasure and its verification,
+// the audit and the README's queries run with their answers checked.
 func TestStatementsOnCurrentEngine(t *testing.T) {
 	engine := testenv.NewCurrentEngine(t)
 	version, err := parseServerVersion(engine.Version(t))
@@ -41,7 +43,7 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 		t.Fatalf("chdb-core's engine is ClickHouse %v, not a current release", version)
 	}
 	f := featuresOf(version)
-	if !f.addColumnIfNotExists {
+	if !f.addColumnIfNotExists || !f.insertPartitionLimit {
 		t.Fatalf("ClickHouse %v: the gated statements are not chosen", version)
 	}
 	db := Default().Database
@@ -55,40 +57,81 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 		stmts = append(stmts, testenv.Statement{Name: name, SQL: bindArgs(t, sql, args...)})
 	}
 
-	// Start-up: version, database, migrations (as migrate and apply send
-	// them), then checkColumns' look.
+	failsWith := func(name, sql string, codes ...int32) {
+		stmts = append(stmts, testenv.Statement{Name: name, SQL: sql, FailsWith: codes})
+	}
+
+	// Start-up, in both destinations' databases: version, database,
+	// migrations (as migrate and apply send them), then checkColumns' look.
+	// Before the events table exists the resume finds nothing stored, by
+	// the error's code.
 	addAny("version", versionQuery)
-	q, args := databaseExistsQuery(db)
-	add("database lookup", q, args, "0")
-	addAny("create database", createDatabaseStatement(db))
-	for round := 1; round <= 2; round++ {
-		addAny("migrations table", createMigrationsTableStatement(db))
-		for _, m := range migrations {
-			name := fmt.Sprintf("migration %d (%s), round %d", m.version, m.name, round)
-			if m.statements != nil {
-				for _, s := range m.statements(db) {
-					addAny(name, s)
+	intl := "analytics_intl"
+	for _, db := range []string{db, intl} {
+		failsWith(db+": stored offsets, no database", storedOffsetsQuery(db), noEventsTable...)
+		q, args := databaseExistsQuery(db)
+		add(db+": database lookup", q, args, "0")
+		addAny(db+": create database", createDatabaseStatement(db))
+		failsWith(db+": stored offsets, no table", storedOffsetsQuery(db), noEventsTable...)
+		for round := 1; round <= 2; round++ {
+			addAny(db+": migrations table", createMigrationsTableStatement(db))
+			for _, m := range migrations {
+				name := fmt.Sprintf("%s: migration %d (%s), round %d", db, m.version, m.name, round)
+				if m.statements != nil {
+					for _, s := range m.statements(db) {
+						addAny(name, s)
+					}
 				}
-			}
-			if len(m.columns) > 0 {
-				q, args := eventsColumnsQuery(db)
-				addAny(name+": columns", q, args...)
-				for _, c := range m.columns {
-					addAny(name+": add "+c.name, c.addStatement(db, f))
+				if len(m.columns) > 0 {
+					q, args := eventsColumnsQuery(db)
+					addAny(name+": columns", q, args...)
+					for _, c := range m.columns {
+						addAny(name+": add "+c.name, c.addStatement(db, f))
+					}
 				}
-			}
-			if round == 1 {
-				addAny(name+": record", migrationInsert(db)+" VALUES "+valuesRow(t, migrationValues(m, time.Now().UTC())))
+				if round == 1 {
+					addAny(name+": record", migrationInsert(db)+" VALUES "+valuesRow(t, migrationValues(m, time.Now().UTC())))
+				}
 			}
 		}
+		add(db+": schema version", schemaVersionQuery(db), nil, strconv.Itoa(len(migrations)))
+		q, args = eventsColumnsQuery(db)
+		var columns []string
+		for _, c := range strings.Split(eventColumns, ",") {
+			columns = append(columns, strings.TrimSpace(c))
+		}
+		stmts = append(stmts, testenv.Statement{Name: db + ": checkColumns", SQL: bindArgs(t, strings.Replace(q, "SELECT name, type", "SELECT name", 1), args...), Expect: columns})
 	}
-	add("schema version", schemaVersionQuery(db), nil, strconv.Itoa(len(migrations)))
-	q, args = eventsColumnsQuery(db)
-	var columns []string
-	for _, c := range strings.Split(eventColumns, ",") {
-		columns = append(columns, strings.TrimSpace(c))
+
+	// classify's codes. A row whose content ClickHouse refuses (here
+	// through a DEFAULT an operator added) fails with a code of
+	// contentCodes, so it goes to the dead-letter topic rather than be
+	// retried for ever.
+	addAny("operator's column", fmt.Sprintf(quantityColumn, intl))
+	bad := event.Clean{SchemaVersion: event.SchemaVersion, MessageID: "bad", Type: "track", Event: "Order Completed",
+		Timestamp: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), ReceivedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		Subject: "k1.x", Properties: json.RawMessage(`{"quantity":"lots"}`)}
+	var content []int32
+	for code := range contentCodes {
+		content = append(content, code)
 	}
-	stmts = append(stmts, testenv.Statement{Name: "checkColumns", SQL: bindArgs(t, strings.Replace(q, "SELECT name, type", "SELECT name", 1), args...), Expect: columns})
+	failsWith("a row refused for its content", eventsInsert(intl)+" VALUES "+eventValues(t, []*row{decodeTestRow(t, bad, 0, 0)}), content...)
+	addAny("operator's column dropped", "ALTER TABLE "+intl+".events DROP COLUMN quantity")
+	// The gated split: an insert spanning more months than
+	// max_partitions_per_insert_block (100) fails with TOO_MANY_PARTS, and
+	// its halves, as load splits it, go in.
+	var months []*row
+	for i := range 101 {
+		at := time.Date(2018, time.Month(1+i), 1, 0, 0, 0, 0, time.UTC)
+		c := event.Clean{SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("month-%d", i), Type: "track", Event: "Page Viewed",
+			Timestamp: at, ReceivedAt: at, Subject: "k1.y"}
+		months = append(months, decodeTestRow(t, c, 0, int64(i)))
+	}
+	failsWith("an insert of 101 months", eventsInsert(intl)+" VALUES "+eventValues(t, months), codeTooManyParts)
+	half := len(months) / 2
+	addAny("its first half", eventsInsert(intl)+" VALUES "+eventValues(t, months[:half]))
+	addAny("its second half", eventsInsert(intl)+" VALUES "+eventValues(t, months[half:]))
+	add("the 101 months stored", "SELECT count(), uniqExact(toYYYYMM(event_time)) FROM "+intl+".events", nil, "101\t101")
 
 	// The loader: the README's events in partition 0 and two of an expired
 	// month in partition 1, decoded and laid out as the sink does.
@@ -115,7 +158,7 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 	// Retention: three months kept in November drop August.
 	now := time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC)
 	keep := Retention{Months: 3}.oldestKept(now)
-	q, args = partitionsQuery(db)
+	q, args := partitionsQuery(db)
 	add("partitions", q, args, "202608", "202611")
 	for _, month := range []int{202608, 202611} {
 		if month < keep {

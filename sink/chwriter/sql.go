@@ -49,6 +49,10 @@ func eventsColumnsQuery(db string) (string, []any) {
 // out.
 func eventsInsert(db string) string { return "INSERT INTO " + db + ".events (" + eventColumns + ")" }
 
+// noEventsTable are the codes storedOffsetsQuery fails with when there is
+// no events table or database yet: UNKNOWN_TABLE, UNKNOWN_DATABASE.
+var noEventsTable = []int32{60, 81}
+
 // storedOffsetsQuery is the highest Kafka offset stored per partition.
 func storedOffsetsQuery(db string) string {
 	return "SELECT kafka_partition, max(kafka_offset) FROM " + db + ".events GROUP BY kafka_partition"

@@ -227,7 +227,7 @@ func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
 	rows, err := w.conn.Query(ctx, storedOffsetsQuery(w.cfg.Database))
 	var ex *clickhouse.Exception
 	switch {
-	case errors.As(err, &ex) && (ex.Code == 60 || ex.Code == 81): // no table or database yet: nothing stored
+	case errors.As(err, &ex) && slices.Contains(noEventsTable, ex.Code): // nothing stored
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("read stored offsets: %w", err)
