@@ -51,5 +51,8 @@ func groupSet(values ...[]string) clickhouse.GroupSet {
 // LargeQuery lets one statement hold thousands of pseudonyms: the default
 // max_query_size (256 KiB) would refuse a full erasure window.
 func LargeQuery(ctx context.Context) context.Context {
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": 64 << 20}))
+	return clickhouse.Context(ctx, clickhouse.WithSettings(LargeQuerySettings()))
 }
+
+// LargeQuerySettings are the settings LargeQuery sends with a statement.
+func LargeQuerySettings() clickhouse.Settings { return clickhouse.Settings{"max_query_size": 64 << 20} }

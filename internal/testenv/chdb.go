@@ -27,6 +27,9 @@ type Statement struct {
 	Expect []string `json:"expect"`
 	// Until, when set, runs the statement again until it answers this.
 	Until string `json:"until,omitempty"`
+	// Settings are set for the statement alone, as a client sends them
+	// with it.
+	Settings map[string]any `json:"settings,omitempty"`
 	// FailsWith, when set, are the error codes of which the statement
 	// must fail with one.
 	FailsWith []int32 `json:"fails_with,omitempty"`

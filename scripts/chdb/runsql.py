@@ -6,7 +6,8 @@
 FILE is a JSON list of statements, each {"name", "sql"} and optionally
 "expect" (the answer's lines, TabSeparated, compared in any order),
 "until" (run again, for up to 60 s, until the answer is this text) or
-"fails_with" (the statement must fail, with one of these error codes). The
+"fails_with" (the statement must fail, with one of these error codes), and
+"settings" (set for that statement alone, as a client sends them). The
 engine's data lives in a temporary folder (in /dev/shm where it can),
 removed at the end. The first
 statement that fails or answers otherwise ends the run: its name, its SQL
@@ -34,6 +35,15 @@ def answer(s, sql):
     return s.query(sql, "TabSeparated").bytes().decode()
 
 
+def setting(s, name):
+    return answer(s, f"SELECT value FROM system.settings WHERE name = '{name}'").strip()
+
+
+def literal(value):
+    text = str(value)
+    return text if text.isdigit() else "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def lines(text):
     return sorted(line for line in text.split("\n") if line != "")
 
@@ -42,7 +52,10 @@ def run(s, version, statements):
     for i, st in enumerate(statements, 1):
         where = f"statement {i} of {len(statements)} ({st['name']}) on ClickHouse {version}"
         start = time.monotonic()
+        saved = {name: setting(s, name) for name in st.get("settings", {})}
         try:
+            for name, value in st.get("settings", {}).items():
+                s.query(f"SET {name} = {literal(value)}")
             got = answer(s, st["sql"])
             if st.get("until") is not None:
                 deadline = time.monotonic() + 60
@@ -56,6 +69,8 @@ def run(s, version, statements):
             print(f"FAIL {where}: {e}\n--- SQL\n{st['sql']}", file=sys.stderr)
             return False
         finally:
+            for name, value in saved.items():
+                s.query(f"SET {name} = {literal(value)}")
             took = time.monotonic() - start
             if took > 0.5:
                 print(f"slow: {where} took {took:.1f} s")

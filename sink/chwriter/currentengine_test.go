@@ -35,6 +35,7 @@ import (
 // the audit and the README's queries run with their answers checked.
 func TestStatementsOnCurrentEngine(t *testing.T) {
 	engine := testenv.NewCurrentEngine(t)
+	now := func() time.Time { return time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC) }
 	version, err := parseServerVersion(engine.Version(t))
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +60,20 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 
 	failsWith := func(name, sql string, codes ...int32) {
 		stmts = append(stmts, testenv.Statement{Name: name, SQL: sql, FailsWith: codes})
+	}
+	// erasure is deleter.erase's statements for s, which find found
+	// first: count, delete, wait, count again. The count and the delete
+	// go with LargeQuery's settings.
+	large := map[string]any(chx.LargeQuerySettings())
+	erasure := func(db string, s *subjects, found []string) {
+		q, args := subjectsCountQuery(db, s)
+		stmts = append(stmts, testenv.Statement{Name: db + ": erasure: count", SQL: bindArgs(t, q, args...), Settings: large, Expect: found})
+		q, args = deleteStatement(db, s)
+		stmts = append(stmts, testenv.Statement{Name: db + ": erasure: delete", SQL: bindArgs(t, q, args...), Settings: large})
+		q, args = pendingMutationsQuery(db)
+		stmts = append(stmts, testenv.Statement{Name: db + ": erasure: wait for the mutation", SQL: bindArgs(t, q, args...), Until: "0"})
+		q, args = subjectsCountQuery(db, s)
+		stmts = append(stmts, testenv.Statement{Name: db + ": erasure: verify", SQL: bindArgs(t, q, args...), Settings: large, Expect: []string{}})
 	}
 
 	// Start-up, in both destinations' databases: version, database,
@@ -156,8 +171,7 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 	add("rows already stored", notStoredQuery(db, rows), nil, stored...)
 
 	// Retention: three months kept in November drop August.
-	now := time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC)
-	keep := Retention{Months: 3}.oldestKept(now)
+	keep := Retention{Months: 3}.oldestKept(now())
 	q, args := partitionsQuery(db)
 	add("partitions", q, args, "202608", "202611")
 	for _, month := range []int{202608, 202611} {
@@ -180,17 +194,33 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 		add(fmt.Sprintf("README query %d", i+1), strings.ReplaceAll(sql, "analytics_cn.", db+"."), nil, expect...)
 	}
 
-	// Erasure of bob (as a userId) and carol (as an anonymousId), as
-	// deleter.erase sends it: count, delete, wait, count again.
-	s := subjects{users: []string{"k1.bob"}, anonymous: []string{"k1.carol"}}
-	q, args = subjectsCountQuery(db, &s)
-	add("erasure: count", q, args, "k1.bob\t\t\t3", "k1.carol\t\t\t1")
-	q, args = deleteStatement(db, &s)
-	addAny("erasure: delete", q, args...)
-	q, args = pendingMutationsQuery(db)
-	stmts = append(stmts, testenv.Statement{Name: "erasure: wait for the mutation", SQL: bindArgs(t, q, args...), Until: "0"})
-	q, args = subjectsCountQuery(db, &s)
-	add("erasure: verify", q, args)
+	// A full erasure window: as many pseudonyms as one statement holds,
+	// more text than the default max_query_size takes, which LargeQuery's
+	// settings lift. Among them bob (as a userId) and carol (as an
+	// anonymousId), and two more subjects with a row each.
+	window := subjects{users: []string{"k1.bob"}, anonymous: []string{"k1.carol"}}
+	for i := range maxPseudonymsPerStatement - 2 {
+		p := fmt.Sprintf("k1.%032x", i)
+		if i%2 == 0 {
+			window.users = append(window.users, p)
+		} else {
+			window.anonymous = append(window.anonymous, p)
+		}
+	}
+	if n := len(window.chunks(maxPseudonymsPerStatement)); n != 1 {
+		t.Fatalf("a full window is %d statements", n)
+	}
+	u, a := window.users[len(window.users)-1], window.anonymous[len(window.anonymous)-1]
+	erased := []*row{
+		decodeTestRow(t, event.Clean{SchemaVersion: event.SchemaVersion, MessageID: "w-1", Type: "track", Event: "Page Viewed",
+			Timestamp: now(), ReceivedAt: now(), Subject: u, UserID: u, AnonymousID: "k1.other"}, 0, 200),
+		decodeTestRow(t, event.Clean{SchemaVersion: event.SchemaVersion, MessageID: "w-2", Type: "track", Event: "Page Viewed",
+			Timestamp: now(), ReceivedAt: now(), Subject: a, AnonymousID: a}, 0, 201),
+	}
+	addAny("rows of the window's other subjects", eventsInsert(db)+" VALUES "+eventValues(t, erased))
+	q, args = subjectsCountQuery(db, &window)
+	failsWith("the window's count without LargeQuery's settings", bindArgs(t, q, args...), 62)
+	erasure(db, &window, []string{"k1.bob\t\t\t3", "k1.carol\t\t\t1", u + "\t" + u + "\tk1.other\t1", a + "\t\t" + a + "\t1"})
 
 	// The audit: a sink's receipt and one without a request time, then
 	// the runbook's query.
