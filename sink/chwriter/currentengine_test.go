@@ -61,7 +61,6 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 		t.Helper()
 		stmts = append(stmts, testenv.Statement{Name: name, SQL: bindArgs(t, sql, args...)})
 	}
-
 	failsWith := func(name, sql string, codes ...int32) {
 		stmts = append(stmts, testenv.Statement{Name: name, SQL: sql, FailsWith: codes})
 	}
