@@ -152,11 +152,10 @@ var errTooManyRows = errors.New("too many rows")
 func (c dataCopy) rows(ctx context.Context, users, anonymous []string, max int, timeout time.Duration) ([]map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	where, args := chx.SubjectsWhere(users, anonymous)
 	// No settings with the query: a readonly=1 user may change none, and
 	// one subject's pseudonyms fit the default max_query_size.
-	rows, err := c.conn.Query(ctx, fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d",
-		c.database, where, max+1), args...)
+	query, args := chx.ExportQuery(c.database, users, anonymous, max+1)
+	rows, err := c.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query %s.events: %w", c.database, err)
 	}

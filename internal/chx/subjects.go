@@ -2,6 +2,7 @@ package chx
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -26,6 +27,15 @@ func SubjectsWhere(users, anonymous []string) (string, []any) {
 	return strings.Join(conds, " OR "), args
 }
 
+// ExportQuery reads every column of the subjects' rows in db's events
+// table, oldest first, at most limit of them: the privacy API's export.
+// It is here, beside the condition it shares with erasure, so the sink's
+// test of every statement on a current ClickHouse engine runs it too.
+func ExportQuery(db string, users, anonymous []string, limit int) (string, []any) {
+	where, args := SubjectsWhere(users, anonymous)
+	return fmt.Sprintf("SELECT * FROM %s.events WHERE %s ORDER BY event_time, message_id LIMIT %d", db, where, limit), args
+}
+
 // groupSet binds as ('a', 'b'), each value quoted; a bare slice would bind
 // as an array.
 func groupSet(values ...[]string) clickhouse.GroupSet {
@@ -41,5 +51,8 @@ func groupSet(values ...[]string) clickhouse.GroupSet {
 // LargeQuery lets one statement hold thousands of pseudonyms: the default
 // max_query_size (256 KiB) would refuse a full erasure window.
 func LargeQuery(ctx context.Context) context.Context {
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": 64 << 20}))
+	return clickhouse.Context(ctx, clickhouse.WithSettings(LargeQuerySettings()))
 }
+
+// LargeQuerySettings are the settings LargeQuery sends with a statement.
+func LargeQuerySettings() clickhouse.Settings { return clickhouse.Settings{"max_query_size": 64 << 20} }

@@ -38,7 +38,7 @@ func (a *auditor) run(ctx context.Context) error {
 // load inserts the receipts among records; tombstones are skipped and
 // receipts that do not decode go to the dead-letter topic.
 func (a *auditor) load(ctx context.Context, records []*kgo.Record) error {
-	batch, err := a.conn.PrepareBatch(ctx, "INSERT INTO "+a.cfg.Database+".privacy_audit (request_id, kind, stage, destination, status, operator, reason, subject, requested_at, at, latency_ms, rows, mutations, destinations, linked_anonymous_ids, error)")
+	batch, err := a.conn.PrepareBatch(ctx, auditInsert(a.cfg.Database))
 	if err != nil {
 		return fmt.Errorf("prepare audit insert: %w", err)
 	}
@@ -53,13 +53,7 @@ func (a *auditor) load(ctx context.Context, records []*kgo.Record) error {
 			dead = append(dead, kafkax.DeadLetter(rec, a.cfg.Topics.DLQ.Name, stage, reasonInvalidReceipt, fmt.Errorf("decode receipt: %w", err)))
 			continue
 		}
-		requested := r.RequestedAt
-		if !event.InRange(requested) {
-			requested = r.At
-		}
-		if err := batch.Append(r.RequestID, r.Kind, r.Stage, r.Destination, r.Status, r.Operator, r.Reason, r.Subject,
-			requested, r.At, r.At.Sub(requested).Milliseconds(), r.Rows, uint32(r.Mutations), nonNil(r.Destinations),
-			uint32(r.LinkedAnonymousIDs), r.Error); err != nil {
+		if err := batch.Append(auditValues(&r)...); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append audit row: %w", err)
 		}
@@ -80,11 +74,4 @@ func (a *auditor) load(ctx context.Context, records []*kgo.Record) error {
 	}
 	a.metrics.auditRows.Add(float64(n))
 	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

@@ -162,8 +162,8 @@ func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, er
 				return found, mutations, fmt.Errorf("%d row groups of the subjects remain after %d mutations", len(counts), round)
 			}
 			found = append(found, counts...)
-			where, args := c.where()
-			if err := d.conn.Exec(chx.LargeQuery(ctx), "ALTER TABLE "+d.db+".events DELETE WHERE "+where, args...); err != nil {
+			stmt, args := deleteStatement(d.db, &c)
+			if err := d.conn.Exec(chx.LargeQuery(ctx), stmt, args...); err != nil {
 				return found, mutations, fmt.Errorf("delete rows: %w", err)
 			}
 			mutations++
@@ -178,9 +178,8 @@ func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, er
 
 // count lists the subjects' rows by pseudonym triple.
 func (d *deleter) count(ctx context.Context, s *subjects) ([]matchCount, error) {
-	where, args := s.where()
-	rows, err := d.conn.Query(chx.LargeQuery(ctx), "SELECT subject, user_pseudonym, anonymous_pseudonym, count() FROM "+d.db+".events WHERE "+where+
-		" GROUP BY subject, user_pseudonym, anonymous_pseudonym", args...)
+	query, args := subjectsCountQuery(d.db, s)
+	rows, err := d.conn.Query(chx.LargeQuery(ctx), query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count the subjects' rows: %w", err)
 	}
@@ -205,7 +204,8 @@ func (d *deleter) waitMutations(ctx context.Context) error {
 	defer cancel()
 	for polls := 0; ; polls++ {
 		var pending uint64
-		err := d.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND table = 'events' AND is_done = 0", d.db).Scan(&pending)
+		query, args := pendingMutationsQuery(d.db)
+		err := d.conn.QueryRow(ctx, query, args...).Scan(&pending)
 		if err != nil {
 			return fmt.Errorf("read system.mutations: %w", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -199,34 +198,9 @@ func (w *Writer) insertRetrying(ctx context.Context, rows []*row) (left []*row, 
 }
 
 // notStored returns the rows that ClickHouse does not hold, matching them
-// by Kafka partition and offset. The event_time bounds let ClickHouse skip
-// the months (partitions) the rows cannot be in.
+// by Kafka partition and offset (notStoredQuery).
 func (w *Writer) notStored(ctx context.Context, rows []*row) ([]*row, error) {
-	type span struct{ lo, hi int64 }
-	spans := map[int32]*span{}
-	var order []int32
-	first, last := rows[0].clean.Timestamp, rows[0].clean.Timestamp
-	for _, r := range rows {
-		if s, ok := spans[r.partition]; ok {
-			s.lo, s.hi = min(s.lo, r.offset), max(s.hi, r.offset)
-		} else {
-			spans[r.partition] = &span{r.offset, r.offset}
-			order = append(order, r.partition)
-		}
-		if t := r.clean.Timestamp; t.Before(first) {
-			first = t
-		} else if t.After(last) {
-			last = t
-		}
-	}
-	conds := make([]string, 0, len(order))
-	for _, p := range order {
-		conds = append(conds, fmt.Sprintf("(kafka_partition = %d AND kafka_offset BETWEEN %d AND %d)", p, spans[p].lo, spans[p].hi))
-	}
-	// Integers only: nothing from the records is spliced into the SQL.
-	query := fmt.Sprintf("SELECT kafka_partition, kafka_offset FROM %s.events WHERE event_time BETWEEN toDateTime(%d) AND toDateTime(%d) AND (%s)",
-		w.cfg.Database, first.Unix(), last.Unix(), strings.Join(conds, " OR "))
-	res, err := w.conn.Query(ctx, query)
+	res, err := w.conn.Query(ctx, notStoredQuery(w.cfg.Database, rows))
 	if err != nil {
 		return nil, fmt.Errorf("look up rows already stored: %w", err)
 	}

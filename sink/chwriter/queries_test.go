@@ -22,23 +22,58 @@ var sqlBlock = regexp.MustCompile("(?s)```sql\n(.*?)```")
 // TestReadmeQueries loads a known set of events through the sink and runs
 // every SQL example in README.md against them, checking the answers.
 func TestReadmeQueries(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var queries []string
-	for _, m := range sqlBlock.FindAllStringSubmatch(string(readme), -1) {
-		if strings.Contains(m[1], "privacy_audit") {
-			continue // the runbook's: e2e's TestErasureEndToEnd runs it on a real erasure
-		}
-		queries = append(queries, m[1])
-	}
+	// The runbook's privacy_audit query e2e's TestErasureEndToEnd runs on
+	// a real erasure.
+	queries, _ := readmeSQL(t)
 
 	f := newFixture(t)
 	ctx := testenv.Context(t, time.Minute)
 	if err := f.w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	var recs []*kgo.Record
+	for _, c := range readmeEvents() {
+		v, _ := json.Marshal(c)
+		recs = append(recs, &kgo.Record{Topic: f.cfg.Topics.Clean.Name, Key: []byte(c.Subject), Value: v})
+	}
+	testenv.Produce(t, ctx, f.brokers, recs...)
+	f.waitRows(t, ctx, len(recs))
+
+	want := readmeAnswers
+	// Every example is checked: a new one needs its answer here.
+	if len(queries) != len(want) {
+		t.Fatalf("found %d SQL examples in README.md, want %d (one per expected answer in this test)", len(queries), len(want))
+	}
+	for i, q := range queries {
+		q = strings.ReplaceAll(q, "analytics_cn.", f.cfg.Database+".")
+		got := queryStrings(t, ctx, f, q)
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("README query %d:\n%s\ngot  %v\nwant %v", i+1, q, got, want[i])
+		}
+	}
+}
+
+// readmeSQL returns the SQL examples of README.md: the analysts' queries
+// of the events, and those of the privacy office's privacy_audit.
+func readmeSQL(t *testing.T) (events, audit []string) {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sqlBlock.FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(m[1], "privacy_audit") {
+			audit = append(audit, m[1])
+		} else {
+			events = append(events, m[1])
+		}
+	}
+	return events, audit
+}
+
+// readmeEvents are the events the README's example queries run on, in
+// TestReadmeQueries and TestStatementsOnCurrentEngine.
+func readmeEvents() []event.Clean {
 	day := func(d, h int) time.Time { return time.Date(2026, 11, d, h, 0, 0, 0, time.UTC) }
 	type ev struct {
 		subject, name string
@@ -68,7 +103,7 @@ func TestReadmeQueries(t *testing.T) {
 		"bob":   {"third_party_sharing"},
 		"carol": {"analytics", "marketing"},
 	}
-	var recs []*kgo.Record
+	var out []event.Clean
 	for i, e := range events {
 		c := event.Clean{SchemaVersion: event.SchemaVersion, MessageID: fmt.Sprintf("q-%d", i), Type: "track", Event: e.name,
 			Timestamp: e.at, ReceivedAt: e.at, SourceID: "web", Region: "cn", Subject: "k1." + e.subject, DNT: e.dnt,
@@ -76,32 +111,21 @@ func TestReadmeQueries(t *testing.T) {
 		if e.sku != "" {
 			c.Properties = json.RawMessage(`{"sku":"` + e.sku + `"}`)
 		}
-		v, _ := json.Marshal(c)
-		recs = append(recs, &kgo.Record{Topic: f.cfg.Topics.Clean.Name, Key: []byte(c.Subject), Value: v})
+		out = append(out, c)
 	}
-	testenv.Produce(t, ctx, f.brokers, recs...)
-	f.waitRows(t, ctx, len(events))
+	return out
+}
 
-	want := [][][]string{
-		{{"2026-11-01", "3"}, {"2026-11-02", "2"}, {"2026-11-08", "1"}},
-		{{"sku-1", "3"}, {"sku-2", "2"}, {"sku-3", "1"}},
-		{{"1", "1"}, {"2", "1"}, {"3", "1"}},
-		{{"3", "2", "1"}},
-		{{"2026-11-01", "2", "6"}, {"2026-11-02", "1", "2"}, {"2026-11-08", "0", "1"}},
-		{{"2026-11-01", "CN", "4"}, {"2026-11-01", "DE", "2"}, {"2026-11-02", "CN", "1"}, {"2026-11-02", "DE", "1"}, {"2026-11-08", "CN", "1"}},
-		{{"Product Viewed", "4", "2"}, {"Order Completed", "1", "1"}, {"Product Added", "1", "1"}},
-	}
-	// Every example is checked: a new one needs its answer here.
-	if len(queries) != len(want) {
-		t.Fatalf("found %d SQL examples in README.md, want %d (one per expected answer in this test)", len(queries), len(want))
-	}
-	for i, q := range queries {
-		q = strings.ReplaceAll(q, "analytics_cn.", f.cfg.Database+".")
-		got := queryStrings(t, ctx, f, q)
-		if !reflect.DeepEqual(got, want[i]) {
-			t.Errorf("README query %d:\n%s\ngot  %v\nwant %v", i+1, q, got, want[i])
-		}
-	}
+// readmeAnswers are the answers of the README's example queries (but the
+// runbook's privacy_audit one), in order, on readmeEvents.
+var readmeAnswers = [][][]string{
+	{{"2026-11-01", "3"}, {"2026-11-02", "2"}, {"2026-11-08", "1"}},
+	{{"sku-1", "3"}, {"sku-2", "2"}, {"sku-3", "1"}},
+	{{"1", "1"}, {"2", "1"}, {"3", "1"}},
+	{{"3", "2", "1"}},
+	{{"2026-11-01", "2", "6"}, {"2026-11-02", "1", "2"}, {"2026-11-08", "0", "1"}},
+	{{"2026-11-01", "CN", "4"}, {"2026-11-01", "DE", "2"}, {"2026-11-02", "CN", "1"}, {"2026-11-02", "DE", "1"}, {"2026-11-08", "CN", "1"}},
+	{{"Product Viewed", "4", "2"}, {"Order Completed", "1", "1"}, {"Product Added", "1", "1"}},
 }
 
 // queryStrings runs q and returns every value as text.

@@ -50,7 +50,8 @@ func (w *Writer) runRetention(ctx context.Context) {
 // allows at now and returns how many it dropped.
 func (w *Writer) dropExpired(ctx context.Context, now time.Time) (int, error) {
 	keep := w.cfg.Retention.oldestKept(now)
-	rows, err := w.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'events' AND active", w.cfg.Database)
+	query, args := partitionsQuery(w.cfg.Database)
+	rows, err := w.conn.Query(ctx, query, args...)
 	if err != nil {
 		return 0, fmt.Errorf("list partitions: %w", err)
 	}
@@ -67,7 +68,7 @@ func (w *Writer) dropExpired(ctx context.Context, now time.Time) (int, error) {
 	}
 	rows.Close()
 	for i, month := range expired {
-		if err := w.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.events DROP PARTITION %d", w.cfg.Database, month)); err != nil {
+		if err := w.conn.Exec(ctx, dropPartitionStatement(w.cfg.Database, month)); err != nil {
 			return i, fmt.Errorf("drop partition %d: %w", month, err)
 		}
 		w.metrics.partitionsDropped.Inc()

@@ -137,11 +137,11 @@ func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint
 	if err := ensureDatabase(ctx, conn, db); err != nil {
 		return 0, err
 	}
-	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+db+".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"); err != nil {
+	if err := conn.Exec(ctx, createMigrationsTableStatement(db)); err != nil {
 		return 0, fmt.Errorf("schema migrations table: %w", err)
 	}
 	var current uint32
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+db+".schema_migrations").Scan(&current); err != nil {
+	if err := conn.QueryRow(ctx, schemaVersionQuery(db)).Scan(&current); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	for _, m := range migrations {
@@ -167,13 +167,14 @@ func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint
 // releases, where every user may read that table.
 func ensureDatabase(ctx context.Context, conn driver.Conn, db string) error {
 	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&n); err != nil {
+	query, args := databaseExistsQuery(db)
+	if err := conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
 		return fmt.Errorf("look for database %s: %w", db, err)
 	}
 	if n > 0 {
 		return nil
 	}
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+	if err := conn.Exec(ctx, createDatabaseStatement(db)); err != nil {
 		return fmt.Errorf("create database %s (or have an administrator create it: deployments/clickhouse): %w", db, err)
 	}
 	return nil
@@ -243,7 +244,8 @@ func columnTypeError(db string, c column, have string) error {
 
 // eventsColumns maps the events table's column names to their types.
 func eventsColumns(ctx context.Context, conn driver.Conn, db string) (map[string]string, error) {
-	rows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'events'", db)
+	query, args := eventsColumnsQuery(db)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s.events columns: %w", db, err)
 	}
@@ -265,11 +267,11 @@ func eventsColumns(ctx context.Context, conn driver.Conn, db string) (map[string
 // recordMigration inserts through a batch: an INSERT ... VALUES sent with
 // Exec waits forever for a data block on 18.16.
 func recordMigration(ctx context.Context, conn driver.Conn, db string, m migration) error {
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".schema_migrations (version, name, applied_at)")
+	batch, err := conn.PrepareBatch(ctx, migrationInsert(db))
 	if err != nil {
 		return err
 	}
-	if err := batch.Append(m.version, m.name, time.Now().UTC()); err != nil {
+	if err := batch.Append(migrationValues(m, time.Now().UTC())...); err != nil {
 		_ = batch.Abort()
 		return err
 	}

@@ -94,7 +94,7 @@ func featuresOf(v serverVersion) features {
 // handshake's version lacks the build number and any vendor tag).
 func detectServer(ctx context.Context, conn driver.Conn) (serverVersion, error) {
 	var text string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&text); err != nil {
+	if err := conn.QueryRow(ctx, versionQuery).Scan(&text); err != nil {
 		return serverVersion{}, fmt.Errorf("read server version: %w", err)
 	}
 	return parseServerVersion(text)

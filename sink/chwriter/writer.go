@@ -224,10 +224,10 @@ func (w *Writer) resumeAfterStoredRows(ctx context.Context, offsets map[string]m
 
 // storedOffsets is the highest Kafka offset stored per partition.
 func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
-	rows, err := w.conn.Query(ctx, "SELECT kafka_partition, max(kafka_offset) FROM "+w.cfg.Database+".events GROUP BY kafka_partition")
+	rows, err := w.conn.Query(ctx, storedOffsetsQuery(w.cfg.Database))
 	var ex *clickhouse.Exception
 	switch {
-	case errors.As(err, &ex) && (ex.Code == 60 || ex.Code == 81): // no table or database yet: nothing stored
+	case errors.As(err, &ex) && slices.Contains(noEventsTable, ex.Code): // nothing stored
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("read stored offsets: %w", err)
@@ -551,7 +551,7 @@ func (w *Writer) eraseLate(rows []*row) {
 
 func (w *Writer) insert(ctx context.Context, rows []*row) error {
 	start := time.Now()
-	batch, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.cfg.Database+".events ("+eventColumns+")")
+	batch, err := w.conn.PrepareBatch(ctx, eventsInsert(w.cfg.Database))
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
