@@ -166,6 +166,12 @@ type StoreFlags struct {
 	WriteKey   string // the events'
 	ConsentKey string // the consent updates': a server source's
 	Check      bool   // only list what earlier runs left behind
+	// EnvFile is -env-file: PREFIX_KEY=VALUE settings (a cluster's
+	// overlay, such as configs/cluster/kafka.env) every service started
+	// gets before the benchmark's own; Overlay holds them by service
+	// prefix, without it, after Validate.
+	EnvFile string
+	Overlay map[string][]string
 }
 
 // Define defines the flags on fs; rootHolds says what the repository root
@@ -177,6 +183,7 @@ func (s *StoreFlags) Define(fs *flag.FlagSet, rootHolds string) {
 	fs.StringVar(&s.WriteKey, "write-key", "demo-write-key", "collector write key of the events")
 	fs.StringVar(&s.ConsentKey, "consent-write-key", "demo-backend-write-key", "collector write key of the consent updates: a server source's, since they grant cross-border transfer")
 	fs.BoolVar(&s.Check, "check", false, "only list topics, groups and databases left by earlier runs; exit 1 if any")
+	fs.StringVar(&s.EnvFile, "env-file", "", "PREFIX_KEY=VALUE lines every service gets before the bench's own settings, such as configs/cluster/kafka.env (give -brokers of that cluster too)")
 }
 
 // Validate, after parsing, sets Brokers and refuses an address not on
@@ -186,7 +193,35 @@ func (s *StoreFlags) Validate() error {
 	if err := s.BrokerFlags.Validate(); err != nil {
 		return err
 	}
+	if s.EnvFile != "" {
+		var err error
+		if s.Overlay, err = ReadEnvFile(s.EnvFile); err != nil {
+			return err
+		}
+	}
 	return CheckLoopback("-clickhouse", s.ClickHouse)
+}
+
+// ReadEnvFile reads an environment file of PREFIX_KEY=VALUE lines (blank
+// lines and # comments skipped) into each prefix's KEY=VALUE settings.
+func ReadEnvFile(path string) (map[string][]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-env-file: %w", err)
+	}
+	out := map[string][]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		prefix, kv, ok := strings.Cut(line, "_")
+		if !ok || !strings.Contains(kv, "=") || strings.Contains(prefix, "=") {
+			return nil, fmt.Errorf("-env-file %s:%d: want PREFIX_KEY=VALUE, got %q", path, i+1, line)
+		}
+		out[prefix] = append(out[prefix], kv)
+	}
+	return out, nil
 }
 
 // CheckRoot refuses a -root that is not the repository's root: one of

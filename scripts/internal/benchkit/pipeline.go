@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -225,7 +226,8 @@ func StartPipeline(ctx context.Context, r *Run, s *StoreFlags, spec PipelineSpec
 			label += " " + st.dest
 		}
 		Progress("starting %s (%s)", label, st.config)
-		svc, err := StartServiceConfig(st.bin, s.Root, st.name, st.config, st.env...)
+		env := append(slices.Clone(s.Overlay[strings.ToUpper(st.name)]), st.env...)
+		svc, err := StartServiceConfig(st.bin, s.Root, st.name, st.config, env...)
 		if err != nil {
 			return nil, err
 		}

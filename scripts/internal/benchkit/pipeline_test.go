@@ -179,7 +179,9 @@ func TestStartPipelineTagsAndRegionOnly(t *testing.T) {
 	t.Setenv("BENCHKIT_FAKE_DIR", dir)
 	var cl Cleanups
 	r := &Run{Infra: &Infra{Prefixes: PrefixesOf("testbench"), RunID: "1p2"}, Bins: Binaries{os.Args[0], os.Args[0], os.Args[0]}}
-	s := &StoreFlags{BrokerFlags: BrokerFlags{Brokers: []string{"127.0.0.1:1"}}, ClickHouse: "127.0.0.1:3", Root: t.TempDir()}
+	// An overlay (-env-file) comes first, so the run's own names win.
+	s := &StoreFlags{BrokerFlags: BrokerFlags{Brokers: []string{"127.0.0.1:1"}}, ClickHouse: "127.0.0.1:3", Root: t.TempDir(),
+		Overlay: map[string][]string{"SINK": {"CLICKHOUSE_CLUSTER=replicas", "DATABASE=overlaid"}, "COLLECTOR": {"TOPICS_RAW_REPLICATION_FACTOR=3"}}}
 	p, err := StartPipeline(context.Background(), r, s, PipelineSpec{Tag: "f1"}, &cl)
 	if err != nil {
 		t.Fatal(err)
@@ -193,13 +195,44 @@ func TestStartPipelineTagsAndRegionOnly(t *testing.T) {
 	}
 	got := startedServices(t, dir)
 	for name, want := range map[string][]string{
-		"sink cn":   {"SINK_TOPICS_CLEAN_NAME=testbench.1p2.f1.clean", "SINK_DATABASE=testbench_1p2_f1_cn", "SINK_GROUP_ID=testbench-1p2-f1-sink-cn"},
-		"collector": {"configs/collector.yaml", "COLLECTOR_TOPICS_RAW_NAME=testbench.1p2.f1.raw"},
+		"sink cn":   {"SINK_TOPICS_CLEAN_NAME=testbench.1p2.f1.clean", "SINK_DATABASE=testbench_1p2_f1_cn", "SINK_GROUP_ID=testbench-1p2-f1-sink-cn", "SINK_CLICKHOUSE_CLUSTER=replicas"},
+		"collector": {"configs/collector.yaml", "COLLECTOR_TOPICS_RAW_NAME=testbench.1p2.f1.raw", "COLLECTOR_TOPICS_RAW_REPLICATION_FACTOR=3"},
 	} {
 		for _, w := range want {
 			if !slices.Contains(got[name], w) {
 				t.Errorf("%s was started without %s: %v", name, w, got[name])
 			}
 		}
+	}
+	if slices.Contains(got["sink cn"], "SINK_DATABASE=overlaid") {
+		t.Error("the overlay's SINK_DATABASE won over the run's")
+	}
+}
+
+func TestReadEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "cluster.env")
+	if err := os.WriteFile(good, []byte("# a cluster\n\nCOLLECTOR_KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19093\nSINK_CLICKHOUSE_CLUSTER=replicas\n  SINK_TOPICS_CLEAN_MIN_INSYNC_REPLICAS=2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadEnvFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"COLLECTOR": {"KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19093"}, "SINK": {"CLICKHOUSE_CLUSTER=replicas", "TOPICS_CLEAN_MIN_INSYNC_REPLICAS=2"}}
+	if len(got) != len(want) || !slices.Equal(got["COLLECTOR"], want["COLLECTOR"]) || !slices.Equal(got["SINK"], want["SINK"]) {
+		t.Errorf("ReadEnvFile = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"NOPREFIX=1", "SINK_NOVALUE", "A=B_C"} {
+		f := filepath.Join(dir, "bad.env")
+		if err := os.WriteFile(f, []byte("# ok\nSINK_A=1\n"+bad+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadEnvFile(f); err == nil || !strings.Contains(err.Error(), "bad.env:3") {
+			t.Errorf("%q: %v, want an error naming line 3", bad, err)
+		}
+	}
+	if _, err := ReadEnvFile(filepath.Join(dir, "missing.env")); err == nil || !strings.Contains(err.Error(), "-env-file") {
+		t.Errorf("a missing file: %v, want an error naming -env-file", err)
 	}
 }
