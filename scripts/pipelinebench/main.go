@@ -56,6 +56,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
@@ -73,6 +74,9 @@ type options struct {
 	out        string
 	writeKey   string
 	consentKey string
+	// overlay is -env-file's settings by service (COLLECTOR, ENRICHER,
+	// SINK), without the prefix: applied before the bench's own.
+	overlay map[string][]string
 
 	start    int
 	factor   float64
@@ -108,6 +112,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.batch, "batch", 50, "events per /v1/batch request (1-100)")
 	flag.IntVar(&o.senders, "senders", 64, "concurrent clients posting the events (1-512)")
 	flag.IntVar(&o.subjects, "subjects", 3000, "subjects the events are about, each with consent recorded first (30-100000)")
+	envFile := flag.String("env-file", "", "PREFIX_KEY=VALUE lines applied to each service before the bench's own settings, e.g. configs/cluster/kafka.env (with -brokers of the cluster) for replication factor 3")
 	flag.BoolVar(&o.check, "check", false, "only list topics, groups and databases left by earlier runs; exit 1 if any")
 	flag.Parse()
 
@@ -142,6 +147,11 @@ func parseFlags() (options, error) {
 	}
 	if o.root, err = filepath.Abs(o.root); err != nil {
 		return o, err
+	}
+	if *envFile != "" {
+		if o.overlay, err = readEnvFile(*envFile); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }
@@ -200,4 +210,26 @@ func benchmark(ctx context.Context, o options, cl *benchkit.Cleanups) (*report, 
 		err = ctx.Err()
 	}
 	return rep, err
+}
+
+// readEnvFile reads PREFIX_KEY=VALUE lines (blank lines and # comments
+// skipped) into each prefix's KEY=VALUE settings.
+func readEnvFile(path string) (map[string][]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-env-file: %w", err)
+	}
+	out := map[string][]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		prefix, kv, ok := strings.Cut(line, "_")
+		if !ok || !strings.Contains(kv, "=") || strings.Contains(prefix, "=") {
+			return nil, fmt.Errorf("-env-file %s:%d: want PREFIX_KEY=VALUE, got %q", path, i+1, line)
+		}
+		out[prefix] = append(out[prefix], kv)
+	}
+	return out, nil
 }

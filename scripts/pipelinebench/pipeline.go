@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/consentflow/consentflow/scripts/internal/benchkit"
@@ -97,7 +98,8 @@ func startPipeline(ctx context.Context, e *benchkit.Infra, o options, bins binar
 			label += " " + s.dest
 		}
 		benchkit.Progress("starting %s (%s)", label, s.config)
-		svc, err := benchkit.StartServiceConfig(s.bin, o.root, s.name, s.config, s.env...)
+		env := append(slices.Clone(o.overlay[strings.ToUpper(s.name)]), s.env...)
+		svc, err := benchkit.StartServiceConfig(s.bin, o.root, s.name, s.config, env...)
 		if err != nil {
 			return nil, err
 		}

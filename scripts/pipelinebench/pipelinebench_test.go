@@ -4,6 +4,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +171,25 @@ func TestKneeNamesTheStageThatFellBehind(t *testing.T) {
 	}
 	if _, _, found := knee([]step{ok}); found {
 		t.Error("knee found among sustained steps only")
+	}
+}
+
+func TestReadEnvFile(t *testing.T) {
+	got, err := readEnvFile("../../configs/cluster/kafka.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"COLLECTOR", "ENRICHER", "SINK"} {
+		if !slices.Contains(got[prefix], "KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094") ||
+			!slices.Contains(got[prefix], "TOPICS_RECEIPTS_REPLICATION_FACTOR=3") {
+			t.Errorf("%s: %v, want the cluster's brokers and receipts at replication factor 3", prefix, got[prefix])
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.env")
+	if err := os.WriteFile(bad, []byte("# ok\nCOLLECTOR_KAFKA_BROKERS=a:1\nNOPREFIX=1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readEnvFile(bad); err == nil || !strings.Contains(err.Error(), "bad.env:3") {
+		t.Errorf("a line without PREFIX_: %v, want an error naming line 3", err)
 	}
 }
