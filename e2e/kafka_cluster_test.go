@@ -309,8 +309,20 @@ func TestKafkaClusterBrokerKill(t *testing.T) {
 		}
 		return sb.String()
 	}
-	for _, admin := range ports[:4] {
-		waitReady(t, ctx, "http://"+admin+"/readyz")
+	readyCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for i, admin := range ports[:4] {
+		for !isReady("http://" + admin + "/readyz") {
+			select {
+			case err := <-procs[i].done: // a port taken meanwhile, for one
+				t.Fatalf("%s exited before it was ready: %v\n%s", procs[i].name, err, logs())
+			default:
+			}
+			if readyCtx.Err() != nil {
+				t.Fatalf("%s not ready in 3 min\n%s", procs[i].name, logs())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	collector := "http://" + ports[4]
 
@@ -436,6 +448,15 @@ func TestKafkaClusterBrokerKill(t *testing.T) {
 	if err := deliveredOnce(storedIDs(t, ctx, conn, database), acked, unsure); err == nil || !strings.Contains(err.Error(), "1 duplicated") {
 		t.Fatalf("the check missed a row stored twice: %v", err)
 	}
+}
+
+func isReady(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // newClusterClient is a plain client of the cluster, closed with the test.
