@@ -43,7 +43,7 @@ kafka-cluster-down: ## stop what kafka-cluster-up started
 	scripts/deps.sh kafka-cluster down
 
 # Not in `make test`: three more brokers and a broker killed under load
-# (70-75 s), on their own target, which CI runs too (.ci/run).
+# (70-85 s), on their own target, which CI runs too (.ci/run).
 test-kafka-cluster: deps-up kafka-cluster-up ## the pipeline on the three-broker cluster with a broker SIGKILLed under load: every acknowledged event in ClickHouse exactly once
 	TEST_KAFKA_CLUSTER_BROKERS=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094 CI=true \
 	  $(GO) test -count=1 -timeout 15m -run '^(TestKafkaCluster|TestDeliveredOnce)' -v ./e2e/
