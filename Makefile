@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
+.PHONY: run test test-short test-kafka-cluster race-ready deps-up deps-down deps-status kafka-cluster-up kafka-cluster-down build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -35,6 +35,18 @@ deps-down: ## stop what deps-up started
 
 deps-status:
 	scripts/deps.sh status
+
+kafka-cluster-up: ## start three Kafka brokers (KRaft) on 127.0.0.1:19092-19094; configs/cluster/kafka.env points the services at them
+	scripts/deps.sh kafka-cluster up
+
+kafka-cluster-down: ## stop what kafka-cluster-up started
+	scripts/deps.sh kafka-cluster down
+
+# Not in `make test`: three more brokers and a broker killed under load
+# (70-85 s), on their own target, which CI runs too (.ci/run).
+test-kafka-cluster: deps-up kafka-cluster-up ## the pipeline on the three-broker cluster with a broker SIGKILLed under load: every acknowledged event in ClickHouse exactly once
+	TEST_KAFKA_CLUSTER_BROKERS=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094 CI=true \
+	  $(GO) test -count=1 -timeout 15m -run '^(TestKafkaCluster|TestDeliveredOnce)' -v ./e2e/
 
 bench: deps-up bench-ingest bench-enricher bench-sink bench-erasure ## Go benchmarks against the real services, then the collector, enricher, sink and erasure load tests
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -8,6 +8,8 @@
 #   scripts/deps.sh up|status
 #   scripts/deps.sh down [kafka|clickhouse]
 #   scripts/deps.sh running kafka|clickhouse   (exit 0 if it answers)
+#   scripts/deps.sh kafka-cluster up|down|status
+#                    (three Kafka brokers on 19092-19094: scripts/cluster/kafka.sh)
 #
 # Everything it writes (jars, data, logs, pid files) is under $DEPS_DIR
 # (default .deps/ in the repository, ignored by git). ClickHouse's data goes
@@ -279,6 +281,9 @@ kafka_up() {
   log "kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml") up on $KAFKA_ADDR"
 }
 
+# shellcheck source=cluster/kafka.sh
+. "$ROOT/scripts/cluster/kafka.sh"
+
 # --- stop / status ------------------------------------------------------
 
 # stop_pid NAME PIDFILE PATTERN: SIGTERM, up to 60s for a clean stop, then
@@ -351,5 +356,6 @@ case ${1:-} in
     esac
     ;;
   status) status ;;
-  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse" >&2; exit 2 ;;
+  kafka-cluster) kafka_cluster "${2:-}" ;;
+  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse|kafka-cluster up|down|status" >&2; exit 2 ;;
 esac
