@@ -8,6 +8,8 @@
 #   scripts/deps.sh up|status
 #   scripts/deps.sh down [kafka|clickhouse]
 #   scripts/deps.sh running kafka|clickhouse   (exit 0 if it answers)
+#   scripts/deps.sh cluster-up|cluster-down|cluster-status clickhouse
+#                                  (the replicated setup: scripts/cluster/)
 #
 # Everything it writes (jars, data, logs, pid files) is under $DEPS_DIR
 # (default .deps/ in the repository, ignored by git). ClickHouse's data goes
@@ -351,5 +353,10 @@ case ${1:-} in
     esac
     ;;
   status) status ;;
+  # The multi-node setups live in scripts/cluster/<name>.sh, one file each.
+  cluster-up | cluster-down | cluster-status)
+    [[ -x $ROOT/scripts/cluster/${2:-}.sh ]] || die "$1 takes one of: $(cd "$ROOT/scripts/cluster" && ls -- *.sh | sed 's/\.sh$//' | tr '\n' ' ')"
+    DEPS_DIR=$DEPS_DIR exec "$ROOT/scripts/cluster/$2.sh" "${1#cluster-}"
+    ;;
   *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse" >&2; exit 2 ;;
 esac

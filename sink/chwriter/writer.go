@@ -87,6 +87,9 @@ type Writer struct {
 	// older path stays valid if the server is upgraded meanwhile).
 	server   serverVersion
 	features features
+	// replicas are every server of the config's cluster, reached one by
+	// one (cluster.go); nil without a cluster. Set by Start.
+	replicas []replica
 
 	// erased is every pseudonym of the destination's erasure notices, kept
 	// by erasedTail; the loader skips their rows.
@@ -222,9 +225,33 @@ func (w *Writer) resumeAfterStoredRows(ctx context.Context, offsets map[string]m
 	return offsets, nil
 }
 
-// storedOffsets is the highest Kafka offset stored per partition.
+// storedOffsets is the highest Kafka offset stored per partition: on a
+// cluster, the highest over every replica, since one that lags does not
+// hold all that another acknowledged (cluster.go); any replica that does
+// not answer fails it.
 func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
-	rows, err := w.conn.Query(ctx, "SELECT kafka_partition, max(kafka_offset) FROM "+w.cfg.Database+".events GROUP BY kafka_partition")
+	if w.replicas == nil {
+		return w.storedOffsetsOn(ctx, w.conn)
+	}
+	stored := map[int32]int64{}
+	err := eachReplica(w.replicas, func(r replica) error {
+		on, err := w.storedOffsetsOn(ctx, r.conn)
+		for p, off := range on {
+			if last, ok := stored[p]; !ok || off > last {
+				stored[p] = off
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+// storedOffsetsOn is storedOffsets on one server.
+func (w *Writer) storedOffsetsOn(ctx context.Context, conn driver.Conn) (map[int32]int64, error) {
+	rows, err := conn.Query(ctx, "SELECT kafka_partition, max(kafka_offset) FROM "+w.cfg.Database+".events GROUP BY kafka_partition")
 	var ex *clickhouse.Exception
 	switch {
 	case errors.As(err, &ex) && (ex.Code == 60 || ex.Code == 81): // no table or database yet: nothing stored
@@ -259,12 +286,9 @@ func (w *Writer) Start(ctx context.Context) error {
 	w.metrics.setServer(server)
 	w.log.Info("clickhouse server", "version", server.String(),
 		"add_column_if_not_exists", w.features.addColumnIfNotExists, "insert_partition_limit", w.features.insertPartitionLimit)
-	schema, err := migrate(ctx, w.conn, w.cfg.Database, w.features)
+	schema, err := w.migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("clickhouse schema: %w", err)
-	}
-	if err := checkColumns(ctx, w.conn, w.cfg.Database); err != nil {
-		return err
 	}
 	// Every erased subject is known before the first row is loaded.
 	if err := w.erasedTail.Start(ctx); err != nil {
@@ -299,6 +323,33 @@ func (w *Writer) Start(ctx context.Context) error {
 	}()
 	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "schema_version", schema, "clickhouse", server.String())
 	return nil
+}
+
+// migrate brings the schema up to date on the server, or on every replica
+// of the cluster, and checks the events table's columns there.
+func (w *Writer) migrate(ctx context.Context) (uint32, error) {
+	db := w.cfg.Database
+	if w.cfg.Cluster == "" {
+		schema, err := migrate(ctx, w.conn, db, w.features)
+		if err != nil {
+			return 0, err
+		}
+		return schema, checkColumns(ctx, w.conn, db)
+	}
+	if w.replicas == nil {
+		rs, err := discoverReplicas(ctx, w.conn, &w.cfg.ClickHouse, w.cfg.Cluster)
+		if err != nil {
+			return 0, err
+		}
+		w.replicas = rs
+		w.eraser.deleter.replicas = rs
+		w.log.Info("clickhouse cluster", "cluster", w.cfg.Cluster, "replicas", len(rs))
+	}
+	schema, err := migrateCluster(ctx, w.replicas, db, w.cfg.Cluster, w.features)
+	if err != nil {
+		return 0, err
+	}
+	return schema, eachReplica(w.replicas, func(r replica) error { return checkColumns(ctx, r.conn, db) })
 }
 
 // Done yields the loop's error if it stops on its own.
@@ -345,6 +396,7 @@ func (w *Writer) Shutdown(ctx context.Context) error {
 		}
 		w.client.Close()
 		errs = append(errs, w.conn.Close())
+		closeReplicas(w.replicas)
 		w.shutdownErr = errors.Join(errs...)
 	})
 	return w.shutdownErr
