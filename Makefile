@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
+.PHONY: run test test-cluster cluster-up cluster-down test-short race-ready deps-up deps-down deps-status build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -14,6 +14,18 @@ test: deps-up race-ready ## unit tests under the race detector, then unit, integ
 	$(GO) test -C deployments -race -short -count=1 ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -C deployments -count=1 ./...
+
+# The replicated ClickHouse tests stop and start the cluster's processes,
+# so they run only here (TEST_CLICKHOUSE_CLUSTER=1), never in `make test`.
+test-cluster: deps-up ## the replicated ClickHouse tests (ZooKeeper, two 18.16 replicas) with their faults: replica SIGKILLed, ZooKeeper stopped, erasure and resume with a lagging replica (~1.5 min); stops the cluster after
+	scripts/deps.sh cluster-up clickhouse
+	TEST_CLICKHOUSE_CLUSTER=1 CI=true $(GO) test -count=1 -v -run '^(TestCluster|TestExactlyOnceCatches)' ./sink/chwriter/ | grep -E '^(---|ok|FAIL|\s+cluster_test)'; rc=$${PIPESTATUS[0]}; scripts/deps.sh cluster-down clickhouse; exit $$rc
+
+cluster-up: ## start ZooKeeper and two ClickHouse replicas of the cluster consentflow (scripts/cluster/clickhouse.sh: native 19000/19001)
+	scripts/deps.sh cluster-up clickhouse
+
+cluster-down: ## stop what cluster-up started
+	scripts/deps.sh cluster-down clickhouse
 
 test-short: race-ready ## unit tests only, under the race detector; needs no service
 	$(GO) test -race -short ./...
