@@ -126,6 +126,8 @@ ch_config() {
   done
   # internal_replication: a Distributed table writes each row to one
   # replica and replication copies it; analysts read through it.
+  # ${CLUSTER}_two_shards (each server a shard of its own) is for the test
+  # that the sink refuses a cluster of several shards.
   cat >"$dir/config.d/cluster.xml" <<EOF
 <yandex>
   <interserver_http_host>127.0.0.1</interserver_http_host>
@@ -137,6 +139,10 @@ ch_config() {
     <$CLUSTER>
       <shard><internal_replication>true</internal_replication>$replicas</shard>
     </$CLUSTER>
+    <${CLUSTER}_two_shards>
+      <shard><replica><host>127.0.0.1</host><port>${NATIVE[r1]}</port></replica></shard>
+      <shard><replica><host>127.0.0.1</host><port>${NATIVE[r2]}</port></replica></shard>
+    </${CLUSTER}_two_shards>
   </remote_servers>
   <macros><cluster>$CLUSTER</cluster><shard>01</shard><replica>$r</replica></macros>
 </yandex>

@@ -33,6 +33,8 @@ package chwriter
 // replica committed it. Rows carry their partition and offset, so two
 // different batches never hash alike.
 //
+// One shard: a cluster of several is refused at start (discoverReplicas).
+//
 // Erasure and retention: the mutation or DROP PARTITION is issued once;
 // the erasure's count and wait for mutations, and retention's check that
 // the month is gone, run on every replica, so a receipt says deleted only
@@ -72,18 +74,21 @@ const distributedTable = "events_all"
 // knows them (system.clusters) and opens a connection to each, with the
 // user and TLS of cfg.
 func discoverReplicas(ctx context.Context, conn driver.Conn, cfg *chx.Config, cluster string) ([]replica, error) {
-	rows, err := conn.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", cluster)
+	rows, err := conn.Query(ctx, "SELECT shard_num, host_name, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", cluster)
 	if err != nil {
 		return nil, fmt.Errorf("read system.clusters: %w", err)
 	}
 	var addrs []string
+	shards := map[uint32]bool{}
 	for rows.Next() {
+		var shard uint32
 		var host string
 		var port uint16
-		if err := rows.Scan(&host, &port); err != nil {
+		if err := rows.Scan(&shard, &host, &port); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read system.clusters: %w", err)
 		}
+		shards[shard] = true
 		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(int(port))))
 	}
 	rows.Close()
@@ -92,6 +97,11 @@ func discoverReplicas(ctx context.Context, conn driver.Conn, cfg *chx.Config, cl
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("cluster: the server at %v has no cluster %q in its remote_servers", cfg.Addr, cluster)
+	}
+	// A mutation or DROP PARTITION reaches the replicas of the shard it is
+	// issued on only; the sink issues each once, so it takes one shard.
+	if len(shards) > 1 {
+		return nil, fmt.Errorf("cluster: %q has %d shards; the sink loads one shard of replicas: name a cluster of one shard", cluster, len(shards))
 	}
 	out := make([]replica, 0, len(addrs))
 	for _, a := range addrs {

@@ -258,6 +258,22 @@ func (f *clusterFixture) waitStored(t *testing.T, ctx context.Context, replica, 
 	}
 }
 
+// TestClusterOfSeveralShardsRefused: the sink issues each mutation once,
+// which reaches one shard's replicas only, so it refuses a cluster of two
+// shards at start, naming the key.
+func TestClusterOfSeveralShardsRefused(t *testing.T) {
+	f := newClusterFixture(t, clusterReplicas)
+	ctx := testenv.Context(t, time.Minute)
+	for cluster, want := range map[string]string{clusterName + "_two_shards": "has 2 shards", "no_such_cluster": "has no cluster"} {
+		cfg := f.cfg
+		cfg.Cluster = cluster
+		err := f.newSink(t, cfg).Start(ctx)
+		if err == nil || !strings.Contains(err.Error(), "cluster: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("cluster %s: Start = %v, want an error naming the key cluster that %s", cluster, err, want)
+		}
+	}
+}
+
 // TestClusterSchema: on a cluster the sink makes replicated tables on
 // every replica and a Distributed one over them; a row inserted on one
 // replica is on both, and read through events_all.
@@ -359,7 +375,7 @@ func TestClusterReplicaKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, ids := f.records("k", 20000)
-	produced := trickle(ctx, f.brokers, recs, 20*time.Millisecond)
+	produced := trickle(ctx, f.brokers, recs, 40*time.Millisecond)
 	f.waitStored(t, ctx, 0, 3000)
 	mustScript(t, "kill", "r1")
 	killedAt := time.Now()
@@ -392,6 +408,10 @@ func TestClusterZooKeeperOutage(t *testing.T) {
 	f.waitStored(t, ctx, 0, 2000)
 	mustScript(t, "stop-zookeeper")
 	stoppedAt := time.Now()
+	// Down past the replicas' ZooKeeper session timeout (10 s), so that
+	// their sessions expire and the tables turn read-only, not only while
+	// the client reconnects.
+	backAt := stoppedAt.Add(15 * time.Second)
 	for f.w.Ready(ctx) == nil {
 		if ctx.Err() != nil {
 			t.Fatal("Ready kept succeeding with ZooKeeper down")
@@ -409,6 +429,10 @@ func TestClusterZooKeeperOutage(t *testing.T) {
 	}
 	if err := <-produced; err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(time.Until(backAt))
+	if err := f.w.Ready(ctx); err == nil {
+		t.Error("Ready succeeded with ZooKeeper down")
 	}
 	mustScript(t, "start-zookeeper")
 	down := time.Since(stoppedAt)
