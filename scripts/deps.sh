@@ -358,5 +358,5 @@ case ${1:-} in
     [[ -x $ROOT/scripts/cluster/${2:-}.sh ]] || die "$1 takes one of: $(cd "$ROOT/scripts/cluster" && ls -- *.sh | sed 's/\.sh$//' | tr '\n' ' ')"
     DEPS_DIR=$DEPS_DIR exec "$ROOT/scripts/cluster/$2.sh" "${1#cluster-}"
     ;;
-  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse" >&2; exit 2 ;;
+  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse|cluster-up|cluster-down|cluster-status clickhouse" >&2; exit 2 ;;
 esac
