@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -584,7 +585,10 @@ func TestClusterUnsureInsertResentIdentical(t *testing.T) {
 	if err := f.w.insert(ctx, rowsOf(recs)); err != nil { // into r1
 		t.Fatal(err)
 	}
-	if err := g.insert(ctx, rowsOf(recs)); err != nil { // into r2, identical
+	// Into r2, identical, with de-duplication off as a server profile
+	// could have it: the sink turns it on for its inserts.
+	off := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplicate": 0}))
+	if err := g.insert(off, rowsOf(recs)); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(f.rowsOn(t, ctx, 1)); n != 0 {

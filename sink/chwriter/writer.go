@@ -24,7 +24,9 @@
 // one fetch franz-go buffered; the backlog stays in Kafka), and /readyz
 // fails; before each retry the sink asks ClickHouse which of the
 // rows it already holds, since a failure can come after the write, and
-// sends only the others.
+// sends only the others. On a replicated cluster (the config's cluster)
+// the resume reads every replica and a retry resends the identical block
+// instead: cluster.go says why.
 //
 // Server versions: at start the sink reads SELECT version() and uses newer
 // features only on servers that have them (see features); everything it
@@ -603,6 +605,11 @@ func (w *Writer) eraseLate(rows []*row) {
 
 func (w *Writer) insert(ctx context.Context, rows []*row) error {
 	start := time.Now()
+	if w.replicas != nil {
+		// A resent block is dropped only with de-duplication on, which a
+		// server profile could have turned off (cluster.go).
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplicate": 1}))
+	}
 	batch, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.cfg.Database+".events ("+eventColumns+")")
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
