@@ -608,3 +608,54 @@ func TestClusterUnsureInsertResentIdentical(t *testing.T) {
 		t.Errorf("a different block: %d problems, want every one of the %d rows but the last doubled", len(p), len(recs)-1)
 	}
 }
+
+// TestClusterAsTheSinkUser runs the sink as the shipped sink user
+// (deployments/clickhouse/users.d/sink.xml, confined to its database), on
+// both replicas: it reads system.clusters, makes the replicated tables,
+// loads, erases and drops a month.
+func TestClusterAsTheSinkUser(t *testing.T) {
+	f := newClusterFixture(t, clusterReplicas)
+	ctx := testenv.Context(t, time.Minute)
+	_, file, _, _ := runtime.Caller(0)
+	deps := os.Getenv("DEPS_DIR")
+	if deps == "" {
+		deps = filepath.Join(filepath.Dir(file), "..", "..", ".deps")
+	}
+	base, err := os.ReadFile(filepath.Join(deps, "chcluster.dir"))
+	if err != nil {
+		t.Fatalf("the cluster's folder (scripts/cluster/clickhouse.sh, DEPS_DIR): %v", err)
+	}
+	dirs := map[string]string{}
+	for i, a := range clusterReplicas {
+		dirs[a] = filepath.Join(strings.TrimSpace(string(base)), fmt.Sprintf("r%d", i+1), "users.d")
+	}
+	cfg := f.cfg
+	testenv.ClickHouseSinkUserOnEach(t, dirs, cfg.Database).Apply(&cfg.ClickHouse)
+	cfg.GroupID = testenv.Name(t, "sinkuser") // the fixture's sink, not started, is in its group
+	w := f.newSink(t, cfg)
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, ids := f.records("p", 20)
+	testenv.Produce(t, ctx, f.brokers, recs...)
+	f.waitStored(t, ctx, 0, len(ids))
+	f.checkEveryReplica(t, ctx, ids)
+	testenv.Produce(t, ctx, f.brokers, f.notice("req-p", []string{"k1.subject-3"}, nil))
+	var got event.Receipt
+	for got.Status != event.StatusDeleted {
+		if ctx.Err() != nil {
+			t.Fatalf("no deleted receipt; last %+v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+		got = f.receipts(t, ctx, "req-p")["req-p"]
+	}
+	for i := range f.replicas {
+		if n := f.countOn(t, ctx, i, "user_pseudonym = 'k1.subject-3'"); n != 0 {
+			t.Errorf("r%d holds %d rows of the erased subject", i+1, n)
+		}
+	}
+	w.cfg.Retention.Months = 1
+	if n, err := w.dropExpired(ctx, time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC)); err != nil || n != 1 {
+		t.Errorf("dropExpired = %d, %v; want 1 month", n, err)
+	}
+}
