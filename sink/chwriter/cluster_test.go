@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/consentflow/consentflow/internal/chx"
@@ -190,6 +191,38 @@ func (f *clusterFixture) checkEveryReplica(t *testing.T, ctx context.Context, id
 	}
 }
 
+// negativeControl runs after a test's check passed: it doubles ids[0] and
+// deletes ids[1] in the real table, and the same check must now report
+// both on every replica.
+func (f *clusterFixture) negativeControl(t *testing.T, ctx context.Context, ids []string) {
+	t.Helper()
+	if t.Failed() {
+		return // the check has already caught something
+	}
+	db := f.cfg.Database
+	if err := f.replicas[0].Exec(ctx, "INSERT INTO "+db+".events SELECT * FROM "+db+".events WHERE message_id = ?", ids[0]); err != nil {
+		t.Fatalf("negative control: double %s: %v", ids[0], err)
+	}
+	if err := f.replicas[0].Exec(ctx, "ALTER TABLE "+db+".events DELETE WHERE message_id = ?", ids[1]); err != nil {
+		t.Fatalf("negative control: delete %s: %v", ids[1], err)
+	}
+	f.syncReplicas(t, ctx)
+	want := []string{ids[0] + " stored 2 times", ids[1] + " stored 0 times",
+		fmt.Sprintf("%d distinct ids stored, want %d", len(ids)-1, len(ids))}
+	for i := range f.replicas {
+		for { // the mutation runs on each replica in its own time
+			problems := exactlyOnce(f.rowsOn(t, ctx, i), ids)
+			if slices.Equal(problems, want) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("negative control on r%d: the check reports %q, want %q", i+1, problems, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // TestExactlyOnceCatchesLossAndDuplicate is the negative control of every
 // cluster test's check: a doubled row and a missing one are both caught.
 func TestExactlyOnceCatchesLossAndDuplicate(t *testing.T) {
@@ -349,6 +382,9 @@ func TestClusterResumeReadsEveryReplica(t *testing.T) {
 	cfg.GroupID = testenv.Name(t, "sink2") // no committed offsets
 	cfg.ClickHouse.Addr = []string{clusterReplicas[1], clusterReplicas[0]}
 	g := f.newSink(t, cfg)
+	// The client joins its group from New on: let it take its partitions
+	// (and ask where to resume) before Start has found the replicas.
+	waitAssigned(t, ctx, f.brokers, cfg.GroupID)
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +397,33 @@ func TestClusterResumeReadsEveryReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.checkEveryReplica(t, ctx, ids)
+	f.negativeControl(t, ctx, ids)
 	t.Logf("took %v", time.Since(start).Round(100*time.Millisecond))
+}
+
+// waitAssigned waits until group is stable with its partitions assigned.
+func waitAssigned(t *testing.T, ctx context.Context, brokers []string, group string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		described, err := adm.DescribeGroups(ctx, group)
+		if err == nil {
+			if g, ok := described[group]; ok && g.State == "Stable" && len(g.Members) > 0 {
+				if a, ok := g.Members[0].Assigned.AsConsumer(); ok && len(a.Topics) > 0 {
+					return
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("group %s never got its partitions: %v", group, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestClusterReplicaKilled kills (SIGKILL) the replica the sink inserts
@@ -389,6 +451,7 @@ func TestClusterReplicaKilled(t *testing.T) {
 	down := time.Since(killedAt)
 	mustScript(t, "start", "r1")
 	f.checkEveryReplica(t, ctx, ids)
+	f.negativeControl(t, ctx, ids)
 	t.Logf("r1 down %v while the sink loaded into r2; took %v", down.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -439,6 +502,7 @@ func TestClusterZooKeeperOutage(t *testing.T) {
 	down := time.Since(stoppedAt)
 	waitCommitted(t, ctx, f.fixture, int64(len(recs)))
 	f.checkEveryReplica(t, ctx, ids)
+	f.negativeControl(t, ctx, ids)
 	for f.w.Ready(ctx) != nil {
 		if ctx.Err() != nil {
 			t.Fatalf("Ready did not recover: %v", f.w.Ready(ctx))

@@ -90,8 +90,11 @@ type Writer struct {
 	server   serverVersion
 	features features
 	// replicas are every server of the config's cluster, reached one by
-	// one (cluster.go); nil without a cluster. Set by Start.
-	replicas []replica
+	// one (cluster.go); nil without a cluster. Set by Start, which then
+	// closes replicasKnown: the group's first assignment, and with it the
+	// resume, can come before (the client joins from New on).
+	replicas      []replica
+	replicasKnown chan struct{}
 
 	// erased is every pseudonym of the destination's erasure notices, kept
 	// by erasedTail; the loader skips their rows.
@@ -123,7 +126,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 	}
 	w := &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), conn: conn, lag: kafkax.NewLag(reg, "sink"),
 		erased: newErasedSet(), erasureMetrics: newErasureMetrics(reg, cfg.Region),
-		done: make(chan error, 3), stopped: make(chan struct{})}
+		done: make(chan error, 3), stopped: make(chan struct{}), replicasKnown: make(chan struct{})}
 	if err := w.newPrivacyClients(reg); err != nil {
 		w.closeClients()
 		return nil, err
@@ -232,8 +235,13 @@ func (w *Writer) resumeAfterStoredRows(ctx context.Context, offsets map[string]m
 // hold all that another acknowledged (cluster.go); any replica that does
 // not answer fails it.
 func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
-	if w.replicas == nil {
+	if w.cfg.Cluster == "" {
 		return w.storedOffsetsOn(ctx, w.conn)
+	}
+	select {
+	case <-w.replicasKnown:
+	case <-ctx.Done(): // the session ends: the group rejoins and asks again
+		return nil, fmt.Errorf("read stored offsets: the cluster's replicas are not known yet: %w", ctx.Err())
 	}
 	stored := map[int32]int64{}
 	err := eachReplica(w.replicas, func(r replica) error {
@@ -345,6 +353,7 @@ func (w *Writer) migrate(ctx context.Context) (uint32, error) {
 		}
 		w.replicas = rs
 		w.eraser.deleter.replicas = rs
+		close(w.replicasKnown)
 		w.log.Info("clickhouse cluster", "cluster", w.cfg.Cluster, "replicas", len(rs))
 	}
 	schema, err := migrateCluster(ctx, w.replicas, db, w.cfg.Cluster, w.features)
