@@ -93,10 +93,11 @@ EOF
     org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
   local waited=0
-  until port_open "$ZK_PORT"; do
+  # Sleep first: until the child has exec'd java its command line is this
+  # script's, and pid_alive would take it for dead.
+  until sleep 1 && port_open "$ZK_PORT"; do
     pid_alive "$dir/pid" ZooKeeperServerMain || { tail -n 20 "$dir/stdout.log" >&2; die "zookeeper exited during start-up"; }
     ((waited++ < WAIT_SECONDS)) || die "zookeeper did not listen within ${WAIT_SECONDS}s"
-    sleep 1
   done
 }
 
@@ -171,10 +172,10 @@ ch_start() {
 ch_wait() {
   local r=$1 dir waited=0
   dir=$(base)/$r
-  until ch_answers "$r"; do
+  # Sleep first, as in zk_up.
+  until sleep 1 && ch_answers "$r"; do
     pid_alive "$dir/pid" clickhouse-server || { tail -n 20 "$dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true; die "replica $r exited during start-up"; }
     ((waited++ < WAIT_SECONDS)) || die "replica $r did not answer within ${WAIT_SECONDS}s"
-    sleep 1
   done
 }
 

@@ -108,10 +108,22 @@ func newClusterFixture(t *testing.T, addrs []string) *clusterFixture {
 		// A replica's DROP removes its metadata in ZooKeeper too. Put back
 		// whatever a test stopped, so that the next one finds it running.
 		ctx := context.Background()
-		for _, c := range f.replicas {
+		for i, c := range f.replicas {
 			_ = c.Exec(ctx, "SYSTEM START FETCHES")
 			_ = c.Exec(ctx, "SYSTEM START REPLICATION QUEUES")
-			_ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.Database)
+			// A replicated table is read-only, and cannot be dropped, until
+			// its replica has its ZooKeeper session back after a fault.
+			for try := 0; ; try++ {
+				err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.Database)
+				if err == nil {
+					break
+				}
+				if try == 60 {
+					t.Errorf("drop %s on r%d: %v", cfg.Database, i+1, err)
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
 			_ = c.Close()
 		}
 	})
