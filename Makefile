@@ -17,7 +17,7 @@ test: deps-up race-ready ## unit tests under the race detector, then unit, integ
 
 # The replicated ClickHouse tests stop and start the cluster's processes,
 # so they run only here (TEST_CLICKHOUSE_CLUSTER=1), never in `make test`.
-test-cluster: deps-up ## the replicated ClickHouse tests (ZooKeeper, two 18.16 replicas) with their faults: replica SIGKILLed, ZooKeeper stopped, erasure and resume with a lagging replica (~70 s); stops the cluster after if it started it
+test-cluster: deps-up ## the replicated ClickHouse tests (ZooKeeper, two 18.16 replicas) with their faults: replica SIGKILLed, ZooKeeper stopped, erasure and resume with a lagging replica (60-80 s); stops the cluster after if it started it
 	@was_up=0; scripts/cluster/clickhouse.sh running && was_up=1; \
 	scripts/deps.sh cluster-up clickhouse || exit 1; \
 	TEST_CLICKHOUSE_CLUSTER=1 CI=true $(GO) test -count=1 -v -run '^(TestCluster|TestExactlyOnceCatches)' ./sink/chwriter/; rc=$$?; \

@@ -24,7 +24,9 @@ package chwriter
 // hold every row another one acknowledged, so the resume point
 // (resumeAfterStoredRows) is the highest offset over every replica of the
 // cluster, and fails (the group rejoins and asks again) until every
-// replica answers. An insert whose outcome is unknown is not looked up
+// replica answers. It waits for Start to have found the replicas: the
+// group's first assignment can come before, and the one server the sink
+// connects to may be the lagging one. An insert whose outcome is unknown is not looked up
 // (the replica that took it may be the one that died): the identical block
 // is sent again, to whichever replica answers, and the replicated table's
 // block de-duplication (insert_deduplicate, on by default; the block's
