@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test test-short test-kafka-cluster race-ready deps-up deps-down deps-status kafka-cluster-up kafka-cluster-down build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
+.PHONY: run test test-short test-kafka-cluster test-clickhouse-cluster race-ready deps-up deps-down deps-status kafka-cluster-up kafka-cluster-down clickhouse-cluster-up clickhouse-cluster-down build bench bench-ingest bench-consent bench-enricher bench-sink bench-erasure bench-pipeline bench-instructions fuzz lint clean
 
 run: ## start deps and the three services, send demo events, show them; Ctrl-C stops
 	scripts/run.sh
@@ -14,6 +14,20 @@ test: deps-up race-ready ## unit tests under the race detector, then unit, integ
 	$(GO) test -C deployments -race -short -count=1 ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -C deployments -count=1 ./...
+
+# The replicated ClickHouse tests stop and start the cluster's processes,
+# so they run only here (TEST_CLICKHOUSE_CLUSTER=1), never in `make test`.
+test-clickhouse-cluster: deps-up ## the replicated ClickHouse tests (ZooKeeper, two 18.16 replicas) with their faults: replica SIGKILLed, ZooKeeper stopped, erasure and resume with a lagging replica (60-80 s); stops the cluster after if it started it
+	@was_up=0; scripts/cluster/clickhouse.sh running && was_up=1; \
+	scripts/deps.sh clickhouse-cluster up || exit 1; \
+	TEST_CLICKHOUSE_CLUSTER=1 CI=true $(GO) test -count=1 -v -run '^(TestCluster|TestExactlyOnceCatches)' ./sink/chwriter/; rc=$$?; \
+	[ $$was_up = 1 ] || scripts/deps.sh clickhouse-cluster down; exit $$rc
+
+clickhouse-cluster-up: ## start ZooKeeper and two ClickHouse replicas of the cluster consentflow (scripts/cluster/clickhouse.sh: native 19000/19001)
+	scripts/deps.sh clickhouse-cluster up
+
+clickhouse-cluster-down: ## stop what clickhouse-cluster-up started
+	scripts/deps.sh clickhouse-cluster down
 
 test-short: race-ready ## unit tests only, under the race detector; needs no service
 	$(GO) test -race -short ./...

@@ -10,6 +10,8 @@
 #   scripts/deps.sh running kafka|clickhouse   (exit 0 if it answers)
 #   scripts/deps.sh kafka-cluster up|down|status
 #                    (three Kafka brokers on 19092-19094: scripts/cluster/kafka.sh)
+#   scripts/deps.sh clickhouse-cluster up|down|status
+#                    (ZooKeeper and two ClickHouse replicas: scripts/cluster/clickhouse.sh)
 #
 # Everything it writes (jars, data, logs, pid files) is under $DEPS_DIR
 # (default .deps/ in the repository, ignored by git). ClickHouse's data goes
@@ -357,5 +359,9 @@ case ${1:-} in
     ;;
   status) status ;;
   kafka-cluster) kafka_cluster "${2:-}" ;;
-  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse|kafka-cluster up|down|status" >&2; exit 2 ;;
+  clickhouse-cluster)
+    [[ ${2:-} =~ ^(up|down|status)$ ]] || die "clickhouse-cluster takes up, down or status"
+    DEPS_DIR=$DEPS_DIR exec "$ROOT/scripts/cluster/clickhouse.sh" "$2"
+    ;;
+  *) echo "usage: $0 up|status|down [kafka|clickhouse]|running kafka|clickhouse|kafka-cluster up|down|status|clickhouse-cluster up|down|status" >&2; exit 2 ;;
 esac

@@ -56,6 +56,19 @@ func ClickHouseSinkUser(t testing.TB, addr string, databases ...string) ClickHou
 	return addUser(t, addr, sharedUsers(t), SinkUsersFile, "sink", databases)
 }
 
+// ClickHouseSinkUserOnEach is ClickHouseSinkUser on several servers at
+// once, the replicas of a cluster: usersDirs maps each server's native
+// address to its users.d folder. The user has the same name and password
+// on each, as a sink logs in to every replica with one.
+func ClickHouseSinkUserOnEach(t testing.TB, usersDirs map[string]string, databases ...string) ClickHouseUser {
+	t.Helper()
+	u := newUser(t, databases)
+	for addr, dir := range usersDirs {
+		addUserAs(t, addr, dir, SinkUsersFile, "sink", u)
+	}
+	return u
+}
+
 // sharedUsers is the users.d folder of the shared server, or no test.
 func sharedUsers(t testing.TB) string {
 	t.Helper()
@@ -170,9 +183,26 @@ func usersXML(file, shipped, role, name, password string, databases []string) (s
 
 func addUser(t testing.TB, addr, dir, file, role string, databases []string) ClickHouseUser {
 	t.Helper()
+	u := newUser(t, databases)
+	addUserAs(t, addr, dir, file, role, u)
+	return u
+}
+
+// newUser is a user of the test's own name and a random password.
+func newUser(t testing.TB, databases []string) ClickHouseUser {
+	t.Helper()
 	if len(databases) == 0 {
 		t.Fatal("ClickHouse user: no database")
 	}
+	var pw [16]byte
+	_, _ = rand.Read(pw[:])
+	return ClickHouseUser{Name: Name(t, "user"), Password: hex.EncodeToString(pw[:]), Databases: databases}
+}
+
+// addUserAs installs u on the server at addr (see ClickHouseSinkUser).
+func addUserAs(t testing.TB, addr, dir, file, role string, u ClickHouseUser) {
+	t.Helper()
+	databases := u.Databases
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -181,9 +211,6 @@ func addUser(t testing.TB, addr, dir, file, role string, databases []string) Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pw [16]byte
-	_, _ = rand.Read(pw[:])
-	u := ClickHouseUser{Name: Name(t, "user"), Password: hex.EncodeToString(pw[:]), Databases: databases}
 	xml, err := usersXML(file, string(shipped), role, u.Name, u.Password, databases)
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +252,7 @@ func addUser(t testing.TB, addr, dir, file, role string, databases []string) Cli
 		err = conn.Ping(pingCtx)
 		cancelPing()
 		if err == nil {
-			return u
+			return
 		}
 		if ctx.Err() != nil {
 			reload := admin.Exec(context.Background(), "SYSTEM RELOAD CONFIG")

@@ -23,7 +23,12 @@ type Config struct {
 	ClickHouse chx.Config `mapstructure:"clickhouse"`
 	// Database is the destination's database (analytics_<region>); created
 	// if missing.
-	Database  string    `mapstructure:"database"`
+	Database string `mapstructure:"database"`
+	// Cluster names the ClickHouse cluster (the servers' remote_servers)
+	// whose replicas hold the database: the sink then creates replicated
+	// tables on every replica and verifies on each (cluster.go). List every
+	// replica in clickhouse.addr. Empty means one server.
+	Cluster   string    `mapstructure:"cluster"`
 	Batch     Batch     `mapstructure:"batch"`
 	Retention Retention `mapstructure:"retention"`
 	Erasure   Erasure   `mapstructure:"erasure"`
@@ -131,6 +136,9 @@ func (c *Config) Validate() error {
 		c.Topics.validate(),
 		c.ClickHouse.Validate("clickhouse"),
 		chx.ValidateIdentifier("database", c.Database),
+	}
+	if c.Cluster != "" {
+		errs = append(errs, chx.ValidateIdentifier("cluster", c.Cluster))
 	}
 	if c.Region == "" {
 		errs = append(errs, config.Invalid("region", "is required"))

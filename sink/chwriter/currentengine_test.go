@@ -84,6 +84,10 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 	// Before the events table exists the resume finds nothing stored, by
 	// the error's code.
 	addAny("version", versionQuery)
+	{
+		q, args := clusterServersQuery("consentflow")
+		addAny("cluster servers", q, args...)
+	}
 	intl := "analytics_intl"
 	for _, db := range []string{db, intl} {
 		failsWith(db+": stored offsets, no database", storedOffsetsQuery(db), noEventsTable...)
@@ -96,7 +100,7 @@ func TestStatementsOnCurrentEngine(t *testing.T) {
 			for _, m := range migrations {
 				name := fmt.Sprintf("%s: migration %d (%s), round %d", db, m.version, m.name, round)
 				if m.statements != nil {
-					for _, s := range m.statements(db) {
+					for _, s := range m.statements(db, "") {
 						addAny(name, s)
 					}
 				}

@@ -101,10 +101,14 @@ func (s *erasedSet) erasedRow(c *event.Clean) bool {
 
 // deleter deletes subjects' rows from one database's events table.
 type deleter struct {
-	conn    driver.Conn
-	db      string
-	timeout time.Duration
-	log     *slog.Logger
+	conn driver.Conn
+	// replicas, on a cluster, are where the deletion is verified: the
+	// mutation is issued once on conn and replicated, and counted and
+	// awaited on each replica (cluster.go). Nil: on conn only.
+	replicas []replica
+	db       string
+	timeout  time.Duration
+	log      *slog.Logger
 	// mutations counts the ALTER TABLE ... DELETE issued.
 	mutations func()
 }
@@ -176,10 +180,41 @@ func (d *deleter) erase(ctx context.Context, s *subjects) ([]matchCount, int, er
 	return found, mutations, nil
 }
 
-// count lists the subjects' rows by pseudonym triple.
+// count lists the subjects' rows by pseudonym triple: on a cluster, the
+// most any replica holds of each, so that a replica the mutation has not
+// reached yet keeps the deletion going.
 func (d *deleter) count(ctx context.Context, s *subjects) ([]matchCount, error) {
+	if d.replicas == nil {
+		return d.countOn(ctx, d.conn, s)
+	}
+	type triple struct{ subject, user, anonymous string }
+	most := map[triple]int64{}
+	var order []triple
+	err := eachReplica(d.replicas, func(r replica) error {
+		counts, err := d.countOn(ctx, r.conn, s)
+		for _, m := range counts {
+			k := triple{m.subject, m.user, m.anonymous}
+			if _, ok := most[k]; !ok {
+				order = append(order, k)
+			}
+			most[k] = max(most[k], m.rows)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]matchCount, 0, len(order))
+	for _, k := range order {
+		out = append(out, matchCount{subject: k.subject, user: k.user, anonymous: k.anonymous, rows: most[k]})
+	}
+	return out, nil
+}
+
+// countOn is count on one server.
+func (d *deleter) countOn(ctx context.Context, conn driver.Conn, s *subjects) ([]matchCount, error) {
 	query, args := subjectsCountQuery(d.db, s)
-	rows, err := d.conn.Query(chx.LargeQuery(ctx), query, args...)
+	rows, err := conn.Query(chx.LargeQuery(ctx), query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count the subjects' rows: %w", err)
 	}
@@ -197,15 +232,24 @@ func (d *deleter) count(ctx context.Context, s *subjects) ([]matchCount, error) 
 	return out, rows.Err()
 }
 
-// waitMutations returns once no mutation of the events table is unfinished.
-// Mutations run in order, so ours is done then, whoever issued the others.
+// waitMutations returns once no mutation of the events table is unfinished
+// (on every replica of a cluster). Mutations run in order, so ours is done
+// then, whoever issued the others.
 func (d *deleter) waitMutations(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
+	if d.replicas == nil {
+		return d.waitMutationsOn(ctx, d.conn)
+	}
+	return eachReplica(d.replicas, func(r replica) error { return d.waitMutationsOn(ctx, r.conn) })
+}
+
+// waitMutationsOn is waitMutations on one server, within ctx's deadline.
+func (d *deleter) waitMutationsOn(ctx context.Context, conn driver.Conn) error {
 	for polls := 0; ; polls++ {
 		var pending uint64
 		query, args := pendingMutationsQuery(d.db)
-		err := d.conn.QueryRow(ctx, query, args...).Scan(&pending)
+		err := conn.QueryRow(ctx, query, args...).Scan(&pending)
 		if err != nil {
 			return fmt.Errorf("read system.mutations: %w", err)
 		}

@@ -159,11 +159,16 @@ func (w *Writer) load(ctx context.Context, rows []*row) error {
 // lost, or the server killed, between its write and its answer. So after
 // any failure, before trying again, it asks ClickHouse which of the rows
 // it holds and sends only the others; inserting again blindly would store
-// those twice. The rows refused are then those others only.
+// those twice. The rows refused are then those others only. On a cluster
+// it sends the same rows again instead (cluster.go).
 func (w *Writer) insertRetrying(ctx context.Context, rows []*row) (left []*row, refused, err error) {
 	unsure := false
 	err = retry.Default.Do(ctx, func(ctx context.Context) error {
-		if unsure {
+		// On a cluster the replica that took the rows may be the one that
+		// is gone: the identical block goes again, and the replicated
+		// table's de-duplication drops it if any replica committed it
+		// (cluster.go).
+		if unsure && w.replicas == nil {
 			missing, err := w.notStored(ctx, rows)
 			if err != nil {
 				return err

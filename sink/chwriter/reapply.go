@@ -62,6 +62,13 @@ func Reapply(ctx context.Context, cfg Config, log *slog.Logger) (ReapplyReport, 
 	}
 	defer conn.Close()
 	d := &deleter{conn: conn, db: cfg.Database, timeout: cfg.Erasure.Timeout, log: log, mutations: func() {}}
+	if cfg.Cluster != "" {
+		// Verified on every replica, as the running sink's erasures are.
+		if d.replicas, err = discoverReplicas(ctx, conn, &cfg.ClickHouse, cfg.Cluster); err != nil {
+			return report, err
+		}
+		defer closeReplicas(d.replicas)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for start := 0; start < len(notices); start += cfg.Erasure.MaxSubjects {

@@ -3,8 +3,13 @@ package chwriter
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // Retention drops whole months of events once they are older than the
@@ -47,32 +52,73 @@ func (w *Writer) runRetention(ctx context.Context) {
 }
 
 // dropExpired drops the events table's partitions older than retention
-// allows at now and returns how many it dropped.
+// allows at now and returns how many it dropped. On a cluster it lists
+// the months of every replica, drops each once (DROP PARTITION of a
+// replicated table reaches every replica through ZooKeeper; the setting
+// makes it wait for them all) and then checks every replica holds none of
+// them, failing (retried next interval) while one does.
 func (w *Writer) dropExpired(ctx context.Context, now time.Time) (int, error) {
 	keep := w.cfg.Retention.oldestKept(now)
-	query, args := partitionsQuery(w.cfg.Database)
-	rows, err := w.conn.Query(ctx, query, args...)
+	servers := w.replicas
+	if servers == nil {
+		servers = []replica{{addr: "", conn: w.conn}}
+	}
+	expired := map[int]bool{}
+	err := eachReplica(servers, func(r replica) error {
+		months, err := w.months(ctx, r.conn)
+		for _, m := range months {
+			if m < keep {
+				expired[m] = true
+			}
+		}
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("list partitions: %w", err)
+		return 0, err
 	}
-	var expired []int
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("list partitions: %w", err)
-		}
-		if month, err := strconv.Atoi(p); err == nil && month < keep {
-			expired = append(expired, month)
-		}
+	months := slices.Sorted(maps.Keys(expired))
+	dropCtx := ctx
+	if w.replicas != nil {
+		dropCtx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"replication_alter_partitions_sync": 2}))
 	}
-	rows.Close()
-	for i, month := range expired {
-		if err := w.conn.Exec(ctx, dropPartitionStatement(w.cfg.Database, month)); err != nil {
+	for i, month := range months {
+		if err := w.conn.Exec(dropCtx, dropPartitionStatement(w.cfg.Database, month)); err != nil {
 			return i, fmt.Errorf("drop partition %d: %w", month, err)
 		}
 		w.metrics.partitionsDropped.Inc()
 		w.log.Info("retention: dropped a month of events", "database", w.cfg.Database, "partition", month, "oldest_kept", keep)
 	}
-	return len(expired), nil
+	if w.replicas == nil || len(months) == 0 {
+		return len(months), nil
+	}
+	return len(months), eachReplica(w.replicas, func(r replica) error {
+		left, err := w.months(ctx, r.conn)
+		for _, m := range left {
+			if expired[m] {
+				return fmt.Errorf("partition %d still there after DROP PARTITION", m)
+			}
+		}
+		return err
+	})
+}
+
+// months lists the partitions (YYYYMM) of the events table on one server.
+func (w *Writer) months(ctx context.Context, conn driver.Conn) ([]int, error) {
+	query, args := partitionsQuery(w.cfg.Database)
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	defer rows.Close()
+	var months []int
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("list partitions: %w", err)
+		}
+		if month, err := strconv.Atoi(p); err == nil {
+			months = append(months, month)
+		}
+	}
+	return months, rows.Err()
 }

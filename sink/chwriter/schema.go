@@ -27,8 +27,10 @@ const eventColumns = `message_id, type, event, event_time, received_at, source_i
 type migration struct {
 	version uint32
 	name    string
-	// statements run first, each as it is.
-	statements func(db string) []string
+	// statements run first, each as it is, on every replica of a cluster
+	// (the config's cluster; empty without one), whose tables are the
+	// replicated form of the same engine (see engine).
+	statements func(db, cluster string) []string
 	// columns are then added to the events table, one ALTER each, skipping
 	// those already there.
 	columns []column
@@ -59,7 +61,7 @@ func (c column) addStatement(db string, f features) string {
 
 // migrations is the schema's history. Append; never edit a released step.
 var migrations = []migration{
-	{1, "events table", func(db string) []string {
+	{1, "events table", func(db, cluster string) []string {
 		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.events (
 	message_id String,
 	type String,
@@ -82,9 +84,9 @@ var migrations = []migration{
 	prop_values Array(String),
 	kafka_partition Int32,
 	kafka_offset Int64
-) ENGINE = MergeTree()
+) ENGINE = %s
 PARTITION BY toYYYYMM(event_time)
-ORDER BY (subject, event_time)`, db)}
+ORDER BY (subject, event_time)`, db, engine(cluster, "MergeTree", db, "events"))}
 	}, nil},
 	// Consent purposes, the country, the generalized user agent and the
 	// pseudonyms of the other device identifiers. Rows loaded before it
@@ -105,7 +107,7 @@ ORDER BY (subject, event_time)`, db)}
 	// auditor). Replacing on the receipt's key and status and time, so
 	// loading one twice after a crash leaves one row once merged (FINAL to
 	// see it so at once).
-	{3, "privacy_audit table", func(db string) []string {
+	{3, "privacy_audit table", func(db, cluster string) []string {
 		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.privacy_audit (
 	request_id String,
 	kind String,
@@ -123,9 +125,9 @@ ORDER BY (subject, event_time)`, db)}
 	destinations Array(String),
 	linked_anonymous_ids UInt32,
 	error String
-) ENGINE = ReplacingMergeTree()
+) ENGINE = %s
 PARTITION BY toYYYYMM(at)
-ORDER BY (request_id, kind, stage, destination, subject, status, at)`, db)}
+ORDER BY (request_id, kind, stage, destination, subject, status, at)`, db, engine(cluster, "ReplacingMergeTree", db, "privacy_audit"))}
 	}, nil},
 }
 
@@ -134,15 +136,9 @@ ORDER BY (request_id, kind, stage, destination, subject, status, at)`, db)}
 // version the schema is at. f chooses statements only, never the schema
 // itself, so the result is the same on every server version.
 func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint32, error) {
-	if err := ensureDatabase(ctx, conn, db); err != nil {
+	current, err := schemaVersion(ctx, conn, db)
+	if err != nil {
 		return 0, err
-	}
-	if err := conn.Exec(ctx, createMigrationsTableStatement(db)); err != nil {
-		return 0, fmt.Errorf("schema migrations table: %w", err)
-	}
-	var current uint32
-	if err := conn.QueryRow(ctx, schemaVersionQuery(db)).Scan(&current); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	for _, m := range migrations {
 		if m.version <= current {
@@ -157,6 +153,117 @@ func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint
 		current = m.version
 	}
 	return current, nil
+}
+
+// schemaVersion creates the database and its schema_migrations table if
+// missing and returns the version recorded there. schema_migrations is a
+// TinyLog, one per server: on a cluster each replica records its own.
+func schemaVersion(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
+	if err := ensureDatabase(ctx, conn, db); err != nil {
+		return 0, err
+	}
+	if err := conn.Exec(ctx, createMigrationsTableStatement(db)); err != nil {
+		return 0, fmt.Errorf("schema migrations table: %w", err)
+	}
+	var current uint32
+	if err := conn.QueryRow(ctx, schemaVersionQuery(db)).Scan(&current); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return current, nil
+}
+
+// migrateCluster is migrate on every replica of a cluster, one migration
+// at a time on all of them: a replica whose table is created after
+// another replica's columns were added would not match the table's
+// metadata in ZooKeeper. A migration's statements run on each replica
+// behind it; its columns are added once (the ALTER of a replicated table
+// reaches every replica through ZooKeeper), then awaited on each.
+func migrateCluster(ctx context.Context, rs []replica, db, cluster string, f features) (uint32, error) {
+	versions := make([]uint32, len(rs))
+	current := uint32(1<<32 - 1)
+	for i, r := range rs {
+		v, err := schemaVersion(ctx, r.conn, db)
+		if err != nil {
+			return 0, fmt.Errorf("replica %s: %w", r.addr, err)
+		}
+		versions[i], current = v, min(current, v)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		err := eachReplica(rs, func(r replica) error { return applyStatements(ctx, r.conn, db, cluster, m) })
+		if err == nil {
+			err = applyColumns(ctx, rs[0].conn, db, m, f)
+		}
+		if err == nil && len(m.columns) > 0 {
+			err = eachReplica(rs, func(r replica) error { return awaitColumns(ctx, r.conn, db, m.columns) })
+		}
+		if err != nil {
+			return current, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+		}
+		for i, r := range rs {
+			if versions[i] >= m.version {
+				continue
+			}
+			if err := recordMigration(ctx, r.conn, db, m); err != nil {
+				return current, fmt.Errorf("record migration %d on replica %s: %w", m.version, r.addr, err)
+			}
+			versions[i] = m.version
+		}
+		current = m.version
+	}
+	return current, eachReplica(rs, func(r replica) error { return ensureDistributed(ctx, r.conn, db, cluster) })
+}
+
+// awaitColumns waits until the events table of one replica has columns,
+// which an ALTER on another replica added.
+func awaitColumns(ctx context.Context, conn driver.Conn, db string, columns []column) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for polls := 0; ; polls++ {
+		have, err := eventsColumns(ctx, conn, db)
+		if err != nil {
+			return err
+		}
+		missing := ""
+		for _, c := range columns {
+			if have[c.name] != c.typ {
+				missing = c.name
+				break
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if err := mutationPolls.Wait(ctx, polls); err != nil {
+			return fmt.Errorf("column %s.events.%s not replicated here within a minute: %w", db, missing, err)
+		}
+	}
+}
+
+// ensureDistributed creates db.events_all over the cluster with the events
+// table's columns, and makes it again when a migration has added columns
+// since (a Distributed table holds no data of its own).
+func ensureDistributed(ctx context.Context, conn driver.Conn, db, cluster string) error {
+	var same uint8
+	// Sorted: 18.16's system.columns has no position, and a Distributed
+	// table reads columns by name.
+	err := conn.QueryRow(ctx, `SELECT arraySort(groupArray(concat(name, ' ', type))) = (SELECT arraySort(groupArray(concat(name, ' ', type))) FROM system.columns WHERE database = ? AND table = 'events')
+		FROM system.columns WHERE database = ? AND table = '`+distributedTable+`'`, db, db).Scan(&same)
+	if err != nil {
+		return fmt.Errorf("compare %s.%s with %s.events: %w", db, distributedTable, db, err)
+	}
+	if same == 1 {
+		return nil
+	}
+	if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+db+"."+distributedTable); err != nil {
+		return fmt.Errorf("drop the outdated %s.%s: %w", db, distributedTable, err)
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s AS %s.events ENGINE = Distributed(%s, %s, events)", db, distributedTable, db, cluster, db)); err != nil {
+		return fmt.Errorf("create %s.%s: %w", db, distributedTable, err)
+	}
+	return nil
 }
 
 // ensureDatabase creates db only if it is missing. The sink's user need not
@@ -185,13 +292,27 @@ func ensureDatabase(ctx context.Context, conn driver.Conn, db string) error {
 // added, including when another sink added it between the look and the
 // ALTER; one there with another type is an error.
 func apply(ctx context.Context, conn driver.Conn, db string, m migration, f features) error {
-	if m.statements != nil {
-		for _, stmt := range m.statements(db) {
-			if err := conn.Exec(ctx, stmt); err != nil {
-				return err
-			}
+	if err := applyStatements(ctx, conn, db, "", m); err != nil {
+		return err
+	}
+	return applyColumns(ctx, conn, db, m, f)
+}
+
+// applyStatements runs m's statements for a server of cluster (or none).
+func applyStatements(ctx context.Context, conn driver.Conn, db, cluster string, m migration) error {
+	if m.statements == nil {
+		return nil
+	}
+	for _, stmt := range m.statements(db, cluster) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// applyColumns adds each of m's columns the events table lacks (see apply).
+func applyColumns(ctx context.Context, conn driver.Conn, db string, m migration, f features) error {
 	if len(m.columns) == 0 {
 		return nil
 	}

@@ -22,6 +22,12 @@ func databaseExistsQuery(db string) (string, []any) {
 	return "SELECT count() FROM system.databases WHERE name = ?", []any{db}
 }
 
+// clusterServersQuery lists the servers of a cluster, by shard and
+// replica (discoverReplicas).
+func clusterServersQuery(cluster string) (string, []any) {
+	return "SELECT shard_num, host_name, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", []any{cluster}
+}
+
 func createDatabaseStatement(db string) string { return "CREATE DATABASE IF NOT EXISTS " + db }
 
 func createMigrationsTableStatement(db string) string {

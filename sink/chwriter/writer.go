@@ -24,7 +24,9 @@
 // one fetch franz-go buffered; the backlog stays in Kafka), and /readyz
 // fails; before each retry the sink asks ClickHouse which of the
 // rows it already holds, since a failure can come after the write, and
-// sends only the others.
+// sends only the others. On a replicated cluster (the config's cluster)
+// the resume reads every replica and a retry resends the identical block
+// instead: cluster.go says why.
 //
 // Server versions: at start the sink reads SELECT version() and uses newer
 // features only on servers that have them (see features); everything it
@@ -87,6 +89,12 @@ type Writer struct {
 	// older path stays valid if the server is upgraded meanwhile).
 	server   serverVersion
 	features features
+	// replicas are every server of the config's cluster, reached one by
+	// one (cluster.go); nil without a cluster. Set by Start, which then
+	// closes replicasKnown: the group's first assignment, and with it the
+	// resume, can come before (the client joins from New on).
+	replicas      []replica
+	replicasKnown chan struct{}
 
 	// erased is every pseudonym of the destination's erasure notices, kept
 	// by erasedTail; the loader skips their rows.
@@ -118,7 +126,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Writer, erro
 	}
 	w := &Writer{cfg: cfg, log: log, metrics: newMetrics(reg), conn: conn, lag: kafkax.NewLag(reg, "sink"),
 		erased: newErasedSet(), erasureMetrics: newErasureMetrics(reg, cfg.Region),
-		done: make(chan error, 3), stopped: make(chan struct{})}
+		done: make(chan error, 3), stopped: make(chan struct{}), replicasKnown: make(chan struct{})}
 	if err := w.newPrivacyClients(reg); err != nil {
 		w.closeClients()
 		return nil, err
@@ -222,9 +230,38 @@ func (w *Writer) resumeAfterStoredRows(ctx context.Context, offsets map[string]m
 	return offsets, nil
 }
 
-// storedOffsets is the highest Kafka offset stored per partition.
+// storedOffsets is the highest Kafka offset stored per partition: on a
+// cluster, the highest over every replica, since one that lags does not
+// hold all that another acknowledged (cluster.go); any replica that does
+// not answer fails it.
 func (w *Writer) storedOffsets(ctx context.Context) (map[int32]int64, error) {
-	rows, err := w.conn.Query(ctx, storedOffsetsQuery(w.cfg.Database))
+	if w.cfg.Cluster == "" {
+		return w.storedOffsetsOn(ctx, w.conn)
+	}
+	select {
+	case <-w.replicasKnown:
+	case <-ctx.Done(): // the session ends: the group rejoins and asks again
+		return nil, fmt.Errorf("read stored offsets: the cluster's replicas are not known yet: %w", ctx.Err())
+	}
+	stored := map[int32]int64{}
+	err := eachReplica(w.replicas, func(r replica) error {
+		on, err := w.storedOffsetsOn(ctx, r.conn)
+		for p, off := range on {
+			if last, ok := stored[p]; !ok || off > last {
+				stored[p] = off
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+// storedOffsetsOn is storedOffsets on one server.
+func (w *Writer) storedOffsetsOn(ctx context.Context, conn driver.Conn) (map[int32]int64, error) {
+	rows, err := conn.Query(ctx, storedOffsetsQuery(w.cfg.Database))
 	var ex *clickhouse.Exception
 	switch {
 	case errors.As(err, &ex) && slices.Contains(noEventsTable, ex.Code): // nothing stored
@@ -259,12 +296,9 @@ func (w *Writer) Start(ctx context.Context) error {
 	w.metrics.setServer(server)
 	w.log.Info("clickhouse server", "version", server.String(),
 		"add_column_if_not_exists", w.features.addColumnIfNotExists, "insert_partition_limit", w.features.insertPartitionLimit)
-	schema, err := migrate(ctx, w.conn, w.cfg.Database, w.features)
+	schema, err := w.migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("clickhouse schema: %w", err)
-	}
-	if err := checkColumns(ctx, w.conn, w.cfg.Database); err != nil {
-		return err
 	}
 	// Every erased subject is known before the first row is loaded.
 	if err := w.erasedTail.Start(ctx); err != nil {
@@ -299,6 +333,34 @@ func (w *Writer) Start(ctx context.Context) error {
 	}()
 	w.log.Info("sink consuming", "from", t.Clean.Name, "database", w.cfg.Database, "schema_version", schema, "clickhouse", server.String())
 	return nil
+}
+
+// migrate brings the schema up to date on the server, or on every replica
+// of the cluster, and checks the events table's columns there.
+func (w *Writer) migrate(ctx context.Context) (uint32, error) {
+	db := w.cfg.Database
+	if w.cfg.Cluster == "" {
+		schema, err := migrate(ctx, w.conn, db, w.features)
+		if err != nil {
+			return 0, err
+		}
+		return schema, checkColumns(ctx, w.conn, db)
+	}
+	if w.replicas == nil {
+		rs, err := discoverReplicas(ctx, w.conn, &w.cfg.ClickHouse, w.cfg.Cluster)
+		if err != nil {
+			return 0, err
+		}
+		w.replicas = rs
+		w.eraser.deleter.replicas = rs
+		close(w.replicasKnown)
+		w.log.Info("clickhouse cluster", "cluster", w.cfg.Cluster, "replicas", len(rs))
+	}
+	schema, err := migrateCluster(ctx, w.replicas, db, w.cfg.Cluster, w.features)
+	if err != nil {
+		return 0, err
+	}
+	return schema, eachReplica(w.replicas, func(r replica) error { return checkColumns(ctx, r.conn, db) })
 }
 
 // Done yields the loop's error if it stops on its own.
@@ -345,6 +407,7 @@ func (w *Writer) Shutdown(ctx context.Context) error {
 		}
 		w.client.Close()
 		errs = append(errs, w.conn.Close())
+		closeReplicas(w.replicas)
 		w.shutdownErr = errors.Join(errs...)
 	})
 	return w.shutdownErr
@@ -551,6 +614,11 @@ func (w *Writer) eraseLate(rows []*row) {
 
 func (w *Writer) insert(ctx context.Context, rows []*row) error {
 	start := time.Now()
+	if w.replicas != nil {
+		// A resent block is dropped only with de-duplication on, which a
+		// server profile could have turned off (cluster.go).
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplicate": 1}))
+	}
 	batch, err := w.conn.PrepareBatch(ctx, eventsInsert(w.cfg.Database))
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
