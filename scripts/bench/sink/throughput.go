@@ -387,7 +387,7 @@ func rawPhase(ctx context.Context, e *infra, round int, template string, rows []
 	}
 	// The sink's connection settings, a pool of its own, dialled before
 	// the clock starts as the sink dials before /readyz.
-	conn, err := chx.Open(&chx.Config{Addr: []string{o.ClickHouse}})
+	conn, err := chx.Open(&chx.Config{Addr: o.ClickHouseServers()})
 	if err != nil {
 		return ph, db, err
 	}
@@ -454,7 +454,7 @@ func inProcessPhase(ctx context.Context, e *infra, topic, dlq string) (phase, er
 	if err := config.Load(filepath.Join(o.Root, "configs", "sink.yaml"), "SINK", &cfg); err != nil {
 		return ph, err
 	}
-	cfg.Kafka.Brokers, cfg.ClickHouse.Addr = o.Brokers, []string{o.ClickHouse}
+	cfg.Kafka.Brokers, cfg.ClickHouse.Addr = o.Brokers, o.ClickHouseServers()
 	cfg.Topics.Clean.Name, cfg.Topics.DLQ.Name, cfg.GroupID, cfg.Database = topic, dlq, group, db
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	w, err := chwriter.New(cfg, prometheus.NewRegistry(), log)

@@ -178,7 +178,7 @@ type StoreFlags struct {
 // holds that the benchmark needs, for -root's help.
 func (s *StoreFlags) Define(fs *flag.FlagSet, rootHolds string) {
 	s.BrokerFlags.Define(fs)
-	fs.StringVar(&s.ClickHouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address (loopback only)")
+	fs.StringVar(&s.ClickHouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address, or the replicas of a cluster comma-separated (loopback only): the bench reads the first, drops its databases on each")
 	fs.StringVar(&s.Root, "root", ".", "repository root (holds "+rootHolds+")")
 	fs.StringVar(&s.WriteKey, "write-key", "demo-write-key", "collector write key of the events")
 	fs.StringVar(&s.ConsentKey, "consent-write-key", "demo-backend-write-key", "collector write key of the consent updates: a server source's, since they grant cross-border transfer")
@@ -199,8 +199,11 @@ func (s *StoreFlags) Validate() error {
 			return err
 		}
 	}
-	return CheckLoopback("-clickhouse", s.ClickHouse)
+	return CheckLoopback("-clickhouse", s.ClickHouseServers()...)
 }
+
+// ClickHouseServers are -clickhouse's addresses.
+func (s *StoreFlags) ClickHouseServers() []string { return strings.Split(s.ClickHouse, ",") }
 
 // ReadEnvFile reads an environment file of PREFIX_KEY=VALUE lines (blank
 // lines and # comments skipped) into each prefix's KEY=VALUE settings.

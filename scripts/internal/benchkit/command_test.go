@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,8 @@ func TestStoreFlagsRefuseWhatIsNotLoopback(t *testing.T) {
 		{[]string{"-brokers", "127.0.0.1:9092,localhost:9093"}, ""},
 		{[]string{"-brokers", "127.0.0.1:9092,10.0.0.7:9092"}, "-brokers"},
 		{[]string{"-clickhouse", "db.example.com:9000"}, "-clickhouse"},
+		{[]string{"-clickhouse", "127.0.0.1:19000,127.0.0.1:19001"}, ""},
+		{[]string{"-clickhouse", "127.0.0.1:19000,db.example.com:9000"}, "-clickhouse"},
 	} {
 		var s StoreFlags
 		fs := NewFlagSet("test")
@@ -129,6 +132,10 @@ func TestStoreFlagsRefuseWhatIsNotLoopback(t *testing.T) {
 		if c.want == "" && (len(s.Brokers) == 0 || s.ClickHouse == "" || s.Root != "." || s.WriteKey != "demo-write-key") {
 			t.Errorf("%q: %+v; want the brokers and the defaults", c.args, s)
 		}
+	}
+	s := StoreFlags{ClickHouse: "127.0.0.1:19000,127.0.0.1:19001"}
+	if got := s.ClickHouseServers(); !slices.Equal(got, []string{"127.0.0.1:19000", "127.0.0.1:19001"}) {
+		t.Errorf("ClickHouseServers = %q, want both replicas", got)
 	}
 }
 

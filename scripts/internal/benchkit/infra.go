@@ -45,6 +45,10 @@ type Infra struct {
 	// processes, to charge their CPU time; None when they cannot be found.
 	KafkaPID, ClickHousePID int
 
+	// servers are ClickHouse's addresses: Conn reads the first; the run's
+	// databases are dropped on each (a cluster's replicas each hold one).
+	servers []string
+
 	mu        sync.Mutex
 	topics    []string
 	groups    []string
@@ -55,17 +59,17 @@ type Infra struct {
 // checks that both answer, and registers the clean-up of everything the
 // run will create: topics and groups after the processes using them have
 // stopped (cleanups run in reverse order), then databases.
-func NewInfra(bench, runID string, brokers []string, clickhouse string, cl *Cleanups) (*Infra, error) {
+func NewInfra(bench, runID string, brokers []string, clickhouse []string, cl *Cleanups) (*Infra, error) {
 	adm, err := NewAdmin(brokers, bench+"-admin")
 	if err != nil {
 		return nil, err
 	}
-	conn, err := chx.Open(&chx.Config{Addr: []string{clickhouse}})
+	conn, err := chx.Open(&chx.Config{Addr: clickhouse[:1]})
 	if err != nil {
 		adm.Close()
 		return nil, err
 	}
-	e := &Infra{Prefixes: PrefixesOf(bench), RunID: runID, Admin: adm, Conn: conn}
+	e := &Infra{Prefixes: PrefixesOf(bench), RunID: runID, Admin: adm, Conn: conn, servers: clickhouse}
 	cl.Add(func() error { adm.Close(); return conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -73,11 +77,11 @@ func NewInfra(bench, runID string, brokers []string, clickhouse string, cl *Clea
 		return nil, fmt.Errorf("kafka %v: %w", brokers, err)
 	}
 	if err := conn.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("clickhouse %s: %w", clickhouse, err)
+		return nil, fmt.Errorf("clickhouse %s: %w", clickhouse[0], err)
 	}
 	cl.Add(e.dropAll)
 	e.KafkaPID = WatchPID(brokers[0], "broker")
-	e.ClickHousePID = WatchPID(clickhouse, "ClickHouse")
+	e.ClickHousePID = WatchPID(clickhouse[0], "ClickHouse")
 	return e, nil
 }
 
@@ -125,8 +129,28 @@ func (e *Infra) dropAll() error {
 	for _, db := range e.databases {
 		errs = append(errs, DropDatabase(ctx, e.Conn, db))
 	}
+	for _, server := range e.servers[min(1, len(e.servers)):] {
+		errs = append(errs, onServer(server, func(conn driver.Conn) error {
+			var errs []error
+			for _, db := range e.databases {
+				errs = append(errs, DropDatabase(ctx, conn, db))
+			}
+			return errors.Join(errs...)
+		}))
+	}
 	errs = append(errs, DeleteTopicsAndGroups(e.Admin, e.topics, e.groups))
 	return errors.Join(errs...)
+}
+
+// onServer runs f on a connection of its own to the ClickHouse server at
+// addr.
+func onServer(addr string, f func(driver.Conn) error) error {
+	conn, err := chx.Open(&chx.Config{Addr: []string{addr}})
+	if err != nil {
+		return fmt.Errorf("clickhouse %s: %w", addr, err)
+	}
+	defer conn.Close()
+	return f(conn)
 }
 
 // DropDatabase drops db if it exists.
@@ -140,18 +164,13 @@ func DropDatabase(ctx context.Context, conn driver.Conn, db string) error {
 // CheckLeftovers is a benchmark's -check: it prints the topics, consumer
 // groups and databases with bench's prefixes that earlier runs left
 // behind, and fails if there is anything.
-func CheckLeftovers(bench string, brokers []string, clickhouse string) error {
+func CheckLeftovers(bench string, brokers []string, clickhouse []string) error {
 	p := PrefixesOf(bench)
 	adm, err := NewAdmin(brokers, bench+"-admin")
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
-	conn, err := chx.Open(&chx.Config{Addr: []string{clickhouse}})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 
@@ -174,20 +193,25 @@ func CheckLeftovers(bench string, brokers []string, clickhouse string) error {
 			left = append(left, "group "+g)
 		}
 	}
-	rows, err := conn.Query(ctx, "SELECT name FROM system.databases WHERE startsWith(name, ?)", p.Database)
-	if err != nil {
-		return fmt.Errorf("list databases: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+	for _, server := range clickhouse {
+		err := onServer(server, func(conn driver.Conn) error {
+			rows, err := conn.Query(ctx, "SELECT name FROM system.databases WHERE startsWith(name, ?)", p.Database)
+			if err != nil {
+				return fmt.Errorf("list databases on %s: %w", server, err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var name string
+				if err := rows.Scan(&name); err != nil {
+					return err
+				}
+				left = append(left, "database "+name+" on "+server)
+			}
+			return rows.Err()
+		})
+		if err != nil {
 			return err
 		}
-		left = append(left, "database "+name)
-	}
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	fmt.Printf("%d things with prefix %q/%q/%q left behind\n", len(left), p.Topic, p.Group, p.Database)
 	for _, l := range left {

@@ -52,7 +52,7 @@ type Run struct {
 func NewRun(ctx context.Context, bench string, s *StoreFlags, cl *Cleanups) (*Run, error) {
 	runID := fmt.Sprintf("%dp%d", time.Now().Unix(), os.Getpid())
 	PrefixesOf(bench).Announce(runID)
-	kit, err := NewInfra(bench, runID, s.Brokers, s.ClickHouse, cl)
+	kit, err := NewInfra(bench, runID, s.Brokers, s.ClickHouseServers(), cl)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +266,7 @@ func WriteFiles(dir string, files map[string][]byte) error {
 // bench left behind (CheckLeftovers); else Measure within bound.
 func MeasureOrCheck[R Report](ctx context.Context, bench string, s *StoreFlags, bound time.Duration, run func(context.Context, *Cleanups) (R, error)) error {
 	if s.Check {
-		return CheckLeftovers(bench, s.Brokers, s.ClickHouse)
+		return CheckLeftovers(bench, s.Brokers, s.ClickHouseServers())
 	}
 	return Measure(ctx, bound, run)
 }
