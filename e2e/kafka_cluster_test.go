@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,9 +40,12 @@ import (
 const clusterEnvFile = "../configs/cluster/kafka.env"
 
 // clusterEnv returns the KEY=VALUE lines of clusterEnvFile.
-func clusterEnv(t *testing.T) []string {
+func clusterEnv(t *testing.T) []string { return envFile(t, clusterEnvFile) }
+
+// envFile reads the KEY=VALUE lines of an environment file.
+func envFile(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(clusterEnvFile)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +58,7 @@ func clusterEnv(t *testing.T) []string {
 			continue
 		}
 		if !strings.Contains(line, "=") {
-			t.Fatalf("%s: %q is not KEY=VALUE", clusterEnvFile, line)
+			t.Fatalf("%s: %q is not KEY=VALUE", path, line)
 		}
 		out = append(out, line)
 	}
@@ -111,6 +115,31 @@ func TestKafkaClusterEnvCoversEveryTopic(t *testing.T) {
 		if topics != c.topics || clients == 0 {
 			t.Errorf("%s: found %d topics and %d kafka blocks, want %d topics and a kafka block", c.file, topics, clients, c.topics)
 		}
+	}
+}
+
+// TestClickHouseClusterEnv loads the shipped configs under
+// configs/cluster/clickhouse.env: both sinks on the cluster's two replicas
+// with the cluster named, and the collector's export reading both.
+func TestClickHouseClusterEnv(t *testing.T) {
+	const file = "../configs/cluster/clickhouse.env"
+	for _, kv := range envFile(t, file) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	devMode(t)
+	replicas := []string{"127.0.0.1:19000", "127.0.0.1:19001"}
+	for _, name := range []string{"sink.yaml", "sink-intl.yaml"} {
+		cfg := chwriter.Default()
+		load(t, "../configs/"+name, "SINK", &cfg)
+		if cfg.Cluster != "consentflow" || !slices.Equal(cfg.ClickHouse.Addr, replicas) {
+			t.Errorf("%s under %s: cluster %q, clickhouse.addr %v; want consentflow on %v", name, file, cfg.Cluster, cfg.ClickHouse.Addr, replicas)
+		}
+	}
+	ccfg := ingest.Default()
+	load(t, "../configs/collector.yaml", "COLLECTOR", &ccfg)
+	if e := ccfg.Privacy.Export; !slices.Equal(e.ClickHouse.Addr, replicas) || !slices.Equal(e.Abroad.ClickHouse.Addr, replicas) {
+		t.Errorf("collector under %s: export reads %v and %v abroad, want %v", file, e.ClickHouse.Addr, e.Abroad.ClickHouse.Addr, replicas)
 	}
 }
 
