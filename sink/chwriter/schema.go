@@ -137,7 +137,10 @@ func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint
 	if err := ensureDatabase(ctx, conn, db); err != nil {
 		return 0, err
 	}
-	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+db+".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"); err != nil {
+	// MergeTree, not a Log engine: the instances of a destination start
+	// together, and 18.16's TinyLog breaks under inserts at once (two
+	// sinks recording the same migration), failing the start.
+	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+db+".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version"); err != nil {
 		return 0, fmt.Errorf("schema migrations table: %w", err)
 	}
 	var current uint32
