@@ -49,5 +49,4 @@ GRANT SELECT ON system.mutations TO sink;
 -- Where access_control_improvements.table_engines_require_grant is on (off
 -- by default), creating a table also needs its engine:
 --   GRANT TABLE ENGINE ON MergeTree TO sink;
---   GRANT TABLE ENGINE ON TinyLog TO sink;
 --   GRANT TABLE ENGINE ON ReplacingMergeTree TO sink;

@@ -223,3 +223,62 @@ func TestConsentCarriedInEvent(t *testing.T) {
 		t.Errorf("written consent %+v then %+v, want analytics granted then withdrawn, by event, as of receipt", g, w)
 	}
 }
+
+// TestConsentBehindAnOpenTransaction: another enricher instance has a
+// transaction of carried consent open on the consent topic when the
+// collector writes a subject's withdrawal to the same partition, then the
+// subject's next event comes. A read_committed reader reaches the
+// withdrawal only once that transaction ends, and judged by the last
+// committed offsets alone the event was kept (found by the e2e test
+// TestSeveralInstancesPerStage, with an instance stopped mid-transaction).
+func TestConsentBehindAnOpenTransaction(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg := testConfig(brokers)
+	startIsolated(t, ctx, brokers, &cfg)
+	now := time.Now().UTC()
+	const subject = "anon-behind"
+	state := func(at time.Time, analytics bool) *kgo.Record {
+		v, _ := json.Marshal(event.ConsentState{SchemaVersion: event.SchemaVersion, Subject: subject, AnonymousID: subject,
+			Purposes: map[string]bool{"analytics": analytics}, UpdatedAt: at, ReceivedAt: at, SourceID: "app", Region: "cn"})
+		return &kgo.Record{Topic: cfg.Topics.Consent.Name, Key: []byte(subject), Value: v}
+	}
+	testenv.Produce(t, ctx, brokers, state(now.Add(-time.Hour), true))
+
+	other, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(testenv.Name(t, "other-enricher")),
+		kgo.TransactionTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.ProduceSync(ctx, state(now.Add(-2*time.Minute), true)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// The collector's withdrawal, after the open transaction's record on
+	// the same partition (same key), then the subject's event and, behind
+	// it in the same raw partition, one of a subject with consent.
+	testenv.Produce(t, ctx, brokers, state(now.Add(-time.Minute), false))
+	ev := func(id, anon string) *kgo.Record {
+		v, _ := json.Marshal(event.Envelope{SchemaVersion: event.SchemaVersion, MessageID: id, ReceivedAt: now, SourceID: "web", Region: "cn",
+			Event: event.Event{Type: "page", AnonymousID: anon}})
+		return &kgo.Record{Topic: cfg.Topics.Raw.Name, Key: []byte(subject), Value: v}
+	}
+	testenv.Produce(t, ctx, brokers, ev("after-withdrawal", subject), ev("marker", "anon-default")) // web: analytics by default
+	time.Sleep(2 * time.Second)
+	if err := other.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.ReadTopic(t, ctx, brokers, cfg.Topics.Clean.Name, 1) // the marker: the event before it is judged
+	var ids []string
+	for _, r := range testenv.ReadAll(t, ctx, brokers, cfg.Topics.Clean.Name) {
+		c, _ := event.DecodeClean(r.Value)
+		ids = append(ids, c.MessageID)
+	}
+	if !slices.Equal(ids, []string{"marker"}) {
+		t.Errorf("clean events %v, want the marker only: the event after the withdrawal was judged without it", ids)
+	}
+}

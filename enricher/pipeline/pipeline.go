@@ -16,8 +16,9 @@
 // unfinished transaction.
 //
 // Consent: before judging a batch, the consent store applies everything the
-// consent and erasure topics hold (consent.sync_timeout), so consent
-// recorded before an event was sent is in force for it. An event is kept
+// consent and erasure topics hold, waiting for the transactions open on
+// them (other instances' carried consent) to end (consent.sync_timeout),
+// so consent recorded before an event was sent is in force for it. An event is kept
 // only for what consent allowed both at its time and at its receipt.
 // Consent carried in events counts within what its source may say
 // (policy.Carry) and is written back to privacy.consent in the batch's

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
 )
 
 // offlinePipeline is a pipeline for processing batches in memory: its
@@ -116,5 +119,36 @@ func TestArenaKeepsValuesApart(t *testing.T) {
 	}
 	if r := mem.record(); r == mem.record() {
 		t.Error("two records share memory")
+	}
+}
+
+// TestHeldBackConsentStillLatest: consent carried in an aborted batch is
+// written with a later transaction only while it is still its subject's
+// latest state: once another instance, which took the partition over,
+// wrote a newer one, the older written after it is what compaction would
+// keep (found by the e2e test TestSeveralInstancesPerStage, an instance
+// stopped mid-transaction then resumed).
+func TestHeldBackConsentStillLatest(t *testing.T) {
+	p := offlinePipeline(t)
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	env := &event.Envelope{ReceivedAt: at, SourceID: "web", Region: "cn"}
+	granted := policy.Consent{Known: true, Purposes: policy.Analytics}
+	held := []*kgo.Record{
+		p.consentRecord("anon-1", consentstore.KindAnonymous, granted, at, env),
+		p.consentRecord("anon-2", consentstore.KindAnonymous, granted, at, env),
+		p.consentRecord("user-3", consentstore.KindUser, granted, at, env),
+	}
+	p.store.Apply(consentstore.KindAnonymous, "anon-1", at, granted)
+	p.store.Apply(consentstore.KindUser, "user-3", at, granted)
+	// The other instance's withdrawal of anon-2, judged later, reached
+	// this one's store.
+	p.store.Apply(consentstore.KindAnonymous, "anon-2", at, granted)
+	p.store.Apply(consentstore.KindAnonymous, "anon-2", at.Add(time.Second), policy.Consent{Known: true})
+	var keys []string
+	for _, r := range p.stillLatest(held) {
+		keys = append(keys, string(r.Key))
+	}
+	if !slices.Equal(keys, []string{"anon-1", "user-3"}) {
+		t.Errorf("written %v, want anon-1 and user-3: anon-2's held state is older than its latest", keys)
 	}
 }

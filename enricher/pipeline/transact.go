@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/consentflow/consentflow/internal/consentstore"
+	"github.com/consentflow/consentflow/internal/event"
 	"github.com/consentflow/consentflow/internal/retry"
 )
 
@@ -60,20 +62,32 @@ func (p *Pipeline) transact(records []*kgo.Record) (committed bool, err error) {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
 	// The consent store catches up while the batch is decoded: decoding
-	// does not depend on consent, judging does.
+	// does not depend on consent, judging does. It waits for the
+	// transactions open on the consent topics to end too (WaitSettled):
+	// another instance's open transaction of carried consent hides, from
+	// a read_committed reader, a withdrawal the collector wrote after it
+	// on the same partition, and the events sent after that withdrawal
+	// would be judged without it. This transaction produces nothing
+	// before the wait, or it would wait for itself.
 	synced := make(chan error, 1)
 	go func() {
 		syncCtx, cancelSync := context.WithTimeout(ctx, p.cfg.Consent.SyncTimeout)
 		defer cancelSync()
-		synced <- p.follower.WaitCaughtUp(syncCtx)
+		synced <- p.follower.WaitSettled(syncCtx)
 	}()
 	// Records are produced as each part of the batch is ready, in the
 	// batch's order, so the client compresses and sends them while the rest
 	// is processed; the transaction commits only if all were acknowledged.
 	var produced producedRecords
 	end := kgo.TryCommit
-	produced.produce(ctx, p.sess, p.unwritten)
-	out, keys, t, err := p.processBatch(records, func() error { return <-synced },
+	consentReady := func() error {
+		if err := <-synced; err != nil {
+			return err
+		}
+		produced.produce(ctx, p.sess, p.stillLatest(p.unwritten))
+		return nil
+	}
+	out, keys, t, err := p.processBatch(records, consentReady,
 		func(part []*kgo.Record) { produced.produce(ctx, p.sess, part) })
 	if err != nil {
 		// Judging by stale consent could keep what a withdrawal forbids.
@@ -123,6 +137,26 @@ func (p *Pipeline) keepUnwritten(out []*kgo.Record) {
 		}
 	}
 	p.unwritten = again
+}
+
+// stillLatest is the held-back consent records whose state is still
+// their subject's latest in the store. The store applied each when its
+// batch was judged; since then the batch's partition may have moved to
+// another instance, which judged the same events and later ones and wrote
+// newer states: written after those, an older one would be what
+// compaction keeps.
+func (p *Pipeline) stillLatest(records []*kgo.Record) []*kgo.Record {
+	var out []*kgo.Record
+	for _, r := range records {
+		st, err := event.DecodeConsentState(r.Value)
+		if err != nil {
+			continue // never: the enricher wrote it
+		}
+		if _, latest := p.store.Latest(consentstore.KindOf(st), st.Subject); !st.UpdatedAt.Before(latest) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // producedRecords tracks the records produced in a transaction.

@@ -181,6 +181,20 @@ func (f *Follower) WaitCaughtUp(ctx context.Context) error {
 	return nil
 }
 
+// WaitSettled is WaitCaughtUp that also waits for the transactions open
+// at the call to end (applying their records if they commit). A record
+// written outside a transaction (the collector's, a withdrawal say) after
+// another writer's transaction opened on its partition is committed, but
+// a read_committed reader reaches it only once that transaction ends; the
+// enricher, whose instances write carried consent in transactions, calls
+// this so such a record is in force for the events sent after it.
+func (f *Follower) WaitSettled(ctx context.Context) error {
+	if err := f.tail.WaitSettled(ctx); err != nil {
+		return fmt.Errorf("consent store: %w", err)
+	}
+	return nil
+}
+
 // Shutdown stops following and closes the client. Idempotent, safe
 // without Start.
 func (f *Follower) Shutdown(ctx context.Context) error { return f.tail.Shutdown(ctx) }

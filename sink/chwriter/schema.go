@@ -157,7 +157,8 @@ func migrate(ctx context.Context, conn driver.Conn, db string, f features) (uint
 
 // schemaVersion creates the database and its schema_migrations table if
 // missing and returns the version recorded there. schema_migrations is a
-// TinyLog, one per server: on a cluster each replica records its own.
+// plain MergeTree, one per server: on a cluster each replica records its
+// own.
 func schemaVersion(ctx context.Context, conn driver.Conn, db string) (uint32, error) {
 	if err := ensureDatabase(ctx, conn, db); err != nil {
 		return 0, err

@@ -242,3 +242,41 @@ func TestLoadsConsentAndDeviceFields(t *testing.T) {
 		t.Errorf("row without the new fields: %+v, want all empty", g)
 	}
 }
+
+// TestMigrateConcurrent migrates new databases from several sinks at once,
+// as the instances of one destination starting together do: every one
+// must start, with the schema at the latest version. schema_migrations
+// was a TinyLog table, which 18.16 does not lock: two inserts at once
+// failed ("File not found: .../schema_migrations/tmp_sizes.json") and
+// the sink with them.
+func TestMigrateConcurrent(t *testing.T) {
+	chAddr := testenv.ClickHouseAddr(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	latest := migrations[len(migrations)-1].version
+	for round := range 5 {
+		db := testenv.Name(t, fmt.Sprintf("analytics%d", round))
+		conn := testenv.ClickHouseDB(t, chAddr, db)
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var v uint32
+				if v, errs[i] = migrate(ctx, conn, db, features{}); errs[i] == nil && v != latest {
+					errs[i] = fmt.Errorf("version %d, want %d", v, latest)
+				}
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d, sink %d: %v", round, i, err)
+			}
+		}
+		// The next start reads the version all of them recorded.
+		if v, err := migrate(ctx, conn, db, features{}); err != nil || v != latest {
+			t.Errorf("round %d, the next start: version %d, %v; want %d", round, v, err, latest)
+		}
+	}
+}

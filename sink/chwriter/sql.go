@@ -30,8 +30,12 @@ func clusterServersQuery(cluster string) (string, []any) {
 
 func createDatabaseStatement(db string) string { return "CREATE DATABASE IF NOT EXISTS " + db }
 
+// createMigrationsTableStatement is a MergeTree, not a Log engine: the
+// instances of a destination start together, and 18.16's TinyLog breaks
+// under inserts at once (two sinks recording the same migration), failing
+// the start.
 func createMigrationsTableStatement(db string) string {
-	return "CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"
+	return "CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version"
 }
 
 // schemaVersionQuery is the highest migration recorded (0 when none).
