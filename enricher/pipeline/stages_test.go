@@ -137,7 +137,14 @@ func TestHeldBackConsentStillLatest(t *testing.T) {
 		p.consentRecord("anon-1", consentstore.KindAnonymous, granted, at, env),
 		p.consentRecord("anon-2", consentstore.KindAnonymous, granted, at, env),
 		p.consentRecord("user-3", consentstore.KindUser, granted, at, env),
+		p.consentRecord("anon-4", consentstore.KindAnonymous, granted, at, env),
 	}
+	// anon-4: the other instance judged a later event of the same request
+	// (the same receipt time), which withdrew: a tie in time, not in
+	// state. Written after it, the held-back grant would undo the
+	// withdrawal for every reader.
+	p.store.Apply(consentstore.KindAnonymous, "anon-4", at, granted)
+	p.store.Apply(consentstore.KindAnonymous, "anon-4", at, policy.Consent{Known: true})
 	p.store.Apply(consentstore.KindAnonymous, "anon-1", at, granted)
 	p.store.Apply(consentstore.KindUser, "user-3", at, granted)
 	// The other instance's withdrawal of anon-2, judged later, reached
@@ -149,6 +156,6 @@ func TestHeldBackConsentStillLatest(t *testing.T) {
 		keys = append(keys, string(r.Key))
 	}
 	if !slices.Equal(keys, []string{"anon-1", "user-3"}) {
-		t.Errorf("written %v, want anon-1 and user-3: anon-2's held state is older than its latest", keys)
+		t.Errorf("written %v, want anon-1 and user-3: anon-2's held state is older than its latest, anon-4's is not its latest state", keys)
 	}
 }

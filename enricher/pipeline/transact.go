@@ -14,6 +14,7 @@ import (
 
 	"github.com/consentflow/consentflow/internal/consentstore"
 	"github.com/consentflow/consentflow/internal/event"
+	"github.com/consentflow/consentflow/internal/policy"
 	"github.com/consentflow/consentflow/internal/retry"
 )
 
@@ -140,11 +141,14 @@ func (p *Pipeline) keepUnwritten(out []*kgo.Record) {
 }
 
 // stillLatest is the held-back consent records whose state is still
-// their subject's latest in the store. The store applied each when its
-// batch was judged; since then the batch's partition may have moved to
-// another instance, which judged the same events and later ones and wrote
-// newer states: written after those, an older one would be what
-// compaction keeps.
+// their subject's latest in the store, as of a time no later than the
+// record's. The store applied each when its batch was judged; since then
+// the batch's partition may have moved to another instance, which judged
+// the same events and later ones and wrote newer states: written after
+// those, an older one would be what compaction keeps. The state must be
+// the same, not only the time: the records of one request's events all
+// carry its receipt time, so another instance's withdrawal can tie with
+// a held-back grant, and the grant written last would undo it.
 func (p *Pipeline) stillLatest(records []*kgo.Record) []*kgo.Record {
 	var out []*kgo.Record
 	for _, r := range records {
@@ -152,7 +156,8 @@ func (p *Pipeline) stillLatest(records []*kgo.Record) []*kgo.Record {
 		if err != nil {
 			continue // never: the enricher wrote it
 		}
-		if _, latest := p.store.Latest(consentstore.KindOf(st), st.Subject); !st.UpdatedAt.Before(latest) {
+		c, latest := p.store.Latest(consentstore.KindOf(st), st.Subject)
+		if !st.UpdatedAt.Before(latest) && c == policy.ConsentOf(st) {
 			out = append(out, r)
 		}
 	}
