@@ -31,7 +31,7 @@ package chwriter
 // is sent again, to whichever replica answers, and the replicated table's
 // block de-duplication (insert_deduplicate, on by default; the block's
 // hash is kept in ZooKeeper, shared by the replicas, for the last
-// replicated_deduplication_window blocks, 100 by default) drops it if any
+// replicated_deduplication_window blocks: replicatedSettings) drops it if any
 // replica committed it. Rows carry their partition and offset, so two
 // different batches never hash alike.
 //
@@ -67,6 +67,19 @@ func engine(cluster, plain, db, table string) string {
 		return plain + "()"
 	}
 	return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s', '{replica}')", plain, db, table)
+}
+
+// replicatedSettings are the replicated events table's settings: an
+// insert whose outcome was unsure is resent as the identical block, which
+// ZooKeeper drops if it remembers the block; it remembers the last
+// replicated_deduplication_window blocks (100 by default), which two sinks
+// flushing each second with a block per month fill in under a minute. A
+// thousand covers a sink held back from resending for several minutes.
+func replicatedSettings(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return "\nSETTINGS replicated_deduplication_window = 1000"
 }
 
 // distributedTable is the analysts' table over every shard of the cluster.

@@ -345,6 +345,13 @@ func TestClusterSchema(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("replica r%d tables %v, want %v", i+1, got, want)
 		}
+		var create string
+		if err := c.QueryRow(ctx, "SHOW CREATE TABLE "+f.cfg.Database+".events").Scan(&create); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(create, "replicated_deduplication_window = 1000") {
+			t.Errorf("replica r%d: events keeps the default de-duplication window: %s", i+1, create)
+		}
 	}
 	recs, ids := f.records("s", 10)
 	testenv.Produce(t, ctx, f.brokers, recs...)

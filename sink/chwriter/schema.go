@@ -86,7 +86,7 @@ var migrations = []migration{
 	kafka_offset Int64
 ) ENGINE = %s
 PARTITION BY toYYYYMM(event_time)
-ORDER BY (subject, event_time)`, db, engine(cluster, "MergeTree", db, "events"))}
+ORDER BY (subject, event_time)%s`, db, engine(cluster, "MergeTree", db, "events"), replicatedSettings(cluster))}
 	}, nil},
 	// Consent purposes, the country, the generalized user agent and the
 	// pseudonyms of the other device identifiers. Rows loaded before it
