@@ -31,14 +31,8 @@ declare -A NATIVE=([r1]=19000 [r2]=19001) HTTP=([r1]=18123 [r2]=18124) INTERSERV
 log() { printf 'chcluster: %s\n' "$*" >&2; }
 die() { printf 'chcluster: error: %s\n' "$*" >&2; exit 1; }
 
-pid_alive() {
-  [[ -f $1 ]] || return 1
-  local pid
-  pid=$(cat "$1")
-  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=../common.sh
+. "$ROOT/scripts/common.sh"
 
 # base prints the folder of everything: under DEPS_DIR when the clickhouse
 # user can reach it, else under /var/lib. Remembered in DEPS_DIR.
