@@ -107,23 +107,7 @@ func TestSinkExactlyOnceUnderKill(t *testing.T) {
 	time.Sleep(time.Second) // a duplicate insert would land now
 	p.stop(t)
 
-	stored := func() map[string]int {
-		seen := map[string]int{}
-		rows, err := conn.Query(ctx, "SELECT message_id, count() FROM "+database+".events GROUP BY message_id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			var c uint64
-			if err := rows.Scan(&id, &c); err != nil {
-				t.Fatal(err)
-			}
-			seen[id] = int(c)
-		}
-		return seen
-	}
+	stored := func() map[string]int { return storedIDs(t, ctx, conn, database) }
 	if err := exactlyOnce(stored(), want); err != nil {
 		t.Fatal(err)
 	}

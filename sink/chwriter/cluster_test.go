@@ -145,19 +145,9 @@ func (f *clusterFixture) newSink(t *testing.T, cfg Config) *Writer {
 // rowsOn counts each message id's rows on one replica.
 func (f *clusterFixture) rowsOn(t *testing.T, ctx context.Context, replica int) map[string]uint64 {
 	t.Helper()
-	rows, err := f.replicas[replica].Query(ctx, "SELECT message_id, count() FROM "+f.cfg.Database+".events GROUP BY message_id")
+	got, err := rowsByMessageID(ctx, f.replicas[replica], f.cfg.Database)
 	if err != nil {
 		t.Fatalf("replica r%d: %v", replica+1, err)
-	}
-	defer rows.Close()
-	got := map[string]uint64{}
-	for rows.Next() {
-		var id string
-		var n uint64
-		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = n
 	}
 	return got
 }

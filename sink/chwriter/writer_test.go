@@ -114,9 +114,19 @@ func (f *fixture) clean(id string) *kgo.Record {
 
 func (f *fixture) rows(t *testing.T, ctx context.Context) map[string]uint64 {
 	t.Helper()
-	rows, err := f.conn.Query(ctx, "SELECT message_id, count() FROM "+f.cfg.Database+".events GROUP BY message_id")
+	got, err := rowsByMessageID(ctx, f.conn, f.cfg.Database)
 	if err != nil {
-		return nil
+		return nil // the table is not there yet
+	}
+	return got
+}
+
+// rowsByMessageID counts the rows of db.events by message id on the
+// server behind conn.
+func rowsByMessageID(ctx context.Context, conn driver.Conn, db string) (map[string]uint64, error) {
+	rows, err := conn.Query(ctx, "SELECT message_id, count() FROM "+db+".events GROUP BY message_id")
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	got := map[string]uint64{}
@@ -124,11 +134,11 @@ func (f *fixture) rows(t *testing.T, ctx context.Context) map[string]uint64 {
 		var id string
 		var n uint64
 		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		got[id] = n
 	}
-	return got
+	return got, rows.Err()
 }
 
 func (f *fixture) waitRows(t *testing.T, ctx context.Context, n int) map[string]uint64 {
